@@ -1,0 +1,68 @@
+/**
+ * npm run bench:latency — create → first exec and exec round trip through the whole stack
+ * (SDK → `scaibunker serve` → worker → crun → agent), against the bare OCI runtime starting the
+ * same rootfs and running `true`, measured in the same run. Last line: one JSON object.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
+import { bareRuntimeRun } from '../packages/worker/src/providers/container/bareRun.js';
+import { adminKeyOf, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+
+const CREATES = Number(process.env.BENCH_CREATES ?? 50);
+const EXECS = Number(process.env.BENCH_EXECS ?? 500);
+
+function pct(samples: number[], p: number): number {
+  const s = [...samples].sort((a, b) => a - b);
+  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN).toFixed(2));
+}
+
+const data = tempDataDir();
+const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);
+try {
+  const client = new ScaiBunkerClient({ baseUrl: server.url, apiKey: adminKeyOf(data.dir) });
+
+  // Warm-up: the first bunker mounts the image and warms caches.
+  await (await Bunker.create({ image: 'minimal' }, client)).terminate();
+
+  const createFirstExec: number[] = [];
+  for (let i = 0; i < CREATES; i++) {
+    const t0 = performance.now();
+    const b = await Bunker.create({ image: 'minimal' }, client);
+    const r = await b.exec(['true']);
+    createFirstExec.push(performance.now() - t0);
+    if (r.exit_code !== 0) throw new Error(`true exited ${r.exit_code}`);
+    await b.terminate();
+  }
+  process.stderr.write(`[bench] ${CREATES} create→first exec: p50 ${pct(createFirstExec, 50)} ms, p99 ${pct(createFirstExec, 99)} ms\n`);
+
+  const b = await Bunker.create({ image: 'minimal' }, client);
+  for (let i = 0; i < 20; i++) await b.exec(['true']);
+  const rtt: number[] = [];
+  for (let i = 0; i < EXECS; i++) {
+    const t0 = performance.now();
+    await b.exec(['true']);
+    rtt.push(performance.now() - t0);
+  }
+  await b.terminate();
+  process.stderr.write(`[bench] ${EXECS} exec round trips: p50 ${pct(rtt, 50)} ms, p99 ${pct(rtt, 99)} ms\n`);
+
+  const catalog = JSON.parse(readFileSync(join(IMAGE_DIR, 'catalog.json'), 'utf8')) as Array<{ name: string; file: string }>;
+  const minimal = catalog.find((c) => c.name === 'minimal');
+  if (!minimal) throw new Error('no minimal image in the catalog');
+  const bare = await bareRuntimeRun({ imagePath: join(IMAGE_DIR, minimal.file), runs: CREATES, config: 'bunker' });
+  process.stderr.write(`[bench] bare ${bare.runtime} run /bin/true on the same rootfs: p50 ${bare.p50Ms.toFixed(2)} ms\n`);
+
+  const result = {
+    create_first_exec_p50_ms: pct(createFirstExec, 50),
+    create_first_exec_p99_ms: pct(createFirstExec, 99),
+    exec_rtt_p50_ms: pct(rtt, 50),
+    exec_rtt_p99_ms: pct(rtt, 99),
+    bare_p50_ms: Number(bare.p50Ms.toFixed(2)),
+    ratio: Number((pct(createFirstExec, 50) / bare.p50Ms).toFixed(2)),
+  };
+  console.log(JSON.stringify(result));
+} finally {
+  await server.kill();
+  data.remove();
+}

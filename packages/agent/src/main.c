@@ -1,0 +1,268 @@
+/* scaibunker-agent: PID 1 of a bunker and the server end of the agent channel.
+ *
+ *   scaibunker-agent --listen /.scaibunker/run/agent.sock [--no-init]
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int g_epfd = -1;
+int64_t g_start_ns;
+struct src g_listen, g_sig;
+extern int g_no_children;
+
+static const char *g_sock_path;
+static int g_is_init;
+static int64_t g_shutdown_deadline; /* 0 = running */
+
+#define SHUTDOWN_GRACE_NS (3LL * 1000000000LL)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: scaibunker-agent --listen SOCKET_PATH [--no-init]\n"
+            "       scaibunker-agent --version\n"
+            "\n"
+            "Serves the ScaiBunker agent protocol (see PROTOCOL.md) on a Unix socket.\n"
+            "As PID 1 it also reaps orphans, forwards shutdown and brings up lo.\n"
+            "--no-init skips PID-1 duties (implied when pid != 1).\n");
+}
+
+static void loopback_up(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr)) logmsg("bringing up lo: %s", strerror(errno));
+    }
+    close(fd);
+}
+
+/* Children get fds 0-2 from dup2; make sure our own 0-2 are taken so no pipe
+ * or socket we create lands there. */
+static void ensure_stdio(void)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0) continue;
+        int n = open("/dev/null", O_RDWR);
+        if (n < 0) n = open("/", O_RDONLY);
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
+static int listen_on(const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        logmsg("socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+
+    char dir[sizeof sa.sun_path];
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        mkdir_parents(dir, 0700);
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            logmsg("%s exists and is not a socket", path);
+            return -1;
+        }
+        unlink(path); /* stale socket from a previous run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        logmsg("socket: %s", strerror(errno));
+        return -1;
+    }
+    mode_t old = umask(0177); /* the socket is born 0600: no window where others may connect */
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (r) {
+        logmsg("bind %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    chmod(path, 0600);
+    if (listen(fd, 64)) {
+        logmsg("listen: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void finish(int code)
+{
+    if (g_sock_path && g_listen.fd >= 0) unlink(g_sock_path);
+    exit(code);
+}
+
+static void begin_shutdown(int sig)
+{
+    if (!g_is_init) {
+        /* ordinary process: our execs die with us */
+        exec_kill_all(SIGKILL);
+        finish(0);
+    }
+    if (g_shutdown_deadline) { /* second signal: stop waiting */
+        kill(-1, SIGKILL);
+        finish(0);
+    }
+    logmsg("received %s: terminating all processes", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (g_listen.fd >= 0) {
+        unlink(g_sock_path);
+        src_close(&g_listen);
+    }
+    kill(-1, SIGTERM); /* everything but us */
+    g_shutdown_deadline = now_ns() + SHUTDOWN_GRACE_NS;
+    g_no_children = 0;
+    exec_reap_all();
+    if (g_no_children) finish(0);
+}
+
+static void on_signals(void)
+{
+    struct signalfd_siginfo si;
+    int chld = 0;
+    while (read(g_sig.fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD: chld = 1; break;
+        case SIGTERM:
+        case SIGINT:
+        case SIGQUIT: begin_shutdown((int)si.ssi_signo); break;
+        default: break; /* SIGHUP etc.: ignored */
+        }
+    }
+    if (chld) exec_reap_all();
+    if (g_shutdown_deadline && g_no_children) finish(0);
+}
+
+int main(int argc, char **argv)
+{
+    int no_init = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--listen") && i + 1 < argc) g_sock_path = argv[++i];
+        else if (!strncmp(argv[i], "--listen=", 9)) g_sock_path = argv[i] + 9;
+        else if (!strcmp(argv[i], "--no-init")) no_init = 1;
+        else if (!strcmp(argv[i], "--version")) {
+            printf("scaibunker-agent %s (protocol %d)\n", AGENT_VERSION, PROTOCOL_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!g_sock_path) {
+        usage(stderr);
+        return 2;
+    }
+    g_start_ns = now_ns();
+    g_is_init = getpid() == 1 && !no_init;
+    g_listen.fd = -1;
+
+    ensure_stdio();
+    umask(0); /* file modes from requests are exact; children get 022 */
+    if (g_is_init) loopback_up();
+    else prctl(PR_SET_CHILD_SUBREAPER, 1); /* orphans of our execs come back to us */
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    g_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (g_epfd < 0) {
+        logmsg("epoll_create1: %s", strerror(errno));
+        return 1;
+    }
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        logmsg("signalfd: %s", strerror(errno));
+        return 1;
+    }
+    src_init(&g_sig, K_SIGNAL, sfd, NULL);
+    src_want(&g_sig, EPOLLIN);
+
+    int lfd = listen_on(g_sock_path);
+    if (lfd < 0) {
+        if (!g_is_init) return 1;
+        /* PID 1 must not exit (that kills the bunker); keep reaping. */
+        logmsg("cannot serve; running as a plain init");
+    } else {
+        src_init(&g_listen, K_LISTEN, lfd, NULL);
+        src_want(&g_listen, EPOLLIN);
+    }
+
+    struct epoll_event evs[64];
+    for (;;) {
+        int64_t now = now_ns();
+        int64_t dl = exec_check_timeouts(now);
+        if (g_shutdown_deadline && (!dl || g_shutdown_deadline < dl)) dl = g_shutdown_deadline;
+        int timeout = -1;
+        if (runq_run()) timeout = 0;
+        conn_flush_all();
+        reap_graveyard();
+        if (timeout && dl) {
+            now = now_ns();
+            int64_t ms = dl > now ? (dl - now + 999999) / 1000000 : 0;
+            timeout = ms > 60000 ? 60000 : (int)ms;
+        }
+        int n = epoll_wait(g_epfd, evs, 64, timeout);
+        if (n < 0 && errno != EINTR) {
+            logmsg("epoll_wait: %s", strerror(errno));
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            struct src *s = evs[i].data.ptr;
+            if (s->fd < 0) continue; /* closed earlier in this batch */
+            switch (s->kind) {
+            case K_LISTEN: conn_accept(s->fd); break;
+            case K_SIGNAL: on_signals(); break;
+            case K_CONN: conn_event(s->owner, evs[i].events); break;
+            default: exec_event(s, evs[i].events); break;
+            }
+        }
+        if (g_shutdown_deadline && now_ns() >= g_shutdown_deadline) {
+            kill(-1, SIGKILL);
+            finish(0);
+        }
+        conn_flush_all();
+        reap_graveyard();
+    }
+}

@@ -1,0 +1,187 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { ControllerConfig } from '@scaibunker/controller';
+import type { Command } from 'commander';
+
+// The server stack loads only when a server command runs, so client verbs start quickly.
+const controllerModule = () => import('@scaibunker/controller');
+const workerModule = () => import('@scaibunker/worker');
+
+const DEFAULT_DATA_DIR = '/var/lib/scaibunker';
+
+function int(v: string): number {
+  const n = Number.parseInt(v, 10);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`not a non-negative integer: ${v}`);
+  return n;
+}
+
+function controllerConfig(o: Record<string, number | undefined>): Partial<ControllerConfig> {
+  const c: Partial<ControllerConfig> = {};
+  if (o.heartbeatIntervalMs !== undefined) c.heartbeatIntervalMs = o.heartbeatIntervalMs;
+  if (o.sweepIntervalMs !== undefined) c.sweepIntervalMs = o.sweepIntervalMs;
+  if (o.monitorIntervalMs !== undefined) c.monitorIntervalMs = o.monitorIntervalMs;
+  if (o.outputCapBytes !== undefined) c.outputInlineCapBytes = o.outputCapBytes;
+  if (o.uploadCapBytes !== undefined) c.uploadCapBytes = o.uploadCapBytes;
+  return c;
+}
+
+function jwtFromEnv() {
+  const env = process.env;
+  return {
+    ...(env.SCAIBUNKER_JWT_SECRET ? { hs256Secret: env.SCAIBUNKER_JWT_SECRET } : {}),
+    ...(env.SCAIBUNKER_JWKS_URL ? { jwksUrl: env.SCAIBUNKER_JWKS_URL } : {}),
+    ...(env.SCAIBUNKER_JWT_ISSUER ? { issuer: env.SCAIBUNKER_JWT_ISSUER } : {}),
+    ...(env.SCAIBUNKER_JWT_AUDIENCE ? { audience: env.SCAIBUNKER_JWT_AUDIENCE } : {}),
+  };
+}
+
+function onShutdown(fn: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`scaibunker: ${signal}, shutting down (bunkers keep running)\n`);
+    fn().then(
+      () => process.exit(0),
+      (err) => {
+        process.stderr.write(`scaibunker: shutdown failed: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** Writes the bootstrap admin key once (mode 0600); later starts leave it alone. */
+async function writeAdminKey(dataDir: string, key: string | undefined): Promise<string> {
+  const path = join(dataDir, 'admin.key');
+  if (key) await writeFile(path, `${key}\n`, { mode: 0o600 });
+  return path;
+}
+
+function withIntervalOptions(cmd: Command): Command {
+  return cmd
+    .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval', int)
+    .option('--sweep-interval-ms <ms>', 'idle/lifetime sweeper interval', int)
+    .option('--monitor-interval-ms <ms>', 'heartbeat monitor interval', int)
+    .option('--output-cap-bytes <n>', 'inline exec output cap per stream', int)
+    .option('--upload-cap-bytes <n>', 'largest file upload', int);
+}
+
+export function registerServerCommands(program: Command): void {
+  withIntervalOptions(
+    program
+      .command('serve')
+      .description('Embedded mode: controller + one local worker in one process (SQLite, local blob store)')
+      .option('--port <port>', 'HTTP port', int, 8080)
+      .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
+      .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
+      .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8),
+  ).action(async (o) => {
+    const [{ Controller }, { ContainerProvider, Worker }] = await Promise.all([controllerModule(), workerModule()]);
+    const dataDir = resolve(o.dataDir);
+    const imageDir = resolve(o.imageDir ?? join(dataDir, 'images'));
+    await mkdir(dataDir, { recursive: true });
+    const controller = await Controller.open({
+      databaseUrl: process.env.DATABASE_URL ?? `sqlite:${join(dataDir, 'scaibunker.db')}`,
+      blobDir: join(dataDir, 'blobs'),
+      jwt: jwtFromEnv(),
+      config: controllerConfig(o),
+    });
+    const images = await controller.registerCatalog(imageDir);
+    const adminKey = await controller.services.tenants.bootstrap();
+    const keyPath = await writeAdminKey(dataDir, adminKey);
+    const worker = new Worker({
+      dataDir: join(dataDir, 'worker'),
+      imageDir,
+      provider: new ContainerProvider({ dataDir: join(dataDir, 'worker') }),
+      controller: controller.localLink(),
+      name: `${hostname()}-local`,
+      url: '',
+      heartbeatIntervalMs: controller.config.heartbeatIntervalMs,
+      cpuOvercommit: o.cpuOvercommit,
+    });
+    await worker.init();
+    controller.registerLocalWorker(worker.id, worker);
+    await worker.start();
+    const address = await controller.listen(o.port, o.host);
+    process.stdout.write(
+      `ScaiBunker serving at ${address}/v1/modules/scaibunker (OpenAPI: ${address}/openapi.json)\n` +
+        `admin key: ${keyPath}${adminKey ? ' (new)' : ''}\nimages: ${images.join(', ') || 'none (run scripts/setup.sh)'}\n`,
+    );
+    onShutdown(async () => {
+      await worker.stop();
+      await controller.close();
+    });
+  });
+
+  withIntervalOptions(
+    program
+      .command('controller')
+      .description('Controller only: HTTP API, scheduler, background jobs (workers connect with SCAIBUNKER_WORKER_TOKEN)')
+      .option('--port <port>', 'HTTP port', int, 8080)
+      .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--data-dir <dir>', 'state directory (SQLite file and blobs unless DATABASE_URL is set)', DEFAULT_DATA_DIR)
+      .option('--image-dir <dir>', 'catalog of built-in images to register; default <data-dir>/images'),
+  ).action(async (o) => {
+    const token = process.env.SCAIBUNKER_WORKER_TOKEN;
+    if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set for a controller that workers connect to');
+    const { Controller } = await controllerModule();
+    const dataDir = resolve(o.dataDir);
+    await mkdir(dataDir, { recursive: true });
+    const controller = await Controller.open({
+      databaseUrl: process.env.DATABASE_URL ?? `sqlite:${join(dataDir, 'scaibunker.db')}`,
+      blobDir: join(dataDir, 'blobs'),
+      workerToken: token,
+      jwt: jwtFromEnv(),
+      config: controllerConfig(o),
+    });
+    await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')));
+    const keyPath = await writeAdminKey(dataDir, await controller.services.tenants.bootstrap());
+    const address = await controller.listen(o.port, o.host);
+    process.stdout.write(`ScaiBunker controller at ${address} (admin key: ${keyPath})\n`);
+    onShutdown(() => controller.close());
+  });
+
+  program
+    .command('worker')
+    .description('Worker daemon: runs bunkers for a controller (SCAIBUNKER_WORKER_TOKEN)')
+    .requiredOption('--controller <url>', 'controller base URL')
+    .option('--port <port>', 'port the controller reaches this worker on', int, 8081)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--advertise-url <url>', 'URL the controller uses to reach this worker; default http://<host>:<port>')
+    .option('--data-dir <dir>', 'worker state directory', join(DEFAULT_DATA_DIR, 'worker'))
+    .option('--image-dir <dir>', 'image cache (<sha256>.ext4)', join(DEFAULT_DATA_DIR, 'images'))
+    .option('--name <name>', 'worker name', hostname())
+    .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
+    .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+    .action(async (o) => {
+      const token = process.env.SCAIBUNKER_WORKER_TOKEN;
+      if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
+      const { ContainerProvider, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
+      const dataDir = resolve(o.dataDir);
+      const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
+      const worker = new Worker({
+        dataDir,
+        imageDir: resolve(o.imageDir),
+        provider: new ContainerProvider({ dataDir }),
+        controller: new HttpControllerLink(o.controller, token),
+        name: o.name,
+        url,
+        heartbeatIntervalMs: o.heartbeatIntervalMs,
+        cpuOvercommit: o.cpuOvercommit,
+      });
+      await worker.init();
+      const server = new WorkerHttpServer(worker, token);
+      await server.listen(o.port, o.host);
+      await worker.start();
+      process.stdout.write(`ScaiBunker worker ${worker.id} at ${url}, controller ${o.controller}\n`);
+      onShutdown(async () => {
+        await worker.stop();
+        await server.close();
+      });
+    });
+}

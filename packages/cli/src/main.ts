@@ -1,0 +1,14 @@
+import { Command } from 'commander';
+import { registerAdminCommands } from './commands/admin.js';
+import { registerBunkerCommands } from './commands/bunker.js';
+import { registerServerCommands } from './commands/server.js';
+
+const program = new Command('scaibunker').description('ScaiBunker: multi-tenant sandboxed compute').version('0.1.0').showHelpAfterError();
+registerServerCommands(program);
+registerBunkerCommands(program);
+registerAdminCommands(program);
+
+program.parseAsync(process.argv).catch((err: Error) => {
+  process.stderr.write(`scaibunker: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,144 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { newId, type schemas } from '@scaibunker/core';
+import type { ControllerLink, WorkerApi } from '@scaibunker/worker';
+import type { FastifyInstance } from 'fastify';
+import { Authenticator } from './auth/Authenticator.js';
+import { type JwtConfig, JwtVerifier } from './auth/JwtVerifier.js';
+import type { BlobStore } from './blobs/BlobStore.js';
+import { LocalDirBlobStore } from './blobs/LocalDirBlobStore.js';
+import { BunkerService } from './bunkers/BunkerService.js';
+import { ExecService } from './bunkers/ExecService.js';
+import { FileService } from './bunkers/FileService.js';
+import { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
+import { buildHttpServer } from './http/HttpServer.js';
+import { buildOpenApi } from './http/openapi.js';
+import type { RouteDef } from './http/Route.js';
+import { adminRoutes } from './http/routes/adminRoutes.js';
+import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
+import { fileRoutes } from './http/routes/fileRoutes.js';
+import { metaRoutes } from './http/routes/metaRoutes.js';
+import type { Services } from './http/routes/Services.js';
+import { Sweeper } from './jobs/Sweeper.js';
+import { Ticker } from './jobs/Ticker.js';
+import { Store } from './store/Store.js';
+import { TenantService } from './tenants/TenantService.js';
+import { Scheduler } from './workers/Scheduler.js';
+import { WorkerDirectory } from './workers/WorkerDirectory.js';
+import { WorkerService } from './workers/WorkerService.js';
+
+export const VERSION = '0.1.0';
+
+export interface ControllerOptions {
+  databaseUrl: string;
+  /** Where the local-directory blob store lives. */
+  blobDir: string;
+  workerToken?: string;
+  jwt?: JwtConfig;
+  config?: Partial<ControllerConfig>;
+  logger?: boolean;
+}
+
+/** The composition root of the controller: store, services, HTTP API and background jobs. */
+export class Controller {
+  readonly http: FastifyInstance;
+  readonly services: Services;
+  readonly sweeper: Sweeper;
+  readonly config: ControllerConfig;
+  readonly routes: RouteDef[];
+  private readonly directory: WorkerDirectory;
+  private readonly tickers: Ticker[];
+
+  private constructor(
+    readonly store: Store,
+    readonly blobs: BlobStore,
+    opts: ControllerOptions,
+  ) {
+    this.config = { ...DEFAULT_CONFIG, ...opts.config };
+    this.directory = new WorkerDirectory(store, opts.workerToken);
+    const scheduler = new Scheduler(store);
+    const bunkers = new BunkerService(store, scheduler, this.directory);
+    const workers = new WorkerService(store, bunkers, this.config);
+    this.services = {
+      store,
+      bunkers,
+      exec: new ExecService(store, bunkers, blobs, this.config),
+      files: new FileService(bunkers, this.config),
+      tenants: new TenantService(store),
+      workers,
+    };
+    this.sweeper = new Sweeper(store, bunkers);
+    let openapi: unknown;
+    this.routes = [
+      ...bunkerRoutes(this.services),
+      ...fileRoutes(this.services),
+      ...adminRoutes(this.services),
+      ...metaRoutes(this.services, () => openapi),
+    ];
+    openapi = buildOpenApi(this.routes, VERSION);
+    const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
+    this.http = buildHttpServer({
+      authenticator: new Authenticator(store, jwt, opts.workerToken),
+      routes: this.routes,
+      logger: opts.logger ?? false,
+    });
+    this.tickers = [
+      new Ticker('sweeper', this.config.sweepIntervalMs, () => this.sweeper.sweep()),
+      new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor()),
+    ];
+  }
+
+  static async open(opts: ControllerOptions): Promise<Controller> {
+    const store = await Store.open(opts.databaseUrl);
+    return new Controller(store, new LocalDirBlobStore(opts.blobDir), opts);
+  }
+
+  get openapi(): unknown {
+    return buildOpenApi(this.routes, VERSION);
+  }
+
+  /** Registers the built-in images listed in an image directory's catalog.json. */
+  async registerCatalog(imageDir: string): Promise<string[]> {
+    let entries: Array<{ name: string; sha256: string; size_bytes: number }>;
+    try {
+      entries = JSON.parse(await readFile(join(imageDir, 'catalog.json'), 'utf8'));
+    } catch {
+      return [];
+    }
+    for (const e of entries) {
+      await this.store.images.upsertPlatform({
+        id: newId('im'),
+        tenant_id: null,
+        name: e.name,
+        scope: 'platform',
+        state: 'ready',
+        sha256: e.sha256,
+        size_bytes: e.size_bytes,
+        created_at: new Date().toISOString(),
+      });
+    }
+    return entries.map((e) => e.name);
+  }
+
+  /** Embedded mode: the in-process worker, reached without HTTP. */
+  registerLocalWorker(workerId: string, api: WorkerApi): void {
+    this.directory.registerLocal(workerId, api);
+  }
+
+  /** Embedded mode: heartbeats delivered by a direct call (validated like the HTTP route). */
+  localLink(): ControllerLink {
+    return { heartbeat: (hb) => this.services.workers.heartbeat(hb as schemas.HeartbeatBody) };
+  }
+
+  async listen(port: number, host = '127.0.0.1'): Promise<string> {
+    const address = await this.http.listen({ port, host });
+    for (const t of this.tickers) t.start();
+    return address;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.tickers.map((t) => t.stop()));
+    await this.http.close();
+    await this.store.close();
+  }
+}

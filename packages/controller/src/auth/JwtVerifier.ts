@@ -1,0 +1,45 @@
+import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
+
+export interface JwtConfig {
+  /** HS256 shared secret. */
+  hs256Secret?: string;
+  /** JWKS URL of an external identity provider (RS256/ES256…). */
+  jwksUrl?: string;
+  issuer?: string;
+  audience?: string;
+}
+
+/** Verifies bearer JWTs; claims `tenant_id` and `permissions` (array) or `scope` (space-separated). */
+export class JwtVerifier {
+  private readonly jwks;
+  private readonly secret;
+
+  constructor(private readonly config: JwtConfig) {
+    this.secret = config.hs256Secret ? new TextEncoder().encode(config.hs256Secret) : undefined;
+    this.jwks = config.jwksUrl ? createRemoteJWKSet(new URL(config.jwksUrl)) : undefined;
+  }
+
+  get enabled(): boolean {
+    return Boolean(this.secret || this.jwks);
+  }
+
+  async verify(token: string): Promise<{ sub: string; tenantId: string; permissions: string[] }> {
+    const opts = { issuer: this.config.issuer, audience: this.config.audience };
+    let payload: JWTPayload;
+    if (this.secret) {
+      ({ payload } = await jwtVerify(token, this.secret, { ...opts, algorithms: ['HS256'] }));
+    } else if (this.jwks) {
+      ({ payload } = await jwtVerify(token, this.jwks, opts));
+    } else {
+      throw new Error('JWT auth is not configured');
+    }
+    const tenantId = payload.tenant_id;
+    if (typeof tenantId !== 'string' || !payload.sub) throw new Error('token lacks sub or tenant_id');
+    const perms = Array.isArray(payload.permissions)
+      ? payload.permissions.filter((p): p is string => typeof p === 'string')
+      : typeof payload.scope === 'string'
+        ? payload.scope.split(' ').filter(Boolean)
+        : [];
+    return { sub: payload.sub, tenantId, permissions: perms };
+  }
+}

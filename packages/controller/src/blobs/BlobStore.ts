@@ -1,0 +1,15 @@
+import type { Readable } from 'node:stream';
+
+/** Bytes by key. Local directory when embedded; S3 behind the storage proxy at scale. */
+export interface BlobStore {
+  /** Streams `data` to `key`; the object appears whole or not at all. */
+  put(key: string, data: Readable | Buffer): Promise<{ bytes: number }>;
+  /** A stream of the object, or undefined when absent. */
+  get(key: string): Promise<Readable | undefined>;
+  delete(key: string): Promise<void>;
+}
+
+/** Blob keys, in one place (DESIGN.md "Images and storage"). */
+export const blobKeys = {
+  execOutput: (bunkerId: string, execId: string, stream: 'stdout' | 'stderr') => `scaibunker/exec-output/${bunkerId}/${execId}/${stream}`,
+};

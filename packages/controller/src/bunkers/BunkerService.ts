@@ -1,0 +1,210 @@
+import {
+  ApiError,
+  assertTransition,
+  type BunkerState,
+  LIFECYCLE_DEFAULTS,
+  newId,
+  RESOURCE_DEFAULTS,
+  type schemas,
+  TERMINAL_STATES,
+} from '@scaibunker/core';
+import type { WorkerApi } from '@scaibunker/worker';
+import type { Principal } from '../auth/Principal.js';
+import type { Store } from '../store/Store.js';
+import type { BunkerRow } from '../store/schema.js';
+import type { Scheduler } from '../workers/Scheduler.js';
+import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
+import { fromWorkerError } from './workerErrors.js';
+
+const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
+
+/** The bunker lifecycle: create, read, terminate, fail. Every state move goes through the one table. */
+export class BunkerService {
+  /** last_activity_at is written at most once a second per bunker, keeping the exec hot path cheap. */
+  private readonly activityWritten = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly scheduler: Scheduler,
+    private readonly workers: WorkerDirectory,
+  ) {}
+
+  async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+    const image = await this.store.images.findVisible(principal.tenantId, body.image);
+    if (!image) throw new ApiError('IMAGE_NOT_FOUND', `no image named ${body.image}`, { image: body.image });
+    if (image.state !== 'ready' || !image.sha256) throw new ApiError('IMAGE_NOT_READY', `image ${body.image} is ${image.state}`);
+    const lifecycle = body.lifecycle ?? 'ephemeral';
+    const defaults = LIFECYCLE_DEFAULTS[lifecycle];
+    if (body.idle_timeout_s && body.max_lifetime_s && body.idle_timeout_s > body.max_lifetime_s) {
+      throw new ApiError('VALIDATION_FAILED', 'idle_timeout_s cannot exceed max_lifetime_s', { field: 'body/idle_timeout_s' });
+    }
+    const now = new Date().toISOString();
+    const metadata = body.metadata ?? {};
+    const row: BunkerRow = {
+      id: newId('bk'),
+      tenant_id: principal.tenantId,
+      created_by: principal.actor,
+      image: image.name,
+      image_sha256: image.sha256,
+      lifecycle,
+      state: 'pending',
+      termination_reason: null,
+      worker_id: null,
+      isolation: 'container',
+      cpu_millicores: body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores,
+      memory_mb: body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb,
+      disk_mb: body.disk_mb ?? RESOURCE_DEFAULTS.diskMb,
+      network_profile: body.network_profile ?? 'isolated',
+      idle_timeout_s: body.idle_timeout_s ?? defaults.idleTimeoutS,
+      max_lifetime_s: body.max_lifetime_s ?? defaults.maxLifetimeS,
+      env: JSON.stringify(body.env ?? {}),
+      metadata: JSON.stringify(metadata),
+      created_at: now,
+      started_at: null,
+      last_activity_at: now,
+      ended_at: null,
+      updated_at: now,
+    };
+    await this.store.bunkers.insert(row, metadata);
+
+    let placed: BunkerRow;
+    try {
+      placed = await this.scheduler.place(
+        {
+          isolation: row.isolation,
+          imageSha256: image.sha256,
+          cpuMillicores: row.cpu_millicores,
+          memoryMb: row.memory_mb,
+          diskMb: row.disk_mb,
+        },
+        async (worker) => {
+          const moved = await this.store.bunkers.transition(row.id, ['pending'], 'provisioning', { worker_id: worker.id });
+          if (!moved) throw new ApiError('BUNKER_INVALID_TRANSITION', 'bunker left pending while being placed');
+          return moved;
+        },
+      );
+    } catch (err) {
+      const reason = err instanceof ApiError ? err.code : 'placement error';
+      await this.fail(row.id, `provision_failed: ${reason}`);
+      throw err;
+    }
+
+    try {
+      const worker = await this.workers.get(placed.worker_id as string);
+      await worker.spawn({
+        bunkerId: row.id,
+        imageSha256: image.sha256,
+        isolation: 'container',
+        cpuMillicores: row.cpu_millicores,
+        memoryMb: row.memory_mb,
+        diskMb: row.disk_mb,
+        networkProfile: 'isolated',
+        hostname: row.id.replace('_', '-'),
+      });
+    } catch (err) {
+      await this.fail(row.id, `provision_failed: ${(err as Error).message}`.slice(0, 1000));
+      throw new ApiError('WORKER_UNAVAILABLE', `bunker could not be started: ${(err as Error).message}`, { bunker_id: row.id });
+    }
+    const started = new Date().toISOString();
+    const running = await this.store.bunkers.transition(row.id, ['provisioning'], 'running', {
+      started_at: started,
+      last_activity_at: started,
+    });
+    if (!running) {
+      // Terminated while it was starting: make sure nothing is left on the worker.
+      await this.destroyOnWorker(placed);
+      return this.mustGet(principal.tenantId, row.id);
+    }
+    return running;
+  }
+
+  async get(principal: Principal, id: string): Promise<BunkerRow> {
+    return this.mustGet(principal.tenantId, id);
+  }
+
+  private async mustGet(tenantId: string, id: string): Promise<BunkerRow> {
+    const row = await this.store.bunkers.get(tenantId, id);
+    if (!row) throw new ApiError('BUNKER_NOT_FOUND', `no bunker ${id}`, { bunker_id: id });
+    return row;
+  }
+
+  /** Idempotent: terminating an ended bunker answers its current row. */
+  async terminate(principal: Principal, id: string): Promise<BunkerRow> {
+    const row = await this.mustGet(principal.tenantId, id);
+    if (TERMINAL_STATES.has(row.state as BunkerState)) return row;
+    return (await this.end(row, 'terminated', 'user')) ?? this.mustGet(principal.tenantId, id);
+  }
+
+  /**
+   * running → paused (cgroup freezer on the worker) or back. The row moves first (so a racing
+   * terminate wins cleanly), and is put back if the worker refuses.
+   */
+  async setPaused(principal: Principal, id: string, pause: boolean): Promise<BunkerRow> {
+    const row = await this.mustGet(principal.tenantId, id);
+    const [from, to] = pause ? (['running', 'paused'] as const) : (['paused', 'running'] as const);
+    assertTransition(id, row.state as BunkerState, to);
+    const moved = await this.store.bunkers.transition(id, [from], to, pause ? {} : { last_activity_at: new Date().toISOString() });
+    if (!moved) throw new ApiError('BUNKER_INVALID_TRANSITION', `bunker ${id} changed state concurrently`, { to });
+    try {
+      const worker = await this.workers.get(row.worker_id as string);
+      await (pause ? worker.pause(id) : worker.resume(id));
+    } catch (err) {
+      await this.store.bunkers.transition(id, [to], from);
+      throw fromWorkerError(err);
+    }
+    return moved;
+  }
+
+  /**
+   * Moves a bunker to `terminated` or `failed` with its reason, then destroys it on its worker.
+   * Losing the race to another ender is fine: returns undefined.
+   */
+  async end(row: BunkerRow, to: 'terminated' | 'failed', reason: string): Promise<BunkerRow | undefined> {
+    assertTransition(row.id, row.state as BunkerState, to);
+    const ended = await this.store.bunkers.transition(row.id, ACTIVE, to, {
+      termination_reason: reason,
+      ended_at: new Date().toISOString(),
+    });
+    this.activityWritten.delete(row.id);
+    if (ended) await this.destroyOnWorker(ended);
+    return ended;
+  }
+
+  async fail(id: string, reason: string): Promise<void> {
+    const row = await this.store.bunkers.getById(id);
+    if (!row || TERMINAL_STATES.has(row.state as BunkerState)) return;
+    await this.end(row, 'failed', reason);
+  }
+
+  /** Destroy on the worker; if it is unreachable the worker's next heartbeat reconciles it away. */
+  private async destroyOnWorker(row: BunkerRow): Promise<void> {
+    if (!row.worker_id) return;
+    try {
+      await (await this.workers.get(row.worker_id)).destroy(row.id);
+    } catch {
+      // Reconciled by heartbeat: the worker reports it, the controller answers unknown_bunkers.
+    }
+  }
+
+  /** For exec, files and shell: the running bunker and its worker, or a clear 404/409/503. */
+  async requireRunning(principal: Principal, id: string): Promise<{ row: BunkerRow; worker: WorkerApi }> {
+    const row = await this.mustGet(principal.tenantId, id);
+    if (row.state !== 'running') {
+      throw new ApiError('BUNKER_NOT_RUNNING', `bunker ${id} is ${row.state}`, { state: row.state });
+    }
+    const worker = await this.workers.get(row.worker_id as string);
+    this.touch(row.id);
+    return { row, worker };
+  }
+
+  touch(id: string): void {
+    const now = Date.now();
+    if (now - (this.activityWritten.get(id) ?? 0) < 1000) return;
+    this.activityWritten.set(id, now);
+    this.store.bunkers.touch(id, new Date(now).toISOString()).catch(() => undefined);
+  }
+
+  mapWorkerError(err: unknown): unknown {
+    return fromWorkerError(err);
+  }
+}

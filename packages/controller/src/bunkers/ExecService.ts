@@ -1,0 +1,122 @@
+import { ApiError, newId, type schemas } from '@scaibunker/core';
+import type { Principal } from '../auth/Principal.js';
+import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
+import type { ControllerConfig } from '../config.js';
+import type { Store } from '../store/Store.js';
+import type { BunkerService } from './BunkerService.js';
+import { OutputCapture } from './OutputCapture.js';
+
+export interface ExecSink {
+  onStdout?(chunk: Buffer): void | Promise<void>;
+  onStderr?(chunk: Buffer): void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+/** Runs a command in a bunker: output capped inline, the rest to the blob store, one exec-log row each. */
+export class ExecService {
+  constructor(
+    private readonly store: Store,
+    private readonly bunkers: BunkerService,
+    private readonly blobs: BlobStore,
+    private readonly config: ControllerConfig,
+  ) {}
+
+  async exec(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink = {}): Promise<schemas.ExecResult> {
+    const { row, worker } = await this.bunkers.requireRunning(principal, bunkerId);
+    const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
+    const execId = newId('ex');
+    const startedAt = new Date().toISOString();
+    await this.store.execLogs.insert({
+      id: execId,
+      bunker_id: row.id,
+      tenant_id: row.tenant_id,
+      caller: principal.actor,
+      command: (typeof body.command === 'string' ? body.command : JSON.stringify(body.command)).slice(0, 8192),
+      exit_code: null,
+      signal: null,
+      timed_out: 0,
+      duration_ms: null,
+      stdout_preview: '',
+      stderr_preview: '',
+      truncated: 0,
+      full_output_ref: null,
+      started_at: startedAt,
+      finished_at: null,
+    });
+    const cap = this.config.outputInlineCapBytes;
+    const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap);
+    const err = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stderr'), cap);
+    const env = { ...(JSON.parse(row.env) as Record<string, string>), ...(body.env ?? {}) };
+    try {
+      const outcome = await worker.exec(
+        row.id,
+        {
+          argv,
+          env,
+          ...(body.cwd ? { cwd: body.cwd } : {}),
+          ...(body.user ? { user: body.user } : {}),
+          ...(body.stdin !== undefined ? { stdin: body.stdin } : {}),
+          timeoutMs: Math.round((body.timeout_s ?? 60) * 1000),
+        },
+        {
+          onStdout: async (c) => {
+            await out.write(c);
+            await sink.onStdout?.(c);
+          },
+          onStderr: async (c) => {
+            await err.write(c);
+            await sink.onStderr?.(c);
+          },
+          ...(sink.signal ? { signal: sink.signal } : {}),
+        },
+      );
+      const truncated = out.truncated || err.truncated;
+      await Promise.all([out.finish(truncated), err.finish(truncated)]);
+      const ref = truncated ? `/v1/modules/scaibunker/bunkers/${row.id}/exec-logs/${execId}/output` : null;
+      const result: schemas.ExecResult = {
+        exec_id: execId,
+        exit_code: outcome.exitCode,
+        signal: outcome.signal,
+        stdout: out.text(),
+        stderr: err.text(),
+        duration_ms: Math.round(outcome.durationMs),
+        timed_out: outcome.timedOut,
+        truncated,
+        full_output_ref: ref,
+      };
+      await this.store.execLogs.finish(execId, {
+        exit_code: result.exit_code,
+        signal: result.signal,
+        timed_out: result.timed_out ? 1 : 0,
+        duration_ms: result.duration_ms,
+        stdout_preview: out.preview(this.config.execPreviewBytes),
+        stderr_preview: err.preview(this.config.execPreviewBytes),
+        truncated: truncated ? 1 : 0,
+        full_output_ref: ref,
+        finished_at: new Date().toISOString(),
+      });
+      this.bunkers.touch(row.id);
+      return result;
+    } catch (e) {
+      await Promise.all([out.abort(), err.abort()]);
+      await this.store.execLogs.finish(execId, {
+        stdout_preview: out.preview(this.config.execPreviewBytes),
+        stderr_preview: `${err.preview(this.config.execPreviewBytes)}[scaibunker: exec did not complete: ${(e as Error).message}]`,
+        finished_at: new Date().toISOString(),
+      });
+      throw this.bunkers.mapWorkerError(e);
+    }
+  }
+
+  /** The stored full output of a truncated exec. */
+  async output(principal: Principal, bunkerId: string, execId: string, stream: 'stdout' | 'stderr') {
+    const log = await this.store.execLogs.get(principal.tenantId, bunkerId, execId);
+    if (!log) throw new ApiError('OUTPUT_NOT_FOUND', `no exec ${execId} in bunker ${bunkerId}`);
+    const blob = await this.blobs.get(blobKeys.execOutput(bunkerId, execId, stream));
+    if (!blob) {
+      // Not spilled: the preview is not the whole output unless the stream was short.
+      throw new ApiError('OUTPUT_NOT_FOUND', `exec ${execId} has no stored ${stream} (it was returned inline)`);
+    }
+    return blob;
+  }
+}

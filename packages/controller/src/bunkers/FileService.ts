@@ -1,0 +1,66 @@
+import type { Readable } from 'node:stream';
+import type { schemas } from '@scaibunker/core';
+import type { FileStatInfo } from '@scaibunker/worker';
+import type { Principal } from '../auth/Principal.js';
+import type { ControllerConfig } from '../config.js';
+import type { BunkerService } from './BunkerService.js';
+
+export function statToApi(s: FileStatInfo): schemas.FileStat {
+  return {
+    path: s.path,
+    name: s.name,
+    type: s.type,
+    size: s.size,
+    mode: (s.mode & 0o7777).toString(8).padStart(4, '0'),
+    mtime: new Date(s.mtime_ms).toISOString(),
+    ...(s.link_target !== undefined ? { link_target: s.link_target } : {}),
+  };
+}
+
+/**
+ * Files inside a bunker. Paths are resolved by the agent inside the bunker's own mount
+ * namespace, so no path or symlink can reach the host; `..` is refused at the edge.
+ */
+export class FileService {
+  constructor(
+    private readonly bunkers: BunkerService,
+    private readonly config: ControllerConfig,
+  ) {}
+
+  private async run<T>(
+    principal: Principal,
+    id: string,
+    fn: (w: Awaited<ReturnType<BunkerService['requireRunning']>>['worker']) => Promise<T>,
+  ): Promise<T> {
+    const { worker } = await this.bunkers.requireRunning(principal, id);
+    try {
+      return await fn(worker);
+    } catch (err) {
+      throw this.bunkers.mapWorkerError(err);
+    }
+  }
+
+  read(principal: Principal, id: string, path: string): Promise<Readable> {
+    return this.run(principal, id, (w) => w.readFile(id, path));
+  }
+
+  write(principal: Principal, id: string, path: string, data: Readable, opts: { mode?: number; parents?: boolean }) {
+    return this.run(principal, id, (w) => w.writeFile(id, path, data, { ...opts, maxBytes: this.config.uploadCapBytes }));
+  }
+
+  async stat(principal: Principal, id: string, path: string): Promise<schemas.FileStat> {
+    return statToApi(await this.run(principal, id, (w) => w.stat(id, path)));
+  }
+
+  async list(principal: Principal, id: string, path: string): Promise<schemas.FileStat[]> {
+    return (await this.run(principal, id, (w) => w.list(id, path))).map(statToApi);
+  }
+
+  mkdir(principal: Principal, id: string, path: string, parents: boolean) {
+    return this.run(principal, id, (w) => w.mkdir(id, path, { parents }));
+  }
+
+  remove(principal: Principal, id: string, path: string, recursive: boolean) {
+    return this.run(principal, id, (w) => w.remove(id, path, { recursive }));
+  }
+}

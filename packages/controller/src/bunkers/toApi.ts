@@ -1,0 +1,46 @@
+import type { schemas } from '@scaibunker/core';
+import type { BunkerRow, ExecLogRow } from '../store/schema.js';
+
+export function bunkerToApi(r: BunkerRow): schemas.Bunker {
+  return {
+    id: r.id,
+    tenant_id: r.tenant_id,
+    image: r.image,
+    image_sha256: r.image_sha256,
+    lifecycle: r.lifecycle,
+    state: r.state as schemas.Bunker['state'],
+    termination_reason: r.termination_reason,
+    worker_id: r.worker_id,
+    isolation: r.isolation,
+    cpu_millicores: r.cpu_millicores,
+    memory_mb: r.memory_mb,
+    disk_mb: r.disk_mb,
+    network_profile: r.network_profile,
+    idle_timeout_s: r.idle_timeout_s,
+    max_lifetime_s: r.max_lifetime_s,
+    metadata: JSON.parse(r.metadata),
+    created_at: r.created_at,
+    started_at: r.started_at,
+    last_activity_at: r.last_activity_at,
+    ended_at: r.ended_at,
+  };
+}
+
+export function execLogToApi(r: ExecLogRow): schemas.ExecLog {
+  return {
+    id: r.id,
+    bunker_id: r.bunker_id,
+    caller: r.caller,
+    command: r.command,
+    exit_code: r.exit_code,
+    signal: r.signal,
+    timed_out: r.timed_out === 1,
+    duration_ms: r.duration_ms,
+    stdout_preview: r.stdout_preview,
+    stderr_preview: r.stderr_preview,
+    truncated: r.truncated === 1,
+    full_output_ref: r.full_output_ref,
+    started_at: r.started_at,
+    finished_at: r.finished_at,
+  };
+}

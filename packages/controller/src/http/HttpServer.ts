@@ -1,0 +1,150 @@
+import { ApiError, hasPermission, type Permission } from '@scaibunker/core';
+import type { TSchema } from '@sinclair/typebox';
+import Ajv, { type ValidateFunction } from 'ajv';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Authenticator } from '../auth/Authenticator.js';
+import type { Principal } from '../auth/Principal.js';
+import type { RouteDef } from './Route.js';
+
+export interface HttpServerOptions {
+  authenticator: Authenticator;
+  routes: RouteDef[];
+  /** JSON body cap; uploads have their own cap enforced while streaming. */
+  bodyLimitBytes?: number;
+  logger?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: string;
+  }
+}
+
+function ajvFor(coerce: boolean) {
+  // Bodies are validated strictly (no coercion, unknown fields rejected, never stripped);
+  // query strings and path params arrive as text, so those coerce.
+  const ajv = new Ajv({
+    allErrors: false,
+    removeAdditional: false,
+    useDefaults: true,
+    coerceTypes: coerce ? 'array' : false,
+    strict: false,
+  });
+  ajv.addFormat('date-time', true);
+  return ajv;
+}
+
+/** Compile once per schema object: schemas with `$id` may be reused by several routes. */
+function validatorCompiler() {
+  const body = ajvFor(false);
+  const text = ajvFor(true);
+  const cache = new WeakMap<object, ValidateFunction>();
+  return ({ schema, httpPart }: { schema: unknown; httpPart?: string }) => {
+    const s = schema as TSchema;
+    let validate = cache.get(s);
+    if (!validate) {
+      const { $id: _drop, ...rest } = s as Record<string, unknown>;
+      validate = (httpPart === 'body' ? body : text).compile(rest);
+      cache.set(s, validate);
+    }
+    const fn = validate;
+    return (data: unknown) => {
+      if (fn(data)) return { value: data };
+      const e = fn.errors?.[0];
+      const where = `${httpPart ?? 'request'}${e?.instancePath ?? ''}`;
+      const extra = e?.params && 'additionalProperty' in e.params ? ` '${String(e.params.additionalProperty)}'` : '';
+      const err = new ApiError('VALIDATION_FAILED', `${where} ${e?.message ?? 'is invalid'}${extra}`, {
+        field: where,
+        rule: e?.keyword,
+      });
+      return { error: err as unknown as Error };
+    };
+  };
+}
+
+export function toApiError(err: unknown, requestId: string): ApiError {
+  if (err instanceof ApiError) return err;
+  const fe = err as FastifyError & { validation?: unknown };
+  if (fe?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ApiError('PAYLOAD_TOO_LARGE', 'request body exceeds its cap');
+  if (fe?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe?.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError)
+    return new ApiError('VALIDATION_FAILED', `malformed JSON body: ${fe.message}`);
+  if (fe?.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new ApiError('VALIDATION_FAILED', `unsupported content type: ${fe.message}`);
+  if (fe?.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new ApiError('VALIDATION_FAILED', 'invalid Content-Length');
+  if (fe?.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) return new ApiError('VALIDATION_FAILED', fe.message);
+  return new ApiError('INTERNAL', 'internal error', { request_id: requestId });
+}
+
+/** Fastify with our validation, one error shape, and auth enforced per route declaration. */
+export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
+  const app = Fastify({
+    logger: opts.logger ? { level: 'info' } : false,
+    bodyLimit: opts.bodyLimitBytes ?? 16 * 1024 * 1024,
+    keepAliveTimeout: 65_000,
+    requestIdHeader: false,
+    genReqId: () => Math.random().toString(36).slice(2, 12),
+  });
+  app.setValidatorCompiler(validatorCompiler());
+  // Uploads stream straight through: the handler gets the raw request stream.
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  app.addHook('onRoute', (r) => {
+    if (!r.config?.auth) throw new Error(`route ${r.method} ${r.url} declares no auth`);
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const apiErr = toApiError(err, req.id);
+    if (apiErr.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
+    if (reply.sent || reply.raw.headersSent) {
+      reply.raw.destroy();
+      return;
+    }
+    void reply.status(apiErr.status).send(apiErr.toBody());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send(new ApiError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toBody());
+  });
+
+  for (const def of opts.routes) {
+    app.route({
+      method: def.method,
+      url: def.url,
+      config: { auth: def.auth },
+      schema: {
+        ...(def.body ? { body: def.body } : {}),
+        ...(def.querystring ? { querystring: def.querystring } : {}),
+        ...(def.params ? { params: def.params } : {}),
+      },
+      // Authenticate before the body is parsed: an unauthenticated upload is refused unread.
+      onRequest: async (req) => {
+        (req as unknown as { principal: Principal }).principal = await authorize(opts.authenticator, def, req.headers.authorization);
+      },
+      handler: async (req, reply) => {
+        const principal = (req as unknown as { principal: Principal }).principal;
+        const result = await def.handler({
+          body: req.body as never,
+          query: (req.query ?? {}) as never,
+          params: (req.params ?? {}) as never,
+          principal,
+          req,
+          reply,
+        });
+        if (reply.sent) return reply;
+        reply.status(def.response.status);
+        return result;
+      },
+    });
+  }
+  return app;
+}
+
+async function authorize(auth: Authenticator, def: RouteDef, header: string | undefined): Promise<Principal> {
+  if (def.auth === 'public') return { kind: 'api_key', tenantId: '', actor: 'anonymous', permissions: [] };
+  const principal = await auth.authenticate(header);
+  if (def.auth === 'worker') {
+    if (principal.kind !== 'worker') throw new ApiError('PERMISSION_DENIED', 'this route is for workers only');
+    return principal;
+  }
+  if (principal.kind === 'worker') throw new ApiError('PERMISSION_DENIED', 'the worker token cannot call tenant routes');
+  if (!hasPermission(principal.permissions, def.auth as Permission)) {
+    throw new ApiError('PERMISSION_DENIED', `this route needs ${def.auth}`, { needed: def.auth });
+  }
+  return principal;
+}

@@ -1,0 +1,18 @@
+import type { BunkerService } from '../../bunkers/BunkerService.js';
+import type { ExecService } from '../../bunkers/ExecService.js';
+import type { FileService } from '../../bunkers/FileService.js';
+import type { Store } from '../../store/Store.js';
+import type { TenantService } from '../../tenants/TenantService.js';
+import type { WorkerService } from '../../workers/WorkerService.js';
+
+/** What route modules may call: services, and the store only for plain reads. */
+export interface Services {
+  store: Store;
+  bunkers: BunkerService;
+  exec: ExecService;
+  files: FileService;
+  tenants: TenantService;
+  workers: WorkerService;
+}
+
+export const API = '/v1/modules/scaibunker';

@@ -1,0 +1,160 @@
+import { ApiError, schemas } from '@scaibunker/core';
+import { bunkerToApi, execLogToApi } from '../../bunkers/toApi.js';
+import { type RouteDef, route } from '../Route.js';
+import { API, type Services } from './Services.js';
+
+export function bunkerRoutes(s: Services): RouteDef[] {
+  return [
+    route({
+      method: 'POST',
+      url: `${API}/bunkers`,
+      auth: 'scaibunker:create',
+      operationId: 'createBunker',
+      summary: 'Create a bunker and wait until it runs',
+      tags: ['bunkers'],
+      body: schemas.CreateBunkerBody,
+      response: { status: 201, schema: schemas.Bunker },
+      errors: ['IMAGE_NOT_FOUND', 'IMAGE_NOT_READY', 'WORKER_UNAVAILABLE', 'NO_SUITABLE_WORKER', 'QUOTA_EXCEEDED'],
+      handler: async ({ body, principal }) => bunkerToApi(await s.bunkers.create(principal, body)),
+    }),
+    route({
+      method: 'GET',
+      url: `${API}/bunkers`,
+      auth: 'scaibunker:read',
+      operationId: 'listBunkers',
+      summary: "List the tenant's bunkers, newest first",
+      tags: ['bunkers'],
+      querystring: schemas.ListBunkersQuery,
+      response: { status: 200, schema: schemas.BunkerPage },
+      errors: [],
+      handler: async ({ query, principal }) => {
+        const labels = (query.label ?? []).map((l): [string, string] => {
+          const i = l.indexOf('=');
+          return [l.slice(0, i), l.slice(i + 1)];
+        });
+        const page = await s.store.bunkers.list({
+          tenantId: principal.tenantId,
+          ...(query.state ? { state: query.state } : {}),
+          labels,
+          limit: query.limit ?? 50,
+          ...(query.cursor ? { cursor: query.cursor } : {}),
+        });
+        return { items: page.items.map(bunkerToApi), next_cursor: page.nextCursor };
+      },
+    }),
+    route({
+      method: 'GET',
+      url: `${API}/bunkers/:id`,
+      auth: 'scaibunker:read',
+      operationId: 'getBunker',
+      summary: 'Get one bunker',
+      tags: ['bunkers'],
+      params: schemas.BunkerIdParams,
+      response: { status: 200, schema: schemas.Bunker },
+      errors: ['BUNKER_NOT_FOUND'],
+      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.get(principal, params.id)),
+    }),
+    route({
+      method: 'DELETE',
+      url: `${API}/bunkers/:id`,
+      auth: 'scaibunker:create',
+      operationId: 'terminateBunker',
+      summary: 'Terminate a bunker (idempotent)',
+      tags: ['bunkers'],
+      params: schemas.BunkerIdParams,
+      response: { status: 200, schema: schemas.Bunker },
+      errors: ['BUNKER_NOT_FOUND', 'BUNKER_INVALID_TRANSITION'],
+      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.terminate(principal, params.id)),
+    }),
+    ...(['pause', 'resume'] as const).map((action) =>
+      route({
+        method: 'POST',
+        url: `${API}/bunkers/:id/${action}`,
+        auth: 'scaibunker:execute',
+        operationId: `${action}Bunker`,
+        summary: action === 'pause' ? 'Freeze every process of a running bunker' : 'Thaw a paused bunker',
+        tags: ['bunkers'],
+        params: schemas.BunkerIdParams,
+        response: { status: 200, schema: schemas.Bunker },
+        errors: ['BUNKER_NOT_FOUND', 'BUNKER_INVALID_TRANSITION', 'WORKER_UNAVAILABLE'],
+        handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.setPaused(principal, params.id, action === 'pause')),
+      }),
+    ),
+    route({
+      method: 'GET',
+      url: `${API}/bunkers/:id/exec-logs`,
+      auth: 'scaibunker:read',
+      operationId: 'listExecLogs',
+      summary: "A bunker's exec log, newest first",
+      tags: ['exec'],
+      params: schemas.BunkerIdParams,
+      querystring: schemas.PageQuery,
+      response: { status: 200, schema: schemas.ExecLogPage },
+      errors: ['BUNKER_NOT_FOUND'],
+      handler: async ({ params, query, principal }) => {
+        await s.bunkers.get(principal, params.id);
+        const page = await s.store.execLogs.list(principal.tenantId, params.id, query.limit ?? 50, query.cursor);
+        return { items: page.items.map(execLogToApi), next_cursor: page.nextCursor };
+      },
+    }),
+    route({
+      method: 'GET',
+      url: `${API}/bunkers/:id/exec-logs/:exec_id/output`,
+      auth: 'scaibunker:read',
+      operationId: 'getExecOutput',
+      summary: 'Download the full output of a truncated exec',
+      tags: ['exec'],
+      params: schemas.OutputParams,
+      querystring: schemas.OutputQuery,
+      response: { status: 200, binary: true },
+      errors: ['BUNKER_NOT_FOUND', 'OUTPUT_NOT_FOUND'],
+      handler: async ({ params, query, principal, reply }) => {
+        await s.bunkers.get(principal, params.id);
+        const stream = await s.exec.output(principal, params.id, params.exec_id, query.stream ?? 'stdout');
+        reply.header('content-type', 'application/octet-stream');
+        return reply.send(stream);
+      },
+    }),
+    route({
+      method: 'POST',
+      url: `${API}/bunkers/:id/exec`,
+      auth: 'scaibunker:execute',
+      operationId: 'execInBunker',
+      summary: 'Run a command; `stream: true` answers Server-Sent Events',
+      tags: ['exec'],
+      params: schemas.BunkerIdParams,
+      body: schemas.ExecBody,
+      response: { status: 200, schema: schemas.ExecResult, sse: ['stdout', 'stderr', 'exit', 'error'] },
+      errors: ['BUNKER_NOT_FOUND', 'BUNKER_NOT_RUNNING', 'WORKER_UNAVAILABLE'],
+      handler: async ({ params, body, principal, req, reply }) => {
+        if (!body.stream) return s.exec.exec(principal, params.id, body);
+        // Resolve the bunker before committing to a 200 event stream, so 404/409 stay HTTP errors.
+        await s.bunkers.requireRunning(principal, params.id);
+        const abort = new AbortController();
+        req.raw.on('close', () => {
+          if (!reply.raw.writableFinished) abort.abort();
+        });
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        const send = async (event: string, data: unknown) => {
+          if (!res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)) await new Promise((r) => res.once('drain', r));
+        };
+        try {
+          const result = await s.exec.exec(principal, params.id, body, {
+            onStdout: (c) => send('stdout', { data: c.toString('utf8') }),
+            onStderr: (c) => send('stderr', { data: c.toString('utf8') }),
+            signal: abort.signal,
+          });
+          const { stdout: _o, stderr: _e, ...exit } = result;
+          await send('exit', exit);
+        } catch (err) {
+          const e = err instanceof ApiError ? err : new ApiError('INTERNAL', 'exec failed');
+          await send('error', e.toBody().error);
+        }
+        res.end();
+        return reply;
+      },
+    }),
+  ];
+}

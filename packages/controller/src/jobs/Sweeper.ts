@@ -1,0 +1,31 @@
+import type { BunkerService } from '../bunkers/BunkerService.js';
+import type { Store } from '../store/Store.js';
+
+/**
+ * Ends bunkers past their lifetime cap or idle timeout. Paused bunkers are not idle-swept
+ * (they are not doing anything by request) but still end at their lifetime cap. Persistent
+ * bunkers have no lifetime cap; their idle passivation needs snapshots and is not done yet.
+ */
+export class Sweeper {
+  constructor(
+    private readonly store: Store,
+    private readonly bunkers: BunkerService,
+  ) {}
+
+  async sweep(now = Date.now()): Promise<Array<{ id: string; reason: string }>> {
+    const ended: Array<{ id: string; reason: string }> = [];
+    for (const row of await this.store.bunkers.listActive()) {
+      let reason: string | undefined;
+      if (row.max_lifetime_s !== null && now - Date.parse(row.created_at) > row.max_lifetime_s * 1000) reason = 'max_lifetime';
+      else if (
+        row.state === 'running' &&
+        row.lifecycle !== 'persistent' &&
+        now - Date.parse(row.last_activity_at) > row.idle_timeout_s * 1000
+      )
+        reason = 'idle_timeout';
+      if (!reason) continue;
+      if (await this.bunkers.end(row, 'terminated', reason)) ended.push({ id: row.id, reason });
+    }
+    return ended;
+  }
+}

@@ -1,0 +1,125 @@
+import type { Kysely } from 'kysely';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import type { BunkerRow, Database } from './schema.js';
+
+export interface BunkerFilter {
+  tenantId: string;
+  state?: string;
+  labels?: Array<[string, string]>;
+  limit: number;
+  cursor?: string;
+}
+
+const ACTIVE_STATES = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
+
+export class BunkerStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async insert(row: BunkerRow, labels: Record<string, string>): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await tx.insertInto('bunkers').values(row).execute();
+      const entries = Object.entries(labels);
+      if (entries.length > 0) {
+        await tx
+          .insertInto('bunker_labels')
+          .values(entries.map(([key, value]) => ({ bunker_id: row.id, tenant_id: row.tenant_id, key, value })))
+          .execute();
+      }
+    });
+  }
+
+  /** Tenant-scoped read: another tenant's bunker is simply not found. */
+  async get(tenantId: string, id: string): Promise<BunkerRow | undefined> {
+    return this.db.selectFrom('bunkers').selectAll().where('id', '=', id).where('tenant_id', '=', tenantId).executeTakeFirst();
+  }
+
+  /** Unscoped read for internal callers (worker heartbeats, background jobs). */
+  async getById(id: string): Promise<BunkerRow | undefined> {
+    return this.db.selectFrom('bunkers').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async list(f: BunkerFilter): Promise<{ items: BunkerRow[]; nextCursor: string | null }> {
+    let q = this.db.selectFrom('bunkers').selectAll().where('tenant_id', '=', f.tenantId);
+    if (f.state) q = q.where('state', '=', f.state);
+    for (const [key, value] of f.labels ?? []) {
+      q = q.where('id', 'in', (eb) =>
+        eb
+          .selectFrom('bunker_labels')
+          .select('bunker_id')
+          .where('tenant_id', '=', f.tenantId)
+          .where('key', '=', key)
+          .where('value', '=', value),
+      );
+    }
+    if (f.cursor) {
+      const c = decodeCursor(f.cursor);
+      q = q.where((eb) => eb.or([eb('created_at', '<', c.at), eb.and([eb('created_at', '=', c.at), eb('id', '<', c.id)])]));
+    }
+    const rows = await q
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(f.limit + 1)
+      .execute();
+    const items = rows.slice(0, f.limit);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > f.limit && last ? encodeCursor(last.created_at, last.id) : null };
+  }
+
+  /**
+   * Compare-and-set state move: succeeds only while the row is still in one of `from`.
+   * Two controllers racing on one bunker cannot both win.
+   */
+  async transition(id: string, from: readonly string[], to: string, patch: Partial<BunkerRow> = {}): Promise<BunkerRow | undefined> {
+    const now = new Date().toISOString();
+    const r = await this.db
+      .updateTable('bunkers')
+      .set({ ...patch, state: to, updated_at: now })
+      .where('id', '=', id)
+      .where('state', 'in', [...from])
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) return undefined;
+    return this.getById(id);
+  }
+
+  async update(id: string, patch: Partial<BunkerRow>): Promise<void> {
+    await this.db
+      .updateTable('bunkers')
+      .set({ ...patch, updated_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async touch(id: string, at: string): Promise<void> {
+    await this.db.updateTable('bunkers').set({ last_activity_at: at }).where('id', '=', id).where('last_activity_at', '<', at).execute();
+  }
+
+  async listActive(): Promise<BunkerRow[]> {
+    return this.db.selectFrom('bunkers').selectAll().where('state', 'in', ACTIVE_STATES).execute();
+  }
+
+  async listActiveOnWorker(workerId: string): Promise<BunkerRow[]> {
+    return this.db.selectFrom('bunkers').selectAll().where('worker_id', '=', workerId).where('state', 'in', ACTIVE_STATES).execute();
+  }
+
+  /** Sum of resources held by active bunkers per worker, for placement. */
+  async allocationsByWorker(): Promise<Map<string, { cpu: number; memory: number; disk: number; count: number }>> {
+    const rows = await this.db
+      .selectFrom('bunkers')
+      .select((eb) => [
+        'worker_id',
+        eb.fn.sum<number>('cpu_millicores').as('cpu'),
+        eb.fn.sum<number>('memory_mb').as('memory'),
+        eb.fn.sum<number>('disk_mb').as('disk'),
+        eb.fn.countAll<number>().as('count'),
+      ])
+      .where('state', 'in', ACTIVE_STATES)
+      .where('worker_id', 'is not', null)
+      .groupBy('worker_id')
+      .execute();
+    const out = new Map<string, { cpu: number; memory: number; disk: number; count: number }>();
+    for (const r of rows) {
+      if (r.worker_id) out.set(r.worker_id, { cpu: Number(r.cpu), memory: Number(r.memory), disk: Number(r.disk), count: Number(r.count) });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,40 @@
+import type { Kysely } from 'kysely';
+import { AuditStore } from './AuditStore.js';
+import { BunkerStore } from './BunkerStore.js';
+import { ExecLogStore } from './ExecLogStore.js';
+import { ImageStore } from './ImageStore.js';
+import { type DialectName, openDatabase } from './openDatabase.js';
+import type { Database } from './schema.js';
+import { TenantStore } from './TenantStore.js';
+import { WorkerStore } from './WorkerStore.js';
+
+/** The only place with SQL: one repository per aggregate over one Kysely instance. */
+export class Store {
+  readonly tenants: TenantStore;
+  readonly bunkers: BunkerStore;
+  readonly execLogs: ExecLogStore;
+  readonly workers: WorkerStore;
+  readonly images: ImageStore;
+  readonly audit: AuditStore;
+
+  private constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: DialectName,
+  ) {
+    this.tenants = new TenantStore(db);
+    this.bunkers = new BunkerStore(db);
+    this.execLogs = new ExecLogStore(db);
+    this.workers = new WorkerStore(db);
+    this.images = new ImageStore(db);
+    this.audit = new AuditStore(db);
+  }
+
+  static async open(url: string): Promise<Store> {
+    const { db, dialect } = await openDatabase(url);
+    return new Store(db, dialect);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}

@@ -1,0 +1,56 @@
+import type { Kysely } from 'kysely';
+import type { Database, WorkerRow } from './schema.js';
+
+export class WorkerStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async get(id: string): Promise<WorkerRow | undefined> {
+    return this.db.selectFrom('workers').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async list(): Promise<WorkerRow[]> {
+    return this.db.selectFrom('workers').selectAll().orderBy('created_at').orderBy('id').execute();
+  }
+
+  /** Insert on first heartbeat; later heartbeats refresh what the worker reports, keeping admin state (draining). */
+  async upsertFromHeartbeat(row: WorkerRow): Promise<WorkerRow> {
+    const existing = await this.get(row.id);
+    if (!existing) {
+      await this.db.insertInto('workers').values(row).execute();
+      return row;
+    }
+    const state = existing.state === 'draining' ? 'draining' : 'online';
+    const patch = {
+      name: row.name,
+      url: row.url,
+      isolations: row.isolations,
+      capacity_cpu_millicores: row.capacity_cpu_millicores,
+      capacity_memory_mb: row.capacity_memory_mb,
+      capacity_disk_mb: row.capacity_disk_mb,
+      cached_images: row.cached_images,
+      last_heartbeat_at: row.last_heartbeat_at,
+      state,
+    } as const;
+    await this.db.updateTable('workers').set(patch).where('id', '=', row.id).execute();
+    return { ...existing, ...patch };
+  }
+
+  async setState(id: string, state: WorkerRow['state']): Promise<boolean> {
+    const r = await this.db.updateTable('workers').set({ state }).where('id', '=', id).executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** Online workers whose last heartbeat is older than `before` become offline; returns their ids. */
+  async markStaleOffline(before: string): Promise<string[]> {
+    const stale = await this.db
+      .selectFrom('workers')
+      .select('id')
+      .where('state', '!=', 'offline')
+      .where('last_heartbeat_at', '<', before)
+      .execute();
+    if (stale.length === 0) return [];
+    const ids = stale.map((s) => s.id);
+    await this.db.updateTable('workers').set({ state: 'offline' }).where('id', 'in', ids).where('last_heartbeat_at', '<', before).execute();
+    return ids;
+  }
+}

@@ -1,0 +1,38 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { type Dialect, Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { InCodeMigrations } from './migrations.js';
+import type { Database } from './schema.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+/** `postgres://…` → PostgreSQL; `sqlite:PATH`, a file path or `:memory:` → SQLite. */
+export function dialectFor(url: string): { name: DialectName; dialect: Dialect } {
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    // Counts come back as bigint strings; parse them (row counts here never approach 2^53).
+    pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
+    return { name: 'postgres', dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 10 }) }) };
+  }
+  const file = url.replace(/^sqlite:/, '');
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const db = new SQLite(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  return { name: 'sqlite', dialect: new SqliteDialect({ database: db }) };
+}
+
+export async function openDatabase(url: string): Promise<{ db: Kysely<Database>; dialect: DialectName }> {
+  const { name, dialect } = dialectFor(url);
+  const db = new Kysely<Database>({ dialect });
+  const { error, results } = await new Migrator({ db, provider: new InCodeMigrations() }).migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    await db.destroy();
+    throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`);
+  }
+  return { db, dialect: name };
+}

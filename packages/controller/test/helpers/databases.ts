@@ -1,0 +1,43 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+export interface TestDatabase {
+  url: string;
+  cleanup(): Promise<void>;
+}
+
+/** Every store dialect; the store suite runs once per entry. */
+export const DIALECTS: Array<{ name: 'sqlite' | 'postgres'; create(): Promise<TestDatabase> }> = [
+  {
+    name: 'sqlite',
+    async create() {
+      const dir = mkdtempSync(join(tmpdir(), 'sb-store-'));
+      return { url: `sqlite:${join(dir, 'test.db')}`, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 'postgres',
+    async create() {
+      const admin = process.env.SCAIBUNKER_TEST_PG_URL;
+      if (!admin) throw new Error('SCAIBUNKER_TEST_PG_URL is not set: run the suite with `npm test` (it starts PostgreSQL)');
+      const name = `sb_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+      const client = new pg.Client({ connectionString: admin });
+      await client.connect();
+      await client.query(`CREATE DATABASE ${name}`);
+      await client.end();
+      const url = new URL(admin);
+      url.pathname = `/${name}`;
+      return {
+        url: url.toString(),
+        async cleanup() {
+          const c = new pg.Client({ connectionString: admin });
+          await c.connect();
+          await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+          await c.end();
+        },
+      };
+    },
+  },
+];

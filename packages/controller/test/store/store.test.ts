@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { newId } from '@scaibunker/core';
+import { Store } from '../../src/store/Store.js';
+import type { BunkerRow } from '../../src/store/schema.js';
+import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
+
+function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow> = {}): BunkerRow {
+  return {
+    id: newId('bk'),
+    tenant_id: tenantId,
+    created_by: 'key:test',
+    image: 'minimal',
+    image_sha256: 'a'.repeat(64),
+    lifecycle: 'ephemeral',
+    state: 'pending',
+    termination_reason: null,
+    worker_id: null,
+    isolation: 'container',
+    cpu_millicores: 500,
+    memory_mb: 256,
+    disk_mb: 512,
+    network_profile: 'isolated',
+    idle_timeout_s: 300,
+    max_lifetime_s: 3600,
+    env: '{}',
+    metadata: '{}',
+    created_at: createdAt,
+    started_at: null,
+    last_activity_at: createdAt,
+    ended_at: null,
+    updated_at: createdAt,
+    ...patch,
+  };
+}
+
+for (const dialect of DIALECTS) {
+  describe(`store on ${dialect.name}`, () => {
+    let db: TestDatabase;
+    let store: Store;
+    const tenantA = newId('tn');
+    const tenantB = newId('tn');
+
+    before(async () => {
+      db = await dialect.create();
+      store = await Store.open(db.url);
+      const now = new Date().toISOString();
+      await store.tenants.insert({ id: tenantA, name: 'a', created_at: now });
+      await store.tenants.insert({ id: tenantB, name: 'b', created_at: now });
+    });
+    after(async () => {
+      await store?.close();
+      await db?.cleanup();
+    });
+
+    test('migrations are idempotent: reopening an existing database works', async () => {
+      const again = await Store.open(db.url);
+      assert.equal((await again.tenants.get(tenantA))?.name, 'a');
+      await again.close();
+    });
+
+    test('api keys are found by hash only while not revoked', async () => {
+      const id = newId('ak');
+      await store.tenants.insertApiKey({
+        id,
+        tenant_id: tenantA,
+        user_id: null,
+        name: 'k',
+        key_hash: 'h'.repeat(64),
+        permissions: '["scaibunker:read"]',
+        created_at: new Date().toISOString(),
+        revoked_at: null,
+      });
+      assert.equal((await store.tenants.findApiKeyByHash('h'.repeat(64)))?.id, id);
+      assert.equal(await store.tenants.findApiKeyByHash('x'.repeat(64)), undefined);
+      await store.db.updateTable('api_keys').set({ revoked_at: new Date().toISOString() }).where('id', '=', id).execute();
+      assert.equal(await store.tenants.findApiKeyByHash('h'.repeat(64)), undefined);
+    });
+
+    test('bunkers are tenant-scoped: another tenant reads nothing', async () => {
+      const row = bunkerRow(tenantA, new Date().toISOString());
+      await store.bunkers.insert(row, {});
+      assert.equal((await store.bunkers.get(tenantA, row.id))?.id, row.id);
+      assert.equal(await store.bunkers.get(tenantB, row.id), undefined);
+      const listB = await store.bunkers.list({ tenantId: tenantB, limit: 100 });
+      assert.ok(!listB.items.some((b) => b.id === row.id));
+    });
+
+    test('list paginates newest first with a cursor, filters by state and labels', async () => {
+      const t = newId('tn');
+      await store.tenants.insert({ id: t, name: 'pager', created_at: new Date().toISOString() });
+      const ids: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        // Same timestamp for some rows: the id breaks ties, so no row is skipped or repeated.
+        const at = new Date(Date.UTC(2026, 0, 1, 0, 0, Math.floor(i / 2))).toISOString();
+        const row = bunkerRow(t, at, { state: i % 2 ? 'running' : 'pending' });
+        await store.bunkers.insert(row, { team: i < 3 ? 'red' : 'blue', n: String(i) });
+        ids.push(row.id);
+      }
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.bunkers.list({ tenantId: t, limit: 3, ...(cursor ? { cursor } : {}) });
+        assert.ok(page.items.length <= 3);
+        seen.push(...page.items.map((b) => b.id));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      assert.equal(seen.length, 7);
+      assert.deepEqual(new Set(seen), new Set(ids));
+      const running = await store.bunkers.list({ tenantId: t, state: 'running', limit: 50 });
+      assert.equal(running.items.length, 3);
+      const red = await store.bunkers.list({ tenantId: t, labels: [['team', 'red']], limit: 50 });
+      assert.equal(red.items.length, 3);
+      const redOne = await store.bunkers.list({
+        tenantId: t,
+        labels: [
+          ['team', 'red'],
+          ['n', '1'],
+        ],
+        limit: 50,
+      });
+      assert.deepEqual(
+        redOne.items.map((b) => b.id),
+        [ids[1]],
+      );
+    });
+
+    test('transition is compare-and-set: only one of two racing moves wins', async () => {
+      const row = bunkerRow(tenantA, new Date().toISOString(), { state: 'running' });
+      await store.bunkers.insert(row, {});
+      const [a, b] = await Promise.all([
+        store.bunkers.transition(row.id, ['running'], 'terminated', { termination_reason: 'user' }),
+        store.bunkers.transition(row.id, ['running'], 'failed', { termination_reason: 'worker_lost' }),
+      ]);
+      assert.equal([a, b].filter(Boolean).length, 1);
+      const final = await store.bunkers.getById(row.id);
+      assert.ok(final?.state === 'terminated' || final?.state === 'failed');
+      assert.equal(await store.bunkers.transition(row.id, ['running'], 'paused'), undefined);
+    });
+
+    test('allocations sum active bunkers per worker only', async () => {
+      const wid = newId('wk');
+      const now = new Date().toISOString();
+      await store.workers.upsertFromHeartbeat({
+        id: wid,
+        name: 'w',
+        url: '',
+        state: 'online',
+        isolations: '["container"]',
+        capacity_cpu_millicores: 4000,
+        capacity_memory_mb: 4096,
+        capacity_disk_mb: 10000,
+        cached_images: '[]',
+        last_heartbeat_at: now,
+        created_at: now,
+      });
+      await store.bunkers.insert(bunkerRow(tenantA, now, { worker_id: wid, state: 'running' }), {});
+      await store.bunkers.insert(bunkerRow(tenantA, now, { worker_id: wid, state: 'paused' }), {});
+      await store.bunkers.insert(bunkerRow(tenantA, now, { worker_id: wid, state: 'terminated' }), {});
+      const alloc = (await store.bunkers.allocationsByWorker()).get(wid);
+      assert.deepEqual(alloc, { cpu: 1000, memory: 512, disk: 1024, count: 2 });
+    });
+
+    test('draining survives heartbeats; stale workers go offline', async () => {
+      const wid = newId('wk');
+      const old = new Date(Date.now() - 3_600_000).toISOString();
+      const base = {
+        id: wid,
+        name: 'w2',
+        url: '',
+        state: 'online' as const,
+        isolations: '["container"]',
+        capacity_cpu_millicores: 1000,
+        capacity_memory_mb: 1024,
+        capacity_disk_mb: 1024,
+        cached_images: '[]',
+        last_heartbeat_at: old,
+        created_at: old,
+      };
+      await store.workers.upsertFromHeartbeat(base);
+      await store.workers.setState(wid, 'draining');
+      const after = await store.workers.upsertFromHeartbeat(base);
+      assert.equal(after.state, 'draining');
+      const offline = await store.workers.markStaleOffline(new Date().toISOString());
+      assert.ok(offline.includes(wid));
+      assert.equal((await store.workers.get(wid))?.state, 'offline');
+    });
+
+    test('exec logs page newest first and stay scoped to tenant and bunker', async () => {
+      const row = bunkerRow(tenantA, new Date().toISOString(), { state: 'running' });
+      await store.bunkers.insert(row, {});
+      for (let i = 0; i < 5; i++) {
+        await store.execLogs.insert({
+          id: newId('ex'),
+          bunker_id: row.id,
+          tenant_id: tenantA,
+          caller: 'key:x',
+          command: `echo ${i}`,
+          exit_code: 0,
+          signal: null,
+          timed_out: 0,
+          duration_ms: 1,
+          stdout_preview: String(i),
+          stderr_preview: '',
+          truncated: 0,
+          full_output_ref: null,
+          started_at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+          finished_at: null,
+        });
+      }
+      const p1 = await store.execLogs.list(tenantA, row.id, 2);
+      assert.deepEqual(
+        p1.items.map((l) => l.command),
+        ['echo 4', 'echo 3'],
+      );
+      const p2 = await store.execLogs.list(tenantA, row.id, 10, p1.nextCursor ?? undefined);
+      assert.deepEqual(
+        p2.items.map((l) => l.command),
+        ['echo 2', 'echo 1', 'echo 0'],
+      );
+      assert.equal(p2.nextCursor, null);
+      assert.equal((await store.execLogs.list(tenantB, row.id, 10)).items.length, 0);
+    });
+
+    test('platform images are visible to every tenant; tenant images only to their owner', async () => {
+      const now = new Date().toISOString();
+      await store.images.upsertPlatform({
+        id: newId('im'),
+        tenant_id: null,
+        name: 'minimal',
+        scope: 'platform',
+        state: 'ready',
+        sha256: 'b'.repeat(64),
+        size_bytes: 10,
+        created_at: now,
+      });
+      await store.images.upsertPlatform({
+        id: newId('im'),
+        tenant_id: null,
+        name: 'minimal',
+        scope: 'platform',
+        state: 'ready',
+        sha256: 'c'.repeat(64),
+        size_bytes: 11,
+        created_at: now,
+      });
+      await store.db
+        .insertInto('images')
+        .values({
+          id: newId('im'),
+          tenant_id: tenantA,
+          name: 'mine',
+          scope: 'tenant',
+          state: 'ready',
+          sha256: 'd'.repeat(64),
+          size_bytes: 1,
+          created_at: now,
+        })
+        .execute();
+      assert.equal((await store.images.findVisible(tenantB, 'minimal'))?.sha256, 'c'.repeat(64));
+      assert.equal((await store.images.findVisible(tenantA, 'mine'))?.name, 'mine');
+      assert.equal(await store.images.findVisible(tenantB, 'mine'), undefined);
+      assert.equal((await store.images.listVisible(tenantB)).filter((i) => i.name === 'minimal').length, 1);
+    });
+  });
+}

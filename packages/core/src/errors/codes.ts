@@ -1,0 +1,38 @@
+/**
+ * The one table of API error codes. The OpenAPI document, the SDK's typed errors and
+ * docs/API.md are all checked against this table by test/errors.test.ts.
+ */
+export const ERROR_CODES = {
+  VALIDATION_FAILED: { status: 400, description: 'The request is malformed: bad JSON, unknown field, value out of range.' },
+  UNAUTHENTICATED: { status: 401, description: 'No credentials, or credentials that are unknown, revoked or expired.' },
+  PERMISSION_DENIED: { status: 403, description: 'The caller lacks the permission this route declares.' },
+  NETWORK_PROFILE_DENIED: { status: 403, description: 'The caller lacks the permission for the requested network profile.' },
+  BUNKER_NOT_FOUND: { status: 404, description: "No bunker with that id in the caller's tenant." },
+  IMAGE_NOT_FOUND: { status: 404, description: 'No image with that name visible to the caller.' },
+  TENANT_NOT_FOUND: { status: 404, description: 'No tenant with that id.' },
+  WORKER_NOT_FOUND: { status: 404, description: 'No worker with that id.' },
+  FILE_NOT_FOUND: { status: 404, description: 'No file or directory at that path inside the bunker.' },
+  OUTPUT_NOT_FOUND: { status: 404, description: 'No stored exec output with that reference.' },
+  NOT_FOUND: { status: 404, description: 'No such route.' },
+  BUNKER_INVALID_TRANSITION: { status: 409, description: "The bunker's state does not allow this lifecycle move." },
+  BUNKER_NOT_RUNNING: { status: 409, description: 'The operation needs a running bunker.' },
+  IMAGE_NOT_READY: { status: 409, description: 'The image exists but is not baked yet.' },
+  FILE_PERMISSION_DENIED: { status: 403, description: 'Inside the bunker, the file permissions forbid this operation.' },
+  FILE_CONFLICT: {
+    status: 409,
+    description: 'The path exists with the wrong type (e.g. a directory where a file is expected) or is not empty.',
+  },
+  PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body or upload exceeds its cap.' },
+  QUOTA_EXCEEDED: { status: 429, description: 'Creating this bunker would exceed a quota bucket.' },
+  DISK_FULL: { status: 507, description: "The bunker's disk (disk_mb) is full." },
+  INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
+  WORKER_UNAVAILABLE: { status: 503, description: "The bunker's worker cannot be reached." },
+  NO_SUITABLE_WORKER: { status: 503, description: 'No online worker has the capacity or features the bunker needs.' },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Not HTTP errors: values that appear inside successful results. */
+export const RESULT_CODES = {
+  EXEC_TIMEOUT: 'The command ran past timeout_s; its process group was killed (exec result `timed_out: true`).',
+} as const;

@@ -1,0 +1,13 @@
+export { AdminApi } from './AdminApi.js';
+export { Bunker, type CreateBunkerOptions, type ExecOptions, type ListBunkersOptions, type PageOptions } from './Bunker.js';
+export { BunkerFiles, type WriteFileOptions } from './BunkerFiles.js';
+export * from './errors.js';
+export type { components, operations, paths } from './generated/schema.js';
+export { HttpTransport, type HttpTransportOptions } from './HttpTransport.js';
+export { ImagesApi } from './ImagesApi.js';
+export { type Page, Paginator } from './Paginator.js';
+export { type ClientOptions, DEFAULT_BASE_URL, ScaiBunkerClient } from './ScaiBunkerClient.js';
+export { readSseEvents, type SseEvent, SseParser } from './SseParser.js';
+export type * from './types.js';
+export type { UploadData } from './uploadBody.js';
+export { WorkersApi } from './WorkersApi.js';

@@ -1,0 +1,78 @@
+/**
+ * Names for the API's shapes, all taken from the generated OpenAPI types: when the API changes,
+ * regenerating src/generated/schema.ts changes these and the compiler finds every use.
+ */
+import type { components, paths } from './generated/schema.js';
+
+type Schemas = components['schemas'];
+
+/** A bunker as the API returns it. */
+export type BunkerInfo = Schemas['Bunker'];
+export type BunkerState = BunkerInfo['state'];
+export type Lifecycle = BunkerInfo['lifecycle'];
+export type CreateBunkerBody = Schemas['CreateBunker'];
+export type NetworkProfile = NonNullable<CreateBunkerBody['network_profile']>;
+export type ExecRequestBody = Schemas['ExecRequest'];
+export type ExecResult = Schemas['ExecResult'];
+/** The SSE `exit` event's data: the exec result without stdout/stderr (those arrived as events). */
+export type ExecExit = Omit<ExecResult, 'stdout' | 'stderr'>;
+export type ExecLog = Schemas['ExecLog'];
+export type FileStat = Schemas['FileStat'];
+export type FileType = FileStat['type'];
+export type WriteResult = Schemas['WriteResult'];
+export type ImageInfo = Schemas['Image'];
+export type WorkerInfo = Schemas['Worker'];
+export type Tenant = Schemas['Tenant'];
+export type CreatedApiKey = Schemas['CreatedApiKey'];
+export type Permission = Schemas['CreateApiKey']['permissions'][number];
+export type ApiErrorBody = Schemas['Error'];
+export type OutputStream = 'stdout' | 'stderr';
+
+// ---- typed access to operations, used by the transport -------------------------------------
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'delete';
+
+/** The API paths that have an operation for `M`. */
+export type PathWith<M extends HttpMethod> = {
+  [P in keyof paths]: paths[P][M] extends { responses: unknown } ? P : never;
+}[keyof paths];
+
+export type Operation<M extends HttpMethod, P extends PathWith<M>> = Extract<paths[P][M], { responses: unknown }>;
+
+type SuccessContent<O> = O extends { responses: infer R }
+  ? R extends { 200: { content: infer C } }
+    ? C
+    : R extends { 201: { content: infer C } }
+      ? C
+      : never
+  : never;
+
+/** The JSON a successful call of the operation answers. */
+export type JsonResponse<M extends HttpMethod, P extends PathWith<M>> =
+  SuccessContent<Operation<M, P>> extends {
+    'application/json': infer J;
+  }
+    ? J
+    : never;
+
+/** The JSON request body the operation takes (`undefined` when it takes none). */
+export type JsonRequestBody<M extends HttpMethod, P extends PathWith<M>> =
+  Operation<M, P> extends {
+    requestBody: { content: { 'application/json': infer B } };
+  }
+    ? B
+    : undefined;
+
+export type QueryParams<M extends HttpMethod, P extends PathWith<M>> =
+  Operation<M, P> extends {
+    parameters: { query?: infer Q };
+  }
+    ? Q
+    : never;
+
+export type PathParams<M extends HttpMethod, P extends PathWith<M>> =
+  Operation<M, P> extends {
+    parameters: { path: infer A };
+  }
+    ? A
+    : never;

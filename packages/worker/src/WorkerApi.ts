@@ -1,0 +1,117 @@
+/**
+ * What the controller may ask of a worker. One interface, two transports: the in-process
+ * `Worker` (embedded `serve`) and `HttpWorkerClient` (separate `scaibunker worker`).
+ */
+import type { Readable } from 'node:stream';
+
+export interface SpawnRequest {
+  bunkerId: string;
+  imageSha256: string;
+  isolation: 'container' | 'microvm';
+  cpuMillicores: number;
+  memoryMb: number;
+  diskMb: number;
+  networkProfile: 'isolated';
+  hostname: string;
+}
+
+export interface ExecRequest {
+  argv: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  stdin?: string;
+  timeoutMs: number;
+}
+
+export interface ExecHandlers {
+  onStdout?(chunk: Buffer): void | Promise<void>;
+  onStderr?(chunk: Buffer): void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface ExecOutcome {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+export interface FileStatInfo {
+  path: string;
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mode: number;
+  mtime_ms: number;
+  link_target?: string;
+}
+
+/** Errors crossing this boundary carry a stable code; the controller maps them to API errors. */
+export const WORKER_ERROR_CODES = [
+  'BUNKER_NOT_FOUND',
+  'INVALID_STATE',
+  'SPAWN_FAILED',
+  'IMAGE_NOT_CACHED',
+  'NOT_FOUND',
+  'NOT_A_DIRECTORY',
+  'IS_A_DIRECTORY',
+  'ALREADY_EXISTS',
+  'NOT_EMPTY',
+  'PERMISSION_DENIED',
+  'INVALID_PATH',
+  'NO_SPACE',
+  'TOO_LARGE',
+  'IO_ERROR',
+  'CHANNEL_CLOSED',
+  'WORKER_UNAVAILABLE',
+] as const;
+export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
+
+export class WorkerError extends Error {
+  constructor(
+    readonly code: WorkerErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WorkerError';
+  }
+}
+
+export interface WorkerApi {
+  spawn(req: SpawnRequest): Promise<void>;
+  /** Idempotent: an unknown id is not an error. */
+  destroy(bunkerId: string): Promise<void>;
+  /** Freezes every process of the bunker (cgroup freezer); memory and files stay. */
+  pause(bunkerId: string): Promise<void>;
+  resume(bunkerId: string): Promise<void>;
+  exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome>;
+  readFile(bunkerId: string, path: string): Promise<Readable>;
+  /** Streams `data` in; rejects with TOO_LARGE (and writes nothing) past `maxBytes`. */
+  writeFile(
+    bunkerId: string,
+    path: string,
+    data: Readable,
+    opts: { mode?: number; parents?: boolean; maxBytes: number },
+  ): Promise<{ bytes: number }>;
+  stat(bunkerId: string, path: string): Promise<FileStatInfo>;
+  list(bunkerId: string, path: string): Promise<FileStatInfo[]>;
+  mkdir(bunkerId: string, path: string, opts: { parents?: boolean }): Promise<void>;
+  remove(bunkerId: string, path: string, opts: { recursive?: boolean }): Promise<void>;
+}
+
+/** What a worker reports every heartbeat (the controller's HeartbeatBody schema). */
+export interface Heartbeat {
+  worker_id: string;
+  name: string;
+  url: string;
+  isolations: string[];
+  capacity: { cpu_millicores: number; memory_mb: number; disk_mb: number };
+  cached_images: string[];
+  bunkers: Array<{ id: string; status: 'running' | 'paused' | 'stopped' }>;
+}
+
+/** The worker's side of the controller: heartbeats. In-process or HTTP. */
+export interface ControllerLink {
+  heartbeat(hb: Heartbeat): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[] }>;
+}

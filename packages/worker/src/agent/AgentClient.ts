@@ -1,0 +1,586 @@
+/**
+ * Worker-side client of the in-bunker agent (packages/agent, protocol in PROTOCOL.md).
+ *
+ * One connection carries many concurrent requests, each on its own stream id. Data in
+ * both directions is credit-based: the agent never sends more than the window we
+ * granted, and we grant more only after the consumer has handled a chunk (awaiting a
+ * returned Promise), so a slow consumer slows the producing process down instead of
+ * growing buffers.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+
+import { AgentError } from './AgentError.js';
+import {
+  CHUNK_SIZE,
+  decodeWindow,
+  encodeFrame,
+  encodeJsonFrame,
+  encodeWindow,
+  FrameDecoder,
+  FrameType,
+  INITIAL_WINDOW,
+  ProtocolError,
+} from './protocol.js';
+
+export { AgentError } from './AgentError.js';
+
+export interface FileStat {
+  path: string;
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mode: number;
+  mtime_ms: number;
+  link_target?: string;
+}
+
+export interface HealthInfo {
+  version: string;
+  uptime_ms: number;
+  pid: number;
+  /** Protocol version spoken by the agent. */
+  protocol?: number;
+  /** Agent resident set size, when /proc is available inside the bunker. */
+  rss_bytes?: number;
+}
+
+export interface ExecRequest {
+  argv: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  stdin?: Buffer | string | AsyncIterable<Buffer>;
+  timeoutMs?: number;
+}
+
+export interface ExecHandlers {
+  onStdout?(chunk: Buffer): void | Promise<void>;
+  onStderr?(chunk: Buffer): void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+type Consumer = (type: number, chunk: Buffer) => void | Promise<void>;
+type Input = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer>;
+
+/** Re-grant credit once this many bytes were consumed (well below the window: never starves). */
+const GRANT_THRESHOLD = 32 * 1024;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+interface QueueItem {
+  end: boolean;
+  type: number;
+  payload: Buffer;
+}
+
+interface Channel {
+  send(frame: Buffer): boolean;
+  forget(id: number): void;
+}
+
+function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function parseJson(payload: Buffer): Record<string, unknown> {
+  const v: unknown = JSON.parse(payload.toString('utf8'));
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError('expected a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function toError(payload: Buffer): AgentError {
+  try {
+    const e = parseJson(payload);
+    const code = typeof e.code === 'string' ? e.code : 'IO_ERROR';
+    const message = typeof e.message === 'string' ? e.message : code;
+    return new AgentError(code, message, typeof e.errno === 'string' ? { errno: e.errno } : undefined);
+  } catch {
+    return new AgentError('PROTOCOL_ERROR', 'malformed ERROR frame from agent');
+  }
+}
+
+/** One request/response exchange on the connection. */
+class Stream {
+  sendCredit = INITIAL_WINDOW;
+  /** Terminal frame received (or channel gone): the agent sends nothing more. */
+  finished = false;
+  /** Drop incoming data (cancelled, or the consumer failed). */
+  discard = false;
+  readonly result: Promise<Record<string, unknown>>;
+
+  private recvAllowed = INITIAL_WINDOW;
+  private pendingGrant = 0;
+  private queue: QueueItem[] = [];
+  private draining = false;
+  private settled = false;
+  private creditWaiters: Array<() => void> = [];
+  private resolve!: (v: Record<string, unknown>) => void;
+  private reject!: (e: unknown) => void;
+
+  constructor(
+    private readonly ch: Channel,
+    readonly id: number,
+    private readonly consumer?: Consumer,
+  ) {
+    this.result = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    this.result.catch(() => {}); // callers observe it; never an unhandled rejection
+  }
+
+  handle(type: number, payload: Buffer): void {
+    switch (type) {
+      case FrameType.WINDOW:
+        this.sendCredit += decodeWindow(payload);
+        this.wake();
+        return;
+      case FrameType.DATA:
+      case FrameType.STDOUT:
+      case FrameType.STDERR:
+        if (payload.length > this.recvAllowed) {
+          throw new ProtocolError(`agent overran the window on stream ${this.id}`);
+        }
+        this.recvAllowed -= payload.length;
+        if (this.discard) return;
+        this.queue.push({ end: false, type, payload });
+        void this.drain();
+        return;
+      case FrameType.RESULT:
+      case FrameType.ERROR:
+        this.finished = true;
+        this.ch.forget(this.id);
+        this.wake();
+        this.queue.push({ end: true, type, payload });
+        void this.drain();
+        return;
+      default:
+        throw new ProtocolError(`unexpected frame type ${type} on stream ${this.id}`);
+    }
+  }
+
+  /** Delivers queued items one at a time, in order, awaiting the consumer. */
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+        if (item.end) {
+          if (item.type === FrameType.RESULT) {
+            try {
+              this.settle(null, parseJson(item.payload));
+            } catch (err) {
+              this.settle(new AgentError('PROTOCOL_ERROR', `malformed RESULT: ${String(err)}`));
+            }
+          } else {
+            this.settle(toError(item.payload));
+          }
+          continue;
+        }
+        if (this.discard) continue;
+        if (this.consumer) {
+          try {
+            const r = this.consumer(item.type, item.payload);
+            if (isPromiseLike(r)) await r;
+          } catch (err) {
+            this.discard = true;
+            this.queue = this.queue.filter((q) => q.end);
+            this.settle(err);
+            this.cancel();
+            continue;
+          }
+        }
+        this.grant(item.payload.length);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private grant(n: number): void {
+    if (this.finished) return;
+    this.pendingGrant += n;
+    if (this.pendingGrant < GRANT_THRESHOLD) return;
+    this.ch.send(encodeWindow(this.id, this.pendingGrant));
+    this.recvAllowed += this.pendingGrant;
+    this.pendingGrant = 0;
+  }
+
+  settle(err: unknown, value?: Record<string, unknown>): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (err) this.reject(err);
+    else this.resolve(value ?? {});
+  }
+
+  cancel(): void {
+    if (!this.finished) this.ch.send(encodeFrame(this.id, FrameType.CANCEL));
+  }
+
+  signal(sig: string): void {
+    if (!this.finished) this.ch.send(encodeJsonFrame(this.id, FrameType.SIGNAL, { signal: sig }));
+  }
+
+  /** The channel is gone: nothing more will arrive. */
+  abandon(err: AgentError): void {
+    this.finished = true;
+    this.discard = true;
+    this.queue = [];
+    this.wake();
+    this.settle(err);
+  }
+
+  waitCredit(): Promise<void> {
+    if (this.sendCredit > 0 || this.finished) return Promise.resolve();
+    return new Promise((res) => this.creditWaiters.push(res));
+  }
+
+  private wake(): void {
+    const w = this.creditWaiters;
+    this.creditWaiters = [];
+    for (const f of w) f();
+  }
+}
+
+function toBuffer(piece: Buffer | Uint8Array | string): Buffer {
+  if (typeof piece === 'string') return Buffer.from(piece, 'utf8');
+  return Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+}
+
+function connectOnce(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection({ path });
+    const onError = (err: Error) => {
+      sock.destroy();
+      reject(err);
+    };
+    sock.once('error', onError);
+    sock.once('connect', () => {
+      sock.off('error', onError);
+      resolve(sock);
+    });
+  });
+}
+
+const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'ENOTDIR']);
+
+export class AgentClient {
+  readonly closed: Promise<void>;
+
+  private readonly streams = new Map<number, Stream>();
+  private readonly decoder = new FrameDecoder();
+  private nextId = 1;
+  private isClosed = false;
+  private closeReason = 'closed';
+  private resolveClosed!: () => void;
+  private drainWaiters: Array<() => void> = [];
+  private readonly channel: Channel;
+
+  private constructor(private readonly sock: Duplex) {
+    this.closed = new Promise((res) => {
+      this.resolveClosed = res;
+    });
+    this.channel = {
+      send: (frame) => this.send(frame),
+      forget: (id) => {
+        this.streams.delete(id);
+      },
+    };
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('drain', () => this.wakeDrain());
+    sock.on('error', (err: Error) => this.shutdown(`socket error: ${err.message}`));
+    sock.on('end', () => this.shutdown('agent closed the connection'));
+    sock.on('close', () => this.shutdown('connection closed'));
+  }
+
+  /**
+   * Connects to the agent's Unix socket, retrying while the socket does not exist yet or
+   * refuses connections (the bunker may still be booting), until timeoutMs elapses.
+   */
+  static async connect(socketPath: string, opts?: { timeoutMs?: number }): Promise<AgentClient> {
+    const timeoutMs = opts?.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    let delay = 5;
+    for (;;) {
+      try {
+        return new AgentClient(await connectOnce(socketPath));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? '';
+        if (!RETRYABLE.has(code)) {
+          throw new AgentError('CONNECT_FAILED', `connect ${socketPath}: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw new AgentError('CONNECT_TIMEOUT', `agent socket ${socketPath} not ready after ${timeoutMs} ms (${code})`, {
+            cause: err,
+          });
+        }
+        await new Promise((r) => setTimeout(r, Math.min(delay, left)));
+        delay = Math.min(delay * 2, 100);
+      }
+    }
+  }
+
+  /** Speaks the same protocol over any duplex byte stream (e.g. a virtio-serial port). */
+  static fromStream(stream: Duplex): AgentClient {
+    return new AgentClient(stream);
+  }
+
+  health(): Promise<HealthInfo> {
+    return this.call({ op: 'health' }) as Promise<unknown> as Promise<HealthInfo>;
+  }
+
+  async exec(req: ExecRequest, handlers: ExecHandlers = {}): Promise<ExecResult> {
+    if (!Array.isArray(req.argv) || req.argv.length === 0 || !req.argv.every((a) => typeof a === 'string')) {
+      throw new AgentError('INVALID_ARGUMENT', 'argv must be a non-empty array of strings');
+    }
+    const abort = handlers.signal;
+    if (abort?.aborted) throw new AgentError('ABORTED', 'exec aborted before it started');
+    const hasStdin = req.stdin !== undefined;
+    const st = this.open(
+      {
+        op: 'exec',
+        argv: req.argv,
+        env: req.env,
+        cwd: req.cwd,
+        user: req.user,
+        timeout_ms: req.timeoutMs,
+        stdin: hasStdin,
+      },
+      // called as methods: handler objects may rely on `this`
+      (type, chunk) => (type === FrameType.STDERR ? handlers.onStderr?.(chunk) : handlers.onStdout?.(chunk)),
+    );
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      st.cancel(); // the agent SIGKILLs the process group; the RESULT still follows
+    };
+    abort?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (hasStdin) {
+        this.pump(st, req.stdin as Input).catch((err: unknown) => {
+          st.settle(err);
+          st.cancel();
+        });
+      }
+      const r = await st.result;
+      if (aborted) throw new AgentError('ABORTED', 'exec aborted: process group killed');
+      return {
+        exitCode: typeof r.exit_code === 'number' ? r.exit_code : null,
+        signal: typeof r.signal === 'string' ? r.signal : null,
+        timedOut: r.timed_out === true,
+        durationMs: typeof r.duration_ms === 'number' ? r.duration_ms : 0,
+      };
+    } finally {
+      abort?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Streams a file in chunks of up to 64 KiB. Errors (NOT_FOUND, IS_A_DIRECTORY, ...) are
+   * thrown by the first iteration step, before any chunk. Credit is granted as the caller
+   * pulls chunks; breaking out of the loop cancels the read.
+   */
+  async *readFile(path: string): AsyncIterable<Buffer> {
+    const ready: Array<{ chunk: Buffer; done: () => void }> = [];
+    let notify: (() => void) | null = null;
+    const wake = () => {
+      const n = notify;
+      notify = null;
+      n?.();
+    };
+    const st = this.open({ op: 'read', path }, (_type, chunk) => {
+      return new Promise<void>((done) => {
+        ready.push({ chunk, done });
+        wake();
+      });
+    });
+    let settled = false;
+    st.result.then(
+      () => {
+        settled = true;
+        wake();
+      },
+      () => {
+        settled = true;
+        wake();
+      },
+    );
+    try {
+      for (;;) {
+        const next = ready.shift();
+        if (next) {
+          // the consumer's promise resolves (granting credit) when the caller asks for more
+          try {
+            yield next.chunk;
+          } finally {
+            next.done();
+          }
+          continue;
+        }
+        if (settled) {
+          await st.result; // throws the AgentError, if any
+          return;
+        }
+        await new Promise<void>((r) => {
+          notify = r;
+        });
+      }
+    } finally {
+      if (!st.finished) {
+        st.discard = true;
+        st.cancel();
+      }
+      for (const r of ready.splice(0)) r.done();
+    }
+  }
+
+  async writeFile(
+    path: string,
+    data: Buffer | string | AsyncIterable<Buffer>,
+    opts?: { mode?: number; mkdirParents?: boolean },
+  ): Promise<{ bytes: number }> {
+    const st = this.open({ op: 'write', path, mode: opts?.mode, mkdir_parents: opts?.mkdirParents === true });
+    // Not awaited: RESULT only follows our EOF, and an early ERROR (NOT_FOUND, NO_SPACE...)
+    // must reject at once even while a slow source is still producing.
+    this.pump(st, data).catch((err: unknown) => {
+      st.cancel(); // the agent removes its temp file
+      st.settle(err);
+    });
+    const r = await st.result;
+    return { bytes: typeof r.bytes === 'number' ? r.bytes : 0 };
+  }
+
+  stat(path: string): Promise<FileStat> {
+    return this.call({ op: 'stat', path }) as Promise<unknown> as Promise<FileStat>;
+  }
+
+  /** Entries of a directory (not recursive), sorted by name. At most 10,000 entries. */
+  async list(path: string): Promise<FileStat[]> {
+    const entries: FileStat[] = [];
+    let partial = '';
+    const st = this.open({ op: 'list', path }, (_type, chunk) => {
+      const text = partial + chunk.toString('utf8');
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line) entries.push(JSON.parse(line) as FileStat);
+    });
+    await st.result;
+    if (partial) entries.push(JSON.parse(partial) as FileStat);
+    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async mkdir(path: string, opts?: { parents?: boolean }): Promise<void> {
+    await this.call({ op: 'mkdir', path, parents: opts?.parents === true });
+  }
+
+  async remove(path: string, opts?: { recursive?: boolean }): Promise<void> {
+    await this.call({ op: 'remove', path, recursive: opts?.recursive === true });
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.call({ op: 'chmod', path, mode });
+  }
+
+  close(): void {
+    this.sock.destroy();
+    this.shutdown('closed by client');
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private call(req: Record<string, unknown>): Promise<Record<string, unknown>> {
+    try {
+      return this.open(req).result;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private open(req: Record<string, unknown>, consumer?: Consumer): Stream {
+    if (this.isClosed) throw new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
+    let id = this.nextId;
+    while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    const st = new Stream(this.channel, id, consumer);
+    this.streams.set(id, st);
+    this.send(encodeJsonFrame(id, FrameType.OPEN, req));
+    return st;
+  }
+
+  /** Sends input (stdin or file content) within the stream's credit, then EOF. */
+  private async pump(st: Stream, data: Input): Promise<void> {
+    const source: AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer> =
+      typeof data === 'string' || data instanceof Uint8Array ? [toBuffer(data)] : data;
+    for await (const piece of source) {
+      const buf = toBuffer(piece);
+      let off = 0;
+      while (off < buf.length) {
+        if (st.finished) return;
+        if (st.sendCredit <= 0) {
+          await st.waitCredit();
+          continue;
+        }
+        const n = Math.min(buf.length - off, st.sendCredit, CHUNK_SIZE);
+        st.sendCredit -= n;
+        const ok = this.send(encodeFrame(st.id, FrameType.DATA, buf.subarray(off, off + n)));
+        off += n;
+        if (!ok) await this.waitDrain();
+      }
+    }
+    if (!st.finished) this.send(encodeFrame(st.id, FrameType.EOF));
+  }
+
+  private send(frame: Buffer): boolean {
+    if (this.isClosed) return true;
+    return this.sock.write(frame);
+  }
+
+  private waitDrain(): Promise<void> {
+    if (this.isClosed || !this.sock.writableNeedDrain) return Promise.resolve();
+    return new Promise((res) => this.drainWaiters.push(res));
+  }
+
+  private wakeDrain(): void {
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.isClosed) return;
+    try {
+      for (const f of this.decoder.push(chunk)) {
+        if (f.stream === 0) {
+          if (f.type === FrameType.ERROR) this.closeReason = `agent: ${toError(f.payload).message}`;
+          continue;
+        }
+        this.streams.get(f.stream)?.handle(f.type, f.payload); // unknown id: late frame, drop
+      }
+    } catch (err) {
+      this.sock.destroy();
+      this.shutdown(`protocol error: ${(err as Error).message}`);
+    }
+  }
+
+  private shutdown(reason: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.closeReason === 'closed') this.closeReason = reason;
+    const err = new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
+    for (const st of this.streams.values()) st.abandon(err);
+    this.streams.clear();
+    this.wakeDrain();
+    if (!this.sock.destroyed) this.sock.destroy();
+    this.resolveClosed();
+  }
+}

@@ -1,0 +1,557 @@
+/**
+ * The worker daemon's core: runs bunkers through a Provider, reaches their insides through
+ * one AgentClient per bunker, and keeps the controller informed by heartbeat.
+ *
+ * Bunkers outlive this object: stop() only drops connections, and start() reconnects to
+ * whatever the provider still runs — so a worker or controller restart never kills tenant work.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { newId } from '@scaibunker/core';
+import { AgentClient, AgentError } from '../agent/AgentClient.js';
+import type { Provider } from '../providers/Provider.js';
+import {
+  type ControllerLink,
+  type ExecHandlers,
+  type ExecOutcome,
+  type ExecRequest,
+  type FileStatInfo,
+  type Heartbeat,
+  type SpawnRequest,
+  type WorkerApi,
+  WorkerError,
+  type WorkerErrorCode,
+} from '../WorkerApi.js';
+
+export interface WorkerCapacity {
+  cpu_millicores: number;
+  memory_mb: number;
+  disk_mb: number;
+}
+
+export interface WorkerLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface WorkerOptions {
+  /** Holds worker.json (the persisted worker id). */
+  dataDir: string;
+  /** Holds the cached images as `<sha256>.ext4`. */
+  imageDir: string;
+  provider: Provider;
+  controller: ControllerLink;
+  name: string;
+  /** How the controller reaches this worker; '' when in-process. */
+  url: string;
+  /** Default 10000; the controller's `heartbeat_interval_s` reply overrides it. */
+  heartbeatIntervalMs?: number;
+  /** Default: all CPUs × cpuOvercommit, all RAM, the size of the filesystem holding dataDir. */
+  capacity?: WorkerCapacity;
+  /**
+   * CPU limits are quotas on shared cores, not reservations, so the worker offers more
+   * millicores than it has (default 8×). Memory is never overcommitted.
+   */
+  cpuOvercommit?: number;
+  /** Bound on connecting to a fresh bunker's agent and its first health answer (default 10000). */
+  agentConnectTimeoutMs?: number;
+  logger?: WorkerLogger;
+  /**
+   * Called when a bunker's agent channel closes on its own (the bunker died). The next
+   * heartbeat reports it anyway; this lets an in-process controller react at once.
+   */
+  onBunkerStopped?(bunkerId: string): void;
+}
+
+type BunkerStatus = 'running' | 'paused' | 'stopped';
+
+/** One bunker this worker knows about; `agent` is null once the channel is gone. */
+interface TrackedBunker {
+  id: string;
+  agent: AgentClient | null;
+  status: BunkerStatus;
+}
+
+type HeartbeatReply = Awaited<ReturnType<ControllerLink['heartbeat']>>;
+
+const IMAGE_FILE = /^([0-9a-f]{64})\.ext4$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+const WORKER_ID = /^wk_[0-9a-z]{20}$/;
+
+const defaultLogger: WorkerLogger = {
+  info: (m) => console.log(`[worker] ${m}`),
+  warn: (m) => console.warn(`[worker] ${m}`),
+};
+
+export class Worker implements WorkerApi {
+  private readonly bunkers = new Map<string, TrackedBunker>();
+  /** Spawns in flight, so a retried spawn of the same id joins the first one. */
+  private readonly spawning = new Map<string, Promise<void>>();
+  private readonly logger: WorkerLogger;
+  private readonly agentConnectTimeoutMs: number;
+  private heartbeatIntervalMs: number;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Heartbeats are serialised: a tick never overlaps heartbeatNow() or another tick. */
+  private heartbeatChain: Promise<unknown> = Promise.resolve();
+  private capacity: WorkerCapacity | null;
+  private workerId: string | null = null;
+  private started = false;
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.logger = opts.logger ?? defaultLogger;
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 10_000;
+    this.agentConnectTimeoutMs = opts.agentConnectTimeoutMs ?? 10_000;
+    this.capacity = opts.capacity ?? null;
+  }
+
+  /** The persisted worker id (available after init() or start()). */
+  get id(): string {
+    if (!this.workerId) throw new Error('Worker.id read before init()');
+    return this.workerId;
+  }
+
+  /**
+   * Loads (or creates) the worker's identity and measures capacity, without touching the
+   * provider or the controller — so an embedded controller can register this worker under
+   * its id before the first heartbeat. Idempotent; start() calls it.
+   */
+  async init(): Promise<void> {
+    if (this.workerId) return;
+    await mkdir(this.opts.dataDir, { recursive: true });
+    this.capacity ??= await this.measureCapacity();
+    this.workerId = await this.loadOrCreateWorkerId();
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    await this.init();
+    await this.opts.provider.init();
+    await this.reconnectSurvivingBunkers();
+    this.started = true;
+    // The first heartbeat is awaited so a caller knows the controller has heard of us (or
+    // that it could not be reached — logged, retried on the next tick).
+    await this.heartbeatNow().catch((err) => this.logger.warn(`first heartbeat failed (retrying next tick): ${messageOf(err)}`));
+    this.scheduleHeartbeat();
+  }
+
+  /** Stops heartbeats and drops agent connections; bunkers keep running. */
+  async stop(): Promise<void> {
+    this.started = false;
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    await this.heartbeatChain.catch(() => {});
+    const agents = [...this.bunkers.values()].map((b) => b.agent).filter((a): a is AgentClient => a !== null);
+    this.bunkers.clear();
+    for (const agent of agents) agent.close();
+    await this.opts.provider.shutdown();
+  }
+
+  /**
+   * Sends one heartbeat now (serialised with the periodic ones) and applies the reply:
+   * bunkers the controller no longer considers alive are destroyed. Rejects if the
+   * controller could not be reached; the periodic loop logs and retries instead.
+   */
+  heartbeatNow(): Promise<HeartbeatReply> {
+    const run = this.heartbeatChain.catch(() => {}).then(() => this.sendHeartbeat());
+    this.heartbeatChain = run.catch(() => {});
+    return run;
+  }
+
+  /** What the next heartbeat will carry (exposed for diagnostics and tests). */
+  async buildHeartbeat(): Promise<Heartbeat> {
+    return {
+      worker_id: this.id,
+      name: this.opts.name,
+      url: this.opts.url,
+      isolations: [this.opts.provider.isolation],
+      capacity: this.capacity ?? (await this.measureCapacity()),
+      cached_images: await this.cachedImages(),
+      bunkers: [...this.bunkers.values()].map((b) => ({ id: b.id, status: b.status })),
+    };
+  }
+
+  // ---------------------------------------------------------------- WorkerApi
+
+  async spawn(req: SpawnRequest): Promise<void> {
+    const inFlight = this.spawning.get(req.bunkerId);
+    if (inFlight) return inFlight;
+    const existing = this.bunkers.get(req.bunkerId);
+    // A retried spawn (the controller lost our first answer) is a success, not a duplicate.
+    if (existing?.status === 'running') return;
+    const run = this.doSpawn(req).finally(() => this.spawning.delete(req.bunkerId));
+    this.spawning.set(req.bunkerId, run);
+    return run;
+  }
+
+  async destroy(bunkerId: string): Promise<void> {
+    await this.spawning.get(bunkerId)?.catch(() => {});
+    const tracked = this.bunkers.get(bunkerId);
+    // Forget it first so the channel closing below is not mistaken for the bunker dying.
+    this.bunkers.delete(bunkerId);
+    tracked?.agent?.close();
+    // Always ask the provider: it may hold a bunker we never managed to reconnect to.
+    try {
+      await this.opts.provider.destroy(bunkerId);
+    } catch (err) {
+      throw new WorkerError('IO_ERROR', `destroying ${bunkerId}: ${messageOf(err)}`);
+    }
+  }
+
+  async pause(bunkerId: string): Promise<void> {
+    const tracked = this.trackedRunning(bunkerId, 'running');
+    await this.providerCall(bunkerId, () => this.opts.provider.pause(bunkerId));
+    tracked.status = 'paused';
+  }
+
+  async resume(bunkerId: string): Promise<void> {
+    const tracked = this.trackedRunning(bunkerId, 'paused');
+    await this.providerCall(bunkerId, () => this.opts.provider.resume(bunkerId));
+    tracked.status = 'running';
+  }
+
+  private trackedRunning(bunkerId: string, expected: BunkerStatus): TrackedBunker {
+    const tracked = this.bunkers.get(bunkerId);
+    if (!tracked || tracked.status === 'stopped') throw new WorkerError('BUNKER_NOT_FOUND', `no running bunker ${bunkerId} on this worker`);
+    if (tracked.status !== expected) throw new WorkerError('INVALID_STATE', `bunker ${bunkerId} is ${tracked.status}`);
+    return tracked;
+  }
+
+  private async providerCall(bunkerId: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      throw new WorkerError('IO_ERROR', `${bunkerId}: ${messageOf(err)}`);
+    }
+  }
+
+  async exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome> {
+    const agent = this.agentFor(bunkerId);
+    try {
+      const outcome = await agent.exec(
+        { argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, stdin: req.stdin, timeoutMs: req.timeoutMs },
+        {
+          onStdout: handlers.onStdout ? (c: Buffer) => handlers.onStdout?.(c) : undefined,
+          onStderr: handlers.onStderr ? (c: Buffer) => handlers.onStderr?.(c) : undefined,
+          signal: handlers.signal,
+        },
+      );
+      return { exitCode: outcome.exitCode, signal: outcome.signal, timedOut: outcome.timedOut, durationMs: outcome.durationMs };
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  /**
+   * Resolves only once the first chunk (or end of file) arrived, so a missing file is a
+   * rejected promise (a clean 404 upstream) rather than a stream that fails later.
+   */
+  async readFile(bunkerId: string, path: string): Promise<Readable> {
+    const agent = this.agentFor(bunkerId);
+    let iterator: AsyncIterator<Buffer>;
+    let first: IteratorResult<Buffer>;
+    try {
+      iterator = agent.readFile(path)[Symbol.asyncIterator]();
+      first = await iterator.next();
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+    return Readable.from(continueIteration(first, iterator), { objectMode: false });
+  }
+
+  async writeFile(
+    bunkerId: string,
+    path: string,
+    data: Readable,
+    opts: { mode?: number; parents?: boolean; maxBytes: number },
+  ): Promise<{ bytes: number }> {
+    const agent = this.agentFor(bunkerId);
+    // destroyOnReturn:false — when we stop reading at the cap the caller still owns `data`
+    // (an HTTP request body must be drained, not destroyed, to keep its connection usable).
+    const source = data.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer | string>;
+    const counter = { bytes: 0, overCap: false };
+    try {
+      return await agent.writeFile(path, capBytes(source, opts.maxBytes, counter), { mode: opts.mode, mkdirParents: opts.parents });
+    } catch (err) {
+      // The flag, not the error's identity: the agent client may wrap what our source threw.
+      if (counter.overCap) {
+        throw new WorkerError('TOO_LARGE', `file exceeds ${opts.maxBytes} bytes`);
+      }
+      throw toWorkerError(err);
+    }
+  }
+
+  async stat(bunkerId: string, path: string): Promise<FileStatInfo> {
+    const agent = this.agentFor(bunkerId);
+    try {
+      return await agent.stat(path);
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  async list(bunkerId: string, path: string): Promise<FileStatInfo[]> {
+    const agent = this.agentFor(bunkerId);
+    try {
+      return await agent.list(path);
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  async mkdir(bunkerId: string, path: string, opts: { parents?: boolean }): Promise<void> {
+    const agent = this.agentFor(bunkerId);
+    try {
+      await agent.mkdir(path, { parents: opts.parents });
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  async remove(bunkerId: string, path: string, opts: { recursive?: boolean }): Promise<void> {
+    const agent = this.agentFor(bunkerId);
+    try {
+      await agent.remove(path, { recursive: opts.recursive });
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async doSpawn(req: SpawnRequest): Promise<void> {
+    if (req.isolation !== this.opts.provider.isolation) {
+      throw new WorkerError('SPAWN_FAILED', `this worker runs '${this.opts.provider.isolation}' bunkers, not '${req.isolation}'`);
+    }
+    if (!SHA256.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
+    const imagePath = join(this.opts.imageDir, `${req.imageSha256}.ext4`);
+    try {
+      if (!(await stat(imagePath)).isFile()) throw new Error('not a regular file');
+    } catch {
+      throw new WorkerError('IMAGE_NOT_CACHED', `image ${req.imageSha256} is not in ${this.opts.imageDir}`);
+    }
+
+    let agent: AgentClient | null = null;
+    try {
+      const spawned = await this.opts.provider.spawn({
+        id: req.bunkerId,
+        imageSha256: req.imageSha256,
+        imagePath,
+        cpuMillicores: req.cpuMillicores,
+        memoryMb: req.memoryMb,
+        diskMb: req.diskMb,
+        hostname: req.hostname,
+        networkProfile: req.networkProfile,
+      });
+      agent = await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs });
+      await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');
+      this.track(req.bunkerId, agent);
+    } catch (err) {
+      // Leave nothing half-made behind: the controller will retry elsewhere or fail the bunker.
+      agent?.close();
+      await this.opts.provider
+        .destroy(req.bunkerId)
+        .catch((e) => this.logger.warn(`cleanup of failed spawn ${req.bunkerId}: ${messageOf(e)}`));
+      throw new WorkerError('SPAWN_FAILED', messageOf(err));
+    }
+  }
+
+  private track(id: string, agent: AgentClient | null): void {
+    const tracked: TrackedBunker = { id, agent, status: agent ? 'running' : 'stopped' };
+    this.bunkers.set(id, tracked);
+    agent?.closed.then(
+      () => this.onAgentClosed(tracked),
+      () => this.onAgentClosed(tracked),
+    );
+  }
+
+  /** A channel that closes while we still track the bunker means the bunker died. */
+  private onAgentClosed(tracked: TrackedBunker): void {
+    if (this.bunkers.get(tracked.id) !== tracked) return; // destroyed or worker stopped: expected
+    tracked.agent = null;
+    tracked.status = 'stopped';
+    this.logger.warn(`agent channel of ${tracked.id} closed; reporting it stopped`);
+    this.opts.onBunkerStopped?.(tracked.id);
+  }
+
+  private agentFor(bunkerId: string): AgentClient {
+    const tracked = this.bunkers.get(bunkerId);
+    if (!tracked) throw new WorkerError('BUNKER_NOT_FOUND', `no bunker ${bunkerId} on this worker`);
+    if (!tracked.agent) throw new WorkerError('CHANNEL_CLOSED', `bunker ${bunkerId} is not running`);
+    return tracked.agent;
+  }
+
+  private async reconnectSurvivingBunkers(): Promise<void> {
+    const survivors = await this.opts.provider.list();
+    await Promise.all(
+      survivors.map(async (b) => {
+        if (!b.running) {
+          this.track(b.id, null); // reported stopped; the controller decides its fate
+          return;
+        }
+        try {
+          const agent = await AgentClient.connect(b.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs });
+          await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check').catch((err) => {
+            agent.close();
+            throw err;
+          });
+          this.track(b.id, agent);
+          this.logger.info(`reconnected to bunker ${b.id}`);
+        } catch (err) {
+          this.logger.warn(`could not reconnect to bunker ${b.id}: ${messageOf(err)}`);
+          this.track(b.id, null);
+        }
+      }),
+    );
+  }
+
+  private async sendHeartbeat(): Promise<HeartbeatReply> {
+    const reply = await this.opts.controller.heartbeat(await this.buildHeartbeat());
+    if (reply.heartbeat_interval_s > 0) this.heartbeatIntervalMs = reply.heartbeat_interval_s * 1000;
+    const unknown = reply.unknown_bunkers ?? [];
+    await Promise.all(
+      unknown.map((id) =>
+        this.destroy(id).then(
+          () => this.logger.info(`destroyed bunker ${id}: the controller no longer knows it`),
+          (err) => this.logger.warn(`destroying unknown bunker ${id}: ${messageOf(err)}`),
+        ),
+      ),
+    );
+    return reply;
+  }
+
+  private scheduleHeartbeat(): void {
+    if (!this.started) return;
+    this.heartbeatTimer = setTimeout(() => {
+      this.heartbeatNow()
+        .catch((err) => this.logger.warn(`heartbeat failed (retrying next tick): ${messageOf(err)}`))
+        .finally(() => this.scheduleHeartbeat());
+    }, this.heartbeatIntervalMs);
+    // The daemon is kept alive by its server; a pending heartbeat alone should not be.
+    this.heartbeatTimer.unref();
+  }
+
+  private async cachedImages(): Promise<string[]> {
+    try {
+      const names = await readdir(this.opts.imageDir);
+      return names.flatMap((n) => IMAGE_FILE.exec(n)?.[1] ?? []).sort();
+    } catch {
+      return [];
+    }
+  }
+
+  private async measureCapacity(): Promise<WorkerCapacity> {
+    const fs = await statfs(this.opts.dataDir);
+    return {
+      cpu_millicores: Math.floor(cpus().length * 1000 * (this.opts.cpuOvercommit ?? 8)),
+      memory_mb: Math.floor(totalmem() / (1024 * 1024)),
+      disk_mb: Math.floor((fs.blocks * fs.bsize) / (1024 * 1024)),
+    };
+  }
+
+  private async loadOrCreateWorkerId(): Promise<string> {
+    const file = join(this.opts.dataDir, 'worker.json');
+    try {
+      const saved = JSON.parse(await readFile(file, 'utf8')) as { worker_id?: unknown };
+      if (typeof saved.worker_id === 'string' && WORKER_ID.test(saved.worker_id)) return saved.worker_id;
+      throw new Error(`${file} holds no valid worker_id`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const id = newId('wk');
+    // Write-then-rename so a crash never leaves a half-written identity behind.
+    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, `${JSON.stringify({ worker_id: id }, null, 2)}\n`, { mode: 0o600 });
+    await rename(tmp, file);
+    return id;
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+const PASSTHROUGH_AGENT_CODES = new Set<WorkerErrorCode>([
+  'NOT_FOUND',
+  'NOT_A_DIRECTORY',
+  'IS_A_DIRECTORY',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'NOT_EMPTY',
+  'INVALID_PATH',
+  'NO_SPACE',
+  'IO_ERROR',
+  'CHANNEL_CLOSED',
+]);
+
+/** AgentError codes keep their name across the boundary; anything else is an IO_ERROR. */
+function toWorkerError(err: unknown): WorkerError {
+  if (err instanceof WorkerError) return err;
+  if (err instanceof AgentError) {
+    const code = err.code as WorkerErrorCode;
+    if (PASSTHROUGH_AGENT_CODES.has(code)) return new WorkerError(code, err.message);
+    // Could not (re)open the channel: to a caller that is the same as a closed one.
+    if (err.code === 'CONNECT_TIMEOUT' || err.code === 'CONNECT_FAILED') return new WorkerError('CHANNEL_CLOSED', err.message);
+    return new WorkerError('IO_ERROR', err.message);
+  }
+  return new WorkerError('IO_ERROR', messageOf(err));
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) {
+    const details = (err as { details?: unknown }).details;
+    return typeof details === 'string' && details ? `${err.message}: ${details.trim()}` : err.message;
+  }
+  return String(err);
+}
+
+/** Passes chunks through, throwing (so the write is aborted) once more than `maxBytes` went by. */
+async function* capBytes(
+  source: AsyncIterable<Buffer | string>,
+  maxBytes: number,
+  counter: { bytes: number; overCap: boolean },
+): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    counter.bytes += buf.length;
+    if (counter.bytes > maxBytes) {
+      counter.overCap = true;
+      throw new Error(`upload exceeds ${maxBytes} bytes`);
+    }
+    yield buf;
+  }
+}
+
+/** Re-yields an iterator whose first result was already pulled, mapping agent errors. */
+async function* continueIteration(first: IteratorResult<Buffer>, iterator: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  let finished = first.done === true;
+  try {
+    if (finished) return;
+    yield first.value;
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await iterator.next();
+      } catch (err) {
+        finished = true;
+        throw toWorkerError(err);
+      }
+      if (next.done) {
+        finished = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    // The reader went away early (consumer destroyed the stream): cancel the agent's read.
+    if (!finished) await iterator.return?.().catch(() => {});
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,11 @@
+/** Public surface of @scaibunker/worker: the worker daemon, its HTTP transport, providers and the agent client. */
+
+export type { FileStat, HealthInfo } from './agent/AgentClient.js';
+export { AgentClient, AgentError } from './agent/AgentClient.js';
+export { Worker, type WorkerCapacity, type WorkerLogger, type WorkerOptions } from './daemon/Worker.js';
+export { HttpControllerLink, type HttpControllerLinkOptions } from './http/HttpControllerLink.js';
+export { HttpWorkerClient } from './http/HttpWorkerClient.js';
+export { WORKER_ERROR_STATUS, WorkerHttpServer, type WorkerHttpServerOptions } from './http/WorkerHttpServer.js';
+export { ContainerProvider, type ContainerProviderOptions } from './providers/container/ContainerProvider.js';
+export * from './providers/Provider.js';
+export * from './WorkerApi.js';

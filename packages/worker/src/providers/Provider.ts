@@ -1,0 +1,72 @@
+/**
+ * The provider contract: how the worker runs bunkers, whatever the isolation technology.
+ * Every provider exposes the in-bunker agent through a Unix socket path on the host, so the
+ * worker's AgentClient is the same for all of them.
+ */
+export type Isolation = 'container' | 'microvm';
+
+export interface BunkerSpec {
+  id: string;
+  imageSha256: string;
+  /** The image's .ext4 file on the host. */
+  imagePath: string;
+  cpuMillicores: number;
+  memoryMb: number;
+  diskMb: number;
+  /** Max processes/threads inside the bunker (default 512). */
+  pidsLimit?: number;
+  hostname: string;
+  networkProfile: 'isolated';
+}
+
+export interface SpawnedBunker {
+  id: string;
+  agentSocketPath: string;
+  /** Host pid of the bunker's init process (the agent). */
+  pid: number;
+}
+
+export interface BunkerStats {
+  cpuUsageNs: number;
+  memoryBytes: number;
+  pids: number;
+}
+
+export interface Provider {
+  readonly isolation: Isolation;
+  /** Idempotent host preparation (cgroup fixes, runtime detection). */
+  init(): Promise<void>;
+  /**
+   * Resolves once the agent's socket exists. The wait is bounded; on timeout or failure
+   * everything created so far is cleaned up and a ProviderError carrying the runtime's
+   * stderr is thrown.
+   */
+  spawn(spec: BunkerSpec): Promise<SpawnedBunker>;
+  /** Idempotent; leaves no mount, cgroup, netns, process or directory behind. */
+  destroy(id: string): Promise<void>;
+  /** Freeze / thaw every process of the bunker (cgroup freezer). */
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  stats(id: string): Promise<BunkerStats>;
+  /** What exists on the host; used to reconnect after a worker restart. */
+  list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>>;
+  health(): Promise<{ ok: boolean; runtime: string; details?: string }>;
+  /**
+   * Releases what no bunker holds (idle image mounts, helper processes) when the worker
+   * stops. Running bunkers keep running and are found again by list().
+   */
+  shutdown(): Promise<void>;
+}
+
+export type ProviderErrorCode = 'SPAWN_FAILED' | 'NOT_FOUND' | 'RUNTIME_UNAVAILABLE' | 'LIMIT_INVALID';
+
+export class ProviderError extends Error {
+  constructor(
+    message: string,
+    readonly code: ProviderErrorCode,
+    readonly details?: string,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}

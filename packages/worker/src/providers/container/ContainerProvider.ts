@@ -1,0 +1,695 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, ProviderError, type SpawnedBunker } from '../Provider.js';
+import { Cgroups } from './Cgroups.js';
+import { HostMounts } from './HostMounts.js';
+import { HostShell, shq } from './HostShell.js';
+import { ImageMounts } from './ImageMounts.js';
+import { KeyedLock } from './KeyedLock.js';
+import { AGENT_SOCKET_NAME, buildOciConfig, DEFAULT_PIDS_LIMIT, hostNofileHardLimit } from './OciBundle.js';
+import { OciRuntime, type RuntimeName } from './OciRuntime.js';
+import type { SeccompProfile } from './seccompProfile.js';
+
+export interface ContainerProviderOptions {
+  /** Root of everything this provider creates (images/, bunkers/, state/). Keep it short: socket paths must stay < 108 bytes. */
+  dataDir: string;
+  /** Force one runtime; default: crun, falling back to runc when crun is unusable. */
+  runtime?: RuntimeName;
+  /** Bound on spawn() waiting for the agent socket (default 10 s). */
+  spawnTimeoutMs?: number;
+  /** Keep an image mounted after its last bunker is destroyed (default true; see ImageMounts). */
+  keepIdleImages?: boolean;
+  /** Seccomp profile; default the built-in one; null disables seccomp (tests/debugging only). */
+  seccomp?: SeccompProfile | null;
+  /** Parent cgroup of all bunkers (default "scaibunker"). */
+  cgroupParent?: string;
+}
+
+interface BunkerMeta {
+  id: string;
+  imageSha256: string;
+  runtime: RuntimeName;
+  cgroupsPath: string;
+  createdAt: string;
+}
+
+interface BunkerPaths {
+  dir: string;
+  upper: string;
+  upperData: string;
+  work: string;
+  rootfs: string;
+  run: string;
+  socket: string;
+  config: string;
+  meta: string;
+  pidFile: string;
+  runtimeLog: string;
+  consoleLog: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const HOST_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const HOSTNAME_RE = new RegExp(`^${HOST_LABEL}(?:\\.${HOST_LABEL})*$`);
+const SHA_RE = /^[a-f0-9]{64}$/;
+const MAX_SOCKET_PATH = 107;
+const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1'; // sun_path is 108 bytes including the NUL
+
+/**
+ * Runs bunkers as OCI containers (crun preferred, runc fallback).
+ *
+ * Layout under dataDir:
+ *   images/<sha>/        read-only loop mount of the image's ext4 file, shared by its bunkers
+ *                        (refcounted; stays mounted when idle, see ImageMounts/unmountIdleImages)
+ *   bunkers/<id>/upper   tmpfs of size=diskMb: overlay upper (u/) + work (w/) + console.log
+ *   bunkers/<id>/rootfs  overlayfs lower=images/<sha>, upper=upper/u — the bunker's /
+ *   bunkers/<id>/run     bind-mounted at /.scaibunker/run (the only host path inside); agent.sock
+ *   bunkers/<id>/config.json, bunker.json (meta), pid, runtime.log
+ *   state/<runtime>/     the runtime's --root (never /run/crun, so no collision with others)
+ *   tmp/                 stderr files of the resident helper shells
+ *
+ * Spawn = one round trip through a resident busybox shell (HostShell): mount the disk tmpfs,
+ * mkdir upper/work, mount the overlay, exec `<runtime> run --detach`; then wait for the agent
+ * socket with inotify (fs.watch) plus a coarse liveness poll. Node itself launches no process.
+ *
+ * Cgroups: <parent>/<id> (cgroupfs driver) in every hierarchy; limits are written by the
+ * runtime from config.json, freeze/stats/cleanup are done here directly. On a hybrid host
+ * init() first mounts every controller still attached to cgroup2 (hugetlb) as cgroup v1,
+ * because crun refuses hybrid mode otherwise; if crun is still unusable runc is used.
+ *
+ * Known limits (documented, not bugs):
+ * - User namespaces are not used yet: the overlay rootfs and the bind-mounted socket dir are
+ *   owned by host root, and Debian 12's util-linux 2.38 / crun 1.8.1 offer no idmapped rootfs
+ *   path. The agent runs as real root with Docker's default capabilities minus NET_RAW,
+ *   no_new_privs and a seccomp denylist that also refuses unshare/setns/clone(CLONE_NEW*).
+ * - disk_mb is a tmpfs, so pages written to the bunker's disk are charged to its memory
+ *   cgroup too: memory_mb effectively caps memory + written disk.
+ * - /proc/mounts inside a bunker shows the host paths of its overlay layers (as with Docker).
+ */
+export class ContainerProvider implements Provider {
+  readonly isolation: Isolation = 'container';
+  readonly dataDir: string;
+  readonly imagesDir: string;
+  readonly bunkersDir: string;
+  readonly stateDir: string;
+  private readonly opts: ContainerProviderOptions;
+  private readonly images: ImageMounts;
+  private readonly shell: HostShell;
+  private readonly mounts: HostMounts;
+  private readonly lock = new KeyedLock();
+  /** Bunkers whose image reference is counted in `images`: id -> image sha. */
+  private readonly active = new Map<string, string>();
+  private runtime?: OciRuntime;
+  private cgroups?: Cgroups;
+  private swapAccounting = true;
+  private nofile = 65536;
+  /** Base64 seccomp program compiled by crun during the probe (run.oci.seccomp_bpf_data). */
+  private seccompBpf?: string;
+  private initPromise?: Promise<void>;
+  private readonly notes: string[] = [];
+
+  constructor(opts: ContainerProviderOptions) {
+    this.opts = opts;
+    this.dataDir = opts.dataDir.replace(/\/+$/, '');
+    this.imagesDir = join(this.dataDir, 'images');
+    this.bunkersDir = join(this.dataDir, 'bunkers');
+    this.stateDir = join(this.dataDir, 'state');
+    this.shell = new HostShell(join(this.dataDir, 'tmp'));
+    this.mounts = new HostMounts(this.shell);
+    this.images = new ImageMounts(this.imagesDir, this.mounts, opts.keepIdleImages ?? true, (sha) =>
+      this.listIds().some((id) => this.readMeta(id)?.imageSha256 === sha),
+    );
+  }
+
+  /** Name of the runtime chosen by init() (undefined before). */
+  get runtimeName(): RuntimeName | undefined {
+    return this.runtime?.name;
+  }
+
+  get cgroupLayout(): string | undefined {
+    return this.cgroups?.layout;
+  }
+
+  cgroupsPath(id: string): string {
+    return `/${this.opts.cgroupParent ?? 'scaibunker'}/${id}`;
+  }
+
+  /** Every host cgroup directory a bunker may have (for inspection and tests). */
+  cgroupDirs(id: string): string[] {
+    return this.cgroups ? this.cgroups.dirs(this.cgroupsPath(id)) : [];
+  }
+
+  /** The cgroup directory holding `controller` for a bunker (v2: the unified one). */
+  cgroupDir(id: string, controller: string): string | undefined {
+    return this.cgroups?.dir(this.cgroupsPath(id), controller);
+  }
+
+  bunkerDir(id: string): string {
+    return join(this.bunkersDir, id);
+  }
+
+  private paths(id: string): BunkerPaths {
+    const dir = join(this.bunkersDir, id);
+    const upper = join(dir, 'upper');
+    const run = join(dir, 'run');
+    return {
+      dir,
+      upper,
+      upperData: join(upper, 'u'),
+      work: join(upper, 'w'),
+      rootfs: join(dir, 'rootfs'),
+      run,
+      socket: join(run, AGENT_SOCKET_NAME),
+      config: join(dir, 'config.json'),
+      meta: join(dir, 'bunker.json'),
+      pidFile: join(dir, 'pid'),
+      runtimeLog: join(dir, 'runtime.log'),
+      consoleLog: join(upper, 'console.log'),
+    };
+  }
+
+  // ------------------------------------------------------------------ init
+
+  init(): Promise<void> {
+    this.initPromise ??= this.doInit().catch((e) => {
+      this.initPromise = undefined;
+      throw e;
+    });
+    return this.initPromise;
+  }
+
+  private async doInit(): Promise<void> {
+    for (const d of [this.dataDir, this.imagesDir, this.bunkersDir, this.stateDir, join(this.dataDir, 'tmp')])
+      mkdirSync(d, { recursive: true, mode: 0o711 });
+    const cg = await Cgroups.detect();
+    this.cgroups = cg;
+    this.notes.length = 0;
+    this.notes.push(`cgroups ${cg.layout}`);
+    if (cg.layout === 'hybrid') {
+      try {
+        const mounted = await cg.fixHybrid();
+        if (mounted.length) this.notes.push(`mounted cgroup-v1 ${mounted.join(',')}`);
+      } catch (e) {
+        this.notes.push(`hybrid cgroup fix failed: ${(e as Error).message}`);
+      }
+    }
+    if (cg.layout !== 'v2') {
+      const mem = cg.v1.get('memory');
+      this.swapAccounting = !!mem && existsSync(join(mem, 'memory.memsw.limit_in_bytes'));
+    }
+
+    this.nofile = Math.min(65536, hostNofileHardLimit() ?? 65536);
+
+    const candidates: RuntimeName[] = this.opts.runtime ? [this.opts.runtime] : ['crun', 'runc'];
+    const failures: string[] = [];
+    for (const name of candidates) {
+      const rt = OciRuntime.locate(name, join(this.stateDir, name));
+      if (!rt) {
+        failures.push(`${name}: not installed`);
+        continue;
+      }
+      mkdirSync(rt.stateRoot, { recursive: true, mode: 0o700 });
+      const err = await this.probe(rt);
+      if (!err) {
+        this.runtime = rt;
+        break;
+      }
+      failures.push(`${name}: ${err}`);
+    }
+    if (failures.length) this.notes.push(...failures.map((f) => `unusable ${f.split('\n')[0]}`));
+    if (!this.runtime) throw new ProviderError('no usable OCI runtime (crun, runc)', 'RUNTIME_UNAVAILABLE', failures.join('\n'));
+
+    // reconnect: count the image references of bunkers that survived a worker restart
+    for (const id of this.listIds()) {
+      if (this.active.has(id)) continue;
+      const meta = this.readMeta(id);
+      if (!meta) continue;
+      this.active.set(id, meta.imageSha256);
+      this.images.adopt(meta.imageSha256);
+    }
+  }
+
+  /** Creates (never starts) a throwaway container with the real config shape; returns an error text or undefined. */
+  private async probe(rt: OciRuntime): Promise<string | undefined> {
+    const id = `probe-${rt.name}-${process.pid}`;
+    const dir = join(this.dataDir, id);
+    const rel = this.cgroupsPath(id);
+    try {
+      await rm(dir, { recursive: true, force: true });
+      mkdirSync(join(dir, 'rootfs'), { recursive: true });
+      mkdirSync(join(dir, 'run'), { mode: 0o700 });
+      writeFileSync(join(dir, 'rootfs', 'probe'), '', { mode: 0o755 });
+      const config = buildOciConfig({
+        rootfsPath: join(dir, 'rootfs'),
+        agentRunDir: join(dir, 'run'),
+        hostname: 'probe',
+        cgroupsPath: rel,
+        cpuMillicores: 100,
+        memoryMb: 32,
+        tmpSizeMb: 1,
+        pidsLimit: 16,
+        swapAccounting: this.swapAccounting,
+        nofile: this.nofile,
+        seccomp: this.opts.seccomp,
+        args: ['/probe'],
+      });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+      await rt.deleteForce(id);
+      const r = await rt.create(id, dir, join(dir, 'runtime.log'));
+      // crun compiles the seccomp profile on every start (~1–2 ms of CPU); keep the program it
+      // compiled for the probe (same profile, same arch) and hand it over pre-compiled.
+      this.seccompBpf = undefined;
+      if (r.code === 0 && rt.name === 'crun' && this.opts.seccomp !== null) {
+        try {
+          const bpf = readFileSync(join(rt.stateRoot, id, 'seccomp.bpf'));
+          if (bpf.length > 0 && bpf.length % 8 === 0) this.seccompBpf = bpf.toString('base64');
+        } catch {
+          /* older crun: compile per start */
+        }
+      }
+      await rt.deleteForce(id);
+      if (r.code !== 0) return r.error.slice(-2000) || `exit ${r.code}`;
+      return undefined;
+    } catch (e) {
+      return (e as Error).message;
+    } finally {
+      await this.cgroups?.remove(rel).catch(() => {});
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+      await rm(join(rt.stateRoot, id), { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  // ------------------------------------------------------------------ spawn
+
+  private validate(spec: BunkerSpec): void {
+    const bad = (m: string) => new ProviderError(m, 'LIMIT_INVALID');
+    if (!ID_RE.test(spec.id)) throw new ProviderError(`invalid bunker id ${JSON.stringify(spec.id)}`, 'SPAWN_FAILED');
+    if (!SHA_RE.test(spec.imageSha256)) throw new ProviderError(`invalid image sha256 ${JSON.stringify(spec.imageSha256)}`, 'SPAWN_FAILED');
+    if (!Number.isInteger(spec.cpuMillicores) || spec.cpuMillicores < 10 || spec.cpuMillicores > 1_024_000)
+      throw bad(`cpuMillicores must be an integer in 10..1024000 (got ${spec.cpuMillicores})`);
+    if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16 || spec.memoryMb > 4_194_304)
+      throw bad(`memoryMb must be an integer in 16..4194304 (got ${spec.memoryMb})`);
+    if (!Number.isInteger(spec.diskMb) || spec.diskMb < 1 || spec.diskMb > 16_777_216)
+      throw bad(`diskMb must be an integer in 1..16777216 (got ${spec.diskMb})`);
+    const pids = spec.pidsLimit ?? DEFAULT_PIDS_LIMIT;
+    if (!Number.isInteger(pids) || pids < 4 || pids > 4_194_304) throw bad(`pidsLimit must be an integer in 4..4194304 (got ${pids})`);
+    if (spec.hostname.length > 64 || !HOSTNAME_RE.test(spec.hostname))
+      throw new ProviderError(`invalid hostname ${JSON.stringify(spec.hostname)}`, 'SPAWN_FAILED');
+    if (spec.networkProfile !== 'isolated')
+      throw new ProviderError(`network profile ${spec.networkProfile} is not supported by the container provider yet`, 'SPAWN_FAILED');
+    const sock = this.paths(spec.id).socket;
+    if (Buffer.byteLength(sock) > MAX_SOCKET_PATH)
+      throw new ProviderError(
+        `agent socket path too long (${Buffer.byteLength(sock)} > ${MAX_SOCKET_PATH} bytes): use a shorter dataDir or id`,
+        'SPAWN_FAILED',
+        sock,
+      );
+  }
+
+  async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
+    await this.init();
+    this.validate(spec);
+    return this.lock.run(spec.id, () => this.spawnLocked(spec));
+  }
+
+  private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
+    const rt = this.runtime as OciRuntime;
+    const p = this.paths(spec.id);
+    const t0 = performance.now();
+    const marks: string[] = [];
+    const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
+    if (existsSync(p.dir)) throw new ProviderError(`bunker ${spec.id} already exists`, 'SPAWN_FAILED');
+    if (!existsSync(spec.imagePath)) throw new ProviderError(`image file ${spec.imagePath} not found`, 'SPAWN_FAILED');
+    const rel = this.cgroupsPath(spec.id);
+    const meta: BunkerMeta = {
+      id: spec.id,
+      imageSha256: spec.imageSha256,
+      runtime: rt.name,
+      cgroupsPath: rel,
+      createdAt: new Date().toISOString(),
+    };
+    mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+    try {
+      writeFileSync(p.meta, JSON.stringify(meta));
+      mkdirSync(p.upper);
+      mkdirSync(p.rootfs);
+      mkdirSync(p.run, { mode: 0o700 });
+
+      const lower = await this.images.acquire(spec.imageSha256, spec.imagePath);
+      this.active.set(spec.id, spec.imageSha256);
+      mark('image');
+      const config = buildOciConfig({
+        rootfsPath: p.rootfs,
+        agentRunDir: p.run,
+        hostname: spec.hostname,
+        cgroupsPath: rel,
+        cpuMillicores: spec.cpuMillicores,
+        memoryMb: spec.memoryMb,
+        tmpSizeMb: spec.diskMb,
+        pidsLimit: spec.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+        swapAccounting: this.swapAccounting,
+        nofile: this.nofile,
+        seccomp: this.opts.seccomp,
+        annotations: {
+          'io.scaibunker.bunker': spec.id,
+          'io.scaibunker.image': spec.imageSha256,
+          ...(this.seccompBpf ? { 'run.oci.seccomp_bpf_data': this.seccompBpf } : {}),
+        },
+      });
+      writeFileSync(p.config, JSON.stringify(config));
+
+      // One round trip through the resident shell: disk tmpfs, upper/work dirs, overlay
+      // rootfs, then the runtime. The container's stdout/stderr (agent diagnostics) are
+      // appended to console.log on the bunker's own disk tmpfs, outside its rootfs.
+      const script = [
+        `${HostMounts.tmpfsScript(p.upper, spec.diskMb)} || exit 91`,
+        `mkdir -m 0755 ${shq(p.upperData)} || exit 92`,
+        `mkdir -m 0700 ${shq(p.work)} || exit 92`,
+        `${HostMounts.overlayScript(p.rootfs, lower, p.upperData, p.work)} || exit 93`,
+        `exec ${rt.runDetachedScript(spec.id, { bundle: p.dir, pidFile: p.pidFile, logFile: p.runtimeLog, consoleFile: p.consoleLog })}`,
+      ].join('; ');
+      const waiter = new SocketWaiter(p.run, AGENT_SOCKET_NAME);
+      try {
+        const run = this.shell.run(script);
+        const r = await Promise.race([run, waiter.promise.then(() => undefined)]);
+        mark(r ? 'runtime-exit' : 'socket');
+        if (r && r.code !== 0) throw new ProviderError(spawnStepError(rt.name, r.code, r.stderr), 'SPAWN_FAILED');
+        await waiter.wait(this.opts.spawnTimeoutMs ?? 10_000, () => {
+          // fail fast when the agent died before it listened
+          const pid = readPid(p.pidFile);
+          if (pid && !processAlive(pid)) throw new ProviderError('agent exited before creating its socket', 'SPAWN_FAILED');
+        });
+        const r2 = await run;
+        if (r2.code !== 0) throw new ProviderError(spawnStepError(rt.name, r2.code, r2.stderr), 'SPAWN_FAILED');
+      } finally {
+        waiter.close();
+      }
+      const pid = readPid(p.pidFile) ?? 0;
+      mark('done');
+      if (TRACE) process.stderr.write(`[container] spawn ${spec.id}: ${marks.join(' ')}\n`);
+      return { id: spec.id, agentSocketPath: p.socket, pid };
+    } catch (e) {
+      const details = this.diagnostics(p, e);
+      await this.destroyLocked(spec.id).catch(() => {});
+      if (e instanceof ProviderError) throw new ProviderError(e.message, e.code, e.details ?? details);
+      throw new ProviderError(`spawn ${spec.id} failed: ${(e as Error).message}`, 'SPAWN_FAILED', details);
+    }
+  }
+
+  private diagnostics(p: BunkerPaths, e: unknown): string {
+    const parts: string[] = [];
+    const log = readText(p.runtimeLog).trim();
+    if (log) parts.push(`runtime: ${log.slice(-4000)}`);
+    const cons = readText(p.consoleLog).trim();
+    if (cons) parts.push(`console: ${cons.slice(-4000)}`);
+    if (!parts.length) parts.push((e as Error)?.message ?? String(e));
+    return parts.join('\n');
+  }
+
+  // ------------------------------------------------------------------ destroy
+
+  async destroy(id: string): Promise<void> {
+    if (!ID_RE.test(id)) return; // cannot exist
+    try {
+      await this.init();
+    } catch {
+      /* clean up whatever we can even without a usable runtime */
+    }
+    await this.lock.run(id, () => this.destroyLocked(id));
+  }
+
+  private async destroyLocked(id: string): Promise<void> {
+    const p = this.paths(id);
+    const meta = this.readMeta(id);
+    const rel = meta?.cgroupsPath ?? this.cgroupsPath(id);
+    const cg = this.cgroups ?? (await Cgroups.detect());
+    const errors: string[] = [];
+    const t0 = performance.now();
+    const marks: string[] = [];
+    const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
+
+    // 1. processes: thaw (a frozen v1 task never dies), let the runtime kill+delete, then sweep
+    if (cg.exists(rel) && (await cg.isFrozen(rel).catch(() => false))) await cg.thaw(rel).catch(() => {});
+    for (const rt of this.runtimesFor(meta)) {
+      if (existsSync(join(rt.stateRoot, id))) {
+        const r = await this.shell.run(rt.deleteScript(id));
+        if (r.code !== 0 && existsSync(join(rt.stateRoot, id))) errors.push(`${rt.name} delete: ${r.stderr.trim()}`);
+      }
+    }
+    mark('runtime-delete');
+    const pid = readPid(p.pidFile);
+    if (pid && processInCgroup(pid, rel)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    // 2. cgroup (waits until every process in it is gone)
+    try {
+      await cg.remove(rel);
+    } catch (e) {
+      errors.push(`cgroup: ${(e as Error).message}`);
+    }
+    mark('cgroup');
+    // 3. mounts: rootfs overlay, then the disk tmpfs
+    try {
+      await this.mounts.unmount(await HostMounts.mountsUnder(p.dir));
+    } catch (e) {
+      errors.push(`umount: ${(e as Error).message}`);
+    }
+    mark('umount');
+    // 4. files and runtime state
+    if ((await HostMounts.mountsUnder(p.dir)).length === 0) await rm(p.dir, { recursive: true, force: true });
+    else errors.push(`mounts left under ${p.dir}`);
+    for (const rt of this.runtimesFor(meta)) await rm(join(rt.stateRoot, id), { recursive: true, force: true }).catch(() => {});
+    // 5. image reference
+    const sha = this.active.get(id);
+    if (sha !== undefined) {
+      this.active.delete(id);
+      await this.images.release(sha).catch(() => {});
+    }
+    mark('done');
+    if (TRACE) process.stderr.write(`[container] destroy ${id}: ${marks.join(' ')}\n`);
+    if (errors.length) throw new Error(`destroy ${id} incomplete: ${errors.join('; ')}`);
+  }
+
+  /** The runtime that created the bunker first, then the current one (state dirs are per runtime). */
+  private runtimesFor(meta: BunkerMeta | undefined): OciRuntime[] {
+    const out: OciRuntime[] = [];
+    if (meta && meta.runtime !== this.runtime?.name) {
+      const rt = OciRuntime.locate(meta.runtime, join(this.stateDir, meta.runtime));
+      if (rt) out.push(rt);
+    }
+    if (this.runtime) out.push(this.runtime);
+    return out;
+  }
+
+  // ------------------------------------------------------------------ pause / resume / stats
+
+  private async requireCgroup(id: string): Promise<{ cg: Cgroups; rel: string }> {
+    await this.init();
+    const cg = this.cgroups as Cgroups;
+    const rel = this.cgroupsPath(id);
+    if (!ID_RE.test(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
+      throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+    return { cg, rel };
+  }
+
+  async pause(id: string): Promise<void> {
+    const { cg, rel } = await this.requireCgroup(id);
+    await cg.freeze(rel);
+  }
+
+  async resume(id: string): Promise<void> {
+    const { cg, rel } = await this.requireCgroup(id);
+    await cg.thaw(rel);
+  }
+
+  async isPaused(id: string): Promise<boolean> {
+    const { cg, rel } = await this.requireCgroup(id);
+    return cg.isFrozen(rel);
+  }
+
+  async stats(id: string): Promise<BunkerStats> {
+    const { cg, rel } = await this.requireCgroup(id);
+    try {
+      return await cg.stats(rel);
+    } catch (e) {
+      throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND', (e as Error).message);
+    }
+  }
+
+  // ------------------------------------------------------------------ list / health
+
+  private listIds(): string[] {
+    try {
+      return readdirSync(this.bunkersDir).filter((n) => ID_RE.test(n));
+    } catch {
+      return [];
+    }
+  }
+
+  private readMeta(id: string): BunkerMeta | undefined {
+    try {
+      return JSON.parse(readFileSync(this.paths(id).meta, 'utf8')) as BunkerMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
+    await this.init();
+    return this.listIds().map((id) => {
+      const p = this.paths(id);
+      const pid = readPid(p.pidFile);
+      const running = !!pid && processInCgroup(pid, this.readMeta(id)?.cgroupsPath ?? this.cgroupsPath(id)) && existsSync(p.socket);
+      return { id, running, agentSocketPath: p.socket };
+    });
+  }
+
+  async health(): Promise<{ ok: boolean; runtime: string; details?: string }> {
+    try {
+      await this.init();
+    } catch (e) {
+      const err = e as ProviderError;
+      return { ok: false, runtime: 'none', details: [err.message, err.details].filter(Boolean).join(': ') };
+    }
+    const rt = this.runtime as OciRuntime;
+    const ok = existsSync(rt.bin) && existsSync(this.bunkersDir);
+    return { ok, runtime: await rt.version(), details: this.notes.join('; ') };
+  }
+
+  /** Unmounts every image no bunker uses (before evicting image files, or at shutdown). */
+  async unmountIdleImages(): Promise<string[]> {
+    return this.images.unmountIdle();
+  }
+
+  /**
+   * Stops the resident helper shells (bunkers keep running; a new provider on the same
+   * dataDir finds them with list()). Optional: the shells never keep the process alive.
+   */
+  async shutdown(): Promise<void> {
+    await this.unmountIdleImages();
+    this.close();
+  }
+
+  close(): void {
+    this.shell.close();
+  }
+
+  /** How many live bunkers reference an image (mount refcount). */
+  imageRefCount(sha: string): number {
+    return this.images.refCount(sha);
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function spawnStepError(runtime: string, code: number, stderr: string): string {
+  const step =
+    code === 91
+      ? 'mounting the disk tmpfs'
+      : code === 92
+        ? 'creating overlay dirs'
+        : code === 93
+          ? 'mounting the overlay rootfs'
+          : `${runtime} run`;
+  return `${step} failed (exit ${code})${stderr.trim() ? `: ${stderr.trim().slice(0, 1000)}` : ''}`;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function readPid(pidFile: string): number | undefined {
+  const n = Number.parseInt(readText(pidFile).trim(), 10);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+function processAlive(pid: number): boolean {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (!stat) return false;
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** True when `pid` is alive and belongs to the cgroup `rel` (guards against pid reuse). */
+function processInCgroup(pid: number, rel: string): boolean {
+  if (!processAlive(pid)) return false;
+  const cg = readText(`/proc/${pid}/cgroup`);
+  return cg.split('\n').some((l) => l.endsWith(`:${rel}`) || l.includes(`:${rel}/`));
+}
+
+/**
+ * Waits for a file to appear in a directory: inotify (fs.watch) for the fast path, plus a
+ * coarse poll that also runs a liveness check, so a lost event or a dead agent cannot hang.
+ */
+class SocketWaiter {
+  readonly promise: Promise<void>;
+  private resolve!: () => void;
+  private readonly watcher: ReturnType<typeof watch> | undefined;
+  private done = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+  ) {
+    this.promise = new Promise<void>((res) => {
+      this.resolve = res;
+    });
+    try {
+      this.watcher = watch(dir, (_event, filename) => {
+        if (filename === name) this.check();
+      });
+      this.watcher.on('error', () => {});
+    } catch {
+      this.watcher = undefined;
+    }
+    this.check();
+  }
+
+  private check(): void {
+    if (!this.done && existsSync(join(this.dir, this.name))) {
+      this.done = true;
+      this.resolve();
+    }
+  }
+
+  async wait(timeoutMs: number, alive: () => void): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const poll = new Promise<void>((_res, rej) => {
+      const tick = () => {
+        this.check();
+        if (this.done) return;
+        try {
+          alive();
+        } catch (e) {
+          rej(e);
+          return;
+        }
+        if (Date.now() > deadline) {
+          rej(new ProviderError(`agent socket did not appear within ${timeoutMs} ms`, 'SPAWN_FAILED'));
+          return;
+        }
+        timer = setTimeout(tick, 50);
+      };
+      timer = setTimeout(tick, 50);
+    });
+    try {
+      await Promise.race([this.promise, poll]);
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+  }
+}

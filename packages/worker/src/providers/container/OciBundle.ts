@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs';
+import { defaultSeccompProfile, type SeccompProfile } from './seccompProfile.js';
+
+/** Paths inside every bunker (fixed by the image layout and the agent). */
+export const AGENT_PATH = '/.scaibunker/agent';
+export const AGENT_RUN_DIR = '/.scaibunker/run';
+export const AGENT_SOCKET_NAME = 'agent.sock';
+
+/** Docker's default capability set minus CAP_NET_RAW (no SYS_ADMIN, no NET_ADMIN). */
+export const DEFAULT_CAPABILITIES: readonly string[] = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+/** Docker's default masked and read-only paths. */
+export const MASKED_PATHS: readonly string[] = [
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
+export const READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+export const CPU_PERIOD_US = 100_000;
+export const DEFAULT_PIDS_LIMIT = 512;
+
+export interface OciBundleOptions {
+  /** Host path of the bunker's root filesystem (the overlay mount). */
+  rootfsPath: string;
+  /** Host dir bind-mounted at /.scaibunker/run (the only host path inside the bunker). */
+  agentRunDir: string;
+  hostname: string;
+  /** OCI cgroupsPath, e.g. /scaibunker/<id>. */
+  cgroupsPath: string;
+  cpuMillicores: number;
+  memoryMb: number;
+  /** Size of the bunker's /tmp tmpfs (MiB). */
+  tmpSizeMb: number;
+  pidsLimit?: number;
+  /** Whether the host can limit swap (v1: memory.memsw.*); when false no swap limit is written. */
+  swapAccounting?: boolean;
+  /** Mount a read-only cgroupfs at /sys/fs/cgroup (default true). */
+  mountCgroupFs?: boolean;
+  seccomp?: SeccompProfile | null;
+  annotations?: Record<string, string>;
+  /** RLIMIT_NOFILE (soft = hard) of the bunker; default 65536. Must not exceed the worker's own hard limit unless it has CAP_SYS_RESOURCE. */
+  nofile?: number;
+  /** Process to run as PID 1 (default: the agent listening on its socket). */
+  args?: string[];
+}
+
+/** Whole-number CFS quota for a millicore count (at least 1 ms per period, the kernel minimum). */
+export function cpuQuotaUs(cpuMillicores: number): number {
+  return Math.max(1000, Math.round((cpuMillicores * CPU_PERIOD_US) / 1000));
+}
+
+/** The hard RLIMIT_NOFILE of this process (what a bunker may get without CAP_SYS_RESOURCE). */
+export function hostNofileHardLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const hard = line?.trim().split(/\s+/)[4];
+    if (!hard) return undefined;
+    return hard === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(hard);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Builds the OCI runtime-spec config.json object of a bunker. */
+export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
+  const memBytes = o.memoryMb * 1024 * 1024;
+  const caps = [...DEFAULT_CAPABILITIES];
+  const memory: Record<string, unknown> = { limit: memBytes };
+  // swap = memory + swap in OCI terms: equal to the limit means "no swap at all"
+  if (o.swapAccounting !== false) memory.swap = memBytes;
+
+  const mounts: Array<Record<string, unknown>> = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  ];
+  if (o.mountCgroupFs !== false) {
+    mounts.push({
+      destination: '/sys/fs/cgroup',
+      type: 'cgroup',
+      source: 'cgroup',
+      options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
+    });
+  }
+  mounts.push(
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMb}m`] },
+    { destination: AGENT_RUN_DIR, type: 'bind', source: o.agentRunDir, options: ['bind', 'nosuid', 'nodev', 'noexec'] },
+  );
+
+  const dev = (major: number, minor: number | null, type = 'c') => ({
+    allow: true,
+    type,
+    major,
+    ...(minor === null ? {} : { minor }),
+    access: 'rwm',
+  });
+
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: o.args ?? [AGENT_PATH, '--listen', `${AGENT_RUN_DIR}/${AGENT_SOCKET_NAME}`],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'container=scaibunker'],
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: o.nofile ?? 65536, soft: o.nofile ?? 65536 }],
+      noNewPrivileges: true,
+      oomScoreAdj: 500,
+    },
+    root: { path: o.rootfsPath, readonly: false },
+    hostname: o.hostname,
+    mounts,
+    annotations: o.annotations ?? {},
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      cgroupsPath: o.cgroupsPath,
+      resources: {
+        devices: [
+          { allow: false, access: 'rwm' },
+          dev(1, 3), // null
+          dev(1, 5), // zero
+          dev(1, 7), // full
+          dev(1, 8), // random
+          dev(1, 9), // urandom
+          dev(5, 0), // tty
+          dev(5, 2), // ptmx
+          dev(136, null), // pts/*
+        ],
+        memory,
+        cpu: {
+          shares: Math.max(2, Math.round((o.cpuMillicores * 1024) / 1000)),
+          quota: cpuQuotaUs(o.cpuMillicores),
+          period: CPU_PERIOD_US,
+        },
+        pids: { limit: o.pidsLimit ?? DEFAULT_PIDS_LIMIT },
+      },
+      // ping without CAP_NET_RAW (namespaced sysctl of the bunker's own netns)
+      sysctl: { 'net.ipv4.ping_group_range': '0 2147483647' },
+      ...(o.seccomp === null ? {} : { seccomp: o.seccomp ?? defaultSeccompProfile() }),
+      rootfsPropagation: 'private',
+      maskedPaths: [...MASKED_PATHS],
+      readonlyPaths: [...READONLY_PATHS],
+    },
+  };
+}

@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+
+import { AgentClient } from '../../src/agent/AgentClient.js';
+import { AgentError } from '../../src/agent/AgentError.js';
+import {
+  decodeWindow,
+  encodeFrame,
+  encodeJsonFrame,
+  encodeWindow,
+  FrameDecoder,
+  FrameType,
+  HEADER_SIZE,
+  MAX_PAYLOAD,
+  ProtocolError,
+} from '../../src/agent/protocol.js';
+import { type RunningAgent, startAgent, stopAllAgents } from './helpers.js';
+
+test('frames encode to length | stream | type | payload', () => {
+  const f = encodeFrame(7, FrameType.DATA, Buffer.from('abc'));
+  assert.equal(f.length, HEADER_SIZE + 3);
+  assert.equal(f.readUInt32BE(0), 3);
+  assert.equal(f.readUInt32BE(4), 7);
+  assert.equal(f[8], FrameType.DATA);
+  assert.equal(f.subarray(9).toString(), 'abc');
+  assert.equal(decodeWindow(encodeWindow(1, 65536).subarray(HEADER_SIZE)), 65536);
+});
+
+test('decoder reassembles frames split at every byte boundary', () => {
+  const frames = [
+    encodeJsonFrame(1, FrameType.OPEN, { op: 'health' }),
+    encodeFrame(2, FrameType.EOF),
+    encodeFrame(0xffffffff, FrameType.DATA, Buffer.alloc(70_000, 0xab)),
+  ];
+  const wire = Buffer.concat(frames);
+  for (const step of [1, 2, 9, 10, 4096, wire.length]) {
+    const d = new FrameDecoder();
+    const got = [];
+    for (let i = 0; i < wire.length; i += step) got.push(...d.push(wire.subarray(i, i + step)));
+    assert.equal(got.length, 3, `step ${step}`);
+    assert.deepEqual(JSON.parse(got[0]?.payload.toString() ?? ''), { op: 'health' });
+    assert.equal(got[1]?.type, FrameType.EOF);
+    assert.equal(got[1]?.payload.length, 0);
+    assert.equal(got[2]?.stream, 0xffffffff);
+    assert.equal(got[2]?.payload.length, 70_000);
+    assert.equal(d.pending, 0);
+  }
+});
+
+test('decoder and encoder reject frames over 1 MiB', () => {
+  const header = Buffer.alloc(HEADER_SIZE);
+  header.writeUInt32BE(MAX_PAYLOAD + 1, 0);
+  assert.throws(() => new FrameDecoder().push(header), ProtocolError);
+  assert.throws(() => encodeFrame(1, FrameType.DATA, Buffer.alloc(MAX_PAYLOAD + 1)), ProtocolError);
+  assert.equal(encodeFrame(1, FrameType.DATA, Buffer.alloc(MAX_PAYLOAD)).length, HEADER_SIZE + MAX_PAYLOAD);
+});
+
+let agent: RunningAgent;
+
+before(() => {
+  agent = startAgent();
+});
+
+after(async () => {
+  await stopAllAgents();
+});
+
+/** Raw connection to the agent: send frames, read frames until it closes. */
+async function rawSession(frames: Buffer[]): Promise<{ stream: number; type: number; payload: Buffer }[]> {
+  const client = await AgentClient.connect(agent.socketPath); // waits for the socket to exist
+  client.close();
+  const sock = net.createConnection({ path: agent.socketPath });
+  await once(sock, 'connect');
+  const dec = new FrameDecoder();
+  const got: { stream: number; type: number; payload: Buffer }[] = [];
+  sock.on('data', (d: Buffer) => got.push(...dec.push(d)));
+  for (const f of frames) sock.write(f);
+  await once(sock, 'close');
+  return got;
+}
+
+test('agent answers an oversized frame with PROTOCOL_ERROR on stream 0 and closes', async () => {
+  const header = Buffer.alloc(HEADER_SIZE);
+  header.writeUInt32BE(MAX_PAYLOAD + 1, 0);
+  header.writeUInt32BE(1, 4);
+  header.writeUInt8(FrameType.DATA, 8);
+  const got = await rawSession([header]);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]?.stream, 0);
+  assert.equal(got[0]?.type, FrameType.ERROR);
+  assert.equal(JSON.parse(got[0]?.payload.toString() ?? '{}').code, 'PROTOCOL_ERROR');
+});
+
+test('agent rejects reuse of an open stream id as a protocol error', async () => {
+  const open = encodeJsonFrame(5, FrameType.OPEN, { op: 'exec', argv: ['sleep', '100'] });
+  const got = await rawSession([open, open]);
+  const err = got.find((f) => f.stream === 0 && f.type === FrameType.ERROR);
+  assert.ok(err, 'expected a connection-level error');
+  assert.match(JSON.parse(err.payload.toString()).message, /already open/);
+});
+
+test('agent rejects stream id 0 and client-only frame types', async () => {
+  const got = await rawSession([encodeJsonFrame(0, FrameType.OPEN, { op: 'health' })]);
+  assert.equal(got[0]?.type, FrameType.ERROR);
+  const got2 = await rawSession([encodeJsonFrame(3, FrameType.RESULT, {})]);
+  assert.equal(got2[0]?.type, FrameType.ERROR);
+  assert.equal(got2[0]?.stream, 0);
+});
+
+test('a client that overruns its window is disconnected', async () => {
+  const open = encodeJsonFrame(9, FrameType.OPEN, { op: 'exec', argv: ['sleep', '100'], stdin: true });
+  const chunks = [];
+  for (let i = 0; i < 5; i++) chunks.push(encodeFrame(9, FrameType.DATA, Buffer.alloc(64 * 1024 + 1)));
+  const got = await rawSession([open, ...chunks]);
+  const err = got.find((f) => f.stream === 0 && f.type === FrameType.ERROR);
+  assert.ok(err);
+  assert.match(JSON.parse(err.payload.toString()).message, /window/);
+});
+
+test('bad requests get a stream error, not a dropped connection', async () => {
+  const c = await AgentClient.connect(agent.socketPath);
+  try {
+    const sock = net.createConnection({ path: agent.socketPath });
+    await once(sock, 'connect');
+    const dec = new FrameDecoder();
+    const got: { stream: number; type: number; payload: Buffer }[] = [];
+    const fourAnswers = new Promise<void>((resolve) => {
+      sock.on('data', (d: Buffer) => {
+        got.push(...dec.push(d));
+        if (got.length >= 4) resolve();
+      });
+    });
+    sock.write(encodeFrame(1, FrameType.OPEN, Buffer.from('{not json')));
+    sock.write(encodeJsonFrame(2, FrameType.OPEN, { op: 'teleport' }));
+    sock.write(encodeJsonFrame(3, FrameType.OPEN, { op: 'exec', argv: [] }));
+    sock.write(encodeJsonFrame(4, FrameType.OPEN, { op: 'health' }));
+    await fourAnswers;
+    const byId = new Map(got.map((f) => [f.stream, f]));
+    assert.equal(JSON.parse(byId.get(1)?.payload.toString() ?? '{}').code, 'INVALID_ARGUMENT');
+    assert.equal(JSON.parse(byId.get(2)?.payload.toString() ?? '{}').code, 'UNSUPPORTED');
+    assert.equal(JSON.parse(byId.get(3)?.payload.toString() ?? '{}').code, 'INVALID_ARGUMENT');
+    assert.equal(byId.get(4)?.type, FrameType.RESULT);
+    sock.destroy();
+    // the shared agent is still healthy
+    assert.equal((await c.health()).pid, agent.pid);
+  } finally {
+    c.close();
+  }
+});
+
+test('SIGNAL frames reach the exec process group', { timeout: 30_000 }, async () => {
+  const c = await AgentClient.connect(agent.socketPath);
+  c.close();
+  const sock = net.createConnection({ path: agent.socketPath });
+  await once(sock, 'connect');
+  const dec = new FrameDecoder();
+  let out = '';
+  const result = new Promise<Record<string, unknown>>((resolve) => {
+    sock.on('data', (d: Buffer) => {
+      for (const f of dec.push(d)) {
+        if (f.stream !== 1) continue;
+        if (f.type === FrameType.STDOUT) {
+          out += f.payload.toString();
+          if (out === 'ready\n') sock.write(encodeJsonFrame(1, FrameType.SIGNAL, { signal: 'TERM' }));
+        }
+        if (f.type === FrameType.RESULT) resolve(JSON.parse(f.payload.toString()));
+      }
+    });
+  });
+  sock.write(
+    encodeJsonFrame(1, FrameType.OPEN, {
+      op: 'exec',
+      // "ready" only once the background sleep exists. The RESULT can only come once the
+      // sleep (which holds stdout) is dead too: the signal went to the whole group.
+      // (No trap here: a trap in sh races with its forking children.)
+      argv: ['sh', '-c', 'sleep 1000 & echo ready; wait'],
+    }),
+  );
+  const r = await result;
+  assert.equal(r.signal, 'SIGTERM');
+  assert.equal(r.exit_code, null);
+  assert.equal(out, 'ready\n');
+  sock.destroy();
+});
+
+test('AgentClient.fromStream speaks the protocol over any duplex', async () => {
+  const sock = net.createConnection({ path: agent.socketPath });
+  await once(sock, 'connect');
+  const c = AgentClient.fromStream(sock);
+  const h = await c.health();
+  assert.equal(h.pid, agent.pid);
+  assert.equal(typeof h.version, 'string');
+  c.close();
+  await c.closed;
+  await assert.rejects(c.health(), (e: unknown) => e instanceof AgentError && e.code === 'CHANNEL_CLOSED');
+});

@@ -1,0 +1,473 @@
+/**
+ * ContainerProvider against the real OCI runtime (crun, runc fallback) on this host.
+ *
+ *   node --import tsx --test packages/worker/test/providers/container.test.ts
+ *
+ * Needs root, an OCI runtime and the `minimal` image: the suite runs
+ * scripts/build-images.sh minimal itself (cached: < 1 s when nothing changed; the agent is
+ * built with `make -C packages/agent` when missing). Image dir: $SCAIBUNKER_IMAGE_DIR or
+ * /var/lib/scaibunker/images. SCAIBUNKER_TEST_RUNTIME=runc forces the fallback runtime. Every bunker lives under a throwaway /tmp/sbt-XXXXXX dataDir
+ * that the after hooks destroy, unmount and remove even when a test fails.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from '../../src/agent/AgentClient.js';
+import { ContainerProvider } from '../../src/providers/container/ContainerProvider.js';
+import { HostMounts } from '../../src/providers/container/HostMounts.js';
+import { type BunkerSpec, ProviderError } from '../../src/providers/Provider.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+const IMAGE_DIR = process.env.SCAIBUNKER_IMAGE_DIR ?? '/var/lib/scaibunker/images';
+const isRoot = process.getuid?.() === 0;
+/** Force a runtime (crun | runc) for the whole suite; default: the provider's own choice. */
+const RUNTIME = process.env.SCAIBUNKER_TEST_RUNTIME as 'crun' | 'runc' | undefined;
+
+interface CatalogEntry {
+  name: string;
+  sha256: string;
+  size_bytes: number;
+  file: string;
+}
+
+function minimalImage(): CatalogEntry {
+  execFileSync('bash', [join(REPO, 'scripts/build-images.sh'), 'minimal'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, SCAIBUNKER_IMAGE_DIR: IMAGE_DIR },
+  });
+  const catalog = JSON.parse(readFileSync(join(IMAGE_DIR, 'catalog.json'), 'utf8')) as CatalogEntry[];
+  const img = catalog.find((c) => c.name === 'minimal');
+  assert.ok(img, 'minimal image in catalog');
+  return img;
+}
+
+interface ShResult {
+  code: number | null;
+  signal: string | null;
+  out: string;
+  err: string;
+}
+
+async function sh(c: AgentClient, script: string, timeoutMs = 20_000): Promise<ShResult> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const r = await c.exec(
+    { argv: ['/bin/sh', '-c', script], timeoutMs },
+    {
+      onStdout: (d) => {
+        out.push(d);
+      },
+      onStderr: (d) => {
+        err.push(d);
+      },
+    },
+  );
+  return { code: r.exitCode, signal: r.signal, out: Buffer.concat(out).toString(), err: Buffer.concat(err).toString() };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  return Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Builds a tiny ext4 image from a dir spec (for failure-path tests). */
+function makeImage(
+  dir: string,
+  name: string,
+  files: Record<string, { content: string; mode?: number } | 'busybox'>,
+): { sha: string; path: string } {
+  const root = join(dir, `${name}-root`);
+  for (const [p, f] of Object.entries(files)) {
+    const dest = join(root, p);
+    mkdirSync(dirname(dest), { recursive: true });
+    if (f === 'busybox') execFileSync('cp', ['/bin/busybox', dest]);
+    else writeFileSync(dest, f.content, { mode: f.mode ?? 0o644 });
+  }
+  for (const d of ['proc', 'sys', 'dev', 'tmp', '.scaibunker/run']) mkdirSync(join(root, d), { recursive: true });
+  const file = join(dir, `${name}.ext4`);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-E', 'root_owner=0:0', '-d', root, file, '8M'], { stdio: 'ignore' });
+  rmSync(root, { recursive: true, force: true });
+  const sha = execFileSync('sha256sum', [file]).toString().split(' ')[0] as string;
+  return { sha, path: file };
+}
+
+describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
+  let dataDir = '';
+  let provider: ContainerProvider;
+  let image: CatalogEntry;
+  const clients: AgentClient[] = [];
+  const spawned = new Set<string>();
+  let seq = 0;
+
+  const spec = (over: Partial<BunkerSpec> = {}): BunkerSpec => {
+    const id = over.id ?? `t${process.pid % 10000}-${++seq}`;
+    return {
+      id,
+      imageSha256: image.sha256,
+      imagePath: join(IMAGE_DIR, image.file),
+      cpuMillicores: 500,
+      memoryMb: 128,
+      diskMb: 64,
+      hostname: `h-${id}`,
+      networkProfile: 'isolated',
+      ...over,
+    };
+  };
+
+  async function spawn(over: Partial<BunkerSpec> = {}) {
+    const s = spec(over);
+    spawned.add(s.id);
+    const b = await provider.spawn(s);
+    const c = await AgentClient.connect(b.agentSocketPath);
+    clients.push(c);
+    return { b, c, s };
+  }
+
+  async function assertGone(id: string, pid?: number) {
+    const dir = provider.bunkerDir(id);
+    assert.deepEqual(await HostMounts.mountsUnder(dir), [], 'no mount left under the bunker dir');
+    assert.equal(existsSync(dir), false, 'bunker dir removed');
+    for (const d of provider.cgroupDirs(id)) assert.equal(existsSync(d), false, `cgroup ${d} removed`);
+    if (pid) assert.equal(pidAlive(pid), false, 'agent process gone');
+    assert.equal(existsSync(join(provider.stateDir, provider.runtimeName ?? 'crun', id)), false, 'runtime state removed');
+  }
+
+  before(async () => {
+    image = minimalImage();
+    dataDir = mkdtempSync('/tmp/sbt-');
+    provider = new ContainerProvider({ dataDir, runtime: RUNTIME });
+    await provider.init();
+  });
+
+  after(async () => {
+    for (const c of clients) c.close();
+    const leftovers = new ContainerProvider({ dataDir, runtime: RUNTIME });
+    await leftovers.init().catch(() => {});
+    for (const id of spawned) await provider.destroy(id).catch(() => {});
+    for (const b of await leftovers.list().catch(() => [])) await leftovers.destroy(b.id).catch(() => {});
+    await provider.unmountIdleImages().catch(() => {});
+    await leftovers.unmountIdleImages().catch(() => {});
+    // never recurse through a mount: only remove the dataDir when nothing is mounted below it
+    if ((await HostMounts.mountsUnder(dataDir)).length === 0) rmSync(dataDir, { recursive: true, force: true });
+    else console.error(`[container.test] mounts left under ${dataDir}: not removing it`);
+  });
+
+  test('init is idempotent and health reports the runtime', async () => {
+    await provider.init();
+    await provider.init();
+    const h = await provider.health();
+    assert.equal(h.ok, true, JSON.stringify(h));
+    assert.match(h.runtime, /crun|runc/);
+    assert.ok(provider.runtimeName === 'crun' || provider.runtimeName === 'runc');
+    if (provider.cgroupLayout === 'hybrid' && provider.runtimeName === 'crun') {
+      // crun runs on a hybrid host only once no controller is left on the cgroup2 hierarchy
+      assert.equal(readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim(), '');
+    }
+  });
+
+  test('spawn: the socket appears, the agent answers health as PID 1', async () => {
+    const t0 = performance.now();
+    const { b, c, s } = await spawn();
+    const spawnMs = performance.now() - t0;
+    assert.ok(existsSync(b.agentSocketPath));
+    assert.ok(Buffer.byteLength(b.agentSocketPath) < 100, 'socket path short');
+    assert.ok(b.pid > 1 && pidAlive(b.pid));
+    const h = await c.health();
+    assert.equal(h.pid, 1, 'agent is PID 1 of its pid namespace');
+    const listed = await provider.list();
+    assert.deepEqual(
+      listed.find((x) => x.id === s.id),
+      { id: s.id, running: true, agentSocketPath: b.agentSocketPath },
+    );
+    console.log(`[container.test] first spawn ${spawnMs.toFixed(1)} ms`);
+  });
+
+  test('isolation inside the bunker: hostname, pid ns, loopback only, no host paths, caps, no_new_privs, seccomp', async () => {
+    const { c, s } = await spawn({ hostname: 'iso-box' });
+    assert.equal((await sh(c, 'hostname')).out.trim(), 'iso-box');
+    assert.equal((await sh(c, "tr '\\0' ' ' </proc/1/cmdline")).out.trim(), '/.scaibunker/agent --listen /.scaibunker/run/agent.sock');
+    // only the agent, the shell and ps itself are visible
+    const ps = (await sh(c, 'ls -d /proc/[0-9]* | wc -l')).out.trim();
+    assert.ok(Number(ps) <= 4, `few pids visible: ${ps}`);
+    const netdev = (await sh(c, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")).out.trim().split('\n');
+    assert.deepEqual(netdev, ['lo']);
+    assert.equal((await sh(c, 'ls /sys/class/net')).out.trim(), 'lo');
+    assert.match((await sh(c, 'cat /sys/class/net/lo/operstate /sys/class/net/lo/flags')).out, /0x9|unknown/i, 'lo is up');
+    for (const p of ['/work', dataDir, '/var/lib/scaibunker', '/root/.cargo']) {
+      const r = await sh(c, `test -e '${p}' && echo present || echo absent`);
+      assert.equal(r.out.trim(), 'absent', `${p} not visible`);
+    }
+    const status = (await sh(c, 'cat /proc/self/status')).out;
+    const capEff = BigInt(`0x${/^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1]}`);
+    const bit = (n: number) => (capEff >> BigInt(n)) & 1n;
+    assert.equal(bit(21), 0n, 'no CAP_SYS_ADMIN');
+    assert.equal(bit(12), 0n, 'no CAP_NET_ADMIN');
+    assert.equal(bit(13), 0n, 'no CAP_NET_RAW');
+    assert.equal(bit(16), 0n, 'no CAP_SYS_MODULE');
+    assert.equal(bit(19), 0n, 'no CAP_SYS_PTRACE');
+    assert.equal(bit(0), 1n, 'CAP_CHOWN kept');
+    assert.match(status, /^NoNewPrivs:\s+1$/m);
+    assert.match(status, /^Seccomp:\s+2$/m);
+    // /proc/kcore etc. masked, /proc/sys read-only
+    assert.equal((await sh(c, 'cat /proc/kcore | wc -c')).out.trim(), '0');
+    assert.notEqual((await sh(c, 'echo 1 > /proc/sys/kernel/domainname')).code, 0);
+    // writable root (overlay upper), agent dir present
+    assert.equal((await sh(c, 'echo hi > /root/x && cat /root/x')).out, 'hi\n');
+    assert.equal((await sh(c, 'id -u user')).out.trim(), '1000');
+    assert.equal(s.networkProfile, 'isolated');
+  });
+
+  test('blocked syscalls are denied (unshare, mount, user namespaces)', async () => {
+    const { c } = await spawn();
+    const un = await sh(c, 'unshare -n true');
+    assert.notEqual(un.code, 0);
+    assert.match(un.err, /not permitted/i);
+    const unU = await sh(c, 'unshare -U true');
+    assert.notEqual(unU.code, 0);
+    const mnt = await sh(c, 'mkdir -p /mnt/x && mount -t tmpfs none /mnt/x');
+    assert.notEqual(mnt.code, 0);
+    assert.equal((await sh(c, 'grep -c " /mnt/x " /proc/self/mounts || true')).out.trim(), '0');
+    // the shell as uid 1000 cannot read the agent socket dir
+    const asUser = await c.exec({ argv: ['/bin/ls', '/.scaibunker/run'], user: 'user', timeoutMs: 5000 });
+    assert.notEqual(asUser.exitCode, 0);
+  });
+
+  test('cpu quota and pids/memory limits are written to the cgroup', async () => {
+    const { s } = await spawn({ cpuMillicores: 250, memoryMb: 96, pidsLimit: 64 });
+    const cpu = provider.cgroupDir(s.id, 'cpu') as string;
+    const mem = provider.cgroupDir(s.id, 'memory') as string;
+    const pids = provider.cgroupDir(s.id, 'pids') as string;
+    if (provider.cgroupLayout === 'v2') {
+      assert.equal(readFileSync(join(cpu, 'cpu.max'), 'utf8').trim(), '25000 100000');
+      assert.equal(readFileSync(join(mem, 'memory.max'), 'utf8').trim(), String(96 * 1024 * 1024));
+    } else {
+      assert.equal(readFileSync(join(cpu, 'cpu.cfs_quota_us'), 'utf8').trim(), '25000');
+      assert.equal(readFileSync(join(cpu, 'cpu.cfs_period_us'), 'utf8').trim(), '100000');
+      assert.equal(readFileSync(join(mem, 'memory.limit_in_bytes'), 'utf8').trim(), String(96 * 1024 * 1024));
+    }
+    assert.equal(readFileSync(join(pids, 'pids.max'), 'utf8').trim(), '64');
+  });
+
+  test('memory limit: a process allocating above memory_mb is OOM-killed, the agent survives', async () => {
+    const { c, s } = await spawn({ memoryMb: 48 });
+    // ~200 MB held in a shell variable (anonymous memory of that shell)
+    const r = await sh(c, 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived', 60_000);
+    assert.ok(
+      r.signal === 'SIGKILL' || r.code === 137 || !r.out.includes('survived'),
+      `killed: ${JSON.stringify({ ...r, out: r.out.slice(0, 80) })}`,
+    );
+    const mem = provider.cgroupDir(s.id, 'memory') as string;
+    const events =
+      provider.cgroupLayout === 'v2'
+        ? readFileSync(join(mem, 'memory.events'), 'utf8')
+        : readFileSync(join(mem, 'memory.oom_control'), 'utf8');
+    assert.match(events, /oom_kill [1-9]/, 'the kernel OOM-killed something in the bunker');
+    const h = await c.health();
+    assert.equal(h.pid, 1, 'agent still answers');
+  });
+
+  test('pids limit: forks beyond pids_limit fail', async () => {
+    const { c, s } = await spawn({ pidsLimit: 16 });
+    const r = await sh(
+      c,
+      'i=0; while [ $i -lt 40 ]; do sleep 3 >/dev/null 2>&1 & i=$((i+1)); done 2>/dev/null; ls -d /proc/[0-9]* | wc -l; kill $(jobs -p) 2>/dev/null; true',
+      20_000,
+    );
+    const visible = Number(r.out.trim().split('\n')[0]);
+    assert.ok(visible <= 16, `at most 16 processes, saw ${visible}`);
+    const pids = provider.cgroupDir(s.id, 'pids') as string;
+    const events = readFileSync(join(pids, provider.cgroupLayout === 'v2' ? 'pids.events' : 'pids.events'), 'utf8');
+    assert.match(events, /max [1-9]/, 'fork failures counted');
+  });
+
+  test('disk: writes above disk_mb fail with ENOSPC', async () => {
+    const { c } = await spawn({ diskMb: 16, memoryMb: 256 });
+    const r = await sh(c, 'dd if=/dev/zero of=/root/big bs=1M count=40 2>&1; echo rc=$?; df -k / | tail -1');
+    assert.match(r.out, /No space left on device/);
+    assert.doesNotMatch(r.out, /rc=0/);
+    const t = await sh(c, 'dd if=/dev/zero of=/tmp/big bs=1M count=40 2>&1; echo rc=$?');
+    assert.match(t.out, /No space left on device/, '/tmp is capped too');
+    // freeing space makes the disk usable again
+    assert.equal((await sh(c, 'rm -f /root/big /tmp/big && echo ok > /root/small && cat /root/small')).out, 'ok\n');
+  });
+
+  test('pause freezes the bunker, resume thaws it', async () => {
+    const { c, s } = await spawn();
+    await provider.pause(s.id);
+    assert.equal(await provider.isPaused(s.id), true);
+    const pending = c.health();
+    assert.equal(await withTimeout(pending, 300), 'timeout', 'a frozen agent does not answer');
+    await provider.resume(s.id);
+    assert.equal(await provider.isPaused(s.id), false);
+    const h = await withTimeout(pending, 5000);
+    assert.notEqual(h, 'timeout');
+    // destroy while paused also works (covered again below)
+    await provider.pause(s.id);
+  });
+
+  test('stats report cpu, memory and pids', async () => {
+    const { c, s } = await spawn();
+    await sh(c, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done');
+    const st = await provider.stats(s.id);
+    assert.ok(st.cpuUsageNs > 0, `cpu ${st.cpuUsageNs}`);
+    assert.ok(st.memoryBytes > 0, `memory ${st.memoryBytes}`);
+    assert.ok(st.pids >= 1, `pids ${st.pids}`);
+    await assert.rejects(provider.stats('no-such-bunker'), (e: unknown) => e instanceof ProviderError && e.code === 'NOT_FOUND');
+    await assert.rejects(provider.pause('no-such-bunker'), (e: unknown) => e instanceof ProviderError && e.code === 'NOT_FOUND');
+  });
+
+  test('destroy leaves no mount, cgroup, process or dir; twice is fine; paused bunkers too', async () => {
+    const { b, c, s } = await spawn();
+    await sh(c, 'sleep 1000 >/dev/null 2>&1 & sleep 1000 >/dev/null 2>&1 & echo started');
+    await provider.pause(s.id);
+    await provider.destroy(s.id);
+    await assertGone(s.id, b.pid);
+    await provider.destroy(s.id);
+    await provider.destroy('never-existed');
+    await provider.destroy('../../etc'); // invalid ids are ignored, never resolved as paths
+    assert.equal(
+      (await provider.list()).some((x) => x.id === s.id),
+      false,
+    );
+    const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+    assert.equal(mountinfo.includes(`/bunkers/${s.id}/`), false);
+  });
+
+  test('destroy cleans a half-created bunker', async () => {
+    const id = `half-${process.pid % 10000}`;
+    spawned.add(id);
+    const dir = provider.bunkerDir(id);
+    mkdirSync(join(dir, 'upper'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'x', join(dir, 'upper')]);
+    writeFileSync(
+      join(dir, 'bunker.json'),
+      JSON.stringify({ id, imageSha256: image.sha256, runtime: provider.runtimeName, cgroupsPath: `/scaibunker/${id}`, createdAt: '' }),
+    );
+    await provider.destroy(id);
+    await assertGone(id);
+  });
+
+  test('spawn failures clean up and carry the runtime error', async () => {
+    const tmp = join(dataDir, 'fixtures');
+    mkdirSync(tmp, { recursive: true });
+    // no agent in the image: the runtime refuses to exec
+    const noAgent = makeImage(tmp, 'noagent', { 'bin/busybox': 'busybox' });
+    const id1 = `fail1-${process.pid % 10000}`;
+    spawned.add(id1);
+    await assert.rejects(provider.spawn(spec({ id: id1, imageSha256: noAgent.sha, imagePath: noAgent.path })), (e: unknown) => {
+      assert.ok(e instanceof ProviderError);
+      assert.equal(e.code, 'SPAWN_FAILED');
+      assert.match(`${e.message}\n${e.details}`, /agent|executable|No such file/i);
+      return true;
+    });
+    await assertGone(id1);
+
+    // an "agent" that never listens: bounded wait, then everything is torn down
+    const sleeper = makeImage(tmp, 'sleeper', {
+      'bin/busybox': 'busybox',
+      '.scaibunker/agent': { content: '#!/bin/busybox sh\necho sleeper-started >&2\nexec /bin/busybox sleep 1000\n', mode: 0o755 },
+    });
+    const slow = new ContainerProvider({ dataDir, runtime: RUNTIME, spawnTimeoutMs: 700 });
+    const id2 = `fail2-${process.pid % 10000}`;
+    spawned.add(id2);
+    const t0 = Date.now();
+    await assert.rejects(slow.spawn(spec({ id: id2, imageSha256: sleeper.sha, imagePath: sleeper.path })), (e: unknown) => {
+      assert.ok(e instanceof ProviderError);
+      assert.equal(e.code, 'SPAWN_FAILED');
+      assert.match(e.message, /did not appear/);
+      assert.match(e.details ?? '', /sleeper-started/, 'details carry the bunker console output');
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 5000);
+    await assertGone(id2);
+    // an agent that exits at once fails fast
+    const quitter = makeImage(tmp, 'quitter', {
+      'bin/busybox': 'busybox',
+      '.scaibunker/agent': { content: '#!/bin/busybox sh\necho quitting >&2\nexit 3\n', mode: 0o755 },
+    });
+    const id3 = `fail3-${process.pid % 10000}`;
+    spawned.add(id3);
+    const t1 = Date.now();
+    await assert.rejects(provider.spawn(spec({ id: id3, imageSha256: quitter.sha, imagePath: quitter.path })), /exited before/);
+    assert.ok(Date.now() - t1 < 3000);
+    await assertGone(id3);
+    await slow.unmountIdleImages();
+    await provider.unmountIdleImages();
+  });
+
+  test('invalid limits and specs are rejected before anything is created', async () => {
+    const bad: Array<[Partial<BunkerSpec>, string]> = [
+      [{ cpuMillicores: 0 }, 'LIMIT_INVALID'],
+      [{ memoryMb: 1 }, 'LIMIT_INVALID'],
+      [{ diskMb: 0 }, 'LIMIT_INVALID'],
+      [{ pidsLimit: 1 }, 'LIMIT_INVALID'],
+      [{ id: '../x' }, 'SPAWN_FAILED'],
+      [{ hostname: 'bad host' }, 'SPAWN_FAILED'],
+      [{ imageSha256: 'nope' }, 'SPAWN_FAILED'],
+    ];
+    for (const [over, code] of bad) {
+      await assert.rejects(provider.spawn(spec(over)), (e: unknown) => e instanceof ProviderError && e.code === code, JSON.stringify(over));
+    }
+    const { s } = await spawn();
+    await assert.rejects(provider.spawn(spec({ id: s.id })), /already exists/);
+  });
+
+  test('concurrent spawns share one image mount; refcount follows destroys', async () => {
+    const ids = [0, 1, 2, 3].map((i) => `par${i}-${process.pid % 10000}`);
+    const results = await Promise.all(ids.map((id) => spawn({ id })));
+    for (const r of results) assert.equal((await r.c.health()).pid, 1);
+    const imgMount = join(provider.imagesDir, image.sha256);
+    const table = await HostMounts.table();
+    assert.equal(table.filter((m) => m.mountPoint === imgMount).length, 1, 'image mounted once');
+    const before = provider.imageRefCount(image.sha256);
+    await Promise.all(ids.map((id) => provider.destroy(id)));
+    assert.equal(provider.imageRefCount(image.sha256), before - 4);
+    for (const r of results) await assertGone(r.s.id, r.b.pid);
+  });
+
+  test('a restarted worker finds running bunkers and can destroy them', async () => {
+    const { b, s } = await spawn();
+    const again = new ContainerProvider({ dataDir, runtime: RUNTIME });
+    await again.init();
+    const found = (await again.list()).find((x) => x.id === s.id);
+    assert.deepEqual(found, { id: s.id, running: true, agentSocketPath: b.agentSocketPath });
+    const c2 = await AgentClient.connect(found.agentSocketPath);
+    assert.equal((await c2.health()).pid, 1);
+    c2.close();
+    assert.ok(again.imageRefCount(image.sha256) >= 1);
+    await again.destroy(s.id);
+    await assertGone(s.id, b.pid);
+  });
+
+  test('spawn latency (minimal image, warm image mount)', async () => {
+    const n = Number(process.env.SCAIBUNKER_SPAWN_RUNS ?? 10);
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = spec({ id: `lat${i}-${process.pid % 10000}` });
+      spawned.add(s.id);
+      const t0 = performance.now();
+      const b = await provider.spawn(s);
+      times.push(performance.now() - t0);
+      assert.ok(existsSync(b.agentSocketPath));
+      await provider.destroy(s.id);
+    }
+    times.sort((a, b) => a - b);
+    const p50 = times[Math.floor(times.length / 2)] as number;
+    console.log(
+      `[container.test] spawn→socket p50 ${p50.toFixed(1)} ms (min ${times[0]?.toFixed(1)}, max ${times.at(-1)?.toFixed(1)}, n=${n}, runtime ${provider.runtimeName})`,
+    );
+    assert.ok(p50 < 2000, 'spawn is not pathologically slow');
+  });
+});

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command: set-up (idempotent), services, typecheck, lint, then every test file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export SCAIBUNKER_TEST_PG_URL
+SCAIBUNKER_TEST_PG_URL=$(bash scripts/test-services.sh)
+
+echo "[test] typecheck"
+npx tsc -p tsconfig.json
+echo "[test] lint"
+npx biome check --diagnostic-level=error .
+
+mapfile -t files < <(find packages test -path '*/node_modules' -prune -o -name '*.test.ts' -print | sort)
+if ((${#files[@]} == 0)); then
+  echo "no test files found" >&2
+  exit 1
+fi
+echo "[test] ${#files[@]} test files"
+# Files run one at a time: they start real bunkers and servers on a 2-core machine.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}" 2>&1 | tee "$log" || status=$?
+# Zero executed tests is a failure, not a pass.
+passed=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -1)
+if [[ -z "$passed" || "$passed" == 0 ]]; then
+  echo "[test] no test passed" >&2
+  exit 1
+fi
+exit "$status"
