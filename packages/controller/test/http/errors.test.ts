@@ -25,7 +25,7 @@ test('the error table, the OpenAPI document and docs/API.md agree', () => {
     }
   }
   const documented = new Map<string, number>();
-  for (const m of docs.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)) documented.set(m[1] as string, Number(m[2]));
+  for (const m of docs.matchAll(/^\|\s*`([A-Z_]+)`\s*\|\s*(\d{3})\s*\|/gm)) documented.set(m[1] as string, Number(m[2]));
 
   for (const [code, { status }] of Object.entries(ERROR_CODES)) {
     assert.equal(documented.get(code), status, `docs/API.md documents ${code} as ${status}`);
