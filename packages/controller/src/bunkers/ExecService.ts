@@ -26,7 +26,7 @@ export class ExecService {
     const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
     const execId = newId('ex');
     const startedAt = new Date().toISOString();
-    await this.store.execLogs.insert({
+    const logRow = {
       id: execId,
       bunker_id: row.id,
       tenant_id: row.tenant_id,
@@ -42,13 +42,16 @@ export class ExecService {
       full_output_ref: null,
       started_at: startedAt,
       finished_at: null,
-    });
+    };
     const cap = this.config.outputInlineCapBytes;
     const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap);
     const err = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stderr'), cap);
     const env = { ...(JSON.parse(row.env) as Record<string, string>), ...(body.env ?? {}) };
+    // The command starts first and its log row is written while it runs: the row exists
+    // before the result does, without adding a database write to the round trip.
+    let logged: Promise<void> | undefined;
     try {
-      const outcome = await worker.exec(
+      const running = worker.exec(
         row.id,
         {
           argv,
@@ -70,6 +73,8 @@ export class ExecService {
           ...(sink.signal ? { signal: sink.signal } : {}),
         },
       );
+      logged = this.store.execLogs.insert(logRow);
+      const [outcome] = await Promise.all([running, logged]);
       const truncated = out.truncated || err.truncated;
       await Promise.all([out.finish(truncated), err.finish(truncated)]);
       const ref = truncated ? `/v1/modules/scaibunker/bunkers/${row.id}/exec-logs/${execId}/output` : null;
@@ -99,6 +104,8 @@ export class ExecService {
       return result;
     } catch (e) {
       await Promise.all([out.abort(), err.abort()]);
+      // Whatever failed, the exec keeps its log row.
+      await (logged ?? this.store.execLogs.insert(logRow)).catch(() => this.store.execLogs.insert(logRow));
       await this.store.execLogs.finish(execId, {
         stdout_preview: out.preview(this.config.execPreviewBytes),
         stderr_preview: `${err.preview(this.config.execPreviewBytes)}[scaibunker: exec did not complete: ${(e as Error).message}]`,

@@ -6,23 +6,22 @@ import type { RouteDef } from './Route.js';
 export const COMMON_ERRORS: ErrorCode[] = ['VALIDATION_FAILED', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'INTERNAL'];
 
 /** Replace nested schemas that carry an `$id` with a `$ref`, collecting them as components. */
-function componentize(schema: TSchema, components: Record<string, unknown>, top = true): unknown {
+function componentize(schema: TSchema, components: Record<string, unknown>): unknown {
   const plain = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
-  const walk = (node: unknown, isTop: boolean): unknown => {
-    if (Array.isArray(node)) return node.map((n) => walk(n, false));
+  const walk = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(walk);
     if (!node || typeof node !== 'object') return node;
     const obj = node as Record<string, unknown>;
     const id = obj.$id;
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(obj)) if (k !== '$id') out[k] = walk(v, false);
+    for (const [k, v] of Object.entries(obj)) if (k !== '$id') out[k] = walk(v);
     if (typeof id === 'string') {
       components[id] = out;
-      if (!isTop) return { $ref: `#/components/schemas/${id}` };
       return { $ref: `#/components/schemas/${id}` };
     }
     return out;
   };
-  return walk(plain, top);
+  return walk(plain);
 }
 
 function parametersOf(schema: TSchema | undefined, where: 'query' | 'path', components: Record<string, unknown>): unknown[] {
@@ -36,7 +35,7 @@ function parametersOf(schema: TSchema | undefined, where: 'query' | 'path', comp
       in: where,
       required: where === 'path' || required.has(name),
       ...(isArray ? { style: 'form', explode: true } : {}),
-      schema: componentize(s, components, false),
+      schema: componentize(s, components),
     };
   });
 }

@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import { ApiError, schemas } from '@scaibunker/core';
 import { bunkerToApi, execLogToApi } from '../../bunkers/toApi.js';
 import { type RouteDef, route } from '../Route.js';
@@ -137,13 +138,17 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         reply.hijack();
         const res = reply.raw;
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        const sendText = (event: string, text: string) => (text ? send(event, { data: text }) : undefined);
         const send = async (event: string, data: unknown) => {
           if (!res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)) await new Promise((r) => res.once('drain', r));
         };
+        // Decoders keep a multi-byte character split across chunks whole.
+        const out = new StringDecoder('utf8');
+        const err = new StringDecoder('utf8');
         try {
           const result = await s.exec.exec(principal, params.id, body, {
-            onStdout: (c) => send('stdout', { data: c.toString('utf8') }),
-            onStderr: (c) => send('stderr', { data: c.toString('utf8') }),
+            onStdout: (c) => sendText('stdout', out.write(c)),
+            onStderr: (c) => sendText('stderr', err.write(c)),
             signal: abort.signal,
           });
           const { stdout: _o, stderr: _e, ...exit } = result;
