@@ -3,6 +3,10 @@
  * `Worker` (embedded `serve`) and `HttpWorkerClient` (separate `scaibunker worker`).
  */
 import type { Readable } from 'node:stream';
+import type { ExecHandlers, ExecResult as ExecOutcome, FileStat as FileStatInfo } from './agent/AgentClient.js';
+
+// The worker passes these straight through from the bunker's agent.
+export type { ExecHandlers, ExecOutcome, FileStatInfo };
 
 export interface SpawnRequest {
   bunkerId: string;
@@ -22,29 +26,6 @@ export interface ExecRequest {
   user?: string;
   stdin?: string;
   timeoutMs: number;
-}
-
-export interface ExecHandlers {
-  onStdout?(chunk: Buffer): void | Promise<void>;
-  onStderr?(chunk: Buffer): void | Promise<void>;
-  signal?: AbortSignal;
-}
-
-export interface ExecOutcome {
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  durationMs: number;
-}
-
-export interface FileStatInfo {
-  path: string;
-  name: string;
-  type: 'file' | 'dir' | 'symlink' | 'other';
-  size: number;
-  mode: number;
-  mtime_ms: number;
-  link_target?: string;
 }
 
 /** Errors crossing this boundary carry a stable code; the controller maps them to API errors. */
