@@ -46,6 +46,8 @@ export class Controller {
   readonly sweeper: Sweeper;
   readonly config: ControllerConfig;
   readonly routes: RouteDef[];
+  /** Generated once from the same route list (and schemas) that the server validates with. */
+  readonly openapi: unknown;
   private readonly directory: WorkerDirectory;
   private readonly tickers: Ticker[];
 
@@ -68,14 +70,13 @@ export class Controller {
       workers,
     };
     this.sweeper = new Sweeper(store, bunkers);
-    let openapi: unknown;
     this.routes = [
       ...bunkerRoutes(this.services),
       ...fileRoutes(this.services),
       ...adminRoutes(this.services),
-      ...metaRoutes(this.services, () => openapi),
+      ...metaRoutes(this.services, () => this.openapi),
     ];
-    openapi = buildOpenApi(this.routes, VERSION);
+    this.openapi = buildOpenApi(this.routes, VERSION);
     const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
     this.http = buildHttpServer({
       authenticator: new Authenticator(store, jwt, opts.workerToken),
@@ -91,10 +92,6 @@ export class Controller {
   static async open(opts: ControllerOptions): Promise<Controller> {
     const store = await Store.open(opts.databaseUrl);
     return new Controller(store, new LocalDirBlobStore(opts.blobDir), opts);
-  }
-
-  get openapi(): unknown {
-    return buildOpenApi(this.routes, VERSION);
   }
 
   /** Registers the built-in images listed in an image directory's catalog.json. */

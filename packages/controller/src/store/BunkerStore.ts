@@ -38,6 +38,21 @@ export class BunkerStore {
     return this.db.selectFrom('bunkers').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /** In chunks: both dialects cap the number of bound parameters in one statement. */
+  async getByIds(ids: readonly string[]): Promise<BunkerRow[]> {
+    const rows: BunkerRow[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      rows.push(
+        ...(await this.db
+          .selectFrom('bunkers')
+          .selectAll()
+          .where('id', 'in', ids.slice(i, i + 500))
+          .execute()),
+      );
+    }
+    return rows;
+  }
+
   async list(f: BunkerFilter): Promise<{ items: BunkerRow[]; nextCursor: string | null }> {
     let q = this.db.selectFrom('bunkers').selectAll().where('tenant_id', '=', f.tenantId);
     if (f.state) q = q.where('state', '=', f.state);

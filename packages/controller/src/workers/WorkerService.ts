@@ -31,12 +31,12 @@ export class WorkerService {
       created_at: now.toISOString(),
     });
     // What the worker runs that we don't consider alive on it: it must destroy those.
-    const unknown: string[] = [];
     const reported = new Map(hb.bunkers.map((b) => [b.id, b.status]));
-    for (const [id] of reported) {
-      const row = await this.store.bunkers.getById(id);
-      if (!row || row.worker_id !== hb.worker_id || TERMINAL_STATES.has(row.state as BunkerState)) unknown.push(id);
-    }
+    const known = new Map((await this.store.bunkers.getByIds([...reported.keys()])).map((r) => [r.id, r]));
+    const unknown = [...reported.keys()].filter((id) => {
+      const row = known.get(id);
+      return !row || row.worker_id !== hb.worker_id || TERMINAL_STATES.has(row.state as BunkerState);
+    });
     // What we think runs there but the worker lost (or whose agent died): failed.
     const graceMs = this.config.heartbeatIntervalMs;
     for (const row of await this.store.bunkers.listActiveOnWorker(hb.worker_id)) {

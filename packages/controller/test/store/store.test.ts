@@ -125,6 +125,15 @@ for (const dialect of DIALECTS) {
       );
     });
 
+    test('getByIds reads any number of ids, in chunks', async () => {
+      const at = new Date().toISOString();
+      const rows = Array.from({ length: 3 }, () => bunkerRow(tenantA, at));
+      for (const r of rows) await store.bunkers.insert(r, {});
+      const ids = [...rows.map((r) => r.id), ...Array.from({ length: 1200 }, () => newId('bk'))];
+      const found = await store.bunkers.getByIds(ids);
+      assert.deepEqual(found.map((r) => r.id).sort(), rows.map((r) => r.id).sort());
+    });
+
     test('transition is compare-and-set: only one of two racing moves wins', async () => {
       const row = bunkerRow(tenantA, new Date().toISOString(), { state: 'running' });
       await store.bunkers.insert(row, {});
