@@ -83,9 +83,11 @@ export class Controller {
       routes: this.routes,
       logger: opts.logger ?? false,
     });
+    // Each background job runs on one controller at a time, whichever holds its lease.
+    const lease = { store: store.leases, holder: newId('ctl') };
     this.tickers = [
-      new Ticker('sweeper', this.config.sweepIntervalMs, () => this.sweeper.sweep()),
-      new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor()),
+      new Ticker('sweeper', this.config.sweepIntervalMs, () => this.sweeper.sweep(), lease),
+      new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor(), lease),
     ];
   }
 

@@ -3,6 +3,7 @@ import { AuditStore } from './AuditStore.js';
 import { BunkerStore } from './BunkerStore.js';
 import { ExecLogStore } from './ExecLogStore.js';
 import { ImageStore } from './ImageStore.js';
+import { JobLeaseStore } from './JobLeaseStore.js';
 import { type DialectName, openDatabase } from './openDatabase.js';
 import type { Database } from './schema.js';
 import { TenantStore } from './TenantStore.js';
@@ -16,6 +17,7 @@ export class Store {
   readonly workers: WorkerStore;
   readonly images: ImageStore;
   readonly audit: AuditStore;
+  readonly leases: JobLeaseStore;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -27,6 +29,7 @@ export class Store {
     this.workers = new WorkerStore(db);
     this.images = new ImageStore(db);
     this.audit = new AuditStore(db);
+    this.leases = new JobLeaseStore(db);
   }
 
   static async open(url: string): Promise<Store> {

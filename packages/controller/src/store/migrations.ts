@@ -138,6 +138,17 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('audit_events_tenant').on('audit_events').columns(['tenant_id', 'created_at']).execute();
     },
   },
+  '0002_job_leases': {
+    async up(db: Kysely<any>) {
+      // One row per background job: which controller holds this tick, and until when.
+      await db.schema
+        .createTable('job_leases')
+        .addColumn('job', 'text', (c) => c.primaryKey())
+        .addColumn('holder', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

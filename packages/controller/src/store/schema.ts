@@ -112,6 +112,12 @@ export interface AuditEventRow {
   created_at: string;
 }
 
+export interface JobLeaseRow {
+  job: string;
+  holder: string;
+  expires_at: string;
+}
+
 export interface Database {
   tenants: TenantRow;
   users: UserRow;
@@ -124,4 +130,5 @@ export interface Database {
   bunker_labels: BunkerLabelRow;
   exec_logs: ExecLogRow;
   audit_events: AuditEventRow;
+  job_leases: JobLeaseRow;
 }

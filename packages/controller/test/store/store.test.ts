@@ -125,6 +125,37 @@ for (const dialect of DIALECTS) {
       );
     });
 
+    test('job leases: one holder at a time, renewable, taken over once lapsed, released on stop', async () => {
+      const t0 = new Date('2030-01-01T00:00:00Z');
+      const later = (ms: number) => new Date(t0.getTime() + ms);
+      assert.equal(await store.leases.claim('sweep', 'ctl_a', 1000, t0), true);
+      assert.equal(await store.leases.claim('sweep', 'ctl_b', 1000, later(10)), false, 'held by a');
+      assert.equal(await store.leases.claim('sweep', 'ctl_a', 1000, later(500)), true, 'a renews');
+      assert.equal(await store.leases.claim('sweep', 'ctl_b', 1000, later(1400)), false, 'the renewal moved the expiry');
+      assert.equal(await store.leases.claim('sweep', 'ctl_b', 1000, later(1600)), true, 'lapsed: b takes over');
+      assert.equal(await store.leases.claim('sweep', 'ctl_a', 1000, later(1700)), false);
+      assert.equal(await store.leases.claim('monitor', 'ctl_a', 1000, later(1700)), true, 'leases are per job');
+      await store.leases.release('sweep', 'ctl_b');
+      assert.equal(await store.leases.claim('sweep', 'ctl_a', 1000, later(1800)), true, 'released: free at once');
+    });
+
+    test('two tickers on one database: each tick runs on one of them only', async () => {
+      const { Ticker } = await import('../../src/jobs/Ticker.js');
+      let runs = 0;
+      const job = async () => {
+        runs++;
+      };
+      const a = new Ticker(`job-${dialect.name}`, 60_000, job, { store: store.leases, holder: 'ctl_a' });
+      const b = new Ticker(`job-${dialect.name}`, 60_000, job, { store: store.leases, holder: 'ctl_b' });
+      for (let i = 0; i < 5; i++) {
+        const ran = await Promise.all([a.tick(), b.tick()]);
+        assert.equal(ran.filter(Boolean).length, 1, `tick ${i} ran exactly once`);
+      }
+      assert.equal(runs, 5);
+      await a.stop();
+      await b.stop();
+    });
+
     test('getByIds reads any number of ids, in chunks', async () => {
       const at = new Date().toISOString();
       const rows = Array.from({ length: 3 }, () => bunkerRow(tenantA, at));
