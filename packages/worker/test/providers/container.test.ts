@@ -178,9 +178,7 @@ describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
   });
 
   test('spawn: the socket appears, the agent answers health as PID 1', async () => {
-    const t0 = performance.now();
     const { b, c, s } = await spawn();
-    const spawnMs = performance.now() - t0;
     assert.ok(existsSync(b.agentSocketPath));
     assert.ok(Buffer.byteLength(b.agentSocketPath) < 100, 'socket path short');
     assert.ok(b.pid > 1 && pidAlive(b.pid));
@@ -191,7 +189,6 @@ describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
       listed.find((x) => x.id === s.id),
       { id: s.id, running: true, agentSocketPath: b.agentSocketPath },
     );
-    console.log(`[container.test] first spawn ${spawnMs.toFixed(1)} ms`);
   });
 
   test('isolation inside the bunker: hostname, pid ns, loopback only, no host paths, caps, no_new_privs, seccomp', async () => {
