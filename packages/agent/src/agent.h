@@ -71,7 +71,7 @@ void json_key(struct buf *b, const char *key);         /* ,"key": (comma unless 
 int set_nonblock(int fd);
 
 /* ---- event sources ------------------------------------------------------ */
-enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN };
+enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN, K_SERIAL };
 struct src {
     int kind;
     int fd;
@@ -199,6 +199,13 @@ void files_cancel(struct stream *s);
 void files_teardown(struct stream *s);
 int path_valid(const char *p, size_t n);
 int mkdir_parents(const char *path, mode_t mode); /* 0 or errno */
+
+/* serial.c: --serial PORT, the channel is a virtio-serial port (one connection) */
+int serial_start(const char *spec); /* device path or port name; -1: retrying */
+void serial_event(uint32_t events); /* K_SERIAL: the port while no host is attached */
+void serial_tick(void);             /* before reap_graveyard(): reopen after a disconnect */
+int64_t serial_deadline(void);      /* pending reopen retry (ns, CLOCK_MONOTONIC) or 0 */
+/* end serial.c */
 
 /* users.c */
 #define MAX_GROUPS 64

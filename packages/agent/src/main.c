@@ -1,6 +1,7 @@
 /* scaibunker-agent: PID 1 of a bunker and the server end of the agent channel.
  *
  *   scaibunker-agent --listen /.scaibunker/run/agent.sock [--no-init]
+ *   scaibunker-agent --serial /dev/vport0p1|org.scaibunker.agent [--no-init]   (VMs, serial.c)
  */
 #include "agent.h"
 
@@ -26,6 +27,7 @@ struct src g_listen, g_sig;
 extern int g_no_children;
 
 static const char *g_sock_path;
+static const char *g_serial_port; /* --serial */
 static int g_is_init;
 static int64_t g_shutdown_deadline; /* 0 = running */
 
@@ -35,6 +37,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: scaibunker-agent --listen SOCKET_PATH [--no-init]\n"
+            "       scaibunker-agent --serial PORT_DEVICE|PORT_NAME [--no-init]\n"
             "       scaibunker-agent --version\n"
             "\n"
             "Serves the ScaiBunker agent protocol (see PROTOCOL.md) on a Unix socket.\n"
@@ -171,6 +174,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--listen") && i + 1 < argc) g_sock_path = argv[++i];
         else if (!strncmp(argv[i], "--listen=", 9)) g_sock_path = argv[i] + 9;
+        else if (!strcmp(argv[i], "--serial") && i + 1 < argc) g_serial_port = argv[++i]; /* --serial */
+        else if (!strncmp(argv[i], "--serial=", 9)) g_serial_port = argv[i] + 9;            /* --serial */
         else if (!strcmp(argv[i], "--no-init")) no_init = 1;
         else if (!strcmp(argv[i], "--version")) {
             printf("scaibunker-agent %s (protocol %d)\n", AGENT_VERSION, PROTOCOL_VERSION);
@@ -183,7 +188,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!g_sock_path) {
+    if (!g_sock_path && !g_serial_port) {
         usage(stderr);
         return 2;
     }
@@ -219,8 +224,12 @@ int main(int argc, char **argv)
     src_init(&g_sig, K_SIGNAL, sfd, NULL);
     src_want(&g_sig, EPOLLIN);
 
-    int lfd = listen_on(g_sock_path);
-    if (lfd < 0) {
+    /* --serial: the port instead of (or besides) the socket */
+    if (g_serial_port && serial_start(g_serial_port) && !g_is_init) return 1;
+    int lfd = g_sock_path ? listen_on(g_sock_path) : -1;
+    if (lfd < 0 && !g_sock_path) {
+        /* serial only: nothing to listen on */
+    } else if (lfd < 0) {
         if (!g_is_init) return 1;
         /* PID 1 must not exit (that kills the bunker); keep reaping. */
         logmsg("cannot serve; running as a plain init");
@@ -237,7 +246,12 @@ int main(int argc, char **argv)
         int timeout = -1;
         if (runq_run()) timeout = 0;
         conn_flush_all();
+        serial_tick(); /* --serial */
         reap_graveyard();
+        if (g_serial_port) { /* --serial: reopen retry */
+            int64_t sdl = serial_deadline();
+            if (sdl && (!dl || sdl < dl)) dl = sdl;
+        }
         if (timeout && dl) {
             now = now_ns();
             int64_t ms = dl > now ? (dl - now + 999999) / 1000000 : 0;
@@ -255,6 +269,7 @@ int main(int argc, char **argv)
             case K_LISTEN: conn_accept(s->fd); break;
             case K_SIGNAL: on_signals(); break;
             case K_CONN: conn_event(s->owner, evs[i].events); break;
+            case K_SERIAL: serial_event(evs[i].events); break; /* --serial */
             default: exec_event(s, evs[i].events); break;
             }
         }
@@ -263,6 +278,7 @@ int main(int argc, char **argv)
             finish(0);
         }
         conn_flush_all();
+        serial_tick(); /* --serial */
         reap_graveyard();
     }
 }

@@ -1,0 +1,36 @@
+/**
+ * A bunker's root disk: a qcow2 overlay backed by the image's ext4 (never a copy, and the
+ * image is never written). Its virtual size is the bunker's disk_mb; the guest's /init grows
+ * the ext4 to fill it on first boot.
+ */
+import { execFile } from 'node:child_process';
+import { rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+export class RootOverlay {
+  private constructor(
+    readonly path: string,
+    readonly backingPath: string,
+    readonly diskMb: number,
+  ) {}
+
+  static async create(path: string, backingImage: string, diskMb: number): Promise<RootOverlay> {
+    const { size } = await stat(backingImage);
+    const minMb = Math.ceil(size / 1048576);
+    if (diskMb < minMb) throw new Error(`disk_mb ${diskMb} is smaller than the image (${minMb} MiB)`);
+    await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backingImage, path, `${diskMb}M`]);
+    return new RootOverlay(path, backingImage, diskMb);
+  }
+
+  /** Bytes the overlay occupies on the host (allocated blocks, not the virtual size). */
+  async allocatedBytes(): Promise<number> {
+    const st = await stat(this.path);
+    return st.blocks * 512;
+  }
+
+  async remove(): Promise<void> {
+    await rm(this.path, { force: true });
+  }
+}

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Builds the guest kernel + initramfs of the `microvm` provider offline from Debian packages.
+#
+#   scripts/build-guest-kernel.sh
+#
+# Output ($SCAIBUNKER_GUEST_DIR, default /var/lib/scaibunker/guest):
+#   vmlinuz             Debian's cloud kernel (linux-image-<ver>-cloud-amd64, the version the
+#                       linux-image-cloud-amd64 metapackage depends on), never installed to /boot
+#   initramfs.cpio.gz   busybox-static + the virtio modules the cloud kernel has as modules
+#                       (virtio, virtio_ring, virtio_mmio, virtio_blk, virtio_console) + /init
+#   guest.json          { kernel_version, key, files: { name: { sha256, size_bytes } } }
+#
+# How the guest boots (QEMU -M microvm, see packages/worker/src/providers/microvm/):
+#   /init (busybox sh) mounts devtmpfs/proc/sysfs, insmods the modules in dependency order
+#   (virtio-mmio devices are found through microvm's ACPI tables: the cloud kernel has no
+#   virtio_mmio.device= command-line support), waits for /dev/vda and the virtio-serial port
+#   named org.scaibunker.agent, grows the ext4 to the size of the disk when it is larger
+#   (resize2fs, copied in with its libraries), mounts /dev/vda READ-WRITE at /newroot (the
+#   disk is a per-bunker qcow2 overlay over the image's ext4, so the image itself is never
+#   written), moves /dev /proc /sys into it, mounts /tmp, /dev/pts and /dev/shm, and
+#   `switch_root`s to `/.scaibunker/agent --serial /dev/vportNpM` as PID 1.
+#   Boot progress goes to /dev/kmsg ("[init] …"), i.e. to the hvc0 console log.
+#   Kernel parameters read by /init: scaibunker.root=/dev/vda, scaibunker.port=<name>,
+#   scaibunker.resize=0 (skip growing the filesystem).
+#
+# Caching: key = sha256(this script, kernel package version, busybox binary, resize2fs and its
+# libraries). A re-run with the same key and intact outputs does nothing (< 1 s).
+# The downloaded .deb stays in $SCAIBUNKER_BUILD_CACHE/guest (default /var/cache/scaibunker/guest).
+#
+# Environment:
+#   SCAIBUNKER_GUEST_DIR        output dir (default /var/lib/scaibunker/guest)
+#   SCAIBUNKER_BUILD_CACHE      cache dir (default /var/cache/scaibunker)
+#   SCAIBUNKER_KERNEL_PACKAGE   explicit kernel package (default: dependency of linux-image-cloud-amd64)
+#   SCAIBUNKER_GUEST_FORCE=1    ignore the cache
+set -euo pipefail
+umask 022
+
+SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+OUT_DIR=${SCAIBUNKER_GUEST_DIR:-/var/lib/scaibunker/guest}
+CACHE_DIR=${SCAIBUNKER_BUILD_CACHE:-/var/cache/scaibunker}/guest
+FORCE=${SCAIBUNKER_GUEST_FORCE:-0}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console)
+
+log() { echo "[guest] $*"; }
+die() { echo "[guest] error: $*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (apt-get, device nodes in the initramfs)"
+T0=$(now_ms)
+
+# ---------------------------------------------------------------- host packages
+ensure_packages() {
+  local missing=() p status
+  for p in "$@"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing host packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    }
+  fi
+}
+ensure_packages qemu-system-x86 qemu-utils cpio busybox-static e2fsprogs gzip
+
+# ---------------------------------------------------------------- local inputs
+# resize2fs and the shared objects it needs (copied into the initramfs)
+RESIZE2FS=$(command -v resize2fs || echo /sbin/resize2fs)
+[ -x "$RESIZE2FS" ] || die "resize2fs not found"
+mapfile -t RESIZE_LIBS < <(ldd "$RESIZE2FS" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }')
+
+local_inputs() {
+  printf 'script=%s\nbusybox=%s\nresize2fs=%s\n' \
+    "$(sha256_of "$SCRIPT_PATH")" "$(sha256_of /bin/busybox)" "$(sha256_of "$RESIZE2FS")"
+  local l
+  for l in "${RESIZE_LIBS[@]}"; do printf 'lib=%s %s\n' "$l" "$(sha256_of "$l")"; done
+}
+LOCAL_INPUTS=$(local_inputs)
+# Resolving the kernel package through apt-cache takes ~2 s, so a fast key (local inputs + the
+# state of apt's package lists) short-circuits it while nothing could have changed.
+FAST_KEY=$( { echo "$LOCAL_INPUTS"; echo "pkg=${SCAIBUNKER_KERNEL_PACKAGE:-}";
+  stat -c '%n %s %Y' /var/lib/apt/lists/*_Packages* 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
+
+# ---------------------------------------------------------------- cache check
+outputs_intact() { # field value
+  [ -f "$OUT_DIR/guest.json" ] && [ -f "$OUT_DIR/vmlinuz" ] && [ -f "$OUT_DIR/initramfs.cpio.gz" ] || return 1
+  grep -q "\"$1\": \"$2\"" "$OUT_DIR/guest.json" || return 1
+  local f sha
+  for f in vmlinuz initramfs.cpio.gz; do
+    sha=$(sed -nE "s/.*\"$f\": \\{ \"sha256\": \"([0-9a-f]{64})\".*/\\1/p" "$OUT_DIR/guest.json")
+    [ -n "$sha" ] && [ "$(sha256_of "$OUT_DIR/$f")" = "$sha" ] || return 1
+  done
+}
+if [ "$FORCE" != 1 ] && outputs_intact fast_key "$FAST_KEY"; then
+  log "cached: $(sed -nE 's/.*"kernel_version": "([^"]+)".*/kernel \1/p' "$OUT_DIR/guest.json") ($OUT_DIR, $(( $(now_ms) - T0 )) ms)"
+  exit 0
+fi
+# ---------------------------------------------------------------- kernel package (apt)
+if [ -n "${SCAIBUNKER_KERNEL_PACKAGE:-}" ]; then
+  KPKG=$SCAIBUNKER_KERNEL_PACKAGE
+else
+  KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  if [ -z "$KPKG" ]; then
+    apt-get update -q >/dev/null 2>&1 || true
+    KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  fi
+  [ -n "$KPKG" ] || die "cannot resolve linux-image-cloud-amd64 (is the Debian mirror reachable?)"
+fi
+KVER=${KPKG#linux-image-}
+KPKG_VERSION=$(apt-cache policy "$KPKG" 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+[ -n "$KPKG_VERSION" ] && [ "$KPKG_VERSION" != "(none)" ] || die "no candidate version for $KPKG"
+
+KEY=$(printf '%s\nkernel=%s=%s\n' "$LOCAL_INPUTS" "$KPKG" "$KPKG_VERSION" | sha256sum | cut -d' ' -f1)
+if [ "$FORCE" != 1 ] && outputs_intact key "$KEY"; then
+  sed -i -E "s/\"fast_key\": \"[0-9a-f]*\"/\"fast_key\": \"$FAST_KEY\"/" "$OUT_DIR/guest.json"
+  log "cached: kernel $KVER ($OUT_DIR, key ${KEY:0:12}, $(( $(now_ms) - T0 )) ms)"
+  exit 0
+fi
+
+
+mkdir -p "$OUT_DIR" "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.build.lock"
+flock 9
+
+# ---------------------------------------------------------------- download + unpack
+DEB=$(ls "$CACHE_DIR/${KPKG}_"*.deb 2>/dev/null | grep -F "_$(echo "$KPKG_VERSION" | sed 's/^[0-9]*://')_" | head -n1 || true)
+if [ -z "$DEB" ]; then
+  log "downloading $KPKG $KPKG_VERSION"
+  # apt's sandbox user cannot write to a root-only cache dir: download in a world-writable temp dir
+  dl=$(mktemp -d)
+  chmod 0777 "$dl"
+  (cd "$dl" && apt-get download -q "$KPKG=$KPKG_VERSION" >/dev/null 2>&1) || {
+    apt-get update -q >/dev/null 2>&1 || true
+    (cd "$dl" && apt-get download -q "$KPKG=$KPKG_VERSION" >/dev/null) || { rm -rf "$dl"; die "apt-get download $KPKG failed"; }
+  }
+  mv "$dl"/*.deb "$CACHE_DIR/"
+  rm -rf "$dl"
+  DEB=$(ls "$CACHE_DIR/${KPKG}_"*.deb | head -n1)
+fi
+WORK=$(mktemp -d "$CACHE_DIR/work.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+log "unpacking $(basename "$DEB")"
+dpkg-deb -x "$DEB" "$WORK/pkg"
+KDIR="$WORK/pkg/lib/modules/$KVER"
+[ -f "$WORK/pkg/boot/vmlinuz-$KVER" ] || die "no vmlinuz-$KVER in $DEB"
+CONFIG="$WORK/pkg/boot/config-$KVER"
+
+# ---------------------------------------------------------------- modules
+# Which of the drivers we need are modules (=m) rather than built in (=y)?
+declare -A CFG_OF=([virtio_ring]=VIRTIO [virtio]=VIRTIO [virtio_mmio]=VIRTIO_MMIO [virtio_blk]=VIRTIO_BLK [virtio_console]=VIRTIO_CONSOLE)
+grep -q '^CONFIG_EXT4_FS=y' "$CONFIG" || die "the kernel has ext4 as a module; add it to MODULES"
+grep -q '^CONFIG_DEVTMPFS=y' "$CONFIG" || die "the kernel lacks devtmpfs"
+grep -q '^CONFIG_ACPI=y' "$CONFIG" || die "the kernel lacks ACPI (needed to find microvm's virtio-mmio devices)"
+mod_path() { find "$KDIR/kernel" -name "$1.ko" -print -quit; }
+mod_deps() { tr '\0' '\n' <"$1" | sed -n 's/^depends=//p' | tr ',' ' '; }
+declare -A ADDED=()
+ORDER=()
+add_module() { # name: dependencies first
+  local m=$1 f d
+  [ -z "${ADDED[$m]:-}" ] || return 0
+  ADDED[$m]=1
+  f=$(mod_path "$m")
+  if [ -z "$f" ]; then
+    grep -qx "kernel/.*/$m.ko" "$KDIR/modules.builtin" 2>/dev/null && return 0
+    local c=${CFG_OF[$m]:-}
+    [ -n "$c" ] && grep -q "^CONFIG_$c=y" "$CONFIG" && return 0
+    die "module $m is neither built in nor in the package"
+  fi
+  for d in $(mod_deps "$f"); do add_module "$d"; done
+  ORDER+=("$m")
+}
+for m in "${MODULES[@]}"; do add_module "$m"; done
+log "kernel $KVER; modules: ${ORDER[*]}"
+
+# ---------------------------------------------------------------- initramfs tree
+R="$WORK/root"
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,newroot,lib/modules,etc}
+install -m 0755 /bin/busybox "$R/bin/busybox"
+/bin/busybox --list-full | grep -v '^bin/busybox$' | while read -r app; do
+  mkdir -p "$R/$(dirname "$app")"
+  ln -sf /bin/busybox "$R/$app"
+done
+: >"$R/lib/modules/load.list"
+for m in "${ORDER[@]}"; do
+  cp "$(mod_path "$m")" "$R/lib/modules/$m.ko"
+  echo "$m" >>"$R/lib/modules/load.list"
+done
+install -m 0755 "$RESIZE2FS" "$R/sbin/resize2fs"
+for l in "${RESIZE_LIBS[@]}"; do
+  mkdir -p "$R$(dirname "$l")"
+  cp -L "$l" "$R$l"
+done
+for l in "${RESIZE_LIBS[@]}"; do [ -e "$R$l" ] || die "missing $l in initramfs"; done
+mknod -m 0600 "$R/dev/console" c 5 1
+mknod -m 0666 "$R/dev/null" c 1 3
+
+cat >"$R/init" <<'INIT'
+#!/bin/sh
+# ScaiBunker microvm guest init (built by scripts/build-guest-kernel.sh).
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+log() { echo "[init] $*" >/dev/kmsg; }
+fail() { log "FATAL: $*"; sleep 1; echo o >/proc/sysrq-trigger; poweroff -f; }
+
+ROOT=/dev/vda PORT=org.scaibunker.agent RESIZE=1
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    scaibunker.root=*) ROOT=${arg#*=} ;;
+    scaibunker.port=*) PORT=${arg#*=} ;;
+    scaibunker.resize=*) RESIZE=${arg#*=} ;;
+  esac
+done
+
+while read -r m; do
+  insmod "/lib/modules/$m.ko" || fail "insmod $m"
+done </lib/modules/load.list
+log "modules loaded"
+
+# devices appear asynchronously (the virtio-serial ports after a host handshake)
+i=0
+while [ ! -b "$ROOT" ]; do
+  i=$((i + 1)); [ $i -lt 1000 ] || fail "no root device $ROOT"; sleep 0.01
+done
+DEV=
+i=0
+while [ -z "$DEV" ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ -f "$p/name" ] && [ "$(cat "$p/name")" = "$PORT" ] && DEV=/dev/${p##*/}
+  done
+  [ -n "$DEV" ] && [ -c "$DEV" ] && break
+  DEV=
+  i=$((i + 1)); [ $i -lt 1000 ] || fail "no virtio-serial port named $PORT"; sleep 0.01
+done
+log "root $ROOT, agent port $DEV"
+
+if [ "$RESIZE" = 1 ]; then
+  DISK_BYTES=$(( $(cat /sys/class/block/${ROOT##*/}/size) * 512 ))
+  # the ext4 superblock: s_blocks_count_lo @ 1024+4, s_log_block_size @ 1024+24
+  set -- $(dd if="$ROOT" bs=4 skip=257 count=1 2>/dev/null | od -An -tu4) $(dd if="$ROOT" bs=4 skip=262 count=1 2>/dev/null | od -An -tu4)
+  FS_BYTES=$(( ${1:-0} * (1024 << ${2:-0}) ))
+  if [ "$DISK_BYTES" -gt $((FS_BYTES + 4194304)) ]; then
+    resize2fs -f "$ROOT" >/dev/kmsg 2>&1 || log "resize2fs failed (continuing with the image's size)"
+    log "filesystem grown from $((FS_BYTES / 1048576)) MiB to $((DISK_BYTES / 1048576)) MiB"
+  fi
+fi
+
+mount -t ext4 -o rw,noatime "$ROOT" /newroot || fail "mount $ROOT"
+[ -x /newroot/.scaibunker/agent ] || fail "no /.scaibunker/agent in the image"
+for d in dev proc sys tmp; do mkdir -p "/newroot/$d"; done
+log "switching to /.scaibunker/agent --serial $DEV"
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /newroot/tmp
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620 devpts /newroot/dev/pts
+mount -t tmpfs -o nosuid,nodev,mode=1777 shm /newroot/dev/shm
+exec switch_root /newroot /.scaibunker/agent --serial "$DEV" </dev/null >/newroot/dev/kmsg 2>&1
+INIT
+chmod 0755 "$R/init"
+
+# ---------------------------------------------------------------- pack
+find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} + 2>/dev/null || true
+(cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --reproducible -R 0:0 --quiet) \
+  | gzip -n -6 >"$WORK/initramfs.cpio.gz"
+cp "$WORK/pkg/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+
+VSHA=$(sha256_of "$WORK/vmlinuz")
+ISHA=$(sha256_of "$WORK/initramfs.cpio.gz")
+VSIZE=$(stat -c %s "$WORK/vmlinuz")
+ISIZE=$(stat -c %s "$WORK/initramfs.cpio.gz")
+mv -f "$WORK/vmlinuz" "$OUT_DIR/vmlinuz"
+mv -f "$WORK/initramfs.cpio.gz" "$OUT_DIR/initramfs.cpio.gz"
+cat >"$OUT_DIR/guest.json.tmp.$$" <<EOF
+{
+  "kernel_version": "$KVER",
+  "kernel_package": "$KPKG=$KPKG_VERSION",
+  "modules": [$(printf '"%s",' "${ORDER[@]}" | sed 's/,$//')],
+  "key": "$KEY",
+  "fast_key": "$FAST_KEY",
+  "files": {
+    "vmlinuz": { "sha256": "$VSHA", "size_bytes": $VSIZE },
+    "initramfs.cpio.gz": { "sha256": "$ISHA", "size_bytes": $ISIZE }
+  }
+}
+EOF
+mv -f "$OUT_DIR/guest.json.tmp.$$" "$OUT_DIR/guest.json"
+log "ready: $OUT_DIR (kernel $KVER, initramfs $(( ISIZE / 1024 )) KiB, $(( $(now_ms) - T0 )) ms)"
