@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { BunkerFiles } from './BunkerFiles.js';
 import { connectionFailed, errorFromApi, errorFromResponseBody } from './errors.js';
+import type { TransportResponse } from './HttpTransport.js';
 import { type Page, Paginator } from './Paginator.js';
 import { type ClientOptions, ScaiBunkerClient } from './ScaiBunkerClient.js';
 import { readSseEvents, type SseEvent } from './SseParser.js';
@@ -201,8 +202,8 @@ export class Bunker {
     return this.data;
   }
 
-  private openOutput(execId: string, stream: OutputStream): Promise<Response> {
-    return this.client.transport.send('get', '/v1/modules/scaibunker/bunkers/{id}/exec-logs/{exec_id}/output', {
+  private openOutput(execId: string, stream: OutputStream): Promise<TransportResponse> {
+    return this.client.transport.request('get', '/v1/modules/scaibunker/bunkers/{id}/exec-logs/{exec_id}/output', {
       path: { id: this.id, exec_id: execId },
       query: { stream },
       headers: { accept: 'application/octet-stream, application/json' },
@@ -211,13 +212,13 @@ export class Bunker {
 
   private async execStreaming(body: ExecRequestBody, opts: ExecOptions): Promise<ExecResult> {
     const transport = this.client.transport;
-    const res = await transport.send('post', '/v1/modules/scaibunker/bunkers/{id}/exec', {
+    const res = await transport.request('post', '/v1/modules/scaibunker/bunkers/{id}/exec', {
       path: { id: this.id },
       json: { ...body, stream: true },
       headers: { accept: 'text/event-stream' },
       signal: opts.signal,
     });
-    if (!(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
+    if (!(res.header('content-type') ?? '').includes('text/event-stream')) {
       // A server that answered inline JSON anyway: hand the output to the handlers in one piece.
       const result = JSON.parse((await transport.readBuffer(res)).toString('utf8')) as ExecResult;
       if (result.stdout) await opts.onStdout?.(result.stdout);

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { NotFoundError } from './errors.js';
-import type { HttpTransport } from './HttpTransport.js';
+import type { HttpTransport, TransportResponse } from './HttpTransport.js';
 import type { FileStat, WriteResult } from './types.js';
 import { toUploadBody, type UploadData } from './uploadBody.js';
 
@@ -28,7 +28,7 @@ export class BunkerFiles {
   /** Writes (creates or replaces) a file. Streams are uploaded as they are read, never buffered whole. */
   async write(path: string, data: UploadData, opts: WriteFileOptions = {}): Promise<WriteResult> {
     const upload = toUploadBody(data);
-    const res = await this.transport.send(
+    const res = await this.transport.request(
       'put',
       '/v1/modules/scaibunker/bunkers/{id}/files',
       {
@@ -98,8 +98,8 @@ export class BunkerFiles {
     });
   }
 
-  private open(path: string, signal: AbortSignal | undefined): Promise<Response> {
-    return this.transport.send('get', '/v1/modules/scaibunker/bunkers/{id}/files', {
+  private open(path: string, signal: AbortSignal | undefined): Promise<TransportResponse> {
+    return this.transport.request('get', '/v1/modules/scaibunker/bunkers/{id}/files', {
       path: { id: this.bunkerId },
       query: { path },
       headers: { accept: 'application/octet-stream, application/json' },

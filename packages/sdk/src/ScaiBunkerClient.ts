@@ -10,7 +10,7 @@ export interface ClientOptions {
   baseUrl?: string;
   /** API key (or JWT); default env SCAIBUNKER_API_KEY. */
   apiKey?: string;
-  /** A fetch to use instead of the global one. */
+  /** A fetch to send every request through instead of the SDK's own HTTP client (tests, proxies). */
   fetch?: typeof fetch;
   /** Extra headers sent with every request. */
   headers?: Record<string, string>;

@@ -3,7 +3,7 @@ export { Bunker, type CreateBunkerOptions, type ExecOptions, type ListBunkersOpt
 export { BunkerFiles, type WriteFileOptions } from './BunkerFiles.js';
 export * from './errors.js';
 export type { components, operations, paths } from './generated/schema.js';
-export { HttpTransport, type HttpTransportOptions } from './HttpTransport.js';
+export { HttpTransport, type HttpTransportOptions, type RequestBody, type TransportResponse } from './HttpTransport.js';
 export { ImagesApi } from './ImagesApi.js';
 export { type Page, Paginator } from './Paginator.js';
 export { type ClientOptions, DEFAULT_BASE_URL, ScaiBunkerClient } from './ScaiBunkerClient.js';

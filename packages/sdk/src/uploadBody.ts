@@ -4,7 +4,7 @@ import type { UploadSourceWatch } from './HttpTransport.js';
 export type UploadData = string | Uint8Array | ArrayBuffer | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array | string>;
 
 export interface UploadBody {
-  body: Uint8Array | ReadableStream<Uint8Array>;
+  body: Uint8Array | AsyncIterable<Uint8Array>;
   /** Reports an error raised by the caller's source stream (so it is not mistaken for a network failure). */
   watch: UploadSourceWatch;
 }
@@ -13,36 +13,46 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<Uint8Array | st
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 }
 
+const NO_FAILURE: UploadSourceWatch = { failure: () => undefined };
+
 /**
  * Turns upload data into a request body. Text and bytes are sent as they are; streams become a
- * pull-based ReadableStream, so the upload is never buffered whole and the source is read only
- * as fast as the connection drains it.
+ * pull-based async iterable of bytes, so the upload is never buffered whole and the source is
+ * read only as fast as the connection drains it. When the request ends early (an error answer,
+ * an abort) the source's iterator is closed.
  */
 export function toUploadBody(data: UploadData): UploadBody {
-  if (typeof data === 'string') return { body: Buffer.from(data, 'utf8'), watch: { failure: () => undefined } };
-  if (data instanceof Uint8Array) return { body: data, watch: { failure: () => undefined } };
-  if (data instanceof ArrayBuffer) return { body: new Uint8Array(data), watch: { failure: () => undefined } };
+  if (typeof data === 'string') return { body: Buffer.from(data, 'utf8'), watch: NO_FAILURE };
+  if (data instanceof Uint8Array) return { body: data, watch: NO_FAILURE };
+  if (data instanceof ArrayBuffer) return { body: new Uint8Array(data), watch: NO_FAILURE };
   if (!isAsyncIterable(data)) throw new TypeError('files.write: data must be a string, bytes, or a (async iterable) stream');
-  const iterator = data[Symbol.asyncIterator]();
+  const source = data;
   let failure: unknown;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await iterator.next();
+  async function* bytes(): AsyncGenerator<Uint8Array> {
+    const iterator = source[Symbol.asyncIterator]();
+    let done = false;
+    try {
+      for (;;) {
+        let next: IteratorResult<Uint8Array | string>;
+        try {
+          next = await iterator.next();
+        } catch (err) {
+          done = true;
+          failure = err;
+          throw err;
+        }
         if (next.done) {
-          controller.close();
+          done = true;
           return;
         }
         const chunk = next.value;
-        controller.enqueue(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk);
-      } catch (err) {
-        failure = err;
-        controller.error(err);
+        if (chunk.length === 0) continue;
+        yield typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
       }
-    },
-    async cancel(reason) {
-      await iterator.return?.(reason);
-    },
-  });
-  return { body, watch: { failure: () => failure } };
+    } finally {
+      // Stopped before the source ended (the server answered early, or the request failed).
+      if (!done) await iterator.return?.();
+    }
+  }
+  return { body: bytes(), watch: { failure: () => failure } };
 }

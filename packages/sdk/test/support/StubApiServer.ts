@@ -5,8 +5,8 @@
  *
  * Exec understands a tiny script language: `;`-separated steps `echo TEXT`, `err TEXT`,
  * `exit N`, `sleep MS`, plus the special commands `boom` (SSE error event), `hangup` (the
- * event stream ends without an exit), `split` (events cut at awkward byte boundaries) and
- * `big` (a truncated result with full output stored).
+ * event stream ends without an exit), `cut` (the connection is cut mid-stream), `split` (events
+ * cut at awkward byte boundaries) and `big` (a truncated result with full output stored).
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -21,6 +21,8 @@ export interface RecordedRequest {
   path: string;
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
+  /** The client's port: requests from one kept-alive connection share it. */
+  remotePort: number | undefined;
   json?: unknown;
 }
 
@@ -159,7 +161,13 @@ export class StubApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://stub');
-    const record: RecordedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    const record: RecordedRequest = {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+      remotePort: req.socket.remotePort,
+    };
     this.requests.push(record);
     try {
       if (req.headers.authorization !== `Bearer ${this.apiKey}`) {
@@ -415,6 +423,10 @@ export class StubApiServer {
     }
     if (steps.includes('hangup')) {
       res.end();
+      return;
+    }
+    if (steps.includes('cut')) {
+      res.destroy();
       return;
     }
     await write(`event: exit\ndata: ${JSON.stringify(exit)}\n\n`);
