@@ -51,20 +51,8 @@ sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 T0=$(now_ms)
 
 # ---------------------------------------------------------------- host packages
-ensure_packages() {
-  local missing=() p status
-  for p in "$@"; do
-    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$status" = "install ok installed" ] || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing host packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-      apt-get update -q >/dev/null 2>&1 || true
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    }
-  fi
-}
+# shellcheck source=lib/ensure-packages.sh
+. "$(dirname "$SCRIPT_PATH")/lib/ensure-packages.sh"
 ensure_packages qemu-system-x86 qemu-utils cpio busybox-static e2fsprogs gzip
 
 # ---------------------------------------------------------------- local inputs

@@ -50,20 +50,8 @@ now_ms() { date +%s%3N; }
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, mkfs ownership)"
 
 # ---------------------------------------------------------------- host packages
-ensure_packages() {
-  local missing=() p status
-  for p in "$@"; do
-    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$status" = "install ok installed" ] || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing host packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-      apt-get update -q >/dev/null 2>&1 || true
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    }
-  fi
-}
+# shellcheck source=lib/ensure-packages.sh
+. "$(dirname "$SCRIPT_PATH")/lib/ensure-packages.sh"
 
 needed=(e2fsprogs coreutils)
 for img in "${IMAGES[@]}"; do

@@ -6,15 +6,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(crun runc busybox-static debootstrap e2fsprogs iproute2 ca-certificates make gcc libc6-dev)
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "[setup] apt-get install ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=lib/ensure-packages.sh
+. scripts/lib/ensure-packages.sh
+ensure_packages "${APT_PACKAGES[@]}"
 
 # npm ci only when the lockfile changed since the last install.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
