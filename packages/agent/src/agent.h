@@ -39,6 +39,7 @@ enum frame_type {
     F_ERROR = 8,
     F_CANCEL = 9,
     F_SIGNAL = 10,
+    F_HELLO = 11, /* agent -> client, stream 0, first frame of every connection */
 };
 
 /* ---- byte buffer (util.c) ---------------------------------------------- */
@@ -93,6 +94,7 @@ enum op {
     OP_MKDIR,
     OP_REMOVE,
     OP_CHMOD,
+    OP_IDENTITY,
 };
 
 struct exec_st {
@@ -160,6 +162,7 @@ extern struct conn *g_conns;
 extern int g_epfd;
 extern int64_t g_start_ns;
 void conn_accept(int lfd);
+void conn_hello(struct conn *c); /* queue the HELLO frame (first frame of a new connection) */
 void conn_event(struct conn *c, uint32_t events);
 void conn_flush_all(void);
 void conn_close(struct conn *c, const char *why);
@@ -199,6 +202,9 @@ void files_cancel(struct stream *s);
 void files_teardown(struct stream *s);
 int path_valid(const char *p, size_t n);
 int mkdir_parents(const char *path, mode_t mode); /* 0 or errno */
+
+/* identity.c */
+void identity_open(struct stream *s, jv *req); /* hostname, machine-id, entropy, clock */
 
 /* serial.c: --serial PORT, the channel is a virtio-serial port (one connection) */
 int serial_start(const char *spec); /* device path or port name; -1: retrying */

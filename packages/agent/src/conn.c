@@ -227,6 +227,40 @@ void reap_graveyard(void)
 
 /* ---- connection lifecycle --------------------------------------------------- */
 
+/* The kernel's boot id (36 chars + newline), or "" when /proc is not there. */
+static size_t read_boot_id(char *out, size_t n)
+{
+    out[0] = 0;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t r = read(fd, out, n - 1);
+    close(fd);
+    if (r <= 0) r = 0;
+    out[r] = 0;
+    out[strcspn(out, "\r\n")] = 0;
+    return strlen(out);
+}
+
+/* HELLO: the agent's first frame on every connection. On a virtio-serial port it tells the
+ * host that the port is open, so bytes it sends from now on are not discarded. */
+void conn_hello(struct conn *c)
+{
+    char boot_id[64];
+    size_t bl = read_boot_id(boot_id, sizeof boot_id);
+    struct buf b = { 0 };
+    buf_putc(&b, '{');
+    json_key(&b, "protocol");
+    buf_printf(&b, "%d", PROTOCOL_VERSION);
+    json_key(&b, "version");
+    json_str(&b, AGENT_VERSION, strlen(AGENT_VERSION));
+    json_key(&b, "pid");
+    buf_printf(&b, "%d", (int)getpid());
+    json_key(&b, "boot_id");
+    json_str(&b, boot_id, bl);
+    buf_putc(&b, '}');
+    send_json(c, 0, F_HELLO, &b);
+}
+
 void conn_accept(int lfd)
 {
     for (;;) {
@@ -249,6 +283,7 @@ void conn_accept(int lfd)
         c->next = g_conns;
         g_conns = c;
         src_want(&c->sock, EPOLLIN);
+        conn_hello(c); /* written by the loop's conn_flush_all() */
     }
 }
 
@@ -331,6 +366,7 @@ static const struct {
 } ops[] = {
     { "health", OP_HEALTH }, { "exec", OP_EXEC },   { "read", OP_READ },     { "write", OP_WRITE }, { "stat", OP_STAT },
     { "list", OP_LIST },     { "mkdir", OP_MKDIR }, { "remove", OP_REMOVE }, { "chmod", OP_CHMOD },
+    { "identity", OP_IDENTITY },
 };
 
 static long rss_bytes(void)
@@ -417,6 +453,7 @@ static void on_open(struct conn *c, uint32_t id, const char *p, size_t n)
     switch (op) {
     case OP_HEALTH: do_health(s); break;
     case OP_EXEC: exec_open(s, req); break;
+    case OP_IDENTITY: identity_open(s, req); break;
     default: files_open(s, req); break;
     }
     json_free(req);

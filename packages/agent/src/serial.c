@@ -15,6 +15,9 @@
  *              host reconnect (e.g. a worker restart) gets a fresh connection. Opening the
  *              port makes the driver discard bytes left over from the previous host.
  *
+ * Every connection starts with the agent's HELLO frame (conn_hello). The host must wait for
+ * it before sending: bytes it writes before the agent has (re)opened the port are lost.
+ *
  * PATH is either the device (/dev/vport0p1) or the port's name (org.scaibunker.agent),
  * looked up in /sys/class/virtio-ports/ * /name.
  */
@@ -117,6 +120,9 @@ void serial_event(uint32_t events)
     g_conns = c;
     src_want(&c->sock, EPOLLIN);
     g_conn = c;
+    /* The host must wait for this before its first request: what it sent while the port was
+     * not (re)opened yet was discarded by the driver. */
+    conn_hello(c);
 }
 
 /* Called before reap_graveyard() (a closed conn is still readable there): reopens the port

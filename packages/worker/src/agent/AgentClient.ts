@@ -45,6 +45,55 @@ export interface HealthInfo {
   rss_bytes?: number;
 }
 
+/**
+ * The agent's HELLO frame, the first frame on every connection (PROTOCOL.md §5.1). On a
+ * virtio-serial port it means the agent has (re)opened the port: only bytes sent after it
+ * are guaranteed to reach the agent.
+ */
+export interface AgentHello {
+  /** Protocol version spoken by the agent. */
+  protocol: number;
+  /** Agent version, e.g. "0.1.0". */
+  version: string;
+  /** The agent's pid in its own pid namespace (1 when it is the bunker's init). */
+  pid: number;
+  /** The kernel's boot id (/proc/sys/kernel/random/boot_id); '' when unavailable. */
+  bootId: string;
+}
+
+export interface ConnectOptions {
+  /** Upper bound for the whole connect(), including the wait for HELLO. Default 10 s. */
+  timeoutMs?: number;
+  /**
+   * Resolve only once the agent's HELLO arrived; if it does not within timeoutMs, the
+   * connection is closed and connect() rejects with AgentError 'TIMEOUT'. Default false.
+   */
+  awaitHello?: boolean;
+}
+
+/** `identity` request: every member optional, at least one required (PROTOCOL.md §3.4). */
+export interface IdentityRequest {
+  /** 1–64 characters of A–Z a–z 0–9 '-' '.'. */
+  hostname?: string;
+  /** 32 lowercase hex digits, written to /etc/machine-id. */
+  machineId?: string;
+  /** 1–512 bytes fed to the kernel's entropy pool (credited in full), then the CRNG is reseeded. */
+  entropy?: Buffer;
+  /** CLOCK_REALTIME to set, in nanoseconds since the epoch. */
+  timeUnixNs?: bigint;
+}
+
+export interface IdentityResult {
+  /** The hostname that was set, or null when not requested. */
+  hostname: string | null;
+  /** The machine id that was written, or null when not requested. */
+  machineId: string | null;
+  /** Bytes of entropy added (0 when not requested). */
+  entropyBytes: number;
+  /** Whether the clock was set. */
+  clockSet: boolean;
+}
+
 export interface ExecRequest {
   argv: string[];
   env?: Record<string, string>;
@@ -93,6 +142,19 @@ function parseJson(payload: Buffer): Record<string, unknown> {
   const v: unknown = JSON.parse(payload.toString('utf8'));
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError('expected a JSON object');
   return v as Record<string, unknown>;
+}
+
+function parseHello(payload: Buffer): AgentHello {
+  const h = parseJson(payload);
+  if (typeof h.protocol !== 'number' || typeof h.version !== 'string' || typeof h.pid !== 'number') {
+    throw new ProtocolError('HELLO lacks protocol, version or pid');
+  }
+  return {
+    protocol: h.protocol,
+    version: h.version,
+    pid: h.pid,
+    bootId: typeof h.boot_id === 'string' ? h.boot_id : '',
+  };
 }
 
 function toError(payload: Buffer): AgentError {
@@ -273,6 +335,11 @@ const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'ENOTDIR']);
 
 export class AgentClient {
   readonly closed: Promise<void>;
+  /**
+   * Resolves with the agent's first HELLO frame. Rejects (CHANNEL_CLOSED, or PROTOCOL_ERROR
+   * for a malformed HELLO) if the channel ends first; an unobserved rejection is harmless.
+   */
+  readonly hello: Promise<AgentHello>;
 
   private readonly streams = new Map<number, Stream>();
   private readonly decoder = new FrameDecoder();
@@ -280,6 +347,8 @@ export class AgentClient {
   private isClosed = false;
   private closeReason = 'closed';
   private resolveClosed!: () => void;
+  private resolveHello!: (h: AgentHello) => void;
+  private rejectHello!: (e: unknown) => void;
   private drainWaiters: Array<() => void> = [];
   private readonly channel: Channel;
 
@@ -287,6 +356,11 @@ export class AgentClient {
     this.closed = new Promise((res) => {
       this.resolveClosed = res;
     });
+    this.hello = new Promise<AgentHello>((res, rej) => {
+      this.resolveHello = res;
+      this.rejectHello = rej;
+    });
+    this.hello.catch(() => {}); // it may never come (old agent, channel closed): never unhandled
     this.channel = {
       send: (frame) => this.send(frame),
       forget: (id) => {
@@ -302,15 +376,17 @@ export class AgentClient {
 
   /**
    * Connects to the agent's Unix socket, retrying while the socket does not exist yet or
-   * refuses connections (the bunker may still be booting), until timeoutMs elapses.
+   * refuses connections (the bunker may still be booting), until timeoutMs elapses. With
+   * awaitHello, also waits (within the same timeoutMs) for the agent's HELLO frame.
    */
-  static async connect(socketPath: string, opts?: { timeoutMs?: number }): Promise<AgentClient> {
+  static async connect(socketPath: string, opts?: ConnectOptions): Promise<AgentClient> {
     const timeoutMs = opts?.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     let delay = 5;
     for (;;) {
+      let sock: net.Socket;
       try {
-        return new AgentClient(await connectOnce(socketPath));
+        sock = await connectOnce(socketPath);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? '';
         if (!RETRYABLE.has(code)) {
@@ -326,13 +402,51 @@ export class AgentClient {
         }
         await new Promise((r) => setTimeout(r, Math.min(delay, left)));
         delay = Math.min(delay * 2, 100);
+        continue;
       }
+      const client = new AgentClient(sock);
+      if (opts?.awaitHello) await client.waitHello(Math.max(0, deadline - Date.now()));
+      return client;
     }
   }
 
-  /** Speaks the same protocol over any duplex byte stream (e.g. a virtio-serial port). */
-  static fromStream(stream: Duplex): AgentClient {
-    return new AgentClient(stream);
+  /**
+   * Speaks the same protocol over any duplex byte stream (e.g. a virtio-serial port).
+   * With `awaitHello: true` it returns a Promise that resolves once the agent's HELLO
+   * arrived (as connect() does; timeoutMs defaults to 10 s, then 'TIMEOUT' and the stream
+   * is destroyed). On a virtio-serial port always wait for HELLO before the first request.
+   */
+  static fromStream(stream: Duplex, opts?: { awaitHello?: false }): AgentClient;
+  static fromStream(stream: Duplex, opts: { awaitHello: true; timeoutMs?: number }): Promise<AgentClient>;
+  static fromStream(stream: Duplex, opts?: { awaitHello?: boolean; timeoutMs?: number }): AgentClient | Promise<AgentClient> {
+    const client = new AgentClient(stream);
+    if (!opts?.awaitHello) return client;
+    return client.waitHello(opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS).then(() => client);
+  }
+
+  /**
+   * Waits for the agent's HELLO. If it does not arrive within timeoutMs the client is closed
+   * and this rejects with AgentError 'TIMEOUT'; if the channel ends first, with the reason
+   * (CHANNEL_CLOSED).
+   */
+  waitHello(timeoutMs: number): Promise<AgentHello> {
+    return new Promise<AgentHello>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new AgentError('TIMEOUT', `no HELLO from the agent within ${timeoutMs} ms`));
+        this.close();
+      }, timeoutMs);
+      this.hello.then(
+        (h) => {
+          clearTimeout(timer);
+          resolve(h);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          this.close();
+          reject(err);
+        },
+      );
+    });
   }
 
   health(): Promise<HealthInfo> {
@@ -460,6 +574,28 @@ export class AgentClient {
     return { bytes: typeof r.bytes === 'number' ? r.bytes : 0 };
   }
 
+  /**
+   * Gives the bunker a new identity (e.g. after a microVM was restored from a snapshot):
+   * hostname, /etc/machine-id, entropy, clock, applied in that order. Invalid members →
+   * INVALID_ARGUMENT before anything changes; a failing step stops the rest (earlier steps
+   * stay applied).
+   */
+  async identity(req: IdentityRequest): Promise<IdentityResult> {
+    const r = await this.call({
+      op: 'identity',
+      hostname: req.hostname,
+      machine_id: req.machineId,
+      entropy: req.entropy?.toString('base64'),
+      time_unix_ns: req.timeUnixNs?.toString(),
+    });
+    return {
+      hostname: typeof r.hostname === 'string' ? r.hostname : null,
+      machineId: typeof r.machine_id === 'string' ? r.machine_id : null,
+      entropyBytes: typeof r.entropy_bytes === 'number' ? r.entropy_bytes : 0,
+      clockSet: r.clock_set === true,
+    };
+  }
+
   stat(path: string): Promise<FileStat> {
     return this.call({ op: 'stat', path }) as Promise<unknown> as Promise<FileStat>;
   }
@@ -562,13 +698,23 @@ export class AgentClient {
       for (const f of this.decoder.push(chunk)) {
         if (f.stream === 0) {
           if (f.type === FrameType.ERROR) this.closeReason = `agent: ${toError(f.payload).message}`;
-          continue;
+          else if (f.type === FrameType.HELLO) this.onHello(f.payload);
+          continue; // other connection-level frames: ignored
         }
         this.streams.get(f.stream)?.handle(f.type, f.payload); // unknown id: late frame, drop
       }
     } catch (err) {
       this.sock.destroy();
       this.shutdown(`protocol error: ${(err as Error).message}`);
+    }
+  }
+
+  /** The first HELLO settles `hello`; later ones (there should be none) are ignored. */
+  private onHello(payload: Buffer): void {
+    try {
+      this.resolveHello(parseHello(payload));
+    } catch (err) {
+      this.rejectHello(new AgentError('PROTOCOL_ERROR', `malformed HELLO: ${(err as Error).message}`));
     }
   }
 
@@ -579,6 +725,7 @@ export class AgentClient {
     const err = new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
     for (const st of this.streams.values()) st.abandon(err);
     this.streams.clear();
+    this.rejectHello(err); // no-op once HELLO arrived
     this.wakeDrain();
     if (!this.sock.destroyed) this.sock.destroy();
     this.resolveClosed();

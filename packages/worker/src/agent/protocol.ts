@@ -23,6 +23,8 @@ export const FrameType = {
   ERROR: 8,
   CANCEL: 9,
   SIGNAL: 10,
+  /** Agent → client on stream 0: the first frame of every connection. */
+  HELLO: 11,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
