@@ -105,6 +105,8 @@ describe('scaibunker CLI client verbs', () => {
       'minimal',
       '--lifecycle',
       'session',
+      '--isolation',
+      'microvm',
       '--cpu',
       '0.5',
       '--memory',
@@ -127,9 +129,11 @@ describe('scaibunker CLI client verbs', () => {
     const doc = json(run);
     assert.match(doc.id, /^bk_/);
     assert.equal(doc.state, 'running');
+    assert.equal(doc.isolation, 'microvm');
     assert.deepEqual(stub.lastRequest('POST', '/bunkers')?.json, {
       image: 'minimal',
       lifecycle: 'session',
+      isolation: 'microvm',
       cpu_millicores: 500,
       memory_mb: 1024,
       disk_mb: 2048,
@@ -153,9 +157,10 @@ describe('scaibunker CLI client verbs', () => {
       cli(['bunker', 'ls', ...conn, '--label', 'pick=me', '--json']),
     ]);
     assert.match(get.stdout, new RegExp(`^id\\s+${id}$`, 'm'));
+    assert.match(get.stdout, /^isolation\s+container$/m);
     assert.equal(json(getJson).id, id);
-    assert.match(ls.stdout, /^ID\s+IMAGE\s+STATE/);
-    assert.match(ls.stdout, new RegExp(`${id}\\s+minimal\\s+running`));
+    assert.match(ls.stdout, /^ID\s+IMAGE\s+STATE\s+LIFECYCLE\s+ISOLATION\s+CPU/);
+    assert.match(ls.stdout, new RegExp(`${id}\\s+minimal\\s+running\\s+ephemeral\\s+container\\s+1000m`));
     assert.deepEqual(
       json(lsJson).items.map((b: { id: string }) => b.id),
       [id],
@@ -313,6 +318,7 @@ describe('scaibunker CLI client verbs', () => {
       cli(['bunker', 'get']),
       cli(['bunker', 'create', '--cpu', 'lots']),
       cli(['bunker', 'create', '--lifecycle', 'forever']),
+      cli(['bunker', 'create', '--isolation', 'vm']),
       cli(['bunker', 'ls', '--limit', '0']),
       cli(['bunker', 'ls', '--url', 'ftp://x']),
       cli(['bunker', 'cp', 'a', 'b', ...conn]),

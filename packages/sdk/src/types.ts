@@ -12,6 +12,8 @@ export type BunkerState = BunkerInfo['state'];
 export type Lifecycle = BunkerInfo['lifecycle'];
 export type CreateBunkerBody = Schemas['CreateBunker'];
 export type NetworkProfile = NonNullable<CreateBunkerBody['network_profile']>;
+/** `container` (default) or `microvm`. */
+export type Isolation = NonNullable<CreateBunkerBody['isolation']>;
 export type ExecRequestBody = Schemas['ExecRequest'];
 export type ExecResult = Schemas['ExecResult'];
 /** The SSE `exit` event's data: the exec result without stdout/stderr (those arrived as events). */

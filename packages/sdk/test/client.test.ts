@@ -11,6 +11,8 @@ import {
   Bunker,
   type ClientOptions,
   ConflictError,
+  type CreateBunkerOptions,
+  type Isolation,
   NotFoundError,
   PayloadTooLargeError,
   QuotaError,
@@ -88,6 +90,17 @@ for (const via of ['own-client', 'custom-fetch'] as const) {
       assert.equal(req?.headers['content-type'], 'application/json');
       assert.deepEqual(req?.json, { image: 'minimal', lifecycle: 'session', memory_mb: 256, metadata: { team: 'a' }, env: { A: '1' } });
       assert.deepEqual(JSON.parse(JSON.stringify(b)), b.info, 'a bunker serialises as its info');
+    });
+
+    test('create takes an isolation, typed as the API union', async () => {
+      const b = await Bunker.create({ image: 'minimal', isolation: 'microvm' }, client);
+      assert.equal(b.info.isolation, 'microvm');
+      assert.deepEqual(stub.lastRequest('POST', '/v1/modules/scaibunker/bunkers')?.json, { image: 'minimal', isolation: 'microvm' });
+      const isolation: Isolation = b.info.isolation;
+      assert.equal(isolation, 'microvm');
+      // @ts-expect-error: not an isolation the API offers
+      const wrong: CreateBunkerOptions = { image: 'minimal', isolation: 'vm' };
+      assert.ok(wrong);
     });
 
     test('connect, refresh and terminate (idempotent) keep the bunker info current', async () => {

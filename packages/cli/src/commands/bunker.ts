@@ -7,6 +7,7 @@ import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ISOLATIONS } from '@scaibunker/core';
 import {
   Bunker,
   type BunkerInfo,
@@ -48,12 +49,13 @@ export function exitCodeOf(result: Pick<ExecResult, 'exit_code' | 'signal' | 'ti
 
 function bunkerRows(bunkers: BunkerInfo[]): string {
   return renderTable(
-    ['ID', 'IMAGE', 'STATE', 'LIFECYCLE', 'CPU', 'MEMORY', 'DISK', 'AGE', 'LABELS'],
+    ['ID', 'IMAGE', 'STATE', 'LIFECYCLE', 'ISOLATION', 'CPU', 'MEMORY', 'DISK', 'AGE', 'LABELS'],
     bunkers.map((b) => [
       b.id,
       b.image,
       b.state,
       b.lifecycle,
+      b.isolation,
       `${b.cpu_millicores}m`,
       `${b.memory_mb}Mi`,
       `${b.disk_mb}Mi`,
@@ -209,6 +211,7 @@ export function registerBunkerCommands(program: Command): void {
       .description('Create a bunker and wait until it runs; prints its id')
       .option('--image <name>', 'image to start from', 'minimal')
       .addOption(new Option('--lifecycle <mode>', 'lifecycle mode').choices(LIFECYCLES))
+      .addOption(new Option('--isolation <kind>', 'isolation: a container (default) or its own microVM').choices(ISOLATIONS))
       .option('--cpu <cpu>', 'CPU: cores (0.5) or millicores (500m)', cpuMillicores)
       .option('--memory <size>', 'memory in MiB (512) or with a unit (2g)', sizeMb)
       .option('--disk <size>', 'disk in MiB (1024) or with a unit (10g)', sizeMb)
@@ -221,6 +224,7 @@ export function registerBunkerCommands(program: Command): void {
       const client = await clientFrom(o);
       const body: CreateBunkerOptions = { image: o.image as string };
       if (o.lifecycle) body.lifecycle = o.lifecycle as CreateBunkerOptions['lifecycle'];
+      if (o.isolation) body.isolation = o.isolation as CreateBunkerOptions['isolation'];
       if (o.cpu !== undefined) body.cpu_millicores = o.cpu as number;
       if (o.memory !== undefined) body.memory_mb = o.memory as number;
       if (o.disk !== undefined) body.disk_mb = o.disk as number;

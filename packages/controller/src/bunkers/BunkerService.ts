@@ -38,6 +38,7 @@ export class BunkerService {
     if (body.idle_timeout_s && body.max_lifetime_s && body.idle_timeout_s > body.max_lifetime_s) {
       throw new ApiError('VALIDATION_FAILED', 'idle_timeout_s cannot exceed max_lifetime_s', { field: 'body/idle_timeout_s' });
     }
+    const isolation = body.isolation ?? 'container';
     const now = new Date().toISOString();
     const metadata = body.metadata ?? {};
     const row: BunkerRow = {
@@ -50,7 +51,7 @@ export class BunkerService {
       state: 'pending',
       termination_reason: null,
       worker_id: null,
-      isolation: 'container',
+      isolation,
       cpu_millicores: body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores,
       memory_mb: body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb,
       disk_mb: body.disk_mb ?? RESOURCE_DEFAULTS.diskMb,
@@ -71,7 +72,7 @@ export class BunkerService {
     try {
       placed = await this.scheduler.place(
         {
-          isolation: row.isolation,
+          isolation,
           imageSha256: image.sha256,
           cpuMillicores: row.cpu_millicores,
           memoryMb: row.memory_mb,
@@ -94,7 +95,7 @@ export class BunkerService {
       await worker.spawn({
         bunkerId: row.id,
         imageSha256: image.sha256,
-        isolation: 'container',
+        isolation,
         cpuMillicores: row.cpu_millicores,
         memoryMb: row.memory_mb,
         diskMb: row.disk_mb,

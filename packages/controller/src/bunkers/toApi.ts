@@ -11,7 +11,7 @@ export function bunkerToApi(r: BunkerRow): schemas.Bunker {
     state: r.state as schemas.Bunker['state'],
     termination_reason: r.termination_reason,
     worker_id: r.worker_id,
-    isolation: r.isolation,
+    isolation: r.isolation as schemas.Bunker['isolation'],
     cpu_millicores: r.cpu_millicores,
     memory_mb: r.memory_mb,
     disk_mb: r.disk_mb,

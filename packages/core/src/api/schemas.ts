@@ -47,6 +47,10 @@ export const BunkerPath = Type.String({
   description: 'Absolute path inside the bunker; no `..` components',
 });
 
+/** How a bunker is isolated from its host: a hardened container, or its own microVM (QEMU). */
+export const ISOLATIONS = ['container', 'microvm'] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+
 export const NetworkProfile = literalUnion(['isolated'] as const, {
   description: 'Only `isolated` (loopback only) is implemented so far; other profiles are rejected.',
 });
@@ -59,6 +63,12 @@ export const CreateBunkerBody = Type.Object(
     memory_mb: Type.Optional(Type.Integer({ minimum: 32, maximum: 262144 })),
     disk_mb: Type.Optional(Type.Integer({ minimum: 16, maximum: 1048576 })),
     network_profile: Type.Optional(NetworkProfile),
+    isolation: Type.Optional(
+      literalUnion(ISOLATIONS, {
+        description:
+          '`container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`.',
+      }),
+    ),
     idle_timeout_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
     max_lifetime_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 365 * 86400 })),
     env: Type.Optional(EnvMap),
@@ -80,7 +90,7 @@ export const Bunker = Type.Object(
     state: literalUnion(BUNKER_STATES),
     termination_reason: Nullable(Type.String()),
     worker_id: Nullable(Type.String()),
-    isolation: Type.String(),
+    isolation: literalUnion(ISOLATIONS),
     cpu_millicores: Type.Integer(),
     memory_mb: Type.Integer(),
     disk_mb: Type.Integer(),

@@ -371,7 +371,7 @@ export interface components {
             state: "pending" | "provisioning" | "running" | "paused" | "snapshotting" | "terminated" | "failed";
             termination_reason: string | null;
             worker_id: string | null;
-            isolation: string;
+            isolation: "container" | "microvm";
             cpu_millicores: number;
             memory_mb: number;
             disk_mb: number;
@@ -399,6 +399,8 @@ export interface components {
              * @constant
              */
             network_profile?: "isolated";
+            /** @description `container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`. */
+            isolation?: "container" | "microvm";
             idle_timeout_s?: number;
             max_lifetime_s?: number;
             env?: {

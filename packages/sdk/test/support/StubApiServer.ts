@@ -295,6 +295,7 @@ export class StubApiServer {
     const info = this.addBunker({
       image: body.image,
       ...(body.lifecycle ? { lifecycle: body.lifecycle as BunkerInfo['lifecycle'] } : {}),
+      ...(body.isolation ? { isolation: body.isolation as BunkerInfo['isolation'] } : {}),
       ...(body.cpu_millicores ? { cpu_millicores: body.cpu_millicores as number } : {}),
       ...(body.memory_mb ? { memory_mb: body.memory_mb as number } : {}),
       ...(body.disk_mb ? { disk_mb: body.disk_mb as number } : {}),

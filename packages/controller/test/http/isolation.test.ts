@@ -1,0 +1,153 @@
+/**
+ * `isolation` at create: the default is `container`; `microvm` goes only to a worker that
+ * advertises it, and the worker's spawn request carries it. Runs on every store dialect.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { newId, type Permission } from '@scaibunker/core';
+import type { SpawnRequest, WorkerApi } from '@scaibunker/worker';
+import type { Principal } from '../../src/auth/Principal.js';
+import { Controller } from '../../src/Controller.js';
+import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
+import { WORKER_TOKEN } from '../helpers/testController.js';
+
+const API = '/v1/modules/scaibunker';
+const SHA = 'f'.repeat(64);
+const system: Principal = { kind: 'api_key', tenantId: '', actor: 'test', permissions: [] };
+
+/** A worker that records spawns and runs nothing; every other call is unexpected here. */
+function fakeWorker(): { api: WorkerApi; spawns: SpawnRequest[] } {
+  const spawns: SpawnRequest[] = [];
+  const unexpected = async () => {
+    throw new Error('not expected in this test');
+  };
+  const api: WorkerApi = {
+    spawn: async (req) => {
+      spawns.push(req);
+    },
+    destroy: async () => {},
+    pause: unexpected,
+    resume: unexpected,
+    exec: unexpected,
+    readFile: unexpected,
+    writeFile: unexpected,
+    stat: unexpected,
+    list: unexpected,
+    mkdir: unexpected,
+    remove: unexpected,
+  };
+  return { api, spawns };
+}
+
+for (const dialect of DIALECTS) {
+  describe(`create with an isolation (${dialect.name})`, () => {
+    let db: TestDatabase;
+    let dir: string;
+    let controller: Controller;
+    let auth: { authorization: string };
+    const containerOnly = { id: newId('wk'), ...fakeWorker() };
+    const both = { id: newId('wk'), ...fakeWorker() };
+
+    const heartbeat = (workerId: string, name: string, isolations: string[]) =>
+      controller.http.inject({
+        method: 'POST',
+        url: `${API}/heartbeat`,
+        headers: { authorization: `Bearer ${WORKER_TOKEN}` },
+        payload: {
+          worker_id: workerId,
+          name,
+          url: '',
+          isolations,
+          capacity: { cpu_millicores: 4000, memory_mb: 8192, disk_mb: 65536 },
+          cached_images: [SHA],
+          bunkers: [],
+        },
+      });
+    const create = (body: Record<string, unknown>) =>
+      controller.http.inject({ method: 'POST', url: `${API}/bunkers`, headers: auth, payload: body });
+
+    before(async () => {
+      db = await dialect.create();
+      dir = mkdtempSync(join(tmpdir(), 'sb-iso-'));
+      controller = await Controller.open({ databaseUrl: db.url, blobDir: join(dir, 'blobs'), workerToken: WORKER_TOKEN });
+      const tenant = await controller.services.tenants.createTenant(system, 'iso');
+      const permissions: Permission[] = ['scaibunker:admin:tenant'];
+      const { key } = await controller.services.tenants.createApiKey(system, tenant.id, 'iso-key', permissions);
+      auth = { authorization: `Bearer ${key}` };
+      await controller.store.images.upsertPlatform({
+        id: newId('im'),
+        tenant_id: null,
+        name: 'minimal',
+        scope: 'platform',
+        state: 'ready',
+        sha256: SHA,
+        size_bytes: 1,
+        created_at: new Date().toISOString(),
+      });
+      controller.registerLocalWorker(containerOnly.id, containerOnly.api);
+      controller.registerLocalWorker(both.id, both.api);
+      assert.equal((await heartbeat(containerOnly.id, 'container-only', ['container'])).statusCode, 200);
+    });
+    after(async () => {
+      await controller?.close();
+      await db?.cleanup();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('an unknown isolation is VALIDATION_FAILED naming the field', async () => {
+      for (const isolation of ['vm', 'gvisor', '', 1, null]) {
+        const res = await create({ image: 'minimal', isolation });
+        assert.equal(res.statusCode, 400, JSON.stringify(isolation));
+        assert.equal(res.json().error.code, 'VALIDATION_FAILED');
+        assert.match(String(res.json().error.details.field), /isolation/);
+      }
+      assert.equal(containerOnly.spawns.length, 0);
+    });
+
+    test('microvm with only a container worker online: NO_SUITABLE_WORKER naming the isolation, and the row fails', async () => {
+      const res = await create({ image: 'minimal', isolation: 'microvm' });
+      assert.equal(res.statusCode, 503);
+      const { error } = res.json();
+      assert.equal(error.code, 'NO_SUITABLE_WORKER');
+      assert.ok(
+        (error.details.reasons as string[]).some((r) => r.includes('container-only') && r.includes('microvm')),
+        JSON.stringify(error.details),
+      );
+      assert.equal(containerOnly.spawns.length, 0, 'nothing was spawned');
+      const failed = (await controller.http.inject({ method: 'GET', url: `${API}/bunkers?state=failed`, headers: auth })).json().items;
+      assert.equal(failed.length, 1);
+      assert.equal(failed[0].isolation, 'microvm');
+      assert.equal(failed[0].worker_id, null);
+      assert.equal(failed[0].termination_reason, 'provision_failed: NO_SUITABLE_WORKER');
+    });
+
+    test('no isolation given: a container, spawned as one', async () => {
+      const res = await create({ image: 'minimal' });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(res.json().isolation, 'container');
+      assert.equal(res.json().worker_id, containerOnly.id);
+      assert.equal(containerOnly.spawns.length, 1);
+      assert.equal(containerOnly.spawns[0]?.isolation, 'container');
+      assert.equal(containerOnly.spawns[0]?.bunkerId, res.json().id);
+    });
+
+    test('a worker advertising both gets the microvm bunker, and its spawn request says microvm', async () => {
+      assert.equal((await heartbeat(both.id, 'both', ['container', 'microvm'])).statusCode, 200);
+      const res = await create({ image: 'minimal', isolation: 'microvm' });
+      assert.equal(res.statusCode, 201, res.body);
+      const bunker = res.json();
+      assert.equal(bunker.state, 'running');
+      assert.equal(bunker.isolation, 'microvm');
+      assert.equal(bunker.worker_id, both.id);
+      assert.equal(both.spawns.length, 1);
+      assert.equal(both.spawns[0]?.bunkerId, bunker.id);
+      assert.equal(both.spawns[0]?.isolation, 'microvm');
+      assert.equal(containerOnly.spawns.length, 1, 'the container-only worker got nothing more');
+      const got = await controller.http.inject({ method: 'GET', url: `${API}/bunkers/${bunker.id}`, headers: auth });
+      assert.equal(got.json().isolation, 'microvm');
+    });
+  });
+}
