@@ -7,5 +7,7 @@ export { HttpControllerLink, type HttpControllerLinkOptions } from './http/HttpC
 export { HttpWorkerClient } from './http/HttpWorkerClient.js';
 export { WORKER_ERROR_STATUS, WorkerHttpServer, type WorkerHttpServerOptions } from './http/WorkerHttpServer.js';
 export { ContainerProvider, type ContainerProviderOptions } from './providers/container/ContainerProvider.js';
+export { createProviders, type ProviderSettings, parseIsolations } from './providers/createProviders.js';
+export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';
 export * from './providers/Provider.js';
 export * from './WorkerApi.js';

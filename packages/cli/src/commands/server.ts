@@ -61,6 +61,13 @@ async function writeAdminKey(dataDir: string, key: string | undefined): Promise<
   return path;
 }
 
+const ISOLATIONS_OPTION = [
+  '--isolations <list>',
+  "'auto' (containers, plus microVMs when QEMU and the guest kernel work here) or a list: container,microvm",
+  'auto',
+] as const;
+const NO_SNAPSHOTS_OPTION = ['--no-snapshots', 'microVMs: always cold-boot (no memory snapshots)'] as const;
+
 function withIntervalOptions(cmd: Command): Command {
   return cmd
     .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval', int)
@@ -79,9 +86,11 @@ export function registerServerCommands(program: Command): void {
       .option('--host <host>', 'address to listen on', '127.0.0.1')
       .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
       .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
-      .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8),
+      .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+      .option(...ISOLATIONS_OPTION)
+      .option(...NO_SNAPSHOTS_OPTION),
   ).action(async (o) => {
-    const [{ Controller }, { ContainerProvider, Worker }] = await Promise.all([controllerModule(), workerModule()]);
+    const [{ Controller }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
     const dataDir = resolve(o.dataDir);
     const imageDir = resolve(o.imageDir ?? join(dataDir, 'images'));
     await mkdir(dataDir, { recursive: true });
@@ -97,7 +106,7 @@ export function registerServerCommands(program: Command): void {
     const worker = new Worker({
       dataDir: join(dataDir, 'worker'),
       imageDir,
-      provider: new ContainerProvider({ dataDir: join(dataDir, 'worker') }),
+      providers: await createProviders({ dataDir: join(dataDir, 'worker'), isolations: o.isolations, snapshots: o.snapshots }),
       controller: controller.localLink(),
       name: `${hostname()}-local`,
       url: '',
@@ -158,16 +167,18 @@ export function registerServerCommands(program: Command): void {
     .option('--name <name>', 'worker name', hostname())
     .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
     .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+    .option(...ISOLATIONS_OPTION)
+    .option(...NO_SNAPSHOTS_OPTION)
     .action(async (o) => {
       const token = process.env.SCAIBUNKER_WORKER_TOKEN;
       if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
-      const { ContainerProvider, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
+      const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
       const dataDir = resolve(o.dataDir);
       const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
       const worker = new Worker({
         dataDir,
         imageDir: resolve(o.imageDir),
-        provider: new ContainerProvider({ dataDir }),
+        providers: await createProviders({ dataDir, isolations: o.isolations, snapshots: o.snapshots }),
         controller: new HttpControllerLink(o.controller, token),
         name: o.name,
         url,

@@ -286,6 +286,18 @@ class Stream {
     if (!this.finished) this.ch.send(encodeFrame(this.id, FrameType.CANCEL));
   }
 
+  /**
+   * Gives up on the agent: the result is settled here and whatever still arrives is dropped
+   * (its RESULT, when it comes, closes the stream as usual).
+   */
+  expire(value: Record<string, unknown>): void {
+    this.cancel();
+    this.discard = true;
+    this.queue = [];
+    this.wake();
+    this.settle(null, value);
+  }
+
   signal(sig: string): void {
     if (!this.finished) this.ch.send(encodeJsonFrame(this.id, FrameType.SIGNAL, { signal: sig }));
   }
@@ -332,6 +344,9 @@ function connectOnce(path: string): Promise<net.Socket> {
 }
 
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'ENOTDIR']);
+
+/** How long past an exec's own timeout the client waits for the agent to report it. */
+export const HOST_TIMEOUT_GRACE_MS = 5000;
 
 export class AgentClient {
   readonly closed: Promise<void>;
@@ -478,6 +493,16 @@ export class AgentClient {
       aborted = true;
       st.cancel(); // the agent SIGKILLs the process group; the RESULT still follows
     };
+    // The agent enforces timeoutMs itself; this bound only fires when it cannot (a paused or
+    // wedged guest that stopped reading its channel), so the caller still gets a timeout.
+    const started = performance.now();
+    const hostDeadline =
+      req.timeoutMs !== undefined
+        ? setTimeout(
+            () => st.expire({ timed_out: true, duration_ms: Math.round(performance.now() - started) }),
+            req.timeoutMs + HOST_TIMEOUT_GRACE_MS,
+          )
+        : undefined;
     abort?.addEventListener('abort', onAbort, { once: true });
     try {
       if (hasStdin) {
@@ -495,6 +520,7 @@ export class AgentClient {
         durationMs: typeof r.duration_ms === 'number' ? r.duration_ms : 0,
       };
     } finally {
+      clearTimeout(hostDeadline);
       abort?.removeEventListener('abort', onAbort);
     }
   }

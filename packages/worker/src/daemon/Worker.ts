@@ -13,6 +13,7 @@ import { Readable } from 'node:stream';
 import { newId } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
 import type { Provider } from '../providers/Provider.js';
+import { withTimeout } from '../util/withTimeout.js';
 import {
   type ControllerLink,
   type ExecHandlers,
@@ -42,7 +43,8 @@ export interface WorkerOptions {
   dataDir: string;
   /** Holds the cached images as `<sha256>.ext4`. */
   imageDir: string;
-  provider: Provider;
+  /** One per isolation this worker offers (e.g. container and microvm). */
+  providers: Provider[];
   controller: ControllerLink;
   name: string;
   /** How the controller reaches this worker; '' when in-process. */
@@ -71,6 +73,7 @@ type BunkerStatus = 'running' | 'paused' | 'stopped';
 /** One bunker this worker knows about; `agent` is null once the channel is gone. */
 interface TrackedBunker {
   id: string;
+  provider: Provider;
   agent: AgentClient | null;
   status: BunkerStatus;
 }
@@ -128,7 +131,7 @@ export class Worker implements WorkerApi {
   async start(): Promise<void> {
     if (this.started) return;
     await this.init();
-    await this.opts.provider.init();
+    for (const p of this.opts.providers) await p.init();
     await this.reconnectSurvivingBunkers();
     this.started = true;
     // The first heartbeat is awaited so a caller knows the controller has heard of us (or
@@ -146,7 +149,7 @@ export class Worker implements WorkerApi {
     const agents = [...this.bunkers.values()].map((b) => b.agent).filter((a): a is AgentClient => a !== null);
     this.bunkers.clear();
     for (const agent of agents) agent.close();
-    await this.opts.provider.shutdown();
+    for (const p of this.opts.providers) await p.shutdown();
   }
 
   /**
@@ -166,7 +169,7 @@ export class Worker implements WorkerApi {
       worker_id: this.id,
       name: this.opts.name,
       url: this.opts.url,
-      isolations: [this.opts.provider.isolation],
+      isolations: this.opts.providers.map((p) => p.isolation),
       capacity: this.capacity ?? (await this.measureCapacity()),
       cached_images: await this.cachedImages(),
       bunkers: [...this.bunkers.values()].map((b) => ({ id: b.id, status: b.status })),
@@ -192,9 +195,10 @@ export class Worker implements WorkerApi {
     // Forget it first so the channel closing below is not mistaken for the bunker dying.
     this.bunkers.delete(bunkerId);
     tracked?.agent?.close();
-    // Always ask the provider: it may hold a bunker we never managed to reconnect to.
+    // Always ask the providers (destroy is idempotent): one may hold a bunker we never
+    // managed to reconnect to.
     try {
-      await this.opts.provider.destroy(bunkerId);
+      for (const p of tracked ? [tracked.provider] : this.opts.providers) await p.destroy(bunkerId);
     } catch (err) {
       throw new WorkerError('IO_ERROR', `destroying ${bunkerId}: ${messageOf(err)}`);
     }
@@ -202,13 +206,13 @@ export class Worker implements WorkerApi {
 
   async pause(bunkerId: string): Promise<void> {
     const tracked = this.trackedRunning(bunkerId, 'running');
-    await this.providerCall(bunkerId, () => this.opts.provider.pause(bunkerId));
+    await this.providerCall(bunkerId, () => tracked.provider.pause(bunkerId));
     tracked.status = 'paused';
   }
 
   async resume(bunkerId: string): Promise<void> {
     const tracked = this.trackedRunning(bunkerId, 'paused');
-    await this.providerCall(bunkerId, () => this.opts.provider.resume(bunkerId));
+    await this.providerCall(bunkerId, () => tracked.provider.resume(bunkerId));
     tracked.status = 'running';
   }
 
@@ -322,8 +326,10 @@ export class Worker implements WorkerApi {
   // ---------------------------------------------------------------- internals
 
   private async doSpawn(req: SpawnRequest): Promise<void> {
-    if (req.isolation !== this.opts.provider.isolation) {
-      throw new WorkerError('SPAWN_FAILED', `this worker runs '${this.opts.provider.isolation}' bunkers, not '${req.isolation}'`);
+    const provider = this.opts.providers.find((p) => p.isolation === req.isolation);
+    if (!provider) {
+      const offered = this.opts.providers.map((p) => p.isolation).join(', ');
+      throw new WorkerError('SPAWN_FAILED', `this worker runs ${offered} bunkers, not '${req.isolation}'`);
     }
     if (!SHA256.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
     const imagePath = join(this.opts.imageDir, `${req.imageSha256}.ext4`);
@@ -335,7 +341,7 @@ export class Worker implements WorkerApi {
 
     let agent: AgentClient | null = null;
     try {
-      const spawned = await this.opts.provider.spawn({
+      const spawned = await provider.spawn({
         id: req.bunkerId,
         imageSha256: req.imageSha256,
         imagePath,
@@ -345,21 +351,19 @@ export class Worker implements WorkerApi {
         hostname: req.hostname,
         networkProfile: req.networkProfile,
       });
-      agent = await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs });
+      agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');
-      this.track(req.bunkerId, agent);
+      this.track(req.bunkerId, provider, agent);
     } catch (err) {
       // Leave nothing half-made behind: the controller will retry elsewhere or fail the bunker.
       agent?.close();
-      await this.opts.provider
-        .destroy(req.bunkerId)
-        .catch((e) => this.logger.warn(`cleanup of failed spawn ${req.bunkerId}: ${messageOf(e)}`));
+      await provider.destroy(req.bunkerId).catch((e) => this.logger.warn(`cleanup of failed spawn ${req.bunkerId}: ${messageOf(e)}`));
       throw new WorkerError('SPAWN_FAILED', messageOf(err));
     }
   }
 
-  private track(id: string, agent: AgentClient | null): void {
-    const tracked: TrackedBunker = { id, agent, status: agent ? 'running' : 'stopped' };
+  private track(id: string, provider: Provider, agent: AgentClient | null): void {
+    const tracked: TrackedBunker = { id, provider, agent, status: agent ? 'running' : 'stopped' };
     this.bunkers.set(id, tracked);
     agent?.closed.then(
       () => this.onAgentClosed(tracked),
@@ -384,27 +388,30 @@ export class Worker implements WorkerApi {
   }
 
   private async reconnectSurvivingBunkers(): Promise<void> {
-    const survivors = await this.opts.provider.list();
-    await Promise.all(
-      survivors.map(async (b) => {
-        if (!b.running) {
-          this.track(b.id, null); // reported stopped; the controller decides its fate
-          return;
-        }
-        try {
-          const agent = await AgentClient.connect(b.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs });
-          await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check').catch((err) => {
-            agent.close();
-            throw err;
-          });
-          this.track(b.id, agent);
-          this.logger.info(`reconnected to bunker ${b.id}`);
-        } catch (err) {
-          this.logger.warn(`could not reconnect to bunker ${b.id}: ${messageOf(err)}`);
-          this.track(b.id, null);
-        }
-      }),
-    );
+    for (const provider of this.opts.providers) {
+      const survivors = await provider.list();
+      await Promise.all(
+        survivors.map(async (b) => {
+          if (!b.running) {
+            this.track(b.id, provider, null); // reported stopped; the controller decides its fate
+            return;
+          }
+          try {
+            // HELLO first: a VM's agent drops bytes sent before it noticed our predecessor left
+            const agent = await AgentClient.connect(b.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs, awaitHello: true });
+            await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check').catch((err) => {
+              agent.close();
+              throw err;
+            });
+            this.track(b.id, provider, agent);
+            this.logger.info(`reconnected to ${provider.isolation} bunker ${b.id}`);
+          } catch (err) {
+            this.logger.warn(`could not reconnect to bunker ${b.id}: ${messageOf(err)}`);
+            this.track(b.id, provider, null);
+          }
+        }),
+      );
+    }
   }
 
   private async sendHeartbeat(): Promise<HeartbeatReply> {
@@ -546,12 +553,4 @@ async function* continueIteration(first: IteratorResult<Buffer>, iterator: Async
     // The reader went away early (consumer destroyed the stream): cancel the agent's read.
     if (!finished) await iterator.return?.().catch(() => {});
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,8 +1,11 @@
 /**
  * The provider contract: how the worker runs bunkers, whatever the isolation technology.
- * Every provider exposes the in-bunker agent through a Unix socket path on the host, so the
- * worker's AgentClient is the same for all of them.
+ * Every provider exposes the in-bunker agent through a Unix socket path on the host (a
+ * container's listening agent, or QEMU's end of a VM's virtio-serial port), so the worker's
+ * AgentClient is the same for all of them.
  */
+import type { AgentClient } from '../agent/AgentClient.js';
+
 export type Isolation = 'container' | 'microvm';
 
 export interface BunkerSpec {
@@ -22,8 +25,14 @@ export interface BunkerSpec {
 export interface SpawnedBunker {
   id: string;
   agentSocketPath: string;
-  /** Host pid of the bunker's init process (the agent). */
+  /** Host pid of the bunker's init process (the agent), or of its VMM. */
   pid: number;
+  /**
+   * A channel the provider already opened while starting the bunker (the microvm provider
+   * must: reconnecting to a serial port races the guest noticing the hang-up). The worker
+   * uses it instead of connecting again.
+   */
+  agent?: AgentClient;
 }
 
 export interface BunkerStats {
@@ -37,16 +46,17 @@ export interface Provider {
   /** Idempotent host preparation (cgroup fixes, runtime detection). */
   init(): Promise<void>;
   /**
-   * Resolves once the agent's socket exists. The wait is bounded; on timeout or failure
-   * everything created so far is cleaned up and a ProviderError carrying the runtime's
-   * stderr is thrown.
+   * Resolves once the agent can be reached (its socket exists, or for a VM its HELLO came).
+   * The wait is bounded; on timeout or failure everything created so far is cleaned up and
+   * a ProviderError carrying the runtime's stderr or the guest console's tail is thrown.
    */
   spawn(spec: BunkerSpec): Promise<SpawnedBunker>;
   /** Idempotent; leaves no mount, cgroup, netns, process or directory behind. */
   destroy(id: string): Promise<void>;
-  /** Freeze / thaw every process of the bunker (cgroup freezer). */
+  /** Freeze / thaw the bunker (containers: cgroup freezer; VMs: the VMM stops the vCPUs). */
   pause(id: string): Promise<void>;
   resume(id: string): Promise<void>;
+  isPaused(id: string): Promise<boolean>;
   stats(id: string): Promise<BunkerStats>;
   /** What exists on the host; used to reconnect after a worker restart. */
   list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>>;

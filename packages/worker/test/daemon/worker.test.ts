@@ -108,7 +108,7 @@ for (const transport of ['in-process', 'http'] as const) {
       worker = new Worker({
         dataDir: join(tmp, 'w'),
         imageDir: IMAGE_DIR,
-        provider: newProvider(),
+        providers: [newProvider()],
         controller,
         name: `test-${transport}`,
         url: '',

@@ -1,12 +1,14 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Cgroups } from '../host/Cgroups.js';
+import { KeyedLock } from '../host/KeyedLock.js';
+import { processAlive, processInCgroup, readPid } from '../host/processes.js';
 import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, ProviderError, type SpawnedBunker } from '../Provider.js';
-import { Cgroups } from './Cgroups.js';
+import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
 import { HostMounts } from './HostMounts.js';
 import { HostShell, shq } from './HostShell.js';
 import { ImageMounts } from './ImageMounts.js';
-import { KeyedLock } from './KeyedLock.js';
 import { AGENT_SOCKET_NAME, buildOciConfig, DEFAULT_PIDS_LIMIT, hostNofileHardLimit } from './OciBundle.js';
 import { OciRuntime, type RuntimeName } from './OciRuntime.js';
 import type { SeccompProfile } from './seccompProfile.js';
@@ -49,12 +51,7 @@ interface BunkerPaths {
   consoleLog: string;
 }
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const HOST_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
-const HOSTNAME_RE = new RegExp(`^${HOST_LABEL}(?:\\.${HOST_LABEL})*$`);
-const SHA_RE = /^[a-f0-9]{64}$/;
-const MAX_SOCKET_PATH = 107;
-const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1'; // sun_path is 108 bytes including the NUL
+const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
 
 /**
  * Runs bunkers as OCI containers (crun preferred, runc fallback).
@@ -283,28 +280,11 @@ export class ContainerProvider implements Provider {
   // ------------------------------------------------------------------ spawn
 
   private validate(spec: BunkerSpec): void {
-    const bad = (m: string) => new ProviderError(m, 'LIMIT_INVALID');
-    if (!ID_RE.test(spec.id)) throw new ProviderError(`invalid bunker id ${JSON.stringify(spec.id)}`, 'SPAWN_FAILED');
-    if (!SHA_RE.test(spec.imageSha256)) throw new ProviderError(`invalid image sha256 ${JSON.stringify(spec.imageSha256)}`, 'SPAWN_FAILED');
-    if (!Number.isInteger(spec.cpuMillicores) || spec.cpuMillicores < 10 || spec.cpuMillicores > 1_024_000)
-      throw bad(`cpuMillicores must be an integer in 10..1024000 (got ${spec.cpuMillicores})`);
-    if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16 || spec.memoryMb > 4_194_304)
-      throw bad(`memoryMb must be an integer in 16..4194304 (got ${spec.memoryMb})`);
-    if (!Number.isInteger(spec.diskMb) || spec.diskMb < 1 || spec.diskMb > 16_777_216)
-      throw bad(`diskMb must be an integer in 1..16777216 (got ${spec.diskMb})`);
-    const pids = spec.pidsLimit ?? DEFAULT_PIDS_LIMIT;
-    if (!Number.isInteger(pids) || pids < 4 || pids > 4_194_304) throw bad(`pidsLimit must be an integer in 4..4194304 (got ${pids})`);
-    if (spec.hostname.length > 64 || !HOSTNAME_RE.test(spec.hostname))
-      throw new ProviderError(`invalid hostname ${JSON.stringify(spec.hostname)}`, 'SPAWN_FAILED');
-    if (spec.networkProfile !== 'isolated')
-      throw new ProviderError(`network profile ${spec.networkProfile} is not supported by the container provider yet`, 'SPAWN_FAILED');
-    const sock = this.paths(spec.id).socket;
-    if (Buffer.byteLength(sock) > MAX_SOCKET_PATH)
-      throw new ProviderError(
-        `agent socket path too long (${Buffer.byteLength(sock)} > ${MAX_SOCKET_PATH} bytes): use a shorter dataDir or id`,
-        'SPAWN_FAILED',
-        sock,
-      );
+    validateSpec(
+      spec,
+      { minMemoryMb: 16, provider: 'container', socketPaths: [this.paths(spec.id).socket] },
+      spec.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+    );
   }
 
   async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
@@ -410,7 +390,7 @@ export class ContainerProvider implements Provider {
   // ------------------------------------------------------------------ destroy
 
   async destroy(id: string): Promise<void> {
-    if (!ID_RE.test(id)) return; // cannot exist
+    if (!BUNKER_ID_RE.test(id)) return; // cannot exist
     try {
       await this.init();
     } catch {
@@ -492,7 +472,7 @@ export class ContainerProvider implements Provider {
     await this.init();
     const cg = this.cgroups as Cgroups;
     const rel = this.cgroupsPath(id);
-    if (!ID_RE.test(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
+    if (!BUNKER_ID_RE.test(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
       throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
     return { cg, rel };
   }
@@ -525,7 +505,7 @@ export class ContainerProvider implements Provider {
 
   private listIds(): string[] {
     try {
-      return readdirSync(this.bunkersDir).filter((n) => ID_RE.test(n));
+      return readdirSync(this.bunkersDir).filter((n) => BUNKER_ID_RE.test(n));
     } catch {
       return [];
     }
@@ -605,25 +585,6 @@ function readText(path: string): string {
   } catch {
     return '';
   }
-}
-
-function readPid(pidFile: string): number | undefined {
-  const n = Number.parseInt(readText(pidFile).trim(), 10);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
-}
-
-function processAlive(pid: number): boolean {
-  const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return false;
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== 'Z' && state !== 'X';
-}
-
-/** True when `pid` is alive and belongs to the cgroup `rel` (guards against pid reuse). */
-function processInCgroup(pid: number, rel: string): boolean {
-  if (!processAlive(pid)) return false;
-  const cg = readText(`/proc/${pid}/cgroup`);
-  return cg.split('\n').some((l) => l.endsWith(`:${rel}`) || l.includes(`:${rel}/`));
 }
 
 /**

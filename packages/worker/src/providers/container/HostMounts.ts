@@ -1,18 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { type MountEntry, MountTable } from '../host/MountTable.js';
 import { type HostShell, shq } from './HostShell.js';
 import { findExecutable } from './OciRuntime.js';
-
-export interface MountEntry {
-  mountPoint: string;
-  fsType: string;
-  source: string;
-  options: string;
-}
-
-/** Undo the octal escapes (\040 etc.) the kernel uses in /proc/self/mountinfo. */
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
-}
 
 /**
  * Host-side mounts done by the worker (Node has no mount(2): commands run through the
@@ -25,27 +13,12 @@ export class HostMounts {
 
   constructor(private readonly sh: HostShell) {}
 
-  static async table(): Promise<MountEntry[]> {
-    const text = await readFile('/proc/self/mountinfo', 'utf8');
-    const out: MountEntry[] = [];
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      const sep = line.indexOf(' - ');
-      if (sep < 0) continue;
-      const left = line.slice(0, sep).split(' ');
-      const right = line.slice(sep + 3).split(' ');
-      out.push({
-        mountPoint: unescapeMountPath(left[4] ?? ''),
-        fsType: right[0] ?? '',
-        source: unescapeMountPath(right[1] ?? ''),
-        options: right[2] ?? '',
-      });
-    }
-    return out;
+  static table(): Promise<MountEntry[]> {
+    return MountTable.read();
   }
 
-  static async isMountpoint(path: string): Promise<boolean> {
-    return (await HostMounts.table()).some((m) => m.mountPoint === path);
+  static isMountpoint(path: string): Promise<boolean> {
+    return MountTable.isMountpoint(path);
   }
 
   /** Mount points equal to or below `prefix`, deepest first (the order to unmount them in). */

@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KeyedLock } from '../host/KeyedLock.js';
 import { HostMounts } from './HostMounts.js';
-import { KeyedLock } from './KeyedLock.js';
 
 /**
  * Read-only loop mounts of image files, one per image sha256 at `<imagesDir>/<sha>`, shared

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { type CommandResult, runCommand } from '../host/runCommand.js';
 import { shq } from './HostShell.js';
-import { type CommandResult, runCommand } from './runCommand.js';
 
 export type RuntimeName = 'crun' | 'runc';
 

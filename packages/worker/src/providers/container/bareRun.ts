@@ -13,7 +13,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Cgroups } from './Cgroups.js';
+import { Cgroups } from '../host/Cgroups.js';
 import { HostMounts } from './HostMounts.js';
 import { HostShell, shq } from './HostShell.js';
 import { buildOciConfig, hostNofileHardLimit } from './OciBundle.js';

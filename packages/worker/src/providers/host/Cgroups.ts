@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HostMounts } from './HostMounts.js';
+import { MountTable } from './MountTable.js';
 import { runCommand } from './runCommand.js';
 
 /**
@@ -11,6 +11,14 @@ import { runCommand } from './runCommand.js';
  * - `v1`: v1 controllers only.
  */
 export type CgroupLayout = 'v2' | 'hybrid' | 'v1';
+
+/** Limits for a cgroup the worker creates itself (the microvm provider's QEMU process). */
+export interface CgroupLimits {
+  /** CPU bandwidth in millicores (quota per 100 ms period). */
+  cpuMillicores: number;
+  memoryBytes: number;
+  pids: number;
+}
 
 export interface CgroupStats {
   cpuUsageNs: number;
@@ -29,9 +37,9 @@ async function readText(path: string): Promise<string | undefined> {
 }
 
 /**
- * The host's cgroup layout and the cgroup operations the container provider does itself
- * (freezer, stats, leftover removal). Creating cgroups and setting limits is the OCI
- * runtime's job (config.json `linux.resources` + `cgroupsPath`).
+ * The host's cgroup layout and the cgroup operations the providers do themselves (freezer,
+ * stats, leftover removal; for QEMU also creation and limits — for containers those are the
+ * OCI runtime's job: config.json `linux.resources` + `cgroupsPath`).
  */
 export class Cgroups {
   private constructor(
@@ -43,7 +51,7 @@ export class Cgroups {
   ) {}
 
   static async detect(): Promise<Cgroups> {
-    const table = await HostMounts.table();
+    const table = await MountTable.read();
     const v1 = new Map<string, string>();
     let unified: string | undefined;
     for (const m of table) {
@@ -84,7 +92,7 @@ export class Cgroups {
       const target = `/sys/fs/cgroup/${c}`;
       await mkdir(target, { recursive: true });
       const r = await runCommand('mount', ['-t', 'cgroup', '-o', c, 'cgroup', target]);
-      if (r.code !== 0 && !(await HostMounts.isMountpoint(target))) {
+      if (r.code !== 0 && !(await MountTable.isMountpoint(target))) {
         throw new Error(`mount -t cgroup -o ${c} cgroup ${target}: ${r.stderr.trim()}`);
       }
       this.v1.set(c, target);
@@ -111,6 +119,55 @@ export class Cgroups {
     if (this.layout === 'v2') return this.unified ? join(this.unified, r) : undefined;
     const mp = this.v1.get(controller);
     return mp ? join(mp, r) : undefined;
+  }
+
+  /**
+   * Creates `rel` with CPU, memory (no swap) and pids limits in every hierarchy that holds
+   * those controllers (v1 and hybrid: one dir per controller; v2: one dir, controllers
+   * enabled along the path). Returns the cgroup.procs files to put a process into.
+   */
+  async create(rel: string, limits: CgroupLimits): Promise<string[]> {
+    const r = rel.replace(/^\/+/, '');
+    const periodUs = 100_000;
+    const quotaUs = Math.max(1000, Math.round((limits.cpuMillicores / 1000) * periodUs));
+    if (this.layout === 'v2') {
+      if (!this.unified) throw new Error('no cgroup2 mount');
+      const parts = r.split('/');
+      let d = this.unified;
+      for (const part of parts) {
+        // a controller must be enabled in the parent before the child can use it
+        await writeFile(join(d, 'cgroup.subtree_control'), '+cpu +memory +pids').catch(() => {});
+        d = join(d, part);
+        await mkdir(d, { recursive: true });
+      }
+      await writeFile(join(d, 'cpu.max'), `${quotaUs} ${periodUs}`);
+      await writeFile(join(d, 'memory.max'), String(limits.memoryBytes));
+      await writeFile(join(d, 'memory.swap.max'), '0').catch(() => {});
+      await writeFile(join(d, 'pids.max'), String(limits.pids));
+      return [join(d, 'cgroup.procs')];
+    }
+    const procs = new Set<string>();
+    const settings: Array<[string, string, string]> = [
+      ['cpu', 'cpu.cfs_period_us', String(periodUs)],
+      ['cpu', 'cpu.cfs_quota_us', String(quotaUs)],
+      ['memory', 'memory.limit_in_bytes', String(limits.memoryBytes)],
+      ['pids', 'pids.max', String(limits.pids)],
+    ];
+    for (const ctrl of ['cpu', 'cpuacct', 'memory', 'pids', 'freezer']) {
+      const d = this.dir(rel, ctrl);
+      if (!d) continue;
+      await mkdir(d, { recursive: true });
+      procs.add(join(d, 'cgroup.procs'));
+    }
+    for (const [ctrl, file, value] of settings) {
+      const d = this.dir(rel, ctrl);
+      if (!d) throw new Error(`no ${ctrl} cgroup controller mounted`);
+      await writeFile(join(d, file), value);
+    }
+    // without swap accounting memsw does not exist; the memory limit alone then applies
+    const mem = this.dir(rel, 'memory');
+    if (mem) await writeFile(join(mem, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {});
+    return [...procs];
   }
 
   exists(rel: string): boolean {

@@ -38,6 +38,13 @@ export class GuestAssets {
     return new GuestAssets(dir, g.kernel_version, join(dir, 'vmlinuz'), join(dir, 'initramfs.cpio.gz'), g.files);
   }
 
+  /** The sha256 guest.json records for `name` (vmlinuz, initramfs.cpio.gz). */
+  sha256(name: string): string {
+    const f = this.files[name];
+    if (!f) throw new Error(`guest.json has no entry for ${name}`);
+    return f.sha256;
+  }
+
   /** Re-hashes the files against guest.json (not needed per boot; for integrity checks). */
   async verify(): Promise<void> {
     for (const [name, want] of Object.entries(this.files)) {

@@ -5,6 +5,10 @@
  *   - hvc0 (virtconsole): the kernel console, written to a log file (boot log);
  *   - org.scaibunker.agent (virtserialport): the agent channel, a Unix socket that QEMU
  *     serves (server=on,wait=off), so the host can connect, disconnect and reconnect at will.
+ * With a QMP socket the VM starts paused (-S) so its controller sees every event from the
+ * first instruction on; `incoming` adds `-incoming defer` for a restore from a snapshot.
+ * Everything that shapes the guest's device model is in this argv, so a snapshot taken of
+ * one VM restores into another started from the same options (other paths aside).
  */
 import { readFileSync } from 'node:fs';
 
@@ -21,6 +25,16 @@ export interface QemuCommandOptions {
   cpus: number;
   /** 'tcg' everywhere (this host's PVM /dev/kvm boots no stock kernel); 'kvm' on real hardware. */
   accel?: 'tcg' | 'kvm';
+  /** QMP control socket; the VM then starts paused and waits for `cont`. */
+  qmpSocketPath?: string;
+  /** Wait for a migration stream (`migrate-incoming` over QMP) instead of booting. */
+  incoming?: boolean;
+  /**
+   * Guest RAM backed by a file instead of anonymous memory. `shared`: the VM writes through
+   * to the file (a snapshot template's RAM); private: the file is mapped copy-on-write (a VM
+   * restored from that template pages its RAM in lazily and shares the untouched pages).
+   */
+  memoryFile?: { path: string; shared: boolean };
   /** Extra kernel parameters. */
   extraAppend?: string[];
   /** QEMU binary (default qemu-system-x86_64). */
@@ -28,6 +42,8 @@ export interface QemuCommandOptions {
 }
 
 export const AGENT_PORT_NAME = 'org.scaibunker.agent';
+/** QEMU device id of the agent port (VSERPORT_CHANGE events name it). */
+export const AGENT_PORT_ID = 'agent-port';
 const CONFIG_HZ = 250; // Debian's kernels
 
 export class QemuCommand {
@@ -73,13 +89,22 @@ export class QemuCommand {
       '-M',
       'microvm,x-option-roms=off,isa-serial=off,rtc=on',
       '-accel',
-      o.accel ?? 'tcg',
+      // TCG's translation cache defaults to 1 GiB per VM: 64 MiB is plenty for one small guest
+      (o.accel ?? 'tcg') === 'tcg' ? 'tcg,tb-size=64' : 'kvm',
       '-nodefaults',
       '-no-user-config',
       '-nographic',
       '-no-reboot',
       '-m',
       String(o.memoryMb),
+      ...(o.memoryFile
+        ? [
+            '-object',
+            `memory-backend-file,id=ram0,size=${o.memoryMb}M,mem-path=${q(o.memoryFile.path)},share=${o.memoryFile.shared ? 'on' : 'off'}`,
+            '-machine',
+            'memory-backend=ram0',
+          ]
+        : []),
       '-smp',
       String(o.cpus),
       '-kernel',
@@ -101,7 +126,9 @@ export class QemuCommand {
       '-chardev',
       `socket,id=agent,path=${q(o.agentSocketPath)},server=on,wait=off`,
       '-device',
-      `virtserialport,chardev=agent,nr=1,name=${AGENT_PORT_NAME}`,
+      `virtserialport,chardev=agent,nr=1,name=${AGENT_PORT_NAME},id=${AGENT_PORT_ID}`,
+      ...(o.qmpSocketPath ? ['-qmp', `unix:${q(o.qmpSocketPath)},server=on,wait=off`, '-S'] : []),
+      ...(o.incoming ? ['-incoming', 'defer'] : []),
     ];
   }
 }

@@ -24,6 +24,15 @@ export class RootOverlay {
     return new RootOverlay(path, backingImage, diskMb);
   }
 
+  /**
+   * An overlay over a snapshot's disk (itself an overlay over the image): the restored guest's
+   * page cache matches that disk exactly. Size and format are inherited.
+   */
+  static async createOnSnapshot(path: string, snapshotDisk: string, diskMb: number): Promise<RootOverlay> {
+    await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', snapshotDisk, path]);
+    return new RootOverlay(path, snapshotDisk, diskMb);
+  }
+
   /** Bytes the overlay occupies on the host (allocated blocks, not the virtual size). */
   async allocatedBytes(): Promise<number> {
     const st = await stat(this.path);

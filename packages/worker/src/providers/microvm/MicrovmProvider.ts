@@ -1,0 +1,479 @@
+/**
+ * Runs bunkers as QEMU `-M microvm` guests (KVM where it boots a guest, TCG otherwise): the
+ * Debian cloud kernel + our initramfs, the image's ext4 behind a per-bunker qcow2 overlay, no
+ * NIC (the `isolated` profile), and the agent as the guest's PID 1 on a virtio-serial port
+ * whose host end is a Unix socket — so the worker drives a VM exactly like a container.
+ *
+ * QEMU runs detached in its own cgroup (CPU quota, memory = guest RAM + VMM overhead, pids),
+ * survives worker restarts, and is found again by its directory:
+ *
+ *   <dataDir>/microvm/vms/<id>/   vm.json, root.qcow2, agent.sock, qmp.sock, console.log, qemu.log
+ *   <dataDir>/microvm/snapshots/  memory snapshots per VM shape (SnapshotTemplates)
+ *
+ * The first cold boot of a shape builds its snapshot in the background (when `snapshots` is
+ * on); later bunkers of that shape are restored from it and then given their own identity
+ * (hostname, machine id, fresh entropy + CRNG reseed, wall clock) through the agent.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { AgentClient } from '../../agent/AgentClient.js';
+import { withTimeout } from '../../util/withTimeout.js';
+import { Cgroups } from '../host/Cgroups.js';
+import { KeyedLock } from '../host/KeyedLock.js';
+import { processInCgroup } from '../host/processes.js';
+import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, ProviderError, type SpawnedBunker } from '../Provider.js';
+import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
+import { type Accel, Accelerator, type AccelProbe } from './Accelerator.js';
+import { GuestAssets } from './GuestAssets.js';
+import { QemuVm } from './QemuVm.js';
+import { Qmp } from './Qmp.js';
+import { RootOverlay } from './RootOverlay.js';
+import { type SnapshotFiles, type SnapshotLogger, SnapshotTemplates, type VmShape } from './SnapshotTemplates.js';
+
+const execFileP = promisify(execFile);
+
+export interface MicrovmProviderOptions {
+  /** Holds microvm/vms/<id>/ and microvm/snapshots/. */
+  dataDir: string;
+  /** Guest kernel + initramfs (default $SCAIBUNKER_GUEST_DIR or /var/lib/scaibunker/guest). */
+  guestDir?: string;
+  /** 'auto' (default) probes KVM with a bounded boot and falls back to TCG. */
+  accel?: 'auto' | Accel;
+  /** Bound on QEMU start → agent HELLO (default 60 s under TCG, 20 s under KVM). */
+  bootTimeoutMs?: number;
+  /**
+   * Memory snapshots. 'auto' (default): the first cold boot of a VM shape builds its snapshot
+   * in the background and later bunkers of that shape restore from it; 'manual': restore from
+   * snapshots made with `snapshots.ensure()`, never build one unasked; 'off': always cold-boot.
+   */
+  snapshots?: 'auto' | 'manual' | 'off';
+  /** cgroup parent of the QEMU processes (default scaibunker-vm). */
+  cgroupParent?: string;
+  qemuBinary?: string;
+  logger?: SnapshotLogger;
+}
+
+interface VmMeta {
+  id: string;
+  pid: number;
+  cgroup: string;
+  accel: Accel;
+  snapshot: string | null;
+  created_at: string;
+}
+
+interface VmPaths {
+  dir: string;
+  meta: string;
+  disk: string;
+  agentSock: string;
+  qmpSock: string;
+  console: string;
+  qemuLog: string;
+}
+
+/** Guest RAM is the bunker's; QEMU itself (TCG translation cache, device buffers) needs this on top. */
+const VMM_OVERHEAD_MB: Record<Accel, number> = { tcg: 192, kvm: 96 };
+/** QEMU's threads (vCPUs, I/O workers, RCU, migration). */
+const VMM_PIDS = 128;
+const MIN_GUEST_MEMORY_MB = 128;
+/** Bumped whenever something outside the key changes what a snapshot contains. */
+const SNAPSHOT_FORMAT = 1;
+
+const defaultLogger: SnapshotLogger = {
+  info: (m) => console.log(`[microvm] ${m}`),
+  warn: (m) => console.warn(`[microvm] ${m}`),
+};
+
+export class MicrovmProvider implements Provider {
+  readonly isolation: Isolation = 'microvm';
+  readonly vmsDir: string;
+  readonly snapshots: SnapshotTemplates;
+  private readonly opts: MicrovmProviderOptions;
+  private readonly logger: SnapshotLogger;
+  private readonly lock = new KeyedLock();
+  /** QMP connections of the VMs this process started or re-attached to. */
+  private readonly qmps = new Map<string, Qmp>();
+  private initPromise?: Promise<void>;
+  private cgroups?: Cgroups;
+  private guest?: GuestAssets;
+  private qemuVersion = '';
+  private accelProbe?: AccelProbe;
+
+  constructor(opts: MicrovmProviderOptions) {
+    this.opts = opts;
+    this.logger = opts.logger ?? defaultLogger;
+    this.vmsDir = join(opts.dataDir, 'microvm', 'vms');
+    this.snapshots = new SnapshotTemplates(
+      join(opts.dataDir, 'microvm', 'snapshots'),
+      (shape, dir, files) => this.makeSnapshot(shape, dir, files),
+      this.logger,
+    );
+  }
+
+  get accel(): Accel {
+    if (!this.accelProbe) throw new Error('MicrovmProvider.accel read before init()');
+    return this.accelProbe.accel;
+  }
+
+  get snapshotMode(): 'auto' | 'manual' | 'off' {
+    return this.opts.snapshots ?? 'auto';
+  }
+
+  get qemuBinary(): string {
+    return this.opts.qemuBinary ?? 'qemu-system-x86_64';
+  }
+
+  cgroupPath(id: string): string {
+    return `/${this.opts.cgroupParent ?? 'scaibunker-vm'}/${id}`;
+  }
+
+  /** Every host cgroup directory a VM may have (for inspection and tests). */
+  cgroupDirs(id: string): string[] {
+    return this.cgroups ? this.cgroups.dirs(this.cgroupPath(id)) : [];
+  }
+
+  paths(id: string): VmPaths {
+    const dir = join(this.vmsDir, id);
+    return {
+      dir,
+      meta: join(dir, 'vm.json'),
+      disk: join(dir, 'root.qcow2'),
+      agentSock: join(dir, 'agent.sock'),
+      qmpSock: join(dir, 'qmp.sock'),
+      console: join(dir, 'console.log'),
+      qemuLog: join(dir, 'qemu.log'),
+    };
+  }
+
+  // ------------------------------------------------------------------ init
+
+  init(): Promise<void> {
+    this.initPromise ??= this.doInit().catch((e) => {
+      this.initPromise = undefined;
+      throw e;
+    });
+    return this.initPromise;
+  }
+
+  private async doInit(): Promise<void> {
+    try {
+      this.guest = GuestAssets.load(this.opts.guestDir);
+    } catch (e) {
+      throw new ProviderError(`no guest kernel: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
+    }
+    try {
+      const { stdout } = await execFileP(this.qemuBinary, ['--version']);
+      this.qemuVersion = stdout.split('\n')[0]?.trim() ?? '';
+    } catch (e) {
+      throw new ProviderError(`${this.qemuBinary} is not runnable: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
+    }
+    this.cgroups = await Cgroups.detect();
+    await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
+    await this.snapshots.init();
+    this.accelProbe = await Accelerator.detect({
+      mode: this.opts.accel ?? 'auto',
+      qemuBinary: this.qemuBinary,
+      qemuVersion: this.qemuVersion,
+      kernelPath: this.guest.kernelPath,
+      kernelSha256: this.guest.sha256('vmlinuz'),
+      cacheFile: join(this.opts.dataDir, 'microvm', 'accel.json'),
+    });
+  }
+
+  // ------------------------------------------------------------------ spawn
+
+  private shapeOf(spec: BunkerSpec): VmShape {
+    return {
+      imageSha256: spec.imageSha256,
+      imagePath: spec.imagePath,
+      cpus: Math.min(Math.max(1, Math.ceil(spec.cpuMillicores / 1000)), cpus().length),
+      memoryMb: spec.memoryMb,
+      diskMb: spec.diskMb,
+    };
+  }
+
+  /** Everything a snapshot's contents depend on. */
+  snapshotKey(shape: VmShape): string {
+    const g = this.guest as GuestAssets;
+    return createHash('sha256')
+      .update(
+        JSON.stringify({
+          format: SNAPSHOT_FORMAT,
+          image: shape.imageSha256,
+          kernel: g.sha256('vmlinuz'),
+          initrd: g.sha256('initramfs.cpio.gz'),
+          qemu: this.qemuVersion,
+          accel: this.accel,
+          cpus: shape.cpus,
+          memory_mb: shape.memoryMb,
+          disk_mb: shape.diskMb,
+        }),
+      )
+      .digest('hex');
+  }
+
+  private get bootTimeoutMs(): number {
+    return this.opts.bootTimeoutMs ?? (this.accel === 'kvm' ? 20_000 : 60_000);
+  }
+
+  async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
+    await this.init();
+    const p = this.paths(spec.id);
+    validateSpec(spec, { minMemoryMb: MIN_GUEST_MEMORY_MB, provider: 'microvm', socketPaths: [p.agentSock, p.qmpSock] }, VMM_PIDS);
+    return this.lock.run(spec.id, () => this.spawnLocked(spec));
+  }
+
+  private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
+    const p = this.paths(spec.id);
+    if (existsSync(p.dir)) throw new ProviderError(`bunker ${spec.id} already exists`, 'SPAWN_FAILED');
+    if (!existsSync(spec.imagePath)) throw new ProviderError(`image file ${spec.imagePath} not found`, 'SPAWN_FAILED');
+    const shape = this.shapeOf(spec);
+    const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
+    if (spec.diskMb < imageMb) throw new ProviderError(`diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`, 'LIMIT_INVALID');
+    const key = this.snapshotKey(shape);
+    const snapshot = this.snapshotMode === 'off' ? undefined : this.snapshots.ready(key);
+    const rel = this.cgroupPath(spec.id);
+    await mkdir(p.dir, { mode: 0o700 });
+    const meta: VmMeta = {
+      id: spec.id,
+      pid: 0,
+      cgroup: rel,
+      accel: this.accel,
+      snapshot: snapshot ? key : null,
+      created_at: new Date().toISOString(),
+    };
+    let agent: AgentClient | undefined;
+    try {
+      writeFileSync(p.meta, JSON.stringify(meta));
+      if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.disk, spec.diskMb);
+      else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
+      const vm = await this.startVm(p, shape, rel, spec.cpuMillicores, { snapshot });
+      agent = vm.agent;
+      meta.pid = vm.pid;
+      writeFileSync(p.meta, JSON.stringify(meta));
+      this.qmps.set(spec.id, vm.qmp);
+      await withTimeout(
+        agent.identity({
+          hostname: spec.hostname,
+          machineId: randomBytes(16).toString('hex'),
+          entropy: randomBytes(64),
+          timeUnixNs: BigInt(Date.now()) * 1_000_000n,
+        }),
+        this.bootTimeoutMs,
+        'setting the guest identity',
+      );
+      if (!snapshot && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
+      return { id: spec.id, agentSocketPath: p.agentSock, pid: vm.pid, agent };
+    } catch (e) {
+      agent?.close();
+      const tail = consoleTail(p.console);
+      await this.destroyLocked(spec.id).catch(() => {});
+      const msg = (e as Error).message;
+      throw new ProviderError(
+        `microvm ${spec.id} did not start: ${msg}${tail ? ` — console: ${tail.slice(-400)}` : ''}`,
+        'SPAWN_FAILED',
+        tail,
+      );
+    }
+  }
+
+  /** Starts QEMU for `p` in cgroup `rel`, booting or restoring `snapshot`. */
+  private async startVm(
+    p: VmPaths,
+    shape: VmShape,
+    rel: string,
+    cpuMillicores: number,
+    memory: { snapshot?: SnapshotFiles; templateRam?: string } = {},
+  ) {
+    const g = this.guest as GuestAssets;
+    const cg = this.cgroups as Cgroups;
+    const procs = await cg.create(rel, {
+      cpuMillicores,
+      memoryBytes: (shape.memoryMb + VMM_OVERHEAD_MB[this.accel]) * 1048576,
+      pids: VMM_PIDS,
+    });
+    return QemuVm.start({
+      command: {
+        kernelPath: g.kernelPath,
+        initrdPath: g.initrdPath,
+        diskPath: p.disk,
+        agentSocketPath: p.agentSock,
+        consoleLogPath: p.console,
+        memoryMb: shape.memoryMb,
+        cpus: shape.cpus,
+        accel: this.accel,
+        qemuBinary: this.opts.qemuBinary,
+        memoryFile: memory.snapshot
+          ? { path: memory.snapshot.ram, shared: false }
+          : memory.templateRam
+            ? { path: memory.templateRam, shared: true }
+            : undefined,
+      },
+      qmpSocketPath: p.qmpSock,
+      logPath: p.qemuLog,
+      cgroupProcs: procs,
+      snapshotPath: memory.snapshot?.state,
+      timeoutMs: this.bootTimeoutMs,
+    });
+  }
+
+  /** SnapshotMaker: boots `shape` cold in `dir` (RAM in `ram`), detaches the agent, saves the device state, stops. */
+  private async makeSnapshot(shape: VmShape, dir: string, files: { disk: string; ram: string; state: string }): Promise<void> {
+    const { disk, ram, state: statePath } = files;
+    const id = `snap-${randomBytes(6).toString('hex')}`;
+    const p: VmPaths = {
+      dir,
+      meta: join(dir, 'vm.json'),
+      disk,
+      agentSock: join(dir, 'agent.sock'),
+      qmpSock: join(dir, 'qmp.sock'),
+      console: join(dir, 'console.log'),
+      qemuLog: join(dir, 'qemu.log'),
+    };
+    const rel = this.cgroupPath(id);
+    const cg = this.cgroups as Cgroups;
+    let qmp: Qmp | undefined;
+    try {
+      await RootOverlay.create(disk, shape.imagePath, shape.diskMb);
+      const vm = await this.startVm(p, shape, rel, shape.cpus * 1000, { templateRam: ram });
+      qmp = vm.qmp;
+      await vm.agent.health();
+      await QemuVm.detachAgent(vm.qmp, vm.agent, this.bootTimeoutMs);
+      await QemuVm.saveSnapshot(vm.qmp, statePath, this.bootTimeoutMs);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}${consoleTail(p.console) ? ` — console: ${consoleTail(p.console).slice(-400)}` : ''}`);
+    } finally {
+      qmp?.close();
+      await cg.killAll(rel).catch(() => {});
+      await cg.remove(rel).catch((e) => this.logger.warn(`removing cgroup ${rel}: ${(e as Error).message}`));
+    }
+  }
+
+  // ------------------------------------------------------------------ destroy
+
+  async destroy(id: string): Promise<void> {
+    if (!BUNKER_ID_RE.test(id)) return; // cannot exist
+    try {
+      await this.init();
+    } catch {
+      /* clean up whatever we can even without QEMU */
+    }
+    await this.lock.run(id, () => this.destroyLocked(id));
+  }
+
+  private async destroyLocked(id: string): Promise<void> {
+    const p = this.paths(id);
+    this.qmps.get(id)?.close();
+    this.qmps.delete(id);
+    const rel = this.readMeta(id)?.cgroup ?? this.cgroupPath(id);
+    if (this.cgroups) {
+      // the VM is disposable: SIGKILL, then the cgroup dirs go once QEMU has exited
+      await this.cgroups.killAll(rel);
+      await this.cgroups.remove(rel);
+    }
+    await rm(p.dir, { recursive: true, force: true });
+  }
+
+  // ------------------------------------------------------------------ pause / stats
+
+  private async qmpFor(id: string): Promise<Qmp> {
+    const have = this.qmps.get(id);
+    if (have) return have;
+    const p = this.paths(id);
+    if (!BUNKER_ID_RE.test(id) || !existsSync(p.qmpSock)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+    try {
+      const q = await Qmp.connect(p.qmpSock, { timeoutMs: 2000 });
+      this.qmps.set(id, q);
+      q.closed.then(() => {
+        if (this.qmps.get(id) === q) this.qmps.delete(id);
+      });
+      return q;
+    } catch (e) {
+      throw new ProviderError(`bunker ${id} is not running`, 'NOT_FOUND', (e as Error).message);
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.init();
+    await (await this.qmpFor(id)).execute('stop');
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.init();
+    await (await this.qmpFor(id)).execute('cont');
+  }
+
+  async isPaused(id: string): Promise<boolean> {
+    const st = await (await this.qmpFor(id)).execute<{ status: string }>('query-status');
+    return st.status === 'paused';
+  }
+
+  async stats(id: string): Promise<BunkerStats> {
+    await this.init();
+    const rel = this.readMeta(id)?.cgroup;
+    if (!rel || !this.cgroups?.exists(rel)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+    return this.cgroups.stats(rel);
+  }
+
+  // ------------------------------------------------------------------ list / health
+
+  private readMeta(id: string): VmMeta | undefined {
+    try {
+      return JSON.parse(readFileSync(this.paths(id).meta, 'utf8')) as VmMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
+    await this.init();
+    let ids: string[];
+    try {
+      ids = readdirSync(this.vmsDir).filter((n) => BUNKER_ID_RE.test(n));
+    } catch {
+      ids = [];
+    }
+    return ids.map((id) => {
+      const p = this.paths(id);
+      const meta = this.readMeta(id);
+      const running = !!meta?.pid && processInCgroup(meta.pid, meta.cgroup) && existsSync(p.agentSock);
+      return { id, running, agentSocketPath: p.agentSock };
+    });
+  }
+
+  async health(): Promise<{ ok: boolean; runtime: string; details?: string }> {
+    try {
+      await this.init();
+    } catch (e) {
+      const err = e as ProviderError;
+      return { ok: false, runtime: 'none', details: [err.message, err.details].filter(Boolean).join(': ') };
+    }
+    const probe = this.accelProbe as AccelProbe;
+    return {
+      ok: true,
+      runtime: `${this.qemuVersion} (${probe.accel})`,
+      details: `accel ${probe.accel}: ${probe.reason}; guest kernel ${this.guest?.kernelVersion}`,
+    };
+  }
+
+  /** VMs keep running; snapshot builds in flight finish first (each is one bounded boot). */
+  async shutdown(): Promise<void> {
+    await this.snapshots.stop();
+    for (const q of this.qmps.values()) q.close();
+    this.qmps.clear();
+  }
+}
+
+function consoleTail(path: string, lines = 12): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}

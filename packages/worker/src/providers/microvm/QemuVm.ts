@@ -1,0 +1,165 @@
+/**
+ * One QEMU process: started detached (it outlives a worker restart) inside its cgroup, paused
+ * until its QMP socket is connected, then either booted or restored from a snapshot stream.
+ * Later workers re-attach to it through QMP; QEMU closing that socket is how a worker that is
+ * not QEMU's parent learns that the VM process is gone.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { AgentClient } from '../../agent/AgentClient.js';
+import { withTimeout } from '../../util/withTimeout.js';
+import { AGENT_PORT_ID, QemuCommand, type QemuCommandOptions } from './QemuCommand.js';
+import { Qmp } from './Qmp.js';
+
+export interface QemuVmStart {
+  command: Omit<QemuCommandOptions, 'qmpSocketPath' | 'incoming'>;
+  qmpSocketPath: string;
+  /** QEMU's own stdout/stderr. */
+  logPath: string;
+  /** cgroup.procs files QEMU is written into before it execs (so all its memory is charged). */
+  cgroupProcs: string[];
+  /**
+   * Restore from this migration stream instead of booting. The stream holds device state
+   * only: RAM comes from `command.memoryFile` (x-ignore-shared, see saveSnapshot).
+   */
+  snapshotPath?: string;
+  /** Bound on QEMU start + boot/restore + the agent's HELLO. */
+  timeoutMs: number;
+}
+
+/** The pieces of a started VM the provider keeps. */
+export interface StartedVm {
+  pid: number;
+  qmp: Qmp;
+  agent: AgentClient;
+  /** Milliseconds from spawn to the agent's HELLO. */
+  readyMs: number;
+}
+
+export class VmStartError extends Error {
+  constructor(
+    message: string,
+    readonly pid: number | undefined,
+  ) {
+    super(message);
+    this.name = 'VmStartError';
+  }
+}
+
+const SNAPSHOT_CAPABILITIES = [
+  { capability: 'events', state: true },
+  { capability: 'x-ignore-shared', state: true },
+];
+
+const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
+
+/** Places QEMU in its cgroups (every hierarchy), then execs it: no window outside them. */
+const CGROUP_EXEC = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"';
+
+export const QemuVm = {
+  async start(o: QemuVmStart): Promise<StartedVm> {
+    const t0 = performance.now();
+    const marks: string[] = [];
+    const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
+    const cmd = new QemuCommand({ ...o.command, qmpSocketPath: o.qmpSocketPath, incoming: !!o.snapshotPath });
+    const log = openSync(o.logPath, 'a');
+    let pid: number | undefined;
+    let qmp: Qmp | undefined;
+    let agent: AgentClient | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'sh', ...o.cgroupProcs, '--', cmd.binary, ...cmd.argv()], {
+        detached: true,
+        stdio: ['ignore', log, log],
+      });
+      pid = child.pid;
+      const exited = new Promise<never>((_, rej) => {
+        child.once('exit', (code, sig) => rej(new VmStartError(`QEMU exited during start (code ${code}, signal ${sig})`, pid)));
+        child.once('error', (e) => rej(new VmStartError(`QEMU could not be started: ${e.message}`, pid)));
+      });
+      exited.catch(() => {});
+      child.unref();
+      const deadline = new Promise<never>((_, rej) => {
+        timer = setTimeout(
+          () => rej(new VmStartError(`the guest was not ready within ${Math.round(o.timeoutMs / 1000)} s`, pid)),
+          o.timeoutMs,
+        );
+      });
+      deadline.catch(() => {});
+      const abort = Promise.race([exited, deadline]);
+
+      qmp = await Promise.race([Qmp.connect(o.qmpSocketPath, { timeoutMs: o.timeoutMs, abort }), abort]);
+      const q = qmp;
+      mark('qmp');
+      if (o.snapshotPath) {
+        await q.execute('migrate-set-capabilities', { capabilities: SNAPSHOT_CAPABILITIES });
+        const done = q.waitEvent('MIGRATION', (d) => d.status === 'completed' || d.status === 'failed');
+        await q.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(o.snapshotPath)}` });
+        const ev = await Promise.race([done, abort]);
+        if (ev.data?.status !== 'completed') throw new VmStartError('restoring the memory snapshot failed', pid);
+        mark('restored');
+      }
+      // The host end of the agent port is connected before the guest runs: on a fresh boot the
+      // agent finds it attached when it opens the port; a restored agent (saved while waiting
+      // for a host) sees the attach. Either way its HELLO is the signal that it is ready.
+      const agentReady = AgentClient.connect(o.command.agentSocketPath, { timeoutMs: o.timeoutMs, awaitHello: true });
+      agentReady.catch(() => {});
+      await q.execute('cont');
+      mark('cont');
+      agent = await Promise.race([agentReady, abort]);
+      mark('hello');
+      if (TRACE) process.stderr.write(`[microvm] start ${o.qmpSocketPath}: ${marks.join(' ')}\n`);
+      return { pid: pid as number, qmp: q, agent, readyMs: performance.now() - t0 };
+    } catch (err) {
+      agent?.close();
+      qmp?.close();
+      if (err instanceof VmStartError) throw err;
+      throw new VmStartError((err as Error).message, pid);
+    } finally {
+      clearTimeout(timer);
+      closeSync(log);
+    }
+  },
+
+  /**
+   * Takes a VM to a state a snapshot can be made of: no host attached to the agent port and
+   * the agent back to waiting for one. Closing our end makes the guest agent drop its
+   * connection and reopen the port, which QEMU reports as VSERPORT_CHANGE close + open.
+   */
+  async detachAgent(qmp: Qmp, agent: AgentClient, timeoutMs: number): Promise<void> {
+    const reopened = qmp.waitEvent('VSERPORT_CHANGE', (d) => d.id === AGENT_PORT_ID && d.open === true);
+    agent.close();
+    await withTimeout(reopened, timeoutMs, 'the guest agent reopening its port');
+  },
+
+  /**
+   * Stops the VM and streams its device state to `path`. The VM must run with a shared
+   * memoryFile: x-ignore-shared leaves shared RAM out of the stream, so the RAM file itself is
+   * the memory image — restored VMs map it privately instead of copying it in (QEMU's
+   * "VM templating" use of x-ignore-shared), which makes a restore cost page faults, not a
+   * full read of guest memory.
+   */
+  async saveSnapshot(qmp: Qmp, path: string, timeoutMs: number): Promise<void> {
+    await qmp.execute('stop');
+    await qmp.execute('migrate-set-capabilities', { capabilities: SNAPSHOT_CAPABILITIES });
+    const done = qmp.waitEvent('MIGRATION', (d) => d.status === 'completed' || d.status === 'failed' || d.status === 'cancelled');
+    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
+    const ev = await withTimeout(done, timeoutMs, 'saving the memory snapshot');
+    if (ev.data?.status !== 'completed') throw new Error(`saving the memory snapshot: migration ${String(ev.data?.status)}`);
+  },
+
+  /** Whether `pid` is a QEMU process started for `marker` (a path in its argv). */
+  async isAlive(pid: number, marker: string): Promise<boolean> {
+    try {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+      return cmdline.includes(marker);
+    } catch {
+      return false;
+    }
+  },
+};
+
+function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
