@@ -22,4 +22,6 @@ echo "[setup] agent"
 make -s -C packages/agent
 
 bash scripts/build-images.sh
+# the microvm provider's guest kernel + initramfs (cached; without it `serve` offers containers only)
+bash scripts/build-guest-kernel.sh
 echo "[setup] ready"

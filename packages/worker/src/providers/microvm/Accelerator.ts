@@ -7,9 +7,9 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -45,7 +45,9 @@ export const Accelerator = {
       // no cache yet
     }
     const probe = await probeKvm(o.qemuBinary, o.kernelPath);
-    await writeFile(o.cacheFile, JSON.stringify({ key: cacheKey, probe })).catch(() => {});
+    await mkdir(dirname(o.cacheFile), { recursive: true })
+      .then(() => writeFile(o.cacheFile, JSON.stringify({ key: cacheKey, probe })))
+      .catch(() => {}); // a cache that cannot be written only costs the next start a probe
     return probe;
   },
 };

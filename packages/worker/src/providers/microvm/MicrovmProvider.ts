@@ -55,6 +55,8 @@ export interface MicrovmProviderOptions {
   /** cgroup parent of the QEMU processes (default scaibunker-vm). */
   cgroupParent?: string;
   qemuBinary?: string;
+  /** Where the KVM probe's answer is kept (default /run/scaibunker/accel.json: per host boot). */
+  accelCacheFile?: string;
   logger?: SnapshotLogger;
 }
 
@@ -182,7 +184,7 @@ export class MicrovmProvider implements Provider {
       qemuVersion: this.qemuVersion,
       kernelPath: this.guest.kernelPath,
       kernelSha256: this.guest.sha256('vmlinuz'),
-      cacheFile: join(this.opts.dataDir, 'microvm', 'accel.json'),
+      cacheFile: this.opts.accelCacheFile ?? '/run/scaibunker/accel.json',
     });
   }
 

@@ -1,0 +1,243 @@
+/**
+ * What only the microvm provider has (the shared contract is conformance.test.ts): its own
+ * kernel, the qcow2 overlay disk, QEMU's cgroup, the serial channel under a flood, memory
+ * snapshots and the identity of restored clones, and its failure paths (a guest that never
+ * boots, a QEMU killed from outside, a guest that stops reading).
+ *
+ *   node --import tsx --test packages/worker/test/providers/microvm.test.ts
+ *
+ * Needs root and QEMU; builds the guest kernel and the `minimal` image when missing (both
+ * cached). Runs under TCG here (this host's /dev/kvm is PVM). Everything lives under a
+ * throwaway /tmp dataDir the after hook destroys, even when a test fails.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { AgentClient } from '../../src/agent/AgentClient.js';
+import { GuestAssets } from '../../src/providers/microvm/GuestAssets.js';
+import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
+import { type BunkerSpec, ProviderError } from '../../src/providers/Provider.js';
+import { type CatalogEntry, IMAGE_DIR, isRoot, makeImage, minimalImage, pidAlive, REPO, raceTimeout, sh } from './support.js';
+
+function skipReason(): string | false {
+  if (!isRoot) return 'needs root';
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'no qemu-system-x86_64';
+  }
+  execFileSync('bash', [join(REPO, 'scripts/build-guest-kernel.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+  return false;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+const TEST = { timeout: 180_000 };
+
+describe('MicrovmProvider', { skip: skipReason() }, () => {
+  let dataDir = '';
+  let provider: MicrovmProvider;
+  let image: CatalogEntry;
+  let guest: GuestAssets;
+  const clients: AgentClient[] = [];
+  const spawned = new Set<string>();
+  let seq = 0;
+
+  const spec = (over: Partial<BunkerSpec> = {}): BunkerSpec => {
+    const id = over.id ?? `vm${process.pid % 10000}-${++seq}`;
+    return {
+      id,
+      imageSha256: image.sha256,
+      imagePath: join(IMAGE_DIR, image.file),
+      cpuMillicores: 1000,
+      memoryMb: 256,
+      diskMb: 128,
+      hostname: `h-${id}`,
+      networkProfile: 'isolated',
+      ...over,
+    };
+  };
+
+  async function spawn(over: Partial<BunkerSpec> = {}, p: MicrovmProvider = provider) {
+    const s = spec(over);
+    spawned.add(s.id);
+    const b = await p.spawn(s);
+    assert.ok(b.agent, 'the microvm provider hands over the channel it opened');
+    clients.push(b.agent);
+    return { b, c: b.agent, s };
+  }
+
+  function assertGone(id: string, pid?: number) {
+    assert.equal(existsSync(provider.paths(id).dir), false, 'VM dir removed');
+    for (const d of provider.cgroupDirs(id)) assert.equal(existsSync(d), false, `cgroup ${d} removed`);
+    if (pid) assert.equal(pidAlive(pid), false, 'QEMU gone');
+  }
+
+  const vmMeta = (id: string) => JSON.parse(readFileSync(provider.paths(id).meta, 'utf8')) as { pid: number; snapshot: string | null };
+
+  before(
+    async () => {
+      image = minimalImage();
+      guest = GuestAssets.load();
+      dataDir = mkdtempSync('/tmp/sbm-');
+      provider = new MicrovmProvider({ dataDir, snapshots: 'manual' });
+      await provider.init();
+    },
+    { timeout: 300_000 },
+  );
+
+  after(async () => {
+    for (const c of clients) c.close();
+    for (const id of spawned) await provider.destroy(id).catch(() => {});
+    await provider.shutdown().catch(() => {});
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('health names the accelerator and why it was chosen', async () => {
+    const h = await provider.health();
+    assert.equal(h.ok, true);
+    assert.ok(['kvm', 'tcg'].includes(provider.accel));
+    assert.match(h.runtime, /QEMU emulator version .*\((kvm|tcg)\)/);
+    assert.match(h.details ?? '', /accel (kvm|tcg): \S+/);
+  });
+
+  test('the guest runs its own kernel on a qcow2 overlay of the image; the image is never written', TEST, async () => {
+    const { c, s } = await spawn();
+    const r = await sh(c, 'uname -r');
+    assert.equal(r.out.trim(), guest.kernelVersion);
+    assert.notEqual(r.out.trim(), os.release());
+    await sh(c, 'echo data > /root/f && sync');
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', provider.paths(s.id).disk]).toString()) as {
+      'virtual-size': number;
+      'backing-filename'?: string;
+      'actual-size': number;
+    };
+    assert.equal(info['virtual-size'], s.diskMb * 1048576);
+    assert.equal(info['backing-filename'], s.imagePath);
+    assert.ok(info['actual-size'] < image.size_bytes / 2, `overlay holds ${info['actual-size']} bytes: not a copy`);
+    assert.equal(await sha256File(s.imagePath), image.sha256, 'the image file is unchanged');
+    const df = await sh(c, "df -k / | awk 'NR==2 { print $2 }'");
+    assert.ok(Number(df.out.trim()) > s.diskMb * 1024 * 0.8, `the guest sees the whole disk (df: ${df.out.trim()} KiB)`);
+  });
+
+  test('QEMU runs in its own cgroup: CPU quota from cpu_millicores, memory = guest RAM + VMM overhead', TEST, async () => {
+    const { b, s } = await spawn({ cpuMillicores: 500 });
+    const dirs = provider.cgroupDirs(s.id);
+    const procsOf = (d: string) => readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+    assert.ok(
+      dirs.some((d) => existsSync(d) && procsOf(d).includes(b.pid)),
+      `QEMU (pid ${b.pid}) is in ${dirs.join(', ')}`,
+    );
+    const cpu = dirs.find((d) => existsSync(join(d, 'cpu.cfs_quota_us')) || existsSync(join(d, 'cpu.max')));
+    assert.ok(cpu, 'a cpu cgroup');
+    const quota = existsSync(join(cpu, 'cpu.max'))
+      ? readFileSync(join(cpu, 'cpu.max'), 'utf8')
+      : readFileSync(join(cpu, 'cpu.cfs_quota_us'), 'utf8');
+    assert.match(quota, /^50000\b/);
+    const mem = dirs.find((d) => existsSync(join(d, 'memory.limit_in_bytes')) || existsSync(join(d, 'memory.max')));
+    assert.ok(mem, 'a memory cgroup');
+    const limit = Number(readFileSync(join(mem, existsSync(join(mem, 'memory.max')) ? 'memory.max' : 'memory.limit_in_bytes'), 'utf8'));
+    assert.ok(limit > s.memoryMb * 1048576 && limit <= (s.memoryMb + 256) * 1048576, `memory limit ${limit}`);
+  });
+
+  test('a 4 MiB stdout flood streams over the serial port while other requests still get answers', TEST, async () => {
+    const { c } = await spawn();
+    let bytes = 0;
+    const flood = c.exec(
+      { argv: ['/bin/sh', '-c', 'head -c 4194304 /dev/zero'], timeoutMs: 120_000 },
+      {
+        onStdout: (d) => {
+          bytes += d.length;
+        },
+      },
+    );
+    assert.equal((await c.health()).pid, 1);
+    assert.equal((await flood).exitCode, 0);
+    assert.equal(bytes, 4 * 1024 * 1024);
+  });
+
+  test('restored clones each get their own identity and disk; the snapshot is never written', TEST, async () => {
+    const shape = { imageSha256: image.sha256, imagePath: join(IMAGE_DIR, image.file), cpus: 1, memoryMb: 256, diskMb: 128 };
+    const snap = await provider.snapshots.ensure(provider.snapshotKey(shape), shape);
+    assert.ok(snap, 'snapshot built');
+    const before = { disk: await sha256File(snap.disk), state: await sha256File(snap.state), ram: await sha256File(snap.ram) };
+
+    const one = await spawn();
+    const two = await spawn();
+    for (const x of [one, two]) assert.equal(vmMeta(x.s.id).snapshot, snap.key, `${x.s.id} was restored`);
+    const ident = async (c: AgentClient) =>
+      (await sh(c, 'hostname; cat /etc/machine-id; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; date +%s')).out.split('\n');
+    const [h1, m1, r1, t1] = await ident(one.c);
+    const [h2, m2, r2, t2] = await ident(two.c);
+    assert.equal(h1, one.s.hostname);
+    assert.equal(h2, two.s.hostname);
+    assert.match(m1 ?? '', /^[0-9a-f]{32}$/);
+    assert.notEqual(m1, m2, 'machine ids differ');
+    assert.notEqual(r1, r2, 'random streams differ');
+    for (const t of [t1, t2]) assert.ok(Math.abs(Number(t) - Date.now() / 1000) < 120, `guest clock ${t} follows the host's`);
+
+    await one.c.writeFile('/root/only-in-one', Buffer.from('1'));
+    assert.equal((await sh(two.c, 'test -e /root/only-in-one && echo yes || echo no')).out, 'no\n');
+    await sh(one.c, 'dd if=/dev/urandom of=/root/noise bs=1M count=4 2>/dev/null; sync');
+
+    for (const x of [one, two]) await provider.destroy(x.s.id);
+    const afterUse = { disk: await sha256File(snap.disk), state: await sha256File(snap.state), ram: await sha256File(snap.ram) };
+    assert.deepEqual(afterUse, before, 'disk, device state and RAM image unchanged');
+  });
+
+  test('a guest that cannot boot fails the spawn with its console tail; nothing is left', TEST, async () => {
+    const dir = mkdtempSync('/tmp/sbm-img-');
+    try {
+      const noAgent = makeImage(dir, 'noagent', { 'bin/busybox': 'busybox' });
+      const s = spec({ imageSha256: noAgent.sha, imagePath: noAgent.path, diskMb: 64 });
+      spawned.add(s.id);
+      await assert.rejects(provider.spawn(s), (e: unknown) => {
+        assert.ok(e instanceof ProviderError && e.code === 'SPAWN_FAILED', String(e));
+        assert.match(e.message, /no \/\.scaibunker\/agent in the image/, 'the console tail says why');
+        return true;
+      });
+      assertGone(s.id);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a guest that is not ready within the boot timeout is torn down', TEST, async () => {
+    const impatient = new MicrovmProvider({ dataDir, snapshots: 'off', bootTimeoutMs: 300 });
+    await impatient.init();
+    const s = spec();
+    spawned.add(s.id);
+    await assert.rejects(impatient.spawn(s), /not ready within/);
+    assertGone(s.id);
+    await impatient.shutdown();
+  });
+
+  test('QEMU killed from outside: the channel closes, list() says stopped, destroy leaves nothing', TEST, async () => {
+    const { b, c, s } = await spawn();
+    process.kill(b.pid, 'SIGKILL');
+    assert.notEqual(await raceTimeout(c.closed, 30_000), 'timeout', 'the agent channel closed');
+    assert.equal((await provider.list()).find((x) => x.id === s.id)?.running, false);
+    await provider.destroy(s.id);
+    assertGone(s.id, b.pid);
+  });
+
+  test('a guest that stops reading its channel: exec still times out, and the bunker recovers', TEST, async () => {
+    const { c, s } = await spawn();
+    await provider.pause(s.id); // vCPUs stopped: nothing in the guest reads the port
+    const r = await c.exec({ argv: ['/bin/true'], timeoutMs: 200 });
+    assert.equal(r.timedOut, true);
+    await provider.resume(s.id);
+    assert.equal((await sh(c, 'echo back')).out, 'back\n');
+    const payload = randomBytes(1000);
+    await c.writeFile('/root/after', payload);
+    assert.equal((await c.stat('/root/after')).size, payload.length);
+  });
+});
