@@ -3,6 +3,7 @@ import {
   assertTransition,
   type BunkerState,
   LIFECYCLE_DEFAULTS,
+  MICROVM_MIN_MEMORY_MB,
   newId,
   RESOURCE_DEFAULTS,
   type schemas,
@@ -29,6 +30,21 @@ export class BunkerService {
     private readonly workers: WorkerDirectory,
   ) {}
 
+  /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
+  private checkMicrovmFits(body: schemas.CreateBunkerBody, imageBytes: number | null): void {
+    const memory = body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb;
+    if (memory < MICROVM_MIN_MEMORY_MB) {
+      throw new ApiError('VALIDATION_FAILED', `microvm bunkers need memory_mb >= ${MICROVM_MIN_MEMORY_MB}`, { field: 'body/memory_mb' });
+    }
+    const disk = body.disk_mb ?? RESOURCE_DEFAULTS.diskMb;
+    const imageMb = imageBytes ? Math.ceil(imageBytes / 1048576) : 0;
+    if (disk < imageMb) {
+      throw new ApiError('VALIDATION_FAILED', `disk_mb must be at least the image size (${imageMb} MB) for a microvm bunker`, {
+        field: 'body/disk_mb',
+      });
+    }
+  }
+
   async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
     const image = await this.store.images.findVisible(principal.tenantId, body.image);
     if (!image) throw new ApiError('IMAGE_NOT_FOUND', `no image named ${body.image}`, { image: body.image });
@@ -39,6 +55,7 @@ export class BunkerService {
       throw new ApiError('VALIDATION_FAILED', 'idle_timeout_s cannot exceed max_lifetime_s', { field: 'body/idle_timeout_s' });
     }
     const isolation = body.isolation ?? 'container';
+    if (isolation === 'microvm') this.checkMicrovmFits(body, image.size_bytes);
     const now = new Date().toISOString();
     const metadata = body.metadata ?? {};
     const row: BunkerRow = {

@@ -84,7 +84,7 @@ for (const dialect of DIALECTS) {
         scope: 'platform',
         state: 'ready',
         sha256: SHA,
-        size_bytes: 1,
+        size_bytes: 300 * 1048576,
         created_at: new Date().toISOString(),
       });
       controller.registerLocalWorker(containerOnly.id, containerOnly.api);
@@ -105,6 +105,24 @@ for (const dialect of DIALECTS) {
         assert.match(String(res.json().error.details.field), /isolation/);
       }
       assert.equal(containerOnly.spawns.length, 0);
+    });
+
+    test('a microvm too small to boot, or with a disk smaller than its image, is VALIDATION_FAILED before placement', async () => {
+      const small = await create({ image: 'minimal', isolation: 'microvm', memory_mb: 64 });
+      assert.equal(small.statusCode, 400);
+      assert.equal(small.json().error.code, 'VALIDATION_FAILED');
+      assert.equal(small.json().error.details.field, 'body/memory_mb');
+      const tiny = await create({ image: 'minimal', isolation: 'microvm', disk_mb: 100 });
+      assert.equal(tiny.statusCode, 400);
+      assert.equal(tiny.json().error.details.field, 'body/disk_mb');
+      assert.match(tiny.json().error.message, /300 MB/);
+      // the same sizes are fine for a container (its disk is a tmpfs upper layer over the image)
+      const container = await create({ image: 'minimal', memory_mb: 64, disk_mb: 100 });
+      assert.equal(container.statusCode, 201, container.body);
+      assert.equal(containerOnly.spawns.length, 1);
+      containerOnly.spawns.length = 0;
+      const failed = (await controller.http.inject({ method: 'GET', url: `${API}/bunkers?state=failed`, headers: auth })).json().items;
+      assert.equal(failed.length, 0, 'refused creates leave no row');
     });
 
     test('microvm with only a container worker online: NO_SUITABLE_WORKER naming the isolation, and the row fails', async () => {

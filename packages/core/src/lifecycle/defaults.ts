@@ -9,3 +9,6 @@ export const LIFECYCLE_DEFAULTS: Record<Lifecycle, { maxLifetimeS: number | null
 };
 
 export const RESOURCE_DEFAULTS = { cpuMillicores: 1000, memoryMb: 512, diskMb: 1024 } as const;
+
+/** A microVM needs room for its own kernel: smaller guests do not boot reliably. */
+export const MICROVM_MIN_MEMORY_MB = 128;

@@ -21,6 +21,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { MICROVM_MIN_MEMORY_MB } from '@scaibunker/core';
 import type { AgentClient } from '../../agent/AgentClient.js';
 import { withTimeout } from '../../util/withTimeout.js';
 import { Cgroups } from '../host/Cgroups.js';
@@ -83,7 +84,7 @@ interface VmPaths {
 const VMM_OVERHEAD_MB: Record<Accel, number> = { tcg: 192, kvm: 96 };
 /** QEMU's threads (vCPUs, I/O workers, RCU, migration). */
 const VMM_PIDS = 128;
-const MIN_GUEST_MEMORY_MB = 128;
+const MIN_GUEST_MEMORY_MB = MICROVM_MIN_MEMORY_MB;
 /** Bumped whenever something outside the key changes what a snapshot contains. */
 const SNAPSHOT_FORMAT = 1;
 
