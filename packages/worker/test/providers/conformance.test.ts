@@ -12,7 +12,6 @@
  * after hook destroys and removes, even when a test fails.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +21,7 @@ import { ContainerProvider } from '../../src/providers/container/ContainerProvid
 import { HostMounts } from '../../src/providers/container/HostMounts.js';
 import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
 import { type BunkerSpec, type Provider, ProviderError } from '../../src/providers/Provider.js';
-import { type CatalogEntry, IMAGE_DIR, isRoot, minimalImage, pidAlive, REPO, raceTimeout, sh } from './support.js';
+import { type CatalogEntry, isRoot, microvmSkipReason, minimalImage, pidAlive, raceTimeout, sh, specFactory } from './support.js';
 
 interface Subject<P extends Provider = Provider> {
   name: string;
@@ -40,17 +39,6 @@ interface Subject<P extends Provider = Provider> {
   prepare?(p: P, spec: BunkerSpec): Promise<void>;
   /** How many processes the kernel OOM-killed in the bunker (its cgroup, or the guest kernel). */
   oomKills(p: P, id: string, c: AgentClient): Promise<number>;
-}
-
-function hasMicrovm(): string | false {
-  if (!isRoot) return 'needs root';
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'no qemu-system-x86_64';
-  }
-  execFileSync('bash', [join(REPO, 'scripts/build-guest-kernel.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
-  return false;
 }
 
 const container: Subject<ContainerProvider> = {
@@ -71,7 +59,7 @@ const container: Subject<ContainerProvider> = {
 
 const microvm: Subject<MicrovmProvider> = {
   name: 'microvm',
-  skip: hasMicrovm(),
+  skip: microvmSkipReason(),
   // restores from the snapshot `prepare` makes, never builds one behind the tests' back
   make: (dataDir) => new MicrovmProvider({ dataDir, snapshots: 'manual' }),
   minMemoryMb: 128,
@@ -98,22 +86,8 @@ for (const subject of SUBJECTS) {
     let image: CatalogEntry;
     const clients: AgentClient[] = [];
     const spawned = new Set<string>();
-    let seq = 0;
 
-    const spec = (over: Partial<BunkerSpec> = {}): BunkerSpec => {
-      const id = over.id ?? `cf${process.pid % 10000}-${++seq}`;
-      return {
-        id,
-        imageSha256: image.sha256,
-        imagePath: join(IMAGE_DIR, image.file),
-        cpuMillicores: 1000,
-        memoryMb: subject.defaults.memoryMb,
-        diskMb: subject.defaults.diskMb,
-        hostname: `h-${id}`,
-        networkProfile: 'isolated',
-        ...over,
-      };
-    };
+    const spec = specFactory('cf', () => image, { cpuMillicores: 1000, ...subject.defaults });
 
     async function spawn(over: Partial<BunkerSpec> = {}) {
       const s = spec(over);

@@ -21,18 +21,17 @@ import type { AgentClient } from '../../src/agent/AgentClient.js';
 import { GuestAssets } from '../../src/providers/microvm/GuestAssets.js';
 import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
 import { type BunkerSpec, ProviderError } from '../../src/providers/Provider.js';
-import { type CatalogEntry, IMAGE_DIR, isRoot, makeImage, minimalImage, pidAlive, REPO, raceTimeout, sh } from './support.js';
-
-function skipReason(): string | false {
-  if (!isRoot) return 'needs root';
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'no qemu-system-x86_64';
-  }
-  execFileSync('bash', [join(REPO, 'scripts/build-guest-kernel.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
-  return false;
-}
+import {
+  type CatalogEntry,
+  IMAGE_DIR,
+  makeImage,
+  microvmSkipReason,
+  minimalImage,
+  pidAlive,
+  raceTimeout,
+  sh,
+  specFactory,
+} from './support.js';
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
@@ -42,29 +41,15 @@ async function sha256File(path: string): Promise<string> {
 
 const TEST = { timeout: 180_000 };
 
-describe('MicrovmProvider', { skip: skipReason() }, () => {
+describe('MicrovmProvider', { skip: microvmSkipReason() }, () => {
   let dataDir = '';
   let provider: MicrovmProvider;
   let image: CatalogEntry;
   let guest: GuestAssets;
   const clients: AgentClient[] = [];
   const spawned = new Set<string>();
-  let seq = 0;
 
-  const spec = (over: Partial<BunkerSpec> = {}): BunkerSpec => {
-    const id = over.id ?? `vm${process.pid % 10000}-${++seq}`;
-    return {
-      id,
-      imageSha256: image.sha256,
-      imagePath: join(IMAGE_DIR, image.file),
-      cpuMillicores: 1000,
-      memoryMb: 256,
-      diskMb: 128,
-      hostname: `h-${id}`,
-      networkProfile: 'isolated',
-      ...over,
-    };
-  };
+  const spec = specFactory('vm', () => image, { cpuMillicores: 1000, memoryMb: 256, diskMb: 128 });
 
   async function spawn(over: Partial<BunkerSpec> = {}, p: MicrovmProvider = provider) {
     const s = spec(over);

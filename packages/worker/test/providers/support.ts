@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentClient } from '../../src/agent/AgentClient.js';
+import type { BunkerSpec } from '../../src/providers/Provider.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 export const IMAGE_DIR = process.env.SCAIBUNKER_IMAGE_DIR ?? '/var/lib/scaibunker/images';
@@ -86,4 +87,44 @@ export function makeImage(
   rmSync(root, { recursive: true, force: true });
   const sha = execFileSync('sha256sum', [file]).toString().split(' ')[0] as string;
   return { sha, path: file };
+}
+
+/**
+ * Builds BunkerSpecs for one suite: ids `<prefix><pid>-<n>` (unique per run), the given image,
+ * the suite's defaults, then the test's overrides.
+ */
+export function specFactory(
+  prefix: string,
+  image: () => CatalogEntry,
+  defaults: Pick<BunkerSpec, 'cpuMillicores' | 'memoryMb' | 'diskMb'>,
+): (over?: Partial<BunkerSpec>) => BunkerSpec {
+  let seq = 0;
+  return (over = {}) => {
+    const id = over.id ?? `${prefix}${process.pid % 10000}-${++seq}`;
+    const img = image();
+    return {
+      id,
+      imageSha256: img.sha256,
+      imagePath: join(IMAGE_DIR, img.file),
+      ...defaults,
+      hostname: `h-${id}`,
+      networkProfile: 'isolated',
+      ...over,
+    };
+  };
+}
+
+/**
+ * Why the microvm suites cannot run here, or false; builds the guest kernel first (cached,
+ * < 1 s when nothing changed).
+ */
+export function microvmSkipReason(): string | false {
+  if (!isRoot) return 'needs root';
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'no qemu-system-x86_64';
+  }
+  execFileSync('bash', [join(REPO, 'scripts/build-guest-kernel.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+  return false;
 }

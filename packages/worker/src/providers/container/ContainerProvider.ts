@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
@@ -103,7 +104,6 @@ export class ContainerProvider implements Provider {
   private nofile = 65536;
   /** Base64 seccomp program compiled by crun during the probe (run.oci.seccomp_bpf_data). */
   private seccompBpf?: string;
-  private initPromise?: Promise<void>;
   private readonly notes: string[] = [];
 
   constructor(opts: ContainerProviderOptions) {
@@ -168,13 +168,8 @@ export class ContainerProvider implements Provider {
 
   // ------------------------------------------------------------------ init
 
-  init(): Promise<void> {
-    this.initPromise ??= this.doInit().catch((e) => {
-      this.initPromise = undefined;
-      throw e;
-    });
-    return this.initPromise;
-  }
+  /** Idempotent; a failed init is retried by the next call. */
+  readonly init: () => Promise<void> = onceUntilSuccess(() => this.doInit());
 
   private async doInit(): Promise<void> {
     for (const d of [this.dataDir, this.imagesDir, this.bunkersDir, this.stateDir, join(this.dataDir, 'tmp')])

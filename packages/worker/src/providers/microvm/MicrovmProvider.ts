@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MICROVM_MIN_MEMORY_MB } from '@scaibunker/core';
 import type { AgentClient } from '../../agent/AgentClient.js';
+import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { withTimeout } from '../../util/withTimeout.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
@@ -102,7 +103,6 @@ export class MicrovmProvider implements Provider {
   private readonly lock = new KeyedLock();
   /** QMP connections of the VMs this process started or re-attached to. */
   private readonly qmps = new Map<string, Qmp>();
-  private initPromise?: Promise<void>;
   private cgroups?: Cgroups;
   private guest?: GuestAssets;
   private qemuVersion = '';
@@ -142,27 +142,13 @@ export class MicrovmProvider implements Provider {
   }
 
   paths(id: string): VmPaths {
-    const dir = join(this.vmsDir, id);
-    return {
-      dir,
-      meta: join(dir, 'vm.json'),
-      disk: join(dir, 'root.qcow2'),
-      agentSock: join(dir, 'agent.sock'),
-      qmpSock: join(dir, 'qmp.sock'),
-      console: join(dir, 'console.log'),
-      qemuLog: join(dir, 'qemu.log'),
-    };
+    return vmPaths(join(this.vmsDir, id));
   }
 
   // ------------------------------------------------------------------ init
 
-  init(): Promise<void> {
-    this.initPromise ??= this.doInit().catch((e) => {
-      this.initPromise = undefined;
-      throw e;
-    });
-    return this.initPromise;
-  }
+  /** Idempotent; a failed init is retried by the next call. */
+  readonly init: () => Promise<void> = onceUntilSuccess(() => this.doInit());
 
   private async doInit(): Promise<void> {
     try {
@@ -330,15 +316,7 @@ export class MicrovmProvider implements Provider {
   private async makeSnapshot(shape: VmShape, dir: string, files: { disk: string; ram: string; state: string }): Promise<void> {
     const { disk, ram, state: statePath } = files;
     const id = `snap-${randomBytes(6).toString('hex')}`;
-    const p: VmPaths = {
-      dir,
-      meta: join(dir, 'vm.json'),
-      disk,
-      agentSock: join(dir, 'agent.sock'),
-      qmpSock: join(dir, 'qmp.sock'),
-      console: join(dir, 'console.log'),
-      qemuLog: join(dir, 'qemu.log'),
-    };
+    const p: VmPaths = { ...vmPaths(dir), disk };
     const rel = this.cgroupPath(id);
     const cg = this.cgroups as Cgroups;
     let qmp: Qmp | undefined;
@@ -471,6 +449,18 @@ export class MicrovmProvider implements Provider {
     for (const q of this.qmps.values()) q.close();
     this.qmps.clear();
   }
+}
+
+function vmPaths(dir: string): VmPaths {
+  return {
+    dir,
+    meta: join(dir, 'vm.json'),
+    disk: join(dir, 'root.qcow2'),
+    agentSock: join(dir, 'agent.sock'),
+    qmpSock: join(dir, 'qmp.sock'),
+    console: join(dir, 'console.log'),
+    qemuLog: join(dir, 'qemu.log'),
+  };
 }
 
 function consoleTail(path: string, lines = 12): string {
