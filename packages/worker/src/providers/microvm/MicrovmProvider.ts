@@ -227,6 +227,23 @@ export class MicrovmProvider implements Provider {
     if (spec.diskMb < imageMb) throw new ProviderError(`diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`, 'LIMIT_INVALID');
     const key = this.snapshotKey(shape);
     const snapshot = this.snapshotMode === 'off' ? undefined : this.snapshots.ready(key);
+    if (snapshot) {
+      try {
+        return await this.startBunker(spec, shape, key, snapshot);
+      } catch (e) {
+        // a snapshot that does not restore is set aside rather than failing every later create
+        this.logger.warn(
+          `restoring ${spec.id} from snapshot ${key.slice(0, 12)} failed (${(e as Error).message}); discarding it, booting cold`,
+        );
+        await this.snapshots.discard(key);
+      }
+    }
+    return this.startBunker(spec, shape, key, undefined);
+  }
+
+  /** Boots (or restores) one bunker; on failure everything it made is gone again. */
+  private async startBunker(spec: BunkerSpec, shape: VmShape, key: string, snapshot: SnapshotFiles | undefined): Promise<SpawnedBunker> {
+    const p = this.paths(spec.id);
     const rel = this.cgroupPath(spec.id);
     await mkdir(p.dir, { mode: 0o700 });
     const meta: VmMeta = {
@@ -264,11 +281,8 @@ export class MicrovmProvider implements Provider {
       const tail = consoleTail(p.console);
       await this.destroyLocked(spec.id).catch(() => {});
       const msg = (e as Error).message;
-      throw new ProviderError(
-        `microvm ${spec.id} did not start: ${msg}${tail ? ` — console: ${tail.slice(-400)}` : ''}`,
-        'SPAWN_FAILED',
-        tail,
-      );
+      // the worker reports `message: details`, which becomes the bunker's termination_reason
+      throw new ProviderError(`microvm did not start: ${msg}`, 'SPAWN_FAILED', tail ? `console: ${tail}` : undefined);
     }
   }
 
@@ -328,7 +342,8 @@ export class MicrovmProvider implements Provider {
       await QemuVm.detachAgent(vm.qmp, vm.agent, this.bootTimeoutMs);
       await QemuVm.saveSnapshot(vm.qmp, statePath, this.bootTimeoutMs);
     } catch (e) {
-      throw new Error(`${(e as Error).message}${consoleTail(p.console) ? ` — console: ${consoleTail(p.console).slice(-400)}` : ''}`);
+      const tail = consoleTail(p.console);
+      throw new Error(`${(e as Error).message}${tail ? ` — console: ${tail}` : ''}`);
     } finally {
       qmp?.close();
       await cg.killAll(rel).catch(() => {});
@@ -463,9 +478,10 @@ function vmPaths(dir: string): VmPaths {
   };
 }
 
-function consoleTail(path: string, lines = 12): string {
+/** The last lines of the guest console, short enough for a termination_reason (≤ 600 chars). */
+function consoleTail(path: string, lines = 6): string {
   try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-lines).join('\n');
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-lines).join(' | ').slice(-600);
   } catch {
     return '';
   }

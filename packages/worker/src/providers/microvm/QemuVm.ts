@@ -5,8 +5,8 @@
  * not QEMU's parent learns that the VM process is gone.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, existsSync, type FSWatcher, openSync, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { AgentClient } from '../../agent/AgentClient.js';
 import { withTimeout } from '../../util/withTimeout.js';
 import { AGENT_PORT_ID, QemuCommand, type QemuCommandOptions } from './QemuCommand.js';
@@ -114,6 +114,14 @@ export const QemuVm = {
     } catch (err) {
       agent?.close();
       qmp?.close();
+      // the caller removes the cgroup too; killing here means no QEMU outlives a failed start
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
       if (err instanceof VmStartError) throw err;
       throw new VmStartError((err as Error).message, pid);
     } finally {
@@ -144,21 +152,35 @@ export const QemuVm = {
     await qmp.execute('stop');
     await qmp.execute('migrate-set-capabilities', { capabilities: SNAPSHOT_CAPABILITIES });
     const done = qmp.waitEvent('MIGRATION', (d) => d.status === 'completed' || d.status === 'failed' || d.status === 'cancelled');
-    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
+    // QEMU reports `completed` once the stream is in the pipe, before `cat` has written it
+    // all: the file only gets its name when cat is done, and that is what we wait for.
+    const partial = `${path}.partial`;
+    const appeared = waitForFile(path, timeoutMs);
+    appeared.catch(() => {}); // awaited below, once the migration succeeded
+    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(partial)} && mv ${shellQuote(partial)} ${shellQuote(path)}` });
     const ev = await withTimeout(done, timeoutMs, 'saving the memory snapshot');
     if (ev.data?.status !== 'completed') throw new Error(`saving the memory snapshot: migration ${String(ev.data?.status)}`);
-  },
-
-  /** Whether `pid` is a QEMU process started for `marker` (a path in its argv). */
-  async isAlive(pid: number, marker: string): Promise<boolean> {
-    try {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-      return cmdline.includes(marker);
-    } catch {
-      return false;
-    }
+    await appeared;
   },
 };
+
+/** Resolves once `path` exists (inotify on its directory, plus a check after the watch starts). */
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  const dir = dirname(path);
+  const name = basename(path);
+  let watcher: FSWatcher | undefined;
+  const appeared = new Promise<void>((res) => {
+    watcher = watch(dir, (_ev, f) => {
+      if (f === name && existsSync(path)) res();
+    });
+    if (existsSync(path)) res();
+  });
+  try {
+    await withTimeout(appeared, timeoutMs, `waiting for ${name}`);
+  } finally {
+    watcher?.close();
+  }
+}
 
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;

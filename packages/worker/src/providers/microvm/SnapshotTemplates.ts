@@ -86,6 +86,21 @@ export class SnapshotTemplates {
     return run;
   }
 
+  /**
+   * Removes a snapshot that failed to restore. VMs already restored from it keep their open
+   * files; the next create of its shape boots cold and (in auto mode) builds a new one.
+   */
+  async discard(key: string): Promise<void> {
+    const d = join(this.dir, key);
+    const aside = join(this.dir, `.build-discarded-${key.slice(0, 16)}-${randomBytes(4).toString('hex')}`);
+    try {
+      await rename(d, aside);
+    } catch {
+      return; // already gone (another spawn discarded it first)
+    }
+    await rm(aside, { recursive: true, force: true });
+  }
+
   /** Waits for builds in flight and refuses new ones (worker shutdown). */
   async stop(): Promise<void> {
     this.stopped = true;
