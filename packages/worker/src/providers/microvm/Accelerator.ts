@@ -10,8 +10,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-
-export type Accel = 'kvm' | 'tcg';
+import type { Accel } from './Vmm.js';
 
 export interface AccelProbe {
   accel: Accel;

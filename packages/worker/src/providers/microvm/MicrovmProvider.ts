@@ -1,26 +1,25 @@
 /**
- * Runs bunkers as QEMU `-M microvm` guests (KVM where it boots a guest, TCG otherwise): the
- * Debian cloud kernel + our initramfs, the image's ext4 behind a per-bunker qcow2 overlay, no
- * NIC (the `isolated` profile), and the agent as the guest's PID 1 on a virtio-serial port
- * whose host end is a Unix socket — so the worker drives a VM exactly like a container.
+ * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary; KVM where it boots a
+ * guest, TCG otherwise): the Debian cloud kernel + our initramfs, the image's ext4 behind a
+ * per-bunker qcow2 overlay, no NIC (the `isolated` profile), and the agent as the guest's
+ * PID 1 on a virtio-serial port whose host end is a Unix socket — so the worker drives a VM
+ * exactly like a container.
  *
- * QEMU runs detached in its own cgroup (CPU quota, memory = guest RAM + VMM overhead, pids),
- * survives worker restarts, and is found again by its directory:
+ * The VMM runs detached in its own cgroup (CPU quota, memory = guest RAM + VMM overhead,
+ * pids), survives worker restarts, and is found again by its directory:
  *
- *   <dataDir>/microvm/vms/<id>/   vm.json, root.qcow2, agent.sock, qmp.sock, console.log, qemu.log
+ *   <dataDir>/microvm/vms/<id>/   vm.json, root.qcow2, agent.sock, control.sock, console.log, vmm.log
  *   <dataDir>/microvm/snapshots/  memory snapshots per VM shape (SnapshotTemplates)
  *
  * The first cold boot of a shape builds its snapshot in the background (when `snapshots` is
- * on); later bunkers of that shape are restored from it and then given their own identity
+ * 'auto'); later bunkers of that shape are restored from it and then given their own identity
  * (hostname, machine id, fresh entropy + CRNG reseed, wall clock) through the agent.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { MICROVM_MIN_MEMORY_MB } from '@scaibunker/core';
 import type { AgentClient } from '../../agent/AgentClient.js';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
@@ -30,14 +29,12 @@ import { KeyedLock } from '../host/KeyedLock.js';
 import { processInCgroup } from '../host/processes.js';
 import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, ProviderError, type SpawnedBunker } from '../Provider.js';
 import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
-import { type Accel, Accelerator, type AccelProbe } from './Accelerator.js';
+import type { AccelProbe } from './Accelerator.js';
 import { GuestAssets } from './GuestAssets.js';
-import { QemuVm } from './QemuVm.js';
-import { Qmp } from './Qmp.js';
+import { QemuVmm } from './QemuVmm.js';
 import { RootOverlay } from './RootOverlay.js';
 import { type SnapshotFiles, type SnapshotLogger, SnapshotTemplates, type VmShape } from './SnapshotTemplates.js';
-
-const execFileP = promisify(execFile);
+import type { Accel, VmControl, VmFiles, VmMemory, Vmm } from './Vmm.js';
 
 export interface MicrovmProviderOptions {
   /** Holds microvm/vms/<id>/ and microvm/snapshots/. */
@@ -56,7 +53,8 @@ export interface MicrovmProviderOptions {
   snapshots?: 'auto' | 'manual' | 'off';
   /** cgroup parent of the QEMU processes (default scaibunker-vm). */
   cgroupParent?: string;
-  qemuBinary?: string;
+  /** The VMM driver (default QEMU, `qemu-system-x86_64`). */
+  vmm?: Vmm;
   /** Where the KVM probe's answer is kept (default /run/scaibunker/accel.json: per host boot). */
   accelCacheFile?: string;
   logger?: SnapshotLogger;
@@ -71,14 +69,8 @@ interface VmMeta {
   created_at: string;
 }
 
-interface VmPaths {
-  dir: string;
+interface VmPaths extends VmFiles {
   meta: string;
-  disk: string;
-  agentSock: string;
-  qmpSock: string;
-  console: string;
-  qemuLog: string;
 }
 
 /** Guest RAM is the bunker's; QEMU itself (TCG translation cache, device buffers) needs this on top. */
@@ -101,16 +93,18 @@ export class MicrovmProvider implements Provider {
   private readonly opts: MicrovmProviderOptions;
   private readonly logger: SnapshotLogger;
   private readonly lock = new KeyedLock();
-  /** QMP connections of the VMs this process started or re-attached to. */
-  private readonly qmps = new Map<string, Qmp>();
+  private readonly vmm: Vmm;
+  /** Control connections of the VMs this process started or re-attached to. */
+  private readonly controls = new Map<string, VmControl>();
   private cgroups?: Cgroups;
   private guest?: GuestAssets;
-  private qemuVersion = '';
+  private vmmVersion = '';
   private accelProbe?: AccelProbe;
 
   constructor(opts: MicrovmProviderOptions) {
     this.opts = opts;
     this.logger = opts.logger ?? defaultLogger;
+    this.vmm = opts.vmm ?? new QemuVmm();
     this.vmsDir = join(opts.dataDir, 'microvm', 'vms');
     this.snapshots = new SnapshotTemplates(
       join(opts.dataDir, 'microvm', 'snapshots'),
@@ -126,10 +120,6 @@ export class MicrovmProvider implements Provider {
 
   get snapshotMode(): 'auto' | 'manual' | 'off' {
     return this.opts.snapshots ?? 'auto';
-  }
-
-  get qemuBinary(): string {
-    return this.opts.qemuBinary ?? 'qemu-system-x86_64';
   }
 
   cgroupPath(id: string): string {
@@ -157,21 +147,16 @@ export class MicrovmProvider implements Provider {
       throw new ProviderError(`no guest kernel: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
     }
     try {
-      const { stdout } = await execFileP(this.qemuBinary, ['--version']);
-      this.qemuVersion = stdout.split('\n')[0]?.trim() ?? '';
+      this.vmmVersion = await this.vmm.version();
     } catch (e) {
-      throw new ProviderError(`${this.qemuBinary} is not runnable: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
+      throw new ProviderError(`the VMM is not runnable: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
     }
     this.cgroups = await Cgroups.detect();
     await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
     await this.snapshots.init();
-    this.accelProbe = await Accelerator.detect({
-      mode: this.opts.accel ?? 'auto',
-      qemuBinary: this.qemuBinary,
-      qemuVersion: this.qemuVersion,
-      kernelPath: this.guest.kernelPath,
-      kernelSha256: this.guest.sha256('vmlinuz'),
-      cacheFile: this.opts.accelCacheFile ?? '/run/scaibunker/accel.json',
+    this.accelProbe = await this.vmm.detectAccel(this.opts.accel ?? 'auto', this.opts.accelCacheFile ?? '/run/scaibunker/accel.json', {
+      path: this.guest.kernelPath,
+      sha256: this.guest.sha256('vmlinuz'),
     });
   }
 
@@ -197,7 +182,7 @@ export class MicrovmProvider implements Provider {
           image: shape.imageSha256,
           kernel: g.sha256('vmlinuz'),
           initrd: g.sha256('initramfs.cpio.gz'),
-          qemu: this.qemuVersion,
+          vmm: this.vmmVersion,
           accel: this.accel,
           cpus: shape.cpus,
           memory_mb: shape.memoryMb,
@@ -214,7 +199,7 @@ export class MicrovmProvider implements Provider {
   async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
     await this.init();
     const p = this.paths(spec.id);
-    validateSpec(spec, { minMemoryMb: MIN_GUEST_MEMORY_MB, provider: 'microvm', socketPaths: [p.agentSock, p.qmpSock] }, VMM_PIDS);
+    validateSpec(spec, { minMemoryMb: MIN_GUEST_MEMORY_MB, provider: 'microvm', socketPaths: [p.agentSock, p.controlSock] }, VMM_PIDS);
     return this.lock.run(spec.id, () => this.spawnLocked(spec));
   }
 
@@ -259,11 +244,12 @@ export class MicrovmProvider implements Provider {
       writeFileSync(p.meta, JSON.stringify(meta));
       if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.disk, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
-      const vm = await this.startVm(p, shape, rel, spec.cpuMillicores, { snapshot });
+      const memory: VmMemory = snapshot ? { kind: 'restore', ram: snapshot.ram, state: snapshot.state } : { kind: 'anonymous' };
+      const vm = await this.startVm(p, shape, rel, spec.cpuMillicores, memory);
       agent = vm.agent;
       meta.pid = vm.pid;
       writeFileSync(p.meta, JSON.stringify(meta));
-      this.qmps.set(spec.id, vm.qmp);
+      this.controls.set(spec.id, vm.control);
       await withTimeout(
         agent.identity({
           hostname: spec.hostname,
@@ -286,14 +272,8 @@ export class MicrovmProvider implements Provider {
     }
   }
 
-  /** Starts QEMU for `p` in cgroup `rel`, booting or restoring `snapshot`. */
-  private async startVm(
-    p: VmPaths,
-    shape: VmShape,
-    rel: string,
-    cpuMillicores: number,
-    memory: { snapshot?: SnapshotFiles; templateRam?: string } = {},
-  ) {
+  /** Starts the VMM for `p` in cgroup `rel`. */
+  private async startVm(p: VmPaths, shape: VmShape, rel: string, cpuMillicores: number, memory: VmMemory) {
     const g = this.guest as GuestAssets;
     const cg = this.cgroups as Cgroups;
     const procs = await cg.create(rel, {
@@ -301,51 +281,37 @@ export class MicrovmProvider implements Provider {
       memoryBytes: (shape.memoryMb + VMM_OVERHEAD_MB[this.accel]) * 1048576,
       pids: VMM_PIDS,
     });
-    return QemuVm.start({
-      command: {
-        kernelPath: g.kernelPath,
-        initrdPath: g.initrdPath,
-        diskPath: p.disk,
-        agentSocketPath: p.agentSock,
-        consoleLogPath: p.console,
-        memoryMb: shape.memoryMb,
-        cpus: shape.cpus,
-        accel: this.accel,
-        qemuBinary: this.opts.qemuBinary,
-        memoryFile: memory.snapshot
-          ? { path: memory.snapshot.ram, shared: false }
-          : memory.templateRam
-            ? { path: memory.templateRam, shared: true }
-            : undefined,
-      },
-      qmpSocketPath: p.qmpSock,
-      logPath: p.qemuLog,
+    return this.vmm.start({
+      files: p,
+      kernelPath: g.kernelPath,
+      initrdPath: g.initrdPath,
+      memoryMb: shape.memoryMb,
+      cpus: shape.cpus,
+      accel: this.accel,
+      memory,
       cgroupProcs: procs,
-      snapshotPath: memory.snapshot?.state,
       timeoutMs: this.bootTimeoutMs,
     });
   }
 
-  /** SnapshotMaker: boots `shape` cold in `dir` (RAM in `ram`), detaches the agent, saves the device state, stops. */
+  /** SnapshotMaker: boots `shape` cold in `dir` with its RAM in `ram`, snapshots it, stops it. */
   private async makeSnapshot(shape: VmShape, dir: string, files: { disk: string; ram: string; state: string }): Promise<void> {
-    const { disk, ram, state: statePath } = files;
     const id = `snap-${randomBytes(6).toString('hex')}`;
-    const p: VmPaths = { ...vmPaths(dir), disk };
+    const p: VmPaths = { ...vmPaths(dir), disk: files.disk };
     const rel = this.cgroupPath(id);
     const cg = this.cgroups as Cgroups;
-    let qmp: Qmp | undefined;
+    let control: VmControl | undefined;
     try {
-      await RootOverlay.create(disk, shape.imagePath, shape.diskMb);
-      const vm = await this.startVm(p, shape, rel, shape.cpus * 1000, { templateRam: ram });
-      qmp = vm.qmp;
+      await RootOverlay.create(files.disk, shape.imagePath, shape.diskMb);
+      const vm = await this.startVm(p, shape, rel, shape.cpus * 1000, { kind: 'template', ram: files.ram });
+      control = vm.control;
       await vm.agent.health();
-      await QemuVm.detachAgent(vm.qmp, vm.agent, this.bootTimeoutMs);
-      await QemuVm.saveSnapshot(vm.qmp, statePath, this.bootTimeoutMs);
+      await this.vmm.snapshot(vm, files.state, this.bootTimeoutMs);
     } catch (e) {
       const tail = consoleTail(p.console);
       throw new Error(`${(e as Error).message}${tail ? ` — console: ${tail}` : ''}`);
     } finally {
-      qmp?.close();
+      control?.close();
       await cg.killAll(rel).catch(() => {});
       await cg.remove(rel).catch((e) => this.logger.warn(`removing cgroup ${rel}: ${(e as Error).message}`));
     }
@@ -365,8 +331,8 @@ export class MicrovmProvider implements Provider {
 
   private async destroyLocked(id: string): Promise<void> {
     const p = this.paths(id);
-    this.qmps.get(id)?.close();
-    this.qmps.delete(id);
+    this.controls.get(id)?.close();
+    this.controls.delete(id);
     const rel = this.readMeta(id)?.cgroup ?? this.cgroupPath(id);
     if (this.cgroups) {
       // the VM is disposable: SIGKILL, then the cgroup dirs go once QEMU has exited
@@ -378,18 +344,18 @@ export class MicrovmProvider implements Provider {
 
   // ------------------------------------------------------------------ pause / stats
 
-  private async qmpFor(id: string): Promise<Qmp> {
-    const have = this.qmps.get(id);
+  private async controlFor(id: string): Promise<VmControl> {
+    const have = this.controls.get(id);
     if (have) return have;
     const p = this.paths(id);
-    if (!BUNKER_ID_RE.test(id) || !existsSync(p.qmpSock)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+    if (!BUNKER_ID_RE.test(id) || !existsSync(p.controlSock)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
     try {
-      const q = await Qmp.connect(p.qmpSock, { timeoutMs: 2000 });
-      this.qmps.set(id, q);
-      q.closed.then(() => {
-        if (this.qmps.get(id) === q) this.qmps.delete(id);
+      const control = await this.vmm.attach(p);
+      this.controls.set(id, control);
+      control.closed.then(() => {
+        if (this.controls.get(id) === control) this.controls.delete(id);
       });
-      return q;
+      return control;
     } catch (e) {
       throw new ProviderError(`bunker ${id} is not running`, 'NOT_FOUND', (e as Error).message);
     }
@@ -397,17 +363,16 @@ export class MicrovmProvider implements Provider {
 
   async pause(id: string): Promise<void> {
     await this.init();
-    await (await this.qmpFor(id)).execute('stop');
+    await (await this.controlFor(id)).pause();
   }
 
   async resume(id: string): Promise<void> {
     await this.init();
-    await (await this.qmpFor(id)).execute('cont');
+    await (await this.controlFor(id)).resume();
   }
 
   async isPaused(id: string): Promise<boolean> {
-    const st = await (await this.qmpFor(id)).execute<{ status: string }>('query-status');
-    return st.status === 'paused';
+    return (await this.controlFor(id)).isPaused();
   }
 
   async stats(id: string): Promise<BunkerStats> {
@@ -453,7 +418,7 @@ export class MicrovmProvider implements Provider {
     const probe = this.accelProbe as AccelProbe;
     return {
       ok: true,
-      runtime: `${this.qemuVersion} (${probe.accel})`,
+      runtime: `${this.vmmVersion} (${probe.accel})`,
       details: `accel ${probe.accel}: ${probe.reason}; guest kernel ${this.guest?.kernelVersion}`,
     };
   }
@@ -461,8 +426,8 @@ export class MicrovmProvider implements Provider {
   /** VMs keep running; snapshot builds in flight finish first (each is one bounded boot). */
   async shutdown(): Promise<void> {
     await this.snapshots.stop();
-    for (const q of this.qmps.values()) q.close();
-    this.qmps.clear();
+    for (const c of this.controls.values()) c.close();
+    this.controls.clear();
   }
 }
 
@@ -472,9 +437,9 @@ function vmPaths(dir: string): VmPaths {
     meta: join(dir, 'vm.json'),
     disk: join(dir, 'root.qcow2'),
     agentSock: join(dir, 'agent.sock'),
-    qmpSock: join(dir, 'qmp.sock'),
+    controlSock: join(dir, 'control.sock'),
     console: join(dir, 'console.log'),
-    qemuLog: join(dir, 'qemu.log'),
+    log: join(dir, 'vmm.log'),
   };
 }
 

@@ -1,41 +1,21 @@
 /**
- * One QEMU process: started detached (it outlives a worker restart) inside its cgroup, paused
- * until its QMP socket is connected, then either booted or restored from a snapshot stream.
- * Later workers re-attach to it through QMP; QEMU closing that socket is how a worker that is
- * not QEMU's parent learns that the VM process is gone.
+ * The QEMU driver of the Vmm boundary. Each VM is one QEMU process, started detached (it
+ * outlives a worker restart) inside its cgroup, paused until its QMP socket is connected, then
+ * booted or restored from a snapshot. Later workers re-attach through QMP; QEMU closing that
+ * socket is how a worker that is not QEMU's parent learns that the VM process is gone.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, type FSWatcher, openSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { promisify } from 'node:util';
 import { AgentClient } from '../../agent/AgentClient.js';
 import { withTimeout } from '../../util/withTimeout.js';
-import { AGENT_PORT_ID, QemuCommand, type QemuCommandOptions } from './QemuCommand.js';
+import { Accelerator } from './Accelerator.js';
+import { AGENT_PORT_ID, QemuCommand } from './QemuCommand.js';
 import { Qmp } from './Qmp.js';
+import type { Accel, StartedVm, VmControl, VmFiles, Vmm, VmStart } from './Vmm.js';
 
-export interface QemuVmStart {
-  command: Omit<QemuCommandOptions, 'qmpSocketPath' | 'incoming'>;
-  qmpSocketPath: string;
-  /** QEMU's own stdout/stderr. */
-  logPath: string;
-  /** cgroup.procs files QEMU is written into before it execs (so all its memory is charged). */
-  cgroupProcs: string[];
-  /**
-   * Restore from this migration stream instead of booting. The stream holds device state
-   * only: RAM comes from `command.memoryFile` (x-ignore-shared, see saveSnapshot).
-   */
-  snapshotPath?: string;
-  /** Bound on QEMU start + boot/restore + the agent's HELLO. */
-  timeoutMs: number;
-}
-
-/** The pieces of a started VM the provider keeps. */
-export interface StartedVm {
-  pid: number;
-  qmp: Qmp;
-  agent: AgentClient;
-  /** Milliseconds from spawn to the agent's HELLO. */
-  readyMs: number;
-}
+const execFileP = promisify(execFile);
 
 export class VmStartError extends Error {
   constructor(
@@ -57,13 +37,74 @@ const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
 /** Places QEMU in its cgroups (every hierarchy), then execs it: no window outside them. */
 const CGROUP_EXEC = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"';
 
-export const QemuVm = {
-  async start(o: QemuVmStart): Promise<StartedVm> {
+/** VmControl over QMP. */
+class QmpControl implements VmControl {
+  constructor(readonly qmp: Qmp) {}
+
+  get closed(): Promise<void> {
+    return this.qmp.closed;
+  }
+
+  async pause(): Promise<void> {
+    await this.qmp.execute('stop');
+  }
+
+  async resume(): Promise<void> {
+    await this.qmp.execute('cont');
+  }
+
+  async isPaused(): Promise<boolean> {
+    return (await this.qmp.execute<{ status: string }>('query-status')).status === 'paused';
+  }
+
+  close(): void {
+    this.qmp.close();
+  }
+}
+
+export class QemuVmm implements Vmm {
+  constructor(readonly binary = 'qemu-system-x86_64') {}
+
+  async version(): Promise<string> {
+    const { stdout } = await execFileP(this.binary, ['--version']);
+    return stdout.split('\n')[0]?.trim() ?? '';
+  }
+
+  async detectAccel(mode: 'auto' | Accel, cacheFile: string, kernel: { path: string; sha256: string }) {
+    return Accelerator.detect({
+      mode,
+      qemuBinary: this.binary,
+      qemuVersion: await this.version(),
+      kernelPath: kernel.path,
+      kernelSha256: kernel.sha256,
+      cacheFile,
+    });
+  }
+
+  async attach(files: VmFiles): Promise<VmControl> {
+    return new QmpControl(await Qmp.connect(files.controlSock, { timeoutMs: 2000 }));
+  }
+
+  async start(o: VmStart): Promise<StartedVm> {
     const t0 = performance.now();
     const marks: string[] = [];
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
-    const cmd = new QemuCommand({ ...o.command, qmpSocketPath: o.qmpSocketPath, incoming: !!o.snapshotPath });
-    const log = openSync(o.logPath, 'a');
+    const m = o.memory;
+    const cmd = new QemuCommand({
+      kernelPath: o.kernelPath,
+      initrdPath: o.initrdPath,
+      diskPath: o.files.disk,
+      agentSocketPath: o.files.agentSock,
+      consoleLogPath: o.files.console,
+      memoryMb: o.memoryMb,
+      cpus: o.cpus,
+      accel: o.accel,
+      qemuBinary: this.binary,
+      memoryFile: m.kind === 'anonymous' ? undefined : { path: m.ram, shared: m.kind === 'template' },
+      qmpSocketPath: o.files.controlSock,
+      incoming: m.kind === 'restore',
+    });
+    const log = openSync(o.files.log, 'a');
     let pid: number | undefined;
     let qmp: Qmp | undefined;
     let agent: AgentClient | undefined;
@@ -89,13 +130,13 @@ export const QemuVm = {
       deadline.catch(() => {});
       const abort = Promise.race([exited, deadline]);
 
-      qmp = await Promise.race([Qmp.connect(o.qmpSocketPath, { timeoutMs: o.timeoutMs, abort }), abort]);
+      qmp = await Promise.race([Qmp.connect(o.files.controlSock, { timeoutMs: o.timeoutMs, abort }), abort]);
       const q = qmp;
       mark('qmp');
-      if (o.snapshotPath) {
+      if (m.kind === 'restore') {
         await q.execute('migrate-set-capabilities', { capabilities: SNAPSHOT_CAPABILITIES });
         const done = q.waitEvent('MIGRATION', (d) => d.status === 'completed' || d.status === 'failed');
-        await q.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(o.snapshotPath)}` });
+        await q.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(m.state)}` });
         const ev = await Promise.race([done, abort]);
         if (ev.data?.status !== 'completed') throw new VmStartError('restoring the memory snapshot failed', pid);
         mark('restored');
@@ -103,14 +144,14 @@ export const QemuVm = {
       // The host end of the agent port is connected before the guest runs: on a fresh boot the
       // agent finds it attached when it opens the port; a restored agent (saved while waiting
       // for a host) sees the attach. Either way its HELLO is the signal that it is ready.
-      const agentReady = AgentClient.connect(o.command.agentSocketPath, { timeoutMs: o.timeoutMs, awaitHello: true });
+      const agentReady = AgentClient.connect(o.files.agentSock, { timeoutMs: o.timeoutMs, awaitHello: true });
       agentReady.catch(() => {});
       await q.execute('cont');
       mark('cont');
       agent = await Promise.race([agentReady, abort]);
       mark('hello');
-      if (TRACE) process.stderr.write(`[microvm] start ${o.qmpSocketPath}: ${marks.join(' ')}\n`);
-      return { pid: pid as number, qmp: q, agent, readyMs: performance.now() - t0 };
+      if (TRACE) process.stderr.write(`[microvm] start ${o.files.dir}: ${marks.join(' ')}\n`);
+      return { pid: pid as number, control: new QmpControl(q), agent, readyMs: performance.now() - t0 };
     } catch (err) {
       agent?.close();
       qmp?.close();
@@ -128,27 +169,24 @@ export const QemuVm = {
       clearTimeout(timer);
       closeSync(log);
     }
-  },
+  }
 
   /**
-   * Takes a VM to a state a snapshot can be made of: no host attached to the agent port and
-   * the agent back to waiting for one. Closing our end makes the guest agent drop its
-   * connection and reopen the port, which QEMU reports as VSERPORT_CHANGE close + open.
-   */
-  async detachAgent(qmp: Qmp, agent: AgentClient, timeoutMs: number): Promise<void> {
-    const reopened = qmp.waitEvent('VSERPORT_CHANGE', (d) => d.id === AGENT_PORT_ID && d.open === true);
-    agent.close();
-    await withTimeout(reopened, timeoutMs, 'the guest agent reopening its port');
-  },
-
-  /**
-   * Stops the VM and streams its device state to `path`. The VM must run with a shared
-   * memoryFile: x-ignore-shared leaves shared RAM out of the stream, so the RAM file itself is
-   * the memory image — restored VMs map it privately instead of copying it in (QEMU's
-   * "VM templating" use of x-ignore-shared), which makes a restore cost page faults, not a
+   * Detaching: closing our end of the agent port makes the guest agent drop its connection
+   * and reopen the port, which QEMU reports as VSERPORT_CHANGE close + open — then no host is
+   * attached and the agent waits for one, the state a restored clone must start in.
+   *
+   * Saving: the VM (started with a shared RAM file) is stopped and its device state streamed
+   * to `path` with x-ignore-shared, which leaves shared RAM out of the stream: the RAM file
+   * itself is the memory image, and restored VMs map it privately instead of copying it in
+   * (QEMU's "VM templating" use of x-ignore-shared), so a restore costs page faults, not a
    * full read of guest memory.
    */
-  async saveSnapshot(qmp: Qmp, path: string, timeoutMs: number): Promise<void> {
+  async snapshot(vm: StartedVm, path: string, timeoutMs: number): Promise<void> {
+    const qmp = (vm.control as QmpControl).qmp;
+    const reopened = qmp.waitEvent('VSERPORT_CHANGE', (d) => d.id === AGENT_PORT_ID && d.open === true);
+    vm.agent.close();
+    await withTimeout(reopened, timeoutMs, 'the guest agent reopening its port');
     await qmp.execute('stop');
     await qmp.execute('migrate-set-capabilities', { capabilities: SNAPSHOT_CAPABILITIES });
     const done = qmp.waitEvent('MIGRATION', (d) => d.status === 'completed' || d.status === 'failed' || d.status === 'cancelled');
@@ -161,8 +199,8 @@ export const QemuVm = {
     const ev = await withTimeout(done, timeoutMs, 'saving the memory snapshot');
     if (ev.data?.status !== 'completed') throw new Error(`saving the memory snapshot: migration ${String(ev.data?.status)}`);
     await appeared;
-  },
-};
+  }
+}
 
 /** Resolves once `path` exists (inotify on its directory, plus a check after the watch starts). */
 async function waitForFile(path: string, timeoutMs: number): Promise<void> {

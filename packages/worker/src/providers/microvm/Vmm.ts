@@ -1,0 +1,80 @@
+/**
+ * The boundary between the microvm provider and a virtual machine monitor. The provider owns
+ * bunkers (directories, disks, cgroups, snapshot templates, identity); a Vmm only starts a VM
+ * process, controls it, and writes its memory snapshot. QEMU (`QemuVmm`) is the one driver;
+ * a Firecracker driver would be one more implementation of this file's interfaces.
+ */
+import type { AgentClient } from '../../agent/AgentClient.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+/** The files of one VM, all inside its directory. */
+export interface VmFiles {
+  dir: string;
+  /** Root disk (qcow2 overlay). */
+  disk: string;
+  /** Host end of the agent's serial port (a Unix socket the VMM listens on). */
+  agentSock: string;
+  /** The VMM's control socket (QMP for QEMU). */
+  controlSock: string;
+  /** Guest console output. */
+  console: string;
+  /** The VMM's own stdout/stderr. */
+  log: string;
+}
+
+/**
+ * Where guest RAM lives: anonymous memory (a plain boot); a shared file a snapshot will be
+ * taken of (a template); or a snapshot's RAM file mapped copy-on-write plus its device state.
+ */
+export type VmMemory = { kind: 'anonymous' } | { kind: 'template'; ram: string } | { kind: 'restore'; ram: string; state: string };
+
+export interface VmStart {
+  files: VmFiles;
+  kernelPath: string;
+  initrdPath: string;
+  memoryMb: number;
+  cpus: number;
+  accel: Accel;
+  memory: VmMemory;
+  /** cgroup.procs files the VMM process is placed in before it runs. */
+  cgroupProcs: string[];
+  /** Bound on VMM start + boot or restore + the agent's HELLO. */
+  timeoutMs: number;
+}
+
+/** A connection controlling a running VM; closing it leaves the VM running. */
+export interface VmControl {
+  /** Resolves when the connection ends (for a VM we did not spawn: the VMM exited). */
+  readonly closed: Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  isPaused(): Promise<boolean>;
+  close(): void;
+}
+
+export interface StartedVm {
+  pid: number;
+  /** The agent channel, opened before the guest ran and ready (HELLO received). */
+  agent: AgentClient;
+  control: VmControl;
+  /** Milliseconds from spawning the VMM to the agent's HELLO. */
+  readyMs: number;
+}
+
+export interface Vmm {
+  /** Identifies the VMM build; part of every snapshot key. Throws when it cannot run. */
+  version(): Promise<string>;
+  /** Which accelerator to use for `mode`, and why (bounded probe; cached per host boot). */
+  detectAccel(mode: 'auto' | Accel, cacheFile: string, kernel: { path: string; sha256: string }): Promise<{ accel: Accel; reason: string }>;
+  /** Starts a VM (paused until its agent channel is attached) and waits for the agent. */
+  start(o: VmStart): Promise<StartedVm>;
+  /** Re-attaches to a VM a previous worker started. */
+  attach(files: VmFiles): Promise<VmControl>;
+  /**
+   * Takes a template VM (memory kind 'template') to a snapshot: detaches the agent and waits
+   * until the guest agent is back to waiting for a host, stops the VM, writes the device
+   * state to `statePath`. The RAM is already in the template's file.
+   */
+  snapshot(vm: StartedVm, statePath: string, timeoutMs: number): Promise<void>;
+}
