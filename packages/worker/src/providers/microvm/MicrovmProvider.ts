@@ -73,6 +73,8 @@ interface VmPaths extends VmFiles {
   meta: string;
 }
 
+const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
+
 /** Guest RAM is the bunker's; QEMU itself (TCG translation cache, device buffers) needs this on top. */
 const VMM_OVERHEAD_MB: Record<Accel, number> = { tcg: 192, kvm: 96 };
 /** QEMU's threads (vCPUs, I/O workers, RCU, migration). */
@@ -240,12 +242,17 @@ export class MicrovmProvider implements Provider {
       created_at: new Date().toISOString(),
     };
     let agent: AgentClient | undefined;
+    const t0 = performance.now();
+    const marks: string[] = [];
+    const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
     try {
       writeFileSync(p.meta, JSON.stringify(meta));
-      if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.disk, spec.diskMb);
+      if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
+      mark('disk');
       const memory: VmMemory = snapshot ? { kind: 'restore', ram: snapshot.ram, state: snapshot.state } : { kind: 'anonymous' };
       const vm = await this.startVm(p, shape, rel, spec.cpuMillicores, memory);
+      mark('ready');
       agent = vm.agent;
       meta.pid = vm.pid;
       writeFileSync(p.meta, JSON.stringify(meta));
@@ -260,6 +267,8 @@ export class MicrovmProvider implements Provider {
         this.bootTimeoutMs,
         'setting the guest identity',
       );
+      mark('identity');
+      if (TRACE) process.stderr.write(`[microvm] spawn ${spec.id}: ${marks.join(' ')}\n`);
       if (!snapshot && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
       return { id: spec.id, agentSocketPath: p.agentSock, pid: vm.pid, agent };
     } catch (e) {
@@ -305,7 +314,9 @@ export class MicrovmProvider implements Provider {
       await RootOverlay.create(files.disk, shape.imagePath, shape.diskMb);
       const vm = await this.startVm(p, shape, rel, shape.cpus * 1000, { kind: 'template', ram: files.ram });
       control = vm.control;
-      await vm.agent.health();
+      // Exercise the identity path once so that the filesystem metadata and code it touches are
+      // in the snapshot's page cache: a clone's first write to /etc then needs no disk reads.
+      await vm.agent.identity({ hostname: 'snapshot', machineId: randomBytes(16).toString('hex'), entropy: randomBytes(64) });
       await this.vmm.snapshot(vm, files.state, this.bootTimeoutMs);
     } catch (e) {
       const tail = consoleTail(p.console);

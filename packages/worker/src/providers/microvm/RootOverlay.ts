@@ -4,7 +4,7 @@
  * the ext4 to fill it on first boot.
  */
 import { execFile } from 'node:child_process';
-import { rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
@@ -25,11 +25,19 @@ export class RootOverlay {
   }
 
   /**
-   * An overlay over a snapshot's disk (itself an overlay over the image): the restored guest's
-   * page cache matches that disk exactly. Size and format are inherited.
+   * The overlay every bunker restored from a snapshot starts with, made once per snapshot:
+   * empty, `diskMb` big, backed by the snapshot's disk (itself an overlay over the image), so
+   * the restored guest's page cache matches it exactly. `-u`: the backing file is named by the
+   * path it will have once the snapshot is in place, which need not exist yet.
    */
-  static async createOnSnapshot(path: string, snapshotDisk: string, diskMb: number): Promise<RootOverlay> {
-    await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', snapshotDisk, path]);
+  static async createSnapshotTemplate(path: string, futureSnapshotDisk: string, diskMb: number): Promise<void> {
+    await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-u', '-b', futureSnapshotDisk, path, `${diskMb}M`]);
+  }
+
+  /** A bunker's overlay on a snapshot: a copy of its (empty, ~200 KiB) template overlay. */
+  static async createOnSnapshot(path: string, template: string, snapshotDisk: string, diskMb: number): Promise<RootOverlay> {
+    await copyFile(template, path);
+    await chmod(path, 0o644); // the template is read-only
     return new RootOverlay(path, snapshotDisk, diskMb);
   }
 

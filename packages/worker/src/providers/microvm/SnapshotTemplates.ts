@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RootOverlay } from './RootOverlay.js';
 
 export interface VmShape {
   imageSha256: string;
@@ -30,12 +31,13 @@ export interface SnapshotFiles {
   disk: string;
   ram: string;
   state: string;
+  overlay: string;
 }
 
 /** Boots a throwaway VM in `dir` with the given disk and RAM files, snapshots it, stops it. */
-export type SnapshotMaker = (shape: VmShape, dir: string, files: Omit<SnapshotFiles, 'key'>) => Promise<void>;
+export type SnapshotMaker = (shape: VmShape, dir: string, files: Pick<SnapshotFiles, 'disk' | 'ram' | 'state'>) => Promise<void>;
 
-const KEPT = ['disk.qcow2', 'ram', 'state.bin'];
+const KEPT = ['disk.qcow2', 'ram', 'state.bin', 'overlay.qcow2'];
 
 export interface SnapshotLogger {
   info(m: string): void;
@@ -64,7 +66,7 @@ export class SnapshotTemplates {
   /** The ready template of `key`, if there is one. */
   ready(key: string): SnapshotFiles | undefined {
     const d = join(this.dir, key);
-    const files = { key, disk: join(d, 'disk.qcow2'), ram: join(d, 'ram'), state: join(d, 'state.bin') };
+    const files = { key, disk: join(d, 'disk.qcow2'), ram: join(d, 'ram'), state: join(d, 'state.bin'), overlay: join(d, 'overlay.qcow2') };
     return existsSync(join(d, 'snapshot.json')) && KEPT.every((f) => existsSync(join(d, f))) ? files : undefined;
   }
 
@@ -129,6 +131,7 @@ export class SnapshotTemplates {
     await mkdir(tmp, { mode: 0o700 });
     try {
       await this.make(shape, tmp, { disk: join(tmp, 'disk.qcow2'), ram: join(tmp, 'ram'), state: join(tmp, 'state.bin') });
+      await RootOverlay.createSnapshotTemplate(join(tmp, 'overlay.qcow2'), join(this.dir, key, 'disk.qcow2'), shape.diskMb);
       // only the three files survive, and none is written again
       let size = 0;
       for (const name of await readdir(tmp)) {
