@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite talks to for real: PostgreSQL (the store suite runs on
-# it as well as SQLite). Idempotent. Prints the PostgreSQL URL for the tests on stdout.
+# it as well as SQLite) and Redis (the quota counters run on it as well as in-process).
+# Idempotent. Prints the PostgreSQL URL for the tests on stdout; with `--env`, prints
+# `SCAIBUNKER_TEST_PG_URL=…` and `SCAIBUNKER_TEST_REDIS_URL=…` lines (shell-quoted) instead.
 set -euo pipefail
+REDIS_PORT=${SCAIBUNKER_TEST_REDIS_PORT:-6399}
+
 if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   echo "[services] apt-get install postgresql" >&2
   apt-get update -qq
@@ -16,4 +20,31 @@ fi
 user=$(id -un)
 su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$user'\"" | grep -q 1 ||
   su postgres -c "createuser -s $user" >&2
-echo "postgres://$user@localhost/postgres?host=/var/run/postgresql"
+pg_url="postgres://$user@localhost/postgres?host=/var/run/postgresql"
+
+# Redis for the quota counters: a throwaway instance on its own port, no persistence.
+if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "[services] apt-get install redis-server" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+  fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+    --dir /tmp --logfile "/tmp/scaibunker-test-redis-$REDIS_PORT.log" >&2
+  for _ in $(seq 1 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null || {
+    echo "[services] redis-server did not answer on port $REDIS_PORT" >&2
+    exit 1
+  }
+fi
+redis_url="redis://127.0.0.1:$REDIS_PORT/0"
+
+if [[ "${1:-}" == "--env" ]]; then
+  printf 'SCAIBUNKER_TEST_PG_URL=%q\n' "$pg_url"
+  printf 'SCAIBUNKER_TEST_REDIS_URL=%q\n' "$redis_url"
+else
+  echo "$pg_url"
+fi

@@ -3,8 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export SCAIBUNKER_TEST_PG_URL
-SCAIBUNKER_TEST_PG_URL=$(bash scripts/test-services.sh)
+# PostgreSQL and Redis: tests that need them fail (never skip) when these are unset.
+services=$(bash scripts/test-services.sh --env)
+eval "$services"
+export SCAIBUNKER_TEST_PG_URL SCAIBUNKER_TEST_REDIS_URL
 
 echo "[test] typecheck"
 npx tsc -p tsconfig.json

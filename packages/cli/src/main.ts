@@ -2,11 +2,13 @@ import { Command } from 'commander';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerBunkerCommands } from './commands/bunker.js';
 import { registerServerCommands } from './commands/server.js';
+import { registerUsageCommand } from './commands/usage.js';
 
 const program = new Command('scaibunker').description('ScaiBunker: multi-tenant sandboxed compute').version('0.1.0').showHelpAfterError();
 registerServerCommands(program);
 registerBunkerCommands(program);
 registerAdminCommands(program);
+registerUsageCommand(program);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`scaibunker: ${err.message}\n`);

@@ -18,11 +18,20 @@ import { adminRoutes } from './http/routes/adminRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { metaRoutes } from './http/routes/metaRoutes.js';
+import { quotaRoutes } from './http/routes/quotaRoutes.js';
 import type { Services } from './http/routes/Services.js';
+import { usageRoutes } from './http/routes/usageRoutes.js';
 import { Sweeper } from './jobs/Sweeper.js';
-import { Ticker } from './jobs/Ticker.js';
+import { Ticker, type TickerLease, type TickRecord } from './jobs/Ticker.js';
+import { UsageTicker } from './jobs/UsageTicker.js';
+import { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
+import type { QuotaCounters } from './quotas/QuotaCounters.js';
+import { QuotaProfileService } from './quotas/QuotaProfileService.js';
+import { QuotaService } from './quotas/QuotaService.js';
+import { RedisQuotaCounters } from './quotas/RedisQuotaCounters.js';
 import { Store } from './store/Store.js';
 import { TenantService } from './tenants/TenantService.js';
+import { UsageService } from './usage/UsageService.js';
 import { Scheduler } from './workers/Scheduler.js';
 import { WorkerDirectory } from './workers/WorkerDirectory.js';
 import { WorkerService } from './workers/WorkerService.js';
@@ -37,6 +46,10 @@ export interface ControllerOptions {
   jwt?: JwtConfig;
   config?: Partial<ControllerConfig>;
   logger?: boolean;
+  /** Quota counters in Redis (several controllers); without it they are in-process (one controller). */
+  redisUrl?: string | undefined;
+  /** Counters to use instead (tests); the controller closes them. */
+  quotaCounters?: QuotaCounters;
 }
 
 /** The composition root of the controller: store, services, HTTP API and background jobs. */
@@ -44,6 +57,8 @@ export class Controller {
   readonly http: FastifyInstance;
   readonly services: Services;
   readonly sweeper: Sweeper;
+  /** Meters running and paused bunkers into the usage table (tests call `tick()` directly). */
+  readonly usageTicker: UsageTicker;
   readonly config: ControllerConfig;
   readonly routes: RouteDef[];
   /** Generated once from the same route list (and schemas) that the server validates with. */
@@ -54,12 +69,15 @@ export class Controller {
   private constructor(
     readonly store: Store,
     readonly blobs: BlobStore,
+    counters: QuotaCounters,
     opts: ControllerOptions,
   ) {
     this.config = { ...DEFAULT_CONFIG, ...opts.config };
     this.directory = new WorkerDirectory(store, opts.workerToken);
     const scheduler = new Scheduler(store);
-    const bunkers = new BunkerService(store, scheduler, this.directory);
+    const quotas = new QuotaService(store, counters);
+    this.usageTicker = new UsageTicker(store, this.directory, this.config.usageIntervalMs);
+    const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker);
     const workers = new WorkerService(store, bunkers, this.config);
     this.services = {
       store,
@@ -68,12 +86,17 @@ export class Controller {
       files: new FileService(bunkers, this.config),
       tenants: new TenantService(store),
       workers,
+      quotas,
+      quotaProfiles: new QuotaProfileService(store),
+      usage: new UsageService(store),
     };
-    this.sweeper = new Sweeper(store, bunkers);
+    this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
     this.routes = [
       ...bunkerRoutes(this.services),
       ...fileRoutes(this.services),
       ...adminRoutes(this.services),
+      ...quotaRoutes(this.services),
+      ...usageRoutes(this.services),
       ...metaRoutes(this.services, () => this.openapi),
     ];
     this.openapi = buildOpenApi(this.routes, VERSION);
@@ -84,16 +107,25 @@ export class Controller {
       logger: opts.logger ?? false,
     });
     // Each background job runs on one controller at a time, whichever holds its lease.
-    const lease = { store: store.leases, holder: newId('ctl') };
+    const lease: TickerLease = { store: store.leases, holder: newId('ctl') };
+    if (this.config.traceJobs) lease.onTick = traceTick;
     this.tickers = [
       new Ticker('sweeper', this.config.sweepIntervalMs, () => this.sweeper.sweep(), lease),
       new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor(), lease),
+      new Ticker('usage', this.config.usageIntervalMs, () => this.usageTicker.tick(), lease),
     ];
   }
 
   static async open(opts: ControllerOptions): Promise<Controller> {
-    const store = await Store.open(opts.databaseUrl);
-    return new Controller(store, new LocalDirBlobStore(opts.blobDir), opts);
+    const counters = opts.quotaCounters ?? (opts.redisUrl ? await RedisQuotaCounters.connect(opts.redisUrl) : new InProcessQuotaCounters());
+    let store: Store;
+    try {
+      store = await Store.open(opts.databaseUrl);
+    } catch (err) {
+      await counters.close();
+      throw err;
+    }
+    return new Controller(store, new LocalDirBlobStore(opts.blobDir), counters, opts);
   }
 
   /** Registers the built-in images listed in an image directory's catalog.json. */
@@ -104,18 +136,25 @@ export class Controller {
     } catch {
       return [];
     }
-    for (const e of entries) {
-      await this.store.images.upsertPlatform({
-        id: newId('im'),
-        tenant_id: null,
-        name: e.name,
-        scope: 'platform',
-        state: 'ready',
-        sha256: e.sha256,
-        size_bytes: e.size_bytes,
-        created_at: new Date().toISOString(),
-      });
-    }
+    // Controllers starting together would each insert the same platform image.
+    await this.store.locks.with(
+      'catalog',
+      async () => {
+        for (const e of entries) {
+          await this.store.images.upsertPlatform({
+            id: newId('im'),
+            tenant_id: null,
+            name: e.name,
+            scope: 'platform',
+            state: 'ready',
+            sha256: e.sha256,
+            size_bytes: e.size_bytes,
+            created_at: new Date().toISOString(),
+          });
+        }
+      },
+      60_000,
+    );
     return entries.map((e) => e.name);
   }
 
@@ -138,6 +177,15 @@ export class Controller {
   async close(): Promise<void> {
     await Promise.all(this.tickers.map((t) => t.stop()));
     await this.http.close();
+    await this.services.quotas.counters.close();
     await this.store.close();
   }
+}
+
+/** `--trace-jobs`: one line per tick this controller ran, for checking who ran what and when. */
+function traceTick(t: TickRecord): void {
+  const result = JSON.stringify(t.result ?? null) ?? 'null';
+  process.stderr.write(
+    `[jobs] tick ${t.job} holder=${t.holder} start=${t.startedAt} end=${t.endedAt} result=${result.length > 2000 ? `${result.slice(0, 2000)}…` : result}\n`,
+  );
 }

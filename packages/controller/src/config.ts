@@ -11,6 +11,16 @@ export interface ControllerConfig {
   missedHeartbeats: number;
   monitorIntervalMs: number;
   sweepIntervalMs: number;
+  /**
+   * A create still `pending`/`provisioning` after this long has lost its controller: the sweeper
+   * fails it (`provision_failed: controller lost`), releasing its quota charge. Well above the
+   * slowest start (a microVM boot under TCG is bounded at 60 s, plus the agent's 10 s).
+   */
+  stuckCreateMs: number;
+  /** How often running and paused bunkers are metered into the usage table (at most one row per bunker per minute). */
+  usageIntervalMs: number;
+  /** Log every background tick this controller runs (job, lease holder, start, end, result) on stderr. */
+  traceJobs: boolean;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -21,4 +31,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   missedHeartbeats: 3,
   monitorIntervalMs: 30_000,
   sweepIntervalMs: 30_000,
+  stuckCreateMs: 10 * 60_000,
+  usageIntervalMs: 60_000,
+  traceJobs: false,
 };

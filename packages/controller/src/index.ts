@@ -1,3 +1,6 @@
 export { Controller, type ControllerOptions, VERSION } from './Controller.js';
 export { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
+export { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
+export type { QuotaCounters } from './quotas/QuotaCounters.js';
+export { RedisQuotaCounters } from './quotas/RedisQuotaCounters.js';
 export { Store } from './store/Store.js';

@@ -6,3 +6,4 @@ export * from './errors/codes.js';
 export * from './ids/newId.js';
 export * from './lifecycle/defaults.js';
 export * from './lifecycle/transitions.js';
+export * from './quotas/resources.js';

@@ -1,6 +1,8 @@
 import { AdminApi } from './AdminApi.js';
 import { HttpTransport } from './HttpTransport.js';
 import { ImagesApi } from './ImagesApi.js';
+import { QuotasApi } from './QuotasApi.js';
+import { UsageApi } from './UsageApi.js';
 import { WorkersApi } from './WorkersApi.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8080';
@@ -26,6 +28,8 @@ export class ScaiBunkerClient {
   readonly admin: AdminApi;
   readonly workers: WorkersApi;
   readonly images: ImagesApi;
+  readonly quotas: QuotasApi;
+  readonly usage: UsageApi;
 
   constructor(opts: ClientOptions = {}) {
     const env = process.env;
@@ -40,6 +44,8 @@ export class ScaiBunkerClient {
     this.admin = new AdminApi(this.transport);
     this.workers = new WorkersApi(this.transport);
     this.images = new ImagesApi(this.transport);
+    this.quotas = new QuotasApi(this.transport);
+    this.usage = new UsageApi(this.transport);
   }
 
   /** Accepts a client, options for a new one, or nothing (environment defaults). */

@@ -27,12 +27,28 @@ export type WorkerInfo = Schemas['Worker'];
 export type Tenant = Schemas['Tenant'];
 export type CreatedApiKey = Schemas['CreatedApiKey'];
 export type Permission = Schemas['CreateApiKey']['permissions'][number];
+/** Who an API key acts as, for quotas: its user (default `key:<id>`) and groups (default none). */
+export type ApiKeyIdentity = Pick<Schemas['CreateApiKey'], 'user_id' | 'groups'>;
+export type QuotaProfile = Schemas['QuotaProfile'];
+export type CreateQuotaProfileBody = Schemas['CreateQuotaProfile'];
+export type UpdateQuotaProfileBody = Schemas['UpdateQuotaProfile'];
+export type QuotaAssignment = Schemas['QuotaAssignment'];
+/** `user` (own bucket), `group` (one shared bucket), `group_per_user` (a bucket per member). */
+export type QuotaAssignmentKind = QuotaAssignment['kind'];
+export type QuotaBucket = Schemas['QuotaBucket'];
+export type QuotaUsage = Schemas['QuotaUsage'];
+export type QuotaUsageItem = QuotaUsage['items'][number];
+export type QuotaResource = keyof QuotaUsageItem['resources'];
+export type UsageReport = Schemas['UsageReport'];
+/** `{ key, cpu_seconds, memory_mb_minutes, disk_mb_minutes, wall_seconds }`; `key` as `group_by` says. */
+export type UsageItem = Schemas['UsageItem'];
+export type UsageGroupBy = UsageReport['group_by'];
 export type ApiErrorBody = Schemas['Error'];
 export type OutputStream = 'stdout' | 'stderr';
 
 // ---- typed access to operations, used by the transport -------------------------------------
 
-export type HttpMethod = 'get' | 'post' | 'put' | 'delete';
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 /** The API paths that have an operation for `M`. */
 export type PathWith<M extends HttpMethod> = {

@@ -4,9 +4,10 @@
  */
 import type { Readable } from 'node:stream';
 import type { ExecHandlers, ExecResult as ExecOutcome, FileStat as FileStatInfo } from './agent/AgentClient.js';
+import type { BunkerStats } from './providers/Provider.js';
 
-// The worker passes these straight through from the bunker's agent.
-export type { ExecHandlers, ExecOutcome, FileStatInfo };
+// The worker passes these straight through from the bunker's agent (and its provider).
+export type { BunkerStats, ExecHandlers, ExecOutcome, FileStatInfo };
 
 export interface SpawnRequest {
   bunkerId: string;
@@ -79,6 +80,12 @@ export interface WorkerApi {
   list(bunkerId: string, path: string): Promise<FileStatInfo[]>;
   mkdir(bunkerId: string, path: string, opts: { parents?: boolean }): Promise<void>;
   remove(bunkerId: string, path: string, opts: { recursive?: boolean }): Promise<void>;
+  /**
+   * Resource readings of several bunkers in one call (the controller's usage ticker asks once
+   * per worker per tick): cumulative CPU, current memory and disk, pids. A bunker the worker
+   * does not run, or whose reading failed, is simply absent from the answer.
+   */
+  stats(bunkerIds: string[]): Promise<Record<string, BunkerStats>>;
 }
 
 /** What a worker reports every heartbeat (the controller's HeartbeatBody schema). */

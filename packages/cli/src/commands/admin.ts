@@ -1,11 +1,21 @@
 /**
- * `scaibunker admin …`: platform-admin verbs over the SDK — tenants, API keys, workers.
+ * `scaibunker admin …`: admin verbs over the SDK — tenants, API keys, workers (platform admins),
+ * quota profiles (tenant admins).
  */
 import { PERMISSIONS } from '@scaibunker/core';
 import type { Permission, WorkerInfo } from '@scaibunker/sdk';
 import { type Command, Option } from 'commander';
 import { renderTable } from '../ui/table.js';
-import { type ClientFlags, clientAction, clientFrom, exitTwoOnUsageErrors, printJson, withClientOptions } from './clientCommand.js';
+import {
+  type ClientFlags,
+  clientAction,
+  clientFrom,
+  collect,
+  exitTwoOnUsageErrors,
+  printJson,
+  withClientOptions,
+} from './clientCommand.js';
+import { registerQuotaCommands } from './quota.js';
 
 function workerRows(workers: WorkerInfo[]): string {
   return renderTable(
@@ -26,7 +36,9 @@ function workerRows(workers: WorkerInfo[]): string {
 
 export function registerAdminCommands(program: Command): void {
   const admin = exitTwoOnUsageErrors(
-    program.command('admin').description('Platform administration: tenants, API keys, workers (needs scaibunker:admin)'),
+    program
+      .command('admin')
+      .description('Administration: tenants, API keys, workers (need scaibunker:admin); quota profiles (scaibunker:admin:tenant)'),
   );
 
   const tenant = admin.command('tenant').description('Tenants');
@@ -47,11 +59,14 @@ export function registerAdminCommands(program: Command): void {
       .argument('<tenant-id>', 'tenant id (tn_…)')
       .requiredOption('--name <name>', 'a name for the key')
       .addOption(new Option('--permission <permission...>', 'permission to grant, repeatable').choices(PERMISSIONS).makeOptionMandatory())
+      .option('--user <user-id>', 'the user the key acts as, for quotas (default: key:<key id>)')
+      .option('--group <group>', "a group of the key's user, for quotas; repeatable", collect)
       .addHelpText('after', `\nPermissions: ${PERMISSIONS.join(', ')}`),
   ).action(
-    clientAction(async (tenantId: string, o: ClientFlags & { name: string; permission: Permission[] }) => {
+    clientAction(async (tenantId: string, o: ClientFlags & { name: string; permission: Permission[]; user?: string; group?: string[] }) => {
       const permissions = [...new Set(o.permission)];
-      const created = await (await clientFrom(o)).admin.createApiKey(tenantId, o.name, permissions);
+      const identity = { ...(o.user ? { user_id: o.user } : {}), ...(o.group ? { groups: [...new Set(o.group)] } : {}) };
+      const created = await (await clientFrom(o)).admin.createApiKey(tenantId, o.name, permissions, identity);
       if (o.json) {
         printJson(created);
       } else {
@@ -61,6 +76,8 @@ export function registerAdminCommands(program: Command): void {
       return 0;
     }),
   );
+
+  registerQuotaCommands(admin);
 
   const worker = admin.command('worker').description('Worker hosts');
   withClientOptions(worker.command('ls').alias('list').description('List workers with capacity and allocation')).action(

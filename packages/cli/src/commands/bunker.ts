@@ -27,6 +27,7 @@ import {
   cpuMillicores,
   exitTwoOnUsageErrors,
   keyValue,
+  nonNegativeInt,
   positiveInt,
   positiveNumber,
   printJson,
@@ -215,6 +216,7 @@ export function registerBunkerCommands(program: Command): void {
       .option('--cpu <cpu>', 'CPU: cores (0.5) or millicores (500m)', cpuMillicores)
       .option('--memory <size>', 'memory in MiB (512) or with a unit (2g)', sizeMb)
       .option('--disk <size>', 'disk in MiB (1024) or with a unit (10g)', sizeMb)
+      .option('--gpus <n>', 'GPUs (counted against quotas; no worker offers GPUs yet)', nonNegativeInt)
       .option('--idle-timeout <seconds>', 'end (or passivate) the bunker after this long idle', positiveInt)
       .option('--max-lifetime <seconds>', 'end the bunker after this long', positiveInt)
       .option('--label <key=value>', 'metadata label, repeatable', keyValue)
@@ -228,6 +230,7 @@ export function registerBunkerCommands(program: Command): void {
       if (o.cpu !== undefined) body.cpu_millicores = o.cpu as number;
       if (o.memory !== undefined) body.memory_mb = o.memory as number;
       if (o.disk !== undefined) body.disk_mb = o.disk as number;
+      if (o.gpus !== undefined) body.gpu_count = o.gpus as number;
       if (o.idleTimeout !== undefined) body.idle_timeout_s = o.idleTimeout as number;
       if (o.maxLifetime !== undefined) body.max_lifetime_s = o.maxLifetime as number;
       if (o.label) body.metadata = o.label as Record<string, string>;

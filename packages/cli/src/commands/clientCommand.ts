@@ -111,6 +111,20 @@ export function positiveInt(value: string): number {
   return Number(value);
 }
 
+export function nonNegativeInt(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number (0 or more)');
+  return Number(value);
+}
+
+/** A cap: `none` (no cap; kept as the string, since commander cannot store null), `0`, or a value read by `parse`. */
+export function capOf(parse: (value: string) => number): (value: string) => number | 'none' {
+  return (value) => {
+    if (value === 'none') return 'none';
+    if (/^0+$/.test(value)) return 0;
+    return parse(value);
+  };
+}
+
 export function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');

@@ -16,13 +16,21 @@ function int(v: string): number {
   return n;
 }
 
-function controllerConfig(o: Record<string, number | undefined>): Partial<ControllerConfig> {
+/** Quota counters in Redis when REDIS_URL is set; otherwise in the controller process. */
+function redisFromEnv(): { redisUrl?: string } {
+  return process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL } : {};
+}
+
+function controllerConfig(o: Record<string, number | undefined> & { traceJobs?: boolean }): Partial<ControllerConfig> {
   const c: Partial<ControllerConfig> = {};
   if (o.heartbeatIntervalMs !== undefined) c.heartbeatIntervalMs = o.heartbeatIntervalMs;
   if (o.sweepIntervalMs !== undefined) c.sweepIntervalMs = o.sweepIntervalMs;
   if (o.monitorIntervalMs !== undefined) c.monitorIntervalMs = o.monitorIntervalMs;
   if (o.outputCapBytes !== undefined) c.outputInlineCapBytes = o.outputCapBytes;
   if (o.uploadCapBytes !== undefined) c.uploadCapBytes = o.uploadCapBytes;
+  if (o.stuckCreateMs !== undefined) c.stuckCreateMs = o.stuckCreateMs;
+  if (o.usageIntervalMs !== undefined) c.usageIntervalMs = o.usageIntervalMs;
+  if (o.traceJobs) c.traceJobs = true;
   return c;
 }
 
@@ -73,15 +81,18 @@ function withIntervalOptions(cmd: Command): Command {
     .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval', int)
     .option('--sweep-interval-ms <ms>', 'idle/lifetime sweeper interval', int)
     .option('--monitor-interval-ms <ms>', 'heartbeat monitor interval', int)
+    .option('--usage-interval-ms <ms>', 'usage metering interval (default 60000; at most one usage row per bunker per minute)', int)
     .option('--output-cap-bytes <n>', 'inline exec output cap per stream', int)
-    .option('--upload-cap-bytes <n>', 'largest file upload', int);
+    .option('--upload-cap-bytes <n>', 'largest file upload', int)
+    .option('--stuck-create-ms <ms>', 'fail creates still pending/provisioning after this long (their controller died)', int)
+    .option('--trace-jobs', 'log every background tick this process runs (job, lease holder, start, end, result) on stderr');
 }
 
 export function registerServerCommands(program: Command): void {
   withIntervalOptions(
     program
       .command('serve')
-      .description('Embedded mode: controller + one local worker in one process (SQLite, local blob store)')
+      .description('Embedded mode: controller + one local worker in one process (SQLite, local blob store; Redis if REDIS_URL is set)')
       .option('--port <port>', 'HTTP port', int, 8080)
       .option('--host <host>', 'address to listen on', '127.0.0.1')
       .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
@@ -99,6 +110,7 @@ export function registerServerCommands(program: Command): void {
       blobDir: join(dataDir, 'blobs'),
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
+      ...redisFromEnv(),
     });
     const images = await controller.registerCatalog(imageDir);
     const adminKey = await controller.services.tenants.bootstrap();
@@ -130,7 +142,9 @@ export function registerServerCommands(program: Command): void {
   withIntervalOptions(
     program
       .command('controller')
-      .description('Controller only: HTTP API, scheduler, background jobs (workers connect with SCAIBUNKER_WORKER_TOKEN)')
+      .description(
+        'Controller only: HTTP API, scheduler, background jobs (workers connect with SCAIBUNKER_WORKER_TOKEN; quota counters in REDIS_URL)',
+      )
       .option('--port <port>', 'HTTP port', int, 8080)
       .option('--host <host>', 'address to listen on', '127.0.0.1')
       .option('--data-dir <dir>', 'state directory (SQLite file and blobs unless DATABASE_URL is set)', DEFAULT_DATA_DIR)
@@ -147,11 +161,13 @@ export function registerServerCommands(program: Command): void {
       workerToken: token,
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
+      ...redisFromEnv(),
     });
     await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')));
     const keyPath = await writeAdminKey(dataDir, await controller.services.tenants.bootstrap());
     const address = await controller.listen(o.port, o.host);
-    process.stdout.write(`ScaiBunker controller at ${address} (admin key: ${keyPath})\n`);
+    const quotas = process.env.REDIS_URL ? 'quota counters in Redis' : 'quota counters in-process (set REDIS_URL to share them)';
+    process.stdout.write(`ScaiBunker controller at ${address} (admin key: ${keyPath}; ${quotas})\n`);
     onShutdown(() => controller.close());
   });
 

@@ -9,7 +9,10 @@ export interface JwtConfig {
   audience?: string;
 }
 
-/** Verifies bearer JWTs; claims `tenant_id` and `permissions` (array) or `scope` (space-separated). */
+/**
+ * Verifies bearer JWTs; claims `sub`, `tenant_id`, `permissions` (array) or `scope`
+ * (space-separated), and optionally `groups` (array of strings; absent: none).
+ */
 export class JwtVerifier {
   private readonly jwks;
   private readonly secret;
@@ -23,7 +26,7 @@ export class JwtVerifier {
     return Boolean(this.secret || this.jwks);
   }
 
-  async verify(token: string): Promise<{ sub: string; tenantId: string; permissions: string[] }> {
+  async verify(token: string): Promise<{ sub: string; tenantId: string; permissions: string[]; groups: string[] }> {
     const opts = { issuer: this.config.issuer, audience: this.config.audience };
     let payload: JWTPayload;
     if (this.secret) {
@@ -40,6 +43,10 @@ export class JwtVerifier {
       : typeof payload.scope === 'string'
         ? payload.scope.split(' ').filter(Boolean)
         : [];
-    return { sub: payload.sub, tenantId, permissions: perms };
+    const groups = payload.groups ?? [];
+    if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g.length === 0 || g.length > 256)) {
+      throw new Error('the groups claim must be an array of non-empty strings');
+    }
+    return { sub: payload.sub, tenantId, permissions: perms, groups: [...new Set(groups as string[])] };
   }
 }

@@ -11,6 +11,8 @@ import {
 } from '@scaibunker/core';
 import type { WorkerApi } from '@scaibunker/worker';
 import type { Principal } from '../auth/Principal.js';
+import type { UsageTicker } from '../jobs/UsageTicker.js';
+import type { QuotaService } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerRow } from '../store/schema.js';
 import type { Scheduler } from '../workers/Scheduler.js';
@@ -28,6 +30,9 @@ export class BunkerService {
     private readonly store: Store,
     private readonly scheduler: Scheduler,
     private readonly workers: WorkerDirectory,
+    private readonly quotas: QuotaService,
+    /** Takes a terminated bunker's last usage reading before its worker destroys it. */
+    private readonly usage?: Pick<UsageTicker, 'sampleFinal'>,
   ) {}
 
   /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
@@ -58,6 +63,18 @@ export class BunkerService {
     if (isolation === 'microvm') this.checkMicrovmFits(body, image.size_bytes);
     const now = new Date().toISOString();
     const metadata = body.metadata ?? {};
+    const cpuMillicores = body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores;
+    const memoryMb = body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb;
+    const diskMb = body.disk_mb ?? RESOURCE_DEFAULTS.diskMb;
+    const gpuCount = body.gpu_count ?? 0;
+    const networkProfile = body.network_profile ?? 'isolated';
+    // Allow-lists refuse before anything is written; caps are charged once the row exists.
+    const charges = await this.quotas.plan(principal, {
+      lifecycle,
+      image: image.name,
+      networkProfile,
+      amounts: { bunkers: 1, cpu_millicores: cpuMillicores, memory_mb: memoryMb, disk_mb: diskMb, gpu_count: gpuCount },
+    });
     const row: BunkerRow = {
       id: newId('bk'),
       tenant_id: principal.tenantId,
@@ -69,10 +86,11 @@ export class BunkerService {
       termination_reason: null,
       worker_id: null,
       isolation,
-      cpu_millicores: body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores,
-      memory_mb: body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb,
-      disk_mb: body.disk_mb ?? RESOURCE_DEFAULTS.diskMb,
-      network_profile: body.network_profile ?? 'isolated',
+      cpu_millicores: cpuMillicores,
+      memory_mb: memoryMb,
+      disk_mb: diskMb,
+      gpu_count: gpuCount,
+      network_profile: networkProfile,
       idle_timeout_s: body.idle_timeout_s ?? defaults.idleTimeoutS,
       max_lifetime_s: body.max_lifetime_s ?? defaults.maxLifetimeS,
       env: JSON.stringify(body.env ?? {}),
@@ -82,8 +100,21 @@ export class BunkerService {
       last_activity_at: now,
       ended_at: null,
       updated_at: now,
+      quota_charges: null,
     };
     await this.store.bunkers.insert(row, metadata);
+    // The row comes first: a controller that dies after charging leaves a pending row, which
+    // the sweeper fails, releasing the charge. A refused create leaves no row.
+    try {
+      await this.quotas.charge(row.id, charges);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'QUOTA_EXCEEDED') {
+        await this.store.bunkers.delete(row.id);
+      } else {
+        await this.fail(row.id, 'provision_failed: quota counters unavailable');
+      }
+      throw err;
+    }
 
     let placed: BunkerRow;
     try {
@@ -94,6 +125,7 @@ export class BunkerService {
           cpuMillicores: row.cpu_millicores,
           memoryMb: row.memory_mb,
           diskMb: row.disk_mb,
+          gpuCount: row.gpu_count,
         },
         async (worker) => {
           const moved = await this.store.bunkers.transition(row.id, ['pending'], 'provisioning', { worker_id: worker.id });
@@ -174,8 +206,10 @@ export class BunkerService {
   }
 
   /**
-   * Moves a bunker to `terminated` or `failed` with its reason, then destroys it on its worker.
-   * Losing the race to another ender is fine: returns undefined.
+   * Moves a bunker to `terminated` or `failed` with its reason, releases its quota charge and
+   * destroys it on its worker. Every end of a bunker comes through here (terminate, sweeper,
+   * worker lost, crash, provision failure). Losing the race to another ender is fine: returns
+   * undefined (the winner releases).
    */
   async end(row: BunkerRow, to: 'terminated' | 'failed', reason: string): Promise<BunkerRow | undefined> {
     assertTransition(row.id, row.state as BunkerState, to);
@@ -184,7 +218,14 @@ export class BunkerService {
       ended_at: new Date().toISOString(),
     });
     this.activityWritten.delete(row.id);
-    if (ended) await this.destroyOnWorker(ended);
+    if (ended) {
+      await this.quotas.release(ended.id);
+      // Its last usage, while the worker still has it (a failed bunker's worker may not answer:
+      // its usage ends at its last tick).
+      if (to === 'terminated' && (row.state === 'running' || row.state === 'paused'))
+        await this.usage?.sampleFinal(ended, row.state === 'paused');
+      await this.destroyOnWorker(ended);
+    }
     return ended;
   }
 

@@ -4,6 +4,7 @@ import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerService } from './BunkerService.js';
+import { ExecLogWriter } from './ExecLogWriter.js';
 import { OutputCapture } from './OutputCapture.js';
 
 export interface ExecSink {
@@ -14,12 +15,16 @@ export interface ExecSink {
 
 /** Runs a command in a bunker: output capped inline, the rest to the blob store, one exec-log row each. */
 export class ExecService {
+  private readonly logs: ExecLogWriter;
+
   constructor(
     private readonly store: Store,
     private readonly bunkers: BunkerService,
     private readonly blobs: BlobStore,
     private readonly config: ControllerConfig,
-  ) {}
+  ) {
+    this.logs = new ExecLogWriter(store.execLogs);
+  }
 
   async exec(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink = {}): Promise<schemas.ExecResult> {
     const { row, worker } = await this.bunkers.requireRunning(principal, bunkerId);
@@ -47,9 +52,9 @@ export class ExecService {
     const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap);
     const err = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stderr'), cap);
     const env = { ...(JSON.parse(row.env) as Record<string, string>), ...(body.env ?? {}) };
-    // The command starts first and its log row is written while it runs: the row exists
-    // before the result does, without adding a database write to the round trip.
-    let logged: Promise<void> | undefined;
+    // The command starts first and its log row is written while it runs (group-committed with
+    // other execs' rows): the row exists before the result does, without adding a database
+    // round trip of its own to the exec.
     try {
       const running = worker.exec(
         row.id,
@@ -73,8 +78,9 @@ export class ExecService {
           ...(sink.signal ? { signal: sink.signal } : {}),
         },
       );
-      logged = this.store.execLogs.insert(logRow);
-      const [outcome] = await Promise.all([running, logged]);
+      // The completed row below replaces this one either way: a failed start write is not an error of its own.
+      this.logs.write(logRow).catch(() => undefined);
+      const outcome = await running;
       const truncated = out.truncated || err.truncated;
       await Promise.all([out.finish(truncated), err.finish(truncated)]);
       const ref = truncated ? `/v1/modules/scaibunker/bunkers/${row.id}/exec-logs/${execId}/output` : null;
@@ -89,7 +95,9 @@ export class ExecService {
         truncated,
         full_output_ref: ref,
       };
-      await this.store.execLogs.finish(execId, {
+      // Returned only once the completed row is committed.
+      await this.logs.write({
+        ...logRow,
         exit_code: result.exit_code,
         signal: result.signal,
         timed_out: result.timed_out ? 1 : 0,
@@ -104,9 +112,9 @@ export class ExecService {
       return result;
     } catch (e) {
       await Promise.all([out.abort(), err.abort()]);
-      // Whatever failed, the exec keeps its log row.
-      await (logged ?? this.store.execLogs.insert(logRow)).catch(() => this.store.execLogs.insert(logRow));
-      await this.store.execLogs.finish(execId, {
+      // Whatever failed, the exec keeps its log row (inserted now if its start was never written).
+      await this.logs.write({
+        ...logRow,
         stdout_preview: out.preview(this.config.execPreviewBytes),
         stderr_preview: `${err.preview(this.config.execPreviewBytes)}[scaibunker: exec did not complete: ${(e as Error).message}]`,
         finished_at: new Date().toISOString(),

@@ -15,6 +15,7 @@ export function bunkerToApi(r: BunkerRow): schemas.Bunker {
     cpu_millicores: r.cpu_millicores,
     memory_mb: r.memory_mb,
     disk_mb: r.disk_mb,
+    gpu_count: r.gpu_count,
     network_profile: r.network_profile,
     idle_timeout_s: r.idle_timeout_s,
     max_lifetime_s: r.max_lifetime_s,

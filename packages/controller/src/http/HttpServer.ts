@@ -3,7 +3,7 @@ import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Authenticator } from '../auth/Authenticator.js';
-import type { Principal } from '../auth/Principal.js';
+import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { RouteDef } from './Route.js';
 
 export interface HttpServerOptions {
@@ -136,7 +136,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
 }
 
 async function authorize(auth: Authenticator, def: RouteDef, header: string | undefined): Promise<Principal> {
-  if (def.auth === 'public') return { kind: 'api_key', tenantId: '', actor: 'anonymous', permissions: [] };
+  if (def.auth === 'public') return systemPrincipal('anonymous');
   const principal = await auth.authenticate(header);
   if (def.auth === 'worker') {
     if (principal.kind !== 'worker') throw new ApiError('PERMISSION_DENIED', 'this route is for workers only');

@@ -1,19 +1,28 @@
 import type { BunkerService } from '../bunkers/BunkerService.js';
 import type { Store } from '../store/Store.js';
 
+/** Why a create still pending or provisioning after `stuckCreateMs` is failed. */
+export const CONTROLLER_LOST = 'provision_failed: controller lost';
+
 /**
  * Ends bunkers past their lifetime cap or idle timeout. Paused bunkers are not idle-swept
  * (they are not doing anything by request) but still end at their lifetime cap. Persistent
  * bunkers have no lifetime cap; their idle passivation needs snapshots and is not done yet.
+ * Also fails creates stuck in `pending`/`provisioning` for longer than any create takes (their
+ * controller died mid-create), which releases their quota charge.
  */
 export class Sweeper {
   constructor(
     private readonly store: Store,
     private readonly bunkers: BunkerService,
+    private readonly stuckCreateMs: number,
   ) {}
 
   async sweep(now = Date.now()): Promise<Array<{ id: string; reason: string }>> {
     const ended: Array<{ id: string; reason: string }> = [];
+    for (const row of await this.store.bunkers.listStuckCreating(new Date(now - this.stuckCreateMs).toISOString())) {
+      if (await this.bunkers.end(row, 'failed', CONTROLLER_LOST)) ended.push({ id: row.id, reason: CONTROLLER_LOST });
+    }
     for (const row of await this.store.bunkers.listActive()) {
       let reason: string | undefined;
       if (row.max_lifetime_s !== null && now - Date.parse(row.created_at) > row.max_lifetime_s * 1000) reason = 'max_lifetime';

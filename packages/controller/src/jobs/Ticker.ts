@@ -1,15 +1,28 @@
 import type { JobLeaseStore } from '../store/JobLeaseStore.js';
 
+/** One tick a controller ran under its lease (for tracing which controller ran what, when). */
+export interface TickRecord {
+  job: string;
+  holder: string;
+  startedAt: number;
+  endedAt: number;
+  result: unknown;
+}
+
 export interface TickerLease {
   store: JobLeaseStore;
   /** This controller process. */
   holder: string;
+  /** Called after every tick this controller ran (`--trace-jobs`). */
+  onTick?: (tick: TickRecord) => void;
 }
 
 /**
  * Runs a job every interval. A tick never overlaps the previous one, a failing tick is logged,
- * not fatal, and with a lease only the controller holding it runs the job (it renews the
- * lease each tick; another controller takes over once it lapses).
+ * not fatal, and with a lease only the controller holding it runs the job: it claims (or
+ * renews) the lease before each tick and keeps renewing it while the tick runs, so a tick that
+ * outlasts the lease's 1.5 intervals is not started a second time by another controller. A
+ * controller that dies lets its leases lapse; one that stops releases them.
  */
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
@@ -33,9 +46,31 @@ export class Ticker {
     if (this.running) return false;
     let ran = false;
     this.running = (async () => {
-      if (this.lease && !(await this.lease.store.claim(this.name, this.lease.holder, this.intervalMs * 1.5))) return;
+      const lease = this.lease;
+      if (!lease) {
+        ran = true;
+        await this.job();
+        return;
+      }
+      const ttlMs = this.intervalMs * 1.5;
+      if (!(await lease.store.claim(this.name, lease.holder, ttlMs))) return;
       ran = true;
-      await this.job();
+      const renew = setInterval(() => {
+        lease.store.claim(this.name, lease.holder, ttlMs).then(
+          (held) => {
+            if (!held) this.log(`[${this.name}] lost the lease while a tick was running`);
+          },
+          (err) => this.log(`[${this.name}] lease renewal failed: ${(err as Error).message}`),
+        );
+      }, ttlMs / 3);
+      const startedAt = Date.now();
+      let result: unknown;
+      try {
+        result = await this.job();
+      } finally {
+        clearInterval(renew);
+        lease.onTick?.({ job: this.name, holder: lease.holder, startedAt, endedAt: Date.now(), result });
+      }
     })().catch((err) => this.log(`[${this.name}] tick failed: ${(err as Error).message}`));
     try {
       await this.running;

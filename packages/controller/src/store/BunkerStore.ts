@@ -28,6 +28,14 @@ export class BunkerStore {
     });
   }
 
+  /** Removes a bunker that never started (a create refused after its row was written). */
+  async delete(id: string): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('bunker_labels').where('bunker_id', '=', id).execute();
+      await tx.deleteFrom('bunkers').where('id', '=', id).execute();
+    });
+  }
+
   /** Tenant-scoped read: another tenant's bunker is simply not found. */
   async get(tenantId: string, id: string): Promise<BunkerRow | undefined> {
     return this.db.selectFrom('bunkers').selectAll().where('id', '=', id).where('tenant_id', '=', tenantId).executeTakeFirst();
@@ -110,6 +118,37 @@ export class BunkerStore {
 
   async listActive(): Promise<BunkerRow[]> {
     return this.db.selectFrom('bunkers').selectAll().where('state', 'in', ACTIVE_STATES).execute();
+  }
+
+  /** Creates still `pending`/`provisioning` that started before `before`: their controller is gone. */
+  async listStuckCreating(before: string): Promise<BunkerRow[]> {
+    return this.db
+      .selectFrom('bunkers')
+      .selectAll()
+      .where('state', 'in', ['pending', 'provisioning'])
+      .where('created_at', '<', before)
+      .execute();
+  }
+
+  /** The quota charge sets of active bunkers (all tenants, or one): what counters are rebuilt from. */
+  async listActiveQuotaCharges(tenantId?: string): Promise<Array<{ id: string; quota_charges: string }>> {
+    let q = this.db
+      .selectFrom('bunkers')
+      .select(['id', 'quota_charges'])
+      .where('state', 'in', ACTIVE_STATES)
+      .where('quota_charges', 'is not', null);
+    if (tenantId !== undefined) q = q.where('tenant_id', '=', tenantId);
+    return (await q.execute()) as Array<{ id: string; quota_charges: string }>;
+  }
+
+  /** Bunkers the usage ticker meters: running or paused on a worker. */
+  async listMetered(): Promise<BunkerRow[]> {
+    return this.db
+      .selectFrom('bunkers')
+      .selectAll()
+      .where('state', 'in', ['running', 'paused'])
+      .where('worker_id', 'is not', null)
+      .execute();
   }
 
   async listActiveOnWorker(workerId: string): Promise<BunkerRow[]> {

@@ -9,8 +9,29 @@ export class ExecLogStore {
     await this.db.insertInto('exec_logs').values(row).execute();
   }
 
-  async finish(id: string, patch: Partial<ExecLogRow>): Promise<void> {
-    await this.db.updateTable('exec_logs').set(patch).where('id', '=', id).execute();
+  /**
+   * Inserts rows, or completes those already there: the columns an exec fills in when it ends
+   * are replaced. One statement for a whole batch (`ExecLogWriter`); ids must be distinct.
+   */
+  async upsertMany(rows: readonly ExecLogRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db
+      .insertInto('exec_logs')
+      .values([...rows])
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet((eb) => ({
+          exit_code: eb.ref('excluded.exit_code'),
+          signal: eb.ref('excluded.signal'),
+          timed_out: eb.ref('excluded.timed_out'),
+          duration_ms: eb.ref('excluded.duration_ms'),
+          stdout_preview: eb.ref('excluded.stdout_preview'),
+          stderr_preview: eb.ref('excluded.stderr_preview'),
+          truncated: eb.ref('excluded.truncated'),
+          full_output_ref: eb.ref('excluded.full_output_ref'),
+          finished_at: eb.ref('excluded.finished_at'),
+        })),
+      )
+      .execute();
   }
 
   async get(tenantId: string, bunkerId: string, id: string): Promise<ExecLogRow | undefined> {

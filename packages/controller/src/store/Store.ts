@@ -4,9 +4,12 @@ import { BunkerStore } from './BunkerStore.js';
 import { ExecLogStore } from './ExecLogStore.js';
 import { ImageStore } from './ImageStore.js';
 import { JobLeaseStore } from './JobLeaseStore.js';
+import { LockStore } from './LockStore.js';
 import { type DialectName, openDatabase } from './openDatabase.js';
+import { QuotaStore } from './QuotaStore.js';
 import type { Database } from './schema.js';
 import { TenantStore } from './TenantStore.js';
+import { UsageStore } from './UsageStore.js';
 import { WorkerStore } from './WorkerStore.js';
 
 /** The only place with SQL: one repository per aggregate over one Kysely instance. */
@@ -18,6 +21,10 @@ export class Store {
   readonly images: ImageStore;
   readonly audit: AuditStore;
   readonly leases: JobLeaseStore;
+  /** Named locks across controllers (PostgreSQL advisory locks). */
+  readonly locks: LockStore;
+  readonly quotas: QuotaStore;
+  readonly usage: UsageStore;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -30,6 +37,9 @@ export class Store {
     this.images = new ImageStore(db);
     this.audit = new AuditStore(db);
     this.leases = new JobLeaseStore(db);
+    this.locks = new LockStore(db, dialect);
+    this.quotas = new QuotaStore(db);
+    this.usage = new UsageStore(db);
   }
 
   static async open(url: string): Promise<Store> {

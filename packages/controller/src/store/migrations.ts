@@ -149,6 +149,90 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0003_quotas': {
+    async up(db: Kysely<any>) {
+      // Who an API key acts as, for quota buckets (JWTs carry it in `sub` and `groups`).
+      await db.schema.alterTable('api_keys').addColumn('identity_user_id', 'text').execute();
+      await db.schema
+        .alterTable('api_keys')
+        .addColumn('identity_groups', 'text', (c) => c.notNull().defaultTo('[]'))
+        .execute();
+      await db.schema
+        .alterTable('bunkers')
+        .addColumn('gpu_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      // The counters a bunker was charged at create: what a rebuild re-counts.
+      await db.schema.alterTable('bunkers').addColumn('quota_charges', 'text').execute();
+      await db.schema
+        .createTable('quota_profiles')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('max_bunkers', 'integer')
+        .addColumn('max_cpu_millicores', 'integer')
+        .addColumn('max_memory_mb', 'integer')
+        .addColumn('max_disk_mb', 'integer')
+        .addColumn('max_gpu_count', 'integer')
+        .addColumn('allowed_lifecycles', 'text')
+        .addColumn('allowed_images', 'text')
+        .addColumn('allowed_network_profiles', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('quota_profiles_tenant_name', ['tenant_id', 'name'])
+        .execute();
+      await db.schema
+        .createTable('quota_assignments')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addColumn('profile_id', 'text', (c) => c.notNull().references('quota_profiles.id'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('quota_assignments_unique', ['profile_id', 'kind', 'subject'])
+        .execute();
+      await db.schema.createIndex('quota_assignments_subject').on('quota_assignments').columns(['tenant_id', 'kind', 'subject']).execute();
+    },
+  },
+  '0004_usage': {
+    async up(db: Kysely<any>) {
+      // At most one row per bunker per minute: what it used up to `sampled_at`, filed under the
+      // minute it was sampled in. `cpu_usage_ns` is the worker's cumulative reading at
+      // `sampled_at`; the next tick (on whichever controller) takes its deltas from there.
+      await db.schema
+        .createTable('usage')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('bunker_id', 'text', (c) => c.notNull().references('bunkers.id'))
+        .addColumn('image', 'text', (c) => c.notNull())
+        .addColumn('minute_start', 'text', (c) => c.notNull())
+        .addColumn('since_at', 'text', (c) => c.notNull())
+        .addColumn('sampled_at', 'text', (c) => c.notNull())
+        // double precision, not real: PostgreSQL's real has 4 bytes (~7 digits), too few for sums.
+        .addColumn('cpu_seconds', 'double precision', (c) => c.notNull())
+        .addColumn('memory_mb_minutes', 'double precision', (c) => c.notNull())
+        .addColumn('disk_mb_minutes', 'double precision', (c) => c.notNull())
+        .addColumn('wall_seconds', 'double precision', (c) => c.notNull())
+        .addColumn('cpu_usage_ns', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        // A tick that runs twice cannot add a second row for the same minute…
+        .addUniqueConstraint('usage_bunker_minute', ['bunker_id', 'minute_start'])
+        // …and no two rows can count from the same reading (`since_at`: where a row's last sample started).
+        .addUniqueConstraint('usage_bunker_since', ['bunker_id', 'since_at'])
+        .execute();
+      await db.schema.createIndex('usage_tenant_minute').on('usage').columns(['tenant_id', 'minute_start']).execute();
+      // The last reading of a terminated bunker, taken just before its worker destroyed it; the
+      // next tick turns it into the bunker's last usage and deletes it.
+      await db.schema
+        .createTable('usage_final_samples')
+        .addColumn('bunker_id', 'text', (c) => c.primaryKey())
+        .addColumn('paused', 'integer', (c) => c.notNull())
+        .addColumn('cpu_usage_ns', 'bigint', (c) => c.notNull())
+        .addColumn('memory_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('disk_used_bytes', 'bigint')
+        .addColumn('sampled_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

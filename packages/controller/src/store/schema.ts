@@ -23,7 +23,12 @@ export interface GroupMemberRow {
 export interface ApiKeyRow {
   id: string;
   tenant_id: string;
+  /** Unused: a link to the `users` table, which nothing fills yet. Identity is `identity_*`. */
   user_id: string | null;
+  /** The user the key acts as (quota buckets); null: the key's actor `key:<id>`. */
+  identity_user_id: string | null;
+  /** JSON array of the user's groups. */
+  identity_groups: string;
   name: string;
   key_hash: string;
   permissions: string;
@@ -67,6 +72,7 @@ export interface BunkerRow {
   cpu_millicores: number;
   memory_mb: number;
   disk_mb: number;
+  gpu_count: number;
   network_profile: string;
   idle_timeout_s: number;
   max_lifetime_s: number | null;
@@ -77,6 +83,11 @@ export interface BunkerRow {
   last_activity_at: string;
   ended_at: string | null;
   updated_at: string;
+  /**
+   * JSON `[{key, amount}]`: the quota counters this bunker was charged at create (null: not
+   * charged). Counters are rebuilt from the active rows' sets; release uses Redis's own copy.
+   */
+  quota_charges: string | null;
 }
 export interface BunkerLabelRow {
   bunker_id: string;
@@ -118,6 +129,66 @@ export interface JobLeaseRow {
   expires_at: string;
 }
 
+export interface QuotaProfileRow {
+  id: string;
+  tenant_id: string;
+  name: string;
+  max_bunkers: number | null;
+  max_cpu_millicores: number | null;
+  max_memory_mb: number | null;
+  max_disk_mb: number | null;
+  max_gpu_count: number | null;
+  /** JSON arrays; null: no restriction. */
+  allowed_lifecycles: string | null;
+  allowed_images: string | null;
+  allowed_network_profiles: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface QuotaAssignmentRow {
+  id: string;
+  tenant_id: string;
+  profile_id: string;
+  kind: 'user' | 'group' | 'group_per_user';
+  /** A user id (`user`) or a group name (`group`, `group_per_user`). */
+  subject: string;
+  created_at: string;
+}
+
+/** One bunker's usage up to `sampled_at` since its previous row, filed under the minute it was sampled in. */
+export interface UsageRow {
+  id: string;
+  tenant_id: string;
+  bunker_id: string;
+  image: string;
+  /** The start of the UTC minute `sampled_at` falls in (`…:MM:00.000Z`). */
+  minute_start: string;
+  /**
+   * The reading the row's last sample counted from (the previous sample's `sampled_at`, or the
+   * bunker's `started_at`); unique per bunker, so no reading is counted from twice.
+   */
+  since_at: string;
+  sampled_at: string;
+  cpu_seconds: number;
+  memory_mb_minutes: number;
+  disk_mb_minutes: number;
+  wall_seconds: number;
+  /** The worker's cumulative CPU reading at `sampled_at`: the next row's delta starts there. */
+  cpu_usage_ns: number;
+  created_at: string;
+}
+
+/** A terminated bunker's last reading, waiting for the usage ticker. */
+export interface UsageFinalSampleRow {
+  bunker_id: string;
+  paused: number;
+  cpu_usage_ns: number;
+  memory_bytes: number;
+  disk_used_bytes: number | null;
+  sampled_at: string;
+}
+
 export interface Database {
   tenants: TenantRow;
   users: UserRow;
@@ -131,4 +202,8 @@ export interface Database {
   exec_logs: ExecLogRow;
   audit_events: AuditEventRow;
   job_leases: JobLeaseRow;
+  quota_profiles: QuotaProfileRow;
+  quota_assignments: QuotaAssignmentRow;
+  usage: UsageRow;
+  usage_final_samples: UsageFinalSampleRow;
 }

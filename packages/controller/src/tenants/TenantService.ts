@@ -1,7 +1,8 @@
 import { ApiError, newId } from '@scaibunker/core';
 import { generateApiKey } from '../auth/apiKeys.js';
-import type { Principal } from '../auth/Principal.js';
+import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { Store } from '../store/Store.js';
+import { recordAudit } from './audit.js';
 
 export const PLATFORM_TENANT = 'platform';
 
@@ -15,22 +16,36 @@ export class TenantService {
     return { id: row.id, name: row.name };
   }
 
-  async createApiKey(actor: Principal, tenantId: string, name: string, permissions: string[]): Promise<{ id: string; key: string }> {
+  /**
+   * A new API key. `identity` is who the key acts as for quotas: `userId` (default the key's
+   * actor, `key:<id>`) and its `groups` (default none).
+   */
+  async createApiKey(
+    actor: Principal,
+    tenantId: string,
+    name: string,
+    permissions: string[],
+    identity: { userId?: string | undefined; groups?: readonly string[] | undefined } = {},
+  ): Promise<{ id: string; key: string; user_id: string; groups: string[] }> {
     if (!(await this.store.tenants.get(tenantId))) throw new ApiError('TENANT_NOT_FOUND', `no tenant ${tenantId}`);
     const { key, hash } = generateApiKey();
     const id = newId('ak');
+    const groups = [...new Set(identity.groups ?? [])];
     await this.store.tenants.insertApiKey({
       id,
       tenant_id: tenantId,
       user_id: null,
+      identity_user_id: identity.userId ?? null,
+      identity_groups: JSON.stringify(groups),
       name,
       key_hash: hash,
       permissions: JSON.stringify(permissions),
       created_at: new Date().toISOString(),
       revoked_at: null,
     });
-    await this.audit(actor, tenantId, 'api_key.create', 'api_key', id, { name, permissions });
-    return { id, key };
+    const userId = identity.userId ?? `key:${id}`;
+    await this.audit(actor, tenantId, 'api_key.create', 'api_key', id, { name, permissions, user_id: userId, groups });
+    return { id, key, user_id: userId, groups };
   }
 
   /**
@@ -38,23 +53,21 @@ export class TenantService {
    * was created now (it is shown once), undefined when the platform tenant already exists.
    */
   async bootstrap(): Promise<string | undefined> {
-    if (await this.store.tenants.findByName(PLATFORM_TENANT)) return undefined;
-    const system: Principal = { kind: 'api_key', tenantId: '', actor: 'system', permissions: [] };
-    const tenant = await this.createTenant(system, PLATFORM_TENANT);
-    const { key } = await this.createApiKey(system, tenant.id, 'bootstrap-admin', ['scaibunker:admin']);
-    return key;
+    // Several controllers may start at once on a fresh database: one of them creates it.
+    return this.store.locks.with(
+      'bootstrap',
+      async () => {
+        if (await this.store.tenants.findByName(PLATFORM_TENANT)) return undefined;
+        const system = systemPrincipal('system');
+        const tenant = await this.createTenant(system, PLATFORM_TENANT);
+        const { key } = await this.createApiKey(system, tenant.id, 'bootstrap-admin', ['scaibunker:admin']);
+        return key;
+      },
+      60_000,
+    );
   }
 
   private async audit(actor: Principal, tenantId: string | null, action: string, targetType: string, targetId: string, details: object) {
-    await this.store.audit.insert({
-      id: newId('ev'),
-      tenant_id: tenantId,
-      actor: actor.actor,
-      action,
-      target_type: targetType,
-      target_id: targetId,
-      details: JSON.stringify(details),
-      created_at: new Date().toISOString(),
-    });
+    await recordAudit(this.store, actor, tenantId, action, { type: targetType, id: targetId }, details);
   }
 }

@@ -8,12 +8,18 @@ export interface PlacementRequest {
   cpuMillicores: number;
   memoryMb: number;
   diskMb: number;
+  gpuCount: number;
 }
 
 /**
  * Places a bunker on the online worker with the most free memory that supports its isolation,
- * holds its image and has room for its CPU, memory and disk. Placements are serialized in this
- * process so two concurrent creates cannot both take the last slot of one worker.
+ * holds its image and has room for its CPU, memory, disk and GPUs (no worker has GPUs yet).
+ *
+ * Choosing reads every worker's allocations from the rows and committing writes one, so the two
+ * must not interleave with another placement, or two creates could both take the last slot of a
+ * worker. Placements are serialized in this process (a promise chain, so at most one waits on
+ * the database per controller) and, on PostgreSQL, across controllers by the `placement`
+ * advisory lock (`LockStore`), held from before the choice until the commit is written.
  */
 export class Scheduler {
   private chain: Promise<unknown> = Promise.resolve();
@@ -22,7 +28,7 @@ export class Scheduler {
 
   /** Runs `commit(worker)` (which must record the allocation) under the placement lock. */
   async place<T>(req: PlacementRequest, commit: (worker: WorkerRow) => Promise<T>): Promise<T> {
-    const run = this.chain.then(async () => commit(await this.choose(req)));
+    const run = this.chain.then(() => this.store.locks.with('placement', async () => commit(await this.choose(req))));
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -41,6 +47,8 @@ export class Scheduler {
         disk: w.capacity_disk_mb - u.disk,
       };
       if (!(JSON.parse(w.isolations) as string[]).includes(req.isolation)) reasons.push(`${w.name}: no ${req.isolation} isolation`);
+      // Workers report no GPUs yet: a bunker that needs one fits nowhere.
+      else if (req.gpuCount > 0) reasons.push(`${w.name}: 0 free gpus`);
       else if (!(JSON.parse(w.cached_images) as string[]).includes(req.imageSha256)) reasons.push(`${w.name}: image not cached`);
       else if (free.cpu < req.cpuMillicores) reasons.push(`${w.name}: ${free.cpu} free cpu millicores`);
       else if (free.memory < req.memoryMb) reasons.push(`${w.name}: ${free.memory} MB free memory`);

@@ -2,13 +2,19 @@ import { ApiError } from '@scaibunker/core';
 import { HttpWorkerClient, type WorkerApi } from '@scaibunker/worker';
 import type { Store } from '../store/Store.js';
 
+/** How long a remote worker's address is used before its row is read again. */
+const ROW_TTL_MS = 2000;
+
 /**
  * How the controller reaches a worker by id: the in-process worker of `serve`, or an HTTP
- * client to a remote `scaibunker worker` (built from the URL it reports in heartbeats).
+ * client to a remote `scaibunker worker`, built from the URL in its row (so any controller
+ * reaches any worker, whichever controller its heartbeats go to). The row is re-read at most
+ * every 2 s per worker rather than on every exec; a worker that moved to a new URL gets a new
+ * client (requests in flight on the old one finish there).
  */
 export class WorkerDirectory {
   private readonly local = new Map<string, WorkerApi>();
-  private readonly remote = new Map<string, { url: string; client: WorkerApi }>();
+  private readonly remote = new Map<string, { url: string; client: WorkerApi; checkedAt: number }>();
 
   constructor(
     private readonly store: Store,
@@ -22,12 +28,17 @@ export class WorkerDirectory {
   async get(workerId: string): Promise<WorkerApi> {
     const local = this.local.get(workerId);
     if (local) return local;
-    const row = await this.store.workers.get(workerId);
-    if (!row || !row.url || !this.workerToken) throw new ApiError('WORKER_UNAVAILABLE', `worker ${workerId} is not reachable`);
     const cached = this.remote.get(workerId);
-    if (cached && cached.url === row.url) return cached.client;
+    const now = Date.now();
+    if (cached && now - cached.checkedAt < ROW_TTL_MS) return cached.client;
+    const row = await this.store.workers.get(workerId);
+    if (!row?.url || !this.workerToken) throw new ApiError('WORKER_UNAVAILABLE', `worker ${workerId} is not reachable`);
+    if (cached && cached.url === row.url) {
+      cached.checkedAt = now;
+      return cached.client;
+    }
     const client = new HttpWorkerClient(row.url, this.workerToken);
-    this.remote.set(workerId, { url: row.url, client });
+    this.remote.set(workerId, { url: row.url, client, checkedAt: now });
     return client;
   }
 }

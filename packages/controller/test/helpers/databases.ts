@@ -34,6 +34,13 @@ export const DIALECTS: Array<{ name: 'sqlite' | 'postgres'; create(): Promise<Te
         async cleanup() {
           const c = new pg.Client({ connectionString: admin });
           await c.connect();
+          // A closed pool resolves before its clients' sockets are gone; dropping WITH (FORCE)
+          // under them makes those clients emit errors nobody listens to. Let them go first.
+          for (let i = 0; i < 100; i++) {
+            const r = await c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+            if (r.rows[0].n === 0) break;
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
           await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
           await c.end();
         },

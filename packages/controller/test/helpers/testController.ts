@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Permission } from '@scaibunker/core';
-import type { Principal } from '../../src/auth/Principal.js';
+import { systemPrincipal } from '../../src/auth/Principal.js';
 import { Controller } from '../../src/Controller.js';
 
 export const WORKER_TOKEN = 'test-worker-token-0123456789abcdef';
-const system: Principal = { kind: 'api_key', tenantId: '', actor: 'test', permissions: [] };
+const system = systemPrincipal('test');
 
 /** A controller on a fresh SQLite file, with no worker, for HTTP-level tests via inject(). */
 export async function testController(): Promise<{ controller: Controller; adminKey: string; cleanup(): Promise<void> }> {

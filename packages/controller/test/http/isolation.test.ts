@@ -9,14 +9,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { newId, type Permission } from '@scaibunker/core';
 import type { SpawnRequest, WorkerApi } from '@scaibunker/worker';
-import type { Principal } from '../../src/auth/Principal.js';
+import { systemPrincipal } from '../../src/auth/Principal.js';
 import { Controller } from '../../src/Controller.js';
 import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
 import { WORKER_TOKEN } from '../helpers/testController.js';
 
 const API = '/v1/modules/scaibunker';
 const SHA = 'f'.repeat(64);
-const system: Principal = { kind: 'api_key', tenantId: '', actor: 'test', permissions: [] };
+const system = systemPrincipal('test');
 
 /** A worker that records spawns and runs nothing; every other call is unexpected here. */
 function fakeWorker(): { api: WorkerApi; spawns: SpawnRequest[] } {
@@ -38,6 +38,7 @@ function fakeWorker(): { api: WorkerApi; spawns: SpawnRequest[] } {
     list: unexpected,
     mkdir: unexpected,
     remove: unexpected,
+    stats: async () => ({}),
   };
   return { api, spawns };
 }

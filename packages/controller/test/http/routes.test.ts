@@ -10,6 +10,8 @@ import { tenantWithKey, testController, WORKER_TOKEN } from '../helpers/testCont
 function concreteUrl(url: string): string {
   return url
     .replace(':exec_id', `ex_${'0'.repeat(20)}`)
+    .replace(':assignment_id', `qa_${'0'.repeat(20)}`)
+    .replace(/\/quota-profiles\/:id/, `/quota-profiles/qp_${'0'.repeat(20)}`)
     .replace(/\/tenants\/:id/, `/tenants/tn_${'0'.repeat(20)}`)
     .replace(/\/workers\/:id/, `/workers/wk_${'0'.repeat(20)}`)
     .replace(':id', `bk_${'0'.repeat(20)}`);

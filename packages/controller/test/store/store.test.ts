@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { newId } from '@scaibunker/core';
+import { Kysely, Migrator } from 'kysely';
+import { InCodeMigrations } from '../../src/store/migrations.js';
+import { dialectFor } from '../../src/store/openDatabase.js';
 import { Store } from '../../src/store/Store.js';
 import type { BunkerRow } from '../../src/store/schema.js';
 import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
@@ -20,6 +23,7 @@ function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow
     cpu_millicores: 500,
     memory_mb: 256,
     disk_mb: 512,
+    gpu_count: 0,
     network_profile: 'isolated',
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
@@ -30,6 +34,7 @@ function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow
     last_activity_at: createdAt,
     ended_at: null,
     updated_at: createdAt,
+    quota_charges: null,
     ...patch,
   };
 }
@@ -65,6 +70,8 @@ for (const dialect of DIALECTS) {
         id,
         tenant_id: tenantA,
         user_id: null,
+        identity_user_id: null,
+        identity_groups: '[]',
         name: 'k',
         key_hash: 'h'.repeat(64),
         permissions: '["scaibunker:read"]',
@@ -75,6 +82,109 @@ for (const dialect of DIALECTS) {
       assert.equal(await store.tenants.findApiKeyByHash('x'.repeat(64)), undefined);
       await store.db.updateTable('api_keys').set({ revoked_at: new Date().toISOString() }).where('id', '=', id).execute();
       assert.equal(await store.tenants.findApiKeyByHash('h'.repeat(64)), undefined);
+    });
+
+    test('0003_quotas upgrades a database with rows: keys get no identity and no groups, bunkers 0 GPUs and no charge', async () => {
+      const old = await dialect.create();
+      const { dialect: d } = dialectFor(old.url);
+      const raw = new Kysely<any>({ dialect: d });
+      try {
+        const migrator = new Migrator({ db: raw, provider: new InCodeMigrations() });
+        assert.equal((await migrator.migrateTo('0002_job_leases')).error, undefined);
+        const now = new Date().toISOString();
+        const tenant = newId('tn');
+        await raw.insertInto('tenants').values({ id: tenant, name: 'old', created_at: now }).execute();
+        const key = {
+          id: newId('ak'),
+          tenant_id: tenant,
+          user_id: null,
+          name: 'k',
+          key_hash: 'o'.repeat(64),
+          permissions: '[]',
+          created_at: now,
+        };
+        await raw
+          .insertInto('api_keys')
+          .values({ ...key, revoked_at: null })
+          .execute();
+        const { gpu_count: _g, quota_charges: _q, ...oldBunker } = bunkerRow(tenant, now);
+        await raw.insertInto('bunkers').values(oldBunker).execute();
+        assert.equal((await migrator.migrateToLatest()).error, undefined);
+        const k = await raw.selectFrom('api_keys').selectAll().where('id', '=', key.id).executeTakeFirstOrThrow();
+        assert.equal(k.identity_user_id, null);
+        assert.equal(k.identity_groups, '[]');
+        const b = await raw.selectFrom('bunkers').selectAll().where('id', '=', oldBunker.id).executeTakeFirstOrThrow();
+        assert.equal(Number(b.gpu_count), 0);
+        assert.equal(b.quota_charges, null);
+      } finally {
+        await raw.destroy();
+        await old.cleanup();
+      }
+    });
+
+    test('api keys keep the identity (user id, groups) they were created with', async () => {
+      const id = newId('ak');
+      await store.tenants.insertApiKey({
+        id,
+        tenant_id: tenantA,
+        user_id: null,
+        identity_user_id: 'alice',
+        identity_groups: '["ml"]',
+        name: 'alice',
+        key_hash: 'i'.repeat(64),
+        permissions: '["scaibunker:read"]',
+        created_at: new Date().toISOString(),
+        revoked_at: null,
+      });
+      const row = await store.tenants.findApiKeyByHash('i'.repeat(64));
+      assert.equal(row?.identity_user_id, 'alice');
+      assert.equal(row?.identity_groups, '["ml"]');
+    });
+
+    test('quota profiles: names unique per tenant, assignments unique per profile, applicable by user and groups', async () => {
+      const now = new Date().toISOString();
+      const profile = (tenant_id: string, name: string) => ({
+        id: newId('qp'),
+        tenant_id,
+        name,
+        max_bunkers: 3,
+        max_cpu_millicores: null,
+        max_memory_mb: 1_000_000_000,
+        max_disk_mb: null,
+        max_gpu_count: null,
+        allowed_lifecycles: null,
+        allowed_images: '["minimal"]',
+        allowed_network_profiles: null,
+        created_at: now,
+        updated_at: now,
+      });
+      const p1 = profile(tenantA, 'small');
+      assert.equal(await store.quotas.insertProfile(p1), true);
+      assert.equal(await store.quotas.insertProfile(profile(tenantA, 'small')), false, 'same name, same tenant');
+      assert.equal(await store.quotas.insertProfile(profile(tenantB, 'small')), true, 'same name, another tenant');
+      assert.equal((await store.quotas.getProfile(p1.id, tenantB)) === undefined, true);
+      assert.equal((await store.quotas.getProfile(p1.id, null))?.max_memory_mb, 1_000_000_000);
+      const assignment = (kind: 'user' | 'group' | 'group_per_user', subject: string) => ({
+        id: newId('qa'),
+        tenant_id: tenantA,
+        profile_id: p1.id,
+        kind,
+        subject,
+        created_at: now,
+      });
+      assert.equal(await store.quotas.insertAssignment(assignment('user', 'alice')), true);
+      assert.equal(await store.quotas.insertAssignment(assignment('user', 'alice')), false);
+      assert.equal(await store.quotas.insertAssignment(assignment('group', 'ml')), true);
+      assert.equal(await store.quotas.insertAssignment(assignment('group_per_user', 'ops')), true);
+      assert.equal(await store.quotas.insertAssignment(assignment('user', 'ml')), true);
+      const kinds = async (user: string, groups: string[]) =>
+        (await store.quotas.applicable(tenantA, user, groups)).map((a) => `${a.assignment.kind}:${a.assignment.subject}`).sort();
+      assert.deepEqual(await kinds('alice', []), ['user:alice']);
+      assert.deepEqual(await kinds('bob', ['ml', 'ops']), ['group:ml', 'group_per_user:ops']);
+      assert.deepEqual(await kinds('ml', []), ['user:ml'], 'a user named like a group is only that user');
+      assert.deepEqual(await store.quotas.applicable(tenantB, 'alice', ['ml']), []);
+      await store.quotas.deleteProfile(p1.id);
+      assert.deepEqual(await kinds('alice', ['ml']), []);
     });
 
     test('bunkers are tenant-scoped: another tenant reads nothing', async () => {
@@ -154,6 +264,114 @@ for (const dialect of DIALECTS) {
       assert.equal(runs, 5);
       await a.stop();
       await b.stop();
+    });
+
+    test('job leases: concurrent claims from two controllers (two connection pools) have one winner per round', async () => {
+      const other = await Store.open(db.url);
+      try {
+        const t0 = new Date('2031-01-01T00:00:00Z');
+        for (let round = 0; round < 10; round++) {
+          // Each round starts after the previous lease lapsed; eight holders race for it.
+          const at = new Date(t0.getTime() + round * 10_000);
+          const claims = await Promise.all(
+            Array.from({ length: 8 }, (_, i) => (i % 2 ? other : store).leases.claim('race', `ctl_${round}_${i}`, 5000, at)),
+          );
+          assert.equal(claims.filter(Boolean).length, 1, `round ${round}: exactly one holder`);
+        }
+      } finally {
+        await other.close();
+      }
+    });
+
+    test('a tick that outlasts its lease keeps it: the holder renews while the job runs', async () => {
+      const { Ticker } = await import('../../src/jobs/Ticker.js');
+      let release!: () => void;
+      const blocked = new Promise<void>((r) => {
+        release = r;
+      });
+      let runs = 0;
+      const job = async () => {
+        runs++;
+        await blocked;
+      };
+      const a = new Ticker(`long-${dialect.name}`, 100, job, { store: store.leases, holder: 'ctl_a' });
+      const b = new Ticker(`long-${dialect.name}`, 100, job, { store: store.leases, holder: 'ctl_b' });
+      const first = a.tick();
+      // Well past the 150 ms lease: b still cannot take the job while a's tick runs.
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(await b.tick(), false, `b stays out (${(i + 1) * 100} ms)`);
+      }
+      release();
+      assert.equal(await first, true);
+      assert.equal(runs, 1);
+      await a.stop();
+      assert.equal(await b.tick(), true, 'released on stop: b takes over');
+      await b.stop();
+    });
+
+    test('named locks: two controllers never hold one at the same time', async (t) => {
+      if (dialect.name !== 'postgres') {
+        t.skip('SQLite serves one controller: its locks are per process (the scheduler serializes in-process)');
+        return;
+      }
+      const other = await Store.open(db.url);
+      try {
+        let inside = 0;
+        let most = 0;
+        const section = async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await new Promise((r) => setTimeout(r, 5));
+          inside--;
+        };
+        await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? other : store).locks.with('test', section)));
+        assert.equal(most, 1, 'one holder at a time');
+        // Different names do not block each other.
+        let release!: () => void;
+        const held = store.locks.with('held', () => new Promise<void>((r) => (release = r)));
+        await other.locks.with('free', async () => undefined);
+        // And a holder that never lets go turns the wait into an error, not a hang.
+        await assert.rejects(
+          other.locks.with('held', async () => undefined, 200),
+          /lock timeout/,
+        );
+        release();
+        await held;
+      } finally {
+        await other.close();
+      }
+    });
+
+    test('exec logs: upsertMany inserts new rows and completes existing ones in one statement', async () => {
+      const row = bunkerRow(tenantA, new Date().toISOString(), { state: 'running' });
+      await store.bunkers.insert(row, {});
+      const log = (id: string, patch: Record<string, unknown> = {}) => ({
+        id,
+        bunker_id: row.id,
+        tenant_id: tenantA,
+        caller: 'key:x',
+        command: 'true',
+        exit_code: null,
+        signal: null,
+        timed_out: 0,
+        duration_ms: null,
+        stdout_preview: '',
+        stderr_preview: '',
+        truncated: 0,
+        full_output_ref: null,
+        started_at: new Date().toISOString(),
+        finished_at: null,
+        ...patch,
+      });
+      const [a, b] = [newId('ex'), newId('ex')];
+      await store.execLogs.upsertMany([log(a)]);
+      await store.execLogs.upsertMany([log(a, { exit_code: 3, duration_ms: 7, stdout_preview: 'out', finished_at: 'x' }), log(b)]);
+      const got = await store.execLogs.get(tenantA, row.id, a);
+      assert.equal(got?.exit_code, 3);
+      assert.equal(got?.stdout_preview, 'out');
+      assert.equal(got?.command, 'true');
+      assert.equal((await store.execLogs.get(tenantA, row.id, b))?.exit_code, null);
     });
 
     test('getByIds reads any number of ids, in chunks', async () => {

@@ -2,10 +2,11 @@
  * Every request and response shape of the public API. These objects validate requests at the
  * edge (Fastify + Ajv) and are the same objects the OpenAPI document is generated from.
  */
-import { type Static, type TLiteral, type TSchema, type TUnion, Type } from '@sinclair/typebox';
+import { type Static, type TLiteral, type TOptional, type TSchema, type TUnion, Type } from '@sinclair/typebox';
 import { ERROR_CODES } from '../errors/codes.js';
 import { LIFECYCLES } from '../lifecycle/defaults.js';
 import { BUNKER_STATES } from '../lifecycle/transitions.js';
+import { GPU_COUNT_MAX, NETWORK_PROFILE_NAMES, QUOTA_ASSIGNMENT_KINDS, QUOTA_RESOURCES } from '../quotas/resources.js';
 import { PERMISSIONS } from './permissions.js';
 
 const strict = { additionalProperties: false } as const;
@@ -62,6 +63,15 @@ export const CreateBunkerBody = Type.Object(
     cpu_millicores: Type.Optional(Type.Integer({ minimum: 100, maximum: 64000 })),
     memory_mb: Type.Optional(Type.Integer({ minimum: 32, maximum: 262144 })),
     disk_mb: Type.Optional(Type.Integer({ minimum: 16, maximum: 1048576 })),
+    gpu_count: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: GPU_COUNT_MAX,
+        default: 0,
+        description:
+          'GPUs the bunker needs (default 0). Counted against quotas; no worker offers GPUs yet, so more than 0 ends in `NO_SUITABLE_WORKER`.',
+      }),
+    ),
     network_profile: Type.Optional(NetworkProfile),
     isolation: Type.Optional(
       literalUnion(ISOLATIONS, {
@@ -94,6 +104,7 @@ export const Bunker = Type.Object(
     cpu_millicores: Type.Integer(),
     memory_mb: Type.Integer(),
     disk_mb: Type.Integer(),
+    gpu_count: Type.Integer(),
     network_profile: Type.String(),
     idle_timeout_s: Type.Integer(),
     max_lifetime_s: Nullable(Type.Integer()),
@@ -280,15 +291,222 @@ export const CreateTenantBody = Type.Object(
 );
 export const Tenant = Type.Object({ id: Type.String(), name: Type.String() }, { $id: 'Tenant' });
 export const TenantIdParams = Type.Object({ id: Type.String({ pattern: '^tn_[0-9a-z]{20}$' }) }, strict);
+/** A user id as an identity provider issues it (a JWT `sub`), or one given to an API key. */
+export const UserId = Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\x00-\\x1f]+$' });
+/** A group name as it appears in a JWT `groups` claim or on an API key. */
+export const GroupName = Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\x00-\\x1f]+$' });
+
 export const CreateApiKeyBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 128 }),
     permissions: Type.Array(literalUnion(PERMISSIONS), { minItems: 1, maxItems: PERMISSIONS.length, uniqueItems: true }),
+    user_id: Type.Optional({ ...UserId, description: 'The user this key acts as (quota buckets); default `key:<key id>`' }),
+    groups: Type.Optional(Type.Array(GroupName, { maxItems: 64, uniqueItems: true, description: 'Groups of that user; default none' })),
   },
   { ...strict, $id: 'CreateApiKey' },
 );
 export const CreatedApiKey = Type.Object(
-  { id: Type.String(), key: Type.String({ description: 'Shown once; only its SHA-256 is stored' }) },
+  {
+    id: Type.String(),
+    key: Type.String({ description: 'Shown once; only its SHA-256 is stored' }),
+    user_id: Type.String({ description: 'The user the key acts as' }),
+    groups: Type.Array(Type.String()),
+  },
   { $id: 'CreatedApiKey' },
 );
 export const Empty = Type.Object({}, { $id: 'Empty' });
+
+// ---- quotas ---------------------------------------------------------------------------------
+
+export const QuotaProfileId = Type.String({ pattern: '^qp_[0-9a-z]{20}$', description: 'Quota profile id' });
+export const QuotaProfileIdParams = Type.Object({ id: QuotaProfileId }, strict);
+export const QuotaAssignmentParams = Type.Object(
+  { id: QuotaProfileId, assignment_id: Type.String({ pattern: '^qa_[0-9a-z]{20}$' }) },
+  strict,
+);
+const TenantId = Type.String({ pattern: '^tn_[0-9a-z]{20}$' });
+
+const Cap = (what: string, max: number) =>
+  Nullable(Type.Integer({ minimum: 0, maximum: max, description: `Cap on ${what} per bucket; null: no cap` }));
+const ImageName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[a-z0-9][a-z0-9._:/-]*$' });
+/** Caps and allow-lists, as created, updated and answered. */
+const profileFields = {
+  max_bunkers: Cap('concurrent (non-ended) bunkers', 1_000_000),
+  max_cpu_millicores: Cap('CPU millicores', 1_000_000_000),
+  max_memory_mb: Cap('memory (MB)', 1_000_000_000),
+  max_disk_mb: Cap('disk (MB)', 1_000_000_000),
+  max_gpu_count: Cap('GPUs', 1_000_000),
+  allowed_lifecycles: Nullable(
+    Type.Array(literalUnion(LIFECYCLES), { uniqueItems: true, description: 'Lifecycles a create may use; null: any' }),
+  ),
+  allowed_images: Nullable(
+    Type.Array(ImageName, { maxItems: 256, uniqueItems: true, description: 'Image names a create may use; null: any' }),
+  ),
+  allowed_network_profiles: Nullable(
+    Type.Array(literalUnion(NETWORK_PROFILE_NAMES), { uniqueItems: true, description: 'Network profiles a create may use; null: any' }),
+  ),
+};
+const optional = <T extends Record<string, TSchema>>(props: T): { [K in keyof T]: TOptional<T[K]> } =>
+  Object.fromEntries(Object.entries(props).map(([k, v]) => [k, Type.Optional(v)])) as { [K in keyof T]: TOptional<T[K]> };
+const ProfileName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9 ._-]*$' });
+
+export const CreateQuotaProfileBody = Type.Object(
+  {
+    name: ProfileName,
+    tenant_id: Type.Optional({
+      ...TenantId,
+      description: "Platform admins only: the tenant the profile belongs to (default: the caller's)",
+    }),
+    ...optional(profileFields),
+  },
+  { ...strict, $id: 'CreateQuotaProfile' },
+);
+export type CreateQuotaProfileBody = Static<typeof CreateQuotaProfileBody>;
+
+export const UpdateQuotaProfileBody = Type.Object(
+  {
+    name: Type.Optional(ProfileName),
+    ...optional(profileFields),
+  },
+  {
+    ...strict,
+    minProperties: 1,
+    $id: 'UpdateQuotaProfile',
+    description: 'Only the fields given change; null clears a cap or list. New caps apply to later creates only.',
+  },
+);
+export type UpdateQuotaProfileBody = Static<typeof UpdateQuotaProfileBody>;
+
+export const QuotaAssignmentKind = literalUnion(QUOTA_ASSIGNMENT_KINDS, {
+  description:
+    '`user`: the user `subject`, own bucket; `group`: members of group `subject`, one shared bucket; `group_per_user`: members of group `subject`, a bucket each',
+});
+export const CreateQuotaAssignmentBody = Type.Object(
+  { kind: QuotaAssignmentKind, subject: Type.String({ minLength: 1, maxLength: 256, description: 'A user id or a group name' }) },
+  { ...strict, $id: 'CreateQuotaAssignment' },
+);
+export type CreateQuotaAssignmentBody = Static<typeof CreateQuotaAssignmentBody>;
+
+export const QuotaAssignment = Type.Object(
+  {
+    id: Type.String(),
+    profile_id: Type.String(),
+    kind: QuotaAssignmentKind,
+    subject: Type.String(),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'QuotaAssignment' },
+);
+export type QuotaAssignment = Static<typeof QuotaAssignment>;
+
+export const QuotaProfile = Type.Object(
+  {
+    id: Type.String(),
+    tenant_id: Type.String(),
+    name: Type.String(),
+    ...profileFields,
+    assignments: Type.Array(QuotaAssignment),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'QuotaProfile' },
+);
+export type QuotaProfile = Static<typeof QuotaProfile>;
+export const QuotaProfileList = Type.Object({ items: Type.Array(QuotaProfile) }, { $id: 'QuotaProfileList' });
+export const QuotaProfileListQuery = Type.Object(
+  { tenant_id: Type.Optional({ ...TenantId, description: "Platform admins: one tenant's profiles (default: every tenant's)" }) },
+  strict,
+);
+export const QuotaUsageQuery = Type.Object(
+  { tenant_id: Type.Optional({ ...TenantId, description: "Platform admins: another tenant's buckets" }) },
+  strict,
+);
+
+/** A counter: who shares it. `id` is unique within the tenant (`<user>`, `<group>`, `<group>:<user>`, URI-encoded parts). */
+export const QuotaBucket = Type.Object(
+  {
+    kind: QuotaAssignmentKind,
+    id: Type.String(),
+    user_id: Nullable(Type.String()),
+    group: Nullable(Type.String()),
+  },
+  { $id: 'QuotaBucket' },
+);
+export type QuotaBucket = Static<typeof QuotaBucket>;
+const ResourceUsage = Type.Object({
+  current: Type.Integer(),
+  cap: Nullable(Type.Integer({ description: 'The strictest cap of the profiles on this bucket; null: none' })),
+  remaining: Nullable(Type.Integer({ description: 'max(0, cap - current); null: no cap' })),
+});
+export const QuotaUsage = Type.Object(
+  {
+    items: Type.Array(
+      Type.Object({
+        bucket: QuotaBucket,
+        profile_ids: Type.Array(Type.String()),
+        resources: Type.Object(
+          Object.fromEntries(QUOTA_RESOURCES.map((r) => [r, ResourceUsage])) as Record<
+            (typeof QUOTA_RESOURCES)[number],
+            typeof ResourceUsage
+          >,
+        ),
+      }),
+    ),
+  },
+  { $id: 'QuotaUsage' },
+);
+export type QuotaUsage = Static<typeof QuotaUsage>;
+
+// ---- usage ----------------------------------------------------------------------------------
+
+/** How `GET /usage` groups its sums; `none`: one item with the totals. */
+export const USAGE_GROUP_BY = ['bunker', 'day', 'hour', 'image', 'none'] as const;
+export type UsageGroupBy = (typeof USAGE_GROUP_BY)[number];
+/** The longest range one `GET /usage` may cover. */
+export const USAGE_MAX_RANGE_DAYS = 92;
+
+const UsageTimestamp = (description: string) =>
+  Type.String({
+    maxLength: 40,
+    pattern: '^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2}))?$',
+    description: `ISO 8601: a date (midnight UTC) or a date-time with \`Z\` or an offset; ${description}`,
+  });
+export const UsageQuery = Type.Object(
+  {
+    from: Type.Optional(UsageTimestamp('default: `to` minus 24 hours')),
+    to: Type.Optional(UsageTimestamp(`default: now; after \`from\`, at most ${USAGE_MAX_RANGE_DAYS} days later`)),
+    group_by: Type.Optional(
+      literalUnion(USAGE_GROUP_BY, { default: 'none', description: 'How to group the sums (default `none`: one total)' }),
+    ),
+    tenant_id: Type.Optional({ ...TenantId, description: "Platform admins: another tenant's usage" }),
+  },
+  strict,
+);
+export type UsageQuery = Static<typeof UsageQuery>;
+
+export const UsageItem = Type.Object(
+  {
+    key: Nullable(
+      Type.String({
+        description:
+          'The group: a bunker id (`bunker`), a UTC day `YYYY-MM-DD` (`day`), the start of a UTC hour `YYYY-MM-DDTHH:00:00.000Z` (`hour`), an image name (`image`); null for `none`',
+      }),
+    ),
+    cpu_seconds: Type.Number({ description: 'CPU time used (seconds)' }),
+    memory_mb_minutes: Type.Number({ description: 'Memory held (MB) × minutes' }),
+    disk_mb_minutes: Type.Number({ description: "Disk written (MB used in the bunker's own writable layer) × minutes" }),
+    wall_seconds: Type.Number({ description: 'Time the bunkers were running or paused (seconds)' }),
+  },
+  { $id: 'UsageItem' },
+);
+export type UsageItem = Static<typeof UsageItem>;
+export const UsageReport = Type.Object(
+  {
+    items: Type.Array(UsageItem),
+    from: Type.String({ format: 'date-time' }),
+    to: Type.String({ format: 'date-time' }),
+    group_by: literalUnion(USAGE_GROUP_BY),
+  },
+  { $id: 'UsageReport' },
+);
+export type UsageReport = Static<typeof UsageReport>;

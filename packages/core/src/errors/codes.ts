@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   WORKER_NOT_FOUND: { status: 404, description: 'No worker with that id.' },
   FILE_NOT_FOUND: { status: 404, description: 'No file or directory at that path inside the bunker.' },
   OUTPUT_NOT_FOUND: { status: 404, description: 'No stored exec output with that reference.' },
+  QUOTA_PROFILE_NOT_FOUND: { status: 404, description: "No quota profile (or assignment of it) with that id in the caller's scope." },
   NOT_FOUND: { status: 404, description: 'No such route.' },
   BUNKER_INVALID_TRANSITION: { status: 409, description: "The bunker's state does not allow this lifecycle move." },
   BUNKER_NOT_RUNNING: { status: 409, description: 'The operation needs a running bunker.' },
@@ -22,8 +23,16 @@ export const ERROR_CODES = {
     status: 409,
     description: 'The path exists with the wrong type (e.g. a directory where a file is expected) or is not empty.',
   },
+  QUOTA_PROFILE_CONFLICT: {
+    status: 409,
+    description: 'A quota profile with that name already exists in the tenant, or the profile already has that assignment.',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body or upload exceeds its cap.' },
-  QUOTA_EXCEEDED: { status: 429, description: 'Creating this bunker would exceed a quota bucket.' },
+  QUOTA_EXCEEDED: {
+    status: 429,
+    description:
+      'Creating this bunker would exceed a quota bucket, or a quota profile does not allow its lifecycle, image or network profile; `details` name the bucket and the resource.',
+  },
   DISK_FULL: { status: 507, description: "The bunker's disk (disk_mb) is full." },
   INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
   WORKER_UNAVAILABLE: { status: 503, description: "The bunker's worker cannot be reached." },

@@ -297,6 +297,111 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/modules/scaibunker/quota-profiles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's quota profiles with their assignments (platform admins: every tenant's) */
+        get: operations["listQuotaProfiles"];
+        put?: never;
+        /** Create a quota profile in the caller's tenant (platform admins: any tenant, `tenant_id`) */
+        post: operations["createQuotaProfile"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/quota-profiles/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Current / cap / remaining per quota bucket: the caller's own buckets, or every bucket of the tenant for its admins */
+        get: operations["getQuotaUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/quota-profiles/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One quota profile with its assignments */
+        get: operations["getQuotaProfile"];
+        put?: never;
+        post?: never;
+        /** Delete a quota profile and its assignments (running bunkers keep their charge until they end) */
+        delete: operations["deleteQuotaProfile"];
+        options?: never;
+        head?: never;
+        /** Change a quota profile (the fields given; null clears); applies to later creates only */
+        patch: operations["updateQuotaProfile"];
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/quota-profiles/{id}/assignments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Assign a quota profile to a user, a group (one shared bucket) or each user of a group */
+        post: operations["assignQuotaProfile"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/quota-profiles/{id}/assignments/{assignment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove an assignment (running bunkers keep their charge until they end) */
+        delete: operations["unassignQuotaProfile"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's metered usage (CPU seconds, memory and disk MB-minutes, wall seconds) over [from, to), per bunker, day, hour, image or in total */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -354,7 +459,7 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "IMAGE_NOT_READY" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "PAYLOAD_TOO_LARGE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INTERNAL" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER";
+                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "IMAGE_NOT_READY" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "PAYLOAD_TOO_LARGE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INTERNAL" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER";
                 message: string;
                 details: {
                     [key: string]: unknown;
@@ -375,6 +480,7 @@ export interface components {
             cpu_millicores: number;
             memory_mb: number;
             disk_mb: number;
+            gpu_count: number;
             network_profile: string;
             idle_timeout_s: number;
             max_lifetime_s: number | null;
@@ -394,6 +500,11 @@ export interface components {
             cpu_millicores?: number;
             memory_mb?: number;
             disk_mb?: number;
+            /**
+             * @description GPUs the bunker needs (default 0). Counted against quotas; no worker offers GPUs yet, so more than 0 ends in `NO_SUITABLE_WORKER`.
+             * @default 0
+             */
+            gpu_count?: number;
             /**
              * @description Only `isolated` (loopback only) is implemented so far; other profiles are rejected.
              * @constant
@@ -491,10 +602,17 @@ export interface components {
             id: string;
             /** @description Shown once; only its SHA-256 is stored */
             key: string;
+            /** @description The user the key acts as */
+            user_id: string;
+            groups: string[];
         };
         CreateApiKey: {
             name: string;
             permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
+            /** @description The user this key acts as (quota buckets); default `key:<key id>` */
+            user_id?: string;
+            /** @description Groups of that user; default none */
+            groups?: string[];
         };
         Worker: {
             id: string;
@@ -539,6 +657,126 @@ export interface components {
                 id: string;
                 status: "running" | "paused" | "stopped";
             }[];
+        };
+        QuotaAssignment: {
+            id: string;
+            profile_id: string;
+            /** @description `user`: the user `subject`, own bucket; `group`: members of group `subject`, one shared bucket; `group_per_user`: members of group `subject`, a bucket each */
+            kind: "user" | "group" | "group_per_user";
+            subject: string;
+            /** Format: date-time */
+            created_at: string;
+        };
+        QuotaProfile: {
+            id: string;
+            tenant_id: string;
+            name: string;
+            max_bunkers: number | null;
+            max_cpu_millicores: number | null;
+            max_memory_mb: number | null;
+            max_disk_mb: number | null;
+            max_gpu_count: number | null;
+            allowed_lifecycles: ("ephemeral" | "session" | "persistent")[] | null;
+            allowed_images: string[] | null;
+            allowed_network_profiles: ("isolated" | "registry" | "allowlisted" | "unrestricted" | "transit")[] | null;
+            assignments: components["schemas"]["QuotaAssignment"][];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        CreateQuotaProfile: {
+            name: string;
+            /** @description Platform admins only: the tenant the profile belongs to (default: the caller's) */
+            tenant_id?: string;
+            max_bunkers?: number | null;
+            max_cpu_millicores?: number | null;
+            max_memory_mb?: number | null;
+            max_disk_mb?: number | null;
+            max_gpu_count?: number | null;
+            allowed_lifecycles?: ("ephemeral" | "session" | "persistent")[] | null;
+            allowed_images?: string[] | null;
+            allowed_network_profiles?: ("isolated" | "registry" | "allowlisted" | "unrestricted" | "transit")[] | null;
+        };
+        QuotaProfileList: {
+            items: components["schemas"]["QuotaProfile"][];
+        };
+        QuotaBucket: {
+            /** @description `user`: the user `subject`, own bucket; `group`: members of group `subject`, one shared bucket; `group_per_user`: members of group `subject`, a bucket each */
+            kind: "user" | "group" | "group_per_user";
+            id: string;
+            user_id: string | null;
+            group: string | null;
+        };
+        QuotaUsage: {
+            items: {
+                bucket: components["schemas"]["QuotaBucket"];
+                profile_ids: string[];
+                resources: {
+                    bunkers: {
+                        current: number;
+                        cap: number | null;
+                        remaining: number | null;
+                    };
+                    cpu_millicores: {
+                        current: number;
+                        cap: number | null;
+                        remaining: number | null;
+                    };
+                    memory_mb: {
+                        current: number;
+                        cap: number | null;
+                        remaining: number | null;
+                    };
+                    disk_mb: {
+                        current: number;
+                        cap: number | null;
+                        remaining: number | null;
+                    };
+                    gpu_count: {
+                        current: number;
+                        cap: number | null;
+                        remaining: number | null;
+                    };
+                };
+            }[];
+        };
+        /** @description Only the fields given change; null clears a cap or list. New caps apply to later creates only. */
+        UpdateQuotaProfile: {
+            name?: string;
+            max_bunkers?: number | null;
+            max_cpu_millicores?: number | null;
+            max_memory_mb?: number | null;
+            max_disk_mb?: number | null;
+            max_gpu_count?: number | null;
+            allowed_lifecycles?: ("ephemeral" | "session" | "persistent")[] | null;
+            allowed_images?: string[] | null;
+            allowed_network_profiles?: ("isolated" | "registry" | "allowlisted" | "unrestricted" | "transit")[] | null;
+        };
+        CreateQuotaAssignment: {
+            /** @description `user`: the user `subject`, own bucket; `group`: members of group `subject`, one shared bucket; `group_per_user`: members of group `subject`, a bucket each */
+            kind: "user" | "group" | "group_per_user";
+            /** @description A user id or a group name */
+            subject: string;
+        };
+        UsageItem: {
+            key: string | null;
+            /** @description CPU time used (seconds) */
+            cpu_seconds: number;
+            /** @description Memory held (MB) × minutes */
+            memory_mb_minutes: number;
+            /** @description Disk written (MB used in the bunker's own writable layer) × minutes */
+            disk_mb_minutes: number;
+            /** @description Time the bunkers were running or paused (seconds) */
+            wall_seconds: number;
+        };
+        UsageReport: {
+            items: components["schemas"]["UsageItem"][];
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            group_by: "bunker" | "day" | "hour" | "image" | "none";
         };
         Image: {
             name: string;
@@ -2186,6 +2424,650 @@ export interface operations {
             };
             /** @description PERMISSION_DENIED */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listQuotaProfiles: {
+        parameters: {
+            query?: {
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaProfileList"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createQuotaProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateQuotaProfile"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaProfile"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getQuotaUsage: {
+        parameters: {
+            query?: {
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaUsage"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getQuotaProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaProfile"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteQuotaProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Empty"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    updateQuotaProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateQuotaProfile"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaProfile"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    assignQuotaProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateQuotaAssignment"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaAssignment"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    unassignQuotaProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                assignment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Empty"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_PROFILE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: {
+                from?: string;
+                to?: string;
+                group_by?: "bunker" | "day" | "hour" | "image" | "none";
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -128,6 +128,7 @@ export class StubApiServer {
       cpu_millicores: 1000,
       memory_mb: 512,
       disk_mb: 1024,
+      gpu_count: 0,
       network_profile: 'isolated',
       idle_timeout_s: 300,
       max_lifetime_s: 3600,
@@ -291,7 +292,15 @@ export class StubApiServer {
     if (typeof body.image !== 'string')
       throw new HttpFailure(400, 'VALIDATION_FAILED', "body must have required property 'image'", { field: 'body' });
     if (body.image === 'missing') throw new HttpFailure(404, 'IMAGE_NOT_FOUND', 'no image missing');
-    if ((body.memory_mb as number) > 100000) throw new HttpFailure(429, 'QUOTA_EXCEEDED', 'memory quota exceeded', { bucket: 'memory_mb' });
+    if ((body.memory_mb as number) > 100000)
+      throw new HttpFailure(429, 'QUOTA_EXCEEDED', 'memory quota exceeded', {
+        bucket: { kind: 'user', id: 'stub', user_id: 'stub', group: null },
+        resource: 'memory_mb',
+        current: 0,
+        cap: 100000,
+        requested: body.memory_mb,
+        profile_id: null,
+      });
     const info = this.addBunker({
       image: body.image,
       ...(body.lifecycle ? { lifecycle: body.lifecycle as BunkerInfo['lifecycle'] } : {}),
@@ -299,6 +308,7 @@ export class StubApiServer {
       ...(body.cpu_millicores ? { cpu_millicores: body.cpu_millicores as number } : {}),
       ...(body.memory_mb ? { memory_mb: body.memory_mb as number } : {}),
       ...(body.disk_mb ? { disk_mb: body.disk_mb as number } : {}),
+      ...(body.gpu_count ? { gpu_count: body.gpu_count as number } : {}),
       ...(body.metadata ? { metadata: body.metadata as Record<string, string> } : {}),
     });
     this.send(res, 201, info);
@@ -532,9 +542,9 @@ export class StubApiServer {
         else this.uploadWaiters.push(w);
       }
       if (record.bytes > this.uploadCapBytes) {
-        // Answer at once and discard the rest of the body, as Node's HTTP server does for the controller.
-        this.send(res, 413, { error: { code: 'PAYLOAD_TOO_LARGE', message: `upload exceeds ${this.uploadCapBytes} bytes`, details: {} } });
-        req.resume();
+        this.answerEarly(req, res, 413, {
+          error: { code: 'PAYLOAD_TOO_LARGE', message: `upload exceeds ${this.uploadCapBytes} bytes`, details: {} },
+        });
         return;
       }
       parts.push(chunk);
@@ -566,6 +576,30 @@ export class StubApiServer {
     } catch {
       throw new HttpFailure(400, 'VALIDATION_FAILED', 'malformed JSON body');
     }
+  }
+
+  /**
+   * Answers before the request body is all read (an upload over the cap). The whole answer is
+   * written at once, but the response is only ended — which closes a `connection: close`
+   * socket — once the client stopped sending (or 8 MiB more were dropped): closing while the
+   * client still writes can fail its write (EPIPE) before it has read the answer.
+   */
+  private answerEarly(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.write(text);
+    let dropped = 0;
+    const finish = () => {
+      req.off('data', onData);
+      if (!res.writableEnded) res.end();
+    };
+    const onData = (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > 8 * 1024 * 1024) finish();
+    };
+    req.on('data', onData);
+    req.once('end', finish);
+    req.once('close', finish);
   }
 
   private send(res: ServerResponse, status: number, body: unknown): void {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { newId } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
-import type { Provider } from '../providers/Provider.js';
+import type { BunkerStats, Provider } from '../providers/Provider.js';
 import { withTimeout } from '../util/withTimeout.js';
 import {
   type ControllerLink,
@@ -321,6 +321,23 @@ export class Worker implements WorkerApi {
     } catch (err) {
       throw toWorkerError(err);
     }
+  }
+
+  /** Readings of the bunkers asked for that this worker runs; the others (and failed reads) are left out. */
+  async stats(bunkerIds: string[]): Promise<Record<string, BunkerStats>> {
+    const out: Record<string, BunkerStats> = {};
+    await Promise.all(
+      [...new Set(bunkerIds)].map(async (id) => {
+        const tracked = this.bunkers.get(id);
+        if (!tracked || tracked.status === 'stopped') return;
+        try {
+          out[id] = await tracked.provider.stats(id);
+        } catch (err) {
+          this.logger.warn(`stats of ${id}: ${messageOf(err)}`);
+        }
+      }),
+    );
+    return out;
   }
 
   // ---------------------------------------------------------------- internals

@@ -8,6 +8,7 @@ import https from 'node:https';
 import { PassThrough, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import {
+  type BunkerStats,
   type ExecHandlers,
   type ExecOutcome,
   type ExecRequest,
@@ -43,6 +44,8 @@ interface RequestOptions {
   body?: Readable;
   headers?: OutgoingHttpHeaders;
   signal?: AbortSignal;
+  /** Safe to send again on a stale pooled socket (GET and DELETE are; a read-only POST may be). */
+  idempotent?: boolean;
 }
 
 type ExecLine = { t: 'stdout' | 'stderr'; d: string } | ({ t: 'exit' } & ExecOutcome) | { t: 'error'; code: string; message: string };
@@ -169,6 +172,13 @@ export class HttpWorkerClient implements WorkerApi {
     );
   }
 
+  async stats(bunkerIds: string[]): Promise<Record<string, BunkerStats>> {
+    const res = await this.request({ method: 'POST', path: 'stats', json: { bunkerIds }, idempotent: true });
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    // Up to ~200 bytes per bunker: allow far more than the default reply cap.
+    return ((await readJson(res, 64 * 1024 * 1024)) as { stats: Record<string, BunkerStats> }).stats;
+  }
+
   // ---------------------------------------------------------------- internals
 
   private async expectOk(res: IncomingMessage): Promise<void> {
@@ -187,7 +197,7 @@ export class HttpWorkerClient implements WorkerApi {
     } catch (err) {
       // A pooled keep-alive socket the worker closed while idle fails on first use; the
       // request never reached the worker, so an idempotent one is safe to send again.
-      const idempotent = (opts.method === 'GET' || opts.method === 'DELETE') && !opts.body;
+      const idempotent = (opts.idempotent || opts.method === 'GET' || opts.method === 'DELETE') && !opts.body;
       if (idempotent && err instanceof WorkerError && staleSocketErrors.has(err)) return this.requestOnce(opts);
       throw err;
     }
@@ -271,8 +281,8 @@ async function readBody(res: IncomingMessage, limit = 1024 * 1024): Promise<stri
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function readJson(res: IncomingMessage): Promise<unknown> {
-  const text = await readBody(res);
+async function readJson(res: IncomingMessage, limit?: number): Promise<unknown> {
+  const text = await readBody(res, limit);
   try {
     return JSON.parse(text);
   } catch {

@@ -18,6 +18,8 @@
  *   GET    /bunkers/:id/stat?path=          FileStatInfo
  *   GET    /bunkers/:id/list?path=          {items: FileStatInfo[]}
  *   POST   /bunkers/:id/mkdir               JSON {path, parents?} → 204
+ *   POST   /stats                           JSON {bunkerIds: string[]} → {stats: {<id>: BunkerStats}}
+ *          (bunkers this worker does not run are left out; POST because the id list is long)
  * Errors: {error:{code,message}} with the status from WORKER_ERROR_STATUS.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -85,6 +87,13 @@ const execBody = {
     stdin: { type: 'string' },
     timeoutMs: { type: 'integer', minimum: 0 },
   },
+} as const;
+
+const statsBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['bunkerIds'],
+  properties: { bunkerIds: { type: 'array', maxItems: 100_000, items: BUNKER_ID } },
 } as const;
 
 interface IdParams {
@@ -293,6 +302,10 @@ export class WorkerHttpServer {
         return reply.code(204).send();
       },
     );
+
+    app.post<{ Body: { bunkerIds: string[] } }>(`${prefix}/stats`, { schema: { body: statsBody } }, async (request) => ({
+      stats: await api.stats(request.body.bunkerIds),
+    }));
   }
 
   private async receiveUpload(
@@ -343,8 +356,18 @@ export class WorkerHttpServer {
         onStderr: (chunk) => writeLine({ t: 'stderr', d: chunk.toString('base64') }),
         signal: abort.signal,
       });
-      await writeLine({ t: 'exit', ...outcome });
-      res.end();
+      const exit = `${JSON.stringify({ t: 'exit', ...outcome })}\n`;
+      if (res.destroyed || res.writableEnded) return;
+      if (!res.headersSent) {
+        // Nothing was streamed (a short command's usual case): head and body leave in one
+        // write, with a length instead of chunked framing and its separate terminator.
+        res.writeHead(200, {
+          'content-type': 'application/x-ndjson',
+          'cache-control': 'no-store',
+          'content-length': Buffer.byteLength(exit),
+        });
+      }
+      res.end(exit);
     } catch (err) {
       if (res.destroyed) return;
       const code = err instanceof WorkerError ? err.code : 'INTERNAL';

@@ -36,9 +36,15 @@ export interface SpawnedBunker {
 }
 
 export interface BunkerStats {
+  /** Cumulative CPU time of the bunker's processes (a VM: its VMM's) since it started. */
   cpuUsageNs: number;
   memoryBytes: number;
   pids: number;
+  /**
+   * Bytes the bunker's own writable disk occupies on the host: a container's tmpfs upper
+   * (used blocks), a VM's qcow2 overlay (allocated blocks). Absent when it cannot be read.
+   */
+  diskUsedBytes?: number;
 }
 
 export interface Provider {

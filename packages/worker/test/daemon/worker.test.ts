@@ -329,6 +329,32 @@ for (const transport of ['in-process', 'http'] as const) {
       assert.equal(await errorCode(api.pause(id)), 'BUNKER_NOT_FOUND');
     });
 
+    it('reports cumulative cpu, memory and disk of the bunkers asked for, in one call; others are left out', async () => {
+      const before = (await api.stats([mainBunker]))[mainBunker];
+      assert.ok(before, 'the main bunker has stats');
+      // A busy loop, and 4 MiB written to the bunker's disk.
+      const outcome = await api.exec(
+        mainBunker,
+        {
+          argv: ['sh', '-c', 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; head -c 4194304 /dev/zero > /root/usage.bin'],
+          timeoutMs: 60_000,
+        },
+        {},
+      );
+      assert.equal(outcome.exitCode, 0);
+      const ghost = newId('bk');
+      const stats = await api.stats([mainBunker, ghost, mainBunker]);
+      assert.deepEqual(Object.keys(stats), [mainBunker], 'a bunker the worker does not run is left out');
+      const after = stats[mainBunker];
+      assert.ok(after);
+      assert.ok(after.cpuUsageNs > before.cpuUsageNs, `cpu ${before.cpuUsageNs} → ${after.cpuUsageNs}`);
+      assert.ok(after.memoryBytes > 0, `memory ${after.memoryBytes}`);
+      assert.ok(after.pids >= 1, `pids ${after.pids}`);
+      assert.ok((after.diskUsedBytes ?? 0) >= 4 * 1024 * 1024, `disk ${after.diskUsedBytes}`);
+      await api.remove(mainBunker, '/root/usage.bin', {});
+      assert.deepEqual(await api.stats([]), {});
+    });
+
     it('heartbeats carry the worker, its bunkers and its cached images', async () => {
       await worker.heartbeatNow();
       const hb = controller.last;

@@ -248,12 +248,18 @@ for (const subject of SUBJECTS) {
       assert.notEqual(await raceTimeout(pending, 30_000), 'timeout');
     });
 
-    test('stats report cpu and memory; unknown ids are NOT_FOUND', async () => {
+    test('stats report cpu, memory and disk used; unknown ids are NOT_FOUND', async () => {
       const { c, s } = await spawn();
       await sh(c, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done');
+      const before = await provider.stats(s.id);
+      assert.ok(before.cpuUsageNs > 0, `cpu ${before.cpuUsageNs}`);
+      assert.ok(before.memoryBytes > 0, `memory ${before.memoryBytes}`);
+      await sh(c, 'head -c 2097152 /dev/urandom > /root/disk.bin && sync');
       const st = await provider.stats(s.id);
-      assert.ok(st.cpuUsageNs > 0, `cpu ${st.cpuUsageNs}`);
-      assert.ok(st.memoryBytes > 0, `memory ${st.memoryBytes}`);
+      assert.ok(
+        (st.diskUsedBytes ?? 0) >= (before.diskUsedBytes ?? 0) + 2 * 1024 * 1024,
+        `disk ${before.diskUsedBytes} → ${st.diskUsedBytes}`,
+      );
       const notFound = (e: unknown) => e instanceof ProviderError && e.code === 'NOT_FOUND';
       await assert.rejects(provider.stats('no-such-bunker'), notFound);
       await assert.rejects(provider.pause('no-such-bunker'), notFound);

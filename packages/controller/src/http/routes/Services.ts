@@ -1,8 +1,11 @@
 import type { BunkerService } from '../../bunkers/BunkerService.js';
 import type { ExecService } from '../../bunkers/ExecService.js';
 import type { FileService } from '../../bunkers/FileService.js';
+import type { QuotaProfileService } from '../../quotas/QuotaProfileService.js';
+import type { QuotaService } from '../../quotas/QuotaService.js';
 import type { Store } from '../../store/Store.js';
 import type { TenantService } from '../../tenants/TenantService.js';
+import type { UsageService } from '../../usage/UsageService.js';
 import type { WorkerService } from '../../workers/WorkerService.js';
 
 /** What route modules may call: services, and the store only for plain reads. */
@@ -13,6 +16,9 @@ export interface Services {
   files: FileService;
   tenants: TenantService;
   workers: WorkerService;
+  quotas: QuotaService;
+  quotaProfiles: QuotaProfileService;
+  usage: UsageService;
 }
 
 export const API = '/v1/modules/scaibunker';

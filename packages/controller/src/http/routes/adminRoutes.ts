@@ -27,7 +27,8 @@ export function adminRoutes(s: Services): RouteDef[] {
       body: schemas.CreateApiKeyBody,
       response: { status: 201, schema: schemas.CreatedApiKey },
       errors: ['TENANT_NOT_FOUND'],
-      handler: async ({ params, body, principal }) => s.tenants.createApiKey(principal, params.id, body.name, body.permissions),
+      handler: async ({ params, body, principal }) =>
+        s.tenants.createApiKey(principal, params.id, body.name, body.permissions, { userId: body.user_id, groups: body.groups }),
     }),
     route({
       method: 'GET',

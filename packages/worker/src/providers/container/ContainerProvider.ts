@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { Cgroups } from '../host/Cgroups.js';
@@ -489,11 +489,21 @@ export class ContainerProvider implements Provider {
 
   async stats(id: string): Promise<BunkerStats> {
     const { cg, rel } = await this.requireCgroup(id);
+    let stats: BunkerStats;
     try {
-      return await cg.stats(rel);
+      stats = await cg.stats(rel);
     } catch (e) {
       throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND', (e as Error).message);
     }
+    // The disk is the tmpfs holding the overlay's upper layer: its used blocks are what the
+    // bunker wrote (plus the overlay's work dir and its console log).
+    try {
+      const fs = await statfs(this.paths(id).upper);
+      stats.diskUsedBytes = (fs.blocks - fs.bfree) * fs.bsize;
+    } catch {
+      /* unmounted under us: leave it out */
+    }
+    return stats;
   }
 
   // ------------------------------------------------------------------ list / health

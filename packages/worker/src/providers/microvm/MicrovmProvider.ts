@@ -390,7 +390,15 @@ export class MicrovmProvider implements Provider {
     await this.init();
     const rel = this.readMeta(id)?.cgroup;
     if (!rel || !this.cgroups?.exists(rel)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
-    return this.cgroups.stats(rel);
+    const stats: BunkerStats = await this.cgroups.stats(rel);
+    // The bunker's own disk is its qcow2 overlay: the blocks allocated on the host (the image
+    // or snapshot disk under it is shared, never written).
+    try {
+      stats.diskUsedBytes = (await stat(this.paths(id).disk)).blocks * 512;
+    } catch {
+      /* removed under us: leave it out */
+    }
+    return stats;
   }
 
   // ------------------------------------------------------------------ list / health

@@ -1,0 +1,73 @@
+import { ApiError, schemas } from '@scaibunker/core';
+import type { Principal } from '../auth/Principal.js';
+import { resolveTenant } from '../quotas/access.js';
+import type { Store } from '../store/Store.js';
+
+const DAY_MS = 86_400_000;
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-](\d{2}):(\d{2})))?$/;
+
+/**
+ * `GET /usage`: a tenant's metered usage (rows written by the UsageTicker) summed over a range,
+ * per bunker, UTC day or hour, image, or in total. Every caller with `scaibunker:read` sees the
+ * whole tenant's usage, as it sees every bunker of the tenant; platform admins another tenant's.
+ */
+export class UsageService {
+  constructor(private readonly store: Store) {}
+
+  async report(principal: Principal, query: schemas.UsageQuery): Promise<schemas.UsageReport> {
+    const tenantId = await resolveTenant(this.store, principal, query.tenant_id);
+    const to = query.to === undefined ? Date.now() : parseTimestamp(query.to, 'to');
+    const from = query.from === undefined ? to - DAY_MS : parseTimestamp(query.from, 'from');
+    if (to <= from) throw new ApiError('VALIDATION_FAILED', '`to` must be after `from`', { field: 'querystring/to' });
+    if (to - from > schemas.USAGE_MAX_RANGE_DAYS * DAY_MS) {
+      throw new ApiError('VALIDATION_FAILED', `the range may span at most ${schemas.USAGE_MAX_RANGE_DAYS} days`, {
+        field: 'querystring/from',
+        max_days: schemas.USAGE_MAX_RANGE_DAYS,
+      });
+    }
+    const groupBy = query.group_by ?? 'none';
+    const fromIso = new Date(from).toISOString();
+    const toIso = new Date(to).toISOString();
+    const totals = await this.store.usage.totals(tenantId, fromIso, toIso, groupBy);
+    return {
+      items: totals.map((t) => ({
+        key: groupBy === 'hour' && t.key !== null ? `${t.key}:00:00.000Z` : t.key,
+        cpu_seconds: round(t.cpu_seconds),
+        memory_mb_minutes: round(t.memory_mb_minutes),
+        disk_mb_minutes: round(t.disk_mb_minutes),
+        wall_seconds: round(t.wall_seconds),
+      })),
+      from: fromIso,
+      to: toIso,
+      group_by: groupBy,
+    };
+  }
+}
+
+/** Sums of floating-point rows: six decimals are plenty and hide the float noise. */
+function round(n: number): number {
+  return Math.round(n * 1e6) / 1e6;
+}
+
+/** An ISO 8601 date or date-time (the schema checked the shape) whose fields are in range, as epoch ms. */
+function parseTimestamp(value: string, field: 'from' | 'to'): number {
+  const m = TIMESTAMP.exec(value);
+  const [, y, mo, d, h = '0', mi = '0', s = '0', , oh = '0', om = '0'] = m ?? [];
+  const ms = Date.parse(m?.[4] === undefined ? `${value}T00:00:00Z` : value);
+  const daysInMonth = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
+  const valid =
+    m !== null &&
+    Number.isFinite(ms) &&
+    Number(mo) >= 1 &&
+    Number(mo) <= 12 &&
+    Number(d) >= 1 &&
+    Number(d) <= daysInMonth &&
+    Number(h) <= 23 &&
+    Number(mi) <= 59 &&
+    Number(s) <= 59 &&
+    Number(oh) <= 23 &&
+    Number(om) <= 59;
+  if (!valid)
+    throw new ApiError('VALIDATION_FAILED', `\`${field}\` is not a valid date or date-time: ${value}`, { field: `querystring/${field}` });
+  return ms;
+}

@@ -1,0 +1,112 @@
+/** Group commit of exec-log rows: batching, merging a completion into its queued start, order, failures. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ExecLogWriter } from '../../src/bunkers/ExecLogWriter.js';
+import type { ExecLogStore } from '../../src/store/ExecLogStore.js';
+import type { ExecLogRow } from '../../src/store/schema.js';
+
+function row(id: string, patch: Partial<ExecLogRow> = {}): ExecLogRow {
+  return {
+    id,
+    bunker_id: 'bk_1',
+    tenant_id: 'tn_1',
+    caller: 'key:x',
+    command: 'true',
+    exit_code: null,
+    signal: null,
+    timed_out: 0,
+    duration_ms: null,
+    stdout_preview: '',
+    stderr_preview: '',
+    truncated: 0,
+    full_output_ref: null,
+    started_at: '2030-01-01T00:00:00.000Z',
+    finished_at: null,
+    ...patch,
+  };
+}
+
+/** A store that records each statement and holds it until released. */
+function fakeStore(failIds: string[] = []) {
+  const statements: ExecLogRow[][] = [];
+  const gates: Array<() => void> = [];
+  const store = {
+    upsertMany: async (rows: readonly ExecLogRow[]) => {
+      statements.push(rows.map((r) => ({ ...r })));
+      await new Promise<void>((r) => gates.push(r));
+      if (rows.some((r) => failIds.includes(r.id))) throw new Error(`refused ${rows.map((r) => r.id).join(',')}`);
+    },
+  } as unknown as ExecLogStore;
+  const openGates = () => {
+    for (const g of gates.splice(0)) g();
+  };
+  return { store, statements, openGates };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('writes made together go out as one statement; each resolves only once it committed', async () => {
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store);
+  let done = 0;
+  const all = ['a', 'b', 'c'].map((id) => w.write(row(id)).then(() => done++));
+  await tick();
+  assert.equal(statements.length, 1);
+  assert.deepEqual(
+    statements[0]?.map((r) => r.id),
+    ['a', 'b', 'c'],
+  );
+  assert.equal(done, 0, 'nothing resolves before the commit');
+  openGates();
+  await Promise.all(all);
+  assert.equal(done, 3);
+});
+
+test('a completion queued behind its start merges into it: one row, written complete', async () => {
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store);
+  const start = w.write(row('a'));
+  const end = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
+  await tick();
+  openGates();
+  await Promise.all([start, end]);
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => `${r.id}:${r.exit_code}`)),
+    [['a:0']],
+  );
+});
+
+test('a completion made while its start is being written goes in the next statement, after the start committed', async () => {
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store);
+  const start = w.write(row('b'));
+  await tick();
+  assert.equal(statements.length, 1, 'the start is in flight');
+  const end = w.write(row('b', { exit_code: 1 }));
+  await tick();
+  assert.equal(statements.length, 1, 'one statement at a time');
+  openGates();
+  await start;
+  await tick();
+  assert.equal(statements.length, 2);
+  openGates();
+  await end;
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => `${r.id}:${r.exit_code}`)),
+    [['b:null'], ['b:1']],
+  );
+});
+
+test('a row the database refuses fails its own exec only', async () => {
+  const { store, openGates } = fakeStore(['bad']);
+  const w = new ExecLogWriter(store);
+  const good = w.write(row('good'));
+  const bad = w.write(row('bad'));
+  const opener = setInterval(openGates, 1);
+  try {
+    await good;
+    await assert.rejects(bad, /refused bad/);
+  } finally {
+    clearInterval(opener);
+  }
+});

@@ -1,0 +1,116 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { newId } from '@scaibunker/core';
+import { type BunkerStats, type SpawnRequest, type WorkerApi, WorkerError } from '@scaibunker/worker';
+import { Controller, type ControllerOptions } from '../../src/Controller.js';
+import { WORKER_TOKEN } from './testController.js';
+
+export const FAKE_IMAGE_SHA = 'e'.repeat(64);
+
+/**
+ * A worker that records spawns, can be told to fail them, and runs nothing. `stats` answers the
+ * readings scripted in `readings` (bunkers without one are left out, as a real worker leaves out
+ * bunkers it does not run) and records each call; `failStats` makes it unreachable.
+ */
+export function fakeWorker(): {
+  api: WorkerApi;
+  spawns: SpawnRequest[];
+  failSpawns: { on: boolean };
+  readings: Map<string, BunkerStats>;
+  statsCalls: string[][];
+  failStats: { on: boolean };
+} {
+  const spawns: SpawnRequest[] = [];
+  const failSpawns = { on: false };
+  const readings = new Map<string, BunkerStats>();
+  const statsCalls: string[][] = [];
+  const failStats = { on: false };
+  const unexpected = async () => {
+    throw new Error('not expected of the fake worker');
+  };
+  const api: WorkerApi = {
+    spawn: async (req) => {
+      if (failSpawns.on) throw new Error('the fake worker refuses to spawn');
+      spawns.push(req);
+    },
+    destroy: async () => {},
+    pause: unexpected,
+    resume: unexpected,
+    exec: unexpected,
+    readFile: unexpected,
+    writeFile: unexpected,
+    stat: unexpected,
+    list: unexpected,
+    mkdir: unexpected,
+    remove: unexpected,
+    stats: async (ids) => {
+      statsCalls.push([...ids]);
+      if (failStats.on) throw new WorkerError('WORKER_UNAVAILABLE', 'the fake worker does not answer');
+      const out: Record<string, BunkerStats> = {};
+      for (const id of ids) {
+        const r = readings.get(id);
+        if (r) out[id] = { ...r };
+      }
+      return out;
+    },
+  };
+  return { api, spawns, failSpawns, readings, statsCalls, failStats };
+}
+
+/** Registers platform images (ready, cached by the fake worker) and the fake worker, online with room for anything. */
+export async function addFakeWorker(controller: Controller, images: string[] = ['minimal', 'python']) {
+  for (const name of images) {
+    await controller.store.images.upsertPlatform({
+      id: newId('im'),
+      tenant_id: null,
+      name,
+      scope: 'platform',
+      state: 'ready',
+      sha256: FAKE_IMAGE_SHA,
+      size_bytes: 1048576,
+      created_at: new Date().toISOString(),
+    });
+  }
+  const worker = { id: newId('wk'), ...fakeWorker() };
+  controller.registerLocalWorker(worker.id, worker.api);
+  await controller.services.workers.heartbeat({
+    worker_id: worker.id,
+    name: 'fake',
+    url: '',
+    isolations: ['container'],
+    capacity: { cpu_millicores: 100_000_000, memory_mb: 100_000_000, disk_mb: 100_000_000 },
+    cached_images: [FAKE_IMAGE_SHA],
+    bunkers: [],
+  });
+  return worker;
+}
+
+/**
+ * A real controller on a fresh SQLite file (in-process quota counters unless given others),
+ * listening on a free port, with the fake worker: for SDK and CLI tests against the real API.
+ */
+export async function servedController(opts: Partial<ControllerOptions> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-served-'));
+  const controller = await Controller.open({
+    databaseUrl: `sqlite:${join(dir, 'db.sqlite')}`,
+    blobDir: join(dir, 'blobs'),
+    workerToken: WORKER_TOKEN,
+    // No background ticks during a test: the fake worker sends no further heartbeats.
+    config: { monitorIntervalMs: 3_600_000, sweepIntervalMs: 3_600_000, usageIntervalMs: 3_600_000 },
+    ...opts,
+  });
+  const adminKey = (await controller.services.tenants.bootstrap()) as string;
+  const worker = await addFakeWorker(controller);
+  const url = await controller.listen(0);
+  return {
+    controller,
+    adminKey,
+    worker,
+    url,
+    async close() {
+      await controller.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
