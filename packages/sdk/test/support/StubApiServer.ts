@@ -533,21 +533,33 @@ export class StubApiServer {
     this.uploads.push(record);
     this.uploadProgress = 0;
     const parts: Buffer[] = [];
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      record.bytes += chunk.length;
-      record.chunks++;
-      this.uploadProgress = record.bytes;
-      for (const w of this.uploadWaiters.splice(0)) {
-        if (w.bytes <= record.bytes) w.resolve();
-        else this.uploadWaiters.push(w);
-      }
-      if (record.bytes > this.uploadCapBytes) {
-        this.answerEarly(req, res, 413, {
-          error: { code: 'PAYLOAD_TOO_LARGE', message: `upload exceeds ${this.uploadCapBytes} bytes`, details: {} },
-        });
-        return;
-      }
-      parts.push(chunk);
+    // 'data' events, not `for await`: leaving a for-await loop early destroys the request, and
+    // with it the socket, before the client has read the early answer below.
+    const overCap = await new Promise<boolean>((resolve, reject) => {
+      const onData = (chunk: Buffer) => {
+        record.bytes += chunk.length;
+        record.chunks++;
+        this.uploadProgress = record.bytes;
+        for (const w of this.uploadWaiters.splice(0)) {
+          if (w.bytes <= record.bytes) w.resolve();
+          else this.uploadWaiters.push(w);
+        }
+        if (record.bytes > this.uploadCapBytes) {
+          req.off('data', onData);
+          resolve(true);
+          return;
+        }
+        parts.push(chunk);
+      };
+      req.on('data', onData);
+      req.once('end', () => resolve(false));
+      req.once('error', reject);
+    });
+    if (overCap) {
+      this.answerEarly(req, res, 413, {
+        error: { code: 'PAYLOAD_TOO_LARGE', message: `upload exceeds ${this.uploadCapBytes} bytes`, details: {} },
+      });
+      return;
     }
     files.set(path, { data: Buffer.concat(parts), mode, mtime: new Date().toISOString() });
     this.send(res, 200, { path, bytes: record.bytes });
