@@ -8,40 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { newId, type Permission } from '@scaibunker/core';
-import type { SpawnRequest, WorkerApi } from '@scaibunker/worker';
 import { systemPrincipal } from '../../src/auth/Principal.js';
 import { Controller } from '../../src/Controller.js';
 import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
+import { fakeWorker } from '../helpers/fakeWorker.js';
 import { WORKER_TOKEN } from '../helpers/testController.js';
 
 const API = '/v1/modules/scaibunker';
 const SHA = 'f'.repeat(64);
 const system = systemPrincipal('test');
-
-/** A worker that records spawns and runs nothing; every other call is unexpected here. */
-function fakeWorker(): { api: WorkerApi; spawns: SpawnRequest[] } {
-  const spawns: SpawnRequest[] = [];
-  const unexpected = async () => {
-    throw new Error('not expected in this test');
-  };
-  const api: WorkerApi = {
-    spawn: async (req) => {
-      spawns.push(req);
-    },
-    destroy: async () => {},
-    pause: unexpected,
-    resume: unexpected,
-    exec: unexpected,
-    readFile: unexpected,
-    writeFile: unexpected,
-    stat: unexpected,
-    list: unexpected,
-    mkdir: unexpected,
-    remove: unexpected,
-    stats: async () => ({}),
-  };
-  return { api, spawns };
-}
 
 for (const dialect of DIALECTS) {
   describe(`create with an isolation (${dialect.name})`, () => {
