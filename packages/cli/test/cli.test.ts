@@ -145,6 +145,24 @@ describe('scaibunker CLI client verbs', () => {
     assert.equal(run.stderr, '', 'no spinner when stderr is not a terminal');
   });
 
+  test('bunker create sends the network profile, its allowlist and the bandwidth cap', async () => {
+    const allowlisted = json(
+      await cli(['bunker', 'create', ...conn, '--json', '--allow', 'pypi.org', '--allow', '*.example.com', '--bandwidth', '100']),
+    );
+    assert.deepEqual(stub.lastRequest('POST', '/bunkers')?.json, {
+      image: 'minimal',
+      network_profile: 'allowlisted',
+      network_allowlist: ['pypi.org', '*.example.com'],
+      bandwidth_mbit: 100,
+    });
+    assert.deepEqual(allowlisted.network_allowlist, ['pypi.org', '*.example.com']);
+    const registry = await cli(['bunker', 'create', ...conn, '--network', 'registry']);
+    assert.equal(registry.code, 0, registry.stderr);
+    assert.deepEqual(stub.lastRequest('POST', '/bunkers')?.json, { image: 'minimal', network_profile: 'registry' });
+    const shown = await cli(['bunker', 'get', allowlisted.id, ...conn]);
+    assert.match(shown.stdout, /network_allowlist\s+pypi\.org,\*\.example\.com/);
+  });
+
   test('bunker create prints just the id; get shows it; ls lists it', async () => {
     const created = await cli(['bunker', 'create', ...conn, '--label', 'pick=me']);
     assert.equal(created.code, 0);
@@ -319,6 +337,11 @@ describe('scaibunker CLI client verbs', () => {
       cli(['bunker', 'create', '--cpu', 'lots']),
       cli(['bunker', 'create', '--lifecycle', 'forever']),
       cli(['bunker', 'create', '--isolation', 'vm']),
+      cli(['bunker', 'create', '--network', 'transit']),
+      cli(['bunker', 'create', '--allow', 'https://pypi.org']),
+      cli(['bunker', 'create', '--allow', 'a.*.com']),
+      cli(['bunker', 'create', '--bandwidth', '0']),
+      cli(['bunker', 'create', '--bandwidth', '10001']),
       cli(['bunker', 'ls', '--limit', '0']),
       cli(['bunker', 'ls', '--url', 'ftp://x']),
       cli(['bunker', 'cp', 'a', 'b', ...conn]),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hasPermission } from '../src/index.js';
+import { hasPermission, NETWORK_PROFILE_PERMISSIONS, PERMISSIONS } from '../src/index.js';
 
 test('a key holds what it lists', () => {
   assert.equal(hasPermission(['scaibunker:read'], 'scaibunker:read'), true);
@@ -21,4 +21,19 @@ test('platform admins hold everything; nothing implies platform admin', () => {
     hasPermission(['scaibunker:read', 'scaibunker:create', 'scaibunker:execute', 'scaibunker:admin:tenant'], 'scaibunker:admin'),
     false,
   );
+});
+
+test('each network profile but isolated has its own permission; admins hold them all, creators none', () => {
+  assert.equal(NETWORK_PROFILE_PERMISSIONS.isolated, undefined);
+  for (const profile of ['registry', 'allowlisted', 'unrestricted', 'transit'] as const) {
+    const needed = NETWORK_PROFILE_PERMISSIONS[profile];
+    assert.equal(needed, `scaibunker:network:${profile}`);
+    assert.ok(PERMISSIONS.includes(needed));
+    assert.equal(hasPermission([needed], needed), true);
+    assert.equal(hasPermission(['scaibunker:create', 'scaibunker:execute', 'scaibunker:read'], needed), false);
+    assert.equal(hasPermission(['scaibunker:admin:tenant'], needed), true);
+    assert.equal(hasPermission(['scaibunker:admin'], needed), true);
+  }
+  assert.equal(hasPermission(['scaibunker:network:unrestricted'], 'scaibunker:network:registry'), false, 'no profile implies another');
+  assert.equal(hasPermission(['scaibunker:network:unrestricted'], 'scaibunker:create'), false);
 });

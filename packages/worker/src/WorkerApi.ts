@@ -3,6 +3,7 @@
  * `Worker` (embedded `serve`) and `HttpWorkerClient` (separate `scaibunker worker`).
  */
 import type { Readable } from 'node:stream';
+import type { NetworkProfile } from '@scaibunker/core';
 import type { ExecHandlers, ExecResult as ExecOutcome, FileStat as FileStatInfo } from './agent/AgentClient.js';
 import type { BunkerStats } from './providers/Provider.js';
 
@@ -16,7 +17,11 @@ export interface SpawnRequest {
   cpuMillicores: number;
   memoryMb: number;
   diskMb: number;
-  networkProfile: 'isolated';
+  networkProfile: NetworkProfile;
+  /** Hostnames and `*.` wildcards an `allowlisted` bunker may reach (validated by the controller). */
+  networkAllowlist?: string[];
+  /** Egress cap in Mbit/s; absent: the worker's default. */
+  bandwidthMbit?: number;
   hostname: string;
 }
 
@@ -94,6 +99,8 @@ export interface Heartbeat {
   name: string;
   url: string;
   isolations: string[];
+  /** Network profiles this worker can give a bunker; the scheduler places only there. */
+  network_profiles: NetworkProfile[];
   capacity: { cpu_millicores: number; memory_mb: number; disk_mb: number };
   cached_images: string[];
   bunkers: Array<{ id: string; status: 'running' | 'paused' | 'stopped' }>;

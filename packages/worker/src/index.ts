@@ -2,10 +2,11 @@
 
 export type { FileStat, HealthInfo } from './agent/AgentClient.js';
 export { AgentClient, AgentError } from './agent/AgentClient.js';
-export { Worker, type WorkerCapacity, type WorkerLogger, type WorkerOptions } from './daemon/Worker.js';
+export { Worker, type WorkerCapacity, type WorkerLogger, type WorkerNetworking, type WorkerOptions } from './daemon/Worker.js';
 export { HttpControllerLink, type HttpControllerLinkOptions } from './http/HttpControllerLink.js';
 export { HttpWorkerClient } from './http/HttpWorkerClient.js';
 export { WORKER_ERROR_STATUS, WorkerHttpServer, type WorkerHttpServerOptions } from './http/WorkerHttpServer.js';
+export { WorkerNetwork, type WorkerNetworkOptions } from './network/WorkerNetwork.js';
 export { ContainerProvider, type ContainerProviderOptions } from './providers/container/ContainerProvider.js';
 export { createProviders, type ProviderSettings, parseIsolations } from './providers/createProviders.js';
 export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';

@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ISOLATIONS } from '@scaibunker/core';
+import { allowlistEntryError, BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, ISOLATIONS, NETWORK_PROFILES } from '@scaibunker/core';
 import {
   Bunker,
   type BunkerInfo,
@@ -68,16 +68,32 @@ function bunkerRows(bunkers: BunkerInfo[]): string {
   );
 }
 
+/** `--allow <host>`, repeatable: checked here with the API's own rule, so a typo fails before any request. */
+function allowHost(value: string, previous: string[] = []): string[] {
+  const reason = allowlistEntryError(value);
+  if (reason) throw new InvalidArgumentError(`${JSON.stringify(value)} ${reason}`);
+  return [...previous, value];
+}
+
+function bandwidthMbit(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < BANDWIDTH_MBIT_MIN || n > BANDWIDTH_MBIT_MAX)
+    throw new InvalidArgumentError(`expected a whole number of Mbit/s in ${BANDWIDTH_MBIT_MIN}..${BANDWIDTH_MBIT_MAX}`);
+  return n;
+}
+
 function bunkerFields(b: BunkerInfo): string {
   const fields: Array<[string, string]> = Object.entries(b).map(([k, v]) => [
     k,
     v === null
       ? '-'
-      : typeof v === 'object'
-        ? Object.entries(v as Record<string, string>)
-            .map(([mk, mv]) => `${mk}=${mv}`)
-            .join(',') || '-'
-        : String(v),
+      : Array.isArray(v)
+        ? v.join(',') || '-'
+        : typeof v === 'object'
+          ? Object.entries(v as Record<string, string>)
+              .map(([mk, mv]) => `${mk}=${mv}`)
+              .join(',') || '-'
+          : String(v),
   ]);
   return renderFields(fields);
 }
@@ -217,6 +233,22 @@ export function registerBunkerCommands(program: Command): void {
       .option('--memory <size>', 'memory in MiB (512) or with a unit (2g)', sizeMb)
       .option('--disk <size>', 'disk in MiB (1024) or with a unit (10g)', sizeMb)
       .option('--gpus <n>', 'GPUs (counted against quotas; no worker offers GPUs yet)', nonNegativeInt)
+      .addOption(
+        new Option(
+          '--network <profile>',
+          'network profile (default isolated: loopback only); others need their scaibunker:network:<profile> permission',
+        ).choices(NETWORK_PROFILES),
+      )
+      .option(
+        '--allow <host>',
+        'host an allowlisted bunker may reach (pypi.org, *.example.com), repeatable; implies --network allowlisted',
+        allowHost,
+      )
+      .option(
+        '--bandwidth <mbit>',
+        `egress cap in Mbit/s (${BANDWIDTH_MBIT_MIN}-${BANDWIDTH_MBIT_MAX}; default: the worker's)`,
+        bandwidthMbit,
+      )
       .option('--idle-timeout <seconds>', 'end (or passivate) the bunker after this long idle', positiveInt)
       .option('--max-lifetime <seconds>', 'end the bunker after this long', positiveInt)
       .option('--label <key=value>', 'metadata label, repeatable', keyValue)
@@ -231,6 +263,11 @@ export function registerBunkerCommands(program: Command): void {
       if (o.memory !== undefined) body.memory_mb = o.memory as number;
       if (o.disk !== undefined) body.disk_mb = o.disk as number;
       if (o.gpus !== undefined) body.gpu_count = o.gpus as number;
+      const allow = o.allow as string[] | undefined;
+      if (o.network) body.network_profile = o.network as CreateBunkerOptions['network_profile'];
+      else if (allow) body.network_profile = 'allowlisted';
+      if (allow) body.network_allowlist = allow;
+      if (o.bandwidth !== undefined) body.bandwidth_mbit = o.bandwidth as number;
       if (o.idleTimeout !== undefined) body.idle_timeout_s = o.idleTimeout as number;
       if (o.maxLifetime !== undefined) body.max_lifetime_s = o.maxLifetime as number;
       if (o.label) body.metadata = o.label as Record<string, string>;

@@ -76,6 +76,61 @@ const ISOLATIONS_OPTION = [
 ] as const;
 const NO_SNAPSHOTS_OPTION = ['--no-snapshots', 'microVMs: always cold-boot (no memory snapshots)'] as const;
 
+/** Network profile options of `serve` and `worker`. */
+function withNetworkOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--network <mode>',
+      "'auto' (registry/allowlisted/unrestricted profiles when this host can plumb them) or 'off' (isolated only)",
+      'auto',
+    )
+    .option('--bunker-subnet <cidr>', 'IPv4 pool for networked bunkers (a /30 each); distinct per worker on one host', '10.200.0.0/16')
+    .option('--dns-upstream <ip[:port]>', "resolver the bunkers' DNS responder asks (default: the host's first IPv4 nameserver)")
+    .option('--default-bandwidth <mbit>', 'egress/ingress cap of a networked bunker that sets none', int, 100)
+    .option(
+      '--network-name-prefix <letters>',
+      'prefix (2-4 lowercase letters) of the kernel objects this worker owns; distinct per worker on one host',
+      'sb',
+    );
+}
+
+/** The worker's network plumbing per --network, or undefined (isolated only) with the reason logged. */
+async function openNetworking(
+  o: { network: string; bunkerSubnet: string; dnsUpstream?: string; defaultBandwidth: number; networkNamePrefix: string },
+  dataDir: string,
+  protectedAddresses: string[],
+) {
+  if (o.network !== 'auto' && o.network !== 'off')
+    throw new Error(`--network: expected 'auto' or 'off' (got ${JSON.stringify(o.network)})`);
+  if (o.network === 'off') return undefined;
+  const { WorkerNetwork } = await workerModule();
+  const reason = await WorkerNetwork.unavailableReason();
+  if (reason) {
+    process.stderr.write(`[worker] network profiles beyond isolated not offered: ${reason}\n`);
+    return undefined;
+  }
+  let dnsUpstream: { host: string; port: number } | undefined;
+  if (o.dnsUpstream) {
+    const m = /^(\d+\.\d+\.\d+\.\d+)(?::(\d+))?$/.exec(o.dnsUpstream);
+    if (!m?.[1]) throw new Error(`--dns-upstream: expected an IPv4 address with an optional :port (got ${JSON.stringify(o.dnsUpstream)})`);
+    dnsUpstream = { host: m[1], port: m[2] ? int(m[2]) : 53 };
+  }
+  return WorkerNetwork.open({
+    dataDir,
+    subnet: o.bunkerSubnet,
+    defaultBandwidthMbit: o.defaultBandwidth,
+    namePrefix: o.networkNamePrefix,
+    protectedAddresses,
+    ...(dnsUpstream ? { dnsUpstream } : {}),
+  });
+}
+
+/** The controller's address when it is an IP literal: bunkers must never reach it. */
+function controllerAddresses(url: string): string[] {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  return /^\d+\.\d+\.\d+\.\d+$/.test(host) ? [host] : [];
+}
+
 function withIntervalOptions(cmd: Command): Command {
   return cmd
     .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval', int)
@@ -89,17 +144,19 @@ function withIntervalOptions(cmd: Command): Command {
 }
 
 export function registerServerCommands(program: Command): void {
-  withIntervalOptions(
-    program
-      .command('serve')
-      .description('Embedded mode: controller + one local worker in one process (SQLite, local blob store; Redis if REDIS_URL is set)')
-      .option('--port <port>', 'HTTP port', int, 8080)
-      .option('--host <host>', 'address to listen on', '127.0.0.1')
-      .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
-      .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
-      .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
-      .option(...ISOLATIONS_OPTION)
-      .option(...NO_SNAPSHOTS_OPTION),
+  withNetworkOptions(
+    withIntervalOptions(
+      program
+        .command('serve')
+        .description('Embedded mode: controller + one local worker in one process (SQLite, local blob store; Redis if REDIS_URL is set)')
+        .option('--port <port>', 'HTTP port', int, 8080)
+        .option('--host <host>', 'address to listen on', '127.0.0.1')
+        .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
+        .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
+        .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+        .option(...ISOLATIONS_OPTION)
+        .option(...NO_SNAPSHOTS_OPTION),
+    ),
   ).action(async (o) => {
     const [{ Controller }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
     const dataDir = resolve(o.dataDir);
@@ -115,10 +172,17 @@ export function registerServerCommands(program: Command): void {
     const images = await controller.registerCatalog(imageDir);
     const adminKey = await controller.services.tenants.bootstrap();
     const keyPath = await writeAdminKey(dataDir, adminKey);
+    const networking = await openNetworking(o, join(dataDir, 'worker'), []);
     const worker = new Worker({
       dataDir: join(dataDir, 'worker'),
       imageDir,
-      providers: await createProviders({ dataDir: join(dataDir, 'worker'), isolations: o.isolations, snapshots: o.snapshots }),
+      providers: await createProviders({
+        dataDir: join(dataDir, 'worker'),
+        isolations: o.isolations,
+        snapshots: o.snapshots,
+        ...(networking ? { networking } : {}),
+      }),
+      ...(networking ? { networking } : {}),
       controller: controller.localLink(),
       name: `${hostname()}-local`,
       url: '',
@@ -135,6 +199,7 @@ export function registerServerCommands(program: Command): void {
     );
     onShutdown(async () => {
       await worker.stop();
+      await networking?.close();
       await controller.close();
     });
   });
@@ -171,44 +236,53 @@ export function registerServerCommands(program: Command): void {
     onShutdown(() => controller.close());
   });
 
-  program
-    .command('worker')
-    .description('Worker daemon: runs bunkers for a controller (SCAIBUNKER_WORKER_TOKEN)')
-    .requiredOption('--controller <url>', 'controller base URL')
-    .option('--port <port>', 'port the controller reaches this worker on', int, 8081)
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--advertise-url <url>', 'URL the controller uses to reach this worker; default http://<host>:<port>')
-    .option('--data-dir <dir>', 'worker state directory', join(DEFAULT_DATA_DIR, 'worker'))
-    .option('--image-dir <dir>', 'image cache (<sha256>.ext4)', join(DEFAULT_DATA_DIR, 'images'))
-    .option('--name <name>', 'worker name', hostname())
-    .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
-    .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
-    .option(...ISOLATIONS_OPTION)
-    .option(...NO_SNAPSHOTS_OPTION)
-    .action(async (o) => {
-      const token = process.env.SCAIBUNKER_WORKER_TOKEN;
-      if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
-      const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
-      const dataDir = resolve(o.dataDir);
-      const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
-      const worker = new Worker({
+  withNetworkOptions(
+    program
+      .command('worker')
+      .description('Worker daemon: runs bunkers for a controller (SCAIBUNKER_WORKER_TOKEN)')
+      .requiredOption('--controller <url>', 'controller base URL')
+      .option('--port <port>', 'port the controller reaches this worker on', int, 8081)
+      .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--advertise-url <url>', 'URL the controller uses to reach this worker; default http://<host>:<port>')
+      .option('--data-dir <dir>', 'worker state directory', join(DEFAULT_DATA_DIR, 'worker'))
+      .option('--image-dir <dir>', 'image cache (<sha256>.ext4)', join(DEFAULT_DATA_DIR, 'images'))
+      .option('--name <name>', 'worker name', hostname())
+      .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
+      .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+      .option(...ISOLATIONS_OPTION)
+      .option(...NO_SNAPSHOTS_OPTION),
+  ).action(async (o) => {
+    const token = process.env.SCAIBUNKER_WORKER_TOKEN;
+    if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
+    const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
+    const dataDir = resolve(o.dataDir);
+    const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
+    const networking = await openNetworking(o, dataDir, controllerAddresses(o.controller));
+    const worker = new Worker({
+      dataDir,
+      imageDir: resolve(o.imageDir),
+      providers: await createProviders({
         dataDir,
-        imageDir: resolve(o.imageDir),
-        providers: await createProviders({ dataDir, isolations: o.isolations, snapshots: o.snapshots }),
-        controller: new HttpControllerLink(o.controller, token),
-        name: o.name,
-        url,
-        heartbeatIntervalMs: o.heartbeatIntervalMs,
-        cpuOvercommit: o.cpuOvercommit,
-      });
-      await worker.init();
-      const server = new WorkerHttpServer(worker, token);
-      await server.listen(o.port, o.host);
-      await worker.start();
-      process.stdout.write(`ScaiBunker worker ${worker.id} at ${url}, controller ${o.controller}\n`);
-      onShutdown(async () => {
-        await worker.stop();
-        await server.close();
-      });
+        isolations: o.isolations,
+        snapshots: o.snapshots,
+        ...(networking ? { networking } : {}),
+      }),
+      ...(networking ? { networking } : {}),
+      controller: new HttpControllerLink(o.controller, token),
+      name: o.name,
+      url,
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
+      cpuOvercommit: o.cpuOvercommit,
     });
+    await worker.init();
+    const server = new WorkerHttpServer(worker, token);
+    await server.listen(o.port, o.host);
+    await worker.start();
+    process.stdout.write(`ScaiBunker worker ${worker.id} at ${url}, controller ${o.controller}\n`);
+    onShutdown(async () => {
+      await worker.stop();
+      await server.close();
+      await networking?.close();
+    });
+  });
 }

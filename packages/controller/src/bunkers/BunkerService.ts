@@ -17,6 +17,7 @@ import type { Store } from '../store/Store.js';
 import type { BunkerRow } from '../store/schema.js';
 import type { Scheduler } from '../workers/Scheduler.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
+import { resolveNetwork } from './networkRequest.js';
 import { fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
@@ -35,8 +36,13 @@ export class BunkerService {
     private readonly usage?: Pick<UsageTicker, 'sampleFinal'>,
   ) {}
 
-  /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
+  /** A VM's RAM holds its kernel, its disk is a block device the image must fit on, and it has no NIC yet. */
   private checkMicrovmFits(body: schemas.CreateBunkerBody, imageBytes: number | null): void {
+    if ((body.network_profile ?? 'isolated') !== 'isolated') {
+      throw new ApiError('VALIDATION_FAILED', 'microvm bunkers support only the isolated network profile so far (use a container bunker)', {
+        field: 'body/network_profile',
+      });
+    }
     const memory = body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb;
     if (memory < MICROVM_MIN_MEMORY_MB) {
       throw new ApiError('VALIDATION_FAILED', `microvm bunkers need memory_mb >= ${MICROVM_MIN_MEMORY_MB}`, { field: 'body/memory_mb' });
@@ -51,6 +57,8 @@ export class BunkerService {
   }
 
   async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+    // Network fields and their permission first: refused before quotas, rows or workers.
+    const network = resolveNetwork(principal, body);
     const image = await this.store.images.findVisible(principal.tenantId, body.image);
     if (!image) throw new ApiError('IMAGE_NOT_FOUND', `no image named ${body.image}`, { image: body.image });
     if (image.state !== 'ready' || !image.sha256) throw new ApiError('IMAGE_NOT_READY', `image ${body.image} is ${image.state}`);
@@ -67,7 +75,7 @@ export class BunkerService {
     const memoryMb = body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb;
     const diskMb = body.disk_mb ?? RESOURCE_DEFAULTS.diskMb;
     const gpuCount = body.gpu_count ?? 0;
-    const networkProfile = body.network_profile ?? 'isolated';
+    const networkProfile = network.profile;
     // Allow-lists refuse before anything is written; caps are charged once the row exists.
     const charges = await this.quotas.plan(principal, {
       lifecycle,
@@ -91,6 +99,8 @@ export class BunkerService {
       disk_mb: diskMb,
       gpu_count: gpuCount,
       network_profile: networkProfile,
+      network_allowlist: network.allowlist ? JSON.stringify(network.allowlist) : null,
+      bandwidth_mbit: network.bandwidthMbit ?? null,
       idle_timeout_s: body.idle_timeout_s ?? defaults.idleTimeoutS,
       max_lifetime_s: body.max_lifetime_s ?? defaults.maxLifetimeS,
       env: JSON.stringify(body.env ?? {}),
@@ -121,6 +131,7 @@ export class BunkerService {
       placed = await this.scheduler.place(
         {
           isolation,
+          networkProfile,
           imageSha256: image.sha256,
           cpuMillicores: row.cpu_millicores,
           memoryMb: row.memory_mb,
@@ -148,7 +159,9 @@ export class BunkerService {
         cpuMillicores: row.cpu_millicores,
         memoryMb: row.memory_mb,
         diskMb: row.disk_mb,
-        networkProfile: 'isolated',
+        networkProfile,
+        ...(network.allowlist ? { networkAllowlist: network.allowlist } : {}),
+        ...(network.bandwidthMbit !== undefined ? { bandwidthMbit: network.bandwidthMbit } : {}),
         hostname: row.id.replace('_', '-'),
       });
     } catch (err) {

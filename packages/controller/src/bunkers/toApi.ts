@@ -17,6 +17,8 @@ export function bunkerToApi(r: BunkerRow): schemas.Bunker {
     disk_mb: r.disk_mb,
     gpu_count: r.gpu_count,
     network_profile: r.network_profile,
+    network_allowlist: r.network_allowlist === null ? null : (JSON.parse(r.network_allowlist) as string[]),
+    bandwidth_mbit: r.bandwidth_mbit,
     idle_timeout_s: r.idle_timeout_s,
     max_lifetime_s: r.max_lifetime_s,
     metadata: JSON.parse(r.metadata),

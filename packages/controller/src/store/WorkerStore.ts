@@ -24,6 +24,7 @@ export class WorkerStore {
       name: row.name,
       url: row.url,
       isolations: row.isolations,
+      network_profiles: row.network_profiles,
       capacity_cpu_millicores: row.capacity_cpu_millicores,
       capacity_memory_mb: row.capacity_memory_mb,
       capacity_disk_mb: row.capacity_disk_mb,

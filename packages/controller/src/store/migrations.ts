@@ -233,6 +233,20 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_network_profiles': {
+    async up(db: Kysely<any>) {
+      // The `allowlisted` profile's hosts (JSON array, normalized) and the egress cap in Mbit/s;
+      // null: not allowlisted / the worker's default.
+      await db.schema.alterTable('bunkers').addColumn('network_allowlist', 'text').execute();
+      await db.schema.alterTable('bunkers').addColumn('bandwidth_mbit', 'integer').execute();
+      // What each worker can give a bunker (JSON array); workers registered before this only
+      // offered `isolated`, and their next heartbeat refreshes it.
+      await db.schema
+        .alterTable('workers')
+        .addColumn('network_profiles', 'text', (c) => c.notNull().defaultTo('["isolated"]'))
+        .execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

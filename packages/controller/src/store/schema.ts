@@ -41,6 +41,8 @@ export interface WorkerRow {
   url: string;
   state: 'online' | 'draining' | 'offline';
   isolations: string;
+  /** JSON array of the network profiles the worker offers. */
+  network_profiles: string;
   capacity_cpu_millicores: number;
   capacity_memory_mb: number;
   capacity_disk_mb: number;
@@ -74,6 +76,10 @@ export interface BunkerRow {
   disk_mb: number;
   gpu_count: number;
   network_profile: string;
+  /** JSON array of hostnames / `*.` wildcards for `allowlisted`; null for other profiles. */
+  network_allowlist: string | null;
+  /** Egress cap in Mbit/s; null: the worker's default. */
+  bandwidth_mbit: number | null;
   idle_timeout_s: number;
   max_lifetime_s: number | null;
   env: string;

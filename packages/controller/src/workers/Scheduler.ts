@@ -4,6 +4,7 @@ import type { WorkerRow } from '../store/schema.js';
 
 export interface PlacementRequest {
   isolation: string;
+  networkProfile: string;
   imageSha256: string;
   cpuMillicores: number;
   memoryMb: number;
@@ -12,8 +13,8 @@ export interface PlacementRequest {
 }
 
 /**
- * Places a bunker on the online worker with the most free memory that supports its isolation,
- * holds its image and has room for its CPU, memory, disk and GPUs (no worker has GPUs yet).
+ * Places a bunker on the online worker with the most free memory that supports its isolation
+ * and network profile, holds its image and has room for its CPU, memory, disk and GPUs (no worker has GPUs yet).
  *
  * Choosing reads every worker's allocations from the rows and committing writes one, so the two
  * must not interleave with another placement, or two creates could both take the last slot of a
@@ -47,6 +48,8 @@ export class Scheduler {
         disk: w.capacity_disk_mb - u.disk,
       };
       if (!(JSON.parse(w.isolations) as string[]).includes(req.isolation)) reasons.push(`${w.name}: no ${req.isolation} isolation`);
+      else if (!(JSON.parse(w.network_profiles) as string[]).includes(req.networkProfile))
+        reasons.push(`${w.name}: no ${req.networkProfile} network profile`);
       // Workers report no GPUs yet: a bunker that needs one fits nowhere.
       else if (req.gpuCount > 0) reasons.push(`${w.name}: 0 free gpus`);
       else if (!(JSON.parse(w.cached_images) as string[]).includes(req.imageSha256)) reasons.push(`${w.name}: image not cached`);

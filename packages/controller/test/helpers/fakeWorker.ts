@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { newId } from '@scaibunker/core';
+import { type NetworkProfile, newId } from '@scaibunker/core';
 import { type BunkerStats, type SpawnRequest, type WorkerApi, WorkerError } from '@scaibunker/worker';
 import { Controller, type ControllerOptions } from '../../src/Controller.js';
 import { WORKER_TOKEN } from './testController.js';
@@ -58,8 +58,15 @@ export function fakeWorker(): {
   return { api, spawns, failSpawns, readings, statsCalls, failStats };
 }
 
-/** Registers platform images (ready, cached by the fake worker) and the fake worker, online with room for anything. */
-export async function addFakeWorker(controller: Controller, images: string[] = ['minimal', 'python']) {
+/**
+ * Registers platform images (ready, cached by the fake worker) and the fake worker, online with
+ * room for anything, offering `networkProfiles` (default: what a real worker offers, `isolated`).
+ */
+export async function addFakeWorker(
+  controller: Controller,
+  images: string[] = ['minimal', 'python'],
+  networkProfiles: NetworkProfile[] = ['isolated'],
+) {
   for (const name of images) {
     await controller.store.images.upsertPlatform({
       id: newId('im'),
@@ -79,6 +86,7 @@ export async function addFakeWorker(controller: Controller, images: string[] = [
     name: 'fake',
     url: '',
     isolations: ['container'],
+    network_profiles: networkProfiles,
     capacity: { cpu_millicores: 100_000_000, memory_mb: 100_000_000, disk_mb: 100_000_000 },
     cached_images: [FAKE_IMAGE_SHA],
     bunkers: [],

@@ -92,6 +92,15 @@ for (const dialect of DIALECTS) {
       assert.equal(tiny.statusCode, 400);
       assert.equal(tiny.json().error.details.field, 'body/disk_mb');
       assert.match(tiny.json().error.message, /300 MB/);
+      const networked = await create({
+        image: 'minimal',
+        isolation: 'microvm',
+        memory_mb: 256,
+        disk_mb: 512,
+        network_profile: 'unrestricted',
+      });
+      assert.equal(networked.statusCode, 400);
+      assert.equal(networked.json().error.details.field, 'body/network_profile');
       // the same sizes are fine for a container (its disk is a tmpfs upper layer over the image)
       const container = await create({ image: 'minimal', memory_mb: 64, disk_mb: 100 });
       assert.equal(container.statusCode, 201, container.body);

@@ -634,6 +634,8 @@ function row(tenantId: string, createdAt: string, patch: Partial<BunkerRow>): Bu
     disk_mb: 1024,
     gpu_count: 0,
     network_profile: 'isolated',
+    network_allowlist: null,
+    bandwidth_mbit: null,
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
     env: '{}',

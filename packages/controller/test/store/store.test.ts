@@ -25,6 +25,8 @@ function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow
     disk_mb: 512,
     gpu_count: 0,
     network_profile: 'isolated',
+    network_allowlist: null,
+    bandwidth_mbit: null,
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
     env: '{}',
@@ -107,7 +109,7 @@ for (const dialect of DIALECTS) {
           .insertInto('api_keys')
           .values({ ...key, revoked_at: null })
           .execute();
-        const { gpu_count: _g, quota_charges: _q, ...oldBunker } = bunkerRow(tenant, now);
+        const { gpu_count: _g, quota_charges: _q, network_allowlist: _a, bandwidth_mbit: _b, ...oldBunker } = bunkerRow(tenant, now);
         await raw.insertInto('bunkers').values(oldBunker).execute();
         assert.equal((await migrator.migrateToLatest()).error, undefined);
         const k = await raw.selectFrom('api_keys').selectAll().where('id', '=', key.id).executeTakeFirstOrThrow();
@@ -120,6 +122,61 @@ for (const dialect of DIALECTS) {
         await raw.destroy();
         await old.cleanup();
       }
+    });
+
+    test('0005_network_profiles upgrades a database with rows: bunkers get no allowlist nor bandwidth, workers offer isolated', async () => {
+      const old = await dialect.create();
+      const { dialect: d } = dialectFor(old.url);
+      const raw = new Kysely<any>({ dialect: d });
+      try {
+        const migrator = new Migrator({ db: raw, provider: new InCodeMigrations() });
+        assert.equal((await migrator.migrateTo('0004_usage')).error, undefined);
+        const now = new Date().toISOString();
+        const tenant = newId('tn');
+        await raw.insertInto('tenants').values({ id: tenant, name: 'old', created_at: now }).execute();
+        const worker = newId('wk');
+        await raw
+          .insertInto('workers')
+          .values({
+            id: worker,
+            name: 'w',
+            url: '',
+            state: 'online',
+            isolations: '["container"]',
+            capacity_cpu_millicores: 1000,
+            capacity_memory_mb: 1024,
+            capacity_disk_mb: 1024,
+            cached_images: '[]',
+            last_heartbeat_at: now,
+            created_at: now,
+          })
+          .execute();
+        const { network_allowlist: _a, bandwidth_mbit: _b, ...oldBunker } = bunkerRow(tenant, now);
+        await raw.insertInto('bunkers').values(oldBunker).execute();
+        assert.equal((await migrator.migrateToLatest()).error, undefined);
+        const b = await raw.selectFrom('bunkers').selectAll().where('id', '=', oldBunker.id).executeTakeFirstOrThrow();
+        assert.equal(b.network_allowlist, null);
+        assert.equal(b.bandwidth_mbit, null);
+        const w = await raw.selectFrom('workers').selectAll().where('id', '=', worker).executeTakeFirstOrThrow();
+        assert.deepEqual(JSON.parse(w.network_profiles), ['isolated']);
+      } finally {
+        await raw.destroy();
+        await old.cleanup();
+      }
+    });
+
+    test('a bunker keeps its network allowlist and bandwidth cap', async () => {
+      const row = bunkerRow(newId('tn'), new Date().toISOString(), {
+        network_profile: 'allowlisted',
+        network_allowlist: JSON.stringify(['pypi.org', '*.example.com']),
+        bandwidth_mbit: 250,
+      });
+      await store.tenants.insert({ id: row.tenant_id, name: 'net', created_at: row.created_at });
+      await store.bunkers.insert(row, {});
+      const got = await store.bunkers.get(row.tenant_id, row.id);
+      assert.equal(got?.network_profile, 'allowlisted');
+      assert.deepEqual(JSON.parse(got?.network_allowlist ?? 'null'), ['pypi.org', '*.example.com']);
+      assert.equal(got?.bandwidth_mbit, 250);
     });
 
     test('api keys keep the identity (user id, groups) they were created with', async () => {
@@ -405,6 +462,7 @@ for (const dialect of DIALECTS) {
         url: '',
         state: 'online',
         isolations: '["container"]',
+        network_profiles: '["isolated"]',
         capacity_cpu_millicores: 4000,
         capacity_memory_mb: 4096,
         capacity_disk_mb: 10000,
@@ -428,6 +486,7 @@ for (const dialect of DIALECTS) {
         url: '',
         state: 'online' as const,
         isolations: '["container"]',
+        network_profiles: '["isolated"]',
         capacity_cpu_millicores: 1000,
         capacity_memory_mb: 1024,
         capacity_disk_mb: 1024,

@@ -31,6 +31,8 @@ function pending(tenantId: string): BunkerRow {
     disk_mb: 256,
     gpu_count: 0,
     network_profile: 'isolated',
+    network_allowlist: null,
+    bandwidth_mbit: null,
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
     env: '{}',
@@ -63,6 +65,7 @@ for (const dialect of DIALECTS) {
         url: '',
         state: 'online',
         isolations: '["container"]',
+        network_profiles: '["isolated"]',
         capacity_cpu_millicores: 64_000,
         capacity_memory_mb: 4 * 256,
         capacity_disk_mb: 64_000,
@@ -86,6 +89,7 @@ for (const dialect of DIALECTS) {
           return (schedulers[i % schedulers.length] as Scheduler).place(
             {
               isolation: 'container',
+              networkProfile: 'isolated',
               imageSha256: SHA,
               cpuMillicores: r.cpu_millicores,
               memoryMb: r.memory_mb,

@@ -1,12 +1,29 @@
-/** Permission keys a caller's API key or JWT can carry. */
+/**
+ * Permission keys a caller's API key or JWT can carry. `scaibunker:network:<profile>` lets a
+ * create use that network profile (`isolated` needs none); without it the create is
+ * NETWORK_PROFILE_DENIED before quotas or any worker are asked.
+ */
 export const PERMISSIONS = [
   'scaibunker:create',
   'scaibunker:execute',
   'scaibunker:read',
+  'scaibunker:network:registry',
+  'scaibunker:network:allowlisted',
+  'scaibunker:network:unrestricted',
+  'scaibunker:network:transit',
   'scaibunker:admin:tenant',
   'scaibunker:admin',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
+
+/** The permission a network profile needs; undefined for `isolated`, which every creator may use. */
+export const NETWORK_PROFILE_PERMISSIONS = {
+  isolated: undefined,
+  registry: 'scaibunker:network:registry',
+  allowlisted: 'scaibunker:network:allowlisted',
+  unrestricted: 'scaibunker:network:unrestricted',
+  transit: 'scaibunker:network:transit',
+} as const satisfies Record<string, Permission | undefined>;
 
 /**
  * What a route declares: a permission key, `worker` (worker token only) or `public`.
@@ -14,7 +31,11 @@ export type Permission = (typeof PERMISSIONS)[number];
  */
 export type RouteAuth = Permission | 'worker' | 'public';
 
-/** Permissions implied by holding another: admins may do what their scope covers. */
+/**
+ * Permissions implied by holding another: admins may do what their scope covers. Platform
+ * admins hold everything; tenant admins everything but platform admin (every network profile
+ * included).
+ */
 export function hasPermission(held: readonly string[], needed: Permission): boolean {
   if (held.includes(needed)) return true;
   if (needed === 'scaibunker:admin') return false;

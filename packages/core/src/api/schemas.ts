@@ -6,6 +6,7 @@ import { type Static, type TLiteral, type TOptional, type TSchema, type TUnion, 
 import { ERROR_CODES } from '../errors/codes.js';
 import { LIFECYCLES } from '../lifecycle/defaults.js';
 import { BUNKER_STATES } from '../lifecycle/transitions.js';
+import { BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, NETWORK_ALLOWLIST_MAX } from '../network/profiles.js';
 import { GPU_COUNT_MAX, NETWORK_PROFILE_NAMES, QUOTA_ASSIGNMENT_KINDS, QUOTA_RESOURCES } from '../quotas/resources.js';
 import { PERMISSIONS } from './permissions.js';
 
@@ -52,9 +53,28 @@ export const BunkerPath = Type.String({
 export const ISOLATIONS = ['container', 'microvm'] as const;
 export type Isolation = (typeof ISOLATIONS)[number];
 
-export const NetworkProfile = literalUnion(['isolated'] as const, {
-  description: 'Only `isolated` (loopback only) is implemented so far; other profiles are rejected.',
+/**
+ * Every design profile is accepted by the schema so that `transit` gets its own clear refusal
+ * (VALIDATION_FAILED: transit bridges are not available yet) from the bunker service.
+ */
+export const NetworkProfile = literalUnion(NETWORK_PROFILE_NAMES, {
+  description:
+    '`isolated` (default): loopback only, no DNS. `registry`: DNS and connections only to package registries, model hubs and OS mirrors. `allowlisted`: only to the hosts in `network_allowlist`. `unrestricted`: full egress, every flow audited. Each profile but `isolated` needs the `scaibunker:network:<profile>` permission (else `NETWORK_PROFILE_DENIED`) and a worker that offers it (else `NO_SUITABLE_WORKER`). `transit` is refused (`VALIDATION_FAILED`): transit bridges are not available yet.',
 });
+
+export const NetworkAllowlist = Type.Array(
+  Type.String({
+    minLength: 1,
+    maxLength: 1024,
+    description:
+      "A hostname (`pypi.org`) or a first-level wildcard (`*.example.com`: exactly one more label). No URLs, ports, IPs, '**' or mid-name wildcards.",
+  }),
+  {
+    maxItems: NETWORK_ALLOWLIST_MAX,
+    description:
+      'Hosts an `allowlisted` bunker may resolve and reach: required (non-empty) with that profile, refused with any other. Stored lower-cased, without a trailing dot, duplicates dropped. A bad entry is `VALIDATION_FAILED` naming it.',
+  },
+);
 
 export const CreateBunkerBody = Type.Object(
   {
@@ -73,6 +93,14 @@ export const CreateBunkerBody = Type.Object(
       }),
     ),
     network_profile: Type.Optional(NetworkProfile),
+    network_allowlist: Type.Optional(NetworkAllowlist),
+    bandwidth_mbit: Type.Optional(
+      Type.Integer({
+        minimum: BANDWIDTH_MBIT_MIN,
+        maximum: BANDWIDTH_MBIT_MAX,
+        description: "Egress cap in Mbit/s (a tc TBF shaper on the worker). Omitted: the worker's default.",
+      }),
+    ),
     isolation: Type.Optional(
       literalUnion(ISOLATIONS, {
         description:
@@ -106,6 +134,10 @@ export const Bunker = Type.Object(
     disk_mb: Type.Integer(),
     gpu_count: Type.Integer(),
     network_profile: Type.String(),
+    network_allowlist: Nullable(
+      Type.Array(Type.String(), { description: "The `allowlisted` profile's hosts (normalized); null for other profiles" }),
+    ),
+    bandwidth_mbit: Nullable(Type.Integer({ description: "Egress cap in Mbit/s; null: the worker's default" })),
     idle_timeout_s: Type.Integer(),
     max_lifetime_s: Nullable(Type.Integer()),
     metadata: Type.Record(Type.String(), Type.String()),
@@ -247,6 +279,7 @@ export const Worker = Type.Object(
     name: Type.String(),
     state: literalUnion(['online', 'draining', 'offline'] as const),
     isolations: Type.Array(Type.String()),
+    network_profiles: Type.Array(Type.String(), { description: 'Network profiles the worker can give a bunker' }),
     capacity: Type.Object({ cpu_millicores: Type.Integer(), memory_mb: Type.Integer(), disk_mb: Type.Integer() }),
     allocated: Type.Object({ cpu_millicores: Type.Integer(), memory_mb: Type.Integer(), disk_mb: Type.Integer() }),
     bunker_count: Type.Integer(),
@@ -264,6 +297,12 @@ export const HeartbeatBody = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 128 }),
     url: Type.String({ maxLength: 512, description: "How the controller reaches the worker; '' for the in-process worker of serve" }),
     isolations: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 8 }),
+    network_profiles: Type.Optional(
+      Type.Array(Type.String({ maxLength: 32 }), {
+        maxItems: 8,
+        description: "Network profiles the worker can give a bunker; omitted (an older worker): ['isolated']",
+      }),
+    ),
     capacity: Type.Object(
       {
         cpu_millicores: Type.Integer({ minimum: 0 }),

@@ -482,6 +482,8 @@ export interface components {
             disk_mb: number;
             gpu_count: number;
             network_profile: string;
+            network_allowlist: string[] | null;
+            bandwidth_mbit: number | null;
             idle_timeout_s: number;
             max_lifetime_s: number | null;
             metadata: {
@@ -505,11 +507,12 @@ export interface components {
              * @default 0
              */
             gpu_count?: number;
-            /**
-             * @description Only `isolated` (loopback only) is implemented so far; other profiles are rejected.
-             * @constant
-             */
-            network_profile?: "isolated";
+            /** @description `isolated` (default): loopback only, no DNS. `registry`: DNS and connections only to package registries, model hubs and OS mirrors. `allowlisted`: only to the hosts in `network_allowlist`. `unrestricted`: full egress, every flow audited. Each profile but `isolated` needs the `scaibunker:network:<profile>` permission (else `NETWORK_PROFILE_DENIED`) and a worker that offers it (else `NO_SUITABLE_WORKER`). `transit` is refused (`VALIDATION_FAILED`): transit bridges are not available yet. */
+            network_profile?: "isolated" | "registry" | "allowlisted" | "unrestricted" | "transit";
+            /** @description Hosts an `allowlisted` bunker may resolve and reach: required (non-empty) with that profile, refused with any other. Stored lower-cased, without a trailing dot, duplicates dropped. A bad entry is `VALIDATION_FAILED` naming it. */
+            network_allowlist?: string[];
+            /** @description Egress cap in Mbit/s (a tc TBF shaper on the worker). Omitted: the worker's default. */
+            bandwidth_mbit?: number;
             /** @description `container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`. */
             isolation?: "container" | "microvm";
             idle_timeout_s?: number;
@@ -608,7 +611,7 @@ export interface components {
         };
         CreateApiKey: {
             name: string;
-            permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
+            permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:network:registry" | "scaibunker:network:allowlisted" | "scaibunker:network:unrestricted" | "scaibunker:network:transit" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
             /** @description The user this key acts as (quota buckets); default `key:<key id>` */
             user_id?: string;
             /** @description Groups of that user; default none */
@@ -619,6 +622,8 @@ export interface components {
             name: string;
             state: "online" | "draining" | "offline";
             isolations: string[];
+            /** @description Network profiles the worker can give a bunker */
+            network_profiles: string[];
             capacity: {
                 cpu_millicores: number;
                 memory_mb: number;
@@ -646,6 +651,8 @@ export interface components {
             /** @description How the controller reaches the worker; '' for the in-process worker of serve */
             url: string;
             isolations: string[];
+            /** @description Network profiles the worker can give a bunker; omitted (an older worker): ['isolated'] */
+            network_profiles?: string[];
             capacity: {
                 cpu_millicores: number;
                 memory_mb: number;
@@ -900,7 +907,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description PERMISSION_DENIED */
+            /** @description PERMISSION_DENIED | NETWORK_PROFILE_DENIED */
             403: {
                 headers: {
                     [name: string]: unknown;

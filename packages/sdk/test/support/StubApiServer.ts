@@ -130,6 +130,8 @@ export class StubApiServer {
       disk_mb: 1024,
       gpu_count: 0,
       network_profile: 'isolated',
+      network_allowlist: null,
+      bandwidth_mbit: null,
       idle_timeout_s: 300,
       max_lifetime_s: 3600,
       metadata: {},
@@ -309,6 +311,9 @@ export class StubApiServer {
       ...(body.memory_mb ? { memory_mb: body.memory_mb as number } : {}),
       ...(body.disk_mb ? { disk_mb: body.disk_mb as number } : {}),
       ...(body.gpu_count ? { gpu_count: body.gpu_count as number } : {}),
+      ...(body.network_profile ? { network_profile: body.network_profile as string } : {}),
+      ...(body.network_allowlist ? { network_allowlist: body.network_allowlist as string[] } : {}),
+      ...(body.bandwidth_mbit ? { bandwidth_mbit: body.bandwidth_mbit as number } : {}),
       ...(body.metadata ? { metadata: body.metadata as Record<string, string> } : {}),
     });
     this.send(res, 201, info);
@@ -331,6 +336,7 @@ export class StubApiServer {
       name: 'stub',
       state,
       isolations: ['container'],
+      network_profiles: ['isolated'],
       capacity: { cpu_millicores: 2000, memory_mb: 4096, disk_mb: 10000 },
       allocated: { cpu_millicores: 0, memory_mb: 0, disk_mb: 0 },
       bunker_count: this.bunkers.size,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { newId } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
+import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
 import type { BunkerStats, Provider } from '../providers/Provider.js';
 import { withTimeout } from '../util/withTimeout.js';
 import {
@@ -38,6 +39,11 @@ export interface WorkerLogger {
   warn(message: string): void;
 }
 
+/** The worker-wide part of networking: what providers use, plus reconciliation at start. */
+export interface WorkerNetworking extends BunkerNetworking {
+  reconcile(live: ReadonlySet<string>): Promise<{ restored: string[]; removed: string[] }>;
+}
+
 export interface WorkerOptions {
   /** Holds worker.json (the persisted worker id). */
   dataDir: string;
@@ -45,6 +51,8 @@ export interface WorkerOptions {
   imageDir: string;
   /** One per isolation this worker offers (e.g. container and microvm). */
   providers: Provider[];
+  /** The providers' network plumbing, when this host offers profiles beyond `isolated`. */
+  networking?: WorkerNetworking;
   controller: ControllerLink;
   name: string;
   /** How the controller reaches this worker; '' when in-process. */
@@ -133,6 +141,11 @@ export class Worker implements WorkerApi {
     await this.init();
     for (const p of this.opts.providers) await p.init();
     await this.reconnectSurvivingBunkers();
+    // Before any new work: the surviving bunkers' network rules are back, everything else gone.
+    if (this.opts.networking) {
+      const { restored, removed } = await this.opts.networking.reconcile(new Set(this.bunkers.keys()));
+      if (restored.length || removed.length) this.logger.info(`networks: restored ${restored.length}, removed ${removed.length}`);
+    }
     this.started = true;
     // The first heartbeat is awaited so a caller knows the controller has heard of us (or
     // that it could not be reached — logged, retried on the next tick).
@@ -170,6 +183,7 @@ export class Worker implements WorkerApi {
       name: this.opts.name,
       url: this.opts.url,
       isolations: this.opts.providers.map((p) => p.isolation),
+      network_profiles: ['isolated', ...(this.opts.networking?.profiles ?? [])],
       capacity: this.capacity ?? (await this.measureCapacity()),
       cached_images: await this.cachedImages(),
       bunkers: [...this.bunkers.values()].map((b) => ({ id: b.id, status: b.status })),
@@ -367,6 +381,8 @@ export class Worker implements WorkerApi {
         diskMb: req.diskMb,
         hostname: req.hostname,
         networkProfile: req.networkProfile,
+        ...(req.networkAllowlist ? { networkAllowlist: req.networkAllowlist } : {}),
+        ...(req.bandwidthMbit !== undefined ? { bandwidthMbit: req.bandwidthMbit } : {}),
       });
       agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');

@@ -25,6 +25,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, NETWORK_ALLOWLIST_MAX, NETWORK_PROFILES } from '@scaibunker/core';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type ExecRequest, type SpawnRequest, type WorkerApi, WorkerError, type WorkerErrorCode } from '../WorkerApi.js';
 
@@ -70,7 +71,13 @@ const spawnBody = {
     cpuMillicores: { type: 'integer', minimum: 1 },
     memoryMb: { type: 'integer', minimum: 1 },
     diskMb: { type: 'integer', minimum: 1 },
-    networkProfile: { type: 'string', enum: ['isolated'] },
+    networkProfile: { type: 'string', enum: [...NETWORK_PROFILES] },
+    networkAllowlist: {
+      type: 'array',
+      maxItems: NETWORK_ALLOWLIST_MAX,
+      items: { type: 'string', minLength: 1, maxLength: 1024 },
+    },
+    bandwidthMbit: { type: 'integer', minimum: BANDWIDTH_MBIT_MIN, maximum: BANDWIDTH_MBIT_MAX },
     hostname: { type: 'string', minLength: 1, maxLength: 64 },
   },
 } as const;

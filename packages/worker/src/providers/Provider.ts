@@ -4,6 +4,7 @@
  * container's listening agent, or QEMU's end of a VM's virtio-serial port), so the worker's
  * AgentClient is the same for all of them.
  */
+import type { NetworkProfile } from '@scaibunker/core';
 import type { AgentClient } from '../agent/AgentClient.js';
 
 export type Isolation = 'container' | 'microvm';
@@ -19,7 +20,12 @@ export interface BunkerSpec {
   /** Max processes/threads inside the bunker (default 512). */
   pidsLimit?: number;
   hostname: string;
-  networkProfile: 'isolated';
+  /** Providers run `isolated` only for now and refuse the rest (validateSpec). */
+  networkProfile: NetworkProfile;
+  /** Only with `allowlisted`: hostnames and `*.` wildcards the bunker may reach. */
+  networkAllowlist?: string[];
+  /** Egress cap in Mbit/s; absent: the worker's default. */
+  bandwidthMbit?: number;
 }
 
 export interface SpawnedBunker {

@@ -3,6 +3,7 @@
  * and, when QEMU and the guest kernel are usable here, microVMs; an explicit list must all
  * be usable or the worker refuses to start (a clear error beats a worker that never places).
  */
+import type { BunkerNetworking } from './BunkerNetworking.js';
 import { ContainerProvider } from './container/ContainerProvider.js';
 import { MicrovmProvider } from './microvm/MicrovmProvider.js';
 import type { Isolation, Provider } from './Provider.js';
@@ -15,6 +16,8 @@ export interface ProviderSettings {
   isolations: string;
   /** Memory snapshots for microVMs (default true). */
   snapshots?: boolean;
+  /** Networks beyond loopback for container bunkers (microVMs are `isolated` only so far). */
+  networking?: BunkerNetworking;
   log?: (message: string) => void;
 }
 
@@ -38,7 +41,7 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
   for (const isolation of wanted === 'auto' ? ISOLATION_NAMES : wanted) {
     const provider: Provider =
       isolation === 'container'
-        ? new ContainerProvider({ dataDir: s.dataDir })
+        ? new ContainerProvider({ dataDir: s.dataDir, ...(s.networking ? { networking: s.networking } : {}) })
         : new MicrovmProvider({ dataDir: s.dataDir, snapshots: s.snapshots === false ? 'off' : 'auto' });
     try {
       await provider.init();

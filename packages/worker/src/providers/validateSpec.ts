@@ -1,4 +1,5 @@
 /** Checks every provider applies to a BunkerSpec before it creates anything. */
+import { allowlistEntryError, BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN } from '@scaibunker/core';
 import { type BunkerSpec, ProviderError } from './Provider.js';
 
 export const BUNKER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -14,6 +15,8 @@ export interface SpecBounds {
   provider: string;
   /** Unix sockets the provider will create for this bunker (checked against sun_path). */
   socketPaths: string[];
+  /** Network profiles the provider can give (default: `isolated` only). */
+  networkProfiles?: readonly string[];
 }
 
 export function validateSpec(spec: BunkerSpec, bounds: SpecBounds, pidsLimit: number): void {
@@ -30,11 +33,24 @@ export function validateSpec(spec: BunkerSpec, bounds: SpecBounds, pidsLimit: nu
     throw bad(`pidsLimit must be an integer in 4..4194304 (got ${pidsLimit})`);
   if (spec.hostname.length > 64 || !HOSTNAME_RE.test(spec.hostname))
     throw new ProviderError(`invalid hostname ${JSON.stringify(spec.hostname)}`, 'SPAWN_FAILED');
-  if (spec.networkProfile !== 'isolated')
+  if (
+    spec.bandwidthMbit !== undefined &&
+    (!Number.isInteger(spec.bandwidthMbit) || spec.bandwidthMbit < BANDWIDTH_MBIT_MIN || spec.bandwidthMbit > BANDWIDTH_MBIT_MAX)
+  )
+    throw bad(`bandwidthMbit must be an integer in ${BANDWIDTH_MBIT_MIN}..${BANDWIDTH_MBIT_MAX} (got ${spec.bandwidthMbit})`);
+  if (spec.networkAllowlist !== undefined && spec.networkProfile !== 'allowlisted')
+    throw new ProviderError(`networkAllowlist is only for the allowlisted profile (got ${spec.networkProfile})`, 'SPAWN_FAILED');
+  for (const entry of spec.networkAllowlist ?? []) {
+    const reason = allowlistEntryError(entry);
+    if (reason) throw new ProviderError(`network allowlist entry ${JSON.stringify(entry)} ${reason}`, 'SPAWN_FAILED');
+  }
+  if (!(bounds.networkProfiles ?? ['isolated']).includes(spec.networkProfile))
     throw new ProviderError(
-      `network profile ${spec.networkProfile} is not supported by the ${bounds.provider} provider yet`,
+      `network profile ${spec.networkProfile} is not offered by the ${bounds.provider} provider here`,
       'SPAWN_FAILED',
     );
+  if (spec.networkProfile === 'allowlisted' && !spec.networkAllowlist?.length)
+    throw new ProviderError('the allowlisted profile needs a non-empty networkAllowlist', 'SPAWN_FAILED');
   for (const sock of bounds.socketPaths) {
     if (Buffer.byteLength(sock) > MAX_SOCKET_PATH)
       throw new ProviderError(

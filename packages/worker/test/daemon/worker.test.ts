@@ -503,6 +503,7 @@ describe('HttpControllerLink', () => {
         name: 'w',
         url: 'http://w',
         isolations: ['container'],
+        network_profiles: ['isolated'],
         capacity: { cpu_millicores: 1000, memory_mb: 1024, disk_mb: 1024 },
         cached_images: [],
         bunkers: [],

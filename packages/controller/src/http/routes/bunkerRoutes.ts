@@ -15,7 +15,14 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       tags: ['bunkers'],
       body: schemas.CreateBunkerBody,
       response: { status: 201, schema: schemas.Bunker },
-      errors: ['IMAGE_NOT_FOUND', 'IMAGE_NOT_READY', 'WORKER_UNAVAILABLE', 'NO_SUITABLE_WORKER', 'QUOTA_EXCEEDED'],
+      errors: [
+        'IMAGE_NOT_FOUND',
+        'IMAGE_NOT_READY',
+        'WORKER_UNAVAILABLE',
+        'NO_SUITABLE_WORKER',
+        'QUOTA_EXCEEDED',
+        'NETWORK_PROFILE_DENIED',
+      ],
       handler: async ({ body, principal }) => bunkerToApi(await s.bunkers.create(principal, body)),
     }),
     route({

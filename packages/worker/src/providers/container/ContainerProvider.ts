@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync 
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
+import type { BunkerNetworking } from '../BunkerNetworking.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
@@ -27,6 +28,8 @@ export interface ContainerProviderOptions {
   seccomp?: SeccompProfile | null;
   /** Parent cgroup of all bunkers (default "scaibunker"). */
   cgroupParent?: string;
+  /** Gives bunkers the network profiles beyond `isolated`; without it they get loopback only. */
+  networking?: BunkerNetworking;
 }
 
 interface BunkerMeta {
@@ -277,7 +280,12 @@ export class ContainerProvider implements Provider {
   private validate(spec: BunkerSpec): void {
     validateSpec(
       spec,
-      { minMemoryMb: 16, provider: 'container', socketPaths: [this.paths(spec.id).socket] },
+      {
+        minMemoryMb: 16,
+        provider: 'container',
+        socketPaths: [this.paths(spec.id).socket],
+        networkProfiles: ['isolated', ...(this.opts.networking?.profiles ?? [])],
+      },
       spec.pidsLimit ?? DEFAULT_PIDS_LIMIT,
     );
   }
@@ -314,6 +322,8 @@ export class ContainerProvider implements Provider {
       const lower = await this.images.acquire(spec.imageSha256, spec.imagePath);
       this.active.set(spec.id, spec.imageSha256);
       mark('image');
+      const network = spec.networkProfile === 'isolated' ? undefined : await (this.opts.networking as BunkerNetworking).attach(spec);
+      mark('network');
       const config = buildOciConfig({
         rootfsPath: p.rootfs,
         agentRunDir: p.run,
@@ -326,6 +336,7 @@ export class ContainerProvider implements Provider {
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
+        ...(network ? { netnsPath: network.netnsPath, resolvConfPath: network.resolvConfPath } : {}),
         annotations: {
           'io.scaibunker.bunker': spec.id,
           'io.scaibunker.image': spec.imageSha256,
@@ -439,7 +450,13 @@ export class ContainerProvider implements Provider {
     if ((await HostMounts.mountsUnder(p.dir)).length === 0) await rm(p.dir, { recursive: true, force: true });
     else errors.push(`mounts left under ${p.dir}`);
     for (const rt of this.runtimesFor(meta)) await rm(join(rt.stateRoot, id), { recursive: true, force: true }).catch(() => {});
-    // 5. image reference
+    // 5. network (its netns is gone from the bunker's processes by now)
+    try {
+      await this.opts.networking?.detach(id);
+    } catch (e) {
+      errors.push(`network: ${(e as Error).message}`);
+    }
+    // 6. image reference
     const sha = this.active.get(id);
     if (sha !== undefined) {
       this.active.delete(id);

@@ -65,6 +65,10 @@ export interface OciBundleOptions {
   nofile?: number;
   /** Process to run as PID 1 (default: the agent listening on its socket). */
   args?: string[];
+  /** Join this network namespace (one the worker plumbed) instead of a new loopback-only one. */
+  netnsPath?: string;
+  /** Host file bind-mounted read-only at /etc/resolv.conf (networked bunkers). */
+  resolvConfPath?: string;
 }
 
 /** Whole-number CFS quota for a millicore count (at least 1 ms per period, the kernel minimum). */
@@ -119,6 +123,14 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMb}m`] },
     { destination: AGENT_RUN_DIR, type: 'bind', source: o.agentRunDir, options: ['bind', 'nosuid', 'nodev', 'noexec'] },
   );
+  if (o.resolvConfPath) {
+    mounts.push({
+      destination: '/etc/resolv.conf',
+      type: 'bind',
+      source: o.resolvConfPath,
+      options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+    });
+  }
 
   const dev = (major: number, minor: number | null, type = 'c') => ({
     allow: true,
@@ -146,7 +158,14 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
     mounts,
     annotations: o.annotations ?? {},
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      namespaces: [
+        { type: 'pid' },
+        o.netnsPath ? { type: 'network', path: o.netnsPath } : { type: 'network' },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+        { type: 'cgroup' },
+      ],
       cgroupsPath: o.cgroupsPath,
       resources: {
         devices: [

@@ -1,0 +1,167 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
+import { type NetworkProfile, REGISTRY_HOSTNAMES } from '@scaibunker/core';
+import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
+import { runCommand } from '../providers/host/runCommand.js';
+import type { BunkerSpec } from '../providers/Provider.js';
+import { DnsResponder } from './dns/DnsResponder.js';
+import { NftSetWriter } from './dns/NftSetWriter.js';
+import { BunkerNetworks } from './host/BunkerNetworks.js';
+import type { HostNetworkProfile } from './host/types.js';
+
+export interface WorkerNetworkOptions {
+  /** State files and the bunkers' resolv.conf live under `<dataDir>/network`. */
+  dataDir: string;
+  /** IPv4 pool the bunkers' /30s come from (default 10.200.0.0/16); distinct per worker on one host. */
+  subnet?: string;
+  /** Where the responder sends allowed A/AAAA questions (default: the host's first IPv4 nameserver). */
+  dnsUpstream?: { host: string; port: number };
+  /** Port the responder binds on 0.0.0.0 (default 0: any free one; the rules follow it). */
+  dnsPort?: number;
+  /** Egress cap of a bunker that asks for none (default 100 Mbit/s). */
+  defaultBandwidthMbit?: number;
+  /** Addresses bunkers must never reach besides the private ranges (the controller's, when remote). */
+  protectedAddresses?: string[];
+  /** Kernel object name prefix (tests use their own so they never touch a running worker's). */
+  namePrefix?: string;
+  log?: (m: string) => void;
+}
+
+const PROFILES: readonly HostNetworkProfile[] = ['registry', 'allowlisted', 'unrestricted'];
+
+/**
+ * The worker's side of network profiles: per-bunker plumbing and rules (BunkerNetworks), the
+ * one DNS responder every registry/allowlisted bunker's port 53 lands on, and the persistent
+ * nft channel that responder fills the bunkers' address sets through. A bunker's policy is
+ * found by the source address of its query, so nothing about it has to reach the responder.
+ */
+export class WorkerNetwork implements BunkerNetworking {
+  readonly profiles: readonly NetworkProfile[] = PROFILES;
+  private readonly resolvConfPath: string;
+
+  private constructor(
+    private readonly networks: BunkerNetworks,
+    private readonly responder: DnsResponder,
+    private readonly sets: NftSetWriter,
+    private readonly defaultBandwidthMbit: number,
+    dir: string,
+    gateway: string,
+  ) {
+    // Any nameserver will do: every :53 a bunker sends is redirected to the responder.
+    this.resolvConfPath = join(dir, 'resolv.conf');
+    writeAtomic(this.resolvConfPath, `nameserver ${gateway}\noptions attempts:2 timeout:2\n`);
+  }
+
+  /** Why this host can't plumb bunker networks, or undefined when it can. */
+  static async unavailableReason(): Promise<string | undefined> {
+    if (process.getuid?.() !== 0) return 'the worker does not run as root';
+    for (const [cmd, args] of [
+      ['nft', ['list', 'tables']],
+      ['ip', ['netns', 'list']],
+      ['tc', ['qdisc', 'show', 'dev', 'lo']],
+    ] as const) {
+      const r = await runCommand(cmd, [...args]).catch((err: Error) => ({ code: -1, stderr: err.message, stdout: '' }));
+      if (r.code !== 0) return `\`${cmd} ${args.join(' ')}\` failed: ${r.stderr.trim() || `exit ${r.code}`}`;
+    }
+    return undefined;
+  }
+
+  static async open(opts: WorkerNetworkOptions): Promise<WorkerNetwork> {
+    const log = opts.log ?? ((m: string) => console.warn(`[network] ${m}`));
+    const dir = join(opts.dataDir, 'network');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const subnet = opts.subnet ?? '10.200.0.0/16';
+    const upstream = opts.dnsUpstream ?? hostNameserver();
+    const sets = new NftSetWriter({ log });
+    let networks: BunkerNetworks | undefined;
+    const responder = new DnsResponder({
+      host: '0.0.0.0',
+      port: opts.dnsPort ?? 0,
+      upstream,
+      sets,
+      log,
+      policyFor: (ip) => {
+        const net = networks?.lookupByAddress(ip);
+        if (!net) return undefined;
+        if (net.profile === 'unrestricted') return { bunkerId: net.bunkerId, table: net.table, patterns: [], anyName: true };
+        return {
+          bunkerId: net.bunkerId,
+          table: net.table,
+          patterns: net.profile === 'registry' ? REGISTRY_HOSTNAMES : (net.allowlist ?? []),
+        };
+      },
+    });
+    try {
+      await responder.start();
+      networks = new BunkerNetworks({
+        stateDir: join(dir, 'bunkers'),
+        subnet,
+        dnsPort: responder.port(),
+        protectedAddresses: opts.protectedAddresses ?? [],
+        ...(opts.namePrefix ? { namePrefix: opts.namePrefix } : {}),
+        log,
+      });
+    } catch (err) {
+      await responder.stop().catch(() => undefined);
+      sets.close();
+      throw err;
+    }
+    const [base] = subnet.split('/');
+    const gateway = (base ?? '10.200.0.0').replace(/\.\d+$/, '.1');
+    return new WorkerNetwork(networks, responder, sets, opts.defaultBandwidthMbit ?? 100, dir, gateway);
+  }
+
+  async attach(spec: BunkerSpec): Promise<{ netnsPath: string; resolvConfPath: string }> {
+    const profile = spec.networkProfile as HostNetworkProfile;
+    if (!PROFILES.includes(profile)) throw new Error(`network profile ${spec.networkProfile} has no host plumbing`);
+    const net = await this.networks.setup(spec.id, {
+      profile,
+      bandwidthMbit: spec.bandwidthMbit ?? this.defaultBandwidthMbit,
+      ...(spec.networkAllowlist ? { allowlist: spec.networkAllowlist } : {}),
+    });
+    return { netnsPath: net.netnsPath, resolvConfPath: this.resolvConfPath };
+  }
+
+  async detach(bunkerId: string): Promise<void> {
+    if (!this.networks.list().some((n) => n.bunkerId === bunkerId)) return;
+    const table = this.networks.list().find((n) => n.bunkerId === bunkerId)?.table;
+    await this.networks.teardown(bunkerId);
+    if (table) this.sets.forgetTable(table);
+  }
+
+  /** At worker start, before it takes work: live bunkers get their rules back, the rest is removed. */
+  reconcile(live: ReadonlySet<string>): Promise<{ restored: string[]; removed: string[] }> {
+    return this.networks.reconcile(live);
+  }
+
+  /** The responder's counters (answered, denied, failed…), for health and the bench. */
+  dnsStats() {
+    return this.responder.stats();
+  }
+
+  dnsPort(): number {
+    return this.responder.port();
+  }
+
+  /** Stops the responder and the nft channel; bunkers keep their rules (a restart reconciles). */
+  async close(): Promise<void> {
+    await this.responder.stop();
+    this.sets.close();
+  }
+}
+
+/** The first IPv4 nameserver of the host's resolv.conf. */
+function hostNameserver(): { host: string; port: number } {
+  const text = existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf', 'utf8') : '';
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (m?.[1] && isIPv4(m[1])) return { host: m[1], port: 53 };
+  }
+  throw new Error('no IPv4 nameserver in /etc/resolv.conf: pass --dns-upstream');
+}
+
+function writeAtomic(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text, { mode: 0o644 });
+  renameSync(`${path}.tmp`, path);
+}
