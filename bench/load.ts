@@ -78,19 +78,24 @@ try {
   // the ceiling the worker, the agents and this machine allow.
   const direct = new HttpWorkerClient(cluster.worker?.url ?? '', cluster.token);
   let directCount = 0;
+  const directLatencies = new Float64Array(1_000_000);
   const d0 = performance.now();
   const directDeadline = d0 + DIRECT_SECONDS * 1000;
   await Promise.all(
     bunkers.map(async (b) => {
       while (performance.now() < directDeadline) {
+        const s = performance.now();
         await direct.exec(b.id, { argv: ['true'], env: {}, timeoutMs: 60_000 }, {});
+        if (directCount < directLatencies.length) directLatencies[directCount] = performance.now() - s;
         directCount++;
       }
     }),
   );
   direct.close();
   const directPerS = Math.round(directCount / ((performance.now() - d0) / 1000));
-  log(`worker direct (calibration, no controller): ${directPerS}/s`);
+  const directSorted = directLatencies.subarray(0, Math.min(directCount, directLatencies.length)).sort();
+  const directP99 = pct(directSorted, 99);
+  log(`worker direct (calibration, no controller): ${directPerS}/s, p50 ${pct(directSorted, 50)} ms, p99 ${directP99} ms`);
 
   const latencies = new Float64Array(4_000_000);
   let count = 0;
@@ -190,6 +195,7 @@ try {
       exec_errors: errors,
       create_errors: createErrors,
       worker_direct_exec_per_s: directPerS,
+      worker_direct_p99_ms: directP99,
     }),
   );
 } finally {

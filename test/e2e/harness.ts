@@ -16,7 +16,12 @@ export class ServerProcess {
   ) {}
 
   static async start(args: string[], env: Record<string, string> = {}, ready = /(http:\/\/[\d.]+:\d+)/): Promise<ServerProcess> {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // SCAIBUNKER_SERVER_NODE_ARGS: extra node flags for every server a test or bench starts (e.g. --cpu-prof).
+    const nodeArgs = process.env.SCAIBUNKER_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout?.on('data', (d) => {
       out += d;

@@ -140,6 +140,11 @@ describe('two controllers, one PostgreSQL, one Redis, one worker', () => {
         logs.some((l) => l.command.includes(`via ${name(to)}`) && l.exit_code === 0),
         'the exec log is shared',
       );
+      // Each controller caches running bunkers for exec; a change made through the other reaches it at once.
+      assert.equal((await there.pause()).state, 'paused');
+      await assert.rejects(made.exec(['true']), (e: unknown) => e instanceof ScaiBunkerError && e.code === 'BUNKER_NOT_RUNNING');
+      assert.equal((await there.resume()).state, 'running');
+      assert.equal((await made.exec(['echo', 'resumed'])).stdout, 'resumed\n');
       assert.equal((await there.terminate()).state, 'terminated');
       assert.equal((await made.refresh()).state, 'terminated');
       await assert.rejects(made.exec(['true']), (e: unknown) => e instanceof ScaiBunkerError && e.code === 'BUNKER_NOT_RUNNING');

@@ -24,6 +24,9 @@ import { usageRoutes } from './http/routes/usageRoutes.js';
 import { Sweeper } from './jobs/Sweeper.js';
 import { Ticker, type TickerLease, type TickRecord } from './jobs/Ticker.js';
 import { UsageTicker } from './jobs/UsageTicker.js';
+import type { ChangeFeed } from './live/ChangeFeed.js';
+import { InProcessChangeFeed } from './live/InProcessChangeFeed.js';
+import { RedisChangeFeed } from './live/RedisChangeFeed.js';
 import { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
 import type { QuotaCounters } from './quotas/QuotaCounters.js';
 import { QuotaProfileService } from './quotas/QuotaProfileService.js';
@@ -32,6 +35,9 @@ import { RedisQuotaCounters } from './quotas/RedisQuotaCounters.js';
 import { Store } from './store/Store.js';
 import { TenantService } from './tenants/TenantService.js';
 import { UsageService } from './usage/UsageService.js';
+import type { Heartbeats } from './workers/Heartbeats.js';
+import { InProcessHeartbeats } from './workers/InProcessHeartbeats.js';
+import { RedisHeartbeats } from './workers/RedisHeartbeats.js';
 import { Scheduler } from './workers/Scheduler.js';
 import { WorkerDirectory } from './workers/WorkerDirectory.js';
 import { WorkerService } from './workers/WorkerService.js';
@@ -52,6 +58,13 @@ export interface ControllerOptions {
   quotaCounters?: QuotaCounters;
 }
 
+/** What several controllers share besides the database, all in Redis (in-process when embedded). */
+interface SharedState {
+  counters: QuotaCounters;
+  changes: ChangeFeed;
+  heartbeats: Heartbeats;
+}
+
 /** The composition root of the controller: store, services, HTTP API and background jobs. */
 export class Controller {
   readonly http: FastifyInstance;
@@ -69,16 +82,19 @@ export class Controller {
   private constructor(
     readonly store: Store,
     readonly blobs: BlobStore,
-    counters: QuotaCounters,
+    private readonly shared: SharedState,
     opts: ControllerOptions,
   ) {
     this.config = { ...DEFAULT_CONFIG, ...opts.config };
     this.directory = new WorkerDirectory(store, opts.workerToken);
     const scheduler = new Scheduler(store);
-    const quotas = new QuotaService(store, counters);
+    const quotas = new QuotaService(store, shared.counters);
     this.usageTicker = new UsageTicker(store, this.directory, this.config.usageIntervalMs);
     const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker);
-    const workers = new WorkerService(store, bunkers, this.config);
+    // Every committed bunker-row change drops that row from every controller's running-bunker cache.
+    store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
+    shared.changes.subscribe((_topic, id) => bunkers.running.invalidate(id));
+    const workers = new WorkerService(store, bunkers, this.config, shared.heartbeats);
     this.services = {
       store,
       bunkers,
@@ -117,15 +133,15 @@ export class Controller {
   }
 
   static async open(opts: ControllerOptions): Promise<Controller> {
-    const counters = opts.quotaCounters ?? (opts.redisUrl ? await RedisQuotaCounters.connect(opts.redisUrl) : new InProcessQuotaCounters());
+    const shared = await openSharedState(opts);
     let store: Store;
     try {
       store = await Store.open(opts.databaseUrl);
     } catch (err) {
-      await counters.close();
+      await closeSharedState(shared);
       throw err;
     }
-    return new Controller(store, new LocalDirBlobStore(opts.blobDir), counters, opts);
+    return new Controller(store, new LocalDirBlobStore(opts.blobDir), shared, opts);
   }
 
   /** Registers the built-in images listed in an image directory's catalog.json. */
@@ -177,9 +193,36 @@ export class Controller {
   async close(): Promise<void> {
     await Promise.all(this.tickers.map((t) => t.stop()));
     await this.http.close();
-    await this.services.quotas.counters.close();
+    await closeSharedState(this.shared);
     await this.store.close();
   }
+}
+
+async function openSharedState(opts: ControllerOptions): Promise<SharedState> {
+  const url = opts.redisUrl;
+  if (!url) {
+    return {
+      counters: opts.quotaCounters ?? new InProcessQuotaCounters(),
+      changes: new InProcessChangeFeed(),
+      heartbeats: new InProcessHeartbeats(),
+    };
+  }
+  const opened: Array<{ close(): Promise<void> }> = [];
+  try {
+    const counters = opts.quotaCounters ?? (await RedisQuotaCounters.connect(url));
+    opened.push(counters);
+    const changes = await RedisChangeFeed.connect(url);
+    opened.push(changes);
+    const heartbeats = await RedisHeartbeats.connect(url);
+    return { counters, changes, heartbeats };
+  } catch (err) {
+    await Promise.all(opened.map((o) => o.close()));
+    throw err;
+  }
+}
+
+async function closeSharedState(s: SharedState): Promise<void> {
+  await Promise.all([s.counters.close(), s.changes.close(), s.heartbeats.close()]);
 }
 
 /** `--trace-jobs`: one line per tick this controller ran, for checking who ran what and when. */

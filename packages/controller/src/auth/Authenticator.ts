@@ -5,9 +5,18 @@ import { hashApiKey, looksLikeApiKey } from './apiKeys.js';
 import type { JwtVerifier } from './JwtVerifier.js';
 import { type Principal, systemPrincipal } from './Principal.js';
 
+/**
+ * How long a looked-up API key is trusted without asking the database again. Every request
+ * authenticates, and that lookup was a database round trip per exec; keys are never edited, so
+ * the only thing this delays is noticing a key row deleted or revoked in the database.
+ */
+const API_KEY_TTL_MS = 10_000;
+const API_KEY_CACHE_MAX = 10_000;
+
 /** Turns an Authorization header into a Principal, or UNAUTHENTICATED. */
 export class Authenticator {
   private readonly workerToken: Buffer | undefined;
+  private readonly apiKeys = new Map<string, { principal: Principal; expiresAt: number }>();
 
   constructor(
     private readonly store: Store,
@@ -22,19 +31,7 @@ export class Authenticator {
     if (!m?.[1]) throw new ApiError('UNAUTHENTICATED', 'missing bearer credentials');
     const token = m[1];
     if (this.isWorkerToken(token)) return systemPrincipal('worker', 'worker');
-    if (looksLikeApiKey(token)) {
-      const row = await this.store.tenants.findApiKeyByHash(hashApiKey(token));
-      if (!row) throw new ApiError('UNAUTHENTICATED', 'unknown or revoked API key');
-      const actor = `key:${row.id}`;
-      return {
-        kind: 'api_key',
-        tenantId: row.tenant_id,
-        actor,
-        permissions: JSON.parse(row.permissions),
-        userId: row.identity_user_id ?? actor,
-        groups: JSON.parse(row.identity_groups),
-      };
-    }
+    if (looksLikeApiKey(token)) return this.apiKey(hashApiKey(token));
     if (this.jwt?.enabled) {
       try {
         const claims = await this.jwt.verify(token);
@@ -51,6 +48,28 @@ export class Authenticator {
       }
     }
     throw new ApiError('UNAUTHENTICATED', 'unknown credentials');
+  }
+
+  private async apiKey(hash: string): Promise<Principal> {
+    const hit = this.apiKeys.get(hash);
+    if (hit && hit.expiresAt > Date.now()) return hit.principal;
+    const row = await this.store.tenants.findApiKeyByHash(hash);
+    if (!row) {
+      this.apiKeys.delete(hash);
+      throw new ApiError('UNAUTHENTICATED', 'unknown or revoked API key');
+    }
+    const actor = `key:${row.id}`;
+    const principal: Principal = {
+      kind: 'api_key',
+      tenantId: row.tenant_id,
+      actor,
+      permissions: JSON.parse(row.permissions),
+      userId: row.identity_user_id ?? actor,
+      groups: JSON.parse(row.identity_groups),
+    };
+    if (this.apiKeys.size >= API_KEY_CACHE_MAX) this.apiKeys.clear();
+    this.apiKeys.set(hash, { principal, expiresAt: Date.now() + API_KEY_TTL_MS });
+    return principal;
   }
 
   private isWorkerToken(token: string): boolean {

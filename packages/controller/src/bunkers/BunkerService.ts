@@ -18,6 +18,7 @@ import type { BunkerRow } from '../store/schema.js';
 import type { Scheduler } from '../workers/Scheduler.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
 import { resolveNetwork } from './networkRequest.js';
+import { RunningBunkerCache } from './RunningBunkerCache.js';
 import { fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
@@ -26,6 +27,9 @@ const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', '
 export class BunkerService {
   /** last_activity_at is written at most once a second per bunker, keeping the exec hot path cheap. */
   private readonly activityWritten = new Map<string, number>();
+
+  /** Running bunkers' rows for the exec and file paths; the controller feeds it row-change notices. */
+  readonly running = new RunningBunkerCache();
 
   constructor(
     private readonly store: Store,
@@ -260,7 +264,12 @@ export class BunkerService {
 
   /** For exec, files and shell: the running bunker and its worker, or a clear 404/409/503. */
   async requireRunning(principal: Principal, id: string): Promise<{ row: BunkerRow; worker: WorkerApi }> {
-    const row = await this.mustGet(principal.tenantId, id);
+    let row = this.running.get(id);
+    if (row?.tenant_id !== principal.tenantId) {
+      const version = this.running.version(id);
+      row = await this.mustGet(principal.tenantId, id);
+      this.running.put(id, row, version);
+    }
     if (row.state !== 'running') {
       throw new ApiError('BUNKER_NOT_RUNNING', `bunker ${id} is ${row.state}`, { state: row.state });
     }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { closeRedis, connectRedis } from '../redis/connectRedis.js';
 import { CHARGE, type LuaScript, REBUILD, RELEASE, UNLOCK } from './luaScripts.js';
 import type { ChargeResult, ChargeSet, QuotaCharge, QuotaCounters } from './QuotaCounters.js';
 
@@ -36,27 +37,7 @@ export class RedisQuotaCounters implements QuotaCounters {
 
   /** Connects (failing now, not at the first create, when Redis does not answer). */
   static async connect(url: string, opts: RedisQuotaCountersOptions = {}): Promise<RedisQuotaCounters> {
-    const log = opts.log ?? ((m: string) => console.error(m));
-    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000 });
-    let lastError = '';
-    let connected = false;
-    redis.on('error', (err: Error) => {
-      // Before the first connection the failure is reported by connect() below.
-      if (connected && err.message !== lastError) log(`[quota] redis: ${err.message}`);
-      lastError = err.message;
-    });
-    redis.on('ready', () => {
-      connected = true;
-      lastError = '';
-    });
-    try {
-      await redis.connect();
-      await redis.ping();
-    } catch (err) {
-      redis.disconnect();
-      throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${lastError || (err as Error).message}`);
-    }
-    return new RedisQuotaCounters(redis, opts);
+    return new RedisQuotaCounters(await connectRedis(url, { name: 'quota', ...(opts.log ? { log: opts.log } : {}) }), opts);
   }
 
   /** EVALSHA, loading the script when Redis does not have it (a restart or SCRIPT FLUSH). */
@@ -116,16 +97,6 @@ export class RedisQuotaCounters implements QuotaCounters {
   }
 
   async close(): Promise<void> {
-    await this.redis.quit().catch(() => this.redis.disconnect());
-  }
-}
-
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'the configured URL';
+    await closeRedis(this.redis);
   }
 }

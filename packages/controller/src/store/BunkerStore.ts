@@ -13,7 +13,18 @@ export interface BunkerFilter {
 const ACTIVE_STATES = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
 
 export class BunkerStore {
+  private readonly changeListeners: Array<(id: string) => void> = [];
+
   constructor(private readonly db: Kysely<Database>) {}
+
+  /** Called after every committed change to a bunker row except `touch` (activity time only). */
+  onChange(listener: (id: string) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  private changed(id: string): void {
+    for (const l of this.changeListeners) l(id);
+  }
 
   async insert(row: BunkerRow, labels: Record<string, string>): Promise<void> {
     await this.db.transaction().execute(async (tx) => {
@@ -34,6 +45,7 @@ export class BunkerStore {
       await tx.deleteFrom('bunker_labels').where('bunker_id', '=', id).execute();
       await tx.deleteFrom('bunkers').where('id', '=', id).execute();
     });
+    this.changed(id);
   }
 
   /** Tenant-scoped read: another tenant's bunker is simply not found. */
@@ -101,6 +113,7 @@ export class BunkerStore {
       .where('state', 'in', [...from])
       .executeTakeFirst();
     if (Number(r.numUpdatedRows) === 0) return undefined;
+    this.changed(id);
     return this.getById(id);
   }
 
@@ -110,6 +123,7 @@ export class BunkerStore {
       .set({ ...patch, updated_at: new Date().toISOString() })
       .where('id', '=', id)
       .execute();
+    this.changed(id);
   }
 
   async touch(id: string, at: string): Promise<void> {

@@ -41,17 +41,18 @@ export class WorkerStore {
     return Number(r.numUpdatedRows) > 0;
   }
 
-  /** Online workers whose last heartbeat is older than `before` become offline; returns their ids. */
-  async markStaleOffline(before: string): Promise<string[]> {
-    const stale = await this.db
-      .selectFrom('workers')
-      .select('id')
+  /**
+   * Marks a worker offline unless its row changed since the caller read it (a heartbeat written
+   * meanwhile, or another controller's monitor already did it); true when this call did it.
+   */
+  async markOffline(id: string, lastHeartbeatAt: string | null): Promise<boolean> {
+    const r = await this.db
+      .updateTable('workers')
+      .set({ state: 'offline' })
+      .where('id', '=', id)
       .where('state', '!=', 'offline')
-      .where('last_heartbeat_at', '<', before)
-      .execute();
-    if (stale.length === 0) return [];
-    const ids = stale.map((s) => s.id);
-    await this.db.updateTable('workers').set({ state: 'offline' }).where('id', 'in', ids).where('last_heartbeat_at', '<', before).execute();
-    return ids;
+      .where('last_heartbeat_at', lastHeartbeatAt === null ? 'is' : '=', lastHeartbeatAt)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
   }
 }

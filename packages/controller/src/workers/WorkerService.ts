@@ -4,33 +4,33 @@ import type { BunkerService } from '../bunkers/BunkerService.js';
 import type { ControllerConfig } from '../config.js';
 import type { Store } from '../store/Store.js';
 import type { WorkerRow } from '../store/schema.js';
+import type { Heartbeats } from './Heartbeats.js';
 
 type Worker = Static<typeof schemas.Worker>;
 
+/**
+ * How often an unchanged worker's row is rewritten from its heartbeats. Between those writes a
+ * heartbeat only reaches the Heartbeats store (Redis): the row's `last_heartbeat_at` is a coarse
+ * copy, there for when that store was wiped.
+ */
+const ROW_REFRESH_MS = 30_000;
+
 /** Worker registration by heartbeat, admin drain/resume, and the offline monitor. */
 export class WorkerService {
+  /** Per worker, what this controller last wrote to its row, and when. */
+  private readonly rowWrites = new Map<string, { fingerprint: string; at: number }>();
+
   constructor(
     private readonly store: Store,
     private readonly bunkers: BunkerService,
     private readonly config: ControllerConfig,
+    private readonly heartbeats: Heartbeats,
   ) {}
 
   async heartbeat(hb: schemas.HeartbeatBody): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[] }> {
     const now = new Date();
-    await this.store.workers.upsertFromHeartbeat({
-      id: hb.worker_id,
-      name: hb.name,
-      url: hb.url,
-      state: 'online',
-      isolations: JSON.stringify(hb.isolations),
-      network_profiles: JSON.stringify(hb.network_profiles ?? ['isolated']),
-      capacity_cpu_millicores: hb.capacity.cpu_millicores,
-      capacity_memory_mb: hb.capacity.memory_mb,
-      capacity_disk_mb: hb.capacity.disk_mb,
-      cached_images: JSON.stringify(hb.cached_images),
-      last_heartbeat_at: now.toISOString(),
-      created_at: now.toISOString(),
-    });
+    await this.heartbeats.record(hb.worker_id, now.getTime());
+    await this.writeRow(hb, now);
     // What the worker runs that we don't consider alive on it: it must destroy those.
     const reported = new Map(hb.bunkers.map((b) => [b.id, b.status]));
     const known = new Map((await this.store.bunkers.getByIds([...reported.keys()])).map((r) => [r.id, r]));
@@ -55,9 +55,31 @@ export class WorkerService {
     return { ok: true, heartbeat_interval_s: this.config.heartbeatIntervalMs / 1000, unknown_bunkers: unknown };
   }
 
+  /** Registers the worker, or refreshes its row when what it reports changed or the row's copy of its heartbeat is old. */
+  private async writeRow(hb: schemas.HeartbeatBody, now: Date): Promise<void> {
+    const fingerprint = JSON.stringify([hb.name, hb.url, hb.isolations, hb.network_profiles, hb.capacity, hb.cached_images]);
+    const last = this.rowWrites.get(hb.worker_id);
+    if (last && last.fingerprint === fingerprint && now.getTime() - last.at < ROW_REFRESH_MS) return;
+    await this.store.workers.upsertFromHeartbeat({
+      id: hb.worker_id,
+      name: hb.name,
+      url: hb.url,
+      state: 'online',
+      isolations: JSON.stringify(hb.isolations),
+      network_profiles: JSON.stringify(hb.network_profiles ?? ['isolated']),
+      capacity_cpu_millicores: hb.capacity.cpu_millicores,
+      capacity_memory_mb: hb.capacity.memory_mb,
+      capacity_disk_mb: hb.capacity.disk_mb,
+      cached_images: JSON.stringify(hb.cached_images),
+      last_heartbeat_at: now.toISOString(),
+      created_at: now.toISOString(),
+    });
+    this.rowWrites.set(hb.worker_id, { fingerprint, at: now.getTime() });
+  }
+
   async list(): Promise<Worker[]> {
-    const used = await this.store.bunkers.allocationsByWorker();
-    return (await this.store.workers.list()).map((w) => this.toApi(w, used.get(w.id)));
+    const [used, seen] = await Promise.all([this.store.bunkers.allocationsByWorker(), this.heartbeats.lastSeen()]);
+    return (await this.store.workers.list()).map((w) => this.toApi(withLastSeen(w, seen), used.get(w.id)));
   }
 
   async setDraining(id: string, draining: boolean): Promise<Worker> {
@@ -69,12 +91,24 @@ export class WorkerService {
     return this.toApi({ ...row, state: draining ? 'draining' : 'online' }, used.get(id));
   }
 
-  /** Marks workers offline after `missedHeartbeats` intervals; their bunkers fail with worker_lost. */
+  /**
+   * Marks workers offline after `missedHeartbeats` intervals; their bunkers fail with worker_lost.
+   * A worker the Heartbeats store has never seen (it was wiped) is judged by its row's coarse
+   * copy, which may lag by ROW_REFRESH_MS: it gets that much longer.
+   */
   async monitor(): Promise<string[]> {
-    const cutoff = new Date(Date.now() - this.config.missedHeartbeats * this.config.heartbeatIntervalMs).toISOString();
-    const offline = await this.store.workers.markStaleOffline(cutoff);
-    for (const workerId of offline) {
-      for (const row of await this.store.bunkers.listActiveOnWorker(workerId)) {
+    const seen = await this.heartbeats.lastSeen();
+    const limitMs = this.config.missedHeartbeats * this.config.heartbeatIntervalMs;
+    const now = Date.now();
+    const offline: string[] = [];
+    for (const w of await this.store.workers.list()) {
+      if (w.state === 'offline') continue;
+      const live = seen.get(w.id);
+      const last = Math.max(live ?? 0, w.last_heartbeat_at ? Date.parse(w.last_heartbeat_at) : 0);
+      if (now - last <= limitMs + (live === undefined ? ROW_REFRESH_MS : 0)) continue;
+      if (!(await this.store.workers.markOffline(w.id, w.last_heartbeat_at))) continue;
+      offline.push(w.id);
+      for (const row of await this.store.bunkers.listActiveOnWorker(w.id)) {
         await this.bunkers.fail(row.id, 'worker_lost: no heartbeat');
       }
     }
@@ -94,4 +128,12 @@ export class WorkerService {
       last_heartbeat_at: w.last_heartbeat_at,
     };
   }
+}
+
+/** The row with its heartbeat time from the Heartbeats store when that is newer. */
+function withLastSeen(w: WorkerRow, seen: Map<string, number>): WorkerRow {
+  const live = seen.get(w.id);
+  return live !== undefined && live > (w.last_heartbeat_at ? Date.parse(w.last_heartbeat_at) : 0)
+    ? { ...w, last_heartbeat_at: new Date(live).toISOString() }
+    : w;
 }

@@ -498,8 +498,10 @@ for (const dialect of DIALECTS) {
       await store.workers.setState(wid, 'draining');
       const after = await store.workers.upsertFromHeartbeat(base);
       assert.equal(after.state, 'draining');
-      const offline = await store.workers.markStaleOffline(new Date().toISOString());
-      assert.ok(offline.includes(wid));
+      // Compare-and-set on the heartbeat time: a row read before a newer heartbeat is not marked.
+      assert.equal(await store.workers.markOffline(wid, new Date(0).toISOString()), false);
+      assert.equal(await store.workers.markOffline(wid, old), true);
+      assert.equal(await store.workers.markOffline(wid, old), false, 'already offline');
       assert.equal((await store.workers.get(wid))?.state, 'offline');
     });
 
