@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(crun runc busybox-static debootstrap e2fsprogs iproute2 nftables ca-certificates make gcc libc6-dev)
+APT_PACKAGES=(crun runc busybox-static debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh
@@ -20,6 +20,7 @@ fi
 
 echo "[setup] agent"
 make -s -C packages/agent
+make -s -C packages/worker/native/flowlog
 
 bash scripts/build-images.sh
 # the microvm provider's guest kernel + initramfs (cached; without it `serve` offers containers only)

@@ -13,11 +13,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Bunker, ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
+import { Bunker, type FlowRecord, ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
 import { WorkerNetwork } from '../../packages/worker/src/network/WorkerNetwork.js';
 import { runCommand } from '../../packages/worker/src/providers/host/runCommand.js';
 import { FakeInternet, INET } from './fakeInternet.js';
-import { adminKeyOf, destroyLeftoverBunkers, FAST_INTERVALS, IMAGE_DIR, ServerProcess, tempDataDir } from './harness.js';
+import { adminKeyOf, destroyLeftoverBunkers, eventually, FAST_INTERVALS, IMAGE_DIR, ServerProcess, tempDataDir } from './harness.js';
 
 const PREFIX = 'sbe';
 const SUBNET = '10.216.0.0/24';
@@ -257,6 +257,53 @@ describe('network profiles through serve', { skip }, () => {
     assert.deepEqual(r[2], { ok: true, data: 'echo:unnamed' });
     assert.deepEqual(r[3], { ok: true });
     for (const i of [4, 5, 6, 7]) assert.equal(r[i]?.ok, false, JSON.stringify(r[i]));
+  });
+
+  test("unrestricted: every flow ends up in the bunker's audit batches, with bytes and the hostname it resolved", async () => {
+    const b = await create({ network_profile: 'unrestricted' });
+    const [self] = await probe(b, [{ kind: 'self' }]);
+    const r = await probe(b, [
+      { kind: 'http', host: 'blocked.example' },
+      { kind: 'http', host: INET.unnamed },
+      { kind: 'udp', host: INET.unnamed, port: 9999 },
+    ]);
+    assert.ok(
+      r.every((x) => x.ok),
+      JSON.stringify(r),
+    );
+    bunkers.splice(bunkers.indexOf(b), 1);
+    await b.terminate(); // its remaining connections end here, and are reported now
+    const flows = await eventually('three flows in the audit batches', async () => {
+      const all: FlowRecord[] = [];
+      for await (const batch of b.auditBatchPages()) all.push(...(await b.auditBatch(batch.name)));
+      const wanted = all.filter((f) => f.dst !== self?.gateway);
+      return wanted.length >= 3 ? wanted : undefined;
+    });
+    const named = flows.find((f) => f.dst === INET.hosts['blocked.example']);
+    assert.equal(named?.hostname, 'blocked.example');
+    assert.equal(named?.proto, 'tcp');
+    assert.equal(named?.dport, 80);
+    const unnamed = flows.find((f) => f.dst === INET.unnamed && f.proto === 'tcp');
+    assert.equal(unnamed?.hostname, null);
+    const udp = flows.find((f) => f.dst === INET.unnamed && f.proto === 'udp');
+    assert.equal(udp?.dport, 9999);
+    for (const f of [named, unnamed, udp]) {
+      assert.equal(f?.bunker_id, b.id);
+      assert.equal(f?.src, self?.address);
+      assert.ok((f?.bytes_out ?? 0) > 0 && (f?.bytes_in ?? 0) > 0, JSON.stringify(f));
+      assert.ok(f?.start_us !== null && f?.end_us !== null && (f?.start_us ?? 0) <= (f?.end_us ?? 0), JSON.stringify(f));
+    }
+    // Another tenant learns nothing of them.
+    const tenant = await client.admin.createTenant('net-other');
+    const { key } = await client.admin.createApiKey(tenant.id, 'other', ['scaibunker:read']);
+    const stranger = await Bunker.connect(b.id, new ScaiBunkerClient({ baseUrl: `http://127.0.0.1:${port}`, apiKey: key })).catch(
+      (e: unknown) => e,
+    );
+    assert.ok(stranger instanceof ScaiBunkerError && stranger.code === 'BUNKER_NOT_FOUND', String(stranger));
+    await assert.rejects(
+      b.auditBatch('0000000000000001-1.ndjson'),
+      (e: unknown) => e instanceof ScaiBunkerError && e.code === 'AUDIT_BATCH_NOT_FOUND',
+    );
   });
 
   test('without the permission: NETWORK_PROFILE_DENIED before anything is made', async () => {

@@ -10,6 +10,7 @@ import { LocalDirBlobStore } from './blobs/LocalDirBlobStore.js';
 import { BunkerService } from './bunkers/BunkerService.js';
 import { ExecService } from './bunkers/ExecService.js';
 import { FileService } from './bunkers/FileService.js';
+import { FlowAuditService } from './bunkers/FlowAuditService.js';
 import { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
 import { buildHttpServer } from './http/HttpServer.js';
 import { buildOpenApi } from './http/openapi.js';
@@ -17,6 +18,7 @@ import type { RouteDef } from './http/Route.js';
 import { adminRoutes } from './http/routes/adminRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
+import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
 import { metaRoutes } from './http/routes/metaRoutes.js';
 import { quotaRoutes } from './http/routes/quotaRoutes.js';
 import type { Services } from './http/routes/Services.js';
@@ -100,6 +102,7 @@ export class Controller {
       bunkers,
       exec: new ExecService(store, bunkers, blobs, this.config),
       files: new FileService(bunkers, this.config),
+      flowAudit: new FlowAuditService(store, bunkers, blobs),
       tenants: new TenantService(store),
       workers,
       quotas,
@@ -110,6 +113,7 @@ export class Controller {
     this.routes = [
       ...bunkerRoutes(this.services),
       ...fileRoutes(this.services),
+      ...flowAuditRoutes(this.services),
       ...adminRoutes(this.services),
       ...quotaRoutes(this.services),
       ...usageRoutes(this.services),
@@ -181,7 +185,12 @@ export class Controller {
 
   /** Embedded mode: heartbeats delivered by a direct call (validated like the HTTP route). */
   localLink(): ControllerLink {
-    return { heartbeat: (hb) => this.services.workers.heartbeat(hb as schemas.HeartbeatBody) };
+    return {
+      heartbeat: (hb) => this.services.workers.heartbeat(hb as schemas.HeartbeatBody),
+      putAuditBatch: async (bunkerId, name, ndjson) => {
+        await this.services.flowAudit.storeBatch(bunkerId, name, ndjson);
+      },
+    };
   }
 
   async listen(port: number, host = '127.0.0.1'): Promise<string> {

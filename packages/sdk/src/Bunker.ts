@@ -5,7 +5,18 @@ import type { TransportResponse } from './HttpTransport.js';
 import { type Page, Paginator } from './Paginator.js';
 import { type ClientOptions, ScaiBunkerClient } from './ScaiBunkerClient.js';
 import { readSseEvents, type SseEvent } from './SseParser.js';
-import type { BunkerInfo, BunkerState, CreateBunkerBody, ExecExit, ExecLog, ExecRequestBody, ExecResult, OutputStream } from './types.js';
+import type {
+  AuditBatch,
+  BunkerInfo,
+  BunkerState,
+  CreateBunkerBody,
+  ExecExit,
+  ExecLog,
+  ExecRequestBody,
+  ExecResult,
+  FlowRecord,
+  OutputStream,
+} from './types.js';
 
 /**
  * What a bunker is created with: the API's create body as it is (`image` required; `lifecycle`,
@@ -200,6 +211,37 @@ export class Bunker {
       for await (const chunk of self.client.transport.bodyChunks(res)) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     }
     return Readable.from(chunks(), { objectMode: false });
+  }
+
+  /**
+   * Flow-audit batches of an `unrestricted` bunker, oldest first: `sinceUs` (µs since the epoch)
+   * skips older ones; iterating the paginator fetches page after page.
+   */
+  auditBatchPages(opts: { sinceUs?: bigint | number; limit?: number } = {}): Paginator<AuditBatch> {
+    return new Paginator(async (token): Promise<Page<AuditBatch>> => {
+      const page = await this.client.transport.json('get', '/v1/modules/scaibunker/bunkers/{id}/audit-batches', {
+        path: { id: this.id },
+        query: {
+          ...(opts.sinceUs !== undefined ? { since_us: String(opts.sinceUs) } : {}),
+          ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+          ...(token !== undefined ? { continuation_token: token } : {}),
+        },
+      });
+      return { items: page.items, nextCursor: page.next_continuation_token };
+    });
+  }
+
+  /** One audit batch's flow records (one JSON object per line in the stored batch). */
+  async auditBatch(name: string): Promise<FlowRecord[]> {
+    const res = await this.client.transport.request('get', '/v1/modules/scaibunker/bunkers/{id}/audit-batches/{name}', {
+      path: { id: this.id, name },
+      headers: { accept: 'application/x-ndjson, application/json' },
+    });
+    const text = (await this.client.transport.readBuffer(res)).toString('utf8');
+    return text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as FlowRecord);
   }
 
   toJSON(): BunkerInfo {

@@ -77,6 +77,7 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
   WORKER_NOT_FOUND: NotFoundError,
   FILE_NOT_FOUND: NotFoundError,
   OUTPUT_NOT_FOUND: NotFoundError,
+  AUDIT_BATCH_NOT_FOUND: NotFoundError,
   QUOTA_PROFILE_NOT_FOUND: NotFoundError,
   NOT_FOUND: NotFoundError,
   BUNKER_INVALID_TRANSITION: ConflictError,

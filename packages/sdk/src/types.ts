@@ -19,6 +19,26 @@ export type ExecResult = Schemas['ExecResult'];
 /** The SSE `exit` event's data: the exec result without stdout/stderr (those arrived as events). */
 export type ExecExit = Omit<ExecResult, 'stdout' | 'stderr'>;
 export type ExecLog = Schemas['ExecLog'];
+export type AuditBatch = Schemas['AuditBatch'];
+/** One finished flow of an `unrestricted` bunker, as its worker recorded it (one line of a batch). */
+export interface FlowRecord {
+  bunker_id: string;
+  /** The original direction: the bunker's address and port to the remote one. */
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  proto: string;
+  /** The name the bunker resolved `dst` from through its worker's DNS responder, if it did. */
+  hostname: string | null;
+  bytes_out: number;
+  bytes_in: number;
+  packets_out: number;
+  packets_in: number;
+  /** Conntrack's start and end (µs since the epoch); the end includes the kernel's state timeout. */
+  start_us: number | null;
+  end_us: number | null;
+}
 export type FileStat = Schemas['FileStat'];
 export type FileType = FileStat['type'];
 export type WriteResult = Schemas['WriteResult'];

@@ -109,4 +109,6 @@ export interface Heartbeat {
 /** The worker's side of the controller: heartbeats. In-process or HTTP. */
 export interface ControllerLink {
   heartbeat(hb: Heartbeat): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[] }>;
+  /** Stores one flow-audit batch of a bunker (`{ts_us}-{worker_pid}.ndjson`); a repeated name overwrites. */
+  putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void>;
 }

@@ -6,7 +6,7 @@ export { Worker, type WorkerCapacity, type WorkerLogger, type WorkerNetworking, 
 export { HttpControllerLink, type HttpControllerLinkOptions } from './http/HttpControllerLink.js';
 export { HttpWorkerClient } from './http/HttpWorkerClient.js';
 export { WORKER_ERROR_STATUS, WorkerHttpServer, type WorkerHttpServerOptions } from './http/WorkerHttpServer.js';
-export { WorkerNetwork, type WorkerNetworkOptions } from './network/WorkerNetwork.js';
+export { FLOWLOG_BINARY, WorkerNetwork, type WorkerNetworkOptions } from './network/WorkerNetwork.js';
 export { ContainerProvider, type ContainerProviderOptions } from './providers/container/ContainerProvider.js';
 export { createProviders, type ProviderSettings, parseIsolations } from './providers/createProviders.js';
 export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';

@@ -87,6 +87,7 @@ function withNetworkOptions(cmd: Command): Command {
     .option('--bunker-subnet <cidr>', 'IPv4 pool for networked bunkers (a /30 each); distinct per worker on one host', '10.200.0.0/16')
     .option('--dns-upstream <ip[:port]>', "resolver the bunkers' DNS responder asks (default: the host's first IPv4 nameserver)")
     .option('--default-bandwidth <mbit>', 'egress/ingress cap of a networked bunker that sets none', int, 100)
+    .option('--no-flow-audit', 'do not record the flows of unrestricted bunkers (their audit batches)')
     .option(
       '--network-name-prefix <letters>',
       'prefix (2-4 lowercase letters) of the kernel objects this worker owns; distinct per worker on one host',
@@ -96,14 +97,22 @@ function withNetworkOptions(cmd: Command): Command {
 
 /** The worker's network plumbing per --network, or undefined (isolated only) with the reason logged. */
 async function openNetworking(
-  o: { network: string; bunkerSubnet: string; dnsUpstream?: string; defaultBandwidth: number; networkNamePrefix: string },
+  o: {
+    network: string;
+    bunkerSubnet: string;
+    dnsUpstream?: string;
+    defaultBandwidth: number;
+    networkNamePrefix: string;
+    flowAudit: boolean;
+  },
   dataDir: string,
   protectedAddresses: string[],
+  link: { putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void> },
 ) {
   if (o.network !== 'auto' && o.network !== 'off')
     throw new Error(`--network: expected 'auto' or 'off' (got ${JSON.stringify(o.network)})`);
   if (o.network === 'off') return undefined;
-  const { WorkerNetwork } = await workerModule();
+  const { FLOWLOG_BINARY, WorkerNetwork } = await workerModule();
   const reason = await WorkerNetwork.unavailableReason();
   if (reason) {
     process.stderr.write(`[worker] network profiles beyond isolated not offered: ${reason}\n`);
@@ -121,6 +130,9 @@ async function openNetworking(
     defaultBandwidthMbit: o.defaultBandwidth,
     namePrefix: o.networkNamePrefix,
     protectedAddresses,
+    ...(o.flowAudit
+      ? { flowAudit: { binary: FLOWLOG_BINARY, sink: (id: string, name: string, ndjson: Buffer) => link.putAuditBatch(id, name, ndjson) } }
+      : {}),
     ...(dnsUpstream ? { dnsUpstream } : {}),
   });
 }
@@ -172,7 +184,7 @@ export function registerServerCommands(program: Command): void {
     const images = await controller.registerCatalog(imageDir);
     const adminKey = await controller.services.tenants.bootstrap();
     const keyPath = await writeAdminKey(dataDir, adminKey);
-    const networking = await openNetworking(o, join(dataDir, 'worker'), []);
+    const networking = await openNetworking(o, join(dataDir, 'worker'), [], controller.localLink());
     const worker = new Worker({
       dataDir: join(dataDir, 'worker'),
       imageDir,
@@ -257,7 +269,8 @@ export function registerServerCommands(program: Command): void {
     const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
     const dataDir = resolve(o.dataDir);
     const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
-    const networking = await openNetworking(o, dataDir, controllerAddresses(o.controller));
+    const link = new HttpControllerLink(o.controller, token);
+    const networking = await openNetworking(o, dataDir, controllerAddresses(o.controller), link);
     const worker = new Worker({
       dataDir,
       imageDir: resolve(o.imageDir),
@@ -268,7 +281,7 @@ export function registerServerCommands(program: Command): void {
         ...(networking ? { networking } : {}),
       }),
       ...(networking ? { networking } : {}),
-      controller: new HttpControllerLink(o.controller, token),
+      controller: link,
       name: o.name,
       url,
       heartbeatIntervalMs: o.heartbeatIntervalMs,

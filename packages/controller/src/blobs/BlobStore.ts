@@ -7,9 +7,16 @@ export interface BlobStore {
   /** A stream of the object, or undefined when absent. */
   get(key: string): Promise<Readable | undefined>;
   delete(key: string): Promise<void>;
+  /** Objects directly under `prefix` (which ends with `/`), by key ascending, after `startAfter`. */
+  list(
+    prefix: string,
+    opts: { startAfter?: string; limit: number },
+  ): Promise<{ items: Array<{ key: string; bytes: number }>; more: boolean }>;
 }
 
 /** Blob keys, in one place (DESIGN.md "Images and storage"). */
 export const blobKeys = {
   execOutput: (bunkerId: string, execId: string, stream: 'stdout' | 'stderr') => `scaibunker/exec-output/${bunkerId}/${execId}/${stream}`,
+  auditBatches: (bunkerId: string) => `scaibunker/audit/${bunkerId}/`,
+  auditBatch: (bunkerId: string, name: string) => `scaibunker/audit/${bunkerId}/${name}`,
 };

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -45,5 +45,26 @@ export class LocalDirBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await rm(this.pathOf(key), { force: true });
+  }
+
+  async list(
+    prefix: string,
+    opts: { startAfter?: string; limit: number },
+  ): Promise<{ items: Array<{ key: string; bytes: number }>; more: boolean }> {
+    if (!prefix.endsWith('/')) throw new Error(`invalid blob prefix: ${prefix}`);
+    const dir = this.pathOf(prefix.slice(0, -1));
+    let names: string[];
+    try {
+      names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.includes('.tmp-')).map((e) => e.name);
+    } catch {
+      return { items: [], more: false };
+    }
+    const keys = names
+      .map((n) => prefix + n)
+      .filter((k) => opts.startAfter === undefined || k > opts.startAfter)
+      .sort();
+    const page = keys.slice(0, opts.limit);
+    const items = await Promise.all(page.map(async (key) => ({ key, bytes: (await stat(this.pathOf(key))).size })));
+    return { items, more: keys.length > page.length };
   }
 }

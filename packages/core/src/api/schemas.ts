@@ -257,6 +257,37 @@ export const PageQuery = Type.Object(
 );
 export type PageQuery = Static<typeof PageQuery>;
 
+/** `{ts_us}-{worker_pid}.ndjson`: when the worker sealed the batch (µs, 16 digits) and the writing worker's pid. */
+export const AuditBatchName = Type.String({
+  pattern: '^[0-9]{16}-[0-9]{1,10}\\.ndjson$',
+  description: 'Batch name: `{ts_us}-{worker_pid}.ndjson`',
+});
+export const AuditBatchParams = Type.Object({ id: BunkerId, name: AuditBatchName }, strict);
+export const AuditBatchQuery = Type.Object(
+  {
+    since_us: Type.Optional(Type.String({ pattern: '^[0-9]{1,16}$', description: 'Only batches whose ts_us is at least this' })),
+    continuation_token: Type.Optional(Type.String({ maxLength: 200, description: 'From the previous page' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
+  strict,
+);
+export const AuditBatch = Type.Object(
+  {
+    name: AuditBatchName,
+    ts_us: Type.String({ description: 'When the worker sealed the batch, µs since the epoch (a decimal string)' }),
+    bytes: Type.Integer(),
+  },
+  { $id: 'AuditBatch' },
+);
+export const AuditBatchPage = Type.Object(
+  { items: Type.Array(AuditBatch), next_continuation_token: Nullable(Type.String()) },
+  { $id: 'AuditBatchPage' },
+);
+export type AuditBatchQuery = Static<typeof AuditBatchQuery>;
+export type AuditBatchPageT = Static<typeof AuditBatchPage>;
+export const AuditUploadParams = Type.Object({ bunker_id: BunkerId, name: AuditBatchName }, strict);
+export const StoredObject = Type.Object({ key: Type.String(), bytes: Type.Integer() }, { $id: 'StoredObject' });
+
 export const OutputParams = Type.Object({ id: BunkerId, exec_id: Type.String({ pattern: '^ex_[0-9a-z]{20}$' }) }, strict);
 export const OutputQuery = Type.Object({ stream: Type.Optional(literalUnion(['stdout', 'stderr'] as const)) }, strict);
 

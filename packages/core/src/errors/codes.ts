@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   WORKER_NOT_FOUND: { status: 404, description: 'No worker with that id.' },
   FILE_NOT_FOUND: { status: 404, description: 'No file or directory at that path inside the bunker.' },
   OUTPUT_NOT_FOUND: { status: 404, description: 'No stored exec output with that reference.' },
+  AUDIT_BATCH_NOT_FOUND: { status: 404, description: 'No flow-audit batch with that name for the bunker.' },
   QUOTA_PROFILE_NOT_FOUND: { status: 404, description: "No quota profile (or assignment of it) with that id in the caller's scope." },
   NOT_FOUND: { status: 404, description: 'No such route.' },
   BUNKER_INVALID_TRANSITION: { status: 409, description: "The bunker's state does not allow this lifecycle move." },

@@ -13,6 +13,7 @@ export interface HttpControllerLinkOptions {
 
 export class HttpControllerLink implements ControllerLink {
   private readonly endpoint: string;
+  private readonly storage: string;
   private readonly timeoutMs: number;
 
   constructor(
@@ -20,8 +21,22 @@ export class HttpControllerLink implements ControllerLink {
     private readonly token: string,
     opts: HttpControllerLinkOptions = {},
   ) {
-    this.endpoint = `${controllerUrl.replace(/\/+$/, '')}/v1/modules/scaibunker/heartbeat`;
+    const base = `${controllerUrl.replace(/\/+$/, '')}/v1/modules/scaibunker`;
+    this.endpoint = `${base}/heartbeat`;
+    this.storage = `${base}/storage/scaibunker/audit`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  async putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void> {
+    const url = `${this.storage}/${encodeURIComponent(bunkerId)}/${encodeURIComponent(name)}`;
+    const res = await fetch(url, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream' },
+      body: ndjson,
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`audit batch upload to ${url} failed with HTTP ${res.status}: ${text.slice(0, 500)}`);
   }
 
   async heartbeat(hb: Heartbeat): Promise<HeartbeatReply> {

@@ -1,10 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type NetworkProfile, REGISTRY_HOSTNAMES } from '@scaibunker/core';
 import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
 import { runCommand } from '../providers/host/runCommand.js';
 import type { BunkerSpec } from '../providers/Provider.js';
+import { AddressOwners } from './audit/AddressOwners.js';
+import { FlowAuditor } from './audit/FlowAuditor.js';
+import { HostnameLog } from './audit/HostnameLog.js';
 import { DnsResponder } from './dns/DnsResponder.js';
 import { NftSetWriter } from './dns/NftSetWriter.js';
 import { BunkerNetworks } from './host/BunkerNetworks.js';
@@ -25,10 +29,15 @@ export interface WorkerNetworkOptions {
   protectedAddresses?: string[];
   /** Kernel object name prefix (tests use their own so they never touch a running worker's). */
   namePrefix?: string;
+  /** Per-flow audit of `unrestricted` bunkers: the flowlog binary and where batches go. */
+  flowAudit?: { binary: string; sink(bunkerId: string, name: string, ndjson: Buffer): Promise<void> };
   log?: (m: string) => void;
 }
 
 const PROFILES: readonly HostNetworkProfile[] = ['registry', 'allowlisted', 'unrestricted'];
+
+/** The conntrack DESTROY reader scripts/setup.sh builds. */
+export const FLOWLOG_BINARY = fileURLToPath(new URL('../../native/flowlog/build/scaibunker-flowlog', import.meta.url));
 
 /**
  * The worker's side of network profiles: per-bunker plumbing and rules (BunkerNetworks), the
@@ -45,6 +54,7 @@ export class WorkerNetwork implements BunkerNetworking {
     private readonly responder: DnsResponder,
     private readonly sets: NftSetWriter,
     private readonly defaultBandwidthMbit: number,
+    private readonly audit: { auditor: FlowAuditor; hostnames: HostnameLog; owners: AddressOwners } | undefined,
     dir: string,
     gateway: string,
   ) {
@@ -75,7 +85,9 @@ export class WorkerNetwork implements BunkerNetworking {
     const upstream = opts.dnsUpstream ?? hostNameserver();
     const sets = new NftSetWriter({ log });
     let networks: BunkerNetworks | undefined;
+    const hostnames = opts.flowAudit ? new HostnameLog() : undefined;
     const responder = new DnsResponder({
+      ...(hostnames ? { onAnswer: hostnames.onAnswer } : {}),
       host: '0.0.0.0',
       port: opts.dnsPort ?? 0,
       upstream,
@@ -107,9 +119,35 @@ export class WorkerNetwork implements BunkerNetworking {
       sets.close();
       throw err;
     }
+    let audit: { auditor: FlowAuditor; hostnames: HostnameLog; owners: AddressOwners } | undefined;
+    if (opts.flowAudit && hostnames) {
+      const owners = new AddressOwners();
+      for (const net of networks.list()) if (net.profile === 'unrestricted') owners.attached(net.address, net.bunkerId, 0);
+      if (!existsSync(opts.flowAudit.binary)) {
+        await responder.stop().catch(() => undefined);
+        sets.close();
+        throw new Error(`flow audit: ${opts.flowAudit.binary} is missing (run scripts/setup.sh, or start with --no-flow-audit)`);
+      }
+      const auditor = new FlowAuditor({
+        binary: opts.flowAudit.binary,
+        srcPrefixes: [subnet],
+        bunkerFor: (ip, flow) => owners.ownerAt(ip, flow.start_us),
+        hostnameFor: (bunkerId, ip) => hostnames.lookup(bunkerId, ip),
+        sink: opts.flowAudit.sink,
+        log,
+      });
+      try {
+        await auditor.start();
+      } catch (err) {
+        await responder.stop().catch(() => undefined);
+        sets.close();
+        throw err;
+      }
+      audit = { auditor, hostnames, owners };
+    }
     const [base] = subnet.split('/');
     const gateway = (base ?? '10.200.0.0').replace(/\.\d+$/, '.1');
-    return new WorkerNetwork(networks, responder, sets, opts.defaultBandwidthMbit ?? 100, dir, gateway);
+    return new WorkerNetwork(networks, responder, sets, opts.defaultBandwidthMbit ?? 100, audit, dir, gateway);
   }
 
   async attach(spec: BunkerSpec): Promise<{ netnsPath: string; resolvConfPath: string }> {
@@ -120,14 +158,22 @@ export class WorkerNetwork implements BunkerNetworking {
       bandwidthMbit: spec.bandwidthMbit ?? this.defaultBandwidthMbit,
       ...(spec.networkAllowlist ? { allowlist: spec.networkAllowlist } : {}),
     });
+    if (profile === 'unrestricted') this.audit?.owners.attached(net.address, spec.id, Date.now() * 1000);
     return { netnsPath: net.netnsPath, resolvConfPath: this.resolvConfPath };
   }
 
   async detach(bunkerId: string): Promise<void> {
-    if (!this.networks.list().some((n) => n.bunkerId === bunkerId)) return;
-    const table = this.networks.list().find((n) => n.bunkerId === bunkerId)?.table;
+    const net = this.networks.list().find((n) => n.bunkerId === bunkerId);
+    if (!net) return;
     await this.networks.teardown(bunkerId);
-    if (table) this.sets.forgetTable(table);
+    this.sets.forgetTable(net.table);
+    if (net.profile === 'unrestricted' && this.audit) {
+      // Its connections end now: deleting their conntrack entries makes the kernel report them
+      // (instead of days later, when an established entry would time out).
+      this.audit.owners.detached(net.address, bunkerId, Date.now() * 1000);
+      await runCommand('conntrack', ['-D', '-s', net.address]).catch(() => undefined);
+      this.audit.hostnames.forget(bunkerId);
+    }
   }
 
   /** At worker start, before it takes work: live bunkers get their rules back, the rest is removed. */
@@ -144,10 +190,16 @@ export class WorkerNetwork implements BunkerNetworking {
     return this.responder.port();
   }
 
-  /** Stops the responder and the nft channel; bunkers keep their rules (a restart reconciles). */
+  /** The flow auditor's counters, when flows are audited. */
+  auditStats() {
+    return this.audit?.auditor.stats();
+  }
+
+  /** Stops the responder, the nft channel and the flow auditor (delivering what it holds); bunkers keep their rules. */
   async close(): Promise<void> {
     await this.responder.stop();
     this.sets.close();
+    await this.audit?.auditor.close();
   }
 }
 

@@ -48,6 +48,10 @@ class RecordingController implements ControllerLink {
     return { ok: true, heartbeat_interval_s: 3600, unknown_bunkers: unknown };
   }
 
+  async putAuditBatch(): Promise<void> {
+    throw new Error('these workers audit no flows');
+  }
+
   get last(): Heartbeat {
     const hb = this.heartbeats.at(-1);
     assert.ok(hb, 'no heartbeat was sent');

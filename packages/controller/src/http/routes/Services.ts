@@ -1,6 +1,7 @@
 import type { BunkerService } from '../../bunkers/BunkerService.js';
 import type { ExecService } from '../../bunkers/ExecService.js';
 import type { FileService } from '../../bunkers/FileService.js';
+import type { FlowAuditService } from '../../bunkers/FlowAuditService.js';
 import type { QuotaProfileService } from '../../quotas/QuotaProfileService.js';
 import type { QuotaService } from '../../quotas/QuotaService.js';
 import type { Store } from '../../store/Store.js';
@@ -14,6 +15,7 @@ export interface Services {
   bunkers: BunkerService;
   exec: ExecService;
   files: FileService;
+  flowAudit: FlowAuditService;
   tenants: TenantService;
   workers: WorkerService;
   quotas: QuotaService;
