@@ -26,13 +26,26 @@ export const INET = {
   unnamed: '198.19.1.40',
 };
 
+/** `bench.hosts(n)`: `h1.bench.example` … `h<n>.bench.example` on 198.19.2.1 … (one HTTP server on :443 for all). */
+export const BENCH = {
+  route: '198.19.2.0/24',
+  name: (i: number) => `h${i}.bench.example`,
+  address: (i: number) => `198.19.2.${i}`,
+  port: 443,
+};
+
 const ROUTE = '198.19.1.0/24';
 
-/** Every address answers A for its name(s); any name answers TXT "secret" (a would-be exfil channel). */
-const SERVER = `
+/**
+ * Every address answers A for its name(s); any name answers TXT "secret" (a would-be exfil channel).
+ * HTTP `GET /big?n=BYTES` streams that many bytes (for shaping measurements).
+ */
+const serverScript = (benchHosts: number) => `
 const dgram = require('node:dgram'); const net = require('node:net'); const http = require('node:http');
 const packet = require('dns-packet');
 const HOSTS = ${JSON.stringify(INET.hosts)};
+const BENCH_HOSTS = ${benchHosts};
+for (let i = 1; i <= BENCH_HOSTS; i++) HOSTS['h' + i + '.bench.example'] = '198.19.2.' + i;
 const UNNAMED = ${JSON.stringify(INET.unnamed)};
 function answer(buf) {
   const q = packet.decode(buf); const question = q.questions[0]; const name = question.name.toLowerCase();
@@ -42,7 +55,16 @@ function answer(buf) {
   else if (!HOSTS[name]) reply.rcode = 'NXDOMAIN';
   return packet.encode(reply);
 }
-let pending = 2 + 2 * (Object.keys(HOSTS).length + 1);
+const serve = (name) => (req, res) => {
+  const big = /^\\/big\\?n=(\\d+)$/.exec(req.url);
+  if (!big) return res.end(name);
+  const n = Number(big[1]); const chunk = Buffer.alloc(65536, 120); let sent = 0;
+  res.writeHead(200, { 'content-length': n });
+  const pump = () => { while (sent < n) { const c = chunk.subarray(0, Math.min(chunk.length, n - sent)); sent += c.length; if (!res.write(c)) return res.once('drain', pump); } res.end(); };
+  pump();
+};
+const named = Object.entries(HOSTS).filter(([n]) => !n.endsWith('.bench.example'));
+let pending = 2 + 2 * (named.length + 1) + (BENCH_HOSTS ? 1 : 0);
 const ready = () => { if (--pending === 0) process.stdout.write('ready\\n'); };
 const udp = dgram.createSocket('udp4');
 udp.on('message', (m, r) => { try { udp.send(answer(m), r.port, r.address); } catch {} });
@@ -51,8 +73,9 @@ net.createServer((s) => { let buf = Buffer.alloc(0); s.on('data', (d) => { buf =
   while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { const n = buf.readUInt16BE(0); const a = answer(buf.subarray(2, 2 + n)); buf = buf.subarray(2 + n);
     const len = Buffer.alloc(2); len.writeUInt16BE(a.length); s.write(Buffer.concat([len, a])); } }); s.on('error', () => {}); })
   .listen(53, ${JSON.stringify(INET.dns)}, ready);
-for (const [name, addr] of [...Object.entries(HOSTS), ['unnamed', UNNAMED]]) {
-  http.createServer((req, res) => res.end(name)).listen(80, addr, ready);
+if (BENCH_HOSTS) http.createServer(serve('bench')).listen(443, '0.0.0.0', ready);
+for (const [name, addr] of [...named, ['unnamed', UNNAMED]]) {
+  http.createServer(serve(name)).listen(80, addr, ready);
   const u = dgram.createSocket('udp4'); u.on('message', (m, r) => u.send(Buffer.from('echo:' + name), r.port, r.address)); u.bind(9999, addr, ready);
 }
 `;
@@ -65,7 +88,8 @@ async function sh(cmd: string, args: string[]): Promise<void> {
 export class FakeInternet {
   private constructor(private readonly server: ChildProcess) {}
 
-  static async start(): Promise<FakeInternet> {
+  /** `benchHosts`: also that many `h<i>.bench.example` hosts (at most 250). */
+  static async start(benchHosts = 0): Promise<FakeInternet> {
     await FakeInternet.remove(); // leftovers of an aborted run
     await sh('ip', ['netns', 'add', INET.ns]);
     await sh('ip', ['link', 'add', INET.hostIf, 'type', 'veth', 'peer', 'name', 'wan0', 'netns', INET.ns]);
@@ -75,9 +99,13 @@ export class FakeInternet {
     await sh('ip', ['-n', INET.ns, 'link', 'set', 'wan0', 'up']);
     await sh('ip', ['-n', INET.ns, 'link', 'set', 'lo', 'up']);
     for (const a of [...Object.values(INET.hosts), INET.unnamed]) await sh('ip', ['-n', INET.ns, 'addr', 'add', `${a}/32`, 'dev', 'lo']);
+    if (benchHosts) {
+      await sh('ip', ['-n', INET.ns, 'addr', 'add', `${BENCH.address(1).replace(/\.1$/, '.0')}/24`, 'dev', 'lo']);
+      await sh('ip', ['route', 'add', BENCH.route, 'via', INET.dns]);
+    }
     await sh('ip', ['-n', INET.ns, 'route', 'add', 'default', 'via', INET.rootAddress]);
     await sh('ip', ['route', 'add', ROUTE, 'via', INET.dns]);
-    const server = spawn('ip', ['netns', 'exec', INET.ns, process.execPath, '-e', SERVER], {
+    const server = spawn('ip', ['netns', 'exec', INET.ns, process.execPath, '-e', serverScript(benchHosts)], {
       stdio: ['ignore', 'pipe', 'inherit'],
       cwd: new URL('../..', import.meta.url).pathname, // resolves dns-packet from the repository
     });
@@ -101,6 +129,7 @@ export class FakeInternet {
 
   private static async remove(): Promise<void> {
     await runCommand('ip', ['route', 'del', ROUTE]);
+    await runCommand('ip', ['route', 'del', BENCH.route]);
     await runCommand('ip', ['netns', 'del', INET.ns]);
     await runCommand('ip', ['link', 'del', INET.hostIf]);
   }
