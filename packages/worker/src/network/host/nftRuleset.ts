@@ -3,10 +3,10 @@ import { intToIpv4, parseCidr4 } from './SubnetAllocator.js';
 import type { BunkerNetwork } from './types.js';
 
 /**
- * Destinations an `unrestricted` bunker may never reach: private, shared, loopback, link-local,
+ * Destinations no bunker may ever reach, whatever its profile: private, shared, loopback, link-local,
  * multicast and reserved space. The worker's pool and protected addresses are added per table.
  */
-export const BLOCKED_FOR_UNRESTRICTED = [
+export const BLOCKED_DESTINATIONS = [
   '0.0.0.0/8',
   '10.0.0.0/8',
   '100.64.0.0/10',
@@ -24,7 +24,7 @@ export const ALLOWED_TCP_PORTS = [80, 443];
 export interface RulesetOptions {
   dnsPort: number;
   maxConnections: number;
-  /** Extra IPv4 addresses/CIDRs blocked for unrestricted bunkers (protected addresses, the pool). */
+  /** Extra IPv4 addresses/CIDRs no bunker may reach (protected addresses, the pool). */
   blocked: readonly string[];
 }
 
@@ -98,9 +98,11 @@ export function bunkerRuleset(net: BunkerNetwork, opts: RulesetOptions): string 
     `add rule ${t} forward ${iif} ct state established,related accept`,
     `add rule ${t} forward ${iif} ${capRule}`,
   ];
+  // Private, local and reserved ranges, other bunkers and the protected addresses: never, in any
+  // profile — an allowed name whose DNS answer points there (rebinding, a metadata address) too.
+  const blocked = mergeCidrs([...BLOCKED_DESTINATIONS, ...opts.blocked.filter((a) => isIPv4(a.split('/')[0] ?? ''))]);
+  lines.push(`add rule ${t} forward ${iif} ip daddr { ${blocked.join(', ')} } reject with icmpx type admin-prohibited`);
   if (net.profile === 'unrestricted') {
-    const blocked = mergeCidrs([...BLOCKED_FOR_UNRESTRICTED, ...opts.blocked.filter((a) => isIPv4(a.split('/')[0] ?? ''))]);
-    lines.push(`add rule ${t} forward ${iif} ip daddr { ${blocked.join(', ')} } reject with icmpx type admin-prohibited`);
     lines.push(`add rule ${t} forward ${iif} accept`);
   } else {
     lines.push(`add rule ${t} forward ${iif} ip daddr @allow4 tcp dport { ${ALLOWED_TCP_PORTS.join(', ')} } accept`);
