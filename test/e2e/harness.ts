@@ -16,6 +16,10 @@ export class ServerProcess {
   ) {}
 
   static async start(args: string[], env: Record<string, string> = {}, ready = /(http:\/\/[\d.]+:\d+)/): Promise<ServerProcess> {
+    // A worker started here plumbs no bunker networks unless the caller asks (--network …): its
+    // reconcile would remove the kernel objects of any other worker on this machine using the
+    // default name prefix, and tests that need networks use their own prefix and subnet.
+    if ((args[0] === 'serve' || args[0] === 'worker') && !args.includes('--network')) args = [...args, '--network', 'off'];
     // SCAIBUNKER_SERVER_NODE_ARGS: extra node flags for every server a test or bench starts (e.g. --cpu-prof).
     const nodeArgs = process.env.SCAIBUNKER_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
     const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {

@@ -135,6 +135,8 @@ describe('network profiles through serve', { skip }, () => {
     `${INET.dns}:53`,
     '--bunker-subnet',
     SUBNET,
+    '--network',
+    'auto',
     '--network-name-prefix',
     PREFIX,
     ...FAST_INTERVALS,
