@@ -16,13 +16,14 @@
  *
  * Progress on stderr; the last stdout line is one JSON object. Needs root.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FLOWLOG_BINARY, WorkerNetwork } from '../packages/worker/src/network/WorkerNetwork.js';
 import { runCommand } from '../packages/worker/src/providers/host/runCommand.js';
 import type { BunkerSpec } from '../packages/worker/src/providers/Provider.js';
 import { BENCH, FakeInternet, INET } from '../test/e2e/fakeInternet.js';
+import { networkObjects } from '../test/e2e/kernelObjects.js';
 
 const DNS_QUERIES = Number(process.env.BENCH_DNS_QUERIES ?? 1000);
 const CONNECT_NAMES = 200;
@@ -123,21 +124,6 @@ function spec(id: string, networkProfile: BunkerSpec['networkProfile'], extra: P
   } as BunkerSpec;
 }
 
-async function footprint(): Promise<string[]> {
-  const key = '[0-9a-f]{10}';
-  const found: string[] = [];
-  if (existsSync('/run/netns')) found.push(...readdirSync('/run/netns').filter((n) => new RegExp(`^${PREFIX}n-${key}$`).test(n)));
-  const links = JSON.parse((await runCommand('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
-  found.push(...links.map((l) => l.ifname).filter((n) => new RegExp(`^${PREFIX}[vi]${key}$`).test(n)));
-  found.push(
-    ...(await runCommand('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => new RegExp(`^table inet ${PREFIX}_${key}$`).test(l)),
-  );
-  found.push(
-    ...(await runCommand('tc', ['qdisc', 'show'])).stdout.split('\n').filter((l) => new RegExp(`dev ${PREFIX}[vi]${key} `).test(l)),
-  );
-  return found;
-}
-
 if (process.getuid?.() !== 0) throw new Error('bench:network needs root (netns, nft, tc)');
 const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-net-'));
 const inet = await FakeInternet.start(CONNECT_NAMES);
@@ -211,7 +197,7 @@ try {
 
   // ---- teardown
   for (const id of attached.splice(0)) await network.detach(id);
-  const leaks = await footprint();
+  const leaks = await networkObjects(PREFIX);
   if (leaks.length) log(`left behind: ${leaks.join(', ')}`);
 
   console.log(

@@ -10,7 +10,6 @@
  * running on this machine with the default prefix is never touched; the after hook removes them.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Bunker, type FlowRecord, ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
@@ -18,6 +17,7 @@ import { WorkerNetwork } from '../../packages/worker/src/network/WorkerNetwork.j
 import { runCommand } from '../../packages/worker/src/providers/host/runCommand.js';
 import { FakeInternet, INET } from './fakeInternet.js';
 import { adminKeyOf, destroyLeftoverBunkers, eventually, FAST_INTERVALS, IMAGE_DIR, ServerProcess, tempDataDir } from './harness.js';
+import { networkObjects } from './kernelObjects.js';
 
 const PREFIX = 'sbe';
 const SUBNET = '10.216.0.0/24';
@@ -93,22 +93,6 @@ async function probe(b: Bunker, probes: Probe[]): Promise<Result[]> {
   const r = await b.exec(['python3', '-c', PROBE, JSON.stringify(probes)], { timeoutS: 30 });
   assert.equal(r.exit_code, 0, r.stderr);
   return JSON.parse(r.stdout) as Result[];
-}
-
-/** This worker's kernel objects still present: netns, links, nft tables, qdiscs. */
-async function footprint(): Promise<string[]> {
-  const key = '[0-9a-f]{10}';
-  const found: string[] = [];
-  if (existsSync('/run/netns')) found.push(...readdirSync('/run/netns').filter((n) => new RegExp(`^${PREFIX}n-${key}$`).test(n)));
-  const links = JSON.parse((await runCommand('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
-  found.push(...links.map((l) => l.ifname).filter((n) => new RegExp(`^${PREFIX}[vi]${key}$`).test(n)));
-  found.push(
-    ...(await runCommand('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => new RegExp(`^table inet ${PREFIX}_${key}$`).test(l)),
-  );
-  found.push(
-    ...(await runCommand('tc', ['qdisc', 'show'])).stdout.split('\n').filter((l) => new RegExp(`dev ${PREFIX}[vi]${key} `).test(l)),
-  );
-  return found;
 }
 
 const skip = process.getuid?.() !== 0 ? 'needs root (netns, nft, tc)' : false;
@@ -337,6 +321,6 @@ describe('network profiles through serve', { skip }, () => {
 
   test('terminating every bunker leaves no netns, link, table or qdisc behind', async () => {
     for (const b of bunkers.splice(0)) assert.equal((await b.terminate()).state, 'terminated');
-    assert.deepEqual(await footprint(), []);
+    assert.deepEqual(await networkObjects(PREFIX), []);
   });
 });

@@ -1,35 +1,9 @@
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { type CommandResult, runCommand } from '../../providers/host/runCommand.js';
 
-/**
- * Runs a host command feeding `input` on stdin (nft -f -, ip -batch -), so a whole ruleset or
- * address plan goes in one process and, for nft, one transaction. Output capture as runCommand.
- */
+/** Runs a host command feeding `input` on stdin: a whole ruleset or address plan in one process (and, for nft, one transaction). */
 export function runWithInput(cmd: string, args: readonly string[], input: string, timeoutMs = 30_000): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      if (stdout.length < 256 * 1024) stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      if (stderr.length < 256 * 1024) stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, signal, stdout, stderr });
-    });
-    // A child that dies before reading everything makes the pipe emit EPIPE; its exit code tells.
-    child.stdin.on('error', () => {});
-    child.stdin.end(input);
-  });
+  return runCommand(cmd, args, { input, timeoutMs });
 }
 
 /** Throws with the command's stderr when it exited non-zero. */

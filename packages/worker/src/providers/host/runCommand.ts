@@ -13,18 +13,20 @@ export interface RunOptions {
   /** Capture stdout (default true). */
   captureStdout?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** Fed on stdin (nft -f -, ip -batch -); without it stdin is /dev/null. */
+  input?: string;
 }
 
 const MAX_CAPTURE = 256 * 1024;
 
 /**
- * Runs a host command without a shell. stdin is /dev/null; stdout/stderr are captured (capped),
+ * Runs a host command without a shell. stdin is /dev/null or `input`; stdout/stderr are captured (capped),
  * so nothing a child leaves behind can keep them open longer than the command itself runs.
  */
 export function runCommand(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
-      stdio: ['ignore', opts.captureStdout === false ? 'ignore' : 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', opts.captureStdout === false ? 'ignore' : 'pipe', 'pipe'],
       env: opts.env ?? process.env,
     });
     let stdout = '';
@@ -44,6 +46,11 @@ export function runCommand(cmd: string, args: readonly string[], opts: RunOption
       clearTimeout(timer);
       resolve({ code: code ?? -1, signal, stdout, stderr });
     });
+    if (child.stdin) {
+      // A child that dies before reading everything makes the pipe emit EPIPE; its exit code tells.
+      child.stdin.on('error', () => {});
+      child.stdin.end(opts.input);
+    }
   });
 }
 

@@ -1,0 +1,21 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { runCommand } from '../../packages/worker/src/providers/host/runCommand.js';
+
+/**
+ * Kernel objects a worker network with this name prefix still owns: netns, links (veth host
+ * ends, ifbs), nft tables and qdiscs. Empty once every bunker network is torn down.
+ */
+export async function networkObjects(prefix: string): Promise<string[]> {
+  const key = '[0-9a-f]{10}';
+  const found: string[] = [];
+  if (existsSync('/run/netns')) found.push(...readdirSync('/run/netns').filter((n) => new RegExp(`^${prefix}n-${key}$`).test(n)));
+  const links = JSON.parse((await runCommand('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
+  found.push(...links.map((l) => l.ifname).filter((n) => new RegExp(`^${prefix}[vi]${key}$`).test(n)));
+  found.push(
+    ...(await runCommand('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => new RegExp(`^table inet ${prefix}_${key}$`).test(l)),
+  );
+  found.push(
+    ...(await runCommand('tc', ['qdisc', 'show'])).stdout.split('\n').filter((l) => new RegExp(`dev ${prefix}[vi]${key} `).test(l)),
+  );
+  return found;
+}
