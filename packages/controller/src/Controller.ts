@@ -48,8 +48,10 @@ export const VERSION = '0.1.0';
 
 export interface ControllerOptions {
   databaseUrl: string;
-  /** Where the local-directory blob store lives. */
+  /** Where the local-directory blob store lives (unused when `blobStore` is given). */
   blobDir: string;
+  /** The blob store to use instead of the local directory (S3 from `openBlobStore`, tests). */
+  blobStore?: BlobStore;
   workerToken?: string;
   jwt?: JwtConfig;
   config?: Partial<ControllerConfig>;
@@ -145,7 +147,7 @@ export class Controller {
       await closeSharedState(shared);
       throw err;
     }
-    return new Controller(store, new LocalDirBlobStore(opts.blobDir), shared, opts);
+    return new Controller(store, opts.blobStore ?? new LocalDirBlobStore(opts.blobDir), shared, opts);
   }
 
   /** Registers the built-in images listed in an image directory's catalog.json. */

@@ -1,3 +1,5 @@
+export type { BlobStore } from './blobs/BlobStore.js';
+export { openBlobStore } from './blobs/openBlobStore.js';
 export { Controller, type ControllerOptions, VERSION } from './Controller.js';
 export { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
 export { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';

@@ -160,7 +160,9 @@ export function registerServerCommands(program: Command): void {
     withIntervalOptions(
       program
         .command('serve')
-        .description('Embedded mode: controller + one local worker in one process (SQLite, local blob store; Redis if REDIS_URL is set)')
+        .description(
+          'Embedded mode: controller + one local worker in one process (SQLite, local blob store unless SCAIBUNKER_BLOB_STORE is set; Redis if REDIS_URL is set)',
+        )
         .option('--port <port>', 'HTTP port', int, 8080)
         .option('--host <host>', 'address to listen on', '127.0.0.1')
         .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
@@ -170,13 +172,15 @@ export function registerServerCommands(program: Command): void {
         .option(...NO_SNAPSHOTS_OPTION),
     ),
   ).action(async (o) => {
-    const [{ Controller }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
+    const [{ Controller, openBlobStore }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
     const dataDir = resolve(o.dataDir);
     const imageDir = resolve(o.imageDir ?? join(dataDir, 'images'));
+    const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(dataDir, 'blobs'));
     await mkdir(dataDir, { recursive: true });
     const controller = await Controller.open({
       databaseUrl: process.env.DATABASE_URL ?? `sqlite:${join(dataDir, 'scaibunker.db')}`,
       blobDir: join(dataDir, 'blobs'),
+      blobStore,
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
       ...redisFromEnv(),
@@ -229,12 +233,14 @@ export function registerServerCommands(program: Command): void {
   ).action(async (o) => {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set for a controller that workers connect to');
-    const { Controller } = await controllerModule();
+    const { Controller, openBlobStore } = await controllerModule();
     const dataDir = resolve(o.dataDir);
+    const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(dataDir, 'blobs'));
     await mkdir(dataDir, { recursive: true });
     const controller = await Controller.open({
       databaseUrl: process.env.DATABASE_URL ?? `sqlite:${join(dataDir, 'scaibunker.db')}`,
       blobDir: join(dataDir, 'blobs'),
+      blobStore,
       workerToken: token,
       jwt: jwtFromEnv(),
       config: controllerConfig(o),

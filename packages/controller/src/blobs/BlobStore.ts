@@ -14,6 +14,24 @@ export interface BlobStore {
   ): Promise<{ items: Array<{ key: string; bytes: number }>; more: boolean }>;
 }
 
+/**
+ * Throws unless `key` is a valid blob key, the same rule for every backend: `[A-Za-z0-9._/-]`
+ * only, `/`-separated segments, none empty, `.` or `..`.
+ */
+export function checkBlobKey(key: string): string {
+  if (!/^[A-Za-z0-9._/-]+$/.test(key) || key.split('/').some((p) => p === '..' || p === '.' || p === '')) {
+    throw new Error(`invalid blob key: ${key}`);
+  }
+  return key;
+}
+
+/** Throws unless `prefix` is a valid key followed by `/` (what `list` takes). */
+export function checkBlobPrefix(prefix: string): string {
+  if (!prefix.endsWith('/')) throw new Error(`invalid blob prefix: ${prefix}`);
+  checkBlobKey(prefix.slice(0, -1));
+  return prefix;
+}
+
 /** Blob keys, in one place (DESIGN.md "Images and storage"). */
 export const blobKeys = {
   execOutput: (bunkerId: string, execId: string, stream: 'stdout' | 'stderr') => `scaibunker/exec-output/${bunkerId}/${execId}/${stream}`,

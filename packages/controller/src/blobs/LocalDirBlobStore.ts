@@ -3,7 +3,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore } from './BlobStore.js';
+import { type BlobStore, checkBlobKey, checkBlobPrefix } from './BlobStore.js';
 
 export class LocalDirBlobStore implements BlobStore {
   private readonly root: string;
@@ -13,10 +13,7 @@ export class LocalDirBlobStore implements BlobStore {
   }
 
   private pathOf(key: string): string {
-    if (!/^[A-Za-z0-9._/-]+$/.test(key) || key.split('/').some((p) => p === '..' || p === '.' || p === '')) {
-      throw new Error(`invalid blob key: ${key}`);
-    }
-    return join(this.root, key);
+    return join(this.root, checkBlobKey(key));
   }
 
   async put(key: string, data: Readable | Buffer): Promise<{ bytes: number }> {
@@ -36,7 +33,8 @@ export class LocalDirBlobStore implements BlobStore {
   async get(key: string): Promise<Readable | undefined> {
     const path = this.pathOf(key);
     try {
-      await stat(path);
+      // A directory (a prefix of other keys) is not an object.
+      if (!(await stat(path)).isFile()) return undefined;
     } catch {
       return undefined;
     }
@@ -51,8 +49,7 @@ export class LocalDirBlobStore implements BlobStore {
     prefix: string,
     opts: { startAfter?: string; limit: number },
   ): Promise<{ items: Array<{ key: string; bytes: number }>; more: boolean }> {
-    if (!prefix.endsWith('/')) throw new Error(`invalid blob prefix: ${prefix}`);
-    const dir = this.pathOf(prefix.slice(0, -1));
+    const dir = this.pathOf(checkBlobPrefix(prefix).slice(0, -1));
     let names: string[];
     try {
       names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.includes('.tmp-')).map((e) => e.name);

@@ -1,0 +1,137 @@
+import { pipeline, type Readable, Transform } from 'node:stream';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { type BlobStore, checkBlobKey, checkBlobPrefix } from './BlobStore.js';
+
+export interface S3BlobStoreOptions {
+  bucket: string;
+  region: string;
+  /** An S3-compatible server (MinIO, Ceph, s3rver…); AWS when absent. */
+  endpoint?: string;
+  /** Bucket/key URLs (`http://host/bucket/key`) rather than virtual hosts; usual for `endpoint`. */
+  forcePathStyle?: boolean;
+  /** Prepended to every key: `''` or a valid key ending with `/`. */
+  keyPrefix?: string;
+  /** Explicit credentials; otherwise the SDK's default chain (AWS_ACCESS_KEY_ID/…, profile, IMDS). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
+/** Multipart part size and parts in flight: a put holds at most about (QUEUE_SIZE + 1) × PART_SIZE bytes. */
+const PART_SIZE = 8 * 1024 * 1024;
+const QUEUE_SIZE = 4;
+/** ListObjectsV2 returns at most this many entries per request. */
+const MAX_LIST_PAGE = 1000;
+
+/**
+ * The blob store in an S3 bucket. Puts stream through a multipart upload (a single PutObject
+ * when the object fits in one part), which S3 makes visible only when completed; a failed put
+ * aborts the upload, so an object appears whole or not at all, like the local backend.
+ */
+export class S3BlobStore implements BlobStore {
+  readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly root: string;
+
+  constructor(opts: S3BlobStoreOptions) {
+    const root = opts.keyPrefix ?? '';
+    if (root !== '') checkBlobPrefix(root);
+    this.root = root;
+    this.bucket = opts.bucket;
+    this.client = new S3Client({
+      region: opts.region,
+      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+      ...(opts.forcePathStyle ? { forcePathStyle: true } : {}),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    });
+  }
+
+  async put(key: string, data: Readable | Buffer): Promise<{ bytes: number }> {
+    const Key = this.root + checkBlobKey(key);
+    if (Buffer.isBuffer(data)) {
+      await this.upload(Key, data);
+      return { bytes: data.length };
+    }
+    // Count the bytes on their way through; a source error destroys `body`, which fails the upload.
+    let bytes = 0;
+    const body = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        bytes += chunk.length;
+        done(null, chunk);
+      },
+    });
+    let sourceError: Error | undefined;
+    pipeline(data, body, (err) => {
+      if (err) sourceError = err;
+    });
+    try {
+      await this.upload(Key, body);
+    } catch (err) {
+      body.destroy();
+      throw sourceError ?? err;
+    }
+    return { bytes };
+  }
+
+  /** One PutObject when the body fits in a part, else a multipart upload, aborted if it fails. */
+  private async upload(Key: string, Body: Buffer | Readable): Promise<void> {
+    await new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key, Body },
+      partSize: PART_SIZE,
+      queueSize: QUEUE_SIZE,
+    }).done();
+  }
+
+  async get(key: string): Promise<Readable | undefined> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.root + checkBlobKey(key) }));
+      return res.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.root + checkBlobKey(key) }));
+  }
+
+  async list(
+    prefix: string,
+    opts: { startAfter?: string; limit: number },
+  ): Promise<{ items: Array<{ key: string; bytes: number }>; more: boolean }> {
+    const Prefix = this.root + checkBlobPrefix(prefix);
+    const items: Array<{ key: string; bytes: number }> = [];
+    // With a delimiter, "sub-directories" (CommonPrefixes) count against MaxKeys: page until
+    // limit + 1 objects are seen (to know whether there are more) or the listing ends.
+    let token: string | undefined;
+    for (;;) {
+      const res = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix,
+          Delimiter: '/',
+          MaxKeys: Math.min(MAX_LIST_PAGE, opts.limit + 1 - items.length),
+          ...(token ? { ContinuationToken: token } : opts.startAfter !== undefined ? { StartAfter: this.root + opts.startAfter } : {}),
+        }),
+      );
+      for (const o of res.Contents ?? []) {
+        if (o.Key !== undefined) items.push({ key: o.Key.slice(this.root.length), bytes: o.Size ?? 0 });
+      }
+      token = res.NextContinuationToken;
+      if (items.length > opts.limit || !res.IsTruncated || !token) break;
+    }
+    return { items: items.slice(0, opts.limit), more: items.length > opts.limit };
+  }
+
+  /** Closes the client's connections. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  // A missing bucket is a configuration error, not an absent object.
+  return e?.name === 'NoSuchKey' || (e?.$metadata?.httpStatusCode === 404 && e?.name !== 'NoSuchBucket');
+}
