@@ -78,6 +78,38 @@ probes = json.loads(sys.argv[1])
 with ThreadPoolExecutor(len(probes)) as ex: print(json.dumps(list(ex.map(run, probes))))
 `;
 
+/** Waits for eth0's IPv6 link-local address to finish DAD; prints it (as in /proc/net/if_inet6, grouped). */
+const LINK_LOCAL = `
+import time
+end = time.time() + 20
+while time.time() < end:
+    for l in open('/proc/net/if_inet6'):
+        a, idx, plen, scope, flags, name = l.split()
+        if name == 'eth0' and a.startswith('fe80') and not int(flags, 16) & 0x40:
+            print(':'.join(a[i:i + 4] for i in range(0, 32, 4))); raise SystemExit
+    time.sleep(0.2)
+print('NONE')
+`;
+
+/** Accepts one TCP connection on [::]:7200 and greets it with the bunker's hostname; prints the peer. */
+const L2_SERVER = `
+import socket
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('::', 7200)); s.listen(1); s.settimeout(25)
+c, addr = s.accept(); c.sendall(('hello from ' + socket.gethostname().replace('-', '_', 1)).encode()); c.close(); print(addr[0])
+`;
+
+/** Connects to argv[1] (link-local, over eth0) port 7200, retrying while the server starts; prints what it got. */
+const L2_CLIENT = `
+import socket, sys, time
+addr = sys.argv[1]; idx = socket.if_nametoindex('eth0'); end = time.time() + 20
+while True:
+    try:
+        c = socket.socket(socket.AF_INET6); c.settimeout(2); c.connect((addr, 7200, 0, idx)); print(c.recv(200).decode()); break
+    except OSError as e:
+        if time.time() > end: print('ERR', e); break
+        time.sleep(0.3)
+`;
+
 interface Result {
   ok: boolean;
   err?: string;
@@ -155,6 +187,7 @@ describe('network profiles through serve', { skip }, () => {
       dnsUpstream: { host: INET.dns, port: 53 },
     });
     await net.reconcile(new Set());
+    for (const id of net.bridgeIds()) await net.deleteBridge(id);
     await net.close();
     await inet?.stop();
     data.remove();
@@ -162,7 +195,7 @@ describe('network profiles through serve', { skip }, () => {
 
   test('the worker offers every profile it plumbs', async () => {
     const [w] = await client.workers.list();
-    assert.deepEqual([...(w?.network_profiles ?? [])].sort(), ['allowlisted', 'isolated', 'registry', 'unrestricted']);
+    assert.deepEqual([...(w?.network_profiles ?? [])].sort(), ['allowlisted', 'isolated', 'registry', 'transit', 'unrestricted']);
   });
 
   test('registry: registry names resolve and connect on 80/443; every other name, address, protocol and resolver fails', async () => {
@@ -317,6 +350,51 @@ describe('network profiles through serve', { skip }, () => {
     ]);
     assert.deepEqual(r[0], { ok: true, data: 'pypi.org' });
     assert.deepEqual(r[1], { ok: false, err: 'NXDOMAIN' });
+  });
+
+  test("transit: two bunkers on a tenant admin's bridge reach each other at layer 2 and nothing else; the bridge goes last", async () => {
+    const tenant = await client.admin.createTenant('transit');
+    const { key } = await client.admin.createApiKey(tenant.id, 'admin', ['scaibunker:admin:tenant']);
+    const tc = new ScaiBunkerClient({ baseUrl: `http://127.0.0.1:${port}`, apiKey: key });
+    const br = await tc.bridges.create('lan');
+    assert.equal(br.state, 'ready');
+    const a = await Bunker.create({ image: 'python', network_profile: 'transit', interfaces: [{ bridge_id: br.id }] }, tc);
+    bunkers.push(a);
+    const b = await Bunker.create(
+      { image: 'python', network_profile: 'transit', interfaces: [{ bridge_id: br.id, mac: '02:00:00:e2:e0:02' }] },
+      tc,
+    );
+    bunkers.push(b);
+    // The python image has no `ip` and bunkers have no CAP_NET_ADMIN: they talk over the IPv6
+    // link-local addresses their interfaces get on their own (EUI-64 of the MAC).
+    const linkLocal = await b.exec(['python3', '-c', LINK_LOCAL], { timeoutS: 30 });
+    assert.match(linkLocal.stdout.trim(), /^fe80:0000:0000:0000:0000:00ff:fee2:e002$/, linkLocal.stdout + linkLocal.stderr);
+    const served = b.exec(['python3', '-c', L2_SERVER], { timeoutS: 30 });
+    const reached = await a.exec(['python3', '-c', L2_CLIENT, linkLocal.stdout.trim()], { timeoutS: 30 });
+    assert.equal(reached.stdout.trim(), `hello from ${b.id}`, reached.stderr);
+    assert.match((await served).stdout, /^fe80:/);
+    // Nothing else: no route, no DNS, not the fake internet, not the controller.
+    const r = await probe(a, [
+      { kind: 'tcp', host: INET.unnamed, port: 80 },
+      { kind: 'udp', host: INET.unnamed, port: 9999 },
+      { kind: 'resolve', name: 'pypi.org' },
+      { kind: 'dns', server: INET.dns, name: 'pypi.org', proto: 'udp' },
+      { kind: 'tcp', host: INET.rootAddress, port },
+    ]);
+    for (const x of r) assert.equal(x.ok, false, JSON.stringify(r));
+
+    await assert.rejects(tc.bridges.delete(br.id), (e: unknown) => e instanceof ScaiBunkerError && e.code === 'BRIDGE_CONFLICT');
+    for (const x of [a, b]) {
+      bunkers.splice(bunkers.indexOf(x), 1);
+      assert.equal((await x.terminate()).state, 'terminated');
+    }
+    await tc.bridges.delete(br.id);
+    assert.deepEqual(await tc.bridges.list(), []);
+    assert.deepEqual(
+      (await networkObjects(PREFIX)).filter((o) => /^(sbe[tbp]|table bridge)/.test(o)),
+      [],
+      'no transit netns, port, bridge or guard table is left',
+    );
   });
 
   test('terminating every bunker leaves no netns, link, table or qdisc behind', async () => {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerAdminCommands } from './commands/admin.js';
+import { registerBridgeCommands } from './commands/bridge.js';
 import { registerBunkerCommands } from './commands/bunker.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerUsageCommand } from './commands/usage.js';
@@ -7,6 +8,7 @@ import { registerUsageCommand } from './commands/usage.js';
 const program = new Command('scaibunker').description('ScaiBunker: multi-tenant sandboxed compute').version('0.1.0').showHelpAfterError();
 registerServerCommands(program);
 registerBunkerCommands(program);
+registerBridgeCommands(program);
 registerAdminCommands(program);
 registerUsageCommand(program);
 

@@ -7,6 +7,7 @@ import { Authenticator } from './auth/Authenticator.js';
 import { type JwtConfig, JwtVerifier } from './auth/JwtVerifier.js';
 import type { BlobStore } from './blobs/BlobStore.js';
 import { LocalDirBlobStore } from './blobs/LocalDirBlobStore.js';
+import { BridgeService } from './bridges/BridgeService.js';
 import { BunkerService } from './bunkers/BunkerService.js';
 import { ExecService } from './bunkers/ExecService.js';
 import { FileService } from './bunkers/FileService.js';
@@ -16,6 +17,7 @@ import { buildHttpServer } from './http/HttpServer.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteDef } from './http/Route.js';
 import { adminRoutes } from './http/routes/adminRoutes.js';
+import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
@@ -110,6 +112,7 @@ export class Controller {
       quotas,
       quotaProfiles: new QuotaProfileService(store),
       usage: new UsageService(store),
+      bridges: new BridgeService(store, this.directory),
     };
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
     this.routes = [
@@ -118,6 +121,7 @@ export class Controller {
       ...flowAuditRoutes(this.services),
       ...adminRoutes(this.services),
       ...quotaRoutes(this.services),
+      ...bridgeRoutes(this.services),
       ...usageRoutes(this.services),
       ...metaRoutes(this.services, () => this.openapi),
     ];
@@ -132,7 +136,15 @@ export class Controller {
     const lease: TickerLease = { store: store.leases, holder: newId('ctl') };
     if (this.config.traceJobs) lease.onTick = traceTick;
     this.tickers = [
-      new Ticker('sweeper', this.config.sweepIntervalMs, () => this.sweeper.sweep(), lease),
+      new Ticker(
+        'sweeper',
+        this.config.sweepIntervalMs,
+        async () => {
+          await this.sweeper.sweep();
+          await this.services.bridges.sweepReserved(new Date(Date.now() - this.config.stuckCreateMs).toISOString());
+        },
+        lease,
+      ),
       new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor(), lease),
       new Ticker('usage', this.config.usageIntervalMs, () => this.usageTicker.tick(), lease),
     ];

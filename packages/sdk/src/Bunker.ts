@@ -21,9 +21,10 @@ import type {
 /**
  * What a bunker is created with: the API's create body as it is (`image` required; `lifecycle`,
  * `cpu_millicores`, `memory_mb`, `disk_mb`, `network_profile` (`isolated` default, `registry`,
- * `allowlisted`, `unrestricted`; each but `isolated` needs its `scaibunker:network:<profile>`
- * permission), `network_allowlist` (hostnames and `*.domain` wildcards, required with and only
- * with `allowlisted`), `bandwidth_mbit` (1–10000), `isolation` (`container` default, or
+ * `allowlisted`, `unrestricted`, `transit`; each but `isolated` needs its
+ * `scaibunker:network:<profile>` permission), `network_allowlist` (hostnames and `*.domain`
+ * wildcards, required with and only with `allowlisted`), `interfaces` (`[{bridge_id, mac?,
+ * spoof_guard?}]`, required with and only with `transit`), `bandwidth_mbit` (1–10000), `isolation` (`container` default, or
  * `microvm`), `idle_timeout_s`, `max_lifetime_s`, `env`, `metadata`), typed from the generated
  * OpenAPI schema.
  */

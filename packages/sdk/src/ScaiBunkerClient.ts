@@ -1,4 +1,5 @@
 import { AdminApi } from './AdminApi.js';
+import { BridgesApi } from './BridgesApi.js';
 import { HttpTransport } from './HttpTransport.js';
 import { ImagesApi } from './ImagesApi.js';
 import { QuotasApi } from './QuotasApi.js';
@@ -29,6 +30,7 @@ export class ScaiBunkerClient {
   readonly workers: WorkersApi;
   readonly images: ImagesApi;
   readonly quotas: QuotasApi;
+  readonly bridges: BridgesApi;
   readonly usage: UsageApi;
 
   constructor(opts: ClientOptions = {}) {
@@ -45,6 +47,7 @@ export class ScaiBunkerClient {
     this.workers = new WorkersApi(this.transport);
     this.images = new ImagesApi(this.transport);
     this.quotas = new QuotasApi(this.transport);
+    this.bridges = new BridgesApi(this.transport);
     this.usage = new UsageApi(this.transport);
   }
 

@@ -49,6 +49,7 @@ export type CreatedApiKey = Schemas['CreatedApiKey'];
 export type Permission = Schemas['CreateApiKey']['permissions'][number];
 /** Who an API key acts as, for quotas: its user (default `key:<id>`) and groups (default none). */
 export type ApiKeyIdentity = Pick<Schemas['CreateApiKey'], 'user_id' | 'groups'>;
+export type Bridge = Schemas['Bridge'];
 export type QuotaProfile = Schemas['QuotaProfile'];
 export type CreateQuotaProfileBody = Schemas['CreateQuotaProfile'];
 export type UpdateQuotaProfileBody = Schemas['UpdateQuotaProfile'];

@@ -32,6 +32,7 @@ const FAMILY_BY_STATUS: Record<number, ScaiBunkerErrorClass> = {
   413: PayloadTooLargeError,
   429: QuotaError,
   500: InternalError,
+  502: UnavailableError,
   503: UnavailableError,
   507: DiskFullError,
 };

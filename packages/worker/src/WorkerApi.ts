@@ -22,7 +22,19 @@ export interface SpawnRequest {
   networkAllowlist?: string[];
   /** Egress cap in Mbit/s; absent: the worker's default. */
   bandwidthMbit?: number;
+  /** Only with `transit`: one interface (eth0, eth1, …) per entry, each on a bridge of `tenantId`. */
+  interfaces?: TransitInterfaceSpec[];
   hostname: string;
+}
+
+/** One layer-2 interface of a `transit` bunker; the worker checks the bridge belongs to `tenantId`. */
+export interface TransitInterfaceSpec {
+  bridgeId: string;
+  tenantId: string;
+  /** Unicast MAC, lower-case `aa:bb:cc:dd:ee:ff`. */
+  mac: string;
+  /** Drop frames and ARP whose source MAC is not `mac`. */
+  spoofGuard: boolean;
 }
 
 export interface ExecRequest {
@@ -52,6 +64,7 @@ export const WORKER_ERROR_CODES = [
   'IO_ERROR',
   'CHANNEL_CLOSED',
   'WORKER_UNAVAILABLE',
+  'BRIDGE_FAILED',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
@@ -91,6 +104,10 @@ export interface WorkerApi {
    * does not run, or whose reading failed, is simply absent from the answer.
    */
   stats(bunkerIds: string[]): Promise<Record<string, BunkerStats>>;
+  /** Makes a tenant's transit bridge (idempotent for the same tenant); BRIDGE_FAILED when it cannot. */
+  createBridge(req: { bridgeId: string; tenantId: string }): Promise<void>;
+  /** Removes a bridge; idempotent. */
+  deleteBridge(bridgeId: string): Promise<void>;
 }
 
 /** What a worker reports every heartbeat (the controller's HeartbeatBody schema). */
@@ -103,12 +120,14 @@ export interface Heartbeat {
   network_profiles: NetworkProfile[];
   capacity: { cpu_millicores: number; memory_mb: number; disk_mb: number };
   cached_images: string[];
+  /** Ids of the transit bridges this worker has. */
+  bridges?: string[];
   bunkers: Array<{ id: string; status: 'running' | 'paused' | 'stopped' }>;
 }
 
 /** The worker's side of the controller: heartbeats. In-process or HTTP. */
 export interface ControllerLink {
-  heartbeat(hb: Heartbeat): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[] }>;
+  heartbeat(hb: Heartbeat): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[]; unknown_bridges?: string[] }>;
   /** Stores one flow-audit batch of a bunker (`{ts_us}-{worker_pid}.ndjson`); a repeated name overwrites. */
   putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void>;
 }

@@ -7,7 +7,14 @@ import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { allowlistEntryError, BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, ISOLATIONS, NETWORK_PROFILES } from '@scaibunker/core';
+import {
+  allowlistEntryError,
+  BANDWIDTH_MBIT_MAX,
+  BANDWIDTH_MBIT_MIN,
+  ISOLATIONS,
+  macAddressError,
+  NETWORK_PROFILES,
+} from '@scaibunker/core';
 import {
   Bunker,
   type BunkerInfo,
@@ -73,6 +80,26 @@ function allowHost(value: string, previous: string[] = []): string[] {
   const reason = allowlistEntryError(value);
   if (reason) throw new InvalidArgumentError(`${JSON.stringify(value)} ${reason}`);
   return [...previous, value];
+}
+
+type TransitInterfaceOption = NonNullable<CreateBunkerOptions['interfaces']>[number];
+
+/** `--interface br_…[,mac=aa:bb:…][,spoof-guard=off]` → one transit interface. */
+function transitInterface(value: string, previous: TransitInterfaceOption[] = []): TransitInterfaceOption[] {
+  const [bridgeId, ...opts] = value.split(',');
+  if (!bridgeId || !/^br_[0-9a-z]{20}$/.test(bridgeId))
+    throw new InvalidArgumentError(`expected a bridge id (br_…), got ${JSON.stringify(bridgeId)}`);
+  const entry: TransitInterfaceOption = { bridge_id: bridgeId };
+  for (const opt of opts) {
+    const [k, v = ''] = opt.split('=');
+    if (k === 'mac') {
+      const reason = macAddressError(v);
+      if (reason) throw new InvalidArgumentError(`mac ${JSON.stringify(v)} ${reason}`);
+      entry.mac = v;
+    } else if (k === 'spoof-guard' && ['on', 'off'].includes(v)) entry.spoof_guard = v === 'on';
+    else throw new InvalidArgumentError(`unknown interface option ${JSON.stringify(opt)} (mac=…, spoof-guard=on|off)`);
+  }
+  return [...previous, entry];
 }
 
 function bandwidthMbit(value: string): number {
@@ -245,6 +272,11 @@ export function registerBunkerCommands(program: Command): void {
         allowHost,
       )
       .option(
+        '--interface <bridge>',
+        'transit interface on a bridge of yours: br_…[,mac=02:…][,spoof-guard=off], repeatable (eth0, eth1, …); implies --network transit',
+        transitInterface,
+      )
+      .option(
         '--bandwidth <mbit>',
         `egress cap in Mbit/s (${BANDWIDTH_MBIT_MIN}-${BANDWIDTH_MBIT_MAX}; default: the worker's)`,
         bandwidthMbit,
@@ -264,9 +296,12 @@ export function registerBunkerCommands(program: Command): void {
       if (o.disk !== undefined) body.disk_mb = o.disk as number;
       if (o.gpus !== undefined) body.gpu_count = o.gpus as number;
       const allow = o.allow as string[] | undefined;
+      const interfaces = o.interface as TransitInterfaceOption[] | undefined;
       if (o.network) body.network_profile = o.network as CreateBunkerOptions['network_profile'];
       else if (allow) body.network_profile = 'allowlisted';
+      else if (interfaces) body.network_profile = 'transit';
       if (allow) body.network_allowlist = allow;
+      if (interfaces) body.interfaces = interfaces;
       if (o.bandwidth !== undefined) body.bandwidth_mbit = o.bandwidth as number;
       if (o.idleTimeout !== undefined) body.idle_timeout_s = o.idleTimeout as number;
       if (o.maxLifetime !== undefined) body.max_lifetime_s = o.maxLifetime as number;

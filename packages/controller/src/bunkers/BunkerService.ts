@@ -15,9 +15,10 @@ import type { UsageTicker } from '../jobs/UsageTicker.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerRow } from '../store/schema.js';
+import { recordAudit } from '../tenants/audit.js';
 import type { Scheduler } from '../workers/Scheduler.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
-import { resolveNetwork } from './networkRequest.js';
+import { checkBridges, resolveNetwork } from './networkRequest.js';
 import { RunningBunkerCache } from './RunningBunkerCache.js';
 import { fromWorkerError } from './workerErrors.js';
 
@@ -63,6 +64,7 @@ export class BunkerService {
   async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
     // Network fields and their permission first: refused before quotas, rows or workers.
     const network = resolveNetwork(principal, body);
+    if (network.interfaces) await checkBridges(this.store, principal, network.interfaces);
     const image = await this.store.images.findVisible(principal.tenantId, body.image);
     if (!image) throw new ApiError('IMAGE_NOT_FOUND', `no image named ${body.image}`, { image: body.image });
     if (image.state !== 'ready' || !image.sha256) throw new ApiError('IMAGE_NOT_READY', `image ${body.image} is ${image.state}`);
@@ -105,6 +107,7 @@ export class BunkerService {
       network_profile: networkProfile,
       network_allowlist: network.allowlist ? JSON.stringify(network.allowlist) : null,
       bandwidth_mbit: network.bandwidthMbit ?? null,
+      interfaces: network.interfaces ? JSON.stringify(network.interfaces) : null,
       idle_timeout_s: body.idle_timeout_s ?? defaults.idleTimeoutS,
       max_lifetime_s: body.max_lifetime_s ?? defaults.maxLifetimeS,
       env: JSON.stringify(body.env ?? {}),
@@ -129,6 +132,20 @@ export class BunkerService {
       }
       throw err;
     }
+    const unguarded = network.interfaces?.filter((i) => !i.spoof_guard) ?? [];
+    if (unguarded.length > 0) {
+      // Layer-2 transparency lets the bunker send as any MAC on its bridge: always on record.
+      await recordAudit(
+        this.store,
+        principal,
+        principal.tenantId,
+        'bunker.l2_transparency',
+        { type: 'bunker', id: row.id },
+        {
+          interfaces: unguarded,
+        },
+      );
+    }
 
     let placed: BunkerRow;
     try {
@@ -141,6 +158,7 @@ export class BunkerService {
           memoryMb: row.memory_mb,
           diskMb: row.disk_mb,
           gpuCount: row.gpu_count,
+          ...(network.interfaces ? { bridgeIds: [...new Set(network.interfaces.map((i) => i.bridge_id))] } : {}),
         },
         async (worker) => {
           const moved = await this.store.bunkers.transition(row.id, ['pending'], 'provisioning', { worker_id: worker.id });
@@ -166,6 +184,16 @@ export class BunkerService {
         networkProfile,
         ...(network.allowlist ? { networkAllowlist: network.allowlist } : {}),
         ...(network.bandwidthMbit !== undefined ? { bandwidthMbit: network.bandwidthMbit } : {}),
+        ...(network.interfaces
+          ? {
+              interfaces: network.interfaces.map((i) => ({
+                bridgeId: i.bridge_id,
+                tenantId: row.tenant_id,
+                mac: i.mac,
+                spoofGuard: i.spoof_guard,
+              })),
+            }
+          : {}),
         hostname: row.id.replace('_', '-'),
       });
     } catch (err) {

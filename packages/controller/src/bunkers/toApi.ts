@@ -19,6 +19,7 @@ export function bunkerToApi(r: BunkerRow): schemas.Bunker {
     network_profile: r.network_profile,
     network_allowlist: r.network_allowlist === null ? null : (JSON.parse(r.network_allowlist) as string[]),
     bandwidth_mbit: r.bandwidth_mbit,
+    interfaces: r.interfaces === null || r.interfaces === undefined ? null : JSON.parse(r.interfaces),
     idle_timeout_s: r.idle_timeout_s,
     max_lifetime_s: r.max_lifetime_s,
     metadata: JSON.parse(r.metadata),

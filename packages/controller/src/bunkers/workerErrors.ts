@@ -18,6 +18,7 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   IO_ERROR: 'INTERNAL',
   CHANNEL_CLOSED: 'WORKER_UNAVAILABLE',
   WORKER_UNAVAILABLE: 'WORKER_UNAVAILABLE',
+  BRIDGE_FAILED: 'BRIDGE_REJECTED',
 };
 
 /** The one place worker-side failures become API errors. */

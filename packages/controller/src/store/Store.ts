@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { AuditStore } from './AuditStore.js';
+import { BridgeStore } from './BridgeStore.js';
 import { BunkerStore } from './BunkerStore.js';
 import { ExecLogStore } from './ExecLogStore.js';
 import { ImageStore } from './ImageStore.js';
@@ -25,6 +26,7 @@ export class Store {
   readonly locks: LockStore;
   readonly quotas: QuotaStore;
   readonly usage: UsageStore;
+  readonly bridges: BridgeStore;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -40,6 +42,7 @@ export class Store {
     this.locks = new LockStore(db, dialect);
     this.quotas = new QuotaStore(db);
     this.usage = new UsageStore(db);
+    this.bridges = new BridgeStore(db);
   }
 
   static async open(url: string): Promise<Store> {

@@ -29,11 +29,25 @@ export class WorkerStore {
       capacity_memory_mb: row.capacity_memory_mb,
       capacity_disk_mb: row.capacity_disk_mb,
       cached_images: row.cached_images,
+      bridges: row.bridges,
       last_heartbeat_at: row.last_heartbeat_at,
       state,
     } as const;
     await this.db.updateTable('workers').set(patch).where('id', '=', row.id).execute();
     return { ...existing, ...patch };
+  }
+
+  /** Records a bridge the worker just made, before its next heartbeat reports it (read-modify-write). */
+  async addBridge(id: string, bridgeId: string): Promise<void> {
+    const row = await this.get(id);
+    if (!row) return;
+    const bridges = JSON.parse(row.bridges ?? '[]') as string[];
+    if (bridges.includes(bridgeId)) return;
+    await this.db
+      .updateTable('workers')
+      .set({ bridges: JSON.stringify([...bridges, bridgeId]) })
+      .where('id', '=', id)
+      .execute();
   }
 
   async setState(id: string, state: WorkerRow['state']): Promise<boolean> {

@@ -247,6 +247,29 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0006_transit_bridges': {
+    async up(db: Kysely<any>) {
+      // Tenant-scoped layer-2 bridges, each made on one worker: `reserved` while the worker is
+      // asked to make it, `ready` once it has (a reject deletes the row).
+      await db.schema
+        .createTable('bridges')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('worker_id', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('bridges_tenant_name', ['tenant_id', 'name'])
+        .execute();
+      // A transit bunker's interfaces (JSON `[{name, bridge_id, mac, spoof_guard}]`); null otherwise.
+      await db.schema.alterTable('bunkers').addColumn('interfaces', 'text').execute();
+      // Which bridges each worker reported in its last heartbeat (JSON array of ids).
+      await db.schema
+        .alterTable('workers')
+        .addColumn('bridges', 'text', (c) => c.notNull().defaultTo('[]'))
+        .execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

@@ -47,7 +47,19 @@ export interface WorkerRow {
   capacity_memory_mb: number;
   capacity_disk_mb: number;
   cached_images: string;
+  /** JSON array of the transit bridge ids the worker reported in its last heartbeat. */
+  bridges: string;
   last_heartbeat_at: string | null;
+  created_at: string;
+}
+/** A tenant's transit bridge on one worker. */
+export interface BridgeRow {
+  id: string;
+  tenant_id: string;
+  name: string;
+  worker_id: string;
+  /** `reserved` while its worker is making it; only `ready` bridges take bunkers. */
+  state: 'reserved' | 'ready';
   created_at: string;
 }
 export interface ImageRow {
@@ -80,6 +92,8 @@ export interface BunkerRow {
   network_allowlist: string | null;
   /** Egress cap in Mbit/s; null: the worker's default. */
   bandwidth_mbit: number | null;
+  /** JSON `[{name, bridge_id, mac, spoof_guard}]` of a `transit` bunker; null for other profiles. */
+  interfaces: string | null;
   idle_timeout_s: number;
   max_lifetime_s: number | null;
   env: string;
@@ -202,6 +216,7 @@ export interface Database {
   group_members: GroupMemberRow;
   api_keys: ApiKeyRow;
   workers: WorkerRow;
+  bridges: BridgeRow;
   images: ImageRow;
   bunkers: BunkerRow;
   bunker_labels: BunkerLabelRow;

@@ -10,6 +10,8 @@ export interface PlacementRequest {
   memoryMb: number;
   diskMb: number;
   gpuCount: number;
+  /** A `transit` bunker's bridges: it goes only to the worker that has every one of them. */
+  bridgeIds?: string[];
 }
 
 /**
@@ -35,10 +37,28 @@ export class Scheduler {
   }
 
   private async choose(req: PlacementRequest): Promise<WorkerRow> {
-    const workers = (await this.store.workers.list()).filter((w) => w.state === 'online');
+    const all = await this.store.workers.list();
+    const workers = all.filter((w) => w.state === 'online');
     if (workers.length === 0) throw new ApiError('WORKER_UNAVAILABLE', 'no worker is online');
     const used = await this.store.bunkers.allocationsByWorker();
     const reasons: string[] = [];
+    // A transit bunker's bridges pin it: each lives on one worker (its row), which must still
+    // report it. Read under the placement lock, so a bridge deleted meanwhile is seen gone.
+    let bridgeWorker: string | undefined;
+    if (req.bridgeIds?.length) {
+      const rows = await this.store.bridges.getByIds(req.bridgeIds);
+      const ready = rows.filter((b) => b.state === 'ready');
+      if (ready.length !== req.bridgeIds.length) throw new ApiError('BRIDGE_NOT_FOUND', 'a bridge of this bunker no longer exists');
+      const owners = new Set(ready.map((b) => b.worker_id));
+      if (owners.size > 1)
+        throw new ApiError('NO_SUITABLE_WORKER', "the bunker's bridges are on different workers", {
+          reasons: ready.map((b) => `${b.id}: on worker ${b.worker_id}`),
+        });
+      bridgeWorker = [...owners][0];
+      const owner = all.find((w) => w.id === bridgeWorker);
+      if (owner?.state !== 'online')
+        reasons.push(`${owner?.name ?? bridgeWorker}: holds the bunker's bridges but is ${owner?.state ?? 'gone'}`);
+    }
     let best: { worker: WorkerRow; freeMemory: number } | undefined;
     for (const w of workers) {
       const u = used.get(w.id) ?? { cpu: 0, memory: 0, disk: 0, count: 0 };
@@ -47,7 +67,10 @@ export class Scheduler {
         memory: w.capacity_memory_mb - u.memory,
         disk: w.capacity_disk_mb - u.disk,
       };
-      if (!(JSON.parse(w.isolations) as string[]).includes(req.isolation)) reasons.push(`${w.name}: no ${req.isolation} isolation`);
+      const missingBridges = req.bridgeIds?.filter((id) => !(JSON.parse(w.bridges ?? '[]') as string[]).includes(id)) ?? [];
+      if (bridgeWorker !== undefined && w.id !== bridgeWorker) reasons.push(`${w.name}: not the worker of the bunker's bridges`);
+      else if (missingBridges.length > 0) reasons.push(`${w.name}: does not report bridge ${missingBridges.join(', ')}`);
+      else if (!(JSON.parse(w.isolations) as string[]).includes(req.isolation)) reasons.push(`${w.name}: no ${req.isolation} isolation`);
       else if (!(JSON.parse(w.network_profiles) as string[]).includes(req.networkProfile))
         reasons.push(`${w.name}: no ${req.networkProfile} network profile`);
       // Workers report no GPUs yet: a bunker that needs one fits nowhere.

@@ -27,7 +27,9 @@ export class WorkerService {
     private readonly heartbeats: Heartbeats,
   ) {}
 
-  async heartbeat(hb: schemas.HeartbeatBody): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[] }> {
+  async heartbeat(
+    hb: schemas.HeartbeatBody,
+  ): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[]; unknown_bridges: string[] }> {
     const now = new Date();
     await this.heartbeats.record(hb.worker_id, now.getTime());
     await this.writeRow(hb, now);
@@ -52,12 +54,29 @@ export class WorkerService {
         await this.bunkers.fail(row.id, 'worker_lost: the worker no longer has this bunker');
       }
     }
-    return { ok: true, heartbeat_interval_s: this.config.heartbeatIntervalMs / 1000, unknown_bunkers: unknown };
+    // Bridges it has that no row puts there (deleted while it was unreachable): it removes them.
+    const reportedBridges = hb.bridges ?? [];
+    const bridgeRows = new Map((await this.store.bridges.getByIds(reportedBridges)).map((b) => [b.id, b]));
+    const unknownBridges = reportedBridges.filter((id) => bridgeRows.get(id)?.worker_id !== hb.worker_id);
+    return {
+      ok: true,
+      heartbeat_interval_s: this.config.heartbeatIntervalMs / 1000,
+      unknown_bunkers: unknown,
+      unknown_bridges: unknownBridges,
+    };
   }
 
   /** Registers the worker, or refreshes its row when what it reports changed or the row's copy of its heartbeat is old. */
   private async writeRow(hb: schemas.HeartbeatBody, now: Date): Promise<void> {
-    const fingerprint = JSON.stringify([hb.name, hb.url, hb.isolations, hb.network_profiles, hb.capacity, hb.cached_images]);
+    const fingerprint = JSON.stringify([
+      hb.name,
+      hb.url,
+      hb.isolations,
+      hb.network_profiles,
+      hb.capacity,
+      hb.cached_images,
+      hb.bridges ?? [],
+    ]);
     const last = this.rowWrites.get(hb.worker_id);
     if (last && last.fingerprint === fingerprint && now.getTime() - last.at < ROW_REFRESH_MS) return;
     await this.store.workers.upsertFromHeartbeat({
@@ -71,6 +90,7 @@ export class WorkerService {
       capacity_memory_mb: hb.capacity.memory_mb,
       capacity_disk_mb: hb.capacity.disk_mb,
       cached_images: JSON.stringify(hb.cached_images),
+      bridges: JSON.stringify(hb.bridges ?? []),
       last_heartbeat_at: now.toISOString(),
       created_at: now.toISOString(),
     });

@@ -21,7 +21,7 @@ const system = systemPrincipal('test');
 
 type Json = any;
 
-const PERMISSION_OF: Record<Exclude<NetworkProfile, 'isolated'>, Permission> = {
+const PERMISSION_OF: Record<Exclude<NetworkProfile, 'isolated' | 'transit'>, Permission> = {
   registry: 'scaibunker:network:registry',
   allowlisted: 'scaibunker:network:allowlisted',
   unrestricted: 'scaibunker:network:unrestricted',
@@ -95,13 +95,12 @@ for (const dialect of DIALECTS) {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    test('transit is refused with VALIDATION_FAILED: its bridges are not available yet', async () => {
+    test('transit without interfaces is VALIDATION_FAILED (transit.test.ts covers the rest); unknown profiles too', async () => {
       const res = await create(adminKey, { network_profile: 'transit' });
       assert.equal(res.statusCode, 400, res.body);
       assert.equal(res.json().error.code, 'VALIDATION_FAILED');
       assert.match(res.json().error.message, /transit/);
-      assert.match(res.json().error.message, /bridges are not/);
-      assert.equal(res.json().error.details.field, 'body/network_profile');
+      assert.equal(res.json().error.details.field, 'body/interfaces');
       const unknown = await create(adminKey, { network_profile: 'open' });
       assert.equal(unknown.statusCode, 400);
       assert.equal(unknown.json().error.code, 'VALIDATION_FAILED');

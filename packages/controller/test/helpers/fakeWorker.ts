@@ -20,12 +20,20 @@ export function fakeWorker(): {
   readings: Map<string, BunkerStats>;
   statsCalls: string[][];
   failStats: { on: boolean };
+  /** Bridges it has: id → tenant. */
+  bridges: Map<string, string>;
+  /** `reject`: createBridge answers BRIDGE_FAILED; `unreachable`: WORKER_UNAVAILABLE. */
+  failBridges: { mode: 'no' | 'reject' | 'unreachable' };
+  bridgeCalls: string[];
 } {
   const spawns: SpawnRequest[] = [];
   const failSpawns = { on: false };
   const readings = new Map<string, BunkerStats>();
   const statsCalls: string[][] = [];
   const failStats = { on: false };
+  const bridges = new Map<string, string>();
+  const failBridges: { mode: 'no' | 'reject' | 'unreachable' } = { mode: 'no' };
+  const bridgeCalls: string[] = [];
   const unexpected = async () => {
     throw new Error('not expected of the fake worker');
   };
@@ -54,8 +62,18 @@ export function fakeWorker(): {
       }
       return out;
     },
+    createBridge: async ({ bridgeId, tenantId }) => {
+      bridgeCalls.push(`create ${bridgeId}`);
+      if (failBridges.mode === 'reject') throw new WorkerError('BRIDGE_FAILED', 'the fake worker refuses to make bridges');
+      if (failBridges.mode === 'unreachable') throw new WorkerError('WORKER_UNAVAILABLE', 'the fake worker does not answer');
+      bridges.set(bridgeId, tenantId);
+    },
+    deleteBridge: async (bridgeId) => {
+      bridgeCalls.push(`delete ${bridgeId}`);
+      bridges.delete(bridgeId);
+    },
   };
-  return { api, spawns, failSpawns, readings, statsCalls, failStats };
+  return { api, spawns, failSpawns, readings, statsCalls, failStats, bridges, failBridges, bridgeCalls };
 }
 
 /**
@@ -89,6 +107,7 @@ export async function addFakeWorker(
     network_profiles: networkProfiles,
     capacity: { cpu_millicores: 100_000_000, memory_mb: 100_000_000, disk_mb: 100_000_000 },
     cached_images: [FAKE_IMAGE_SHA],
+    bridges: [...worker.bridges.keys()],
     bunkers: [],
   });
   return worker;

@@ -47,11 +47,12 @@ describe('bad input gets a clear error with a stable code', () => {
     }
   });
 
-  test('the transit network profile (not built yet) and unknown profiles are refused clearly', async () => {
+  test('a transit create without interfaces and unknown profiles are refused clearly', async () => {
     const res = await post(`${API}/bunkers`, JSON.stringify({ image: 'minimal', network_profile: 'transit' }));
     assert.equal(res.statusCode, 400);
     assert.equal(res.json().error.code, 'VALIDATION_FAILED');
-    assert.match(res.json().error.message, /transit bridges are not/);
+    assert.match(res.json().error.message, /transit profile needs interfaces/);
+    assert.equal(res.json().error.details.field, 'body/interfaces');
     const unknown = await post(`${API}/bunkers`, JSON.stringify({ image: 'minimal', network_profile: 'wide-open' }));
     assert.equal(unknown.statusCode, 400);
     assert.equal(unknown.json().error.details.field, 'body/network_profile');

@@ -636,6 +636,7 @@ function row(tenantId: string, createdAt: string, patch: Partial<BunkerRow>): Bu
     network_profile: 'isolated',
     network_allowlist: null,
     bandwidth_mbit: null,
+    interfaces: null,
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
     env: '{}',

@@ -27,6 +27,7 @@ function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow
     network_profile: 'isolated',
     network_allowlist: null,
     bandwidth_mbit: null,
+    interfaces: null,
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
     env: '{}',
@@ -109,7 +110,14 @@ for (const dialect of DIALECTS) {
           .insertInto('api_keys')
           .values({ ...key, revoked_at: null })
           .execute();
-        const { gpu_count: _g, quota_charges: _q, network_allowlist: _a, bandwidth_mbit: _b, ...oldBunker } = bunkerRow(tenant, now);
+        const {
+          gpu_count: _g,
+          quota_charges: _q,
+          network_allowlist: _a,
+          bandwidth_mbit: _b,
+          interfaces: _i,
+          ...oldBunker
+        } = bunkerRow(tenant, now);
         await raw.insertInto('bunkers').values(oldBunker).execute();
         assert.equal((await migrator.migrateToLatest()).error, undefined);
         const k = await raw.selectFrom('api_keys').selectAll().where('id', '=', key.id).executeTakeFirstOrThrow();
@@ -151,7 +159,7 @@ for (const dialect of DIALECTS) {
             created_at: now,
           })
           .execute();
-        const { network_allowlist: _a, bandwidth_mbit: _b, ...oldBunker } = bunkerRow(tenant, now);
+        const { network_allowlist: _a, bandwidth_mbit: _b, interfaces: _i, ...oldBunker } = bunkerRow(tenant, now);
         await raw.insertInto('bunkers').values(oldBunker).execute();
         assert.equal((await migrator.migrateToLatest()).error, undefined);
         const b = await raw.selectFrom('bunkers').selectAll().where('id', '=', oldBunker.id).executeTakeFirstOrThrow();
@@ -467,6 +475,7 @@ for (const dialect of DIALECTS) {
         capacity_memory_mb: 4096,
         capacity_disk_mb: 10000,
         cached_images: '[]',
+        bridges: '[]',
         last_heartbeat_at: now,
         created_at: now,
       });
@@ -491,6 +500,7 @@ for (const dialect of DIALECTS) {
         capacity_memory_mb: 1024,
         capacity_disk_mb: 1024,
         cached_images: '[]',
+        bridges: '[]',
         last_heartbeat_at: old,
         created_at: old,
       };

@@ -136,6 +136,7 @@ async function registerRow(controller: Controller, id: string, at: string): Prom
     capacity_memory_mb: 1024,
     capacity_disk_mb: 1024,
     cached_images: '[]',
+    bridges: '[]',
     last_heartbeat_at: at,
     created_at: at,
   });
@@ -164,6 +165,7 @@ async function runningBunkerOn(controller: Controller, workerId: string): Promis
       network_profile: 'isolated',
       network_allowlist: null,
       bandwidth_mbit: null,
+      interfaces: null,
       idle_timeout_s: 300,
       max_lifetime_s: 3600,
       env: '{}',

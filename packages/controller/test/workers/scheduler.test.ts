@@ -33,6 +33,7 @@ function pending(tenantId: string): BunkerRow {
     network_profile: 'isolated',
     network_allowlist: null,
     bandwidth_mbit: null,
+    interfaces: null,
     idle_timeout_s: 300,
     max_lifetime_s: 3600,
     env: '{}',
@@ -70,6 +71,7 @@ for (const dialect of DIALECTS) {
         capacity_memory_mb: 4 * 256,
         capacity_disk_mb: 64_000,
         cached_images: JSON.stringify([SHA]),
+        bridges: '[]',
         last_heartbeat_at: now,
         created_at: now,
       });

@@ -1,7 +1,8 @@
 /**
  * Permission keys a caller's API key or JWT can carry. `scaibunker:network:<profile>` lets a
  * create use that network profile (`isolated` needs none); without it the create is
- * NETWORK_PROFILE_DENIED before quotas or any worker are asked.
+ * NETWORK_PROFILE_DENIED before quotas or any worker are asked. `scaibunker:l2_transparency`
+ * lets a `transit` interface turn its spoof guard off (`spoof_guard: false`).
  */
 export const PERMISSIONS = [
   'scaibunker:create',
@@ -11,6 +12,7 @@ export const PERMISSIONS = [
   'scaibunker:network:allowlisted',
   'scaibunker:network:unrestricted',
   'scaibunker:network:transit',
+  'scaibunker:l2_transparency',
   'scaibunker:admin:tenant',
   'scaibunker:admin',
 ] as const;

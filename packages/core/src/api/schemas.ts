@@ -6,7 +6,14 @@ import { type Static, type TLiteral, type TOptional, type TSchema, type TUnion, 
 import { ERROR_CODES } from '../errors/codes.js';
 import { LIFECYCLES } from '../lifecycle/defaults.js';
 import { BUNKER_STATES } from '../lifecycle/transitions.js';
-import { BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, NETWORK_ALLOWLIST_MAX } from '../network/profiles.js';
+import {
+  BANDWIDTH_MBIT_MAX,
+  BANDWIDTH_MBIT_MIN,
+  MAC_PATTERN,
+  NETWORK_ALLOWLIST_MAX,
+  TRANSIT_INTERFACES_MAX,
+  TRANSIT_INTERFACES_MIN,
+} from '../network/profiles.js';
 import { GPU_COUNT_MAX, NETWORK_PROFILE_NAMES, QUOTA_ASSIGNMENT_KINDS, QUOTA_RESOURCES } from '../quotas/resources.js';
 import { PERMISSIONS } from './permissions.js';
 
@@ -53,13 +60,10 @@ export const BunkerPath = Type.String({
 export const ISOLATIONS = ['container', 'microvm'] as const;
 export type Isolation = (typeof ISOLATIONS)[number];
 
-/**
- * Every design profile is accepted by the schema so that `transit` gets its own clear refusal
- * (VALIDATION_FAILED: transit bridges are not available yet) from the bunker service.
- */
+/** Every design profile; the bunker service checks the permission each needs. */
 export const NetworkProfile = literalUnion(NETWORK_PROFILE_NAMES, {
   description:
-    '`isolated` (default): loopback only, no DNS. `registry`: DNS and connections only to package registries, model hubs and OS mirrors. `allowlisted`: only to the hosts in `network_allowlist`. `unrestricted`: full egress, every flow audited. Each profile but `isolated` needs the `scaibunker:network:<profile>` permission (else `NETWORK_PROFILE_DENIED`) and a worker that offers it (else `NO_SUITABLE_WORKER`). `transit` is refused (`VALIDATION_FAILED`): transit bridges are not available yet.',
+    "`isolated` (default): loopback only, no DNS. `registry`: DNS and connections only to package registries, model hubs and OS mirrors. `allowlisted`: only to the hosts in `network_allowlist`. `unrestricted`: full egress, every flow audited. Each profile but `isolated` needs the `scaibunker:network:<profile>` permission (else `NETWORK_PROFILE_DENIED`) and a worker that offers it (else `NO_SUITABLE_WORKER`). `transit`: only layer-2 interfaces on the tenant's bridges (`interfaces`), no DNS, no internet.",
 });
 
 export const NetworkAllowlist = Type.Array(
@@ -75,6 +79,31 @@ export const NetworkAllowlist = Type.Array(
       'Hosts an `allowlisted` bunker may resolve and reach: required (non-empty) with that profile, refused with any other. Stored lower-cased, without a trailing dot, duplicates dropped. A bad entry is `VALIDATION_FAILED` naming it.',
   },
 );
+
+export const BridgeId = Type.String({ pattern: '^br_[0-9a-z]{20}$', description: 'Bridge id' });
+export const BridgeIdParams = Type.Object({ id: BridgeId }, strict);
+export const MacAddress = Type.String({ pattern: MAC_PATTERN, description: 'A unicast MAC address, `aa:bb:cc:dd:ee:ff`' });
+
+export const TransitInterface = Type.Object(
+  {
+    bridge_id: BridgeId,
+    mac: Type.Optional({ ...MacAddress, description: 'Unicast MAC of the interface; omitted: a locally administered one is generated' }),
+    spoof_guard: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          "Drop frames (and ARP) whose source MAC is not the interface's (default true); false needs `scaibunker:l2_transparency` and is audited",
+      }),
+    ),
+  },
+  strict,
+);
+export const TransitInterfaces = Type.Array(TransitInterface, {
+  minItems: TRANSIT_INTERFACES_MIN,
+  maxItems: TRANSIT_INTERFACES_MAX,
+  description:
+    'Required with the `transit` profile, refused with any other: one interface (eth0, eth1, …) per entry, on a bridge of the tenant.',
+});
 
 export const CreateBunkerBody = Type.Object(
   {
@@ -94,6 +123,7 @@ export const CreateBunkerBody = Type.Object(
     ),
     network_profile: Type.Optional(NetworkProfile),
     network_allowlist: Type.Optional(NetworkAllowlist),
+    interfaces: Type.Optional(TransitInterfaces),
     bandwidth_mbit: Type.Optional(
       Type.Integer({
         minimum: BANDWIDTH_MBIT_MIN,
@@ -138,6 +168,11 @@ export const Bunker = Type.Object(
       Type.Array(Type.String(), { description: "The `allowlisted` profile's hosts (normalized); null for other profiles" }),
     ),
     bandwidth_mbit: Nullable(Type.Integer({ description: "Egress cap in Mbit/s; null: the worker's default" })),
+    interfaces: Nullable(
+      Type.Array(Type.Object({ name: Type.String(), bridge_id: Type.String(), mac: Type.String(), spoof_guard: Type.Boolean() }), {
+        description: "A `transit` bunker's interfaces (eth0, eth1, … in order); null for other profiles",
+      }),
+    ),
     idle_timeout_s: Type.Integer(),
     max_lifetime_s: Nullable(Type.Integer()),
     metadata: Type.Record(Type.String(), Type.String()),
@@ -343,6 +378,9 @@ export const HeartbeatBody = Type.Object(
       strict,
     ),
     cached_images: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { maxItems: 10000 }),
+    bridges: Type.Optional(
+      Type.Array(BridgeId, { maxItems: 10000, description: 'Ids of the transit bridges the worker has; omitted: none' }),
+    ),
     bunkers: Type.Array(Type.Object({ id: BunkerId, status: literalUnion(['running', 'paused', 'stopped'] as const) }, strict), {
       maxItems: 100000,
     }),
@@ -351,7 +389,12 @@ export const HeartbeatBody = Type.Object(
 );
 export type HeartbeatBody = Static<typeof HeartbeatBody>;
 export const HeartbeatReply = Type.Object(
-  { ok: Type.Boolean(), heartbeat_interval_s: Type.Number(), unknown_bunkers: Type.Array(Type.String()) },
+  {
+    ok: Type.Boolean(),
+    heartbeat_interval_s: Type.Number(),
+    unknown_bunkers: Type.Array(Type.String()),
+    unknown_bridges: Type.Optional(Type.Array(Type.String(), { description: 'Bridges the worker reported that it must remove' })),
+  },
   { $id: 'HeartbeatReply' },
 );
 
@@ -385,6 +428,37 @@ export const CreatedApiKey = Type.Object(
   { $id: 'CreatedApiKey' },
 );
 export const Empty = Type.Object({}, { $id: 'Empty' });
+
+// ---- transit bridges -----------------------------------------------------------------------
+
+export const CreateBridgeBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9][a-z0-9._-]*$', description: 'Unique in the tenant' }),
+    worker_id: Type.Optional(
+      Type.String({
+        pattern: '^wk_[0-9a-z]{20}$',
+        description: 'The worker to make it on; omitted: the first online worker that can make bridges',
+      }),
+    ),
+  },
+  { ...strict, $id: 'CreateBridge' },
+);
+export type CreateBridgeBody = Static<typeof CreateBridgeBody>;
+export const Bridge = Type.Object(
+  {
+    id: BridgeId,
+    tenant_id: Type.String(),
+    name: Type.String(),
+    worker_id: Type.String({ description: 'Transit bunkers on this bridge are placed on this worker' }),
+    state: literalUnion(['reserved', 'ready'] as const, {
+      description: '`reserved` while its worker is making it; only `ready` bridges take bunkers',
+    }),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'Bridge' },
+);
+export type Bridge = Static<typeof Bridge>;
+export const BridgeList = Type.Object({ items: Type.Array(Bridge) }, { $id: 'BridgeList' });
 
 // ---- quotas ---------------------------------------------------------------------------------
 

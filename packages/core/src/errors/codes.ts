@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   FILE_NOT_FOUND: { status: 404, description: 'No file or directory at that path inside the bunker.' },
   OUTPUT_NOT_FOUND: { status: 404, description: 'No stored exec output with that reference.' },
   AUDIT_BATCH_NOT_FOUND: { status: 404, description: 'No flow-audit batch with that name for the bunker.' },
+  BRIDGE_NOT_FOUND: { status: 404, description: "No ready bridge with that id in the caller's tenant." },
   QUOTA_PROFILE_NOT_FOUND: { status: 404, description: "No quota profile (or assignment of it) with that id in the caller's scope." },
   NOT_FOUND: { status: 404, description: 'No such route.' },
   BUNKER_INVALID_TRANSITION: { status: 409, description: "The bunker's state does not allow this lifecycle move." },
@@ -28,6 +29,10 @@ export const ERROR_CODES = {
     status: 409,
     description: 'A quota profile with that name already exists in the tenant, or the profile already has that assignment.',
   },
+  BRIDGE_CONFLICT: {
+    status: 409,
+    description: 'The tenant already has a bridge of that name, or a bunker that has not ended is attached to the bridge.',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body or upload exceeds its cap.' },
   QUOTA_EXCEEDED: {
     status: 429,
@@ -36,6 +41,7 @@ export const ERROR_CODES = {
   },
   DISK_FULL: { status: 507, description: "The bunker's disk (disk_mb) is full." },
   INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
+  BRIDGE_REJECTED: { status: 502, description: 'The worker refused to create the bridge; nothing was kept.' },
   WORKER_UNAVAILABLE: { status: 503, description: "The bunker's worker cannot be reached." },
   NO_SUITABLE_WORKER: { status: 503, description: 'No online worker has the capacity or features the bunker needs.' },
 } as const satisfies Record<string, { status: number; description: string }>;

@@ -436,6 +436,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/modules/scaibunker/bridges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's transit bridges */
+        get: operations["listBridges"];
+        put?: never;
+        /** Make a transit bridge for the caller's tenant on a worker (reserved, made by the worker, then ready; rolled back if it refuses) */
+        post: operations["createBridge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/bridges/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One transit bridge */
+        get: operations["getBridge"];
+        put?: never;
+        post?: never;
+        /** Remove a transit bridge (refused while a bunker that has not ended is attached) */
+        delete: operations["deleteBridge"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/modules/scaibunker/usage": {
         parameters: {
             query?: never;
@@ -510,7 +546,7 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "IMAGE_NOT_READY" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "PAYLOAD_TOO_LARGE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INTERNAL" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER";
+                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "IMAGE_NOT_READY" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PAYLOAD_TOO_LARGE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INTERNAL" | "BRIDGE_REJECTED" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER";
                 message: string;
                 details: {
                     [key: string]: unknown;
@@ -535,6 +571,12 @@ export interface components {
             network_profile: string;
             network_allowlist: string[] | null;
             bandwidth_mbit: number | null;
+            interfaces: {
+                name: string;
+                bridge_id: string;
+                mac: string;
+                spoof_guard: boolean;
+            }[] | null;
             idle_timeout_s: number;
             max_lifetime_s: number | null;
             metadata: {
@@ -558,10 +600,22 @@ export interface components {
              * @default 0
              */
             gpu_count?: number;
-            /** @description `isolated` (default): loopback only, no DNS. `registry`: DNS and connections only to package registries, model hubs and OS mirrors. `allowlisted`: only to the hosts in `network_allowlist`. `unrestricted`: full egress, every flow audited. Each profile but `isolated` needs the `scaibunker:network:<profile>` permission (else `NETWORK_PROFILE_DENIED`) and a worker that offers it (else `NO_SUITABLE_WORKER`). `transit` is refused (`VALIDATION_FAILED`): transit bridges are not available yet. */
+            /** @description `isolated` (default): loopback only, no DNS. `registry`: DNS and connections only to package registries, model hubs and OS mirrors. `allowlisted`: only to the hosts in `network_allowlist`. `unrestricted`: full egress, every flow audited. Each profile but `isolated` needs the `scaibunker:network:<profile>` permission (else `NETWORK_PROFILE_DENIED`) and a worker that offers it (else `NO_SUITABLE_WORKER`). `transit`: only layer-2 interfaces on the tenant's bridges (`interfaces`), no DNS, no internet. */
             network_profile?: "isolated" | "registry" | "allowlisted" | "unrestricted" | "transit";
             /** @description Hosts an `allowlisted` bunker may resolve and reach: required (non-empty) with that profile, refused with any other. Stored lower-cased, without a trailing dot, duplicates dropped. A bad entry is `VALIDATION_FAILED` naming it. */
             network_allowlist?: string[];
+            /** @description Required with the `transit` profile, refused with any other: one interface (eth0, eth1, …) per entry, on a bridge of the tenant. */
+            interfaces?: {
+                /** @description Bridge id */
+                bridge_id: string;
+                /** @description Unicast MAC of the interface; omitted: a locally administered one is generated */
+                mac?: string;
+                /**
+                 * @description Drop frames (and ARP) whose source MAC is not the interface's (default true); false needs `scaibunker:l2_transparency` and is audited
+                 * @default true
+                 */
+                spoof_guard?: boolean;
+            }[];
             /** @description Egress cap in Mbit/s (a tc TBF shaper on the worker). Omitted: the worker's default. */
             bandwidth_mbit?: number;
             /** @description `container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`. */
@@ -677,7 +731,7 @@ export interface components {
         };
         CreateApiKey: {
             name: string;
-            permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:network:registry" | "scaibunker:network:allowlisted" | "scaibunker:network:unrestricted" | "scaibunker:network:transit" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
+            permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:network:registry" | "scaibunker:network:allowlisted" | "scaibunker:network:unrestricted" | "scaibunker:network:transit" | "scaibunker:l2_transparency" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
             /** @description The user this key acts as (quota buckets); default `key:<key id>` */
             user_id?: string;
             /** @description Groups of that user; default none */
@@ -710,6 +764,8 @@ export interface components {
             ok: boolean;
             heartbeat_interval_s: number;
             unknown_bunkers: string[];
+            /** @description Bridges the worker reported that it must remove */
+            unknown_bridges?: string[];
         };
         Heartbeat: {
             worker_id: string;
@@ -725,6 +781,8 @@ export interface components {
                 disk_mb: number;
             };
             cached_images: string[];
+            /** @description Ids of the transit bridges the worker has; omitted: none */
+            bridges?: string[];
             bunkers: {
                 /** @description Bunker id */
                 id: string;
@@ -831,6 +889,27 @@ export interface components {
             kind: "user" | "group" | "group_per_user";
             /** @description A user id or a group name */
             subject: string;
+        };
+        Bridge: {
+            /** @description Bridge id */
+            id: string;
+            tenant_id: string;
+            name: string;
+            /** @description Transit bunkers on this bridge are placed on this worker */
+            worker_id: string;
+            /** @description `reserved` while its worker is making it; only `ready` bridges take bunkers */
+            state: "reserved" | "ready";
+            /** Format: date-time */
+            created_at: string;
+        };
+        CreateBridge: {
+            /** @description Unique in the tenant */
+            name: string;
+            /** @description The worker to make it on; omitted: the first online worker that can make bridges */
+            worker_id?: string;
+        };
+        BridgeList: {
+            items: components["schemas"]["Bridge"][];
         };
         UsageItem: {
             key: string | null;
@@ -3291,6 +3370,301 @@ export interface operations {
             };
             /** @description QUOTA_PROFILE_NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listBridges: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BridgeList"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createBridge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBridge"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Bridge"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description WORKER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BRIDGE_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BRIDGE_REJECTED */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description WORKER_UNAVAILABLE | NO_SUITABLE_WORKER */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getBridge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Bridge"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BRIDGE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteBridge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Empty"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BRIDGE_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BRIDGE_CONFLICT */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -132,6 +132,7 @@ export class StubApiServer {
       network_profile: 'isolated',
       network_allowlist: null,
       bandwidth_mbit: null,
+      interfaces: null,
       idle_timeout_s: 300,
       max_lifetime_s: 3600,
       metadata: {},

@@ -42,6 +42,13 @@ export interface WorkerLogger {
 /** The worker-wide part of networking: what providers use, plus reconciliation at start. */
 export interface WorkerNetworking extends BunkerNetworking {
   reconcile(live: ReadonlySet<string>): Promise<{ restored: string[]; removed: string[] }>;
+  /** Transit bridges (present when the host can make them). */
+  createBridge?(bridgeId: string, tenantId: string): Promise<void>;
+  deleteBridge?(bridgeId: string): Promise<void>;
+  /** Ids of the bridges this worker has. */
+  bridgeIds?(): string[];
+  /** The tenant a bridge was made for, or undefined when this worker does not have it. */
+  bridgeTenant?(bridgeId: string): string | undefined;
 }
 
 export interface WorkerOptions {
@@ -186,6 +193,7 @@ export class Worker implements WorkerApi {
       network_profiles: ['isolated', ...(this.opts.networking?.profiles ?? [])],
       capacity: this.capacity ?? (await this.measureCapacity()),
       cached_images: await this.cachedImages(),
+      bridges: this.opts.networking?.bridgeIds?.() ?? [],
       bunkers: [...this.bunkers.values()].map((b) => ({ id: b.id, status: b.status })),
     };
   }
@@ -201,6 +209,21 @@ export class Worker implements WorkerApi {
     const run = this.doSpawn(req).finally(() => this.spawning.delete(req.bunkerId));
     this.spawning.set(req.bunkerId, run);
     return run;
+  }
+
+  async createBridge(req: { bridgeId: string; tenantId: string }): Promise<void> {
+    const net = this.opts.networking;
+    if (!net?.createBridge || !net.profiles.includes('transit'))
+      throw new WorkerError('BRIDGE_FAILED', 'this worker cannot make transit bridges');
+    try {
+      await net.createBridge(req.bridgeId, req.tenantId);
+    } catch (err) {
+      throw new WorkerError('BRIDGE_FAILED', messageOf(err));
+    }
+  }
+
+  async deleteBridge(bridgeId: string): Promise<void> {
+    await this.opts.networking?.deleteBridge?.(bridgeId);
   }
 
   async destroy(bunkerId: string): Promise<void> {
@@ -363,6 +386,17 @@ export class Worker implements WorkerApi {
       throw new WorkerError('SPAWN_FAILED', `this worker runs ${offered} bunkers, not '${req.isolation}'`);
     }
     if (!SHA256.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
+    // Checked here too, not only by the controller: a bridge carries one tenant's traffic only.
+    if (req.networkProfile === 'transit') {
+      if (!req.interfaces?.length) throw new WorkerError('SPAWN_FAILED', 'a transit bunker needs at least one interface');
+      for (const i of req.interfaces) {
+        const owner = this.opts.networking?.bridgeTenant?.(i.bridgeId);
+        if (owner === undefined) throw new WorkerError('SPAWN_FAILED', `this worker has no bridge ${i.bridgeId}`);
+        if (owner !== i.tenantId) throw new WorkerError('SPAWN_FAILED', `bridge ${i.bridgeId} belongs to another tenant`);
+      }
+    } else if (req.interfaces) {
+      throw new WorkerError('SPAWN_FAILED', 'interfaces are only for transit bunkers');
+    }
     const imagePath = join(this.opts.imageDir, `${req.imageSha256}.ext4`);
     try {
       if (!(await stat(imagePath)).isFile()) throw new Error('not a regular file');
@@ -383,6 +417,7 @@ export class Worker implements WorkerApi {
         networkProfile: req.networkProfile,
         ...(req.networkAllowlist ? { networkAllowlist: req.networkAllowlist } : {}),
         ...(req.bandwidthMbit !== undefined ? { bandwidthMbit: req.bandwidthMbit } : {}),
+        ...(req.interfaces ? { interfaces: req.interfaces } : {}),
       });
       agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');
@@ -450,6 +485,12 @@ export class Worker implements WorkerApi {
   private async sendHeartbeat(): Promise<HeartbeatReply> {
     const reply = await this.opts.controller.heartbeat(await this.buildHeartbeat());
     if (reply.heartbeat_interval_s > 0) this.heartbeatIntervalMs = reply.heartbeat_interval_s * 1000;
+    for (const id of reply.unknown_bridges ?? []) {
+      await this.deleteBridge(id).then(
+        () => this.logger.info(`removed bridge ${id}: the controller no longer knows it`),
+        (err) => this.logger.warn(`removing unknown bridge ${id}: ${messageOf(err)}`),
+      );
+    }
     const unknown = reply.unknown_bunkers ?? [];
     await Promise.all(
       unknown.map((id) =>

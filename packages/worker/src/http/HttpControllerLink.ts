@@ -62,6 +62,7 @@ export class HttpControllerLink implements ControllerLink {
       ok: reply.ok === true,
       heartbeat_interval_s: typeof reply.heartbeat_interval_s === 'number' ? reply.heartbeat_interval_s : 0,
       unknown_bunkers: Array.isArray(reply.unknown_bunkers) ? reply.unknown_bunkers.filter((x): x is string => typeof x === 'string') : [],
+      unknown_bridges: Array.isArray(reply.unknown_bridges) ? reply.unknown_bridges.filter((x): x is string => typeof x === 'string') : [],
     };
   }
 }

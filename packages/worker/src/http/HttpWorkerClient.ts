@@ -78,6 +78,14 @@ export class HttpWorkerClient implements WorkerApi {
     await this.expectOk(await this.request({ method: 'DELETE', path: `bunkers/${encodeURIComponent(bunkerId)}` }));
   }
 
+  async createBridge(req: { bridgeId: string; tenantId: string }): Promise<void> {
+    await this.expectOk(await this.request({ method: 'POST', path: 'bridges', json: req }));
+  }
+
+  async deleteBridge(bridgeId: string): Promise<void> {
+    await this.expectOk(await this.request({ method: 'DELETE', path: `bridges/${encodeURIComponent(bridgeId)}` }));
+  }
+
   async pause(bunkerId: string): Promise<void> {
     await this.expectOk(await this.request({ method: 'POST', path: `bunkers/${encodeURIComponent(bunkerId)}/pause` }));
   }

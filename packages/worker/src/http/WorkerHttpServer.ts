@@ -18,6 +18,8 @@
  *   GET    /bunkers/:id/stat?path=          FileStatInfo
  *   GET    /bunkers/:id/list?path=          {items: FileStatInfo[]}
  *   POST   /bunkers/:id/mkdir               JSON {path, parents?} → 204
+ *   POST   /bridges                         JSON {bridgeId, tenantId} → 204 (make a transit bridge)
+ *   DELETE /bridges/:id                     remove a transit bridge, idempotent → 204
  *   POST   /stats                           JSON {bunkerIds: string[]} → {stats: {<id>: BunkerStats}}
  *          (bunkers this worker does not run are left out; POST because the id list is long)
  * Errors: {error:{code,message}} with the status from WORKER_ERROR_STATUS.
@@ -25,7 +27,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, NETWORK_ALLOWLIST_MAX, NETWORK_PROFILES } from '@scaibunker/core';
+import {
+  BANDWIDTH_MBIT_MAX,
+  BANDWIDTH_MBIT_MIN,
+  NETWORK_ALLOWLIST_MAX,
+  NETWORK_PROFILES,
+  TRANSIT_INTERFACES_MAX,
+  TRANSIT_INTERFACES_MIN,
+} from '@scaibunker/core';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type ExecRequest, type SpawnRequest, type WorkerApi, WorkerError, type WorkerErrorCode } from '../WorkerApi.js';
 
@@ -47,6 +56,7 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   IO_ERROR: 500,
   CHANNEL_CLOSED: 502,
   WORKER_UNAVAILABLE: 503,
+  BRIDGE_FAILED: 422,
 };
 
 export interface WorkerHttpServerOptions {
@@ -59,6 +69,15 @@ const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
 const BOOL_QUERY = { type: 'string', enum: ['true', 'false', '1', '0'] } as const;
 const idParams = { type: 'object', required: ['id'], properties: { id: BUNKER_ID } } as const;
 const pathQuery = { type: 'object', required: ['path'], properties: { path: PATH } } as const;
+
+const BRIDGE_ID = { type: 'string', pattern: '^br_[0-9a-z]{1,64}$' } as const;
+const bridgeParams = { type: 'object', required: ['id'], properties: { id: BRIDGE_ID } } as const;
+const bridgeBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['bridgeId', 'tenantId'],
+  properties: { bridgeId: BRIDGE_ID, tenantId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+} as const;
 
 const spawnBody = {
   type: 'object',
@@ -78,6 +97,22 @@ const spawnBody = {
       items: { type: 'string', minLength: 1, maxLength: 1024 },
     },
     bandwidthMbit: { type: 'integer', minimum: BANDWIDTH_MBIT_MIN, maximum: BANDWIDTH_MBIT_MAX },
+    interfaces: {
+      type: 'array',
+      minItems: TRANSIT_INTERFACES_MIN,
+      maxItems: TRANSIT_INTERFACES_MAX,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['bridgeId', 'tenantId', 'mac', 'spoofGuard'],
+        properties: {
+          bridgeId: BRIDGE_ID,
+          tenantId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' },
+          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          spoofGuard: { type: 'boolean' },
+        },
+      },
+    },
     hostname: { type: 'string', minLength: 1, maxLength: 64 },
   },
 } as const;
@@ -216,6 +251,20 @@ export class WorkerHttpServer {
 
     app.delete<{ Params: IdParams }>(`${prefix}/bunkers/:id`, { schema: { params: idParams } }, async (request, reply) => {
       await api.destroy(request.params.id);
+      return reply.code(204).send();
+    });
+
+    app.post<{ Body: { bridgeId: string; tenantId: string } }>(
+      `${prefix}/bridges`,
+      { schema: { body: bridgeBody } },
+      async (request, reply) => {
+        await api.createBridge(request.body);
+        return reply.code(204).send();
+      },
+    );
+
+    app.delete<{ Params: IdParams }>(`${prefix}/bridges/:id`, { schema: { params: bridgeParams } }, async (request, reply) => {
+      await api.deleteBridge(request.params.id);
       return reply.code(204).send();
     });
 

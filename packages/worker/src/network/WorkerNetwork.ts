@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,9 @@ import { HostnameLog } from './audit/HostnameLog.js';
 import { DnsResponder } from './dns/DnsResponder.js';
 import { NftSetWriter } from './dns/NftSetWriter.js';
 import { BunkerNetworks } from './host/BunkerNetworks.js';
+import { writeFileAtomic } from './host/JsonStateDir.js';
+import { TenantBridges } from './host/TenantBridges.js';
+import { TransitPorts } from './host/TransitPorts.js';
 import type { HostNetworkProfile } from './host/types.js';
 
 export interface WorkerNetworkOptions {
@@ -36,6 +39,13 @@ export interface WorkerNetworkOptions {
 
 const PROFILES: readonly HostNetworkProfile[] = ['registry', 'allowlisted', 'unrestricted'];
 
+/** The `transit` profile's parts: the tenants' bridges and the bunkers' ports on them. */
+interface Transit {
+  bridges: TenantBridges;
+  ports: TransitPorts;
+  resolvConfPath: string;
+}
+
 /** The conntrack DESTROY reader scripts/setup.sh builds. */
 export const FLOWLOG_BINARY = fileURLToPath(new URL('../../native/flowlog/build/scaibunker-flowlog', import.meta.url));
 
@@ -46,7 +56,8 @@ export const FLOWLOG_BINARY = fileURLToPath(new URL('../../native/flowlog/build/
  * found by the source address of its query, so nothing about it has to reach the responder.
  */
 export class WorkerNetwork implements BunkerNetworking {
-  readonly profiles: readonly NetworkProfile[] = PROFILES;
+  /** `transit` only when this host can make bridges (see open()). */
+  readonly profiles: readonly NetworkProfile[];
   private readonly resolvConfPath: string;
 
   private constructor(
@@ -55,12 +66,28 @@ export class WorkerNetwork implements BunkerNetworking {
     private readonly sets: NftSetWriter,
     private readonly defaultBandwidthMbit: number,
     private readonly audit: { auditor: FlowAuditor; hostnames: HostnameLog; owners: AddressOwners } | undefined,
+    private readonly transit: Transit | undefined,
     dir: string,
     gateway: string,
   ) {
     // Any nameserver will do: every :53 a bunker sends is redirected to the responder.
     this.resolvConfPath = join(dir, 'resolv.conf');
-    writeAtomic(this.resolvConfPath, `nameserver ${gateway}\noptions attempts:2 timeout:2\n`);
+    writeFileAtomic(this.resolvConfPath, `nameserver ${gateway}\noptions attempts:2 timeout:2\n`, 0o644);
+    this.profiles = transit ? [...PROFILES, 'transit'] : PROFILES;
+  }
+
+  /** Why this host can't make transit bridges (a bridge link and an nft bridge table), or undefined. */
+  private static async transitUnavailableReason(prefix: string): Promise<string | undefined> {
+    const probe = `${prefix}bprobe`;
+    const add = await runCommand('ip', ['link', 'add', 'name', probe, 'type', 'bridge']).catch((e: Error) => ({
+      code: -1,
+      stderr: e.message,
+    }));
+    await runCommand('ip', ['link', 'del', probe]).catch(() => undefined);
+    if (add.code !== 0) return `cannot make a bridge: ${add.stderr.trim()}`;
+    const nft = await runCommand('nft', ['list', 'tables', 'bridge']).catch((e: Error) => ({ code: -1, stderr: e.message }));
+    if (nft.code !== 0) return `nft has no bridge family: ${nft.stderr.trim()}`;
+    return undefined;
   }
 
   /** Why this host can't plumb bunker networks, or undefined when it can. */
@@ -147,10 +174,26 @@ export class WorkerNetwork implements BunkerNetworking {
     }
     const [base] = subnet.split('/');
     const gateway = (base ?? '10.200.0.0').replace(/\.\d+$/, '.1');
-    return new WorkerNetwork(networks, responder, sets, opts.defaultBandwidthMbit ?? 100, audit, dir, gateway);
+    const prefix = opts.namePrefix ?? 'sb';
+    let transit: Transit | undefined;
+    const why = await WorkerNetwork.transitUnavailableReason(prefix);
+    if (why) log(`transit profile not offered: ${why}`);
+    else {
+      const bridges = new TenantBridges(join(dir, 'bridges'), prefix, log);
+      const resolvConfPath = join(dir, 'transit-resolv.conf');
+      writeFileAtomic(resolvConfPath, '# transit bunkers have no DNS: only their bridge interfaces\n', 0o644);
+      transit = { bridges, ports: new TransitPorts(join(dir, 'transit'), prefix, bridges, log), resolvConfPath };
+    }
+    return new WorkerNetwork(networks, responder, sets, opts.defaultBandwidthMbit ?? 100, audit, transit, dir, gateway);
   }
 
   async attach(spec: BunkerSpec): Promise<{ netnsPath: string; resolvConfPath: string }> {
+    if (spec.networkProfile === 'transit') {
+      if (!this.transit) throw new Error('this worker cannot give the transit profile');
+      if (!spec.interfaces?.length) throw new Error('a transit bunker needs at least one interface');
+      const att = await this.transit.ports.attach(spec.id, spec.interfaces);
+      return { netnsPath: att.netnsPath, resolvConfPath: this.transit.resolvConfPath };
+    }
     const profile = spec.networkProfile as HostNetworkProfile;
     if (!PROFILES.includes(profile)) throw new Error(`network profile ${spec.networkProfile} has no host plumbing`);
     const net = await this.networks.setup(spec.id, {
@@ -163,6 +206,10 @@ export class WorkerNetwork implements BunkerNetworking {
   }
 
   async detach(bunkerId: string): Promise<void> {
+    if (this.transit?.ports.get(bunkerId)) {
+      await this.transit.ports.detach(bunkerId);
+      return;
+    }
     const net = this.networks.list().find((n) => n.bunkerId === bunkerId);
     if (!net) return;
     await this.networks.teardown(bunkerId);
@@ -177,8 +224,31 @@ export class WorkerNetwork implements BunkerNetworking {
   }
 
   /** At worker start, before it takes work: live bunkers get their rules back, the rest is removed. */
-  reconcile(live: ReadonlySet<string>): Promise<{ restored: string[]; removed: string[] }> {
-    return this.networks.reconcile(live);
+  async reconcile(live: ReadonlySet<string>): Promise<{ restored: string[]; removed: string[] }> {
+    const hosted = await this.networks.reconcile(live);
+    if (!this.transit) return hosted;
+    await this.transit.bridges.reconcile();
+    const transit = await this.transit.ports.reconcile(live);
+    return { restored: [...hosted.restored, ...transit.restored].sort(), removed: [...hosted.removed, ...transit.removed].sort() };
+  }
+
+  /** Makes a tenant's bridge (idempotent); refused when the id was made for another tenant. */
+  async createBridge(bridgeId: string, tenantId: string): Promise<void> {
+    if (!this.transit) throw new Error('this worker cannot make transit bridges');
+    await this.transit.bridges.create(bridgeId, tenantId);
+  }
+
+  /** Removes a bridge; its bunkers' ports go with it (the controller refuses while any is attached). */
+  async deleteBridge(bridgeId: string): Promise<void> {
+    await this.transit?.bridges.delete(bridgeId);
+  }
+
+  bridgeIds(): string[] {
+    return this.transit?.bridges.ids() ?? [];
+  }
+
+  bridgeTenant(bridgeId: string): string | undefined {
+    return this.transit?.bridges.get(bridgeId)?.tenantId;
   }
 
   /** The responder's counters (answered, denied, failed…), for health and the bench. */
@@ -211,9 +281,4 @@ function hostNameserver(): { host: string; port: number } {
     if (m?.[1] && isIPv4(m[1])) return { host: m[1], port: 53 };
   }
   throw new Error('no IPv4 nameserver in /etc/resolv.conf: pass --dns-upstream');
-}
-
-function writeAtomic(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text, { mode: 0o644 });
-  renameSync(`${path}.tmp`, path);
 }

@@ -6,6 +6,7 @@
  */
 import type { NetworkProfile } from '@scaibunker/core';
 import type { AgentClient } from '../agent/AgentClient.js';
+import type { TransitInterfaceSpec } from '../WorkerApi.js';
 
 export type Isolation = 'container' | 'microvm';
 
@@ -26,6 +27,8 @@ export interface BunkerSpec {
   networkAllowlist?: string[];
   /** Egress cap in Mbit/s; absent: the worker's default. */
   bandwidthMbit?: number;
+  /** Only with `transit`: the bunker's layer-2 interfaces (eth0, eth1, … in order). */
+  interfaces?: TransitInterfaceSpec[];
 }
 
 export interface SpawnedBunker {

@@ -424,6 +424,26 @@ for (const transport of ['in-process', 'http'] as const) {
       assert.equal(Buffer.concat(out).toString(), 'still here');
     });
 
+    it('without transit networking: createBridge is BRIDGE_FAILED, deleteBridge a no-op, a transit spawn refused', async () => {
+      assert.equal(await errorCode(api.createBridge({ bridgeId: 'br_00000000000000000000', tenantId: 'tn_x' })), 'BRIDGE_FAILED');
+      await api.deleteBridge('br_00000000000000000000');
+      const req: SpawnRequest = {
+        ...spawnRequest('bk_transit_nobridge'),
+        networkProfile: 'transit',
+        interfaces: [{ bridgeId: 'br_00000000000000000000', tenantId: 'tn_x', mac: '02:00:00:00:00:01', spoofGuard: true }],
+      };
+      assert.equal(await errorCode(api.spawn(req)), 'SPAWN_FAILED');
+      assert.deepEqual((await worker.buildHeartbeat()).bridges, []);
+      if (transport === 'http') {
+        const res = await fetch(`${baseUrl}/v1/worker/bridges`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer wrong', 'content-type': 'application/json' },
+          body: JSON.stringify({ bridgeId: 'br_00000000000000000000', tenantId: 'tn_x' }),
+        });
+        assert.equal(res.status, 401);
+      }
+    });
+
     if (transport === 'http')
       it('rejects a wrong worker token with 401', async () => {
         const res = await fetch(`${baseUrl}/v1/worker/bunkers/${mainBunker}/stat?path=/`, { headers: { authorization: 'Bearer wrong' } });
@@ -491,7 +511,7 @@ describe('HttpControllerLink', () => {
         seen.push({ url: req.url, auth: req.headers.authorization, body: JSON.parse(text) as Heartbeat });
         if (seen.length === 1) {
           res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ ok: true, heartbeat_interval_s: 10, unknown_bunkers: ['bk_x'] }));
+          res.end(JSON.stringify({ ok: true, heartbeat_interval_s: 10, unknown_bunkers: ['bk_x'], unknown_bridges: ['br_x'] }));
         } else {
           res.writeHead(401, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ error: { code: 'UNAUTHENTICATED', message: 'bad token' } }));
@@ -512,7 +532,12 @@ describe('HttpControllerLink', () => {
         cached_images: [],
         bunkers: [],
       };
-      assert.deepEqual(await link.heartbeat(hb), { ok: true, heartbeat_interval_s: 10, unknown_bunkers: ['bk_x'] });
+      assert.deepEqual(await link.heartbeat(hb), {
+        ok: true,
+        heartbeat_interval_s: 10,
+        unknown_bunkers: ['bk_x'],
+        unknown_bridges: ['br_x'],
+      });
       assert.equal(seen[0]?.url, '/v1/modules/scaibunker/heartbeat');
       assert.equal(seen[0]?.auth, 'Bearer wtok');
       assert.deepEqual(seen[0]?.body, hb);

@@ -1,3 +1,4 @@
+import type { BridgeService } from '../../bridges/BridgeService.js';
 import type { BunkerService } from '../../bunkers/BunkerService.js';
 import type { ExecService } from '../../bunkers/ExecService.js';
 import type { FileService } from '../../bunkers/FileService.js';
@@ -21,6 +22,7 @@ export interface Services {
   quotas: QuotaService;
   quotaProfiles: QuotaProfileService;
   usage: UsageService;
+  bridges: BridgeService;
 }
 
 export const API = '/v1/modules/scaibunker';

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from './JsonStateDir.js';
 import type { BunkerNetwork } from './types.js';
 
 const STATE_VERSION = 1;
@@ -39,16 +39,8 @@ export class NetworkStateStore {
   }
 
   save(key: string, net: BunkerNetwork): void {
-    const target = join(this.dir, `${key}.json`);
-    const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
     const body: StateFile = { version: STATE_VERSION, ...net };
-    try {
-      writeFileSync(tmp, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600, flush: true });
-      renameSync(tmp, target);
-    } catch (err) {
-      rmSync(tmp, { force: true });
-      throw err;
-    }
+    writeFileAtomic(join(this.dir, `${key}.json`), `${JSON.stringify(body, null, 2)}\n`);
   }
 
   remove(key: string): void {
