@@ -81,7 +81,7 @@ describe('spawn contract: network fields', () => {
 
   test('an unknown profile or an out-of-range bandwidth is refused by the schema', async () => {
     const before = spawns.length;
-    for (const bad of [{ networkProfile: 'transit' }, { bandwidthMbit: 0 }, { bandwidthMbit: 10001 }] as Partial<SpawnRequest>[])
+    for (const bad of [{ networkProfile: 'bogus' }, { bandwidthMbit: 0 }, { bandwidthMbit: 10001 }] as Partial<SpawnRequest>[])
       await assert.rejects(client.spawn(request(bad)), JSON.stringify(bad));
     assert.equal(spawns.length, before);
   });
