@@ -182,6 +182,11 @@ describe('two controllers, one PostgreSQL, one Redis, one worker', () => {
       return s.state === 'terminated' ? s : undefined;
     });
     assert.equal(swept.termination_reason, 'idle_timeout');
+    // The row moves before the tick ends (it still destroys the bunker on its worker): hand over
+    // only once the sweeping tick is traced, or stopping its controller could cut it short.
+    await eventually('the sweeping tick traced', async () =>
+      ticks().some((t) => t.job === 'sweeper' && t.result.includes(idle.id)) ? true : undefined,
+    );
     // The jobs that tick every 200 ms here; any other traced job is checked for overlaps too.
     const fast = ['sweeper', 'heartbeat-monitor'];
     for (const job of fast)

@@ -139,10 +139,13 @@ export class Controller {
       new Ticker(
         'sweeper',
         this.config.sweepIntervalMs,
-        async () => {
-          await this.sweeper.sweep();
-          await this.services.bridges.sweepReserved(new Date(Date.now() - this.config.stuckCreateMs).toISOString());
-        },
+        // What it ended, for --trace-jobs: bunkers past their timeouts, bridge reservations left by a dead controller.
+        async () => ({
+          bunkers: await this.sweeper.sweep(),
+          stale_bridge_reservations: await this.services.bridges.sweepReserved(
+            new Date(Date.now() - this.config.stuckCreateMs).toISOString(),
+          ),
+        }),
         lease,
       ),
       new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor(), lease),
