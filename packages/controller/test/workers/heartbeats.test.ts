@@ -18,6 +18,7 @@ import { InProcessHeartbeats } from '../../src/workers/InProcessHeartbeats.js';
 import { RedisHeartbeats } from '../../src/workers/RedisHeartbeats.js';
 import { WorkerService } from '../../src/workers/WorkerService.js';
 import { redisCommand, testRedisUrl } from '../helpers/redis.js';
+import { bunkerRow } from '../helpers/rows.js';
 
 const INTERVAL_MS = 1000;
 const LIMIT_MS = 3 * INTERVAL_MS;
@@ -144,40 +145,8 @@ async function registerRow(controller: Controller, id: string, at: string): Prom
 
 /** A running bunker row placed on the worker (no real bunker: the monitor only reads rows). */
 async function runningBunkerOn(controller: Controller, workerId: string): Promise<string> {
-  const now = new Date().toISOString();
-  const id = newId('bk');
-  await controller.store.bunkers.insert(
-    {
-      id,
-      tenant_id: (await controller.services.tenants.createTenant(systemPrincipal('test'), `t-${id}`)).id,
-      created_by: 'key:test',
-      image: 'minimal',
-      image_sha256: 'e'.repeat(64),
-      lifecycle: 'ephemeral',
-      state: 'running',
-      termination_reason: null,
-      worker_id: workerId,
-      isolation: 'container',
-      cpu_millicores: 1000,
-      memory_mb: 256,
-      disk_mb: 256,
-      gpu_count: 0,
-      network_profile: 'isolated',
-      network_allowlist: null,
-      bandwidth_mbit: null,
-      interfaces: null,
-      idle_timeout_s: 300,
-      max_lifetime_s: 3600,
-      env: '{}',
-      metadata: '{}',
-      created_at: now,
-      started_at: now,
-      last_activity_at: now,
-      ended_at: null,
-      updated_at: now,
-      quota_charges: null,
-    },
-    {},
-  );
-  return id;
+  const tenant = await controller.services.tenants.createTenant(systemPrincipal('test'), `t-${newId('tn')}`);
+  const row = bunkerRow(tenant.id, { state: 'running', worker_id: workerId, started_at: new Date().toISOString() });
+  await controller.store.bunkers.insert(row, {});
+  return row.id;
 }

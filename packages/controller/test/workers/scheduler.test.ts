@@ -10,41 +10,12 @@ import { Store } from '../../src/store/Store.js';
 import type { BunkerRow } from '../../src/store/schema.js';
 import { Scheduler } from '../../src/workers/Scheduler.js';
 import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
+import { bunkerRow } from '../helpers/rows.js';
 
 const SHA = 'e'.repeat(64);
 
 function pending(tenantId: string): BunkerRow {
-  const now = new Date().toISOString();
-  return {
-    id: newId('bk'),
-    tenant_id: tenantId,
-    created_by: 'key:test',
-    image: 'minimal',
-    image_sha256: SHA,
-    lifecycle: 'ephemeral',
-    state: 'pending',
-    termination_reason: null,
-    worker_id: null,
-    isolation: 'container',
-    cpu_millicores: 1000,
-    memory_mb: 256,
-    disk_mb: 256,
-    gpu_count: 0,
-    network_profile: 'isolated',
-    network_allowlist: null,
-    bandwidth_mbit: null,
-    interfaces: null,
-    idle_timeout_s: 300,
-    max_lifetime_s: 3600,
-    env: '{}',
-    metadata: '{}',
-    created_at: now,
-    started_at: null,
-    last_activity_at: now,
-    ended_at: null,
-    updated_at: now,
-    quota_charges: null,
-  };
+  return bunkerRow(tenantId, { image_sha256: SHA });
 }
 
 for (const dialect of DIALECTS) {
