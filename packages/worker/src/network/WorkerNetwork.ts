@@ -110,6 +110,8 @@ export class WorkerNetwork implements BunkerNetworking {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const subnet = opts.subnet ?? '10.200.0.0/16';
     const upstream = opts.dnsUpstream ?? hostNameserver();
+    if (opts.flowAudit && !existsSync(opts.flowAudit.binary))
+      throw new Error(`flow audit: ${opts.flowAudit.binary} is missing (run scripts/setup.sh, or start with --no-flow-audit)`);
     const sets = new NftSetWriter({ log });
     let networks: BunkerNetworks | undefined;
     const hostnames = opts.flowAudit ? new HostnameLog() : undefined;
@@ -131,6 +133,8 @@ export class WorkerNetwork implements BunkerNetworking {
         };
       },
     });
+    // Whatever fails from here stops what already runs: the responder and the nft channel.
+    let audit: { auditor: FlowAuditor; hostnames: HostnameLog; owners: AddressOwners } | undefined;
     try {
       await responder.start();
       networks = new BunkerNetworks({
@@ -141,36 +145,24 @@ export class WorkerNetwork implements BunkerNetworking {
         ...(opts.namePrefix ? { namePrefix: opts.namePrefix } : {}),
         log,
       });
+      if (opts.flowAudit && hostnames) {
+        const owners = new AddressOwners();
+        for (const net of networks.list()) if (net.profile === 'unrestricted') owners.attached(net.address, net.bunkerId, 0);
+        const auditor = new FlowAuditor({
+          binary: opts.flowAudit.binary,
+          srcPrefixes: [subnet],
+          bunkerFor: (ip, flow) => owners.ownerAt(ip, flow.start_us),
+          hostnameFor: (bunkerId, ip) => hostnames.lookup(bunkerId, ip),
+          sink: opts.flowAudit.sink,
+          log,
+        });
+        await auditor.start();
+        audit = { auditor, hostnames, owners };
+      }
     } catch (err) {
       await responder.stop().catch(() => undefined);
       sets.close();
       throw err;
-    }
-    let audit: { auditor: FlowAuditor; hostnames: HostnameLog; owners: AddressOwners } | undefined;
-    if (opts.flowAudit && hostnames) {
-      const owners = new AddressOwners();
-      for (const net of networks.list()) if (net.profile === 'unrestricted') owners.attached(net.address, net.bunkerId, 0);
-      if (!existsSync(opts.flowAudit.binary)) {
-        await responder.stop().catch(() => undefined);
-        sets.close();
-        throw new Error(`flow audit: ${opts.flowAudit.binary} is missing (run scripts/setup.sh, or start with --no-flow-audit)`);
-      }
-      const auditor = new FlowAuditor({
-        binary: opts.flowAudit.binary,
-        srcPrefixes: [subnet],
-        bunkerFor: (ip, flow) => owners.ownerAt(ip, flow.start_us),
-        hostnameFor: (bunkerId, ip) => hostnames.lookup(bunkerId, ip),
-        sink: opts.flowAudit.sink,
-        log,
-      });
-      try {
-        await auditor.start();
-      } catch (err) {
-        await responder.stop().catch(() => undefined);
-        sets.close();
-        throw err;
-      }
-      audit = { auditor, hostnames, owners };
     }
     const [base] = subnet.split('/');
     const gateway = (base ?? '10.200.0.0').replace(/\.\d+$/, '.1');
