@@ -65,6 +65,8 @@ export const WORKER_ERROR_CODES = [
   'CHANNEL_CLOSED',
   'WORKER_UNAVAILABLE',
   'BRIDGE_FAILED',
+  /** An image could not be fetched (storage failed or sent bytes of the wrong digest); the message says why. */
+  'IMAGE_FETCH_FAILED',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
@@ -108,6 +110,18 @@ export interface WorkerApi {
   createBridge(req: { bridgeId: string; tenantId: string }): Promise<void>;
   /** Removes a bridge; idempotent. */
   deleteBridge(bridgeId: string): Promise<void>;
+  /**
+   * Makes sure the image is in the worker's cache, fetching it (a peer of the same availability
+   * group first, else storage) when it is not. IMAGE_NOT_CACHED when no origin has it,
+   * IMAGE_FETCH_FAILED when fetching failed. `bytes`: the image's size.
+   */
+  ensureImage(sha256: string): Promise<{ source: 'cache' | 'peer' | 'proxy'; bytes: number }>;
+}
+
+/** What a worker serves its peers (`GET /v1/images/{sha256}`): a complete cached image, never a partial one. */
+export interface CachedImageSource {
+  /** Rejects with IMAGE_NOT_CACHED when the image is not (completely) cached here. */
+  openCachedImage(sha256: string): Promise<{ stream: Readable; bytes: number }>;
 }
 
 /** What a worker reports every heartbeat (the controller's HeartbeatBody schema). */
@@ -125,9 +139,17 @@ export interface Heartbeat {
   bunkers: Array<{ id: string; status: 'running' | 'paused' | 'stopped' }>;
 }
 
-/** The worker's side of the controller: heartbeats. In-process or HTTP. */
+/** The worker's side of the controller: heartbeats, audit batches and images. In-process or HTTP. */
 export interface ControllerLink {
   heartbeat(hb: Heartbeat): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[]; unknown_bridges?: string[] }>;
   /** Stores one flow-audit batch of a bunker (`{ts_us}-{worker_pid}.ndjson`); a repeated name overwrites. */
   putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void>;
+  /** Workers sharing an availability group with `workerId` that hold the image (may be empty). */
+  imagePeers(sha256: string, workerId: string): Promise<Array<{ worker_id: string; url: string }>>;
+  /**
+   * Streams the image from storage (`scaibunker/images/{sha256}`). Rejects with
+   * WorkerError('IMAGE_NOT_CACHED') when storage does not have it, with anything else when it
+   * could not be asked.
+   */
+  openImage(sha256: string): Promise<Readable>;
 }

@@ -19,6 +19,7 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   CHANNEL_CLOSED: 'WORKER_UNAVAILABLE',
   WORKER_UNAVAILABLE: 'WORKER_UNAVAILABLE',
   BRIDGE_FAILED: 'BRIDGE_REJECTED',
+  IMAGE_FETCH_FAILED: 'INTERNAL',
 };
 
 /** The one place worker-side failures become API errors. */

@@ -72,6 +72,11 @@ export function fakeWorker(): {
       bridgeCalls.push(`delete ${bridgeId}`);
       bridges.delete(bridgeId);
     },
+    // It caches FAKE_IMAGE_SHA (as its heartbeats say) and can fetch nothing else.
+    ensureImage: async (sha256) => {
+      if (sha256 === FAKE_IMAGE_SHA) return { source: 'cache', bytes: 1048576 };
+      throw new WorkerError('IMAGE_NOT_CACHED', `the fake worker has no image ${sha256}`);
+    },
   };
   return { api, spawns, failSpawns, readings, statsCalls, failStats, bridges, failBridges, bridgeCalls };
 }

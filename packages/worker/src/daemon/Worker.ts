@@ -6,16 +6,19 @@
  * whatever the provider still runs — so a worker or controller restart never kills tenant work.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { newId } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
+import { ImageCache } from '../images/ImageCache.js';
+import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
 import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
 import type { BunkerStats, Provider } from '../providers/Provider.js';
 import { withTimeout } from '../util/withTimeout.js';
 import {
+  type CachedImageSource,
   type ControllerLink,
   type ExecHandlers,
   type ExecOutcome,
@@ -54,8 +57,18 @@ export interface WorkerNetworking extends BunkerNetworking {
 export interface WorkerOptions {
   /** Holds worker.json (the persisted worker id). */
   dataDir: string;
-  /** Holds the cached images as `<sha256>.ext4`. */
+  /**
+   * Holds the cached images as `<sha256>.ext4` (and `.partial/`, downloads in progress). One
+   * worker per directory: starting removes the partial downloads it finds.
+   */
   imageDir: string;
+  /**
+   * The worker token, presented to peer workers when fetching an image from them. Without it
+   * images are fetched from storage only.
+   */
+  token?: string;
+  /** A peer or storage that sends no image bytes for this long is abandoned (default 30000). */
+  imageStallTimeoutMs?: number;
   /** One per isolation this worker offers (e.g. container and microvm). */
   providers: Provider[];
   /** The providers' network plumbing, when this host offers profiles beyond `isolated`. */
@@ -95,7 +108,6 @@ interface TrackedBunker {
 
 type HeartbeatReply = Awaited<ReturnType<ControllerLink['heartbeat']>>;
 
-const IMAGE_FILE = /^([0-9a-f]{64})\.ext4$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 const WORKER_ID = /^wk_[0-9a-z]{20}$/;
 
@@ -104,12 +116,14 @@ const defaultLogger: WorkerLogger = {
   warn: (m) => console.warn(`[worker] ${m}`),
 };
 
-export class Worker implements WorkerApi {
+export class Worker implements WorkerApi, CachedImageSource {
   private readonly bunkers = new Map<string, TrackedBunker>();
   /** Spawns in flight, so a retried spawn of the same id joins the first one. */
   private readonly spawning = new Map<string, Promise<void>>();
   private readonly logger: WorkerLogger;
   private readonly agentConnectTimeoutMs: number;
+  /** Owns imageDir: what is cached, fetching what is not, serving peers. */
+  readonly images: ImageCache;
   private heartbeatIntervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   /** Heartbeats are serialised: a tick never overlaps heartbeatNow() or another tick. */
@@ -123,6 +137,14 @@ export class Worker implements WorkerApi {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 10_000;
     this.agentConnectTimeoutMs = opts.agentConnectTimeoutMs ?? 10_000;
     this.capacity = opts.capacity ?? null;
+    this.images = new ImageCache({
+      imageDir: opts.imageDir,
+      origins: new LinkImageOrigins(opts.controller, () => this.id),
+      ...(opts.token ? { token: opts.token } : {}),
+      selfUrl: opts.url,
+      ...(opts.imageStallTimeoutMs !== undefined ? { stallTimeoutMs: opts.imageStallTimeoutMs } : {}),
+      logger: this.logger,
+    });
   }
 
   /** The persisted worker id (available after init() or start()). */
@@ -141,6 +163,7 @@ export class Worker implements WorkerApi {
     await mkdir(this.opts.dataDir, { recursive: true });
     this.capacity ??= await this.measureCapacity();
     this.workerId = await this.loadOrCreateWorkerId();
+    await this.images.start();
   }
 
   async start(): Promise<void> {
@@ -192,7 +215,7 @@ export class Worker implements WorkerApi {
       isolations: this.opts.providers.map((p) => p.isolation),
       network_profiles: ['isolated', ...(this.opts.networking?.profiles ?? [])],
       capacity: this.capacity ?? (await this.measureCapacity()),
-      cached_images: await this.cachedImages(),
+      cached_images: await this.images.list(),
       bridges: this.opts.networking?.bridgeIds?.() ?? [],
       bunkers: [...this.bunkers.values()].map((b) => ({ id: b.id, status: b.status })),
     };
@@ -224,6 +247,16 @@ export class Worker implements WorkerApi {
 
   async deleteBridge(bridgeId: string): Promise<void> {
     await this.opts.networking?.deleteBridge?.(bridgeId);
+  }
+
+  async ensureImage(sha256: string): Promise<{ source: 'cache' | 'peer' | 'proxy'; bytes: number }> {
+    const { source, bytes } = await this.fetchImage(sha256);
+    return { source, bytes };
+  }
+
+  /** Serves a cached image to a peer worker (`GET /v1/images/{sha256}`). */
+  openCachedImage(sha256: string): Promise<{ stream: Readable; bytes: number }> {
+    return this.images.openCached(sha256);
   }
 
   async destroy(bunkerId: string): Promise<void> {
@@ -397,12 +430,8 @@ export class Worker implements WorkerApi {
     } else if (req.interfaces) {
       throw new WorkerError('SPAWN_FAILED', 'interfaces are only for transit bunkers');
     }
-    const imagePath = join(this.opts.imageDir, `${req.imageSha256}.ext4`);
-    try {
-      if (!(await stat(imagePath)).isFile()) throw new Error('not a regular file');
-    } catch {
-      throw new WorkerError('IMAGE_NOT_CACHED', `image ${req.imageSha256} is not in ${this.opts.imageDir}`);
-    }
+    // Fetched (from a peer, else storage) when missing; IMAGE_NOT_CACHED when no origin has it.
+    const imagePath = (await this.fetchImage(req.imageSha256)).path;
 
     let agent: AgentClient | null = null;
     try {
@@ -514,12 +543,13 @@ export class Worker implements WorkerApi {
     this.heartbeatTimer.unref();
   }
 
-  private async cachedImages(): Promise<string[]> {
+  /** ImageCache.ensure with every failure a WorkerError (a local disk error is IO_ERROR). */
+  private async fetchImage(sha256: string): Promise<{ path: string; source: 'cache' | 'peer' | 'proxy'; bytes: number }> {
+    if (!SHA256.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
     try {
-      const names = await readdir(this.opts.imageDir);
-      return names.flatMap((n) => IMAGE_FILE.exec(n)?.[1] ?? []).sort();
-    } catch {
-      return [];
+      return await this.images.ensure(sha256);
+    } catch (err) {
+      throw err instanceof WorkerError ? err : new WorkerError('IO_ERROR', `image ${sha256}: ${messageOf(err)}`);
     }
   }
 

@@ -1,18 +1,26 @@
 /**
- * The worker's side of the controller over HTTP: one POST per heartbeat, authenticated with
- * the worker token. Failures throw; the Worker logs them and retries on the next tick.
+ * The worker's side of the controller over HTTP, authenticated with the worker token: one POST
+ * per heartbeat, audit batches and images through the storage proxy, the peers holding an
+ * image. Failures throw; the Worker logs them and retries on the next tick (or falls back).
  */
-import type { ControllerLink, Heartbeat } from '../WorkerApi.js';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { type ControllerLink, type Heartbeat, WorkerError } from '../WorkerApi.js';
 
 type HeartbeatReply = Awaited<ReturnType<ControllerLink['heartbeat']>>;
 
 export interface HttpControllerLinkOptions {
-  /** Bound on one heartbeat round trip (default 10000 ms), so a hung controller never stalls the loop. */
+  /**
+   * Bound on one round trip (default 10000 ms), so a hung controller never stalls the loop. For
+   * an image download it bounds the wait for the response head only; the body may take long.
+   */
   timeoutMs?: number;
+  /** Base URL of the storage proxy (default: the controller URL — it hosts the storage routes too). */
+  storageUrl?: string;
 }
 
 export class HttpControllerLink implements ControllerLink {
-  private readonly endpoint: string;
+  private readonly base: string;
   private readonly storage: string;
   private readonly timeoutMs: number;
 
@@ -21,14 +29,13 @@ export class HttpControllerLink implements ControllerLink {
     private readonly token: string,
     opts: HttpControllerLinkOptions = {},
   ) {
-    const base = `${controllerUrl.replace(/\/+$/, '')}/v1/modules/scaibunker`;
-    this.endpoint = `${base}/heartbeat`;
-    this.storage = `${base}/storage/scaibunker/audit`;
+    this.base = `${controllerUrl.replace(/\/+$/, '')}/v1/modules/scaibunker`;
+    this.storage = `${(opts.storageUrl ?? controllerUrl).replace(/\/+$/, '')}/v1/modules/scaibunker/storage/scaibunker`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }
 
   async putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void> {
-    const url = `${this.storage}/${encodeURIComponent(bunkerId)}/${encodeURIComponent(name)}`;
+    const url = `${this.storage}/audit/${encodeURIComponent(bunkerId)}/${encodeURIComponent(name)}`;
     const res = await fetch(url, {
       method: 'PUT',
       headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream' },
@@ -40,23 +47,15 @@ export class HttpControllerLink implements ControllerLink {
   }
 
   async heartbeat(hb: Heartbeat): Promise<HeartbeatReply> {
-    const res = await fetch(this.endpoint, {
+    const endpoint = `${this.base}/heartbeat`;
+    const res = await fetch(endpoint, {
       method: 'POST',
       headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
       body: JSON.stringify(hb),
       signal: AbortSignal.timeout(this.timeoutMs),
     });
     const text = await res.text();
-    if (!res.ok) {
-      let detail = text.slice(0, 500);
-      try {
-        const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
-        if (body.error) detail = `${body.error.code}: ${body.error.message}`;
-      } catch {
-        /* not JSON: keep the raw text */
-      }
-      throw new Error(`heartbeat to ${this.endpoint} failed with HTTP ${res.status}: ${detail}`);
-    }
+    if (!res.ok) throw new Error(`heartbeat to ${endpoint} failed with HTTP ${res.status}: ${errorDetail(text)}`);
     const reply = JSON.parse(text) as Partial<HeartbeatReply>;
     return {
       ok: reply.ok === true,
@@ -65,4 +64,54 @@ export class HttpControllerLink implements ControllerLink {
       unknown_bridges: Array.isArray(reply.unknown_bridges) ? reply.unknown_bridges.filter((x): x is string => typeof x === 'string') : [],
     };
   }
+
+  async imagePeers(sha256: string, workerId: string): Promise<Array<{ worker_id: string; url: string }>> {
+    const url = `${this.base}/peers/${encodeURIComponent(sha256)}?worker_id=${encodeURIComponent(workerId)}`;
+    const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal: AbortSignal.timeout(this.timeoutMs) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`peer lookup at ${url} failed with HTTP ${res.status}: ${errorDetail(text)}`);
+    const body = JSON.parse(text) as { items?: unknown };
+    if (!Array.isArray(body.items)) throw new Error(`peer lookup at ${url}: no items in the reply`);
+    return body.items.flatMap((p: { worker_id?: unknown; url?: unknown }) =>
+      typeof p?.worker_id === 'string' && typeof p.url === 'string' ? [{ worker_id: p.worker_id, url: p.url }] : [],
+    );
+  }
+
+  async openImage(sha256: string): Promise<Readable> {
+    const url = `${this.storage}/images/${encodeURIComponent(sha256)}`;
+    // The timeout covers the response head only: clearing it leaves the body unbounded in time
+    // (the ImageCache abandons a body that stalls).
+    const head = new AbortController();
+    const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal: head.signal });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (res.status === 200 && res.body) return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+    const text = await res.text().catch(() => '');
+    if (res.status === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
+      throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
+    throw new Error(`image download from ${url} failed with HTTP ${res.status}: ${errorDetail(text)}`);
+  }
+}
+
+function errorCode(text: string): string | undefined {
+  try {
+    return (JSON.parse(text) as { error?: { code?: string } }).error?.code;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `CODE: message` of an API error body, else the start of the raw text. */
+function errorDetail(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    if (body.error) return `${body.error.code}: ${body.error.message}`;
+  } catch {
+    /* not JSON: keep the raw text */
+  }
+  return text.slice(0, 500);
 }

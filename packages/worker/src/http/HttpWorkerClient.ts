@@ -46,6 +46,8 @@ interface RequestOptions {
   signal?: AbortSignal;
   /** Safe to send again on a stale pooled socket (GET and DELETE are; a read-only POST may be). */
   idempotent?: boolean;
+  /** `path` is from the server's root (e.g. `v1/images/…`) rather than under `v1/worker/`. */
+  fromRoot?: boolean;
 }
 
 type ExecLine = { t: 'stdout' | 'stderr'; d: string } | ({ t: 'exit' } & ExecOutcome) | { t: 'error'; code: string; message: string };
@@ -180,6 +182,18 @@ export class HttpWorkerClient implements WorkerApi {
     );
   }
 
+  async ensureImage(sha256: string): Promise<{ source: 'cache' | 'peer' | 'proxy'; bytes: number }> {
+    // Idempotent: a second ensure of an image joins the first or finds it cached.
+    const res = await this.request({
+      method: 'POST',
+      path: `v1/images/${encodeURIComponent(sha256)}/ensure`,
+      fromRoot: true,
+      idempotent: true,
+    });
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    return (await readJson(res)) as { source: 'cache' | 'peer' | 'proxy'; bytes: number };
+  }
+
   async stats(bunkerIds: string[]): Promise<Record<string, BunkerStats>> {
     const res = await this.request({ method: 'POST', path: 'stats', json: { bunkerIds }, idempotent: true });
     if (res.statusCode !== 200) throw await errorFrom(res);
@@ -212,7 +226,7 @@ export class HttpWorkerClient implements WorkerApi {
   }
 
   private requestOnce(opts: RequestOptions): Promise<IncomingMessage> {
-    const url = new URL(`v1/worker/${opts.path}`, this.base);
+    const url = new URL(opts.fromRoot ? opts.path : `v1/worker/${opts.path}`, this.base);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: OutgoingHttpHeaders = { authorization: `Bearer ${this.token}`, ...opts.headers };
     let payload: Buffer | undefined;

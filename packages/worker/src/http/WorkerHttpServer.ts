@@ -22,11 +22,16 @@
  *   DELETE /bridges/:id                     remove a transit bridge, idempotent → 204
  *   POST   /stats                           JSON {bunkerIds: string[]} → {stats: {<id>: BunkerStats}}
  *          (bunkers this worker does not run are left out; POST because the id list is long)
+ * Images (under /v1/images, same token — the controller and peer workers share it):
+ *   POST   /v1/images/:sha256/ensure        fetch into the cache unless cached → {source, bytes}
+ *   GET    /v1/images/:sha256               the cached image file (peer download), streamed with
+ *          content-length; 404 IMAGE_NOT_CACHED when not (completely) cached here
  * Errors: {error:{code,message}} with the status from WORKER_ERROR_STATUS.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
 import {
   BANDWIDTH_MBIT_MAX,
   BANDWIDTH_MBIT_MIN,
@@ -36,7 +41,14 @@ import {
   TRANSIT_INTERFACES_MIN,
 } from '@scaibunker/core';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { type ExecRequest, type SpawnRequest, type WorkerApi, WorkerError, type WorkerErrorCode } from '../WorkerApi.js';
+import {
+  type CachedImageSource,
+  type ExecRequest,
+  type SpawnRequest,
+  type WorkerApi,
+  WorkerError,
+  type WorkerErrorCode,
+} from '../WorkerApi.js';
 
 /** HTTP status per WorkerError code; HttpWorkerClient maps the body's code back. */
 export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
@@ -57,11 +69,17 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   CHANNEL_CLOSED: 502,
   WORKER_UNAVAILABLE: 503,
   BRIDGE_FAILED: 422,
+  IMAGE_FETCH_FAILED: 502,
 };
 
 export interface WorkerHttpServerOptions {
   /** Fastify's request logging (default off). */
   logger?: boolean;
+  /**
+   * What `GET /v1/images/:sha256` serves to peers. Default: `api` itself when it has
+   * `openCachedImage` (the Worker does); otherwise that route answers 404.
+   */
+  images?: CachedImageSource;
 }
 
 const BUNKER_ID = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const;
@@ -69,6 +87,12 @@ const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
 const BOOL_QUERY = { type: 'string', enum: ['true', 'false', '1', '0'] } as const;
 const idParams = { type: 'object', required: ['id'], properties: { id: BUNKER_ID } } as const;
 const pathQuery = { type: 'object', required: ['path'], properties: { path: PATH } } as const;
+
+const shaParams = {
+  type: 'object',
+  required: ['sha256'],
+  properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+} as const;
 
 const BRIDGE_ID = { type: 'string', pattern: '^br_[0-9a-z]{1,64}$' } as const;
 const bridgeParams = { type: 'object', required: ['id'], properties: { id: BRIDGE_ID } } as const;
@@ -144,6 +168,13 @@ interface IdParams {
 interface PathQuery {
   path: string;
 }
+interface ShaParams {
+  sha256: string;
+}
+
+function isCachedImageSource(x: unknown): x is CachedImageSource {
+  return typeof (x as Partial<CachedImageSource>).openCachedImage === 'function';
+}
 
 /** Constant-time token check: hashing first makes the compare independent of lengths. */
 function tokenMatches(header: string | undefined, expected: Buffer): boolean {
@@ -177,6 +208,7 @@ function writable(res: ServerResponse): Promise<void> {
 export class WorkerHttpServer {
   private readonly app: FastifyInstance;
   private readonly tokenHash: Buffer;
+  private readonly images: CachedImageSource | undefined;
   private listeningUrl: string | null = null;
 
   /** `token` is the worker token the controller must present. */
@@ -187,6 +219,7 @@ export class WorkerHttpServer {
   ) {
     if (!token) throw new Error('WorkerHttpServer needs a worker token');
     this.tokenHash = createHash('sha256').update(token).digest();
+    this.images = opts.images ?? (isCachedImageSource(api) ? api : undefined);
     // No request timeouts: exec and transfers legitimately run long; the controller bounds them.
     this.app = Fastify({ logger: opts.logger ?? false, requestTimeout: 0, bodyLimit: 8 * 1024 * 1024 });
     this.registerRoutes();
@@ -362,6 +395,25 @@ export class WorkerHttpServer {
     app.post<{ Body: { bunkerIds: string[] } }>(`${prefix}/stats`, { schema: { body: statsBody } }, async (request) => ({
       stats: await api.stats(request.body.bunkerIds),
     }));
+
+    app.post<{ Params: ShaParams }>('/v1/images/:sha256/ensure', { schema: { params: shaParams } }, async (request) =>
+      api.ensureImage(request.params.sha256),
+    );
+
+    app.get<{ Params: ShaParams }>('/v1/images/:sha256', { schema: { params: shaParams } }, async (request, reply) => {
+      const sha = request.params.sha256;
+      let opened: { stream: Readable; bytes: number };
+      try {
+        if (!this.images) throw new WorkerError('IMAGE_NOT_CACHED', 'this worker serves no images');
+        opened = await this.images.openCachedImage(sha);
+      } catch (err) {
+        // Not here is a plain 404 to a peer (IMAGE_NOT_CACHED's usual 409 is about spawning).
+        if (err instanceof WorkerError && err.code === 'IMAGE_NOT_CACHED') return reply.code(404).send(errorBody(err.code, err.message));
+        throw err;
+      }
+      // Fastify pipes with back-pressure and destroys the stream if the peer goes away.
+      return reply.type('application/octet-stream').header('content-length', opened.bytes).send(opened.stream);
+    });
   }
 
   private async receiveUpload(

@@ -52,6 +52,15 @@ class RecordingController implements ControllerLink {
     throw new Error('these workers audit no flows');
   }
 
+  /** One worker and no storage: an image missing from IMAGE_DIR is on no origin. */
+  async imagePeers(): Promise<Array<{ worker_id: string; url: string }>> {
+    return [];
+  }
+
+  async openImage(sha256: string): Promise<Readable> {
+    throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
+  }
+
   get last(): Heartbeat {
     const hb = this.heartbeats.at(-1);
     assert.ok(hb, 'no heartbeat was sent');

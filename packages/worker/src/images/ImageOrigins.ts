@@ -1,0 +1,26 @@
+/**
+ * Where an image missing from the worker's cache can come from, as the ImageCache sees it:
+ * peers of the same availability group, then storage. Tests plug their own.
+ */
+import type { Readable } from 'node:stream';
+
+export interface ImagePeer {
+  workerId: string;
+  /** The peer worker's base URL (its HTTP server serves `GET /v1/images/{sha256}`). */
+  url: string;
+}
+
+export interface ImageOrigins {
+  /** Workers that hold the image and may serve it (may be empty; may include this worker itself). */
+  peers(sha256: string): Promise<ImagePeer[]>;
+  /**
+   * Streams the image from storage. Rejects with WorkerError('IMAGE_NOT_CACHED') when storage
+   * does not have it; any other rejection or stream error is a failed fetch.
+   */
+  openFromStorage(sha256: string): Promise<Readable>;
+}
+
+/** Opens one peer's copy of an image; rejects when the peer does not answer 200. */
+export interface PeerImageOpener {
+  open(peer: ImagePeer, sha256: string, signal: AbortSignal): Promise<Readable>;
+}
