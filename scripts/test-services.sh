@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite talks to for real: PostgreSQL (the store suite runs on
-# it as well as SQLite) and Redis (the quota counters run on it as well as in-process).
+# it as well as SQLite), Redis (the quota counters run on it as well as in-process), and the
+# registry tools the image tests use (skopeo, umoci, docker-registry).
 # Idempotent. Prints the PostgreSQL URL for the tests on stdout; with `--env`, prints
 # `SCAIBUNKER_TEST_PG_URL=…` and `SCAIBUNKER_TEST_REDIS_URL=…` lines (shell-quoted) instead.
 set -euo pipefail
@@ -41,6 +42,17 @@ if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   }
 fi
 redis_url="redis://127.0.0.1:$REDIS_PORT/0"
+
+# The image tests push locally built OCI images (umoci) into Debian's registry with skopeo.
+missing=()
+for tool in skopeo:skopeo umoci:umoci docker-registry:docker-registry; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
+done
+if ((${#missing[@]})); then
+  echo "[services] apt-get install ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 if [[ "${1:-}" == "--env" ]]; then
   printf 'SCAIBUNKER_TEST_PG_URL=%q\n' "$pg_url"

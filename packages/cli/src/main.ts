@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerBridgeCommands } from './commands/bridge.js';
 import { registerBunkerCommands } from './commands/bunker.js';
+import { registerImageCommands } from './commands/image.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerUsageCommand } from './commands/usage.js';
 
@@ -9,6 +10,7 @@ const program = new Command('scaibunker').description('ScaiBunker: multi-tenant 
 registerServerCommands(program);
 registerBunkerCommands(program);
 registerBridgeCommands(program);
+registerImageCommands(program);
 registerAdminCommands(program);
 registerUsageCommand(program);
 

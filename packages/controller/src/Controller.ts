@@ -1,11 +1,15 @@
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { newId, type schemas } from '@scaibunker/core';
-import type { ControllerLink, WorkerApi } from '@scaibunker/worker';
+import { type ControllerLink, type WorkerApi, WorkerError } from '@scaibunker/worker';
 import type { FastifyInstance } from 'fastify';
 import { Authenticator } from './auth/Authenticator.js';
 import { type JwtConfig, JwtVerifier } from './auth/JwtVerifier.js';
-import type { BlobStore } from './blobs/BlobStore.js';
+import { AvailabilityGroupService } from './availability/AvailabilityGroupService.js';
+import { type BlobStore, blobKeys } from './blobs/BlobStore.js';
 import { LocalDirBlobStore } from './blobs/LocalDirBlobStore.js';
 import { BridgeService } from './bridges/BridgeService.js';
 import { BunkerService } from './bunkers/BunkerService.js';
@@ -17,14 +21,22 @@ import { buildHttpServer } from './http/HttpServer.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteDef } from './http/Route.js';
 import { adminRoutes } from './http/routes/adminRoutes.js';
+import { availabilityGroupRoutes } from './http/routes/availabilityGroupRoutes.js';
 import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
+import { imageRoutes } from './http/routes/imageRoutes.js';
 import { metaRoutes } from './http/routes/metaRoutes.js';
 import { quotaRoutes } from './http/routes/quotaRoutes.js';
 import type { Services } from './http/routes/Services.js';
+import { capabilityRoutes, storageRoutes } from './http/routes/storageRoutes.js';
 import { usageRoutes } from './http/routes/usageRoutes.js';
+import { ImageBakery } from './images/ImageBakery.js';
+import { ImageScanning } from './images/ImageScanning.js';
+import { ImageService } from './images/ImageService.js';
+import { ImageWarming } from './images/ImageWarming.js';
+import { chooseScanner } from './images/scan/chooseScanner.js';
 import { Sweeper } from './jobs/Sweeper.js';
 import { Ticker, type TickerLease, type TickRecord } from './jobs/Ticker.js';
 import { UsageTicker } from './jobs/UsageTicker.js';
@@ -36,6 +48,8 @@ import type { QuotaCounters } from './quotas/QuotaCounters.js';
 import { QuotaProfileService } from './quotas/QuotaProfileService.js';
 import { QuotaService } from './quotas/QuotaService.js';
 import { RedisQuotaCounters } from './quotas/RedisQuotaCounters.js';
+import { workerGrant } from './storage/StorageGrant.js';
+import { StorageService } from './storage/StorageService.js';
 import { Store } from './store/Store.js';
 import { TenantService } from './tenants/TenantService.js';
 import { UsageService } from './usage/UsageService.js';
@@ -62,7 +76,24 @@ export interface ControllerOptions {
   redisUrl?: string | undefined;
   /** Counters to use instead (tests); the controller closes them. */
   quotaCounters?: QuotaCounters;
+  images?: ImageOptions;
 }
+
+/** Baking and scanning registered images. */
+export interface ImageOptions {
+  /** Scratch space for bakes and scans (default: `image-work` beside the blob directory). */
+  workDir?: string;
+  /** Local sources must be under it (default: `image-imports` beside the blob directory). */
+  importDir?: string;
+  /** Injected as /.scaibunker/agent (default: the agent built in this checkout). */
+  agentBinary?: string;
+  /** `host:port` of registries reached over plain http. */
+  insecureRegistries?: string[];
+  /** OSV advisories for the built-in scanner (Trivy is used instead when installed). */
+  advisoryPath?: string;
+}
+
+const DEFAULT_AGENT_BINARY = fileURLToPath(new URL('../../agent/build/scaibunker-agent', import.meta.url));
 
 /** What several controllers share besides the database, all in Redis (in-process when embedded). */
 interface SharedState {
@@ -84,6 +115,9 @@ export class Controller {
   readonly openapi: unknown;
   private readonly directory: WorkerDirectory;
   private readonly tickers: Ticker[];
+  /** Bakes registered images (tests call `drain()` directly). */
+  readonly bakery: ImageBakery;
+  readonly imageScanning: ImageScanning;
 
   private constructor(
     readonly store: Store,
@@ -101,18 +135,43 @@ export class Controller {
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
     shared.changes.subscribe((_topic, id) => bunkers.running.invalidate(id));
     const workers = new WorkerService(store, bunkers, this.config, shared.heartbeats);
+    const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
+    const authenticator = new Authenticator(store, jwt, opts.workerToken);
+    const holder = newId('ctl');
+    const imageWork = opts.images?.workDir ?? join(dirname(opts.blobDir), 'image-work');
+    const scanning = new ImageScanning(
+      store,
+      blobs,
+      chooseScanner({ ...(opts.images?.advisoryPath ? { advisoryPath: opts.images.advisoryPath } : {}) }),
+      imageWork,
+    );
+    this.bakery = new ImageBakery(store, blobs, scanning, {
+      holder,
+      workDir: imageWork,
+      agentBinary: opts.images?.agentBinary ?? DEFAULT_AGENT_BINARY,
+      insecureRegistries: opts.images?.insecureRegistries ?? [],
+    });
+    this.imageScanning = scanning;
+    const warming = new ImageWarming(store, this.directory);
+    workers.onCachedImages((workerId, cached) => warming.onCachedImages(workerId, cached));
     this.services = {
       store,
       bunkers,
       exec: new ExecService(store, bunkers, blobs, this.config),
       files: new FileService(bunkers, this.config),
-      flowAudit: new FlowAuditService(store, bunkers, blobs),
+      flowAudit: new FlowAuditService(bunkers, blobs),
       tenants: new TenantService(store),
       workers,
       quotas,
       quotaProfiles: new QuotaProfileService(store),
       usage: new UsageService(store),
       bridges: new BridgeService(store, this.directory),
+      storage: new StorageService(blobs, authenticator.storage.capabilities),
+      images: new ImageService(store, blobs, {
+        importDir: opts.images?.importDir ?? join(dirname(opts.blobDir), 'image-imports'),
+        onRegistered: () => this.bakery.kick(),
+      }),
+      availabilityGroups: new AvailabilityGroupService(store, warming),
     };
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
     this.routes = [
@@ -123,17 +182,20 @@ export class Controller {
       ...quotaRoutes(this.services),
       ...bridgeRoutes(this.services),
       ...usageRoutes(this.services),
+      ...imageRoutes(this.services),
+      ...availabilityGroupRoutes(this.services),
+      ...storageRoutes(this.services.storage),
+      ...capabilityRoutes(this.services.storage),
       ...metaRoutes(this.services, () => this.openapi),
     ];
     this.openapi = buildOpenApi(this.routes, VERSION);
-    const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
     this.http = buildHttpServer({
-      authenticator: new Authenticator(store, jwt, opts.workerToken),
+      authenticator,
       routes: this.routes,
       logger: opts.logger ?? false,
     });
     // Each background job runs on one controller at a time, whichever holds its lease.
-    const lease: TickerLease = { store: store.leases, holder: newId('ctl') };
+    const lease: TickerLease = { store: store.leases, holder };
     if (this.config.traceJobs) lease.onTick = traceTick;
     this.tickers = [
       new Ticker(
@@ -150,6 +212,14 @@ export class Controller {
       ),
       new Ticker('heartbeat-monitor', this.config.monitorIntervalMs, () => workers.monitor(), lease),
       new Ticker('usage', this.config.usageIntervalMs, () => this.usageTicker.tick(), lease),
+      new Ticker('image-bake', this.config.imageBakeIntervalMs, () => this.bakery.drain(), lease),
+      new Ticker('image-scan', this.config.imageScanIntervalMs, () => this.imageScanning.drain(), lease),
+      new Ticker(
+        'image-rescan',
+        this.config.imageRescanCheckMs,
+        async () => ({ marked: await this.imageScanning.requestDailyRescans() }),
+        lease,
+      ),
     ];
   }
 
@@ -165,9 +235,13 @@ export class Controller {
     return new Controller(store, opts.blobStore ?? new LocalDirBlobStore(opts.blobDir), shared, opts);
   }
 
-  /** Registers the built-in images listed in an image directory's catalog.json. */
-  async registerCatalog(imageDir: string): Promise<string[]> {
-    let entries: Array<{ name: string; sha256: string; size_bytes: number }>;
+  /**
+   * Registers the built-in images listed in an image directory's catalog.json. With `publish`,
+   * also uploads each one missing from the blob store (checksum declared), so workers on other
+   * hosts can fetch them through the storage proxy; `serve`'s own worker reads the directory.
+   */
+  async registerCatalog(imageDir: string, opts: { publish?: boolean } = {}): Promise<string[]> {
+    let entries: Array<{ name: string; sha256: string; size_bytes: number; file?: string }>;
     try {
       entries = JSON.parse(await readFile(join(imageDir, 'catalog.json'), 'utf8'));
     } catch {
@@ -192,6 +266,13 @@ export class Controller {
       },
       60_000,
     );
+    if (opts.publish) {
+      for (const e of entries) {
+        if (await this.blobs.stat(blobKeys.image(e.sha256))) continue;
+        const file = join(imageDir, e.file ?? `${e.sha256}.ext4`);
+        await this.services.storage.write(workerGrant, blobKeys.image(e.sha256), createReadStream(file), e.sha256);
+      }
+    }
     return entries.map((e) => e.name);
   }
 
@@ -205,7 +286,16 @@ export class Controller {
     return {
       heartbeat: (hb) => this.services.workers.heartbeat(hb as schemas.HeartbeatBody),
       putAuditBatch: async (bunkerId, name, ndjson) => {
-        await this.services.flowAudit.storeBatch(bunkerId, name, ndjson);
+        await this.services.storage.write(workerGrant, blobKeys.auditBatch(bunkerId, name), Readable.from([ndjson]), undefined);
+      },
+      // The embedded controller has exactly one worker — the one asking — so it has no peer
+      // to fetch an image from: always storage.
+      imagePeers: async () => [],
+      openImage: async (sha256) => {
+        const stream = await this.blobs.get(blobKeys.image(sha256));
+        // IMAGE_NOT_CACHED is how a ControllerLink says "not in storage" (see its interface).
+        if (!stream) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
+        return stream;
       },
     };
   }
@@ -217,6 +307,7 @@ export class Controller {
   }
 
   async close(): Promise<void> {
+    await this.bakery.close();
     await Promise.all(this.tickers.map((t) => t.stop()));
     await this.http.close();
     await closeSharedState(this.shared);

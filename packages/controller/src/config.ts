@@ -19,6 +19,12 @@ export interface ControllerConfig {
   stuckCreateMs: number;
   /** How often running and paused bunkers are metered into the usage table (at most one row per bunker per minute). */
   usageIntervalMs: number;
+  /** How often the bake job looks for pending images, and for bakes whose controller died (a registration also starts it at once). */
+  imageBakeIntervalMs: number;
+  /** The scan queue's interval (DESIGN: every 2 min). */
+  imageScanIntervalMs: number;
+  /** How often the daily 03:17 UTC rescan is checked for (it is idempotent). */
+  imageRescanCheckMs: number;
   /** Log every background tick this controller runs (job, lease holder, start, end, result) on stderr. */
   traceJobs: boolean;
 }
@@ -33,5 +39,8 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   sweepIntervalMs: 30_000,
   stuckCreateMs: 10 * 60_000,
   usageIntervalMs: 60_000,
+  imageBakeIntervalMs: 10_000,
+  imageScanIntervalMs: 120_000,
+  imageRescanCheckMs: 60_000,
   traceJobs: false,
 };

@@ -5,4 +5,5 @@ export { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
 export { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
 export type { QuotaCounters } from './quotas/QuotaCounters.js';
 export { RedisQuotaCounters } from './quotas/RedisQuotaCounters.js';
+export { StorageProxy } from './storage/StorageProxy.js';
 export { Store } from './store/Store.js';

@@ -323,7 +323,7 @@ export class HttpTransport {
   }
 
   private target(template: string, pathParams: Record<string, string> | undefined, query: Record<string, QueryValue> | undefined): string {
-    const path = template.replace(/\{([A-Za-z_]+)\}/g, (_m, name: string) => {
+    const path = template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
       const value = pathParams?.[name];
       if (value === undefined) throw new TypeError(`missing path parameter ${name} for ${template}`);
       return encodeURIComponent(value);

@@ -1,4 +1,5 @@
 import { AdminApi } from './AdminApi.js';
+import { AvailabilityGroupsApi } from './AvailabilityGroupsApi.js';
 import { BridgesApi } from './BridgesApi.js';
 import { HttpTransport } from './HttpTransport.js';
 import { ImagesApi } from './ImagesApi.js';
@@ -31,6 +32,7 @@ export class ScaiBunkerClient {
   readonly images: ImagesApi;
   readonly quotas: QuotasApi;
   readonly bridges: BridgesApi;
+  readonly availabilityGroups: AvailabilityGroupsApi;
   readonly usage: UsageApi;
 
   constructor(opts: ClientOptions = {}) {
@@ -48,6 +50,7 @@ export class ScaiBunkerClient {
     this.images = new ImagesApi(this.transport);
     this.quotas = new QuotasApi(this.transport);
     this.bridges = new BridgesApi(this.transport);
+    this.availabilityGroups = new AvailabilityGroupsApi(this.transport);
     this.usage = new UsageApi(this.transport);
   }
 

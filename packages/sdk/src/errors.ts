@@ -43,7 +43,7 @@ export class ScaiBunkerError extends Error {
   }
 }
 
-/** 400: the request was malformed (VALIDATION_FAILED). */
+/** 400 or 416: the request was malformed (VALIDATION_FAILED), its checksum wrong or its range outside the object. */
 export class ValidationError extends ScaiBunkerError {}
 /** 401/403: missing or bad credentials, or a permission the caller lacks. */
 export class AuthError extends ScaiBunkerError {}
@@ -80,14 +80,21 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
   AUDIT_BATCH_NOT_FOUND: NotFoundError,
   QUOTA_PROFILE_NOT_FOUND: NotFoundError,
   BRIDGE_NOT_FOUND: NotFoundError,
+  BLOB_NOT_FOUND: NotFoundError,
+  AVAILABILITY_GROUP_NOT_FOUND: NotFoundError,
   NOT_FOUND: NotFoundError,
   BUNKER_INVALID_TRANSITION: ConflictError,
   BUNKER_NOT_RUNNING: ConflictError,
   IMAGE_NOT_READY: ConflictError,
+  IMAGE_CONFLICT: ConflictError,
+  AVAILABILITY_GROUP_CONFLICT: ConflictError,
+  IMAGE_IN_USE: ConflictError,
   FILE_CONFLICT: ConflictError,
   QUOTA_PROFILE_CONFLICT: ConflictError,
   BRIDGE_CONFLICT: ConflictError,
   PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+  CHECKSUM_MISMATCH: ValidationError,
+  RANGE_NOT_SATISFIABLE: ValidationError,
   QUOTA_EXCEEDED: QuotaError,
   DISK_FULL: DiskFullError,
   INTERNAL: InternalError,
@@ -98,7 +105,7 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
 
 /** For codes this SDK does not know (a newer server) or bodies without a code: by status. */
 export function errorClassForStatus(status: number): ScaiBunkerErrorClass {
-  if (status === 400) return ValidationError;
+  if (status === 400 || status === 416) return ValidationError;
   if (status === 401 || status === 403) return AuthError;
   if (status === 404) return NotFoundError;
   if (status === 409) return ConflictError;

@@ -43,6 +43,8 @@ export type FileStat = Schemas['FileStat'];
 export type FileType = FileStat['type'];
 export type WriteResult = Schemas['WriteResult'];
 export type ImageInfo = Schemas['Image'];
+export type CreateImageBody = Schemas['CreateImageBody'];
+export type AvailabilityGroup = Schemas['AvailabilityGroup'];
 export type WorkerInfo = Schemas['Worker'];
 export type Tenant = Schemas['Tenant'];
 export type CreatedApiKey = Schemas['CreatedApiKey'];
@@ -83,7 +85,9 @@ type SuccessContent<O> = O extends { responses: infer R }
     ? C
     : R extends { 201: { content: infer C } }
       ? C
-      : never
+      : R extends { 202: { content: infer C } }
+        ? C
+        : never
   : never;
 
 /** The JSON a successful call of the operation answers. */

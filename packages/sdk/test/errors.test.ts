@@ -30,6 +30,7 @@ const FAMILY_BY_STATUS: Record<number, ScaiBunkerErrorClass> = {
   404: NotFoundError,
   409: ConflictError,
   413: PayloadTooLargeError,
+  416: ValidationError,
   429: QuotaError,
   500: InternalError,
   502: UnavailableError,

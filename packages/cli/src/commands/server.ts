@@ -143,6 +143,31 @@ function controllerAddresses(url: string): string[] {
   return /^\d+\.\d+\.\d+\.\d+$/.test(host) ? [host] : [];
 }
 
+/** Options for baking and scanning registered images (`serve` and `controller`). */
+function withImageOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--image-import-dir <dir>',
+      'local image sources (OCI layouts, docker archives, rootfs tarballs) must be under it; default <data-dir>/image-imports',
+    )
+    .option('--insecure-registry <host:port>', 'a registry reached over plain http (repeatable)', collect, [] as string[])
+    .option('--advisories <path>', 'OSV advisories (JSON array, NDJSON or a directory of *.json) for the built-in image scanner');
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function imageOptions(o: { imageImportDir?: string; insecureRegistry?: string[]; advisories?: string }, dataDir: string) {
+  return {
+    workDir: join(dataDir, 'image-work'),
+    importDir: resolve(o.imageImportDir ?? join(dataDir, 'image-imports')),
+    insecureRegistries: o.insecureRegistry ?? [],
+    ...(o.advisories ? { advisoryPath: resolve(o.advisories) } : {}),
+    ...(process.env.SCAIBUNKER_AGENT_BIN ? { agentBinary: resolve(process.env.SCAIBUNKER_AGENT_BIN) } : {}),
+  };
+}
+
 function withIntervalOptions(cmd: Command): Command {
   return cmd
     .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval', int)
@@ -156,20 +181,22 @@ function withIntervalOptions(cmd: Command): Command {
 }
 
 export function registerServerCommands(program: Command): void {
-  withNetworkOptions(
-    withIntervalOptions(
-      program
-        .command('serve')
-        .description(
-          'Embedded mode: controller + one local worker in one process (SQLite, local blob store unless SCAIBUNKER_BLOB_STORE is set; Redis if REDIS_URL is set)',
-        )
-        .option('--port <port>', 'HTTP port', int, 8080)
-        .option('--host <host>', 'address to listen on', '127.0.0.1')
-        .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
-        .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
-        .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
-        .option(...ISOLATIONS_OPTION)
-        .option(...NO_SNAPSHOTS_OPTION),
+  withImageOptions(
+    withNetworkOptions(
+      withIntervalOptions(
+        program
+          .command('serve')
+          .description(
+            'Embedded mode: controller + one local worker in one process (SQLite, local blob store unless SCAIBUNKER_BLOB_STORE is set; Redis if REDIS_URL is set)',
+          )
+          .option('--port <port>', 'HTTP port', int, 8080)
+          .option('--host <host>', 'address to listen on', '127.0.0.1')
+          .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
+          .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
+          .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+          .option(...ISOLATIONS_OPTION)
+          .option(...NO_SNAPSHOTS_OPTION),
+      ),
     ),
   ).action(async (o) => {
     const [{ Controller, openBlobStore }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
@@ -183,6 +210,7 @@ export function registerServerCommands(program: Command): void {
       blobStore,
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
+      images: imageOptions(o, dataDir),
       ...redisFromEnv(),
     });
     const images = await controller.registerCatalog(imageDir);
@@ -220,16 +248,22 @@ export function registerServerCommands(program: Command): void {
     });
   });
 
-  withIntervalOptions(
-    program
-      .command('controller')
-      .description(
-        'Controller only: HTTP API, scheduler, background jobs (workers connect with SCAIBUNKER_WORKER_TOKEN; quota counters in REDIS_URL)',
-      )
-      .option('--port <port>', 'HTTP port', int, 8080)
-      .option('--host <host>', 'address to listen on', '127.0.0.1')
-      .option('--data-dir <dir>', 'state directory (SQLite file and blobs unless DATABASE_URL is set)', DEFAULT_DATA_DIR)
-      .option('--image-dir <dir>', 'catalog of built-in images to register; default <data-dir>/images'),
+  withImageOptions(
+    withIntervalOptions(
+      program
+        .command('controller')
+        .description(
+          'Controller only: HTTP API, scheduler, background jobs (workers connect with SCAIBUNKER_WORKER_TOKEN; quota counters in REDIS_URL)',
+        )
+        .option('--port <port>', 'HTTP port', int, 8080)
+        .option('--host <host>', 'address to listen on', '127.0.0.1')
+        .option('--data-dir <dir>', 'state directory (SQLite file and blobs unless DATABASE_URL is set)', DEFAULT_DATA_DIR)
+        .option('--image-dir <dir>', 'catalog of built-in images to register; default <data-dir>/images')
+        .option(
+          '--publish-catalog',
+          'also upload the built-in images to the blob store (when absent), so workers on other hosts can fetch them',
+        ),
+    ),
   ).action(async (o) => {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set for a controller that workers connect to');
@@ -244,15 +278,40 @@ export function registerServerCommands(program: Command): void {
       workerToken: token,
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
+      images: imageOptions(o, dataDir),
       ...redisFromEnv(),
     });
-    await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')));
+    await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')), { publish: o.publishCatalog === true });
     const keyPath = await writeAdminKey(dataDir, await controller.services.tenants.bootstrap());
     const address = await controller.listen(o.port, o.host);
     const quotas = process.env.REDIS_URL ? 'quota counters in Redis' : 'quota counters in-process (set REDIS_URL to share them)';
     process.stdout.write(`ScaiBunker controller at ${address} (admin key: ${keyPath}; ${quotas})\n`);
     onShutdown(() => controller.close());
   });
+
+  program
+    .command('proxy')
+    .description(
+      'Storage proxy only: the /v1/modules/scaibunker/storage/* routes over the blob store (SCAIBUNKER_BLOB_STORE), no database or Redis; takes the worker token (SCAIBUNKER_WORKER_TOKEN) or capability tokens',
+    )
+    .option('--port <port>', 'HTTP port', int, 8082)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--data-dir <dir>', 'holds the local blob directory when SCAIBUNKER_BLOB_STORE is unset', DEFAULT_DATA_DIR)
+    .option('--access-log', 'print one line per request: storage <METHOD> <key> <status> bytes=<n>')
+    .action(async (o) => {
+      const token = process.env.SCAIBUNKER_WORKER_TOKEN;
+      if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set: the proxy authenticates workers and capability tokens with it');
+      const { StorageProxy, openBlobStore } = await controllerModule();
+      const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(resolve(o.dataDir), 'blobs'));
+      const proxy = new StorageProxy({
+        workerToken: token,
+        blobStore,
+        ...(o.accessLog ? { accessLog: (line: string) => process.stdout.write(`${line}\n`) } : {}),
+      });
+      const address = await proxy.listen(o.port, o.host);
+      process.stdout.write(`ScaiBunker storage proxy at ${address}\n`);
+      onShutdown(() => proxy.close());
+    });
 
   withNetworkOptions(
     program
@@ -264,6 +323,7 @@ export function registerServerCommands(program: Command): void {
       .option('--advertise-url <url>', 'URL the controller uses to reach this worker; default http://<host>:<port>')
       .option('--data-dir <dir>', 'worker state directory', join(DEFAULT_DATA_DIR, 'worker'))
       .option('--image-dir <dir>', 'image cache (<sha256>.ext4)', join(DEFAULT_DATA_DIR, 'images'))
+      .option('--storage-url <url>', 'storage proxy base URL (`scaibunker proxy`) for images and audit batches; default: the controller')
       .option('--name <name>', 'worker name', hostname())
       .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
       .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
@@ -275,8 +335,13 @@ export function registerServerCommands(program: Command): void {
     const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
     const dataDir = resolve(o.dataDir);
     const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
-    const link = new HttpControllerLink(o.controller, token);
-    const networking = await openNetworking(o, dataDir, controllerAddresses(o.controller), link);
+    const link = new HttpControllerLink(o.controller, token, o.storageUrl ? { storageUrl: o.storageUrl } : {});
+    const networking = await openNetworking(
+      o,
+      dataDir,
+      [...new Set([...controllerAddresses(o.controller), ...(o.storageUrl ? controllerAddresses(o.storageUrl) : [])])],
+      link,
+    );
     const worker = new Worker({
       dataDir,
       imageDir: resolve(o.imageDir),
@@ -288,6 +353,8 @@ export function registerServerCommands(program: Command): void {
       }),
       ...(networking ? { networking } : {}),
       controller: link,
+      // Sent to peers when fetching an image from them.
+      token,
       name: o.name,
       url,
       heartbeatIntervalMs: o.heartbeatIntervalMs,

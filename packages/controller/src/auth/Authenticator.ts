@@ -1,5 +1,5 @@
-import { timingSafeEqual } from 'node:crypto';
 import { ApiError } from '@scaibunker/core';
+import { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import type { Store } from '../store/Store.js';
 import { hashApiKey, looksLikeApiKey } from './apiKeys.js';
 import type { JwtVerifier } from './JwtVerifier.js';
@@ -15,7 +15,8 @@ const API_KEY_CACHE_MAX = 10_000;
 
 /** Turns an Authorization header into a Principal, or UNAUTHENTICATED. */
 export class Authenticator {
-  private readonly workerToken: Buffer | undefined;
+  /** The worker token and storage capability tokens, which need no database. */
+  readonly storage: StorageAuthenticator;
   private readonly apiKeys = new Map<string, { principal: Principal; expiresAt: number }>();
 
   constructor(
@@ -23,14 +24,14 @@ export class Authenticator {
     private readonly jwt: JwtVerifier | undefined,
     workerToken: string | undefined,
   ) {
-    this.workerToken = workerToken ? Buffer.from(workerToken) : undefined;
+    this.storage = new StorageAuthenticator(workerToken);
   }
 
   async authenticate(header: string | undefined): Promise<Principal> {
     const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
     if (!m?.[1]) throw new ApiError('UNAUTHENTICATED', 'missing bearer credentials');
     const token = m[1];
-    if (this.isWorkerToken(token)) return systemPrincipal('worker', 'worker');
+    if (this.storage.isWorkerToken(token)) return systemPrincipal('worker', 'worker');
     if (looksLikeApiKey(token)) return this.apiKey(hashApiKey(token));
     if (this.jwt?.enabled) {
       try {
@@ -70,11 +71,5 @@ export class Authenticator {
     if (this.apiKeys.size >= API_KEY_CACHE_MAX) this.apiKeys.clear();
     this.apiKeys.set(hash, { principal, expiresAt: Date.now() + API_KEY_TTL_MS });
     return principal;
-  }
-
-  private isWorkerToken(token: string): boolean {
-    if (!this.workerToken) return false;
-    const given = Buffer.from(token);
-    return given.length === this.workerToken.length && timingSafeEqual(given, this.workerToken);
   }
 }

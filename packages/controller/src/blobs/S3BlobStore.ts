@@ -1,7 +1,7 @@
 import { pipeline, type Readable, Transform } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type BlobStore, checkBlobKey, checkBlobPrefix } from './BlobStore.js';
+import { type BlobInfo, type BlobStore, checkBlobKey, checkBlobPrefix } from './BlobStore.js';
 
 export interface S3BlobStoreOptions {
   bucket: string;
@@ -45,10 +45,12 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
-  async put(key: string, data: Readable | Buffer): Promise<{ bytes: number }> {
+  async put(key: string, data: Readable | Buffer, opts: { sha256?: string } = {}): Promise<{ bytes: number }> {
     const Key = this.root + checkBlobKey(key);
+    // User metadata is fixed when the upload starts, so only a declared checksum can be kept.
+    const Metadata = opts.sha256 ? { sha256: opts.sha256 } : undefined;
     if (Buffer.isBuffer(data)) {
-      await this.upload(Key, data);
+      await this.upload(Key, data, Metadata);
       return { bytes: data.length };
     }
     // Count the bytes on their way through; a source error destroys `body`, which fails the upload.
@@ -64,7 +66,7 @@ export class S3BlobStore implements BlobStore {
       if (err) sourceError = err;
     });
     try {
-      await this.upload(Key, body);
+      await this.upload(Key, body, Metadata);
     } catch (err) {
       body.destroy();
       throw sourceError ?? err;
@@ -73,10 +75,10 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** One PutObject when the body fits in a part, else a multipart upload, aborted if it fails. */
-  private async upload(Key: string, Body: Buffer | Readable): Promise<void> {
+  private async upload(Key: string, Body: Buffer | Readable, Metadata: Record<string, string> | undefined): Promise<void> {
     await new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key, Body },
+      params: { Bucket: this.bucket, Key, Body, ...(Metadata ? { Metadata } : {}) },
       partSize: PART_SIZE,
       queueSize: QUEUE_SIZE,
     }).done();
@@ -86,6 +88,31 @@ export class S3BlobStore implements BlobStore {
     try {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.root + checkBlobKey(key) }));
       return res.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async stat(key: string): Promise<BlobInfo | undefined> {
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.root + checkBlobKey(key) }));
+      return infoOf(res.ContentLength ?? 0, res.Metadata);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async open(key: string, range?: { start: number; end?: number }): Promise<{ body: Readable; info: BlobInfo } | undefined> {
+    const Range = range ? `bytes=${range.start}-${range.end ?? ''}` : undefined;
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.root + checkBlobKey(key), ...(Range ? { Range } : {}) }),
+      );
+      // Content-Range's total is the object's size when a range was asked for.
+      const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
+      return { body: res.Body as Readable, info: infoOf(total ? Number(total) : (res.ContentLength ?? 0), res.Metadata) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -128,6 +155,11 @@ export class S3BlobStore implements BlobStore {
   destroy(): void {
     this.client.destroy();
   }
+}
+
+function infoOf(size: number, metadata: Record<string, string> | undefined): BlobInfo {
+  const sha256 = metadata?.sha256;
+  return sha256 ? { size, sha256 } : { size };
 }
 
 function isNotFound(err: unknown): boolean {

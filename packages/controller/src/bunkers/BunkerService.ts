@@ -154,6 +154,7 @@ export class BunkerService {
           isolation,
           networkProfile,
           imageSha256: image.sha256,
+          lazyPull: Number(image.lazy_pull ?? 0) === 1,
           cpuMillicores: row.cpu_millicores,
           memoryMb: row.memory_mb,
           diskMb: row.disk_mb,

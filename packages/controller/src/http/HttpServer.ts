@@ -2,12 +2,19 @@ import { ApiError, hasPermission, type Permission } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import type { Authenticator } from '../auth/Authenticator.js';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
+import { CapabilityTokens } from '../storage/CapabilityTokens.js';
+import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import type { RouteDef } from './Route.js';
 
+/** What the server asks about credentials: the controller's Authenticator, or the proxy's. */
+export interface RequestAuthenticator {
+  authenticate(header: string | undefined): Promise<Principal>;
+  readonly storage: StorageAuthenticator;
+}
+
 export interface HttpServerOptions {
-  authenticator: Authenticator;
+  authenticator: RequestAuthenticator;
   routes: RouteDef[];
   /** JSON body cap; uploads have their own cap enforced while streaming. */
   bodyLimitBytes?: number;
@@ -135,16 +142,33 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   return app;
 }
 
-async function authorize(auth: Authenticator, def: RouteDef, header: string | undefined): Promise<Principal> {
+async function authorize(auth: RequestAuthenticator, def: RouteDef, header: string | undefined): Promise<Principal> {
   if (def.auth === 'public') return systemPrincipal('anonymous');
+  if (def.auth === 'storage') return storagePrincipal(auth, header);
   const principal = await auth.authenticate(header);
   if (def.auth === 'worker') {
     if (principal.kind !== 'worker') throw new ApiError('PERMISSION_DENIED', 'this route is for workers only');
     return principal;
   }
-  if (principal.kind === 'worker') throw new ApiError('PERMISSION_DENIED', 'the worker token cannot call tenant routes');
+  if (principal.kind === 'worker' || principal.kind === 'storage') {
+    throw new ApiError('PERMISSION_DENIED', 'the worker token cannot call tenant routes');
+  }
   if (!hasPermission(principal.permissions, def.auth as Permission)) {
     throw new ApiError('PERMISSION_DENIED', `this route needs ${def.auth}`, { needed: def.auth });
   }
   return principal;
+}
+
+/**
+ * Storage routes take the worker token or a capability token. Other credentials are still
+ * authenticated (an unknown one is 401), then refused (403): API keys never reach storage.
+ */
+async function storagePrincipal(auth: RequestAuthenticator, header: string | undefined): Promise<Principal> {
+  const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1] ?? '';
+  if (auth.storage.isWorkerToken(token) || CapabilityTokens.looksLikeOne(token)) {
+    const grant = auth.storage.grantFor(header);
+    return { ...systemPrincipal(grant.actor, 'storage'), storage: grant };
+  }
+  await auth.authenticate(header);
+  throw new ApiError('PERMISSION_DENIED', 'storage routes take the worker token or a capability token');
 }

@@ -10,7 +10,7 @@ type StaticOr<T, D> = T extends TSchema ? Static<T> : D;
  * thin handler that calls a service. `auth` is required by the type and by test/routes.test.ts.
  */
 export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema | undefined = any, P extends TSchema | undefined = any> {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  method: 'HEAD' | 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
   auth: RouteAuth;
   operationId: string;

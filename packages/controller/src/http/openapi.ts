@@ -31,7 +31,7 @@ function parametersOf(schema: TSchema | undefined, where: 'query' | 'path', comp
   return Object.entries(props).map(([name, s]) => {
     const isArray = (s as { type?: string }).type === 'array';
     return {
-      name,
+      name: name === '*' ? 'key' : name,
       in: where,
       required: where === 'path' || required.has(name),
       ...(isArray ? { style: 'form', explode: true } : {}),
@@ -45,7 +45,8 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
   componentize(schemas.ErrorBody, components);
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
-    const path = r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    // A trailing wildcard (the storage routes) is the object key, slashes and all.
+    const path = r.url.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}').replace(/\/\*$/, '/{key}');
     const responses: Record<string, unknown> = {};
     const ok = r.response;
     responses[String(ok.status)] = {

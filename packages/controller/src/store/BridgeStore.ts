@@ -1,13 +1,8 @@
 import type { Kysely } from 'kysely';
 import type { BridgeRow, BunkerRow, Database } from './schema.js';
+import { isUniqueViolation } from './uniqueViolation.js';
 
 const ACTIVE_STATES = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
-
-/** A unique-constraint violation, on either dialect. */
-function isUniqueViolation(err: unknown): boolean {
-  const e = err as { code?: unknown };
-  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
 
 /** Tenants' transit bridges, and which bunkers that have not ended are attached to one. */
 export class BridgeStore {

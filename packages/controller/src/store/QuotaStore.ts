@@ -1,11 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database, QuotaAssignmentRow, QuotaProfileRow } from './schema.js';
-
-/** A unique-constraint violation, on either dialect. */
-function isUniqueViolation(err: unknown): boolean {
-  const e = err as { code?: unknown };
-  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
+import { isUniqueViolation } from './uniqueViolation.js';
 
 /** Quota profiles and their assignments. `tenantId` null means any tenant (platform admins). */
 export class QuotaStore {

@@ -1,8 +1,10 @@
 import type { Kysely } from 'kysely';
 import { AuditStore } from './AuditStore.js';
+import { AvailabilityGroupStore } from './AvailabilityGroupStore.js';
 import { BridgeStore } from './BridgeStore.js';
 import { BunkerStore } from './BunkerStore.js';
 import { ExecLogStore } from './ExecLogStore.js';
+import { ImageCacheStore } from './ImageCacheStore.js';
 import { ImageStore } from './ImageStore.js';
 import { JobLeaseStore } from './JobLeaseStore.js';
 import { LockStore } from './LockStore.js';
@@ -27,6 +29,8 @@ export class Store {
   readonly quotas: QuotaStore;
   readonly usage: UsageStore;
   readonly bridges: BridgeStore;
+  readonly imageCache: ImageCacheStore;
+  readonly availabilityGroups: AvailabilityGroupStore;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -43,6 +47,8 @@ export class Store {
     this.quotas = new QuotaStore(db);
     this.usage = new UsageStore(db);
     this.bridges = new BridgeStore(db);
+    this.imageCache = new ImageCacheStore(db);
+    this.availabilityGroups = new AvailabilityGroupStore(db);
   }
 
   static async open(url: string): Promise<Store> {

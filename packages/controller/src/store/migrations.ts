@@ -270,6 +270,69 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0007_images': {
+    async up(db: Kysely<any>) {
+      // Registered images: where they come from (JSON `{type, ref|path}`; null for the built-in
+      // catalog baked by setup), how far the bake got (JSON progress, `failure` when it failed),
+      // which controller bakes it and when it last said so (a stale claim is taken over), and
+      // the last scan (JSON result; `scan_state` pending | scanning | done | failed).
+      for (const [name, type] of [
+        ['source', 'text'],
+        ['progress', 'text'],
+        ['failure', 'text'],
+        ['baker', 'text'],
+        ['baker_seen_at', 'text'],
+        ['scan_state', 'text'],
+        ['scan_result', 'text'],
+        ['scanned_at', 'text'],
+        ['created_by', 'text'],
+        ['updated_at', 'text'],
+      ] as const) {
+        await db.schema.alterTable('images').addColumn(name, type).execute();
+      }
+      await db.schema
+        .alterTable('images')
+        .addColumn('lazy_pull', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      // `partner` images: the tenants (besides the owner) that may use them.
+      await db.schema
+        .createTable('image_shares')
+        .addColumn('image_id', 'text', (c) => c.notNull().references('images.id'))
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addPrimaryKeyConstraint('image_shares_pk', ['image_id', 'tenant_id'])
+        .execute();
+      // Which worker holds which image, reconciled from heartbeats both ways.
+      await db.schema
+        .createTable('image_cache')
+        .addColumn('worker_id', 'text', (c) => c.notNull())
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('image_cache_pk', ['worker_id', 'sha256'])
+        .execute();
+      await db.schema.createIndex('image_cache_sha').on('image_cache').columns(['sha256', 'state']).execute();
+      // Availability groups (platform objects, like workers): images warmed on every member.
+      await db.schema
+        .createTable('availability_groups')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('availability_group_workers')
+        .addColumn('group_id', 'text', (c) => c.notNull().references('availability_groups.id'))
+        .addColumn('worker_id', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('availability_group_workers_pk', ['group_id', 'worker_id'])
+        .execute();
+      await db.schema
+        .createTable('availability_group_images')
+        .addColumn('group_id', 'text', (c) => c.notNull().references('availability_groups.id'))
+        .addColumn('image_id', 'text', (c) => c.notNull().references('images.id'))
+        .addPrimaryKeyConstraint('availability_group_images_pk', ['group_id', 'image_id'])
+        .execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

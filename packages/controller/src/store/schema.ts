@@ -67,10 +67,50 @@ export interface ImageRow {
   tenant_id: string | null;
   name: string;
   scope: 'tenant' | 'partner' | 'platform';
-  state: 'pending' | 'ready' | 'failed';
+  state: 'pending' | 'baking' | 'ready' | 'failed';
   sha256: string | null;
   size_bytes: number | null;
   created_at: string;
+  /** JSON `{type:'oci', ref}` or `{type:'tar', path}`; null for the built-in catalog. */
+  source?: string | null;
+  /** 1: the scheduler may place on a worker that must fetch the image first. */
+  lazy_pull?: number;
+  /** JSON BakeProgress while baking. */
+  progress?: string | null;
+  /** Why the bake failed (`REASON: message`). */
+  failure?: string | null;
+  /** The controller baking it, and when it last reported progress. */
+  baker?: string | null;
+  baker_seen_at?: string | null;
+  scan_state?: 'pending' | 'scanning' | 'done' | 'failed' | null;
+  scan_result?: string | null;
+  scanned_at?: string | null;
+  created_by?: string | null;
+  updated_at?: string | null;
+}
+export interface ImageShareRow {
+  image_id: string;
+  tenant_id: string;
+}
+export interface ImageCacheRow {
+  worker_id: string;
+  sha256: string;
+  state: 'warming' | 'ready' | 'failed';
+  error: string | null;
+  updated_at: string;
+}
+export interface AvailabilityGroupRow {
+  id: string;
+  name: string;
+  created_at: string;
+}
+export interface AvailabilityGroupWorkerRow {
+  group_id: string;
+  worker_id: string;
+}
+export interface AvailabilityGroupImageRow {
+  group_id: string;
+  image_id: string;
 }
 export interface BunkerRow {
   id: string;
@@ -218,6 +258,11 @@ export interface Database {
   workers: WorkerRow;
   bridges: BridgeRow;
   images: ImageRow;
+  image_shares: ImageShareRow;
+  image_cache: ImageCacheRow;
+  availability_groups: AvailabilityGroupRow;
+  availability_group_workers: AvailabilityGroupWorkerRow;
+  availability_group_images: AvailabilityGroupImageRow;
   bunkers: BunkerRow;
   bunker_labels: BunkerLabelRow;
   exec_logs: ExecLogRow;

@@ -6,6 +6,8 @@ export interface PlacementRequest {
   isolation: string;
   networkProfile: string;
   imageSha256: string;
+  /** The image may be fetched at spawn: workers without it qualify, after those with it. */
+  lazyPull?: boolean;
   cpuMillicores: number;
   memoryMb: number;
   diskMb: number;
@@ -16,7 +18,8 @@ export interface PlacementRequest {
 
 /**
  * Places a bunker on the online worker with the most free memory that supports its isolation
- * and network profile, holds its image and has room for its CPU, memory, disk and GPUs (no worker has GPUs yet).
+ * and network profile, holds its image (unless the image is `lazy_pull`; then holders come
+ * first) and has room for its CPU, memory, disk and GPUs (no worker has GPUs yet).
  *
  * Choosing reads every worker's allocations from the rows and committing writes one, so the two
  * must not interleave with another placement, or two creates could both take the last slot of a
@@ -59,7 +62,7 @@ export class Scheduler {
       if (owner?.state !== 'online')
         reasons.push(`${owner?.name ?? bridgeWorker}: holds the bunker's bridges but is ${owner?.state ?? 'gone'}`);
     }
-    let best: { worker: WorkerRow; freeMemory: number } | undefined;
+    let best: { worker: WorkerRow; freeMemory: number; cached: boolean } | undefined;
     for (const w of workers) {
       const u = used.get(w.id) ?? { cpu: 0, memory: 0, disk: 0, count: 0 };
       const free = {
@@ -75,11 +78,17 @@ export class Scheduler {
         reasons.push(`${w.name}: no ${req.networkProfile} network profile`);
       // Workers report no GPUs yet: a bunker that needs one fits nowhere.
       else if (req.gpuCount > 0) reasons.push(`${w.name}: 0 free gpus`);
-      else if (!(JSON.parse(w.cached_images) as string[]).includes(req.imageSha256)) reasons.push(`${w.name}: image not cached`);
+      else if (!req.lazyPull && !(JSON.parse(w.cached_images) as string[]).includes(req.imageSha256))
+        reasons.push(`${w.name}: image not cached`);
       else if (free.cpu < req.cpuMillicores) reasons.push(`${w.name}: ${free.cpu} free cpu millicores`);
       else if (free.memory < req.memoryMb) reasons.push(`${w.name}: ${free.memory} MB free memory`);
       else if (free.disk < req.diskMb) reasons.push(`${w.name}: ${free.disk} MB free disk`);
-      else if (!best || free.memory > best.freeMemory) best = { worker: w, freeMemory: free.memory };
+      else {
+        const cached = (JSON.parse(w.cached_images) as string[]).includes(req.imageSha256);
+        if (!best || (cached && !best.cached) || (cached === best.cached && free.memory > best.freeMemory)) {
+          best = { worker: w, freeMemory: free.memory, cached };
+        }
+      }
     }
     if (!best) throw new ApiError('NO_SUITABLE_WORKER', 'no online worker can take this bunker', { reasons });
     return best.worker;

@@ -19,6 +19,7 @@ const ROW_REFRESH_MS = 30_000;
 export class WorkerService {
   /** Per worker, what this controller last wrote to its row, and when. */
   private readonly rowWrites = new Map<string, { fingerprint: string; at: number }>();
+  private cachedImagesListener: ((workerId: string, cached: readonly string[]) => Promise<void>) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -26,6 +27,14 @@ export class WorkerService {
     private readonly config: ControllerConfig,
     private readonly heartbeats: Heartbeats,
   ) {}
+
+  /**
+   * Called with a worker's cached images whenever its row is rewritten (they changed, or every
+   * 30 s): the image-cache ledger and availability-group warm-up hang off it.
+   */
+  onCachedImages(listener: (workerId: string, cached: readonly string[]) => Promise<void>): void {
+    this.cachedImagesListener = listener;
+  }
 
   async heartbeat(
     hb: schemas.HeartbeatBody,
@@ -95,6 +104,10 @@ export class WorkerService {
       created_at: now.toISOString(),
     });
     this.rowWrites.set(hb.worker_id, { fingerprint, at: now.getTime() });
+    // The ledger is a convenience (peers, group status): a failure there never fails the heartbeat.
+    await this.cachedImagesListener?.(hb.worker_id, hb.cached_images).catch((err: Error) =>
+      console.error(`[images] ledger for ${hb.worker_id} not reconciled: ${err.message}`),
+    );
   }
 
   async list(): Promise<Worker[]> {

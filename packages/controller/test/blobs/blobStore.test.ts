@@ -10,11 +10,8 @@
  * or an abort was sent for it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -28,54 +25,11 @@ import { LocalDirBlobStore } from '../../src/blobs/LocalDirBlobStore.js';
 import { openBlobStore, parseS3BlobStoreUrl } from '../../src/blobs/openBlobStore.js';
 import { S3BlobStore } from '../../src/blobs/S3BlobStore.js';
 import { Controller } from '../../src/Controller.js';
+import { startS3rver } from '../helpers/s3rver.js';
 
 // Full GCs before each memory sample, so that garbage does not count as memory in use.
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-
-/** Runs s3rver through its API in a child process; it exits when our end of its stdin closes. */
-const S3RVER_MAIN = `
-const S3rver = require(process.argv[1]);
-new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: process.argv[2] })
-  .run()
-  .then((a) => process.stdout.write(JSON.stringify({ port: a.port }) + '\\n'), (e) => { console.error(e); process.exit(1); });
-process.stdin.on('end', () => process.exit(0)).resume();
-`;
-
-/** A real s3rver on 127.0.0.1 with its data in a new temp directory; `stop` kills it and removes the directory. */
-async function startS3rver(): Promise<{ endpoint: string; stop(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'blobs-s3rver-'));
-  const child = spawn(
-    process.execPath,
-    ['--openssl-legacy-provider', '-e', S3RVER_MAIN, createRequire(import.meta.url).resolve('s3rver'), dir],
-    {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    },
-  );
-  const exited = once(child, 'exit');
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill();
-      await exited;
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  try {
-    let out = '';
-    const port = await new Promise<number>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('\n')) resolve((JSON.parse(out) as { port: number }).port);
-      });
-      child.on('exit', (code) => reject(new Error(`s3rver exited (${code}) before listening`)));
-      child.on('error', reject);
-    });
-    return { endpoint: `http://127.0.0.1:${port}`, stop };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-}
 
 function s3Store(endpoint: string, keyPrefix: string): S3BlobStore {
   return new S3BlobStore({
@@ -284,6 +238,33 @@ for (const backend of BACKENDS) {
       assert.deepEqual((await store.list('big/', { limit: 10 })).items, [{ key: 'big/object', bytes: size }]);
     });
 
+    test('stat and open: size, the declared sha256 kept with the object, byte ranges', async () => {
+      const data = Buffer.from('0123456789abcdef');
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      await store.put('meta/with-sum', Readable.from([data]), { sha256 });
+      await store.put('meta/without', data);
+      assert.deepEqual(await store.stat('meta/with-sum'), { size: 16, sha256 });
+      assert.deepEqual(await store.stat('meta/without'), { size: 16 });
+      assert.equal(await store.stat('meta/missing'), undefined);
+      assert.equal(await store.stat('meta'), undefined, 'a "directory" is not an object');
+
+      const whole = await store.open('meta/with-sum');
+      assert.deepEqual(whole?.info, { size: 16, sha256 });
+      assert.equal((await readAll(whole?.body)).toString(), '0123456789abcdef');
+      const middle = await store.open('meta/with-sum', { start: 4, end: 7 });
+      assert.deepEqual(middle?.info, { size: 16, sha256 }, 'info describes the whole object');
+      assert.equal((await readAll(middle?.body)).toString(), '4567');
+      const tail = await store.open('meta/with-sum', { start: 10 });
+      assert.equal((await readAll(tail?.body)).toString(), 'abcdef');
+      assert.equal(await store.open('meta/missing'), undefined);
+
+      // Rewriting without a checksum must not leave the old object's checksum behind.
+      await store.put('meta/with-sum', Buffer.from('other'));
+      assert.deepEqual(await store.stat('meta/with-sum'), { size: 5 });
+      await store.delete('meta/without');
+      assert.equal(await store.stat('meta/without'), undefined);
+    });
+
     test('get of a missing key is undefined', async () => {
       assert.equal(await store.get('missing/nothing-here'), undefined);
       assert.equal(await store.get('rt'), undefined, 'a "directory" is not an object');
@@ -376,10 +357,28 @@ for (const backend of BACKENDS) {
     });
 
     test('invalid keys and prefixes are rejected', async () => {
-      const badKeys = ['', '/abs', 'a//b', 'a/', '../x', 'a/../b', 'a/./b', '.', 'a b', 'ü', 'a\\b', 'a?b', 'a%2Fb'];
+      const badKeys = [
+        '',
+        '/abs',
+        'a//b',
+        'a/',
+        '../x',
+        'a/../b',
+        'a/./b',
+        '.',
+        'a b',
+        'ü',
+        'a\\b',
+        'a?b',
+        'a%2Fb',
+        '.meta/x',
+        'a/.hidden',
+      ];
       for (const key of badKeys) {
         await assert.rejects(store.put(key, Buffer.from('x')), /invalid blob key/, `put ${JSON.stringify(key)}`);
         await assert.rejects(store.get(key), /invalid blob key/, `get ${JSON.stringify(key)}`);
+        await assert.rejects(store.stat(key), /invalid blob key/, `stat ${JSON.stringify(key)}`);
+        await assert.rejects(store.open(key), /invalid blob key/, `open ${JSON.stringify(key)}`);
         await assert.rejects(store.delete(key), /invalid blob key/, `delete ${JSON.stringify(key)}`);
       }
       for (const prefix of ['', 'a', '/', '../', 'a//', 'a/../', 'a b/']) {

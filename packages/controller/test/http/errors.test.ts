@@ -44,7 +44,9 @@ test('every operation of the OpenAPI document is in docs/API.md with its permiss
       assert.ok(row, `docs/API.md lists ${method.toUpperCase()} ${path}`);
       const auth = op['x-scaibunker-auth'];
       assert.ok(
-        row.includes(auth === 'worker' ? 'worker token' : auth === 'public' ? 'public' : `\`${auth}\``),
+        row.includes(
+          auth === 'worker' ? 'worker token' : auth === 'storage' ? 'storage token' : auth === 'public' ? 'public' : `\`${auth}\``,
+        ),
         `${path} documents ${auth}`,
       );
     }

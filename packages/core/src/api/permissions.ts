@@ -28,10 +28,11 @@ export const NETWORK_PROFILE_PERMISSIONS = {
 } as const satisfies Record<string, Permission | undefined>;
 
 /**
- * What a route declares: a permission key, `worker` (worker token only) or `public`.
+ * What a route declares: a permission key, `worker` (worker token only), `storage` (the worker
+ * token or a storage capability token, whose prefix and verbs the route checks) or `public`.
  * Every route must declare one; test/routes.test.ts fails otherwise.
  */
-export type RouteAuth = Permission | 'worker' | 'public';
+export type RouteAuth = Permission | 'worker' | 'storage' | 'public';
 
 /**
  * Permissions implied by holding another: admins may do what their scope covers. Platform

@@ -320,24 +320,200 @@ export const AuditBatchPage = Type.Object(
 );
 export type AuditBatchQuery = Static<typeof AuditBatchQuery>;
 export type AuditBatchPageT = Static<typeof AuditBatchPage>;
-export const AuditUploadParams = Type.Object({ bunker_id: BunkerId, name: AuditBatchName }, strict);
-export const StoredObject = Type.Object({ key: Type.String(), bytes: Type.Integer() }, { $id: 'StoredObject' });
+
+/** Storage proxy: objects by key under `scaibunker/` (`[A-Za-z0-9._/-]`, no empty or dot-led segment). */
+export const StorageKeyParams = Type.Object(
+  { '*': Type.String({ minLength: 1, maxLength: 1024, description: 'Object key, e.g. scaibunker/images/<sha256>' }) },
+  strict,
+);
+export const StoragePutResult = Type.Object(
+  { key: Type.String(), bytes: Type.Integer(), sha256: Type.String({ description: "The body's sha256, as received" }) },
+  { $id: 'StoragePutResult' },
+);
+export const StorageListQuery = Type.Object(
+  {
+    prefix: Type.String({ minLength: 2, maxLength: 1024, description: 'A key prefix ending with `/`; direct children are listed' }),
+    start_after: Type.Optional(Type.String({ maxLength: 1024 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
+  strict,
+);
+export const StorageListPage = Type.Object(
+  {
+    items: Type.Array(Type.Object({ key: Type.String(), bytes: Type.Integer() })),
+    next_start_after: Nullable(Type.String({ description: 'Pass as start_after for the next page; null on the last' })),
+  },
+  { $id: 'StorageListPage' },
+);
+export const STORAGE_VERB_NAMES = ['get', 'put', 'delete', 'list'] as const;
+export const CapabilityRequest = Type.Object(
+  {
+    prefix: Type.String({ minLength: 2, maxLength: 1024, description: 'Key prefix the token covers, ending with `/`, under scaibunker/' }),
+    verbs: Type.Array(literalUnion(STORAGE_VERB_NAMES), { minItems: 1, maxItems: 4, uniqueItems: true }),
+    ttl_s: Type.Integer({ minimum: 1, maximum: 86400, default: 900, description: 'Lifetime in seconds (at most a day)' }),
+  },
+  strict,
+);
+export const CapabilityToken = Type.Object(
+  {
+    token: Type.String({ description: 'Bearer token for the storage routes (`sbcap_…`)' }),
+    prefix: Type.String(),
+    verbs: Type.Array(literalUnion(STORAGE_VERB_NAMES)),
+    expires_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'CapabilityToken' },
+);
 
 export const OutputParams = Type.Object({ id: BunkerId, exec_id: Type.String({ pattern: '^ex_[0-9a-z]{20}$' }) }, strict);
 export const OutputQuery = Type.Object({ stream: Type.Optional(literalUnion(['stdout', 'stderr'] as const)) }, strict);
 
+export const ImageSource = Type.Union(
+  [
+    Type.Object(
+      {
+        type: Type.Literal('oci'),
+        ref: Type.String({
+          minLength: 3,
+          maxLength: 512,
+          description:
+            'A registry reference `host[:port]/repo[:tag|@sha256:…]`, or (platform admins) a local OCI layout `oci:/dir[:tag]` or a `docker-archive:/file.tar` under the import directory',
+        }),
+      },
+      strict,
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('tar'),
+        path: Type.String({
+          minLength: 2,
+          maxLength: 4096,
+          description: 'A rootfs tarball (.tar, .tar.gz) under the import directory (platform admins)',
+        }),
+      },
+      strict,
+    ),
+  ],
+  { $id: 'ImageSource' },
+);
+export const NewImageName = Type.String({
+  pattern: '^[a-z0-9][a-z0-9._-]{0,62}$',
+  description: 'Image name: lowercase letters, digits, `.`, `_`, `-`',
+});
+export const CreateImageBody = Type.Object(
+  {
+    name: NewImageName,
+    source: ImageSource,
+    scope: Type.Optional(
+      literalUnion(['tenant', 'partner', 'platform'] as const, {
+        description:
+          "`tenant` (default): the caller's tenant only; `partner`: also the tenants in `shared_with`; `platform`: every tenant (platform admins)",
+      }),
+    ),
+    shared_with: Type.Optional(Type.Array(Type.String({ pattern: '^tn_[0-9a-z]{20}$' }), { maxItems: 100, uniqueItems: true })),
+    lazy_pull: Type.Optional(
+      Type.Boolean({ description: 'Allow placing bunkers on workers that must fetch the image first', default: false }),
+    ),
+  },
+  { ...strict, $id: 'CreateImageBody' },
+);
+export type CreateImageBody = Static<typeof CreateImageBody>;
+export const ImageIdParams = Type.Object({ id: Type.String({ pattern: '^im_[0-9a-z]{20}$' }) }, strict);
+export const ImageScan = Type.Object(
+  {
+    state: literalUnion(['pending', 'scanning', 'done', 'failed'] as const),
+    scanner: Nullable(Type.String()),
+    scanned_at: Nullable(Type.String({ format: 'date-time' })),
+    packages: Nullable(Type.Integer()),
+    counts: Nullable(
+      Type.Object({ critical: Type.Integer(), high: Type.Integer(), medium: Type.Integer(), low: Type.Integer(), unknown: Type.Integer() }),
+    ),
+    vulnerabilities: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        package: Type.String(),
+        ecosystem: Type.String(),
+        installed: Type.String(),
+        fixed: Type.Optional(Type.String()),
+        severity: Type.Optional(Type.String()),
+      }),
+    ),
+    note: Type.Optional(Type.String()),
+    error: Type.Optional(Type.String()),
+  },
+  { $id: 'ImageScan' },
+);
 export const Image = Type.Object(
   {
+    id: Type.String(),
     name: Type.String(),
     sha256: Nullable(Type.String()),
-    state: literalUnion(['pending', 'ready', 'failed'] as const),
+    state: literalUnion(['pending', 'baking', 'ready', 'failed'] as const),
     scope: literalUnion(['tenant', 'partner', 'platform'] as const),
     size_bytes: Nullable(Type.Integer()),
+    source: Nullable(ImageSource),
+    lazy_pull: Type.Boolean(),
+    progress: Nullable(
+      Type.Object({
+        phase: Type.String(),
+        done: Type.Optional(Type.Number()),
+        total: Type.Optional(Type.Number()),
+        detail: Type.Optional(Type.String()),
+      }),
+    ),
+    failure: Nullable(Type.String({ description: 'Why the bake failed: `REASON: message`' })),
+    scan: Nullable(ImageScan),
     created_at: Type.String({ format: 'date-time' }),
   },
   { $id: 'Image' },
 );
+export type Image = Static<typeof Image>;
 export const ImageList = Type.Object({ items: Type.Array(Image) }, { $id: 'ImageList' });
+
+const WorkerIdPattern = '^wk_[0-9a-z]{20}$';
+export const AvailabilityGroup = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    workers: Type.Array(Type.String(), { description: 'Member worker ids' }),
+    images: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        name: Type.String(),
+        sha256: Nullable(Type.String()),
+        workers: Type.Array(
+          Type.Object({
+            worker_id: Type.String(),
+            state: literalUnion(['ready', 'warming', 'failed', 'missing'] as const),
+            error: Type.Optional(Type.String()),
+          }),
+          { description: "Each member's copy, from the image-cache ledger" },
+        ),
+      }),
+    ),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'AvailabilityGroup' },
+);
+export type AvailabilityGroup = Static<typeof AvailabilityGroup>;
+export const AvailabilityGroupList = Type.Object({ items: Type.Array(AvailabilityGroup) }, { $id: 'AvailabilityGroupList' });
+export const CreateAvailabilityGroupBody = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }) }, strict);
+export const AvailabilityGroupParams = Type.Object({ id: Type.String({ pattern: '^ag_[0-9a-z]{20}$' }) }, strict);
+export const AvailabilityGroupWorkerParams = Type.Object(
+  { id: Type.String({ pattern: '^ag_[0-9a-z]{20}$' }), worker_id: Type.String({ pattern: WorkerIdPattern }) },
+  strict,
+);
+export const AvailabilityGroupImageParams = Type.Object(
+  { id: Type.String({ pattern: '^ag_[0-9a-z]{20}$' }), image_id: Type.String({ pattern: '^im_[0-9a-z]{20}$' }) },
+  strict,
+);
+export const AddGroupWorkerBody = Type.Object({ worker_id: Type.String({ pattern: WorkerIdPattern }) }, strict);
+export const AddGroupImageBody = Type.Object({ image_id: Type.String({ pattern: '^im_[0-9a-z]{20}$' }) }, strict);
+export const PeersParams = Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) }, strict);
+export const PeersQuery = Type.Object({ worker_id: Type.String({ pattern: WorkerIdPattern, description: 'The asking worker' }) }, strict);
+export const PeerList = Type.Object(
+  { items: Type.Array(Type.Object({ worker_id: Type.String(), url: Type.String() })) },
+  { $id: 'PeerList' },
+);
 
 export const Worker = Type.Object(
   {

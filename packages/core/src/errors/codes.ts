@@ -16,10 +16,15 @@ export const ERROR_CODES = {
   AUDIT_BATCH_NOT_FOUND: { status: 404, description: 'No flow-audit batch with that name for the bunker.' },
   BRIDGE_NOT_FOUND: { status: 404, description: "No ready bridge with that id in the caller's tenant." },
   QUOTA_PROFILE_NOT_FOUND: { status: 404, description: "No quota profile (or assignment of it) with that id in the caller's scope." },
+  AVAILABILITY_GROUP_NOT_FOUND: { status: 404, description: 'No availability group with that id (or no such member in it).' },
+  BLOB_NOT_FOUND: { status: 404, description: 'No stored object with that key.' },
   NOT_FOUND: { status: 404, description: 'No such route.' },
   BUNKER_INVALID_TRANSITION: { status: 409, description: "The bunker's state does not allow this lifecycle move." },
   BUNKER_NOT_RUNNING: { status: 409, description: 'The operation needs a running bunker.' },
   IMAGE_NOT_READY: { status: 409, description: 'The image exists but is not baked yet.' },
+  AVAILABILITY_GROUP_CONFLICT: { status: 409, description: 'An availability group of that name already exists.' },
+  IMAGE_CONFLICT: { status: 409, description: 'An image of that name already exists in that scope.' },
+  IMAGE_IN_USE: { status: 409, description: 'Bunkers that have not ended use the image; it cannot be deleted.' },
   FILE_PERMISSION_DENIED: { status: 403, description: 'Inside the bunker, the file permissions forbid this operation.' },
   FILE_CONFLICT: {
     status: 409,
@@ -34,6 +39,8 @@ export const ERROR_CODES = {
     description: 'The tenant already has a bridge of that name, or a bunker that has not ended is attached to the bridge.',
   },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body or upload exceeds its cap.' },
+  CHECKSUM_MISMATCH: { status: 400, description: "The uploaded bytes' sha256 differs from the one declared; nothing was stored." },
+  RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range starts past the end of the object.' },
   QUOTA_EXCEEDED: {
     status: 429,
     description:

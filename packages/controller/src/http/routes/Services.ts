@@ -1,10 +1,13 @@
+import type { AvailabilityGroupService } from '../../availability/AvailabilityGroupService.js';
 import type { BridgeService } from '../../bridges/BridgeService.js';
 import type { BunkerService } from '../../bunkers/BunkerService.js';
 import type { ExecService } from '../../bunkers/ExecService.js';
 import type { FileService } from '../../bunkers/FileService.js';
 import type { FlowAuditService } from '../../bunkers/FlowAuditService.js';
+import type { ImageService } from '../../images/ImageService.js';
 import type { QuotaProfileService } from '../../quotas/QuotaProfileService.js';
 import type { QuotaService } from '../../quotas/QuotaService.js';
+import type { StorageService } from '../../storage/StorageService.js';
 import type { Store } from '../../store/Store.js';
 import type { TenantService } from '../../tenants/TenantService.js';
 import type { UsageService } from '../../usage/UsageService.js';
@@ -23,6 +26,9 @@ export interface Services {
   quotaProfiles: QuotaProfileService;
   usage: UsageService;
   bridges: BridgeService;
+  storage: StorageService;
+  images: ImageService;
+  availabilityGroups: AvailabilityGroupService;
 }
 
 export const API = '/v1/modules/scaibunker';

@@ -1,28 +1,10 @@
-import { Readable } from 'node:stream';
 import { schemas } from '@scaibunker/core';
 import { type RouteDef, route } from '../Route.js';
 import { API, type Services } from './Services.js';
 
+/** Reading flow-audit batches; workers write them through the storage proxy (storageRoutes). */
 export function flowAuditRoutes(s: Services): RouteDef[] {
   return [
-    route({
-      method: 'PUT',
-      url: `${API}/storage/scaibunker/audit/:bunker_id/:name`,
-      auth: 'worker',
-      operationId: 'putAuditBatch',
-      summary: 'Store one flow-audit batch of a bunker (NDJSON, streamed; worker token only)',
-      tags: ['storage'],
-      params: schemas.AuditUploadParams,
-      rawBody: true,
-      response: { status: 201, schema: schemas.StoredObject },
-      errors: ['BUNKER_NOT_FOUND', 'PAYLOAD_TOO_LARGE'],
-      handler: async ({ params, req, reply }) => {
-        const body = req.body instanceof Readable ? req.body : Readable.from([]);
-        const stored = await s.flowAudit.storeBatch(params.bunker_id, params.name, body);
-        reply.code(201);
-        return stored;
-      },
-    }),
     route({
       method: 'GET',
       url: `${API}/bunkers/:id/audit-batches`,

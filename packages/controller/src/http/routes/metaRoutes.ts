@@ -1,7 +1,6 @@
-import { schemas } from '@scaibunker/core';
 import { Type } from '@sinclair/typebox';
 import { type RouteDef, route } from '../Route.js';
-import { API, type Services } from './Services.js';
+import type { Services } from './Services.js';
 
 export function metaRoutes(s: Services, openapi: () => unknown): RouteDef[] {
   return [
@@ -29,26 +28,6 @@ export function metaRoutes(s: Services, openapi: () => unknown): RouteDef[] {
         await s.store.workers.list();
         return { ok: true };
       },
-    }),
-    route({
-      method: 'GET',
-      url: `${API}/images`,
-      auth: 'scaibunker:read',
-      operationId: 'listImages',
-      summary: 'Images the tenant can start bunkers from',
-      tags: ['images'],
-      response: { status: 200, schema: schemas.ImageList },
-      errors: [],
-      handler: async ({ principal }) => ({
-        items: (await s.store.images.listVisible(principal.tenantId)).map((i) => ({
-          name: i.name,
-          sha256: i.sha256,
-          state: i.state,
-          scope: i.scope,
-          size_bytes: i.size_bytes === null ? null : Number(i.size_bytes),
-          created_at: i.created_at,
-        })),
-      }),
     }),
   ];
 }

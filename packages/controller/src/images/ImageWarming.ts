@@ -1,0 +1,66 @@
+import type { Store } from '../store/Store.js';
+import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
+
+/** A warm-up that failed, or was lost with its controller, is retried after this long. */
+const RETRY_MS = 5 * 60_000;
+
+/**
+ * Keeps the `image_cache` ledger true to what workers report, and the images of each
+ * availability group cached on every worker of the group: a worker missing one is asked to
+ * fetch it (from a peer, else the storage proxy). One path serves every trigger — an image or
+ * a worker joins a group, a worker's cache was wiped — because each ends in `warmWorker`.
+ */
+export class ImageWarming {
+  constructor(
+    private readonly store: Store,
+    private readonly directory: WorkerDirectory,
+    private readonly log: (message: string) => void = (m) => console.error(`[images] ${m}`),
+  ) {}
+
+  /** A worker's heartbeat reported its cache: heal the ledger both ways, then warm what is missing. */
+  async onCachedImages(workerId: string, cached: readonly string[]): Promise<void> {
+    await this.store.imageCache.reconcile(workerId, cached, new Date().toISOString());
+    await this.warmWorker(workerId, cached);
+  }
+
+  /** Asks a worker for every group image it lacks; returns the sha256s it was asked for. */
+  async warmWorker(workerId: string, cached?: readonly string[]): Promise<string[]> {
+    const wanted = await this.store.availabilityGroups.imagesToWarm(workerId);
+    if (wanted.length === 0) return [];
+    const worker = await this.store.workers.get(workerId);
+    if (!worker || worker.state === 'offline') return [];
+    const have = new Set(cached ?? (JSON.parse(worker.cached_images) as string[]));
+    const asked: string[] = [];
+    for (const sha of wanted) {
+      if (have.has(sha)) continue;
+      const now = Date.now();
+      if (!(await this.store.imageCache.startWarming(workerId, sha, new Date(now).toISOString(), new Date(now - RETRY_MS).toISOString())))
+        continue;
+      asked.push(sha);
+      void this.fetchOn(workerId, sha);
+    }
+    return asked;
+  }
+
+  /** Warms an image on every worker of the groups it belongs to (it was just added to one). */
+  async warmImage(imageId: string): Promise<void> {
+    for (const workerId of await this.store.availabilityGroups.workersWarming(imageId)) await this.warmWorker(workerId);
+  }
+
+  private async fetchOn(workerId: string, sha: string): Promise<void> {
+    let error: string | undefined;
+    try {
+      const api = await this.directory.get(workerId);
+      const r = await api.ensureImage(sha);
+      this.log(`worker ${workerId} warmed ${sha.slice(0, 12)} from ${r.source} (${r.bytes} bytes)`);
+    } catch (err) {
+      error = (err as Error).message ?? String(err);
+      this.log(`worker ${workerId} could not warm ${sha.slice(0, 12)}: ${error}`);
+    }
+    try {
+      await this.store.imageCache.finishWarming(workerId, sha, error ? { error } : {}, new Date().toISOString());
+    } catch (err) {
+      this.log(`ledger not updated for ${workerId}/${sha.slice(0, 12)}: ${(err as Error).message}`);
+    }
+  }
+}
