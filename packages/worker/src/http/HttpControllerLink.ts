@@ -3,9 +3,9 @@
  * per heartbeat, audit batches and images through the storage proxy, the peers holding an
  * image. Failures throw; the Worker logs them and retries on the next tick (or falls back).
  */
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Readable } from 'node:stream';
 import { type ControllerLink, type Heartbeat, WorkerError } from '../WorkerApi.js';
+import { httpGetStream, readErrorText } from './httpGetStream.js';
 
 type HeartbeatReply = Awaited<ReturnType<ControllerLink['heartbeat']>>;
 
@@ -83,17 +83,17 @@ export class HttpControllerLink implements ControllerLink {
     // (the ImageCache abandons a body that stalls).
     const head = new AbortController();
     const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
-    let res: Response;
+    let res: Awaited<ReturnType<typeof httpGetStream>>;
     try {
-      res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal: head.signal });
+      res = await httpGetStream(url, { headers: { authorization: `Bearer ${this.token}` }, signal: head.signal });
     } finally {
       clearTimeout(timer);
     }
-    if (res.status === 200 && res.body) return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-    const text = await res.text().catch(() => '');
-    if (res.status === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
+    if (res.statusCode === 200) return res;
+    const text = await readErrorText(res).catch(() => '');
+    if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
       throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
-    throw new Error(`image download from ${url} failed with HTTP ${res.status}: ${errorDetail(text)}`);
+    throw new Error(`image download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
   }
 }
 
