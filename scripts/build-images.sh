@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bakes ScaiBunker's built-in base images offline from Debian packages.
 #
-#   scripts/build-images.sh [IMAGE ...]        # default: minimal python
+#   scripts/build-images.sh [IMAGE ...]        # default: minimal python nodejs
 #
 # Each image becomes one ext4 file named by its sha256 in $SCAIBUNKER_IMAGE_DIR
 # (default /var/lib/scaibunker/images) plus an entry in catalog.json there:
@@ -10,13 +10,15 @@
 # Images:
 #   minimal  busybox-static rootfs (busybox applet symlinks, root + user uid 1000)
 #   python   debootstrap --variant=minbase bookworm + python3, user uid 1000
+#   nodejs   debootstrap --variant=minbase bookworm + nodejs (Debian's Node 18; no npm: its
+#            Debian package pulls in some 300 others), user uid 1000
 # Both get the in-bunker agent at /.scaibunker/agent and an empty /.scaibunker/run (0700).
 #
 # Caching: the cache key of an image is sha256 over (this script, the agent binary, the
 # package list / busybox binary). $IMAGE_DIR/.keys/<name>.<key>.json remembers the result,
 # so a re-run with unchanged inputs only rewrites the catalog (< 1 s). The debootstrapped
-# python base rootfs is kept in $SCAIBUNKER_BUILD_CACHE (default /var/cache/scaibunker)
-# keyed by suite+mirror+packages, so an agent change re-bakes python in seconds.
+# python and nodejs base rootfs are kept in $SCAIBUNKER_BUILD_CACHE (default /var/cache/scaibunker)
+# keyed by suite+mirror+packages, so an agent change re-bakes them in seconds.
 #
 # Environment:
 #   SCAIBUNKER_IMAGE_DIR      output dir (default /var/lib/scaibunker/images)
@@ -25,6 +27,7 @@
 #                             built with `make -C packages/agent` when missing)
 #   SCAIBUNKER_DEBIAN_MIRROR  mirror (default: first URI in /etc/apt sources, else deb.debian.org)
 #   SCAIBUNKER_PYTHON_PACKAGES extra packages for the python image (default: python3)
+#   SCAIBUNKER_NODEJS_PACKAGES packages for the nodejs image (default: nodejs)
 #   SCAIBUNKER_IMAGES_FORCE=1 ignore the cache
 #   SOURCE_DATE_EPOCH         timestamp used for files and the filesystem (default 1700000000)
 set -euo pipefail
@@ -37,11 +40,12 @@ CACHE_DIR=${SCAIBUNKER_BUILD_CACHE:-/var/cache/scaibunker}
 AGENT_BIN=${SCAIBUNKER_AGENT_BIN:-$REPO_ROOT/packages/agent/build/scaibunker-agent}
 SUITE=bookworm
 PYTHON_PACKAGES=${SCAIBUNKER_PYTHON_PACKAGES:-python3}
+NODEJS_PACKAGES=${SCAIBUNKER_NODEJS_PACKAGES:-nodejs}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH
 FORCE=${SCAIBUNKER_IMAGES_FORCE:-0}
 
-if [ $# -gt 0 ]; then IMAGES=("$@"); else IMAGES=(minimal python); fi
+if [ $# -gt 0 ]; then IMAGES=("$@"); else IMAGES=(minimal python nodejs); fi
 
 log() { echo "[images] $*"; }
 die() { echo "[images] error: $*" >&2; exit 1; }
@@ -57,8 +61,8 @@ needed=(e2fsprogs coreutils)
 for img in "${IMAGES[@]}"; do
   case "$img" in
     minimal) needed+=(busybox-static) ;;
-    python) needed+=(debootstrap) ;;
-    *) die "unknown image '$img' (known: minimal python)" ;;
+    python | nodejs) needed+=(debootstrap) ;;
+    *) die "unknown image '$img' (known: minimal python nodejs)" ;;
   esac
 done
 ensure_packages "${needed[@]}"
@@ -181,24 +185,24 @@ EOF
   add_user "$r"
 }
 
-python_base_rootfs() { # echoes path of the cached debootstrapped base
-  local mirror key base
+debian_base_rootfs() { # name packages -> echoes path of the cached debootstrapped base
+  local name=$1 packages=$2 mirror key base
   mirror=$(debian_mirror)
-  key=$(printf '%s|%s|minbase|%s' "$SUITE" "$mirror" "$PYTHON_PACKAGES" | sha256sum | cut -c1-16)
-  base="$CACHE_DIR/python-base-$key"
+  key=$(printf '%s|%s|minbase|%s' "$SUITE" "$mirror" "$packages" | sha256sum | cut -c1-16)
+  base="$CACHE_DIR/$name-base-$key"
   if [ ! -f "$base/.complete" ]; then
     rm -rf "$base" "$base.tmp"
     local tarball="$CACHE_DIR/debootstrap-$SUITE-minbase-$key.tgz" pkgs
-    pkgs=$(echo "$PYTHON_PACKAGES" | tr ' ' ',')
+    pkgs=$(echo "$packages" | tr ' ' ',')
     if [ ! -f "$tarball" ]; then
-      log "python: downloading packages ($SUITE minbase + $pkgs from $mirror)" >&2
+      log "$name: downloading packages ($SUITE minbase + $pkgs from $mirror)" >&2
       debootstrap --variant=minbase --include="$pkgs" --make-tarball="$tarball.tmp" \
         "$SUITE" "$CACHE_DIR/debootstrap-work-$key" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
         || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; rm -rf "$CACHE_DIR/debootstrap-work-$key"; die "debootstrap --make-tarball failed"; }
       mv "$tarball.tmp" "$tarball"
       rm -rf "$CACHE_DIR/debootstrap-work-$key"
     fi
-    log "python: debootstrap $SUITE minbase + $pkgs" >&2
+    log "$name: debootstrap $SUITE minbase + $pkgs" >&2
     debootstrap --variant=minbase --include="$pkgs" --unpack-tarball="$tarball" \
       "$SUITE" "$base.tmp" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
       || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed"; }
@@ -216,7 +220,15 @@ python_base_rootfs() { # echoes path of the cached debootstrapped base
 
 build_python_rootfs() { # dest
   local r=$1 base
-  base=$(python_base_rootfs)
+  base=$(debian_base_rootfs python "$PYTHON_PACKAGES")
+  cp -a "$base" "$r"
+  rm -f "$r/.complete"
+  add_user "$r"
+}
+
+build_nodejs_rootfs() { # dest
+  local r=$1 base
+  base=$(debian_base_rootfs nodejs "$NODEJS_PACKAGES")
   cp -a "$base" "$r"
   rm -f "$r/.complete"
   add_user "$r"
@@ -226,6 +238,7 @@ package_list() { # name -> text that goes into the cache key
   case "$1" in
     minimal) echo "busybox-static $(sha256_of /bin/busybox)" ;;
     python) echo "$SUITE minbase $(debian_mirror) $PYTHON_PACKAGES" ;;
+    nodejs) echo "$SUITE minbase $(debian_mirror) $NODEJS_PACKAGES" ;;
   esac
 }
 

@@ -98,6 +98,15 @@ describe('scaibunker serve, end to end', () => {
     assert.ok('/v1/modules/scaibunker/bunkers/{id}/exec' in doc.paths);
   });
 
+  test('the built-in images run their language: python and nodejs (Debian-built equivalents)', async () => {
+    const images = (await alice.images.list()).map((i) => i.name);
+    for (const name of ['minimal', 'python', 'nodejs']) assert.ok(images.includes(name), `${name} is in the catalog`);
+    const py = await create(alice, { image: 'python' });
+    assert.equal((await py.exec(['python3', '-c', 'print(6*7)'])).stdout, '42\n');
+    const node = await create(alice, { image: 'nodejs' });
+    assert.equal((await node.exec(['node', '-e', 'console.log(6*7)'])).stdout, '42\n');
+  });
+
   test('full bunker life: create, exec, files, exec logs, terminate (idempotent), no exec after', async () => {
     const b = await create(alice, { metadata: { purpose: 'life' }, memory_mb: 256 });
     assert.equal(b.state, 'running');

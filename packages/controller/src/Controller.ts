@@ -36,6 +36,7 @@ import { ImageBakery } from './images/ImageBakery.js';
 import { ImageScanning } from './images/ImageScanning.js';
 import { ImageService } from './images/ImageService.js';
 import { ImageWarming } from './images/ImageWarming.js';
+import { REGISTRY_CATALOG } from './images/registryCatalog.js';
 import { chooseScanner } from './images/scan/chooseScanner.js';
 import { Sweeper } from './jobs/Sweeper.js';
 import { Ticker, type TickerLease, type TickRecord } from './jobs/Ticker.js';
@@ -274,6 +275,11 @@ export class Controller {
       }
     }
     return entries.map((e) => e.name);
+  }
+
+  /** Registers the OCI-sourced built-in catalog (`--catalog-from-registries`), once across controllers. */
+  async registerRegistryCatalog(entries: ReadonlyArray<{ name: string; ref: string }> = REGISTRY_CATALOG): Promise<string[]> {
+    return this.store.locks.with('catalog', () => this.services.images.registerCatalog(entries), 60_000);
   }
 
   /** Embedded mode: the in-process worker, reached without HTTP. */

@@ -151,7 +151,11 @@ function withImageOptions(cmd: Command): Command {
       'local image sources (OCI layouts, docker archives, rootfs tarballs) must be under it; default <data-dir>/image-imports',
     )
     .option('--insecure-registry <host:port>', 'a registry reached over plain http (repeatable)', collect, [] as string[])
-    .option('--advisories <path>', 'OSV advisories (JSON array, NDJSON or a directory of *.json) for the built-in image scanner');
+    .option('--advisories <path>', 'OSV advisories (JSON array, NDJSON or a directory of *.json) for the built-in image scanner')
+    .option(
+      '--catalog-from-registries',
+      'also register python-3.12, nodejs-22, ubuntu-24.04 and rust-latest baked from Docker Hub (needs the controller to reach it)',
+    );
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -214,6 +218,7 @@ export function registerServerCommands(program: Command): void {
       ...redisFromEnv(),
     });
     const images = await controller.registerCatalog(imageDir);
+    if (o.catalogFromRegistries) images.push(...(await controller.registerRegistryCatalog()));
     const adminKey = await controller.services.tenants.bootstrap();
     const keyPath = await writeAdminKey(dataDir, adminKey);
     const networking = await openNetworking(o, join(dataDir, 'worker'), [], controller.localLink());
@@ -282,6 +287,7 @@ export function registerServerCommands(program: Command): void {
       ...redisFromEnv(),
     });
     await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')), { publish: o.publishCatalog === true });
+    if (o.catalogFromRegistries) await controller.registerRegistryCatalog();
     const keyPath = await writeAdminKey(dataDir, await controller.services.tenants.bootstrap());
     const address = await controller.listen(o.port, o.host);
     const quotas = process.env.REDIS_URL ? 'quota counters in Redis' : 'quota counters in-process (set REDIS_URL to share them)';

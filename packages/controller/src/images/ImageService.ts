@@ -78,6 +78,36 @@ export class ImageService {
     return imageToApi(row);
   }
 
+  /**
+   * Registers each entry as a platform image baked from its OCI source (lazy_pull), unless a
+   * platform image of that name exists: idempotent. Callers serialize it across controllers
+   * (the `catalog` lock). Returns the names registered now.
+   */
+  async registerCatalog(entries: ReadonlyArray<{ name: string; ref: string }>): Promise<string[]> {
+    const added: string[] = [];
+    for (const e of entries) {
+      if (await this.store.images.nameTaken(null, e.name)) continue;
+      const now = new Date().toISOString();
+      await this.store.images.insert({
+        id: newId('im'),
+        tenant_id: null,
+        name: e.name,
+        scope: 'platform',
+        state: 'pending',
+        sha256: null,
+        size_bytes: null,
+        created_at: now,
+        source: JSON.stringify({ type: 'oci', ref: e.ref }),
+        lazy_pull: 1,
+        created_by: 'catalog',
+        updated_at: now,
+      });
+      added.push(e.name);
+    }
+    if (added.length) this.opts.onRegistered?.();
+    return added;
+  }
+
   async list(principal: Principal): Promise<schemas.Image[]> {
     return (await this.store.images.listVisible(principal.tenantId)).map(imageToApi);
   }

@@ -196,6 +196,19 @@ describe('scopes and local sources', () => {
   });
 });
 
+describe('the OCI-sourced catalog', () => {
+  test('registers each entry once as a lazy-pull platform image, baked from its reference', async () => {
+    const entries = [{ name: 'catalog-busybox', ref: `${registry.host}/test/busybox:v1` }];
+    assert.deepEqual(await controller.registerRegistryCatalog(entries), ['catalog-busybox']);
+    assert.deepEqual(await controller.registerRegistryCatalog(entries), [], 'a second start registers nothing');
+    const row = await controller.store.images.findVisible(carol.tenantId, 'catalog-busybox');
+    assert.equal(row?.scope, 'platform');
+    assert.equal(row?.lazy_pull, 1);
+    const image = await baked(carol.key, row?.id as string);
+    assert.equal(image.state, 'ready', image.failure);
+  });
+});
+
 describe('bake and scan jobs', () => {
   test('a bake whose controller stopped reporting is taken over; a live one is not', async () => {
     const now = new Date();
