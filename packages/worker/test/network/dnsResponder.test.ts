@@ -601,6 +601,35 @@ describe('dns responder', { skip }, () => {
     }
   });
 
+  test('a bunker over its query rate gets REFUSED until its bucket refills; other bunkers are unaffected', async () => {
+    let clock = 1_000_000;
+    const limited = new DnsResponder({
+      host: '127.0.0.1',
+      port: 0,
+      upstream: { host: upstreamAddr, port: 53 },
+      policyFor: (ip) => policies.get(ip),
+      sets: writer,
+      ratePerBunker: { perSecond: 2, burst: 3 },
+      now: () => clock,
+    });
+    await limited.start();
+    try {
+      const ask = async (from: string) => rcode((await udpAsk(limited.port(), from, [query('nope.invalid', 'A').buf])).res);
+      // Denied names are cheap to answer, and count against the rate all the same.
+      assert.deepEqual([await ask(KNOWN), await ask(KNOWN), await ask(KNOWN)], ['NXDOMAIN', 'NXDOMAIN', 'NXDOMAIN']);
+      assert.equal(await ask(KNOWN), 'REFUSED', 'the burst is spent');
+      assert.equal(limited.stats().rate_limited, 1);
+      policies.set('127.0.0.5', { bunkerId: 'b-other', table, patterns: PATTERNS });
+      assert.equal(await ask('127.0.0.5'), 'NXDOMAIN', 'another bunker has its own bucket');
+      clock += 500; // one token back at 2/s
+      assert.equal(await ask(KNOWN), 'NXDOMAIN');
+      assert.equal(await ask(KNOWN), 'REFUSED');
+    } finally {
+      policies.delete('127.0.0.5');
+      await limited.stop();
+    }
+  });
+
   test('stats count answered, denied, refused and failed replies', () => {
     const s = responder.stats();
     assert.ok(s.answered > 0);

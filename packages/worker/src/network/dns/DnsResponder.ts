@@ -40,6 +40,14 @@ export interface DnsResponderOptions {
   /** Most TCP connections open at once across all bunkers (default 512). */
   tcpMaxConnections?: number;
   log?: (line: string) => void;
+  /**
+   * Queries one bunker may make: `perSecond` sustained, bursts of up to `burst` (default 200/s,
+   * 400). Past it the bunker gets REFUSED at once: a flood can't crowd out other bunkers'
+   * upstream budget or grow its nft sets without end.
+   */
+  ratePerBunker?: { perSecond: number; burst: number };
+  /** Milliseconds clock for the rate limit (tests). */
+  now?: () => number;
   /** Called after each answer that reached the sets: the flow audit's IP → hostname log. */
   onAnswer?(bunkerId: string, name: string, addrs: readonly string[]): void;
 }
@@ -58,6 +66,8 @@ export interface DnsResponderStats {
   rejected: number;
   /** Undecodable input: UDP datagrams dropped, TCP connections closed. */
   malformed: number;
+  /** REFUSED: the bunker was over its query rate. */
+  rate_limited: number;
 }
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
@@ -88,7 +98,17 @@ export class DnsResponder {
   private udp: UdpSocket | undefined;
   private tcp: TcpServer | undefined;
   private readonly connections = new Set<TcpSocket>();
-  private readonly counters: DnsResponderStats = { answered: 0, denied: 0, refused: 0, failed: 0, rejected: 0, malformed: 0 };
+  private readonly counters: DnsResponderStats = {
+    answered: 0,
+    denied: 0,
+    refused: 0,
+    failed: 0,
+    rejected: 0,
+    malformed: 0,
+    rate_limited: 0,
+  };
+  /** Per bunker: tokens left and when they were last topped up. */
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(opts: DnsResponderOptions) {
     this.opts = opts;
@@ -210,6 +230,21 @@ export class DnsResponder {
     });
   }
 
+  /** A token bucket per bunker; false when the bunker is over its rate. */
+  private takeToken(bunkerId: string): boolean {
+    const { perSecond, burst } = this.opts.ratePerBunker ?? { perSecond: 200, burst: 400 };
+    const now = (this.opts.now ?? Date.now)();
+    const b = this.buckets.get(bunkerId) ?? { tokens: burst, at: now };
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
+    b.at = now;
+    // Idle buckets are full again: forget them rather than keep one per bunker that ever asked.
+    if (this.buckets.size > 10_000) this.buckets.clear();
+    this.buckets.set(bunkerId, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
   /** The reply for one query from `source`, or undefined to drop it (malformed / not a query). */
   private async handle(msg: Buffer, source: string): Promise<Reply> {
     const sourceIp = source.startsWith('::ffff:') && source.includes('.') ? source.slice(7) : source;
@@ -232,6 +267,10 @@ export class DnsResponder {
     const policy = this.opts.policyFor(sourceIp);
     if (!policy) {
       this.counters.refused++;
+      return header(id, rd, RCODE.REFUSED, rawQuestion);
+    }
+    if (!this.takeToken(policy.bunkerId)) {
+      this.counters.rate_limited++;
       return header(id, rd, RCODE.REFUSED, rawQuestion);
     }
     const opcode = (msg.readUInt16BE(2) >> 11) & 0xf;
