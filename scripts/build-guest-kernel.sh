@@ -7,7 +7,8 @@
 #   vmlinuz             Debian's cloud kernel (linux-image-<ver>-cloud-amd64, the version the
 #                       linux-image-cloud-amd64 metapackage depends on), never installed to /boot
 #   initramfs.cpio.gz   busybox-static + the virtio modules the cloud kernel has as modules
-#                       (virtio, virtio_ring, virtio_mmio, virtio_blk, virtio_console) + /init
+#                       (virtio, virtio_ring, virtio_mmio, virtio_blk, virtio_console, and
+#                       virtio_net with its failover/net_failover dependencies) + /init
 #   guest.json          { kernel_version, key, files: { name: { sha256, size_bytes } } }
 #
 # How the guest boots (QEMU -M microvm, see packages/worker/src/providers/microvm/):
@@ -21,7 +22,11 @@
 #   `switch_root`s to `/.scaibunker/agent --serial /dev/vportNpM` as PID 1.
 #   Boot progress goes to /dev/kmsg ("[init] …"), i.e. to the hvc0 console log.
 #   Kernel parameters read by /init: scaibunker.root=/dev/vda, scaibunker.port=<name>,
-#   scaibunker.resize=0 (skip growing the filesystem).
+#   scaibunker.resize=0 (skip growing the filesystem). A networked bunker (a virtio-net NIC
+#   whose TAP the worker plumbs on the host) also gets scaibunker.ip=<addr>/<len>,
+#   scaibunker.gw=<gateway> and scaibunker.dns=<nameserver>: /init brings eth0 up with that
+#   address and default route (IPv6 off: bunkers are IPv4-only) and writes the bunker's
+#   /etc/resolv.conf. Without them eth0 stays down (an `isolated` VM has no NIC at all).
 #
 # Caching: key = sha256(this script, kernel package version, busybox binary, resize2fs and its
 # libraries). A re-run with the same key and intact outputs does nothing (< 1 s).
@@ -40,7 +45,7 @@ OUT_DIR=${SCAIBUNKER_GUEST_DIR:-/var/lib/scaibunker/guest}
 CACHE_DIR=${SCAIBUNKER_BUILD_CACHE:-/var/cache/scaibunker}/guest
 FORCE=${SCAIBUNKER_GUEST_FORCE:-0}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
-MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console)
+MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net)
 
 log() { echo "[guest] $*"; }
 die() { echo "[guest] error: $*" >&2; exit 1; }
@@ -139,10 +144,12 @@ CONFIG="$WORK/pkg/boot/config-$KVER"
 
 # ---------------------------------------------------------------- modules
 # Which of the drivers we need are modules (=m) rather than built in (=y)?
-declare -A CFG_OF=([virtio_ring]=VIRTIO [virtio]=VIRTIO [virtio_mmio]=VIRTIO_MMIO [virtio_blk]=VIRTIO_BLK [virtio_console]=VIRTIO_CONSOLE)
+declare -A CFG_OF=([virtio_ring]=VIRTIO [virtio]=VIRTIO [virtio_mmio]=VIRTIO_MMIO [virtio_blk]=VIRTIO_BLK [virtio_console]=VIRTIO_CONSOLE
+  [failover]=FAILOVER [net_failover]=NET_FAILOVER [virtio_net]=VIRTIO_NET)
 grep -q '^CONFIG_EXT4_FS=y' "$CONFIG" || die "the kernel has ext4 as a module; add it to MODULES"
 grep -q '^CONFIG_DEVTMPFS=y' "$CONFIG" || die "the kernel lacks devtmpfs"
 grep -q '^CONFIG_ACPI=y' "$CONFIG" || die "the kernel lacks ACPI (needed to find microvm's virtio-mmio devices)"
+grep -q '^CONFIG_INET=y' "$CONFIG" || die "the kernel lacks IPv4 networking (networked bunkers)"
 mod_path() { find "$KDIR/kernel" -name "$1.ko" -print -quit; }
 mod_deps() { tr '\0' '\n' <"$1" | sed -n 's/^depends=//p' | tr ',' ' '; }
 declare -A ADDED=()
@@ -196,12 +203,15 @@ mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 log() { echo "[init] $*" >/dev/kmsg; }
 fail() { log "FATAL: $*"; sleep 1; echo o >/proc/sysrq-trigger; poweroff -f; }
 
-ROOT=/dev/vda PORT=org.scaibunker.agent RESIZE=1
+ROOT=/dev/vda PORT=org.scaibunker.agent RESIZE=1 NET_IP= NET_GW= NET_DNS=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     scaibunker.root=*) ROOT=${arg#*=} ;;
     scaibunker.port=*) PORT=${arg#*=} ;;
     scaibunker.resize=*) RESIZE=${arg#*=} ;;
+    scaibunker.ip=*) NET_IP=${arg#*=} ;;
+    scaibunker.gw=*) NET_GW=${arg#*=} ;;
+    scaibunker.dns=*) NET_DNS=${arg#*=} ;;
   esac
 done
 
@@ -209,6 +219,23 @@ while read -r m; do
   insmod "/lib/modules/$m.ko" || fail "insmod $m"
 done </lib/modules/load.list
 log "modules loaded"
+
+ip link set lo up || log "lo would not come up"
+# A networked bunker: the NIC's TAP is plumbed by the worker, every rule sits on the host side;
+# here only the address, the default route and no IPv6 (the host drops it anyway).
+if [ -n "$NET_IP" ]; then
+  i=0
+  while [ ! -e /sys/class/net/eth0 ]; do
+    i=$((i + 1)); [ $i -lt 1000 ] || fail "no eth0 (virtio-net)"; sleep 0.01
+  done
+  for c in all default eth0; do
+    [ -w "/proc/sys/net/ipv6/conf/$c/disable_ipv6" ] && echo 1 >"/proc/sys/net/ipv6/conf/$c/disable_ipv6"
+  done
+  ip addr add "$NET_IP" dev eth0 || fail "ip addr add $NET_IP"
+  ip link set eth0 up || fail "eth0 up"
+  [ -z "$NET_GW" ] || ip route add default via "$NET_GW" dev eth0 || fail "default route via $NET_GW"
+  log "eth0 $NET_IP via ${NET_GW:-none}"
+fi
 
 # devices appear asynchronously (the virtio-serial ports after a host handshake)
 i=0
@@ -241,6 +268,12 @@ fi
 mount -t ext4 -o rw,noatime "$ROOT" /newroot || fail "mount $ROOT"
 [ -x /newroot/.scaibunker/agent ] || fail "no /.scaibunker/agent in the image"
 for d in dev proc sys tmp; do mkdir -p "/newroot/$d"; done
+if [ -n "$NET_DNS" ]; then
+  # what a container bunker gets bind-mounted: every :53 is redirected to the worker's responder anyway
+  mkdir -p /newroot/etc
+  rm -f /newroot/etc/resolv.conf
+  printf 'nameserver %s\noptions attempts:2 timeout:2\n' "$NET_DNS" >/newroot/etc/resolv.conf || fail "writing /etc/resolv.conf"
+fi
 log "switching to /.scaibunker/agent --serial $DEV"
 mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc

@@ -10,9 +10,12 @@
  * running on this machine with the default prefix is never touched; the after hook removes them.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Bunker, type FlowRecord, ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
+import { BunkerNames } from '../../packages/worker/src/network/host/BunkerNames.js';
 import { WorkerNetwork } from '../../packages/worker/src/network/WorkerNetwork.js';
 import { runCommand } from '../../packages/worker/src/providers/host/runCommand.js';
 import { FakeInternet, INET } from './fakeInternet.js';
@@ -128,6 +131,30 @@ async function probe(b: Bunker, probes: Probe[]): Promise<Result[]> {
 }
 
 const skip = process.getuid?.() !== 0 ? 'needs root (netns, nft, tc)' : false;
+
+/** Why this host runs no microVM (the scenario that needs one is skipped), or false. */
+function microvmSkip(): string | false {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'qemu-system-x86_64 is not installed';
+  }
+  const guest = process.env.SCAIBUNKER_GUEST_DIR ?? '/var/lib/scaibunker/guest';
+  return existsSync(join(guest, 'guest.json')) ? false : 'no guest kernel (run scripts/build-guest-kernel.sh)';
+}
+
+/**
+ * busybox sh in a `minimal` microVM: an allowed name, a denied name, an address no answer gave,
+ * another resolver. HTTP by hand over `nc` (Debian's static busybox `wget` segfaults).
+ */
+const VM_PROBE = `
+get() { out=$(printf 'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' | nc -w 3 "$1" 80 2>&1); rc=$?; echo "$1:$(echo "$out" | tail -n1) rc=$rc"; }
+get allowed.example
+get blocked.example
+get ${INET.hosts['pypi.org']}
+nslookup -type=a blocked.example ${INET.dns} >/dev/null 2>&1; echo "nslookup rc=$?"
+grep -c '^nameserver ' /etc/resolv.conf
+`;
 
 describe('network profiles through serve', { skip }, () => {
   const data = tempDataDir();
@@ -254,6 +281,39 @@ describe('network profiles through serve', { skip }, () => {
     assert.deepEqual(r[2], { ok: false, err: 'NXDOMAIN' }, '*.wild.example does not match the bare domain');
     assert.deepEqual(r[3], { ok: false, err: 'NXDOMAIN' });
     assert.equal(r[4]?.ok, false, JSON.stringify(r[4]));
+  });
+
+  test('a microVM bunker (allowlisted): its NIC sits behind the same host-side rules; terminating it leaves none of its objects', {
+    skip: microvmSkip(),
+    timeout: 120_000,
+  }, async () => {
+    const b = await create({
+      image: 'minimal',
+      isolation: 'microvm',
+      memory_mb: 256,
+      disk_mb: 128,
+      network_profile: 'allowlisted',
+      network_allowlist: ['allowed.example'],
+    });
+    bunkers.splice(bunkers.indexOf(b), 1); // terminated in the finally below, pass or fail
+    try {
+      const r = await b.exec(['sh', '-c', VM_PROBE], { timeoutS: 60 });
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines[0], 'allowed.example:allowed.example rc=0', r.stdout + r.stderr);
+      assert.match(lines[1] ?? '', /^blocked\.example:.*bad address.* rc=1$/, 'a name not on the allowlist does not resolve');
+      assert.match(lines[2] ?? '', /^198\.19\.1\.10:.*refused.* rc=1$/, 'an address no allowed answer gave is rejected');
+      assert.equal(lines[3], 'nslookup rc=1', 'another resolver is answered by the responder, which denies the name');
+      assert.equal(lines[4], '1', 'the guest has the nameserver a container gets');
+    } finally {
+      assert.equal((await b.terminate()).state, 'terminated');
+    }
+    const key = new BunkerNames(PREFIX).key(b.id);
+    assert.deepEqual(
+      (await networkObjects(PREFIX)).filter((o) => o.includes(key)),
+      [],
+      'no netns, veth, ifb, table or qdisc of the VM is left',
+    );
+    assert.equal(existsSync(join(data.dir, 'worker', 'microvm', 'vms', b.id)), false, 'the VM directory is gone');
   });
 
   test('unrestricted: any public address and protocol; never private ranges, the host or another bunker', async () => {

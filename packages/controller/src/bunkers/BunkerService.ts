@@ -41,13 +41,8 @@ export class BunkerService {
     private readonly usage?: Pick<UsageTicker, 'sampleFinal'>,
   ) {}
 
-  /** A VM's RAM holds its kernel, its disk is a block device the image must fit on, and it has no NIC yet. */
+  /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
   private checkMicrovmFits(body: schemas.CreateBunkerBody, imageBytes: number | null): void {
-    if ((body.network_profile ?? 'isolated') !== 'isolated') {
-      throw new ApiError('VALIDATION_FAILED', 'microvm bunkers support only the isolated network profile so far (use a container bunker)', {
-        field: 'body/network_profile',
-      });
-    }
     const memory = body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb;
     if (memory < MICROVM_MIN_MEMORY_MB) {
       throw new ApiError('VALIDATION_FAILED', `microvm bunkers need memory_mb >= ${MICROVM_MIN_MEMORY_MB}`, { field: 'body/memory_mb' });
@@ -62,6 +57,16 @@ export class BunkerService {
   }
 
   async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+    // A microVM gets one virtio-net NIC behind the worker's host-side rules (registry,
+    // allowlisted, unrestricted); transit's bridge ports are veths a VM cannot join. A body
+    // check: refused before permissions, bridges, quotas or workers.
+    if (body.isolation === 'microvm' && body.network_profile === 'transit') {
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        'the transit network profile is for container bunkers only (microvm bunkers support isolated, registry, allowlisted and unrestricted)',
+        { field: 'body/network_profile' },
+      );
+    }
     // Network fields and their permission first: refused before quotas, rows or workers.
     const network = resolveNetwork(principal, body);
     if (network.interfaces) await checkBridges(this.store, principal, network.interfaces);

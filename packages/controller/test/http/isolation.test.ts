@@ -27,7 +27,7 @@ for (const dialect of DIALECTS) {
     const containerOnly = { id: newId('wk'), ...fakeWorker() };
     const both = { id: newId('wk'), ...fakeWorker() };
 
-    const heartbeat = (workerId: string, name: string, isolations: string[]) =>
+    const heartbeat = (workerId: string, name: string, isolations: string[], networkProfiles?: string[]) =>
       controller.http.inject({
         method: 'POST',
         url: `${API}/heartbeat`,
@@ -37,6 +37,7 @@ for (const dialect of DIALECTS) {
           name,
           url: '',
           isolations,
+          ...(networkProfiles ? { network_profiles: networkProfiles } : {}),
           capacity: { cpu_millicores: 4000, memory_mb: 8192, disk_mb: 65536 },
           cached_images: [SHA],
           bunkers: [],
@@ -92,15 +93,19 @@ for (const dialect of DIALECTS) {
       assert.equal(tiny.statusCode, 400);
       assert.equal(tiny.json().error.details.field, 'body/disk_mb');
       assert.match(tiny.json().error.message, /300 MB/);
-      const networked = await create({
+      // transit stays container-only: refused as a body field, before its bridges are even looked up
+      const transit = await create({
         image: 'minimal',
         isolation: 'microvm',
         memory_mb: 256,
         disk_mb: 512,
-        network_profile: 'unrestricted',
+        network_profile: 'transit',
+        interfaces: [{ bridge_id: newId('br') }],
       });
-      assert.equal(networked.statusCode, 400);
-      assert.equal(networked.json().error.details.field, 'body/network_profile');
+      assert.equal(transit.statusCode, 400, transit.body);
+      assert.equal(transit.json().error.code, 'VALIDATION_FAILED');
+      assert.equal(transit.json().error.details.field, 'body/network_profile');
+      assert.match(transit.json().error.message, /transit .*container bunkers only/);
       // the same sizes are fine for a container (its disk is a tmpfs upper layer over the image)
       const container = await create({ image: 'minimal', memory_mb: 64, disk_mb: 100 });
       assert.equal(container.statusCode, 201, container.body);
@@ -151,6 +156,17 @@ for (const dialect of DIALECTS) {
       assert.equal(containerOnly.spawns.length, 1, 'the container-only worker got nothing more');
       const got = await controller.http.inject({ method: 'GET', url: `${API}/bunkers/${bunker.id}`, headers: auth });
       assert.equal(got.json().isolation, 'microvm');
+    });
+
+    test('a networked microvm (unrestricted) is accepted and placed on a worker offering both the isolation and the profile', async () => {
+      assert.equal((await heartbeat(both.id, 'both', ['container', 'microvm'], ['isolated', 'unrestricted'])).statusCode, 200);
+      const res = await create({ image: 'minimal', isolation: 'microvm', memory_mb: 256, disk_mb: 512, network_profile: 'unrestricted' });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(res.json().network_profile, 'unrestricted');
+      assert.equal(res.json().worker_id, both.id);
+      const spawn = both.spawns.at(-1);
+      assert.equal(spawn?.isolation, 'microvm');
+      assert.equal(spawn?.networkProfile, 'unrestricted');
     });
   });
 }

@@ -3,7 +3,7 @@ import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type NetworkProfile, REGISTRY_HOSTNAMES } from '@scaibunker/core';
-import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
+import type { BunkerAttachment, BunkerNetworking } from '../providers/BunkerNetworking.js';
 import { runCommand } from '../providers/host/runCommand.js';
 import type { BunkerSpec } from '../providers/Provider.js';
 import { AddressOwners } from './audit/AddressOwners.js';
@@ -179,7 +179,7 @@ export class WorkerNetwork implements BunkerNetworking {
     return new WorkerNetwork(networks, responder, sets, opts.defaultBandwidthMbit ?? 100, audit, transit, dir, gateway);
   }
 
-  async attach(spec: BunkerSpec): Promise<{ netnsPath: string; resolvConfPath: string }> {
+  async attach(spec: BunkerSpec): Promise<BunkerAttachment> {
     if (spec.networkProfile === 'transit') {
       if (!this.transit) throw new Error('this worker cannot give the transit profile');
       if (!spec.interfaces?.length) throw new Error('a transit bunker needs at least one interface');
@@ -194,7 +194,11 @@ export class WorkerNetwork implements BunkerNetworking {
       ...(spec.networkAllowlist ? { allowlist: spec.networkAllowlist } : {}),
     });
     if (profile === 'unrestricted') this.audit?.owners.attached(net.address, spec.id, Date.now() * 1000);
-    return { netnsPath: net.netnsPath, resolvConfPath: this.resolvConfPath };
+    return {
+      netnsPath: net.netnsPath,
+      resolvConfPath: this.resolvConfPath,
+      ipv4: { address: net.address, prefixLen: net.prefixLen, gateway: net.gateway },
+    };
   }
 
   async detach(bunkerId: string): Promise<void> {

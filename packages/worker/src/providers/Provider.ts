@@ -21,7 +21,7 @@ export interface BunkerSpec {
   /** Max processes/threads inside the bunker (default 512). */
   pidsLimit?: number;
   hostname: string;
-  /** Providers run `isolated` only for now and refuse the rest (validateSpec). */
+  /** A provider refuses a profile it cannot give (validateSpec): beyond `isolated` it needs the worker's networking, and `transit` is container-only. */
   networkProfile: NetworkProfile;
   /** Only with `allowlisted`: hostnames and `*.` wildcards the bunker may reach. */
   networkAllowlist?: string[];

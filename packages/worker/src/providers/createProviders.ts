@@ -16,7 +16,7 @@ export interface ProviderSettings {
   isolations: string;
   /** Memory snapshots for microVMs (default true). */
   snapshots?: boolean;
-  /** Networks beyond loopback for container bunkers (microVMs are `isolated` only so far). */
+  /** Networks beyond loopback (microVMs get every profile but `transit`). */
   networking?: BunkerNetworking;
   log?: (message: string) => void;
 }
@@ -42,7 +42,11 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
     const provider: Provider =
       isolation === 'container'
         ? new ContainerProvider({ dataDir: s.dataDir, ...(s.networking ? { networking: s.networking } : {}) })
-        : new MicrovmProvider({ dataDir: s.dataDir, snapshots: s.snapshots === false ? 'off' : 'auto' });
+        : new MicrovmProvider({
+            dataDir: s.dataDir,
+            snapshots: s.snapshots === false ? 'off' : 'auto',
+            ...(s.networking ? { networking: s.networking } : {}),
+          });
     try {
       await provider.init();
       out.push(provider);

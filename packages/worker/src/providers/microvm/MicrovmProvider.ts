@@ -1,9 +1,15 @@
 /**
  * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary; KVM where it boots a
  * guest, TCG otherwise): the Debian cloud kernel + our initramfs, the image's ext4 behind a
- * per-bunker qcow2 overlay, no NIC (the `isolated` profile), and the agent as the guest's
- * PID 1 on a virtio-serial port whose host end is a Unix socket — so the worker drives a VM
- * exactly like a container.
+ * per-bunker qcow2 overlay, and the agent as the guest's PID 1 on a virtio-serial port whose
+ * host end is a Unix socket — so the worker drives a VM exactly like a container.
+ *
+ * Networks: an `isolated` VM has no NIC. A `registry`/`allowlisted`/`unrestricted` one gets the
+ * same netns + veth + host-side rules as a container (`networking.attach`), a virtio-net NIC on
+ * a TAP inside that netns (GuestNic.ts), QEMU running in the netns, and its address, gateway and
+ * nameserver on the kernel command line (the initramfs configures eth0 and /etc/resolv.conf).
+ * Networked VMs always boot cold: memory snapshots are taken without a NIC (`transit` stays
+ * container-only).
  *
  * The VMM runs detached in its own cgroup (CPU quota, memory = guest RAM + VMM overhead,
  * pids), survives worker restarts, and is found again by its directory:
@@ -24,6 +30,7 @@ import { MICROVM_MIN_MEMORY_MB } from '@scaibunker/core';
 import type { AgentClient } from '../../agent/AgentClient.js';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { withTimeout } from '../../util/withTimeout.js';
+import type { BunkerNetworking } from '../BunkerNetworking.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
 import { processInCgroup } from '../host/processes.js';
@@ -31,10 +38,11 @@ import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, Provi
 import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
 import type { AccelProbe } from './Accelerator.js';
 import { GuestAssets } from './GuestAssets.js';
+import { nameserverOf, plumbGuestNic } from './GuestNic.js';
 import { QemuVmm } from './QemuVmm.js';
 import { RootOverlay } from './RootOverlay.js';
 import { type SnapshotFiles, type SnapshotLogger, SnapshotTemplates, type VmShape } from './SnapshotTemplates.js';
-import type { Accel, VmControl, VmFiles, VmMemory, Vmm } from './Vmm.js';
+import type { Accel, VmControl, VmFiles, VmMemory, Vmm, VmStart } from './Vmm.js';
 
 export interface MicrovmProviderOptions {
   /** Holds microvm/vms/<id>/ and microvm/snapshots/. */
@@ -58,6 +66,8 @@ export interface MicrovmProviderOptions {
   /** Where the KVM probe's answer is kept (default /run/scaibunker/accel.json: per host boot). */
   accelCacheFile?: string;
   logger?: SnapshotLogger;
+  /** Networks beyond loopback (the worker's WorkerNetwork); without it VMs are `isolated` only. */
+  networking?: BunkerNetworking;
 }
 
 interface VmMeta {
@@ -66,6 +76,8 @@ interface VmMeta {
   cgroup: string;
   accel: Accel;
   snapshot: string | null;
+  /** The network profile (absent in vm.json files written before VMs had networks). */
+  network?: string;
   created_at: string;
 }
 
@@ -80,6 +92,8 @@ const VMM_OVERHEAD_MB: Record<Accel, number> = { tcg: 192, kvm: 96 };
 /** QEMU's threads (vCPUs, I/O workers, RCU, migration). */
 const VMM_PIDS = 128;
 const MIN_GUEST_MEMORY_MB = MICROVM_MIN_MEMORY_MB;
+/** Profiles a VM can have a NIC for: `transit` (one veth per bridge port) is container-only. */
+const VM_NETWORK_PROFILES: readonly string[] = ['registry', 'allowlisted', 'unrestricted'];
 /** Bumped whenever something outside the key changes what a snapshot contains. */
 const SNAPSHOT_FORMAT = 1;
 
@@ -201,7 +215,16 @@ export class MicrovmProvider implements Provider {
   async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
     await this.init();
     const p = this.paths(spec.id);
-    validateSpec(spec, { minMemoryMb: MIN_GUEST_MEMORY_MB, provider: 'microvm', socketPaths: [p.agentSock, p.controlSock] }, VMM_PIDS);
+    validateSpec(
+      spec,
+      {
+        minMemoryMb: MIN_GUEST_MEMORY_MB,
+        provider: 'microvm',
+        socketPaths: [p.agentSock, p.controlSock],
+        networkProfiles: ['isolated', ...(this.opts.networking?.profiles ?? []).filter((n) => VM_NETWORK_PROFILES.includes(n))],
+      },
+      VMM_PIDS,
+    );
     return this.lock.run(spec.id, () => this.spawnLocked(spec));
   }
 
@@ -213,7 +236,9 @@ export class MicrovmProvider implements Provider {
     const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
     if (spec.diskMb < imageMb) throw new ProviderError(`diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`, 'LIMIT_INVALID');
     const key = this.snapshotKey(shape);
-    const snapshot = this.snapshotMode === 'off' ? undefined : this.snapshots.ready(key);
+    // A snapshot's device model has no NIC: networked VMs always boot cold (and build none).
+    const networked = spec.networkProfile !== 'isolated';
+    const snapshot = this.snapshotMode === 'off' || networked ? undefined : this.snapshots.ready(key);
     if (snapshot) {
       try {
         return await this.startBunker(spec, shape, key, snapshot);
@@ -239,8 +264,10 @@ export class MicrovmProvider implements Provider {
       cgroup: rel,
       accel: this.accel,
       snapshot: snapshot ? key : null,
+      network: spec.networkProfile,
       created_at: new Date().toISOString(),
     };
+    const networked = spec.networkProfile !== 'isolated';
     let agent: AgentClient | undefined;
     const t0 = performance.now();
     const marks: string[] = [];
@@ -250,8 +277,10 @@ export class MicrovmProvider implements Provider {
       if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
       mark('disk');
+      const nic = networked ? await this.attachNic(spec) : undefined;
+      mark('network');
       const memory: VmMemory = snapshot ? { kind: 'restore', ram: snapshot.ram, state: snapshot.state } : { kind: 'anonymous' };
-      const vm = await this.startVm(p, shape, rel, spec.cpuMillicores, memory);
+      const vm = await this.startVm(p, shape, rel, spec.cpuMillicores, memory, nic);
       mark('ready');
       agent = vm.agent;
       meta.pid = vm.pid;
@@ -269,7 +298,7 @@ export class MicrovmProvider implements Provider {
       );
       mark('identity');
       if (TRACE) process.stderr.write(`[microvm] spawn ${spec.id}: ${marks.join(' ')}\n`);
-      if (!snapshot && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
+      if (!snapshot && !networked && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
       return { id: spec.id, agentSocketPath: p.agentSock, pid: vm.pid, agent };
     } catch (e) {
       agent?.close();
@@ -281,8 +310,31 @@ export class MicrovmProvider implements Provider {
     }
   }
 
+  /**
+   * The bunker's network (netns, veth, host-side rules: the container path, unchanged), then
+   * its NIC inside that netns, and what the guest's init needs to configure eth0 and resolv.conf.
+   */
+  private async attachNic(spec: BunkerSpec): Promise<NonNullable<VmStart['nic']>> {
+    const networking = this.opts.networking;
+    if (!networking) throw new Error(`network profile ${spec.networkProfile} needs the worker's networking`);
+    const net = await networking.attach(spec);
+    if (!net.ipv4) throw new Error(`network profile ${spec.networkProfile} gave no IPv4 address for the guest`);
+    const dns = nameserverOf(readFileSync(net.resolvConfPath, 'utf8'));
+    const { tap, mac } = await plumbGuestNic(net.netnsPath);
+    return {
+      netnsPath: net.netnsPath,
+      tap,
+      mac,
+      kernelArgs: [
+        `scaibunker.ip=${net.ipv4.address}/${net.ipv4.prefixLen}`,
+        `scaibunker.gw=${net.ipv4.gateway}`,
+        ...(dns ? [`scaibunker.dns=${dns}`] : []),
+      ],
+    };
+  }
+
   /** Starts the VMM for `p` in cgroup `rel`. */
-  private async startVm(p: VmPaths, shape: VmShape, rel: string, cpuMillicores: number, memory: VmMemory) {
+  private async startVm(p: VmPaths, shape: VmShape, rel: string, cpuMillicores: number, memory: VmMemory, nic?: VmStart['nic']) {
     const g = this.guest as GuestAssets;
     const cg = this.cgroups as Cgroups;
     const procs = await cg.create(rel, {
@@ -300,6 +352,7 @@ export class MicrovmProvider implements Provider {
       memory,
       cgroupProcs: procs,
       timeoutMs: this.bootTimeoutMs,
+      ...(nic ? { nic } : {}),
     });
   }
 
@@ -350,6 +403,9 @@ export class MicrovmProvider implements Provider {
       await this.cgroups.killAll(rel);
       await this.cgroups.remove(rel);
     }
+    // Only once QEMU is gone: its TAP and tc filters live in the netns, and go with it. Cheap
+    // (and idempotent) for a bunker that never had a network, so no vm.json is needed here.
+    await this.opts.networking?.detach(id);
     await rm(p.dir, { recursive: true, force: true });
   }
 

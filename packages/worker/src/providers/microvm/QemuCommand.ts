@@ -1,6 +1,6 @@
 /**
  * The argv of one microvm guest: QEMU `-M microvm` (virtio-mmio only, no PCI, no firmware
- * option ROMs), no NIC, the root disk as a virtio-blk device on a per-bunker qcow2 overlay,
+ * option ROMs), no NIC unless `nic` is given (a virtio-net device on an existing TAP), the root disk as a virtio-blk device on a per-bunker qcow2 overlay,
  * and one virtio-serial device carrying two ports:
  *   - hvc0 (virtconsole): the kernel console, written to a log file (boot log);
  *   - org.scaibunker.agent (virtserialport): the agent channel, a Unix socket that QEMU
@@ -35,6 +35,11 @@ export interface QemuCommandOptions {
    * restored from that template pages its RAM in lazily and shares the untouched pages).
    */
   memoryFile?: { path: string; shared: boolean };
+  /**
+   * A virtio-net NIC backed by the TAP `tap`, which must exist in the network namespace QEMU
+   * runs in (see GuestNic.ts); `mac` is the guest's address. No vhost: TCG has no use for it.
+   */
+  nic?: { tap: string; mac: string };
   /** Extra kernel parameters. */
   extraAppend?: string[];
   /** QEMU binary (default qemu-system-x86_64). */
@@ -127,6 +132,14 @@ export class QemuCommand {
       `socket,id=agent,path=${q(o.agentSocketPath)},server=on,wait=off`,
       '-device',
       `virtserialport,chardev=agent,nr=1,name=${AGENT_PORT_NAME},id=${AGENT_PORT_ID}`,
+      ...(o.nic
+        ? [
+            '-netdev',
+            `tap,id=net0,ifname=${q(o.nic.tap)},script=no,downscript=no`,
+            '-device',
+            `virtio-net-device,netdev=net0,mac=${o.nic.mac}`,
+          ]
+        : []),
       ...(o.qmpSocketPath ? ['-qmp', `unix:${q(o.qmpSocketPath)},server=on,wait=off`, '-S'] : []),
       ...(o.incoming ? ['-incoming', 'defer'] : []),
     ];

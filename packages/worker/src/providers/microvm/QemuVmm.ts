@@ -103,14 +103,18 @@ export class QemuVmm implements Vmm {
       memoryFile: m.kind === 'anonymous' ? undefined : { path: m.ram, shared: m.kind === 'template' },
       qmpSocketPath: o.files.controlSock,
       incoming: m.kind === 'restore',
+      ...(o.nic ? { nic: { tap: o.nic.tap, mac: o.nic.mac }, extraAppend: o.nic.kernelArgs } : {}),
     });
+    // A networked VM opens its TAP by name, so QEMU itself must run in the bunker's netns;
+    // nsenter execs QEMU in place, so the pid the cgroup wrapper placed is QEMU's.
+    const exec = o.nic ? ['nsenter', `--net=${o.nic.netnsPath}`, cmd.binary] : [cmd.binary];
     const log = openSync(o.files.log, 'a');
     let pid: number | undefined;
     let qmp: Qmp | undefined;
     let agent: AgentClient | undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
-      const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'sh', ...o.cgroupProcs, '--', cmd.binary, ...cmd.argv()], {
+      const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'sh', ...o.cgroupProcs, '--', ...exec, ...cmd.argv()], {
         detached: true,
         stdio: ['ignore', log, log],
       });

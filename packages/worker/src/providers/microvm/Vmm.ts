@@ -41,6 +41,11 @@ export interface VmStart {
   cgroupProcs: string[];
   /** Bound on VMM start + boot or restore + the agent's HELLO. */
   timeoutMs: number;
+  /**
+   * A NIC: the VMM runs inside the network namespace `netnsPath` (where the TAP `tap` lives)
+   * and the guest gets `kernelArgs` (its address, gateway and nameserver).
+   */
+  nic?: { netnsPath: string; tap: string; mac: string; kernelArgs: string[] };
 }
 
 /** A connection controlling a running VM; closing it leaves the VM running. */
