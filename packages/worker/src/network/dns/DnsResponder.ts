@@ -118,8 +118,23 @@ export class DnsResponder {
     this.log = opts.log ?? (() => {});
   }
 
-  /** Binds UDP and TCP on host:port (the TCP server takes the port UDP got when port is 0). */
+  /**
+   * Binds UDP and TCP on host:port. With port 0 the TCP server takes the port UDP got; when
+   * something already holds that port for TCP, both are let go and another port is tried.
+   */
   async start(): Promise<void> {
+    const wanted = this.opts.port ?? 10053;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bind(wanted);
+        return;
+      } catch (e) {
+        if (wanted !== 0 || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw e;
+      }
+    }
+  }
+
+  private async bind(port: number): Promise<void> {
     const host = this.opts.host ?? '0.0.0.0';
     const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
     udp.on('message', (msg, rinfo) => this.onUdp(udp, msg, rinfo));
@@ -127,7 +142,7 @@ export class DnsResponder {
     try {
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);
-        udp.bind(this.opts.port ?? 10053, host, () => {
+        udp.bind(port, host, () => {
           udp.off('error', reject);
           resolve();
         });
@@ -136,7 +151,6 @@ export class DnsResponder {
       udp.close();
       throw e;
     }
-    this.udp = udp;
     const tcp = createTcpServer((sock) => this.onTcp(sock));
     tcp.maxConnections = this.opts.tcpMaxConnections ?? 512;
     tcp.on('error', (e) => this.log(`dns tcp: ${e.message}`));
@@ -150,9 +164,9 @@ export class DnsResponder {
       });
     } catch (e) {
       udp.close();
-      this.udp = undefined;
       throw e;
     }
+    this.udp = udp;
     this.tcp = tcp;
   }
 
