@@ -104,12 +104,6 @@ export function resolveNetwork(principal: Principal, body: schemas.CreateBunkerB
         network_profile: profile,
       });
     }
-    if (body.bandwidth_mbit !== undefined) {
-      throw new ApiError('VALIDATION_FAILED', 'bandwidth_mbit is not supported with the transit profile', {
-        field: 'body/bandwidth_mbit',
-        network_profile: profile,
-      });
-    }
     interfaces = resolveInterfaces(body.interfaces);
   }
   const entries = body.network_allowlist;

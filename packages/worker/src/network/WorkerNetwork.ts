@@ -183,7 +183,7 @@ export class WorkerNetwork implements BunkerNetworking {
     if (spec.networkProfile === 'transit') {
       if (!this.transit) throw new Error('this worker cannot give the transit profile');
       if (!spec.interfaces?.length) throw new Error('a transit bunker needs at least one interface');
-      const att = await this.transit.ports.attach(spec.id, spec.interfaces);
+      const att = await this.transit.ports.attach(spec.id, spec.interfaces, spec.bandwidthMbit ?? this.defaultBandwidthMbit);
       return { netnsPath: att.netnsPath, resolvConfPath: this.transit.resolvConfPath };
     }
     const profile = spec.networkProfile as HostNetworkProfile;

@@ -12,7 +12,7 @@
  * every 'sbtb' link, netns and nft table even when a test fails.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,6 +245,34 @@ describe('transit bridges and ports on the kernel', { skip: !isRoot && 'needs ro
     assert.equal(existsSync(`/run/netns/${ns.open}`), false);
     bridges = bridges2;
     ports = ports2;
+  });
+
+  test('bandwidth: each port gets a tbf both ways (the upload side on its own ifb), and loses it with the bunker', async () => {
+    const att = await ports.attach(
+      'bk_transit_shaped',
+      [
+        { bridgeId: BR_A, tenantId: TENANT_A, mac: '02:00:00:e8:00:07', spoofGuard: true },
+        { bridgeId: BR_A, tenantId: TENANT_A, mac: '02:00:00:e8:00:08', spoofGuard: true },
+      ],
+      50,
+    );
+    for (const p of att.ports) {
+      assert.ok(p.ifb && p.ifb.length <= 15);
+      const qdiscs = (dev: string) =>
+        JSON.parse(execFileSync('tc', ['-j', 'qdisc', 'show', 'dev', dev], { encoding: 'utf8' })) as {
+          kind: string;
+          options?: { rate?: number };
+        }[];
+      const tbf = (dev: string) => qdiscs(dev).find((q) => q.kind === 'tbf');
+      assert.equal(tbf(p.hostIf)?.options?.rate, 50_000_000 / 8, `${p.hostIf}: download capped at 50 Mbit`);
+      assert.equal(tbf(p.ifb as string)?.options?.rate, 50_000_000 / 8, `${p.ifb}: upload capped at 50 Mbit`);
+      const filters = execFileSync('tc', ['filter', 'show', 'dev', p.hostIf, 'parent', 'ffff:'], { encoding: 'utf8' });
+      assert.match(filters, new RegExp(`Redirect to device ${p.ifb}`));
+    }
+    await ports.detach('bk_transit_shaped');
+    for (const p of att.ports) {
+      assert.equal(execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).includes(`${p.ifb}:`), false, `${p.ifb} removed`);
+    }
   });
 
   test('teardown leaves no link, netns or nft table', async () => {

@@ -6,6 +6,7 @@ import type { TransitInterfaceSpec } from '../../WorkerApi.js';
 import { check, deleteTolerant, linkExists, listLinks, mustRunWithInput, writeOptionalSysctl } from './hostCommands.js';
 import { JsonStateDir } from './JsonStateDir.js';
 import type { TenantBridges } from './TenantBridges.js';
+import { applyShaping } from './trafficShaping.js';
 
 const NETNS_DIR = '/run/netns';
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -20,6 +21,8 @@ export interface TransitPort {
   tenantId: string;
   mac: string;
   spoofGuard: boolean;
+  /** The ifb its uploads are shaped on: `<prefix>q<same 9 hex><index>` (absent in older state files: unshaped). */
+  ifb?: string;
 }
 
 /** A transit bunker's netns and interfaces; persisted as its state file. */
@@ -28,6 +31,8 @@ export interface TransitAttachment {
   netnsName: string;
   netnsPath: string;
   ports: TransitPort[];
+  /** Each port's cap both ways (tbf on the port, and on an ifb for what the bunker sends). */
+  bandwidthMbit?: number;
 }
 
 function isAttachment(v: unknown): v is TransitAttachment {
@@ -57,6 +62,7 @@ export class TransitPorts {
   private readonly bunkerLocks = new KeyedLock();
   private readonly guardLock = new KeyedLock();
   private readonly portRe: RegExp;
+  private readonly ifbRe: RegExp;
   private readonly netnsRe: RegExp;
   readonly guardTable: string;
 
@@ -68,6 +74,7 @@ export class TransitPorts {
   ) {
     if (!/^[a-z]{2,4}$/.test(prefix)) throw new Error(`name prefix must be 2-4 lowercase letters, got '${prefix}'`);
     this.portRe = new RegExp(`^${prefix}p[0-9a-f]{9}[0-7]$`);
+    this.ifbRe = new RegExp(`^${prefix}q[0-9a-f]{9}[0-7]$`);
     this.netnsRe = new RegExp(`^${prefix}t-[0-9a-f]{10}$`);
     this.guardTable = `${prefix}_guard`;
     this.store = new JsonStateDir(stateDir);
@@ -87,8 +94,11 @@ export class TransitPorts {
     return [...this.attachments.values()].map((a) => structuredClone(a));
   }
 
-  /** Creates (or re-applies) the bunker's netns and interfaces; refuses a bridge of another tenant. */
-  async attach(bunkerId: string, interfaces: readonly TransitInterfaceSpec[]): Promise<TransitAttachment> {
+  /**
+   * Creates (or re-applies) the bunker's netns and interfaces, each shaped to `bandwidthMbit`
+   * both ways when given; refuses a bridge of another tenant.
+   */
+  async attach(bunkerId: string, interfaces: readonly TransitInterfaceSpec[], bandwidthMbit?: number): Promise<TransitAttachment> {
     if (interfaces.length < 1 || interfaces.length > 8) throw new Error('a transit bunker has 1-8 interfaces');
     const macs = new Set<string>();
     for (const i of interfaces) {
@@ -117,7 +127,9 @@ export class TransitPorts {
           tenantId: i.tenantId,
           mac: i.mac.toLowerCase(),
           spoofGuard: i.spoofGuard,
+          ifb: `${this.prefix}q${key.slice(0, 9)}${n}`,
         })),
+        ...(bandwidthMbit !== undefined ? { bandwidthMbit } : {}),
       };
       this.store.save(bunkerId, att);
       this.attachments.set(bunkerId, att);
@@ -153,10 +165,10 @@ export class TransitPorts {
         removed.push(att.bunkerId);
       }
     }
-    const ports = new Set([...this.attachments.values()].flatMap((a) => a.ports.map((p) => p.hostIf)));
+    const ports = new Set([...this.attachments.values()].flatMap((a) => a.ports.flatMap((p) => [p.hostIf, ...(p.ifb ? [p.ifb] : [])])));
     const namespaces = new Set([...this.attachments.values()].map((a) => a.netnsName));
     for (const name of await listLinks())
-      if (this.portRe.test(name) && !ports.has(name)) {
+      if ((this.portRe.test(name) || this.ifbRe.test(name)) && !ports.has(name)) {
         this.log(`network: removing leftover transit port ${name}`);
         await deleteTolerant('ip', ['link', 'del', name], () => linkExists(name));
       }
@@ -198,11 +210,18 @@ export class TransitPorts {
         ['-n', att.netnsName, '-batch', '-'],
         `link set ${p.name} down\nlink set ${p.name} address ${p.mac}\nlink set ${p.name} up\n`,
       );
+      // Frames the bunker sends enter the bridge through the port's ingress: redirected to the
+      // ifb's tbf first, they come back to the port and are bridged (and guarded) as before.
+      if (att.bandwidthMbit !== undefined && p.ifb) await applyShaping(p.hostIf, p.ifb, att.bandwidthMbit);
     }
   }
 
   private async remove(att: TransitAttachment): Promise<void> {
-    for (const p of att.ports) await deleteTolerant('ip', ['link', 'del', p.hostIf], () => linkExists(p.hostIf));
+    for (const p of att.ports) {
+      await deleteTolerant('ip', ['link', 'del', p.hostIf], () => linkExists(p.hostIf));
+      const ifb = p.ifb;
+      if (ifb) await deleteTolerant('ip', ['link', 'del', ifb], () => linkExists(ifb));
+    }
     await deleteTolerant('ip', ['netns', 'del', att.netnsName], async () => existsSync(att.netnsPath));
     this.store.remove(att.bunkerId);
     this.attachments.delete(att.bunkerId);
