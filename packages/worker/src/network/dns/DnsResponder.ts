@@ -41,8 +41,8 @@ export interface DnsResponderOptions {
   tcpMaxConnections?: number;
   log?: (line: string) => void;
   /**
-   * Queries one bunker may make: `perSecond` sustained, bursts of up to `burst` (default 200/s,
-   * 400). Past it the bunker gets REFUSED at once: a flood can't crowd out other bunkers'
+   * Queries one bunker may make: `perSecond` sustained, bursts of up to `burst` (default 1000/s,
+   * 2000). Past it the bunker gets REFUSED at once: a flood can't crowd out other bunkers'
    * upstream budget or grow its nft sets without end.
    */
   ratePerBunker?: { perSecond: number; burst: number };
@@ -246,7 +246,7 @@ export class DnsResponder {
 
   /** A token bucket per bunker; false when the bunker is over its rate. */
   private takeToken(bunkerId: string): boolean {
-    const { perSecond, burst } = this.opts.ratePerBunker ?? { perSecond: 200, burst: 400 };
+    const { perSecond, burst } = this.opts.ratePerBunker ?? { perSecond: 1000, burst: 2000 };
     const now = (this.opts.now ?? Date.now)();
     const b = this.buckets.get(bunkerId) ?? { tokens: burst, at: now };
     b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
