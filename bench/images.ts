@@ -5,16 +5,20 @@
  * docker-registry with a python image pushed by skopeo.
  *
  *   bake_python_s         POST /images from the registry → ready (pull, apply, agent, mkfs, hash, upload, scan)
- *   proxy_mb_s            a worker fetching 1 GiB through the storage proxy (sha256 verified, fsynced)
+ *   proxy_mb_s            a worker fetching 1 GiB through the storage proxy into its cache (sha256 verified, fsynced)
  *   peer_mb_s             the other worker fetching the same 1 GiB from the first (the proxy serves none of it)
+ *   proxy_read_mb_s       this process reading the 1 GiB through the proxy, hashing it (the proxy's side alone)
+ *   peer_read_mb_s        this process reading it from worker A's peer route, hashing it (the serving worker alone)
  *   create_cold_cache_ms  p50 create → first exec of the python image when the worker must fetch it first
  *   create_warm_cache_ms  p50 create → first exec of it when cached
  *   create_builtin_ms     p50 create → first exec of the built-in `minimal` image (what bench:latency measures), for comparison
  *
  * Last line: one JSON object.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, readdirSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
@@ -33,6 +37,23 @@ function p50(samples: number[]): number {
   return Number((s[Math.floor(s.length / 2)] ?? Number.NaN).toFixed(1));
 }
 const mbs = (bytes: number, ms: number) => Number((bytes / 1e6 / (ms / 1000)).toFixed(1));
+
+/** MB/s of one GET read whole and hashed here, checked against `sha`. */
+async function readRate(url: string, token: string, sha: string): Promise<number> {
+  const t = performance.now();
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+    http.get(url, { headers: { authorization: `Bearer ${token}` } }, resolve).once('error', reject),
+  );
+  if (res.statusCode !== 200) throw new Error(`GET ${url}: HTTP ${res.statusCode}`);
+  const h = createHash('sha256');
+  let bytes = 0;
+  for await (const c of res) {
+    h.update(c as Buffer);
+    bytes += (c as Buffer).length;
+  }
+  if (h.digest('hex') !== sha) throw new Error(`GET ${url}: wrong bytes`);
+  return mbs(bytes, performance.now() - t);
+}
 
 const cacheDir = process.env.SCAIBUNKER_BUILD_CACHE ?? '/var/cache/scaibunker';
 const pythonRootfs = readdirSync(cacheDir).find((n) => n.startsWith('python-base-'));
@@ -155,6 +176,10 @@ try {
   } as RequestInit);
   if (up.status !== 201) throw new Error(`upload failed: ${up.status} ${await up.text()}`);
   rmSync(blobFile);
+  // The upload's dirty pages are set-up, not part of the transfer: flush them before timing.
+  execFileSync('sync');
+  const proxyRead = await readRate(`${proxy.url}/v1/modules/scaibunker/storage/scaibunker/images/${bigSha}`, token, bigSha);
+  log(`this process read it through the proxy at ${proxyRead} MB/s`);
   const t1 = performance.now();
   const viaProxy = await wa.client.ensureImage(bigSha);
   const proxyMs = performance.now() - t1;
@@ -172,12 +197,15 @@ try {
     const items = ((await res.json()) as { items: unknown[] }).items;
     return items.length > 0 ? true : undefined;
   });
+  const peerRead = await readRate(`${wa.url}/v1/images/${bigSha}`, token, bigSha);
+  log(`this process read it from worker A's peer route at ${peerRead} MB/s`);
   const proxyReads = () =>
     proxy
       .output()
       .split('\n')
       .filter((l) => l.startsWith(`storage GET scaibunker/images/${bigSha} 20`)).length;
   const readsBefore = proxyReads();
+  execFileSync('sync');
   const t2 = performance.now();
   const viaPeer = await wb.client.ensureImage(bigSha);
   const peerMs = performance.now() - t2;
@@ -241,6 +269,8 @@ try {
       bake_python_s: bakeS,
       proxy_mb_s: mbs(TRANSFER_BYTES, proxyMs),
       peer_mb_s: mbs(TRANSFER_BYTES, peerMs),
+      proxy_read_mb_s: proxyRead,
+      peer_read_mb_s: peerRead,
       create_cold_cache_ms: p50(cold),
       create_warm_cache_ms: p50(warm),
       create_builtin_ms: p50(builtin),

@@ -307,12 +307,18 @@ export class ImageCache {
     const onOuter = () => attempt.abort(outer.reason);
     outer.addEventListener('abort', onOuter, { once: true });
     if (outer.aborted) onOuter();
-    let timer: NodeJS.Timeout | undefined;
+    // One timer per download, not one per chunk: a GiB arrives in ~16k chunks.
     const stallMs = this.stallTimeoutMs;
+    let lastBytesAt = Date.now();
     const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => attempt.abort(new Error(`stalled: no bytes for ${stallMs} ms`)), stallMs);
+      lastBytesAt = Date.now();
     };
+    const timer: NodeJS.Timeout = setInterval(
+      () => {
+        if (Date.now() - lastBytesAt >= stallMs) attempt.abort(new Error(`stalled: no bytes for ${stallMs} ms`));
+      },
+      Math.max(10, Math.min(1000, Math.floor(stallMs / 4))),
+    );
     const partial = join(this.partialDir, `${sha256}.${randomBytes(8).toString('hex')}`);
     let bytes = 0;
     try {
@@ -346,7 +352,7 @@ export class ImageCache {
       } finally {
         attempt.signal.removeEventListener('abort', onAbort);
       }
-      clearTimeout(timer);
+      clearInterval(timer);
       const digest = hash.digest('hex');
       if (digest !== sha256) throw new Error(`sha256 mismatch: the ${bytes} bytes received hash to ${digest}`);
       await fsync(partial);
@@ -354,7 +360,7 @@ export class ImageCache {
       await fsync(this.imageDir);
       return bytes;
     } finally {
-      clearTimeout(timer);
+      clearInterval(timer);
       outer.removeEventListener('abort', onOuter);
       await rm(partial, { force: true }).catch(() => {});
     }
