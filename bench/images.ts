@@ -148,7 +148,8 @@ try {
     intervalMs: 200,
     onProgress: (i) => {
       if (i.progress && i.progress.phase !== lastPhase) {
-        log(`bake: ${(lastPhase = i.progress.phase)} at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        lastPhase = i.progress.phase;
+        log(`bake: ${lastPhase} at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       }
     },
   });
