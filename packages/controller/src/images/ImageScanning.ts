@@ -26,10 +26,6 @@ export class ImageScanning {
     private readonly workDir: string,
   ) {}
 
-  get scannerName(): string {
-    return this.scanner.name;
-  }
-
   /** Scans a file already on this host and records the result on the image row. */
   async scanFile(image: Pick<ImageRow, 'id' | 'sha256'>, ext4Path: string): Promise<'done' | 'failed'> {
     const now = () => new Date().toISOString();

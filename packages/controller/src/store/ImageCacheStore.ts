@@ -85,10 +85,6 @@ export class ImageCacheStore {
     return this.db.selectFrom('image_cache').selectAll().where('worker_id', '=', workerId).where('sha256', '=', sha256).executeTakeFirst();
   }
 
-  async forWorker(workerId: string): Promise<ImageCacheRow[]> {
-    return this.db.selectFrom('image_cache').selectAll().where('worker_id', '=', workerId).orderBy('sha256').execute();
-  }
-
   async forImage(sha256: string): Promise<ImageCacheRow[]> {
     return this.db.selectFrom('image_cache').selectAll().where('sha256', '=', sha256).orderBy('worker_id').execute();
   }

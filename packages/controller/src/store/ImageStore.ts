@@ -53,16 +53,6 @@ export class ImageStore {
     });
   }
 
-  async sharedWith(imageId: string): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('image_shares')
-      .select('tenant_id')
-      .where('image_id', '=', imageId)
-      .orderBy('tenant_id')
-      .execute();
-    return rows.map((r) => r.tenant_id);
-  }
-
   /** Register or refresh a platform image (built-in catalog entries). */
   async upsertPlatform(row: ImageRow): Promise<void> {
     const existing = await this.db
