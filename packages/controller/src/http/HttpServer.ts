@@ -3,7 +3,6 @@ import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
-import { CapabilityTokens } from '../storage/CapabilityTokens.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import type { RouteDef } from './Route.js';
 
@@ -164,11 +163,8 @@ async function authorize(auth: RequestAuthenticator, def: RouteDef, header: stri
  * authenticated (an unknown one is 401), then refused (403): API keys never reach storage.
  */
 async function storagePrincipal(auth: RequestAuthenticator, header: string | undefined): Promise<Principal> {
-  const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1] ?? '';
-  if (auth.storage.isWorkerToken(token) || CapabilityTokens.looksLikeOne(token)) {
-    const grant = auth.storage.grantFor(header);
-    return { ...systemPrincipal(grant.actor, 'storage'), storage: grant };
-  }
+  const grant = auth.storage.grantFor(header);
+  if (grant) return { ...systemPrincipal(grant.actor, 'storage'), storage: grant };
   await auth.authenticate(header);
   throw new ApiError('PERMISSION_DENIED', 'storage routes take the worker token or a capability token');
 }

@@ -1,7 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ApiError } from '@scaibunker/core';
+import { ApiError, schemas } from '@scaibunker/core';
 
-export const STORAGE_VERBS = ['get', 'put', 'delete', 'list'] as const;
+/** The verbs, from the schema that validates `POST /storage-capabilities`. */
+const STORAGE_VERBS = schemas.STORAGE_VERB_NAMES;
 export type StorageVerb = (typeof STORAGE_VERBS)[number];
 
 /** What a capability token allows: some verbs on keys under one prefix, until it expires. */

@@ -23,11 +23,16 @@ export class StorageAuthenticator {
     return given.length === this.workerToken.length && timingSafeEqual(given, this.workerToken);
   }
 
-  grantFor(header: string | undefined): StorageGrant {
+  /**
+   * The grant of a worker or capability token; undefined for any other bearer (an API key, a
+   * JWT), which the caller may still authenticate to tell 401 from 403. A forged or expired
+   * capability token is UNAUTHENTICATED.
+   */
+  grantFor(header: string | undefined): StorageGrant | undefined {
     const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
     if (!token) throw new ApiError('UNAUTHENTICATED', 'missing bearer credentials');
     if (this.isWorkerToken(token)) return workerGrant;
     if (CapabilityTokens.looksLikeOne(token)) return capabilityGrant(this.capabilities.verify(token));
-    throw new ApiError('UNAUTHENTICATED', 'storage routes take the worker token or a capability token');
+    return undefined;
   }
 }
