@@ -28,6 +28,12 @@ export class StorageService {
 
   async read(grant: StorageGrant, key: string, rangeHeader: string | undefined): Promise<ObjectRead> {
     this.check(grant, 'get', key);
+    // A whole read is one open (which knows the size); a range needs the size first.
+    if (rangeHeader === undefined) {
+      const whole = await this.blobs.open(key);
+      if (!whole) throw notFound(key);
+      return whole;
+    }
     const info = await this.blobs.stat(key);
     if (!info) throw notFound(key);
     const range = parseRange(rangeHeader, info.size);
