@@ -394,7 +394,18 @@ for (const dialect of DIALECTS) {
         assert.equal(most, 1, 'one holder at a time');
         // Different names do not block each other.
         let release!: () => void;
-        const held = store.locks.with('held', () => new Promise<void>((r) => (release = r)));
+        let acquired!: () => void;
+        const holding = new Promise<void>((r) => (acquired = r));
+        const held = store.locks.with(
+          'held',
+          () =>
+            new Promise<void>((r) => {
+              release = r;
+              acquired();
+            }),
+        );
+        // The holder must have the lock before the others ask (the race a loaded machine loses).
+        await holding;
         await other.locks.with('free', async () => undefined);
         // And a holder that never lets go turns the wait into an error, not a hang.
         await assert.rejects(
