@@ -393,7 +393,7 @@ for (const dialect of DIALECTS) {
         await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? other : store).locks.with('test', section)));
         assert.equal(most, 1, 'one holder at a time');
         // Different names do not block each other.
-        let release!: () => void;
+        let release: (() => void) | undefined;
         let acquired!: () => void;
         const holding = new Promise<void>((r) => (acquired = r));
         const held = store.locks.with(
@@ -404,16 +404,21 @@ for (const dialect of DIALECTS) {
               acquired();
             }),
         );
-        // The holder must have the lock before the others ask (the race a loaded machine loses).
-        await holding;
-        await other.locks.with('free', async () => undefined);
-        // And a holder that never lets go turns the wait into an error, not a hang.
-        await assert.rejects(
-          other.locks.with('held', async () => undefined, 200),
-          /lock timeout/,
-        );
-        release();
-        await held;
+        try {
+          // The holder must have the lock before the others ask (the race a loaded machine loses).
+          await holding;
+          await other.locks.with('free', async () => undefined);
+          // And a holder that never lets go turns the wait into an error, not a hang.
+          await assert.rejects(
+            other.locks.with('held', async () => undefined, 200),
+            /lock timeout/,
+          );
+        } finally {
+          // Even when an assertion failed: a holder left waiting keeps a pool connection, and
+          // closing the store would then wait for it forever.
+          release?.();
+          await held;
+        }
       } finally {
         await other.close();
       }
