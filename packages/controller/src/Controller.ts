@@ -10,13 +10,18 @@ import { Authenticator } from './auth/Authenticator.js';
 import { type JwtConfig, JwtVerifier } from './auth/JwtVerifier.js';
 import { AvailabilityGroupService } from './availability/AvailabilityGroupService.js';
 import { type BlobStore, blobKeys } from './blobs/BlobStore.js';
+import { type GuardedBlobStore, guardBlobStore } from './blobs/GuardedBlobStore.js';
 import { LocalDirBlobStore } from './blobs/LocalDirBlobStore.js';
 import { BridgeService } from './bridges/BridgeService.js';
 import { BunkerService } from './bunkers/BunkerService.js';
+import { ExecLogJournal } from './bunkers/ExecLogJournal.js';
 import { ExecService } from './bunkers/ExecService.js';
 import { FileService } from './bunkers/FileService.js';
 import { FlowAuditService } from './bunkers/FlowAuditService.js';
+import { OutputStorage } from './bunkers/OutputStorage.js';
 import { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
+import { DependencyState } from './health/DependencyState.js';
+import { diskCheck, Readiness } from './health/Readiness.js';
 import { buildHttpServer } from './http/HttpServer.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteDef } from './http/Route.js';
@@ -78,6 +83,12 @@ export interface ControllerOptions {
   /** Counters to use instead (tests); the controller closes them. */
   quotaCounters?: QuotaCounters;
   images?: ImageOptions;
+  /**
+   * Where exec-log rows wait while the database is down (replayed when it is back). One file
+   * per controller process, kept across its restarts (the CLI names it after the port); none:
+   * an exec whose row cannot be written fails with STORE_UNAVAILABLE.
+   */
+  execLogJournal?: string;
 }
 
 /** Baking and scanning registered images. */
@@ -101,6 +112,8 @@ interface SharedState {
   counters: QuotaCounters;
   changes: ChangeFeed;
   heartbeats: Heartbeats;
+  /** Redis round trip for readiness (absent when the state is in-process). */
+  ping?: () => Promise<void>;
 }
 
 /** The composition root of the controller: store, services, HTTP API and background jobs. */
@@ -119,17 +132,32 @@ export class Controller {
   /** Bakes registered images (tests call `drain()` directly). */
   readonly bakery: ImageBakery;
   readonly imageScanning: ImageScanning;
+  /** `GET /readyz`: the database, Redis, the blob store and the data disk, probed now. */
+  readonly readiness: Readiness;
+  /** Failures with codes: BLOB_STORE_UNAVAILABLE, INSUFFICIENT_STORAGE. */
+  private readonly guardedBlobs: GuardedBlobStore;
 
   private constructor(
     readonly store: Store,
+    /** The blob store as given (what `open` was passed); everything here uses it guarded. */
     readonly blobs: BlobStore,
     private readonly shared: SharedState,
     opts: ControllerOptions,
   ) {
     this.config = { ...DEFAULT_CONFIG, ...opts.config };
+    const guarded = guardBlobStore(this.blobs);
+    this.guardedBlobs = guarded;
+    const dataDir = dirname(opts.blobDir);
+    const outputs = new OutputStorage(store, guarded, {
+      perExecBytes: this.config.outputStoreCapBytes,
+      perTenantBytes: this.config.outputStoreTenantCapBytes,
+      retentionMs: this.config.outputRetentionMs,
+      diskReserveBytes: this.config.diskReserveBytes,
+      localDir: this.blobs instanceof LocalDirBlobStore ? dataDir : undefined,
+    });
     this.directory = new WorkerDirectory(store, opts.workerToken);
     const scheduler = new Scheduler(store);
-    const quotas = new QuotaService(store, shared.counters);
+    const quotas = new QuotaService(store, shared.counters, undefined, outputs);
     this.usageTicker = new UsageTicker(store, this.directory, this.config.usageIntervalMs);
     const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker);
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
@@ -142,11 +170,11 @@ export class Controller {
     const imageWork = opts.images?.workDir ?? join(dirname(opts.blobDir), 'image-work');
     const scanning = new ImageScanning(
       store,
-      blobs,
+      guarded,
       chooseScanner({ ...(opts.images?.advisoryPath ? { advisoryPath: opts.images.advisoryPath } : {}) }),
       imageWork,
     );
-    this.bakery = new ImageBakery(store, blobs, scanning, {
+    this.bakery = new ImageBakery(store, guarded, scanning, {
       holder,
       workDir: imageWork,
       agentBinary: opts.images?.agentBinary ?? DEFAULT_AGENT_BINARY,
@@ -158,17 +186,24 @@ export class Controller {
     this.services = {
       store,
       bunkers,
-      exec: new ExecService(store, bunkers, blobs, this.config),
+      exec: new ExecService(
+        store,
+        bunkers,
+        guarded,
+        this.config,
+        outputs,
+        opts.execLogJournal ? new ExecLogJournal(opts.execLogJournal) : undefined,
+      ),
       files: new FileService(bunkers, this.config),
-      flowAudit: new FlowAuditService(bunkers, blobs),
+      flowAudit: new FlowAuditService(bunkers, guarded),
       tenants: new TenantService(store),
       workers,
       quotas,
       quotaProfiles: new QuotaProfileService(store),
-      usage: new UsageService(store),
+      usage: new UsageService(store, outputs),
       bridges: new BridgeService(store, this.directory),
-      storage: new StorageService(blobs, authenticator.storage.capabilities),
-      images: new ImageService(store, blobs, {
+      storage: new StorageService(guarded, authenticator.storage.capabilities),
+      images: new ImageService(store, guarded, {
         importDir: opts.images?.importDir ?? join(dirname(opts.blobDir), 'image-imports'),
         onRegistered: () => this.bakery.kick(),
       }),
@@ -187,9 +222,20 @@ export class Controller {
       ...availabilityGroupRoutes(this.services),
       ...storageRoutes(this.services.storage),
       ...capabilityRoutes(this.services.storage),
-      ...metaRoutes(this.services, () => this.openapi),
+      ...metaRoutes(
+        () => this.openapi,
+        () => this.readiness.report(),
+      ),
     ];
     this.openapi = buildOpenApi(this.routes, VERSION);
+    const ping = shared.ping;
+    this.readiness = new Readiness([
+      { name: 'database', probe: async () => void (await store.ping()) },
+      { name: 'live_state', probe: async () => (ping ? void (await ping()) : { kind: 'in-process' }) },
+      // An absent key is an answer: the store is reachable.
+      { name: 'blob_store', probe: async () => void (await guarded.stat('scaibunker/readyz')) },
+      diskCheck(dataDir, this.config.diskReserveBytes),
+    ]);
     this.http = buildHttpServer({
       authenticator,
       routes: this.routes,
@@ -215,6 +261,7 @@ export class Controller {
       new Ticker('usage', this.config.usageIntervalMs, () => this.usageTicker.tick(), lease),
       new Ticker('image-bake', this.config.imageBakeIntervalMs, () => this.bakery.drain(), lease),
       new Ticker('image-scan', this.config.imageScanIntervalMs, () => this.imageScanning.drain(), lease),
+      new Ticker('output-retention', this.config.outputRetentionIntervalMs, async () => ({ swept: await outputs.sweep() }), lease),
       new Ticker(
         'image-rescan',
         this.config.imageRescanCheckMs,
@@ -269,7 +316,7 @@ export class Controller {
     );
     if (opts.publish) {
       for (const e of entries) {
-        if (await this.blobs.stat(blobKeys.image(e.sha256))) continue;
+        if (await this.guardedBlobs.stat(blobKeys.image(e.sha256))) continue;
         const file = join(imageDir, e.file ?? `${e.sha256}.ext4`);
         await this.services.storage.write(workerGrant, blobKeys.image(e.sha256), createReadStream(file), e.sha256);
       }
@@ -298,7 +345,7 @@ export class Controller {
       // to fetch an image from: always storage.
       imagePeers: async () => [],
       openImage: async (sha256) => {
-        const stream = await this.blobs.get(blobKeys.image(sha256));
+        const stream = await this.guardedBlobs.get(blobKeys.image(sha256));
         // IMAGE_NOT_CACHED is how a ControllerLink says "not in storage" (see its interface).
         if (!stream) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
         return stream;
@@ -316,6 +363,7 @@ export class Controller {
     await this.bakery.close();
     await Promise.all(this.tickers.map((t) => t.stop()));
     await this.http.close();
+    await this.services.exec.close();
     await closeSharedState(this.shared);
     await this.store.close();
   }
@@ -332,12 +380,13 @@ async function openSharedState(opts: ControllerOptions): Promise<SharedState> {
   }
   const opened: Array<{ close(): Promise<void> }> = [];
   try {
-    const counters = opts.quotaCounters ?? (await RedisQuotaCounters.connect(url));
+    const health = new DependencyState('redis');
+    const counters = opts.quotaCounters ?? (await RedisQuotaCounters.connect(url, { state: health }));
     opened.push(counters);
     const changes = await RedisChangeFeed.connect(url);
     opened.push(changes);
-    const heartbeats = await RedisHeartbeats.connect(url);
-    return { counters, changes, heartbeats };
+    const heartbeats = await RedisHeartbeats.connect(url, health);
+    return { counters, changes, heartbeats, ping: () => heartbeats.ping() };
   } catch (err) {
     await Promise.all(opened.map((o) => o.close()));
     throw err;

@@ -25,6 +25,16 @@ export interface ControllerConfig {
   imageScanIntervalMs: number;
   /** How often the daily 03:17 UTC rescan is checked for (it is idempotent). */
   imageRescanCheckMs: number;
+  /** Stored exec output per exec (both streams); past it the stored output is capped. */
+  outputStoreCapBytes: number;
+  /** Stored exec output per tenant (all its execs within retention). */
+  outputStoreTenantCapBytes: number;
+  /** Stored exec output older than this is deleted. */
+  outputRetentionMs: number;
+  /** How often the output-retention sweep runs. */
+  outputRetentionIntervalMs: number;
+  /** Free space kept on the controller's data disk: under it no exec output spills, and /readyz says not ready. */
+  diskReserveBytes: number;
   /** Log every background tick this controller runs (job, lease holder, start, end, result) on stderr. */
   traceJobs: boolean;
 }
@@ -43,4 +53,9 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   imageScanIntervalMs: 120_000,
   imageRescanCheckMs: 60_000,
   traceJobs: false,
+  outputStoreCapBytes: 256 * 1024 * 1024,
+  outputStoreTenantCapBytes: 10 * 1024 * 1024 * 1024,
+  outputRetentionMs: 7 * 86_400_000,
+  outputRetentionIntervalMs: 3_600_000,
+  diskReserveBytes: 256 * 1024 * 1024,
 };

@@ -59,7 +59,7 @@ export class QuotaError extends ScaiBunkerError {}
 export class InternalError extends ScaiBunkerError {}
 /** 502/503/504 and connection failures: a worker, or the server itself, cannot be reached. */
 export class UnavailableError extends ScaiBunkerError {}
-/** 507: the bunker's disk is full. */
+/** 507: the bunker's disk is full, or the platform's own storage (INSUFFICIENT_STORAGE). */
 export class DiskFullError extends ScaiBunkerError {}
 
 export type ScaiBunkerErrorClass = new (init: ScaiBunkerErrorInit) => ScaiBunkerError;
@@ -101,6 +101,10 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
   BRIDGE_REJECTED: UnavailableError,
   WORKER_UNAVAILABLE: UnavailableError,
   NO_SUITABLE_WORKER: UnavailableError,
+  STORE_UNAVAILABLE: UnavailableError,
+  LIVE_STATE_UNAVAILABLE: UnavailableError,
+  BLOB_STORE_UNAVAILABLE: UnavailableError,
+  INSUFFICIENT_STORAGE: DiskFullError,
 };
 
 /** For codes this SDK does not know (a newer server) or bodies without a code: by status. */

@@ -67,6 +67,8 @@ export const WORKER_ERROR_CODES = [
   'BRIDGE_FAILED',
   /** An image could not be fetched (storage failed or sent bytes of the wrong digest); the message says why. */
   'IMAGE_FETCH_FAILED',
+  /** The worker's own disk is full or under its reserve (`--disk-reserve`): no new bunker, no image fetch. */
+  'HOST_DISK_FULL',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 

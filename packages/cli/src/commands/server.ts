@@ -16,6 +16,25 @@ function int(v: string): number {
   return n;
 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `512m`, `1g`, `1.5G`, `1048576` (binary units; an optional `i`/`b`: `512MiB`). */
+export function size(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(v.trim());
+  const unit = SIZE_UNITS[(m?.[2] ?? '').toLowerCase()];
+  if (!m?.[1] || unit === undefined) throw new Error(`not a size (e.g. 1048576, 512m, 1g): ${v}`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `30m`, `12h`, `7d` (as milliseconds). */
+export function duration(v: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(v.trim());
+  if (!m?.[1] || !m[2]) throw new Error(`not a duration (e.g. 90s, 30m, 12h, 7d): ${v}`);
+  return Number(m[1]) * (DURATION_UNITS[m[2]] as number);
+}
+
 /** Quota counters in Redis when REDIS_URL is set; otherwise in the controller process. */
 function redisFromEnv(): { redisUrl?: string } {
   return process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL } : {};
@@ -30,8 +49,18 @@ function controllerConfig(o: Record<string, number | undefined> & { traceJobs?: 
   if (o.uploadCapBytes !== undefined) c.uploadCapBytes = o.uploadCapBytes;
   if (o.stuckCreateMs !== undefined) c.stuckCreateMs = o.stuckCreateMs;
   if (o.usageIntervalMs !== undefined) c.usageIntervalMs = o.usageIntervalMs;
+  if (o.outputStoreCapBytes !== undefined) c.outputStoreCapBytes = o.outputStoreCapBytes;
+  if (o.outputStoreTenantCapBytes !== undefined) c.outputStoreTenantCapBytes = o.outputStoreTenantCapBytes;
+  if (o.outputRetention !== undefined) c.outputRetentionMs = o.outputRetention;
+  if (o.outputRetentionIntervalMs !== undefined) c.outputRetentionIntervalMs = o.outputRetentionIntervalMs;
+  if (o.diskReserve !== undefined) c.diskReserveBytes = o.diskReserve;
   if (o.traceJobs) c.traceJobs = true;
   return c;
+}
+
+/** One journal per controller process, named by its port so a restart finds what it left. */
+function execLogJournal(dataDir: string, port: number): string {
+  return join(dataDir, 'journal', `exec-logs-${port}.ndjson`);
 }
 
 function jwtFromEnv() {
@@ -181,6 +210,19 @@ function withIntervalOptions(cmd: Command): Command {
     .option('--output-cap-bytes <n>', 'inline exec output cap per stream', int)
     .option('--upload-cap-bytes <n>', 'largest file upload', int)
     .option('--stuck-create-ms <ms>', 'fail creates still pending/provisioning after this long (their controller died)', int)
+    .option(
+      '--output-store-cap-bytes <n>',
+      'stored exec output per exec, both streams (default 256 MiB); past it the stored output is capped',
+      int,
+    )
+    .option('--output-store-tenant-cap-bytes <n>', 'stored exec output per tenant within retention (default 10 GiB)', int)
+    .option('--output-retention <duration>', 'stored exec output is deleted after this (default 7d; e.g. 12h, 30m)', duration)
+    .option('--output-retention-interval-ms <ms>', 'how often the output-retention sweep runs (default 3600000)', int)
+    .option(
+      '--disk-reserve <size>',
+      'free space kept on the data disk (default 256m): under it no exec output spills, serve refuses new bunkers, /readyz is not ready',
+      size,
+    )
     .option('--trace-jobs', 'log every background tick this process runs (job, lease holder, start, end, result) on stderr');
 }
 
@@ -215,6 +257,7 @@ export function registerServerCommands(program: Command): void {
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
       images: imageOptions(o, dataDir),
+      execLogJournal: execLogJournal(dataDir, o.port),
       ...redisFromEnv(),
     });
     const images = await controller.registerCatalog(imageDir);
@@ -237,6 +280,7 @@ export function registerServerCommands(program: Command): void {
       url: '',
       heartbeatIntervalMs: controller.config.heartbeatIntervalMs,
       cpuOvercommit: o.cpuOvercommit,
+      diskReserveBytes: controller.config.diskReserveBytes,
     });
     await worker.init();
     controller.registerLocalWorker(worker.id, worker);
@@ -284,6 +328,7 @@ export function registerServerCommands(program: Command): void {
       jwt: jwtFromEnv(),
       config: controllerConfig(o),
       images: imageOptions(o, dataDir),
+      execLogJournal: execLogJournal(dataDir, o.port),
       ...redisFromEnv(),
     });
     await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')), { publish: o.publishCatalog === true });
@@ -333,6 +378,7 @@ export function registerServerCommands(program: Command): void {
       .option('--name <name>', 'worker name', hostname())
       .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
       .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+      .option('--disk-reserve <size>', 'free space kept on the data disk (default 256m): under it new bunkers are refused', size)
       .option(...ISOLATIONS_OPTION)
       .option(...NO_SNAPSHOTS_OPTION),
   ).action(async (o) => {
@@ -365,6 +411,7 @@ export function registerServerCommands(program: Command): void {
       url,
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       cpuOvercommit: o.cpuOvercommit,
+      ...(o.diskReserve !== undefined ? { diskReserveBytes: o.diskReserve } : {}),
     });
     await worker.init();
     const server = new WorkerHttpServer(worker, token);

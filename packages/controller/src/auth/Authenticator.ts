@@ -54,7 +54,14 @@ export class Authenticator {
   private async apiKey(hash: string): Promise<Principal> {
     const hit = this.apiKeys.get(hash);
     if (hit && hit.expiresAt > Date.now()) return hit.principal;
-    const row = await this.store.tenants.findApiKeyByHash(hash);
+    let row: Awaited<ReturnType<Store['tenants']['findApiKeyByHash']>>;
+    try {
+      row = await this.store.tenants.findApiKeyByHash(hash);
+    } catch (err) {
+      // The database is down: a key we knew stays good (a revocation cannot be written meanwhile either).
+      if (hit && err instanceof ApiError && err.code === 'STORE_UNAVAILABLE') return hit.principal;
+      throw err;
+    }
     if (!row) {
       this.apiKeys.delete(hash);
       throw new ApiError('UNAUTHENTICATED', 'unknown or revoked API key');

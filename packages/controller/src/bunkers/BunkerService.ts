@@ -9,7 +9,7 @@ import {
   type schemas,
   TERMINAL_STATES,
 } from '@scaibunker/core';
-import type { WorkerApi } from '@scaibunker/worker';
+import { type WorkerApi, WorkerError } from '@scaibunker/worker';
 import type { Principal } from '../auth/Principal.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
@@ -204,6 +204,8 @@ export class BunkerService {
       });
     } catch (err) {
       await this.fail(row.id, `provision_failed: ${(err as Error).message}`.slice(0, 1000));
+      // A worker out of disk is an answer of its own (507, retry later); any other failure to start is the worker's.
+      if (err instanceof WorkerError && err.code === 'HOST_DISK_FULL') throw fromWorkerError(err);
       throw new ApiError('WORKER_UNAVAILABLE', `bunker could not be started: ${(err as Error).message}`, { bunker_id: row.id });
     }
     const started = new Date().toISOString();
@@ -301,7 +303,14 @@ export class BunkerService {
     let row = this.running.get(id);
     if (row?.tenant_id !== principal.tenantId) {
       const version = this.running.version(id);
-      row = await this.mustGet(principal.tenantId, id);
+      try {
+        row = await this.mustGet(principal.tenantId, id);
+      } catch (err) {
+        // Exec and files keep working through a database outage on the rows we had.
+        const stale = this.running.getStale(id);
+        if (!(err instanceof ApiError && err.code === 'STORE_UNAVAILABLE') || stale?.tenant_id !== principal.tenantId) throw err;
+        row = stale;
+      }
       this.running.put(id, row, version);
     }
     if (row.state !== 'running') {

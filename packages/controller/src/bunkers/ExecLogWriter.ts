@@ -1,5 +1,7 @@
+import { ApiError } from '@scaibunker/core';
 import type { ExecLogStore } from '../store/ExecLogStore.js';
 import type { ExecLogRow } from '../store/schema.js';
+import type { ExecLogJournal } from './ExecLogJournal.js';
 
 interface Pending {
   row: ExecLogRow;
@@ -8,6 +10,8 @@ interface Pending {
 
 /** Rows per statement: far below PostgreSQL's 65535 and SQLite's 32766 bound parameters. */
 const MAX_BATCH = 256;
+/** How often journaled rows are offered to the database again. */
+const REPLAY_INTERVAL_MS = 1000;
 
 /**
  * Group commit for exec-log rows. Each exec writes its row twice — when it starts (so a worker
@@ -18,14 +22,29 @@ const MAX_BATCH = 256;
  * before its completed row is stored. A completion that arrives while the start is still queued
  * is merged into it (one row written, complete). Flushes are serial, so a completion queued after
  * its start went out is written after that start committed.
+ *
+ * While the database is down (STORE_UNAVAILABLE) rows go to the journal instead, and a write
+ * resolves once its row is synced there; the journal is replayed into the database, oldest
+ * first, when it answers again. While the journal holds rows every write joins it, so rows
+ * reach the database in the order they were written.
  */
 export class ExecLogWriter {
   private queue = new Map<string, Pending>();
   private flushing = false;
+  private replayTimer: NodeJS.Timeout | undefined;
+  private replaying: Promise<void> | undefined;
+  private closed = false;
 
-  constructor(private readonly store: ExecLogStore) {}
+  constructor(
+    private readonly store: ExecLogStore,
+    private readonly journal?: ExecLogJournal,
+    private readonly log: (msg: string) => void = (m) => console.error(m),
+  ) {
+    // Rows journaled before a restart.
+    if (journal && journal.size > 0) this.scheduleReplay(0);
+  }
 
-  /** Writes (or completes) the row; resolves once it is committed. */
+  /** Writes (or completes) the row; resolves once it is committed (or journaled). */
   write(row: ExecLogRow): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const queued = this.queue.get(row.id);
@@ -52,10 +71,15 @@ export class ExecLogWriter {
         if (batch.length >= MAX_BATCH) break;
       }
       try {
+        if (this.journal && this.journal.size > 0) {
+          this.toJournal(batch);
+          continue;
+        }
         await this.store.upsertMany(batch.map((p) => p.row));
         for (const p of batch) settle(p);
       } catch (err) {
-        if (batch.length === 1) settle(batch[0] as Pending, err);
+        if (this.journal && isOutage(err)) this.toJournal(batch);
+        else if (batch.length === 1) settle(batch[0] as Pending, err);
         // One row the database refuses must not fail the others' execs: write them one by one.
         else
           await Promise.all(
@@ -70,6 +94,82 @@ export class ExecLogWriter {
     }
     this.flushing = false;
   }
+
+  private toJournal(batch: Pending[]): void {
+    try {
+      this.journal?.append(batch.map((p) => p.row));
+      for (const p of batch) settle(p);
+    } catch (err) {
+      for (const p of batch) settle(p, err);
+      return;
+    }
+    this.scheduleReplay(REPLAY_INTERVAL_MS);
+  }
+
+  private scheduleReplay(delayMs: number): void {
+    if (this.replayTimer || this.replaying || this.closed) return;
+    this.replayTimer = setTimeout(() => {
+      this.replayTimer = undefined;
+      this.replaying = this.replay().finally(() => {
+        this.replaying = undefined;
+      });
+    }, delayMs);
+    this.replayTimer.unref();
+  }
+
+  /** Moves journaled rows into the database, oldest first, until it is empty or the database fails again. */
+  private async replay(): Promise<void> {
+    const journal = this.journal;
+    if (!journal) return;
+    let moved = 0;
+    while (journal.size > 0 && !this.closed) {
+      const rows = journal.peek(MAX_BATCH);
+      const done = await this.writeReplayed(rows);
+      journal.remove(done);
+      moved += done.length;
+      if (done.length < rows.length) {
+        this.scheduleReplay(REPLAY_INTERVAL_MS);
+        break;
+      }
+    }
+    if (moved > 0) this.log(`[exec-log] ${moved} journaled exec-log rows written to the database`);
+  }
+
+  /**
+   * The rows the database took (or refused for good, logged: one bad row must not block the
+   * rest); stops at the first outage, leaving that row and the later ones journaled.
+   */
+  private async writeReplayed(rows: ExecLogRow[]): Promise<ExecLogRow[]> {
+    try {
+      await this.store.upsertMany(rows);
+      return rows;
+    } catch (err) {
+      if (isOutage(err)) return [];
+    }
+    const done: ExecLogRow[] = [];
+    for (const r of rows) {
+      try {
+        await this.store.upsertMany([r]);
+      } catch (err) {
+        if (isOutage(err)) break;
+        this.log(`[exec-log] journaled row ${r.id} refused by the database: ${(err as Error).message}`);
+      }
+      done.push(r);
+    }
+    return done;
+  }
+
+  /** Stops replaying; journaled rows stay on disk for the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.replayTimer);
+    await this.replaying;
+    this.journal?.close();
+  }
+}
+
+function isOutage(err: unknown): boolean {
+  return err instanceof ApiError && err.code === 'STORE_UNAVAILABLE';
 }
 
 function settle(p: Pending, err?: unknown): void {

@@ -4,8 +4,10 @@ import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerService } from './BunkerService.js';
+import type { ExecLogJournal } from './ExecLogJournal.js';
 import { ExecLogWriter } from './ExecLogWriter.js';
-import { OutputCapture } from './OutputCapture.js';
+import { OutputCapture, type OutputStoreState } from './OutputCapture.js';
+import type { OutputStorage } from './OutputStorage.js';
 
 export interface ExecSink {
   onStdout?(chunk: Buffer): void | Promise<void>;
@@ -22,8 +24,15 @@ export class ExecService {
     private readonly bunkers: BunkerService,
     private readonly blobs: BlobStore,
     private readonly config: ControllerConfig,
+    readonly outputs: OutputStorage,
+    journal?: ExecLogJournal,
   ) {
-    this.logs = new ExecLogWriter(store.execLogs);
+    this.logs = new ExecLogWriter(store.execLogs, journal);
+  }
+
+  /** Stops replaying the exec-log journal (what it holds stays for the next start). */
+  close(): Promise<void> {
+    return this.logs.close();
   }
 
   async exec(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink = {}): Promise<schemas.ExecResult> {
@@ -47,10 +56,13 @@ export class ExecService {
       full_output_ref: null,
       started_at: startedAt,
       finished_at: null,
+      output_store: 'inline',
+      output_bytes: 0,
     };
     const cap = this.config.outputInlineCapBytes;
-    const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap);
-    const err = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stderr'), cap);
+    const budget = this.outputs.budgetFor(row.tenant_id);
+    const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap, budget);
+    const err = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stderr'), cap, budget);
     const env = { ...(JSON.parse(row.env) as Record<string, string>), ...(body.env ?? {}) };
     // The command starts first and its log row is written while it runs (group-committed with
     // other execs' rows): the row exists before the result does, without adding a database
@@ -83,7 +95,9 @@ export class ExecService {
       const outcome = await running;
       const truncated = out.truncated || err.truncated;
       await Promise.all([out.finish(truncated), err.finish(truncated)]);
-      const ref = truncated ? `/v1/modules/scaibunker/bunkers/${row.id}/exec-logs/${execId}/output` : null;
+      const store = combinedStoreState(out.storeState, err.storeState);
+      const storedBytes = out.stored + err.stored;
+      const ref = store === 'complete' || store === 'capped' ? `/v1/modules/scaibunker/bunkers/${row.id}/exec-logs/${execId}/output` : null;
       const result: schemas.ExecResult = {
         exec_id: execId,
         exit_code: outcome.exitCode,
@@ -94,9 +108,11 @@ export class ExecService {
         timed_out: outcome.timedOut,
         truncated,
         full_output_ref: ref,
+        output_store: store,
+        output_stored_bytes: storedBytes,
       };
-      // Returned only once the completed row is committed.
-      await this.logs.write({
+      // Returned only once the completed row is committed (or journaled while the database is down).
+      const written = this.logs.write({
         ...logRow,
         exit_code: result.exit_code,
         signal: result.signal,
@@ -107,11 +123,19 @@ export class ExecService {
         truncated: truncated ? 1 : 0,
         full_output_ref: ref,
         finished_at: new Date().toISOString(),
+        output_store: store,
+        output_bytes: storedBytes,
       });
+      try {
+        await written;
+      } finally {
+        this.outputs.settle(row.tenant_id, storedBytes);
+      }
       this.bunkers.touch(row.id);
       return result;
     } catch (e) {
       await Promise.all([out.abort(), err.abort()]);
+      this.outputs.settle(row.tenant_id, out.stored + err.stored);
       // Whatever failed, the exec keeps its log row (inserted now if its start was never written).
       await this.logs.write({
         ...logRow,
@@ -129,9 +153,20 @@ export class ExecService {
     if (!log) throw new ApiError('OUTPUT_NOT_FOUND', `no exec ${execId} in bunker ${bunkerId}`);
     const blob = await this.blobs.get(blobKeys.execOutput(bunkerId, execId, stream));
     if (!blob) {
-      // Not spilled: the preview is not the whole output unless the stream was short.
-      throw new ApiError('OUTPUT_NOT_FOUND', `exec ${execId} has no stored ${stream} (it was returned inline)`);
+      // Not spilled, or no longer kept: the preview is not the whole output unless the stream was short.
+      throw new ApiError(
+        'OUTPUT_NOT_FOUND',
+        log.output_store === 'expired'
+          ? `exec ${execId}'s stored output was deleted after its retention`
+          : `exec ${execId} has no stored ${stream} (output_store: ${log.output_store})`,
+      );
     }
     return blob;
   }
+}
+
+/** The exec's stored output as one word: the worse of its two streams. */
+function combinedStoreState(a: OutputStoreState, b: OutputStoreState): OutputStoreState {
+  for (const s of ['failed', 'capped', 'complete'] as const) if (a === s || b === s) return s;
+  return 'inline';
 }

@@ -22,10 +22,16 @@ export class RunningBunkerCache {
 
   get(id: string): BunkerRow | undefined {
     const hit = this.rows.get(id);
-    if (!hit) return undefined;
-    if (hit.expiresAt > Date.now()) return hit.row;
-    this.rows.delete(id);
-    return undefined;
+    return hit && hit.expiresAt > Date.now() ? hit.row : undefined;
+  }
+
+  /**
+   * The row last cached, even past its TTL: for when the database cannot be read. A row cannot
+   * change while the database is down, and invalidation still drops it, so this is the row as
+   * it was when the outage began (the worker refuses a bunker it no longer runs).
+   */
+  getStale(id: string): BunkerRow | undefined {
+    return this.rows.get(id)?.row;
   }
 
   version(id: string): string {

@@ -46,5 +46,7 @@ export function execLogToApi(r: ExecLogRow): schemas.ExecLog {
     full_output_ref: r.full_output_ref,
     started_at: r.started_at,
     finished_at: r.finished_at,
+    output_store: r.output_store as schemas.ExecLog['output_store'],
+    output_stored_bytes: Number(r.output_bytes),
   };
 }

@@ -20,6 +20,7 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   WORKER_UNAVAILABLE: 'WORKER_UNAVAILABLE',
   BRIDGE_FAILED: 'BRIDGE_REJECTED',
   IMAGE_FETCH_FAILED: 'INTERNAL',
+  HOST_DISK_FULL: 'INSUFFICIENT_STORAGE',
 };
 
 /** The one place worker-side failures become API errors. */

@@ -1,4 +1,4 @@
-import { ApiError, hasPermission, type Permission } from '@scaibunker/core';
+import { ApiError, hasPermission, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
@@ -102,6 +102,8 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       reply.raw.destroy();
       return;
     }
+    const retryAfter = RETRYABLE_AFTER_S[apiErr.code];
+    if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     void reply.status(apiErr.status).send(apiErr.toBody());
   });
   app.setNotFoundHandler((req, reply) => {

@@ -3,7 +3,7 @@ import type { TSchema } from '@sinclair/typebox';
 import type { RouteDef } from './Route.js';
 
 /** Codes every authenticated route may answer, added to each operation. */
-export const COMMON_ERRORS: ErrorCode[] = ['VALIDATION_FAILED', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'INTERNAL'];
+export const COMMON_ERRORS: ErrorCode[] = ['VALIDATION_FAILED', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'INTERNAL', 'STORE_UNAVAILABLE'];
 
 /** Replace nested schemas that carry an `$id` with a `$ref`, collecting them as components. */
 function componentize(schema: TSchema, components: Record<string, unknown>): unknown {

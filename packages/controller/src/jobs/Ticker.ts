@@ -1,4 +1,8 @@
+import { ApiError, type ErrorCode } from '@scaibunker/core';
 import type { JobLeaseStore } from '../store/JobLeaseStore.js';
+
+/** A tick failing with one of these waits for its dependency: the job pauses, and resumes by itself. */
+const OUTAGES = new Set<ErrorCode>(['STORE_UNAVAILABLE', 'LIVE_STATE_UNAVAILABLE', 'BLOB_STORE_UNAVAILABLE']);
 
 /** One tick a controller ran under its lease (for tracing which controller ran what, when). */
 export interface TickRecord {
@@ -23,10 +27,17 @@ export interface TickerLease {
  * renews) the lease before each tick and keeps renewing it while the tick runs, so a tick that
  * outlasts the lease's 1.5 intervals is not started a second time by another controller. A
  * controller that dies lets its leases lapse; one that stops releases them.
+ *
+ * While a dependency is down (the database, Redis, the blob store) ticks fail with its code:
+ * the job counts as paused, logged once, and resumes (logged once) with the first tick that
+ * succeeds; the lease is claimed afresh by compare-and-set, so after an outage each tick still
+ * runs on one controller.
  */
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
+  /** The outage this job is paused for, if any. */
+  private pausedFor: ErrorCode | undefined;
 
   constructor(
     readonly name: string,
@@ -71,7 +82,21 @@ export class Ticker {
         clearInterval(renew);
         lease.onTick?.({ job: this.name, holder: lease.holder, startedAt, endedAt: Date.now(), result });
       }
-    })().catch((err) => this.log(`[${this.name}] tick failed: ${(err as Error).message}`));
+    })().then(
+      () => {
+        if (!this.pausedFor) return;
+        this.log(`[${this.name}] resumed (${this.pausedFor} is over)`);
+        this.pausedFor = undefined;
+      },
+      (err) => {
+        if (err instanceof ApiError && OUTAGES.has(err.code)) {
+          if (this.pausedFor !== err.code) this.log(`[${this.name}] paused: ${err.code} (${err.message})`);
+          this.pausedFor = err.code;
+          return;
+        }
+        this.log(`[${this.name}] tick failed: ${(err as Error).message}`);
+      },
+    );
     try {
       await this.running;
     } finally {

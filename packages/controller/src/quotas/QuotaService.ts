@@ -8,6 +8,7 @@ import {
   TERMINAL_STATES,
 } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
+import type { OutputStorage } from '../bunkers/OutputStorage.js';
 import type { Store } from '../store/Store.js';
 import type { QuotaAssignmentRow, QuotaProfileRow } from '../store/schema.js';
 import { isTenantAdmin, resolveTenant } from './access.js';
@@ -74,6 +75,8 @@ export class QuotaService {
     private readonly store: Store,
     readonly counters: QuotaCounters,
     private readonly log: (msg: string) => void = (m) => console.error(m),
+    /** The tenant's stored exec output, reported beside its buckets. */
+    private readonly outputs?: Pick<OutputStorage, 'usage'>,
   ) {}
 
   /** The charges a create would make, or QUOTA_EXCEEDED when a profile does not allow it at all. */
@@ -264,6 +267,8 @@ export class QuotaService {
       return { bucket: bucketToApi(bucket), profile_ids: [...new Set(applied.map((p) => p.id))], resources };
     });
     items.sort((a, b) => `${a.bucket.kind}:${a.bucket.id}`.localeCompare(`${b.bucket.kind}:${b.bucket.id}`));
-    return { items };
+    if (!this.outputs) return { items };
+    const stored = await this.outputs.usage(tenantId);
+    return { items, stored_output_bytes: { ...stored, remaining: Math.max(0, stored.cap - stored.current) } };
   }
 }

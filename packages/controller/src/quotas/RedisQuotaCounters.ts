@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { closeRedis, connectRedis } from '../redis/connectRedis.js';
+import type { DependencyState } from '../health/DependencyState.js';
+import { closeRedis, connectRedis, liveState } from '../redis/connectRedis.js';
 import { CHARGE, type LuaScript, REBUILD, RELEASE, UNLOCK } from './luaScripts.js';
 import type { ChargeResult, ChargeSet, QuotaCharge, QuotaCounters } from './QuotaCounters.js';
 
@@ -15,6 +16,7 @@ export interface RedisQuotaCountersOptions {
   /** How long a rebuild may hold the lock before another controller may take it. */
   lockTtlMs?: number;
   log?: (msg: string) => void;
+  state?: DependencyState;
 }
 
 /**
@@ -37,18 +39,23 @@ export class RedisQuotaCounters implements QuotaCounters {
 
   /** Connects (failing now, not at the first create, when Redis does not answer). */
   static async connect(url: string, opts: RedisQuotaCountersOptions = {}): Promise<RedisQuotaCounters> {
-    return new RedisQuotaCounters(await connectRedis(url, { name: 'quota', ...(opts.log ? { log: opts.log } : {}) }), opts);
+    return new RedisQuotaCounters(
+      await connectRedis(url, { name: 'quota', ...(opts.log ? { log: opts.log } : {}), ...(opts.state ? { state: opts.state } : {}) }),
+      opts,
+    );
   }
 
   /** EVALSHA, loading the script when Redis does not have it (a restart or SCRIPT FLUSH). */
-  private async run(script: LuaScript, keys: string[], args: Array<string | number>): Promise<unknown> {
-    try {
-      return await this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err;
-      await this.redis.script('LOAD', script.source);
-      return this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
-    }
+  private run(script: LuaScript, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return liveState(async () => {
+      try {
+        return await this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
+      } catch (err) {
+        if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err;
+        await this.redis.script('LOAD', script.source);
+        return this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
+      }
+    });
   }
 
   async tryCharge(bunkerId: string, charges: readonly QuotaCharge[]): Promise<ChargeResult> {
@@ -67,12 +74,12 @@ export class RedisQuotaCounters implements QuotaCounters {
 
   async usage(keys: readonly string[]): Promise<Map<string, number>> {
     if (keys.length === 0) return new Map();
-    const values = await this.redis.mget(...keys);
+    const values = await liveState(() => this.redis.mget(...keys));
     return new Map(keys.map((k, i) => [k, Number(values[i] ?? 0)]));
   }
 
   async isReady(): Promise<boolean> {
-    return (await this.redis.exists(EPOCH_KEY)) === 1;
+    return (await liveState(() => this.redis.exists(EPOCH_KEY))) === 1;
   }
 
   async rebuild(sets: readonly ChargeSet[]): Promise<void> {
@@ -85,7 +92,7 @@ export class RedisQuotaCounters implements QuotaCounters {
   async withRebuildLock<T>(fn: () => Promise<T>): Promise<T> {
     const token = randomBytes(16).toString('hex');
     const deadline = Date.now() + 2 * this.lockTtlMs;
-    while ((await this.redis.set(LOCK_KEY, token, 'PX', this.lockTtlMs, 'NX')) !== 'OK') {
+    while ((await liveState(() => this.redis.set(LOCK_KEY, token, 'PX', this.lockTtlMs, 'NX'))) !== 'OK') {
       if (Date.now() > deadline) throw new Error('timed out waiting for the quota rebuild lock');
       await sleep(20);
     }

@@ -2,6 +2,7 @@ import { ApiError } from '@scaibunker/core';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { BlobStore } from '../blobs/BlobStore.js';
+import { guardBlobStore } from '../blobs/GuardedBlobStore.js';
 import { buildHttpServer } from '../http/HttpServer.js';
 import { route } from '../http/Route.js';
 import { storageRoutes } from '../http/routes/storageRoutes.js';
@@ -24,7 +25,7 @@ export class StorageProxy {
     accessLog?: (line: string) => void;
   }) {
     const auth = new StorageAuthenticator(opts.workerToken);
-    const service = new StorageService(opts.blobStore, auth.capabilities);
+    const service = new StorageService(guardBlobStore(opts.blobStore), auth.capabilities);
     this.http = buildHttpServer({
       authenticator: {
         storage: auth,

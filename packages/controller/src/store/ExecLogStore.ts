@@ -11,7 +11,8 @@ export class ExecLogStore {
 
   /**
    * Inserts rows, or completes those already there: the columns an exec fills in when it ends
-   * are replaced. One statement for a whole batch (`ExecLogWriter`); ids must be distinct.
+   * are replaced, unless the row there is finished already. One statement for a whole batch
+   * (`ExecLogWriter`); ids must be distinct.
    */
   async upsertMany(rows: readonly ExecLogRow[]): Promise<void> {
     if (rows.length === 0) return;
@@ -19,18 +20,57 @@ export class ExecLogStore {
       .insertInto('exec_logs')
       .values([...rows])
       .onConflict((oc) =>
-        oc.column('id').doUpdateSet((eb) => ({
-          exit_code: eb.ref('excluded.exit_code'),
-          signal: eb.ref('excluded.signal'),
-          timed_out: eb.ref('excluded.timed_out'),
-          duration_ms: eb.ref('excluded.duration_ms'),
-          stdout_preview: eb.ref('excluded.stdout_preview'),
-          stderr_preview: eb.ref('excluded.stderr_preview'),
-          truncated: eb.ref('excluded.truncated'),
-          full_output_ref: eb.ref('excluded.full_output_ref'),
-          finished_at: eb.ref('excluded.finished_at'),
-        })),
+        oc
+          .column('id')
+          .doUpdateSet((eb) => ({
+            exit_code: eb.ref('excluded.exit_code'),
+            signal: eb.ref('excluded.signal'),
+            timed_out: eb.ref('excluded.timed_out'),
+            duration_ms: eb.ref('excluded.duration_ms'),
+            stdout_preview: eb.ref('excluded.stdout_preview'),
+            stderr_preview: eb.ref('excluded.stderr_preview'),
+            truncated: eb.ref('excluded.truncated'),
+            full_output_ref: eb.ref('excluded.full_output_ref'),
+            finished_at: eb.ref('excluded.finished_at'),
+            output_store: eb.ref('excluded.output_store'),
+            output_bytes: eb.ref('excluded.output_bytes'),
+          }))
+          // A finished row is final: a start written late (replayed from a journal) never undoes it.
+          .where('exec_logs.finished_at', 'is', null),
       )
+      .execute();
+  }
+
+  /** Bytes of exec output the tenant has in the blob store now. */
+  async storedOutputBytes(tenantId: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('exec_logs')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('output_bytes'), eb.lit(0)).as('bytes'))
+      .where('tenant_id', '=', tenantId)
+      .where('output_bytes', '>', 0)
+      .executeTakeFirst();
+    return Number(r?.bytes ?? 0);
+  }
+
+  /** Execs whose stored output is older than `before` (oldest first). */
+  async withOutputBefore(before: string, limit: number): Promise<Array<Pick<ExecLogRow, 'id' | 'bunker_id'>>> {
+    return this.db
+      .selectFrom('exec_logs')
+      .select(['id', 'bunker_id'])
+      .where('output_bytes', '>', 0)
+      .where('started_at', '<', before)
+      .orderBy('started_at')
+      .limit(limit)
+      .execute();
+  }
+
+  /** The stored output is gone: the row says so and no longer counts against its tenant. */
+  async markOutputExpired(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db
+      .updateTable('exec_logs')
+      .set({ output_store: 'expired', output_bytes: 0, full_output_ref: null })
+      .where('id', 'in', [...ids])
       .execute();
   }
 

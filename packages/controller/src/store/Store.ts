@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { DependencyState } from '../health/DependencyState.js';
 import { AuditStore } from './AuditStore.js';
 import { AvailabilityGroupStore } from './AvailabilityGroupStore.js';
 import { BridgeStore } from './BridgeStore.js';
@@ -35,6 +36,8 @@ export class Store {
   private constructor(
     readonly db: Kysely<Database>,
     readonly dialect: DialectName,
+    /** Whether the database answers, as the last queries saw it (`/readyz`, the background jobs). */
+    readonly health: DependencyState,
   ) {
     this.tenants = new TenantStore(db);
     this.bunkers = new BunkerStore(db);
@@ -52,8 +55,14 @@ export class Store {
   }
 
   static async open(url: string): Promise<Store> {
-    const { db, dialect } = await openDatabase(url);
-    return new Store(db, dialect);
+    const health = new DependencyState('database');
+    const { db, dialect } = await openDatabase(url, health);
+    return new Store(db, dialect, health);
+  }
+
+  /** One round trip, for readiness: throws STORE_UNAVAILABLE when the database does not answer. */
+  async ping(): Promise<void> {
+    await this.db.selectFrom('job_leases').select('job').limit(1).execute();
   }
 
   async close(): Promise<void> {

@@ -333,6 +333,21 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0008_output_store': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .alterTable('exec_logs')
+        .addColumn('output_store', 'text', (c) => c.notNull().defaultTo('inline'))
+        .execute();
+      await db.schema
+        .alterTable('exec_logs')
+        .addColumn('output_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      // The retention sweep's scan, and each tenant's stored total.
+      await db.schema.createIndex('exec_logs_output').on('exec_logs').columns(['output_bytes', 'started_at']).execute();
+      await db.schema.createIndex('exec_logs_tenant_output').on('exec_logs').columns(['tenant_id', 'output_bytes']).execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

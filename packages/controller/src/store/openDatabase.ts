@@ -3,17 +3,20 @@ import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { type Dialect, Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import type { DependencyState } from '../health/DependencyState.js';
+import { messageOf } from '../health/DependencyState.js';
+import { guardDialect } from './GuardedDialect.js';
 import { InCodeMigrations } from './migrations.js';
 import type { Database } from './schema.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
 /** `postgres://…` → PostgreSQL; `sqlite:PATH`, a file path or `:memory:` → SQLite. */
-export function dialectFor(url: string): { name: DialectName; dialect: Dialect } {
+export function dialectFor(url: string, log: (msg: string) => void = (m) => console.error(m)): { name: DialectName; dialect: Dialect } {
   if (/^postgres(ql)?:\/\//.test(url)) {
     // Counts come back as bigint strings; parse them (row counts here never approach 2^53).
     pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
-    return { name: 'postgres', dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 10 }) }) };
+    return { name: 'postgres', dialect: new PostgresDialect({ pool: openPool(url, log) }) };
   }
   const file = url.replace(/^sqlite:/, '');
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -26,8 +29,33 @@ export function dialectFor(url: string): { name: DialectName; dialect: Dialect }
   return { name: 'sqlite', dialect: new SqliteDialect({ database: db }) };
 }
 
-export async function openDatabase(url: string): Promise<{ db: Kysely<Database>; dialect: DialectName }> {
-  const { name, dialect } = dialectFor(url);
+/**
+ * A pool that survives the server going away. node-postgres emits `error` on a pooled client
+ * whose connection dies (a restart terminates every backend); with no listener that event kills
+ * the process. The pool's listener covers idle clients and drops them; ours covers clients
+ * checked out between two queries. Both log once per distinct message: the next query gets a
+ * fresh connection, or fails fast (connect timeout) into STORE_UNAVAILABLE.
+ */
+function openPool(url: string, log: (msg: string) => void): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5000 });
+  let last = '';
+  const onError = (err: unknown) => {
+    const msg = messageOf(err);
+    if (msg !== last) log(`[database] connection lost: ${msg}`);
+    last = msg;
+  };
+  pool.on('error', onError);
+  pool.on('connect', (client) => {
+    last = '';
+    client.on('error', onError);
+  });
+  return pool;
+}
+
+/** Opens (and migrates) the database; every query through it reports to `state`. */
+export async function openDatabase(url: string, state: DependencyState): Promise<{ db: Kysely<Database>; dialect: DialectName }> {
+  const { name, dialect: inner } = dialectFor(url);
+  const dialect = guardDialect(inner, state);
   const db = new Kysely<Database>({ dialect });
   const { error, results } = await new Migrator({ db, provider: new InCodeMigrations() }).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');

@@ -171,6 +171,10 @@ export interface ExecLogRow {
   full_output_ref: string | null;
   started_at: string;
   finished_at: string | null;
+  /** What of the output is in the blob store: inline (nothing), complete, capped, failed, expired. */
+  output_store: string;
+  /** Bytes of this exec's output in the blob store (0 once expired): counted against its tenant. */
+  output_bytes: number;
 }
 export interface AuditEventRow {
   id: string;

@@ -1,5 +1,6 @@
 import { ApiError, schemas } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
+import type { OutputStorage } from '../bunkers/OutputStorage.js';
 import { resolveTenant } from '../quotas/access.js';
 import type { Store } from '../store/Store.js';
 
@@ -12,7 +13,11 @@ const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d
  * whole tenant's usage, as it sees every bunker of the tenant; platform admins another tenant's.
  */
 export class UsageService {
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    /** The tenant's stored exec output, reported beside its metered usage. */
+    private readonly outputs?: Pick<OutputStorage, 'usage'>,
+  ) {}
 
   async report(principal: Principal, query: schemas.UsageQuery): Promise<schemas.UsageReport> {
     const tenantId = await resolveTenant(this.store, principal, query.tenant_id);
@@ -40,6 +45,7 @@ export class UsageService {
       from: fromIso,
       to: toIso,
       group_by: groupBy,
+      ...(this.outputs ? { stored_output_bytes: (await this.outputs.usage(tenantId)).current } : {}),
     };
   }
 }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
-import { closeRedis, connectRedis } from '../redis/connectRedis.js';
+import type { DependencyState } from '../health/DependencyState.js';
+import { closeRedis, connectRedis, liveState } from '../redis/connectRedis.js';
 import type { Heartbeats } from './Heartbeats.js';
 
 const KEY = 'workers:heartbeat';
@@ -8,17 +9,22 @@ const KEY = 'workers:heartbeat';
 export class RedisHeartbeats implements Heartbeats {
   private constructor(private readonly redis: Redis) {}
 
-  static async connect(url: string, log?: (m: string) => void): Promise<RedisHeartbeats> {
-    return new RedisHeartbeats(await connectRedis(url, { name: 'heartbeats', ...(log ? { log } : {}) }));
+  static async connect(url: string, state?: DependencyState): Promise<RedisHeartbeats> {
+    return new RedisHeartbeats(await connectRedis(url, { name: 'heartbeats', ...(state ? { state } : {}) }));
   }
 
   async record(workerId: string, atMs: number): Promise<void> {
-    await this.redis.hset(KEY, workerId, String(atMs));
+    await liveState(() => this.redis.hset(KEY, workerId, String(atMs)));
   }
 
   async lastSeen(): Promise<Map<string, number>> {
-    const all = await this.redis.hgetall(KEY);
+    const all = await liveState(() => this.redis.hgetall(KEY));
     return new Map(Object.entries(all).map(([id, ms]) => [id, Number(ms)]));
+  }
+
+  /** One round trip, for readiness: LIVE_STATE_UNAVAILABLE when Redis does not answer. */
+  async ping(): Promise<void> {
+    await liveState(() => this.redis.ping());
   }
 
   async close(): Promise<void> {

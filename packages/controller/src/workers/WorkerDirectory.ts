@@ -31,7 +31,15 @@ export class WorkerDirectory {
     const cached = this.remote.get(workerId);
     const now = Date.now();
     if (cached && now - cached.checkedAt < ROW_TTL_MS) return cached.client;
-    const row = await this.store.workers.get(workerId);
+    let row: Awaited<ReturnType<Store['workers']['get']>>;
+    try {
+      row = await this.store.workers.get(workerId);
+    } catch (err) {
+      // The database is down: the address we had is still the best guess (the worker refuses
+      // what it does not run).
+      if (cached && err instanceof ApiError && err.code === 'STORE_UNAVAILABLE') return cached.client;
+      throw err;
+    }
     if (!row?.url || !this.workerToken) throw new ApiError('WORKER_UNAVAILABLE', `worker ${workerId} is not reachable`);
     if (cached && cached.url === row.url) {
       cached.checkedAt = now;

@@ -40,8 +40,15 @@ export class WorkerService {
     hb: schemas.HeartbeatBody,
   ): Promise<{ ok: boolean; heartbeat_interval_s: number; unknown_bunkers: string[]; unknown_bridges: string[] }> {
     const now = new Date();
-    await this.heartbeats.record(hb.worker_id, now.getTime());
-    await this.writeRow(hb, now);
+    // Without Redis the row's copy of the heartbeat is all the monitor will have: keep it fresh.
+    const recorded = await this.heartbeats.record(hb.worker_id, now.getTime()).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ApiError && err.code === 'LIVE_STATE_UNAVAILABLE') return false;
+        throw err;
+      },
+    );
+    await this.writeRow(hb, now, !recorded);
     // What the worker runs that we don't consider alive on it: it must destroy those.
     const reported = new Map(hb.bunkers.map((b) => [b.id, b.status]));
     const known = new Map((await this.store.bunkers.getByIds([...reported.keys()])).map((r) => [r.id, r]));
@@ -76,7 +83,7 @@ export class WorkerService {
   }
 
   /** Registers the worker, or refreshes its row when what it reports changed or the row's copy of its heartbeat is old. */
-  private async writeRow(hb: schemas.HeartbeatBody, now: Date): Promise<void> {
+  private async writeRow(hb: schemas.HeartbeatBody, now: Date, force = false): Promise<void> {
     const fingerprint = JSON.stringify([
       hb.name,
       hb.url,
@@ -87,7 +94,7 @@ export class WorkerService {
       hb.bridges ?? [],
     ]);
     const last = this.rowWrites.get(hb.worker_id);
-    if (last && last.fingerprint === fingerprint && now.getTime() - last.at < ROW_REFRESH_MS) return;
+    if (!force && last && last.fingerprint === fingerprint && now.getTime() - last.at < ROW_REFRESH_MS) return;
     await this.store.workers.upsertFromHeartbeat({
       id: hb.worker_id,
       name: hb.name,

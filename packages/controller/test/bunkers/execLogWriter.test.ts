@@ -22,6 +22,8 @@ function row(id: string, patch: Partial<ExecLogRow> = {}): ExecLogRow {
     full_output_ref: null,
     started_at: '2030-01-01T00:00:00.000Z',
     finished_at: null,
+    output_store: 'inline',
+    output_bytes: 0,
     ...patch,
   };
 }

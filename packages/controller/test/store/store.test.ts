@@ -443,6 +443,8 @@ for (const dialect of DIALECTS) {
         full_output_ref: null,
         started_at: new Date().toISOString(),
         finished_at: null,
+        output_store: 'inline',
+        output_bytes: 0,
         ...patch,
       });
       const [a, b] = [newId('ex'), newId('ex')];
@@ -551,6 +553,8 @@ for (const dialect of DIALECTS) {
           full_output_ref: null,
           started_at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
           finished_at: null,
+          output_store: 'inline',
+          output_bytes: 0,
         });
       }
       const p1 = await store.execLogs.list(tenantA, row.id, 2);

@@ -222,6 +222,13 @@ export const ExecBody = Type.Object(
 );
 export type ExecBody = Static<typeof ExecBody>;
 
+/** What of an exec's output the blob store keeps. */
+export const OUTPUT_STORE_STATES = ['inline', 'complete', 'capped', 'failed', 'expired'] as const;
+const OutputStore = literalUnion(OUTPUT_STORE_STATES, {
+  description:
+    '`inline`: all output is in the response, nothing stored; `complete`: the whole output is stored; `capped`: stored up to the per-exec or per-tenant cap or the disk reserve, the rest dropped; `failed`: storing failed (a full disk, the blob store down), nothing kept; `expired`: deleted after the retention',
+});
+
 export const ExecResult = Type.Object(
   {
     exec_id: Type.String(),
@@ -232,7 +239,13 @@ export const ExecResult = Type.Object(
     duration_ms: Type.Integer(),
     timed_out: Type.Boolean({ description: 'True when the command ran past timeout_s (result code EXEC_TIMEOUT)' }),
     truncated: Type.Boolean(),
-    full_output_ref: Nullable(Type.String({ description: 'Path (relative to the API base) of the full output, when truncated' })),
+    full_output_ref: Nullable(
+      Type.String({
+        description: 'Path (relative to the API base) of the stored output, when truncated and stored (`complete` or `capped`)',
+      }),
+    ),
+    output_store: OutputStore,
+    output_stored_bytes: Type.Integer({ description: "Bytes of this exec's output kept in the blob store (both streams)" }),
   },
   { $id: 'ExecResult' },
 );
@@ -278,6 +291,8 @@ export const ExecLog = Type.Object(
     full_output_ref: Nullable(Type.String()),
     started_at: Type.String({ format: 'date-time' }),
     finished_at: Nullable(Type.String({ format: 'date-time' })),
+    output_store: OutputStore,
+    output_stored_bytes: Type.Integer(),
   },
   { $id: 'ExecLog' },
 );
@@ -772,6 +787,10 @@ export const QuotaUsage = Type.Object(
         ),
       }),
     ),
+    stored_output_bytes: Type.Optional({
+      ...ResourceUsage,
+      description: "The tenant's exec output kept in the blob store, against --output-store-tenant-cap-bytes",
+    }),
   },
   { $id: 'QuotaUsage' },
 );
@@ -826,6 +845,9 @@ export const UsageReport = Type.Object(
     from: Type.String({ format: 'date-time' }),
     to: Type.String({ format: 'date-time' }),
     group_by: literalUnion(USAGE_GROUP_BY),
+    stored_output_bytes: Type.Optional(
+      Type.Integer({ description: "Bytes of the tenant's exec output kept in the blob store now (within its retention)" }),
+    ),
   },
   { $id: 'UsageReport' },
 );

@@ -47,13 +47,32 @@ export const ERROR_CODES = {
       'Creating this bunker would exceed a quota bucket, or a quota profile does not allow its lifecycle, image or network profile; `details` name the bucket and the resource.',
   },
   DISK_FULL: { status: 507, description: "The bunker's disk (disk_mb) is full." },
+  INSUFFICIENT_STORAGE: {
+    status: 507,
+    description:
+      "The platform's own storage is full or under its reserve (a controller's or worker's data disk); nothing partial was kept. Retry later or elsewhere.",
+  },
   INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
   BRIDGE_REJECTED: { status: 502, description: 'The worker refused to create the bridge; nothing was kept.' },
   WORKER_UNAVAILABLE: { status: 503, description: "The bunker's worker cannot be reached." },
   NO_SUITABLE_WORKER: { status: 503, description: 'No online worker has the capacity or features the bunker needs.' },
+  STORE_UNAVAILABLE: { status: 503, description: 'The database cannot be reached right now; retry after `Retry-After` seconds.' },
+  LIVE_STATE_UNAVAILABLE: {
+    status: 503,
+    description: 'The live-state store (Redis: quota counters, heartbeats) cannot be reached right now; retry after `Retry-After` seconds.',
+  },
+  BLOB_STORE_UNAVAILABLE: { status: 503, description: 'The blob store cannot be reached right now; retry after `Retry-After` seconds.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Outages of a backing service: transient, so their answers carry `Retry-After` (seconds). */
+export const RETRYABLE_AFTER_S: Partial<Record<ErrorCode, number>> = {
+  STORE_UNAVAILABLE: 2,
+  LIVE_STATE_UNAVAILABLE: 2,
+  BLOB_STORE_UNAVAILABLE: 2,
+  INSUFFICIENT_STORAGE: 30,
+};
 
 /** Not HTTP errors: values that appear inside successful results. */
 export const RESULT_CODES = {

@@ -386,6 +386,8 @@ export class StubApiServer {
       timed_out: false,
       truncated,
       full_output_ref: truncated ? `/bunkers/${bunker.id}/exec-logs/${execId}/output` : null,
+      output_store: truncated ? 'complete' : 'inline',
+      output_stored_bytes: truncated ? stdout.length + stderr.length : 0,
     };
     this.outputs.set(execId, { stdout: Buffer.from(stdout), stderr: Buffer.from(stderr) });
     this.execLogs.get(bunker.id)?.unshift({
@@ -403,6 +405,8 @@ export class StubApiServer {
       full_output_ref: result.full_output_ref,
       started_at: new Date(started).toISOString(),
       finished_at: new Date().toISOString(),
+      output_store: result.output_store,
+      output_stored_bytes: result.output_stored_bytes,
     });
     if (!body.stream) return this.send(res, 200, result);
 

@@ -86,6 +86,11 @@ export interface WorkerOptions {
    * millicores than it has (default 8×). Memory is never overcommitted.
    */
   cpuOvercommit?: number;
+  /**
+   * Free space kept on the disk holding dataDir (default 256 MiB): under it new bunkers are
+   * refused with HOST_DISK_FULL, so running ones keep room to write.
+   */
+  diskReserveBytes?: number;
   /** Bound on connecting to a fresh bunker's agent and its first health answer (default 10000). */
   agentConnectTimeoutMs?: number;
   logger?: WorkerLogger;
@@ -419,6 +424,7 @@ export class Worker implements WorkerApi, CachedImageSource {
       throw new WorkerError('SPAWN_FAILED', `this worker runs ${offered} bunkers, not '${req.isolation}'`);
     }
     if (!SHA256.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
+    await this.checkDiskReserve();
     // Checked here too, not only by the controller: a bridge carries one tenant's traffic only.
     if (req.networkProfile === 'transit') {
       if (!req.interfaces?.length) throw new WorkerError('SPAWN_FAILED', 'a transit bunker needs at least one interface');
@@ -543,13 +549,26 @@ export class Worker implements WorkerApi, CachedImageSource {
     this.heartbeatTimer.unref();
   }
 
-  /** ImageCache.ensure with every failure a WorkerError (a local disk error is IO_ERROR). */
+  /** HOST_DISK_FULL when the data disk has less free space than the reserve. */
+  private async checkDiskReserve(): Promise<void> {
+    const reserve = this.opts.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES;
+    const fs = await statfs(this.opts.dataDir);
+    const free = fs.bavail * fs.bsize;
+    if (free < reserve) {
+      throw new WorkerError('HOST_DISK_FULL', `this worker's disk has ${free} bytes free, under its reserve of ${reserve}: no new bunkers`);
+    }
+  }
+
+  /** ImageCache.ensure with every failure a WorkerError (a full disk is HOST_DISK_FULL, another local disk error IO_ERROR). */
   private async fetchImage(sha256: string): Promise<{ path: string; source: 'cache' | 'peer' | 'proxy'; bytes: number }> {
     if (!SHA256.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
     try {
       return await this.images.ensure(sha256);
     } catch (err) {
-      throw err instanceof WorkerError ? err : new WorkerError('IO_ERROR', `image ${sha256}: ${messageOf(err)}`);
+      if (err instanceof WorkerError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw new WorkerError('HOST_DISK_FULL', `image ${sha256}: no space left to cache it`);
+      throw new WorkerError('IO_ERROR', `image ${sha256}: ${messageOf(err)}`);
     }
   }
 
@@ -581,6 +600,8 @@ export class Worker implements WorkerApi, CachedImageSource {
 }
 
 // ---------------------------------------------------------------- helpers
+
+const DEFAULT_DISK_RESERVE_BYTES = 256 * 1024 * 1024;
 
 const PASSTHROUGH_AGENT_CODES = new Set<WorkerErrorCode>([
   'NOT_FOUND',

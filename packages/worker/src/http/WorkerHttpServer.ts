@@ -70,6 +70,7 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   WORKER_UNAVAILABLE: 503,
   BRIDGE_FAILED: 422,
   IMAGE_FETCH_FAILED: 502,
+  HOST_DISK_FULL: 507,
 };
 
 export interface WorkerHttpServerOptions {

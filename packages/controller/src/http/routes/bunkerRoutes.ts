@@ -22,6 +22,8 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         'NO_SUITABLE_WORKER',
         'QUOTA_EXCEEDED',
         'NETWORK_PROFILE_DENIED',
+        'LIVE_STATE_UNAVAILABLE',
+        'INSUFFICIENT_STORAGE',
       ],
       handler: async ({ body, principal }) => bunkerToApi(await s.bunkers.create(principal, body)),
     }),
@@ -115,7 +117,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       params: schemas.OutputParams,
       querystring: schemas.OutputQuery,
       response: { status: 200, binary: true },
-      errors: ['BUNKER_NOT_FOUND', 'OUTPUT_NOT_FOUND'],
+      errors: ['BUNKER_NOT_FOUND', 'OUTPUT_NOT_FOUND', 'BLOB_STORE_UNAVAILABLE'],
       handler: async ({ params, query, principal, reply }) => {
         await s.bunkers.get(principal, params.id);
         const stream = await s.exec.output(principal, params.id, params.exec_id, query.stream ?? 'stdout');

@@ -15,7 +15,7 @@ export function flowAuditRoutes(s: Services): RouteDef[] {
       params: schemas.BunkerIdParams,
       querystring: schemas.AuditBatchQuery,
       response: { status: 200, schema: schemas.AuditBatchPage },
-      errors: ['BUNKER_NOT_FOUND'],
+      errors: ['BUNKER_NOT_FOUND', 'BLOB_STORE_UNAVAILABLE'],
       handler: async ({ params, query, principal }) => s.flowAudit.list(principal, params.id, query),
     }),
     route({
@@ -27,7 +27,7 @@ export function flowAuditRoutes(s: Services): RouteDef[] {
       tags: ['network'],
       params: schemas.AuditBatchParams,
       response: { status: 200, binary: true },
-      errors: ['BUNKER_NOT_FOUND', 'AUDIT_BATCH_NOT_FOUND'],
+      errors: ['BUNKER_NOT_FOUND', 'AUDIT_BATCH_NOT_FOUND', 'BLOB_STORE_UNAVAILABLE'],
       handler: async ({ params, principal, reply }) => {
         const stream = await s.flowAudit.get(principal, params.id, params.name);
         reply.header('content-type', 'application/x-ndjson');

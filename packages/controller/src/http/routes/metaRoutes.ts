@@ -1,8 +1,17 @@
 import { Type } from '@sinclair/typebox';
+import type { ReadinessReport } from '../../health/Readiness.js';
 import { type RouteDef, route } from '../Route.js';
-import type { Services } from './Services.js';
 
-export function metaRoutes(s: Services, openapi: () => unknown): RouteDef[] {
+const Check = Type.Object(
+  {
+    ok: Type.Boolean(),
+    error: Type.Optional(Type.String()),
+    since: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: true },
+);
+
+export function metaRoutes(openapi: () => unknown, readiness: () => Promise<ReadinessReport>): RouteDef[] {
   return [
     route({
       method: 'GET',
@@ -20,13 +29,32 @@ export function metaRoutes(s: Services, openapi: () => unknown): RouteDef[] {
       url: '/healthz',
       auth: 'public',
       operationId: 'health',
-      summary: 'Liveness: the controller answers and its database responds',
+      summary: 'Liveness: the controller process answers (it asks no dependency; see /readyz)',
       tags: ['meta'],
       response: { status: 200, schema: Type.Object({ ok: Type.Boolean() }) },
       errors: [],
-      handler: async () => {
-        await s.store.workers.list();
-        return { ok: true };
+      handler: async () => ({ ok: true }),
+    }),
+    route({
+      method: 'GET',
+      url: '/readyz',
+      auth: 'public',
+      operationId: 'ready',
+      summary:
+        'Readiness for a load balancer: the database, Redis, the blob store and the data disk probed now; 503 with the same body when any is not ok',
+      tags: ['meta'],
+      response: {
+        status: 200,
+        schema: Type.Object({
+          ready: Type.Boolean(),
+          checks: Type.Object({ database: Check, live_state: Check, blob_store: Check, disk: Check }),
+        }),
+      },
+      errors: [],
+      handler: async ({ reply }) => {
+        const report = await readiness();
+        if (!report.ready) return reply.status(503).send(report);
+        return report;
       },
     }),
   ];

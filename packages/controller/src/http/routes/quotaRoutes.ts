@@ -37,7 +37,7 @@ export function quotaRoutes(s: Services): RouteDef[] {
       tags: ['quotas'],
       querystring: schemas.QuotaUsageQuery,
       response: { status: 200, schema: schemas.QuotaUsage },
-      errors: ['TENANT_NOT_FOUND'],
+      errors: ['TENANT_NOT_FOUND', 'LIVE_STATE_UNAVAILABLE'],
       handler: async ({ query, principal }) => s.quotas.usage(principal, query.tenant_id),
     }),
     route({

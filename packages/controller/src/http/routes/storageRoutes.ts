@@ -22,7 +22,7 @@ export function storageRoutes(storage: StorageService): RouteDef[] {
       tags: ['storage'],
       params: schemas.StorageKeyParams,
       response: { status: 200 },
-      errors: ['BLOB_NOT_FOUND'],
+      errors: ['BLOB_NOT_FOUND', 'BLOB_STORE_UNAVAILABLE'],
       handler: async ({ params, principal, reply }) => {
         const info = await storage.stat(grantOf(principal), params['*']);
         reply.header('content-length', info.size).header('accept-ranges', 'bytes');
@@ -39,7 +39,7 @@ export function storageRoutes(storage: StorageService): RouteDef[] {
       tags: ['storage'],
       params: schemas.StorageKeyParams,
       response: { status: 200, binary: true },
-      errors: ['BLOB_NOT_FOUND', 'RANGE_NOT_SATISFIABLE'],
+      errors: ['BLOB_NOT_FOUND', 'RANGE_NOT_SATISFIABLE', 'BLOB_STORE_UNAVAILABLE'],
       handler: async ({ params, principal, req, reply }) => {
         const read = await storage.read(grantOf(principal), params['*'], req.headers.range);
         reply.header('content-type', 'application/octet-stream').header('accept-ranges', 'bytes');
@@ -65,7 +65,7 @@ export function storageRoutes(storage: StorageService): RouteDef[] {
       params: schemas.StorageKeyParams,
       rawBody: true,
       response: { status: 201, schema: schemas.StoragePutResult },
-      errors: ['CHECKSUM_MISMATCH'],
+      errors: ['CHECKSUM_MISMATCH', 'BLOB_STORE_UNAVAILABLE', 'INSUFFICIENT_STORAGE'],
       handler: async ({ params, principal, req, reply }) => {
         const body = req.body instanceof Readable ? req.body : Readable.from([]);
         const declared = req.headers['x-scaibunker-sha256'];
