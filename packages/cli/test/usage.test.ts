@@ -67,6 +67,8 @@ describe('scaibunker usage', () => {
       from: '2031-05-01T00:00:00.000Z',
       to: '2031-05-02T00:00:00.000Z',
       group_by: 'day',
+      // The tenant's exec output kept in the blob store now (none: no exec spilled).
+      stored_output_bytes: 0,
     });
 
     const badGroup = await cli(['usage', '--group-by', 'user', ...auth]);

@@ -114,7 +114,6 @@ export class ExecLogWriter {
         this.replaying = undefined;
       });
     }, delayMs);
-    this.replayTimer.unref();
   }
 
   /** Moves journaled rows into the database, oldest first, until it is empty or the database fails again. */

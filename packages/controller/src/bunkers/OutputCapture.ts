@@ -37,13 +37,15 @@ export class OutputCapture {
       return;
     }
     if (this.state === 'inline') {
+      // The stored object is everything so far, then this chunk whole; the response keeps what fits.
+      const before = Buffer.concat(this.inline);
       const room = this.inlineCap - this.inlineBytes;
       if (room > 0) {
         this.inline.push(chunk.subarray(0, room));
         this.inlineBytes += room;
       }
       if (!(await this.startSpill())) return;
-      await this.store(Buffer.concat(this.inline));
+      await this.store(before);
     }
     if (this.state === 'complete') await this.store(chunk);
   }

@@ -29,12 +29,14 @@ export interface RedisQuotaCountersOptions {
 export class RedisQuotaCounters implements QuotaCounters {
   readonly kind = 'redis' as const;
   private readonly lockTtlMs: number;
+  private readonly state: DependencyState | undefined;
 
   private constructor(
     private readonly redis: Redis,
     opts: RedisQuotaCountersOptions,
   ) {
     this.lockTtlMs = opts.lockTtlMs ?? 30_000;
+    this.state = opts.state;
   }
 
   /** Connects (failing now, not at the first create, when Redis does not answer). */
@@ -55,7 +57,7 @@ export class RedisQuotaCounters implements QuotaCounters {
         await this.redis.script('LOAD', script.source);
         return this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
       }
-    });
+    }, this.state);
   }
 
   async tryCharge(bunkerId: string, charges: readonly QuotaCharge[]): Promise<ChargeResult> {
@@ -74,12 +76,12 @@ export class RedisQuotaCounters implements QuotaCounters {
 
   async usage(keys: readonly string[]): Promise<Map<string, number>> {
     if (keys.length === 0) return new Map();
-    const values = await liveState(() => this.redis.mget(...keys));
+    const values = await liveState(() => this.redis.mget(...keys), this.state);
     return new Map(keys.map((k, i) => [k, Number(values[i] ?? 0)]));
   }
 
   async isReady(): Promise<boolean> {
-    return (await liveState(() => this.redis.exists(EPOCH_KEY))) === 1;
+    return (await liveState(() => this.redis.exists(EPOCH_KEY), this.state)) === 1;
   }
 
   async rebuild(sets: readonly ChargeSet[]): Promise<void> {
@@ -92,7 +94,7 @@ export class RedisQuotaCounters implements QuotaCounters {
   async withRebuildLock<T>(fn: () => Promise<T>): Promise<T> {
     const token = randomBytes(16).toString('hex');
     const deadline = Date.now() + 2 * this.lockTtlMs;
-    while ((await liveState(() => this.redis.set(LOCK_KEY, token, 'PX', this.lockTtlMs, 'NX'))) !== 'OK') {
+    while ((await liveState(() => this.redis.set(LOCK_KEY, token, 'PX', this.lockTtlMs, 'NX'), this.state)) !== 'OK') {
       if (Date.now() > deadline) throw new Error('timed out waiting for the quota rebuild lock');
       await sleep(20);
     }

@@ -51,11 +51,12 @@ export async function connectRedis(url: string, opts: ConnectRedisOptions): Prom
  * Runs a command of the live state; an outage (not connected, connection lost under it) becomes
  * LIVE_STATE_UNAVAILABLE, a 503 with Retry-After. Other errors (a script's) pass unchanged.
  */
-export async function liveState<T>(command: () => Promise<T>): Promise<T> {
+export async function liveState<T>(command: () => Promise<T>, state?: DependencyState): Promise<T> {
   try {
     return await command();
   } catch (err) {
     if (err instanceof ApiError || !isRedisOutage(err)) throw err;
+    state?.down(err);
     throw new ApiError('LIVE_STATE_UNAVAILABLE', 'the live-state store (Redis) cannot be reached right now; retry shortly', {
       dependency: 'redis',
     });

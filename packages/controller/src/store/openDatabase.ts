@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { ApiError } from '@scaibunker/core';
 import SQLite from 'better-sqlite3';
 import { type Dialect, Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
@@ -61,6 +62,8 @@ export async function openDatabase(url: string, state: DependencyState): Promise
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     await db.destroy();
+    // The database not answering at start is said as such (STORE_UNAVAILABLE), not as a migration bug.
+    if (error instanceof ApiError) throw error;
     throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`);
   }
   return { db, dialect: name };
