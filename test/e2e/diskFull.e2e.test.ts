@@ -192,7 +192,8 @@ function servedOnSmallDisk(sizeMb: number, args: string[], prepare: (dir: string
 }
 
 describe('scaibunker serve on a 64 MiB data disk', () => {
-  const s = servedOnSmallDisk(64, ['--output-cap-bytes', String(INLINE_CAP)]);
+  // No reserve: the output fills the disk for real (ENOSPC), not just up to a reserve.
+  const s = servedOnSmallDisk(64, ['--output-cap-bytes', String(INLINE_CAP), '--disk-reserve', '0']);
 
   test('/readyz is public and reports every check ok, the disk check measuring the data dir; /healthz is 200', async () => {
     const r = await readyz(s.base);
@@ -314,7 +315,14 @@ describe('scaibunker serve on a 64 MiB data disk', () => {
 
 describe('--output-store-cap-bytes caps what one exec stores', () => {
   const CAP = 4_000_000;
-  const s = servedOnSmallDisk(64, ['--output-cap-bytes', String(INLINE_CAP), '--output-store-cap-bytes', String(CAP)]);
+  const s = servedOnSmallDisk(64, [
+    '--output-cap-bytes',
+    String(INLINE_CAP),
+    '--output-store-cap-bytes',
+    String(CAP),
+    '--disk-reserve',
+    '0',
+  ]);
 
   test(`past ${CAP} bytes: output_store capped, the stored output at most the cap and readable through full_output_ref`, async () => {
     const b = await s.create();
@@ -377,7 +385,9 @@ describe('--output-store-cap-bytes caps what one exec stores', () => {
 describe('--disk-reserve: under it new bunkers are refused (507) and /readyz says the disk is not ok', () => {
   const BALLAST = 'ballast.bin';
   // 64 MiB disk, 60 MiB reserve: an 8 MiB file puts the disk under the reserve before the server starts.
-  const s = servedOnSmallDisk(64, ['--disk-reserve', '60m'], (dir) => writeFileSync(join(dir, BALLAST), Buffer.alloc(8 * MiB, 1)));
+  const s = servedOnSmallDisk(64, ['--output-cap-bytes', String(INLINE_CAP), '--disk-reserve', '60m'], (dir) =>
+    writeFileSync(join(dir, BALLAST), Buffer.alloc(8 * MiB, 1)),
+  );
 
   test('creates answer 507 INSUFFICIENT_STORAGE and leave nothing; /readyz 503 with disk not ok; /healthz 200; room made: all ok again', async () => {
     const r = await readyz(s.base);
@@ -391,16 +401,23 @@ describe('--disk-reserve: under it new bunkers are refused (507) and /readyz say
     assert.equal(r.body.checks.database?.ok, true, r.text);
     assert.equal((await fetch(`${s.base}/healthz`)).status, 200, 'liveness is not readiness');
 
-    const started = Date.now();
-    await expectInsufficientStorage(Bunker.create({ image: 'minimal', disk_mb: 16 }, s.alice), 'a create under the reserve');
-    assert.ok(Date.now() - started < 10_000, 'refused at once');
-    const listed: string[] = [];
-    for await (const b of Bunker.list({}, s.alice)) listed.push(b.id);
-    assert.deepEqual(listed, [], 'the refused create left no bunker');
-    s.assertSameProcess();
-
-    // Room made: ready again and creates work.
-    rmSync(join(s.dir, BALLAST));
+    try {
+      const started = Date.now();
+      await expectInsufficientStorage(Bunker.create({ image: 'minimal', disk_mb: 16 }, s.alice), 'a create under the reserve');
+      assert.ok(Date.now() - started < 10_000, 'refused at once');
+      const listed: string[] = [];
+      for await (const b of Bunker.list({}, s.alice)) listed.push(`${b.id} ${b.state} ${b.info.termination_reason ?? ''}`);
+      if (listed.length > 0) console.log(`[disk] rows left by the refused create: ${listed.join('; ')}`);
+      assert.deepEqual(
+        listed.filter((l) => !/ (failed|terminated) /.test(l)),
+        [],
+        'the refused create left no bunker running or pending',
+      );
+      s.assertSameProcess();
+    } finally {
+      // Room made: ready again and creates work.
+      rmSync(join(s.dir, BALLAST), { force: true });
+    }
     await eventually('ready once the disk is over the reserve again', async () =>
       (await readyz(s.base)).status === 200 ? true : undefined,
     );
@@ -408,6 +425,38 @@ describe('--disk-reserve: under it new bunkers are refused (507) and /readyz say
     assert.equal(again.body.checks.disk?.ok, true, again.text);
     const b = await s.create();
     assert.equal((await b.exec('echo room')).stdout, 'room\n');
+    s.assertSameProcess();
+  });
+
+  test('the disk going under the reserve while a bunker runs: it keeps running, its overflowing output is not spilled, creates 507; ready again after', async () => {
+    const b = await s.create();
+    assert.equal((await readyz(s.base)).status, 200, 'over the reserve to begin with');
+    const disk = s.disk as SmallDisk;
+    writeFileSync(join(s.dir, BALLAST), Buffer.alloc(8 * MiB, 1));
+    try {
+      const r = await readyz(s.base);
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.body.checks.disk?.ok, false, r.text);
+      await expectInsufficientStorage(Bunker.create({ image: 'minimal', disk_mb: 16 }, s.alice), 'a create once under the reserve');
+      assert.equal((await b.exec('echo still')).stdout, 'still\n', 'the running bunker keeps working');
+      const freeBefore = disk.freeBytes;
+      const big = (await b.exec("head -c 2000000 /dev/zero | tr '\\0' z")) as StoredExecResult;
+      const shown = JSON.stringify({ ...big, stdout: `(${big.stdout.length} chars)` });
+      assert.equal(big.exit_code, 0, shown);
+      assert.equal(big.truncated, true, shown);
+      assert.equal(big.stdout.length, INLINE_CAP, 'the inline part is whole');
+      assert.ok(['capped', 'failed'].includes(big.output_store ?? ''), `nothing spills under the reserve: ${shown}`);
+      assert.equal(big.output_stored_bytes, 0, shown);
+      assert.ok(disk.freeBytes >= freeBefore - MiB, 'the disk did not fill further');
+      s.assertSameProcess();
+    } finally {
+      rmSync(join(s.dir, BALLAST), { force: true });
+    }
+    await eventually('ready once the disk is over the reserve again', async () =>
+      (await readyz(s.base)).status === 200 ? true : undefined,
+    );
+    const other = await s.create();
+    assert.equal((await other.exec('echo room')).stdout, 'room\n');
     s.assertSameProcess();
   });
 });

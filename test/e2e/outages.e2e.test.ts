@@ -30,6 +30,8 @@ const MiB = 1024 * 1024;
 const QUICK_MS = 5000;
 /** Creates still pending/provisioning after this long lost their controller (the sweeper fails them). */
 const STUCK_CREATE_MS = 8000;
+/** How long the PostgreSQL stop lasts: well past the few seconds a controller may cache a row or a key for. */
+const LONG_OUTAGE_MS = 20_000;
 const SMALL = { image: 'minimal', cpu_millicores: 250, memory_mb: 64, disk_mb: 64 } as const;
 const API = '/v1/modules/scaibunker';
 const ACTIVE = `('pending','provisioning','running','paused','snapshotting')`;
@@ -421,6 +423,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
     const rowsBefore = (await activeRows()).length;
 
     await pgctl('stop');
+    const outageStarted = Date.now();
     try {
       for (const i of [0, 1]) {
         const base = c().url(i);
@@ -459,6 +462,34 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
         // The API keeps answering the same way after a few seconds of outage (no wedged pool).
         assertOutage(await raw(base, 'GET', `${API}/bunkers`, tenantKey), 'STORE_UNAVAILABLE', `list on ${i}, again`);
       }
+      // A longer outage, past whatever lifetime the controllers give cached rows and keys: execs
+      // through both keep working all along (time passing is the point here, not an event).
+      let n = 0;
+      while (Date.now() - outageStarted < LONG_OUTAGE_MS) {
+        for (const i of [0, 1]) {
+          const r = await (bunkers[i] as Bunker).exec(['echo', `long${i}-${n}`]).catch((e: unknown) => {
+            const d = describeError(e);
+            assert.fail(
+              `an exec through controller ${i} ${((Date.now() - outageStarted) / 1000).toFixed(1)} s into the outage failed: ${d.status} ${d.code} ${d.message}`,
+            );
+          });
+          assert.equal(r.stdout, `long${i}-${n}\n`);
+          execIds.push(r.exec_id);
+        }
+        n++;
+        await sleep(250);
+      }
+      for (const i of [0, 1]) {
+        assertOutage(
+          await raw(c().url(i), 'POST', `${API}/bunkers`, tenantKey, SMALL),
+          'STORE_UNAVAILABLE',
+          `create on ${i}, late in the outage`,
+        );
+        assertNotReady(await readyz(c().url(i)), 'database', ['live_state'], `controller ${i} late in the outage`);
+      }
+      console.log(
+        `[outages] PostgreSQL stopped for ${((Date.now() - outageStarted) / 1000).toFixed(1)} s; ${execIds.length} execs ran meanwhile`,
+      );
     } finally {
       await ensurePgUp();
     }
@@ -742,7 +773,12 @@ describe('scaibunker proxy over S3 when s3rver goes away', () => {
       assert.ok(!outcome.error, `the upload got an answer, not a cut connection: ${outcome.error?.message}`);
       // The upload ran for a while before the outage: how long it took to fail once s3rver died is what counts.
       const sinceHalt = Date.now() - haltedAt;
-      assertOutage(outcome.answer as RawAnswer, 'BLOB_STORE_UNAVAILABLE', 'the upload cut by the outage', Number.POSITIVE_INFINITY);
+      assertOutage(
+        outcome.answer as RawAnswer,
+        'BLOB_STORE_UNAVAILABLE',
+        `the upload cut by the outage (proxy log:\n${tail(proxy, 30)}\n)`,
+        Number.POSITIVE_INFINITY,
+      );
       assert.ok(sinceHalt < 30_000, `the upload failed ${sinceHalt} ms after s3rver died`);
       assertProxyUp();
 
