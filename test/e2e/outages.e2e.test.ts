@@ -32,6 +32,10 @@ const QUICK_MS = 5000;
 const STUCK_CREATE_MS = 8000;
 /** How long the PostgreSQL stop lasts: well past the few seconds a controller may cache a row or a key for. */
 const LONG_OUTAGE_MS = 20_000;
+/** Worker heartbeats here: a worker silent for 3 intervals is offline. */
+const HEARTBEAT_MS = 2000;
+/** How long Redis stays down: past the heartbeat timeout (3 × HEARTBEAT_MS). */
+const REDIS_OUTAGE_MS = 12_000;
 const SMALL = { image: 'minimal', cpu_millicores: 250, memory_mb: 64, disk_mb: 64 } as const;
 const API = '/v1/modules/scaibunker';
 const ACTIVE = `('pending','provisioning','running','paused','snapshotting')`;
@@ -246,6 +250,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
   before(async () => {
     await ensurePgUp();
     cluster = await Cluster.start({
+      heartbeatMs: HEARTBEAT_MS,
       controllerArgs: ['--sweep-interval-ms', '200', '--monitor-interval-ms', '200', '--stuck-create-ms', String(STUCK_CREATE_MS)],
     });
     pids = [cluster.controllers[0]?.child.pid ?? 0, cluster.controllers[1]?.child.pid ?? 0, cluster.worker?.child.pid ?? 0];
@@ -546,6 +551,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
     const extra: Bunker[] = [];
 
     await c().redis.kill('SIGKILL');
+    const killedAt = Date.now();
     try {
       for (const i of [0, 1]) {
         const base = c().url(i);
@@ -577,11 +583,43 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
         assert.equal((await (bunkers[i] as Bunker).refresh()).state, 'running');
       }
       assert.equal((await activeRows()).length, rowsBefore + extra.length, 'the refused creates left no row');
+      // A bunker ended while the counters are unreachable: its release is owed, never lost.
+      const ended = await raw(c().url(0), 'DELETE', `${API}/bunkers/${mine[1]?.id}`, tenantKey);
+      if (ended.status === 200) {
+        assert.equal(ended.body.state, 'terminated', ended.text);
+        mine.splice(1, 1);
+      } else {
+        assertOutage(ended, 'LIVE_STATE_UNAVAILABLE', 'a terminate with Redis down');
+      }
+      // A longer outage, past the workers' heartbeat timeout here: exec keeps working all along
+      // (time passing is the point, not an event), and nothing is judged lost for it.
+      let n = 0;
+      while (Date.now() - killedAt < REDIS_OUTAGE_MS) {
+        for (const i of [0, 1]) {
+          const r = await (bunkers[i] as Bunker).exec(['echo', `long${i}-${n}`]).catch((e: unknown) => {
+            const d = describeError(e);
+            assert.fail(
+              `an exec through controller ${i} ${((Date.now() - killedAt) / 1000).toFixed(1)} s into the Redis outage failed: ${d.status} ${d.code} ${d.message}`,
+            );
+          });
+          assert.equal(r.stdout, `long${i}-${n}\n`);
+          execIds.push(r.exec_id);
+        }
+        n++;
+        await sleep(250);
+      }
     } finally {
       await c().redis.startProcess();
     }
 
     await bothReady('Redis came back empty');
+    assert.equal((await steady.refresh()).state, 'running', `the steady bunker outlived the Redis outage: ${JSON.stringify(steady.info)}`);
+    const workers = await c().client(1, c().adminKey).workers.list();
+    assert.deepEqual(
+      workers.map((w) => w.state),
+      ['online'],
+      'the worker was never judged offline',
+    );
     // Counters rebuilt from the rows: what is running now, nothing more.
     for (const i of [0, 1]) {
       const now = await cappedUsage(i);
@@ -595,14 +633,59 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
       assert.equal((await b.exec('echo fresh')).stdout, 'fresh\n');
     }
     for (const i of [0, 1]) {
-      assert.equal(await cappedUsage(i), 4, `controller ${i}: the two from before the wipe and the two after`);
-      assert.equal(await cappedActive(), 4);
+      assert.equal(await cappedUsage(i), mine.length, `controller ${i}: those running from before the wipe and the two after`);
+      assert.equal(await cappedActive(), mine.length);
     }
     for (const b of [...mine, ...extra]) await b.terminate();
     for (const i of [0, 1]) assert.equal(await cappedUsage(i), 0, `controller ${i}: all released, no drift`);
     assert.equal((await activeRows()).length, 1, 'only the steady bunker is left');
     await assertExecLogsWritten(execIds, 'the execs while Redis was down');
     assertSameProcesses();
+  });
+
+  // Last: it replaces controller B.
+  test('controller B stopped, then killed, during a database outage: its journaled exec logs reach the database once it is back', async () => {
+    const before = c().controllers[1];
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      const b = await Bunker.connect(steady.id, on(1));
+      assert.equal((await b.exec('echo warm')).exit_code, 0);
+      const ids: string[] = [];
+      let exit = '';
+      await pgctl('stop');
+      try {
+        for (let n = 0; n < 5; n++) {
+          const r = await b.exec(['echo', `${signal}-${n}`]);
+          assert.equal(r.stdout, `${signal}-${n}\n`);
+          ids.push(r.exec_id);
+        }
+        const proc = c().controllers[1] as ServerProcess;
+        const t0 = Date.now();
+        const stopped = await Promise.race([
+          c()
+            .stopController(1, signal)
+            .then(() => true),
+          sleep(30_000).then(() => false),
+        ]);
+        if (!stopped) {
+          await c().stopController(1, 'SIGKILL');
+          assert.fail(`controller B did not exit within 30 s of ${signal} with the database down:\n${tail(proc)}`);
+        }
+        exit = `exited ${proc.child.exitCode ?? proc.child.signalCode} ${Date.now() - t0} ms after ${signal}`;
+        if (signal === 'SIGTERM') assert.equal(proc.child.exitCode, 0, `a clean shutdown with the database down: ${exit}\n${tail(proc)}`);
+      } finally {
+        await ensurePgUp();
+      }
+      await c().startController(1);
+      await assertExecLogsWritten(ids, `the execs journaled before controller B got ${signal}`);
+      console.log(`[outages] controller B ${exit}; its ${ids.length} journaled exec-log rows replayed after its restart`);
+    }
+    assert.notEqual(c().controllers[1], before, 'controller B was replaced');
+    assert.ok(alive(c().controllers[1]));
+    for (const i of [0, 2]) {
+      const p = processes()[i];
+      assert.ok(alive(p), `${names[i]} exited:\n${tail(p)}`);
+      assert.equal(p?.child.pid, pids[i], `${names[i]} is the process started at first`);
+    }
   });
 });
 
