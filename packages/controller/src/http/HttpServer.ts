@@ -97,7 +97,14 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   });
   app.setErrorHandler((err, req, reply) => {
     const apiErr = toApiError(err, req.id);
-    if (apiErr.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
+    if (apiErr.code === 'INTERNAL') {
+      // Without Fastify's logger a 500 would leave no trace of its cause: say it on stderr.
+      if (opts.logger) req.log.error({ err }, 'unhandled error');
+      else
+        process.stderr.write(
+          `[http] ${req.method} ${req.url.split('?')[0]} → 500 (request ${req.id}): ${(err as Error)?.stack ?? String(err)}\n`,
+        );
+    }
     if (reply.sent || reply.raw.headersSent) {
       reply.raw.destroy();
       return;
