@@ -61,15 +61,26 @@ export class S3BlobStore implements BlobStore {
         done(null, chunk);
       },
     });
+    // The source's own failure (a client gone mid-upload) is what a failed put reports first.
     let sourceError: Error | undefined;
-    pipeline(data, body, (err) => {
-      if (err) sourceError = err;
+    data.once('error', (err) => {
+      sourceError = err;
     });
+    pipeline(data, body, () => undefined);
     try {
       await this.upload(Key, body, Metadata);
     } catch (err) {
       body.destroy();
-      throw sourceError ?? err;
+      // When a part fails (S3 gone mid-upload) lib-storage stops reading the body: the reader it
+      // tears down destroys the body with a bare stream AbortError, which the pipeline passes
+      // back to the source, and which may be what the upload reports too. Nothing of ours aborts
+      // an upload, so that AbortError means the connection to S3 was lost; a client gone
+      // mid-upload fails the source with its own error (ECONNRESET, "aborted").
+      if (sourceError && !isStreamAbort(sourceError)) throw sourceError;
+      if (isStreamAbort(err)) {
+        throw Object.assign(new Error('the upload to S3 broke off (a part failed)'), { code: 'ECONNRESET', cause: err });
+      }
+      throw err;
     }
     return { bytes };
   }
@@ -160,6 +171,10 @@ export class S3BlobStore implements BlobStore {
 function infoOf(size: number, metadata: Record<string, string> | undefined): BlobInfo {
   const sha256 = metadata?.sha256;
   return sha256 ? { size, sha256 } : { size };
+}
+
+function isStreamAbort(err: unknown): boolean {
+  return (err as { code?: string })?.code === 'ABORT_ERR';
 }
 
 function isNotFound(err: unknown): boolean {
