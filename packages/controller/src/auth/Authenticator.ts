@@ -1,4 +1,5 @@
 import { ApiError } from '@scaibunker/core';
+import { isStoreUnavailable } from '../health/failures.js';
 import { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import type { Store } from '../store/Store.js';
 import { hashApiKey, looksLikeApiKey } from './apiKeys.js';
@@ -59,7 +60,7 @@ export class Authenticator {
       row = await this.store.tenants.findApiKeyByHash(hash);
     } catch (err) {
       // The database is down: a key we knew stays good (a revocation cannot be written meanwhile either).
-      if (hit && err instanceof ApiError && err.code === 'STORE_UNAVAILABLE') return hit.principal;
+      if (hit && isStoreUnavailable(err)) return hit.principal;
       throw err;
     }
     if (!row) {

@@ -11,6 +11,7 @@ import {
 } from '@scaibunker/core';
 import { type WorkerApi, WorkerError } from '@scaibunker/worker';
 import type { Principal } from '../auth/Principal.js';
+import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
@@ -308,7 +309,7 @@ export class BunkerService {
       } catch (err) {
         // Exec and files keep working through a database outage on the rows we had.
         const stale = this.running.getStale(id);
-        if (!(err instanceof ApiError && err.code === 'STORE_UNAVAILABLE') || stale?.tenant_id !== principal.tenantId) throw err;
+        if (!isStoreUnavailable(err) || stale?.tenant_id !== principal.tenantId) throw err;
         row = stale;
       }
       this.running.put(id, row, version);

@@ -1,4 +1,4 @@
-import { ApiError } from '@scaibunker/core';
+import { isStoreUnavailable } from '../health/failures.js';
 import type { ExecLogStore } from '../store/ExecLogStore.js';
 import type { ExecLogRow } from '../store/schema.js';
 import type { ExecLogJournal } from './ExecLogJournal.js';
@@ -78,7 +78,7 @@ export class ExecLogWriter {
         await this.store.upsertMany(batch.map((p) => p.row));
         for (const p of batch) settle(p);
       } catch (err) {
-        if (this.journal && isOutage(err)) this.toJournal(batch);
+        if (this.journal && isStoreUnavailable(err)) this.toJournal(batch);
         else if (batch.length === 1) settle(batch[0] as Pending, err);
         // One row the database refuses must not fail the others' execs: write them one by one.
         else
@@ -143,14 +143,14 @@ export class ExecLogWriter {
       await this.store.upsertMany(rows);
       return rows;
     } catch (err) {
-      if (isOutage(err)) return [];
+      if (isStoreUnavailable(err)) return [];
     }
     const done: ExecLogRow[] = [];
     for (const r of rows) {
       try {
         await this.store.upsertMany([r]);
       } catch (err) {
-        if (isOutage(err)) break;
+        if (isStoreUnavailable(err)) break;
         this.log(`[exec-log] journaled row ${r.id} refused by the database: ${(err as Error).message}`);
       }
       done.push(r);
@@ -165,10 +165,6 @@ export class ExecLogWriter {
     await this.replaying;
     this.journal?.close();
   }
-}
-
-function isOutage(err: unknown): boolean {
-  return err instanceof ApiError && err.code === 'STORE_UNAVAILABLE';
 }
 
 function settle(p: Pending, err?: unknown): void {

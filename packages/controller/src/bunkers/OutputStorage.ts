@@ -54,7 +54,8 @@ export class OutputStorage {
       open: () => {
         checked ??= (async () => {
           if (this.limits.localDir) {
-            const free = await freeBytes(this.limits.localDir).catch(() => 0);
+            // A disk that cannot be measured is not judged full (readiness reports the failure).
+            const free = await freeBytes(this.limits.localDir).catch(() => Number.POSITIVE_INFINITY);
             if (free < this.limits.diskReserveBytes) return 'capped';
           }
           let held: number;

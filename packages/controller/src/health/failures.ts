@@ -4,6 +4,13 @@
  * 507s; anything else stays what it was (a 500 names a bug).
  */
 
+import { ApiError } from '@scaibunker/core';
+
+/** The store answered STORE_UNAVAILABLE: callers that can serve what they had (caches, the journal) do. */
+export function isStoreUnavailable(err: unknown): boolean {
+  return err instanceof ApiError && err.code === 'STORE_UNAVAILABLE';
+}
+
 /** errno codes of a peer that is gone, refusing, or unreachable (a socket file that vanished included). */
 const NETWORK_ERRNOS = new Set([
   'ECONNREFUSED',

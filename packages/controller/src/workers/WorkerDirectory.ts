@@ -1,5 +1,6 @@
 import { ApiError } from '@scaibunker/core';
 import { HttpWorkerClient, type WorkerApi } from '@scaibunker/worker';
+import { isStoreUnavailable } from '../health/failures.js';
 import type { Store } from '../store/Store.js';
 
 /** How long a remote worker's address is used before its row is read again. */
@@ -37,7 +38,7 @@ export class WorkerDirectory {
     } catch (err) {
       // The database is down: the address we had is still the best guess (the worker refuses
       // what it does not run).
-      if (cached && err instanceof ApiError && err.code === 'STORE_UNAVAILABLE') return cached.client;
+      if (cached && isStoreUnavailable(err)) return cached.client;
       throw err;
     }
     if (!row?.url || !this.workerToken) throw new ApiError('WORKER_UNAVAILABLE', `worker ${workerId} is not reachable`);
