@@ -49,6 +49,21 @@ async function pgctl(action: 'restart' | 'stop' | 'start'): Promise<void> {
   await execFileP('pg_ctlcluster', [PG_VERSION, 'main', action]);
 }
 
+/**
+ * The shared test PostgreSQL is still down: another test run on this machine (scripts/test-services.sh
+ * starts it when it finds it down) would make an outage test's observations meaningless.
+ */
+async function assertPgStillDown(what: string): Promise<void> {
+  const running = await execFileP('pg_ctlcluster', [PG_VERSION, 'main', 'status']).then(
+    () => true,
+    () => false,
+  );
+  assert.ok(
+    !running,
+    `${what}: the test PostgreSQL was started again by something else during this test's outage (a concurrent test run?)`,
+  );
+}
+
 /** Starts the test PostgreSQL if it is down and waits until it answers a query. */
 async function ensurePgUp(): Promise<void> {
   const running = await execFileP('pg_ctlcluster', [PG_VERSION, 'main', 'status']).then(
@@ -467,6 +482,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
         // The API keeps answering the same way after a few seconds of outage (no wedged pool).
         assertOutage(await raw(base, 'GET', `${API}/bunkers`, tenantKey), 'STORE_UNAVAILABLE', `list on ${i}, again`);
       }
+      await assertPgStillDown('early in the outage');
       // A longer outage, past whatever lifetime the controllers give cached rows and keys: execs
       // through both keep working all along (time passing is the point here, not an event).
       let n = 0;
@@ -484,6 +500,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
         n++;
         await sleep(250);
       }
+      await assertPgStillDown('late in the outage');
       for (const i of [0, 1]) {
         assertOutage(
           await raw(c().url(i), 'POST', `${API}/bunkers`, tenantKey, SMALL),
@@ -537,6 +554,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
   });
 
   test('Redis killed: creates and quota usage 503 LIVE_STATE_UNAVAILABLE quickly, exec works; restarted empty: creates work, counters rebuilt with no drift', async () => {
+    const baseline = (await activeRows()).length;
     const mine = [await Bunker.create(SMALL, capped(0)), await Bunker.create(SMALL, capped(1))];
     const createdBy = (await sqlQuery<{ created_by: string }>(c().db.url, 'SELECT created_by FROM bunkers WHERE id = $1', [mine[0]?.id]))[0]
       ?.created_by;
@@ -638,7 +656,7 @@ describe('two controllers and a worker through PostgreSQL and Redis outages', ()
     }
     for (const b of [...mine, ...extra]) await b.terminate();
     for (const i of [0, 1]) assert.equal(await cappedUsage(i), 0, `controller ${i}: all released, no drift`);
-    assert.equal((await activeRows()).length, 1, 'only the steady bunker is left');
+    assert.equal((await activeRows()).length, baseline, 'nothing is left of what this test made');
     await assertExecLogsWritten(execIds, 'the execs while Redis was down');
     assertSameProcesses();
   });
