@@ -874,12 +874,11 @@ describe('scaibunker proxy over S3 when s3rver goes away', () => {
       assert.ok(!outcome.error, `the upload got an answer, not a cut connection: ${outcome.error?.message}`);
       // The upload ran for a while before the outage: how long it took to fail once s3rver died is what counts.
       const sinceHalt = Date.now() - haltedAt;
-      assertOutage(
-        outcome.answer as RawAnswer,
-        'BLOB_STORE_UNAVAILABLE',
-        `the upload cut by the outage (proxy log:\n${tail(proxy, 30)}\n)`,
-        Number.POSITIVE_INFINITY,
-      );
+      try {
+        assertOutage(outcome.answer as RawAnswer, 'BLOB_STORE_UNAVAILABLE', 'the upload cut by the outage', Number.POSITIVE_INFINITY);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\nproxy log:\n${tail(proxy, 30)}`, { cause: err });
+      }
       assert.ok(sinceHalt < 30_000, `the upload failed ${sinceHalt} ms after s3rver died`);
       assertProxyUp();
 
