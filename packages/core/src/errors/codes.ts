@@ -50,7 +50,7 @@ export const ERROR_CODES = {
   INSUFFICIENT_STORAGE: {
     status: 507,
     description:
-      "The platform's own storage is full or under its reserve (a controller's or worker's data disk); nothing partial was kept. Retry later or elsewhere.",
+      "The platform's own storage is full or under its reserve (a controller's or worker's data disk); nothing partial was stored (a create refused this way leaves a failed bunker row saying why). Retry later.",
   },
   INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
   BRIDGE_REJECTED: { status: 502, description: 'The worker refused to create the bridge; nothing was kept.' },
