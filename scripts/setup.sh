@@ -25,6 +25,9 @@ if [[ ! -f node_modules/.setup-lock-hash || "$(cat node_modules/.setup-lock-hash
   echo "$lock_hash" > node_modules/.setup-lock-hash
 fi
 
+# TypeScript → packages/*/dist JavaScript for `scaibunker` (skipped when the sources are unchanged)
+node scripts/build.mjs
+
 echo "[setup] agent"
 make -s -C packages/agent
 make -s -C packages/worker/native/flowlog

@@ -1,0 +1,85 @@
+/**
+ * Compiles the packages' TypeScript to JavaScript, once, so commands run plain JavaScript instead
+ * of loading tsx and transforming every file at each start (scripts/setup.sh runs this).
+ *
+ *   node scripts/build.mjs [--force]
+ *
+ * packages/<pkg>/src/**\/*.ts becomes packages/<pkg>/dist/**\/*.js (+ .js.map), one file per source
+ * file at the same depth, so `new URL('../../agent/build/…', import.meta.url)` resolves from dist as
+ * it does from src. An import of another workspace package (`@scaibunker/core`) becomes a relative
+ * import of that package's dist/index.js; every other import stays as written. esbuild strips the
+ * types without checking them: `tsc -p tsconfig.json` (scripts/test.sh) checks them.
+ *
+ * Incremental: skipped when the sources, tsconfig.json, this script and esbuild's version hash as
+ * they did at the last build. The stamp packages/cli/dist/.build-hash is written last;
+ * packages/cli/bin/scaibunker.js runs the compiled CLI only while the stamp is newer than every
+ * source file, and the TypeScript through tsx otherwise.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, version as esbuildVersion } from 'esbuild';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PACKAGES = ['core', 'controller', 'worker', 'sdk', 'cli'];
+const STAMP = join(ROOT, 'packages/cli/dist/.build-hash');
+
+function sourcesOf(pkg) {
+  const src = join(ROOT, 'packages', pkg, 'src');
+  return readdirSync(src, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+const sources = Object.fromEntries(PACKAGES.map((pkg) => [pkg, sourcesOf(pkg)]));
+const hash = createHash('sha256').update(`esbuild ${esbuildVersion}\n`);
+for (const file of [fileURLToPath(import.meta.url), join(ROOT, 'tsconfig.json'), ...Object.values(sources).flat()]) {
+  hash
+    .update(`${relative(ROOT, file)}\n`)
+    .update(readFileSync(file))
+    .update('\n');
+}
+const digest = hash.digest('hex');
+if (!process.argv.includes('--force') && existsSync(STAMP) && readFileSync(STAMP, 'utf8').trim() === digest) process.exit(0);
+
+const started = Date.now();
+rmSync(STAMP, { force: true });
+await Promise.all(
+  PACKAGES.map(async (pkg) => {
+    const srcDir = join(ROOT, 'packages', pkg, 'src');
+    const outDir = join(ROOT, 'packages', pkg, 'dist');
+    rmSync(outDir, { recursive: true, force: true });
+    /** Every import stays external; `@scaibunker/<pkg>` is pointed at that package's dist. */
+    const workspaceImports = {
+      name: 'workspace-imports',
+      setup(b) {
+        b.onResolve({ filter: /.*/ }, (args) => {
+          if (args.kind === 'entry-point') return undefined;
+          const m = /^@scaibunker\/([a-z-]+)$/.exec(args.path);
+          if (!m) return { path: args.path, external: true };
+          if (!PACKAGES.includes(m[1])) return { errors: [{ text: `unknown workspace package ${args.path}` }] };
+          const outFile = join(outDir, relative(srcDir, args.importer));
+          const target = relative(dirname(outFile), join(ROOT, 'packages', m[1], 'dist/index.js'));
+          return { path: target.startsWith('.') ? target : `./${target}`, external: true };
+        });
+      },
+    };
+    await build({
+      entryPoints: sources[pkg],
+      outbase: srcDir,
+      outdir: outDir,
+      bundle: true,
+      plugins: [workspaceImports],
+      platform: 'node',
+      format: 'esm',
+      target: 'node24',
+      sourcemap: 'linked',
+      logLevel: 'warning',
+    });
+  }),
+);
+writeFileSync(STAMP, `${digest}\n`);
+const count = Object.values(sources).flat().length;
+process.stdout.write(`[build] ${count} files compiled to packages/*/dist in ${Date.now() - started} ms\n`);
