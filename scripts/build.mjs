@@ -16,7 +16,7 @@
  * source file, and the TypeScript through tsx otherwise.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, version as esbuildVersion } from 'esbuild';
@@ -42,7 +42,12 @@ for (const file of [fileURLToPath(import.meta.url), join(ROOT, 'tsconfig.json'),
     .update('\n');
 }
 const digest = hash.digest('hex');
-if (!process.argv.includes('--force') && existsSync(STAMP) && readFileSync(STAMP, 'utf8').trim() === digest) process.exit(0);
+if (!process.argv.includes('--force') && existsSync(STAMP) && readFileSync(STAMP, 'utf8').trim() === digest) {
+  // Unchanged, though maybe touched (a checkout): the stamp's time says the build is current.
+  const now = new Date();
+  utimesSync(STAMP, now, now);
+  process.exit(0);
+}
 
 const started = Date.now();
 rmSync(STAMP, { force: true });
