@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything a fresh Debian 12 machine needs to run ScaiBunker, then builds the agent
-# and the base images. Idempotent: a second run only checks, and takes seconds.
+# Installs everything a fresh Debian 12 machine needs to run ScaiBunker (the Node LTS of
+# .node-version when the host's is older), compiles the TypeScript, then builds the agent and the
+# base images. Idempotent: a second run only checks, and takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +11,22 @@ APT_PACKAGES=(crun runc busybox-static debootstrap e2fsprogs iproute2 nftables c
 . scripts/lib/ensure-packages.sh
 ensure_packages "${APT_PACKAGES[@]}"
 
-# npm ci only when the lockfile changed since the last install.
-lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+# shellcheck source=lib/node.sh
+. scripts/lib/node.sh
+ensure_node
+use_node
+
+# npm ci only when the lockfile or the Node ABI (native addons: better-sqlite3) changed since the
+# last install.
+lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1) node-abi-$(node -p process.versions.modules)"
 if [[ ! -f node_modules/.setup-lock-hash || "$(cat node_modules/.setup-lock-hash)" != "$lock_hash" ]]; then
   echo "[setup] npm ci"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_hash" > node_modules/.setup-lock-hash
 fi
+
+# TypeScript → packages/*/dist JavaScript for `scaibunker` (skipped when the sources are unchanged)
+node scripts/build.mjs
 
 echo "[setup] agent"
 make -s -C packages/agent

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Everything below on the project's Node (setup installed it when the host's is older).
+# shellcheck source=lib/node.sh
+. scripts/lib/node.sh
+use_node
 # PostgreSQL and Redis: tests that need them fail (never skip) when these are unset.
 services=$(bash scripts/test-services.sh --env)
 eval "$services"
