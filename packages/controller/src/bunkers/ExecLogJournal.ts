@@ -13,6 +13,8 @@ import type { ExecLogRow } from '../store/schema.js';
 export class ExecLogJournal {
   private readonly rows = new Map<string, ExecLogRow>();
   private fd: number | undefined;
+  /** Lines in the file: rows still held, and rows already in the database or replaced since. */
+  private lines = 0;
 
   constructor(
     private readonly path: string,
@@ -27,6 +29,7 @@ export class ExecLogJournal {
     }
     for (const line of text.split('\n')) {
       if (!line) continue;
+      this.lines++;
       try {
         const row = JSON.parse(line) as ExecLogRow;
         this.rows.set(row.id, row);
@@ -50,6 +53,7 @@ export class ExecLogJournal {
     if (this.fd === undefined) this.fd = openSync(this.path, 'a', 0o600);
     writeSync(this.fd, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
     fdatasyncSync(this.fd);
+    this.lines += rows.length;
     for (const r of rows) this.rows.set(r.id, r);
   }
 
@@ -63,9 +67,19 @@ export class ExecLogJournal {
     return out;
   }
 
-  /** Forgets rows now in the database; the file is rewritten with what is left. */
+  /**
+   * Forgets rows now in the database. The file is emptied once nothing is left, and rewritten
+   * with what is left only when most of it is stale: rewriting it after every batch would cost
+   * the square of its length. A row still in the file after being written is harmless: replayed
+   * after a crash it is the same upsert again, and a finished row is never replaced.
+   */
   remove(written: readonly ExecLogRow[]): void {
     for (const r of written) if (this.rows.get(r.id) === r) this.rows.delete(r.id);
+    if (this.rows.size === 0) this.rewrite();
+    else if (this.lines > 2 * this.rows.size + 1000) this.rewrite();
+  }
+
+  private rewrite(): void {
     if (this.fd !== undefined) {
       closeSync(this.fd);
       this.fd = undefined;
@@ -79,6 +93,7 @@ export class ExecLogJournal {
       closeSync(fd);
     }
     renameSync(tmp, this.path);
+    this.lines = this.rows.size;
   }
 
   close(): void {
