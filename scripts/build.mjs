@@ -7,7 +7,8 @@
  * packages/<pkg>/src/**\/*.ts becomes packages/<pkg>/dist/**\/*.js (+ .js.map), one file per source
  * file at the same depth, so `new URL('../../agent/build/…', import.meta.url)` resolves from dist as
  * it does from src. An import of another workspace package (`@scaibunker/core`) becomes a relative
- * import of that package's dist/index.js; every other import stays as written. esbuild strips the
+ * import of that package's dist/index.js (a subpath export, `@scaibunker/core/worker-client`, of its
+ * source file's compiled twin); every other import stays as written. esbuild strips the
  * types without checking them: `tsc -p tsconfig.json` (scripts/test.sh) checks them.
  *
  * Two dependencies are bundled, each into one file under packages/cli/dist/vendor/ that every
@@ -43,11 +44,14 @@ function sourcesOf(pkg) {
 }
 
 const sources = Object.fromEntries(PACKAGES.map((pkg) => [pkg, sourcesOf(pkg)]));
+/** The `exports` map of a workspace package's package.json. */
+const packageExports = (pkg) => JSON.parse(readFileSync(join(ROOT, 'packages', pkg, 'package.json'), 'utf8')).exports ?? {};
 const hash = createHash('sha256').update(`esbuild ${esbuildVersion}\n`);
 const inputs = [
   fileURLToPath(import.meta.url),
   join(ROOT, 'tsconfig.json'),
   join(ROOT, 'package-lock.json'),
+  ...PACKAGES.map((pkg) => join(ROOT, 'packages', pkg, 'package.json')),
   ...Object.values(sources).flat(),
 ];
 for (const file of inputs) {
@@ -103,10 +107,15 @@ await Promise.all(
             return { path: path.startsWith('.') ? path : `./${path}`, external: true };
           };
           if (Object.hasOwn(VENDORED, args.path)) return from(join(VENDOR_DIR, VENDORED[args.path].file));
-          const m = /^@scaibunker\/([a-z-]+)$/.exec(args.path);
+          const m = /^@scaibunker\/([a-z-]+)(\/[a-z-]+)?$/.exec(args.path);
           if (!m) return { path: args.path, external: true };
           if (!PACKAGES.includes(m[1])) return { errors: [{ text: `unknown workspace package ${args.path}` }] };
-          return from(join(ROOT, 'packages', m[1], 'dist/index.js'));
+          if (!m[2]) return from(join(ROOT, 'packages', m[1], 'dist/index.js'));
+          // A subpath export (`@scaibunker/core/worker-client`): its source file's compiled twin.
+          const exported = packageExports(m[1])[`.${m[2]}`];
+          if (typeof exported !== 'string' || !exported.startsWith('./src/') || !exported.endsWith('.ts'))
+            return { errors: [{ text: `${args.path} is not a ./src/*.ts export of @scaibunker/${m[1]}` }] };
+          return from(join(ROOT, 'packages', m[1], `dist/${exported.slice('./src/'.length, -'.ts'.length)}.js`));
         });
       },
     };

@@ -3,8 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { newId, type schemas } from '@scaibunker/core';
-import { type ControllerLink, type WorkerApi, WorkerError } from '@scaibunker/worker';
+import { type ControllerLink, newId, type schemas, type WorkerApi, WorkerError } from '@scaibunker/core';
 import type { FastifyInstance } from 'fastify';
 import { Authenticator } from './auth/Authenticator.js';
 import { type JwtConfig, JwtVerifier } from './auth/JwtVerifier.js';
@@ -337,7 +336,7 @@ export class Controller {
   /** Embedded mode: heartbeats delivered by a direct call (validated like the HTTP route). */
   localLink(): ControllerLink {
     return {
-      heartbeat: (hb) => this.services.workers.heartbeat(hb as schemas.HeartbeatBody),
+      heartbeat: (hb) => this.services.workers.heartbeat(hb),
       putAuditBatch: async (bunkerId, name, ndjson) => {
         await this.services.storage.write(workerGrant, blobKeys.auditBatch(bunkerId, name), Readable.from([ndjson]), undefined);
       },

@@ -9,3 +9,4 @@ export * from './lifecycle/transitions.js';
 export * from './network/hostnames.js';
 export * from './network/profiles.js';
 export * from './quotas/resources.js';
+export * from './worker/index.js';

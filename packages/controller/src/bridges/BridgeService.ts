@@ -2,8 +2,7 @@
  * Tenants' transit bridges: a layer-2 bridge made on one worker, which `transit` bunkers of the
  * same tenant attach interfaces to (and which pins them to that worker).
  */
-import { ApiError, newId, type schemas } from '@scaibunker/core';
-import { WorkerError } from '@scaibunker/worker';
+import { ApiError, newId, type schemas, WorkerError } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
 import type { Store } from '../store/Store.js';
 import type { BridgeRow, WorkerRow } from '../store/schema.js';

@@ -8,8 +8,9 @@ import {
   RESOURCE_DEFAULTS,
   type schemas,
   TERMINAL_STATES,
+  type WorkerApi,
+  WorkerError,
 } from '@scaibunker/core';
-import { type WorkerApi, WorkerError } from '@scaibunker/worker';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';

@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { schemas } from '@scaibunker/core';
-import type { FileStatInfo } from '@scaibunker/worker';
+import type { FileStatInfo, schemas } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
 import type { ControllerConfig } from '../config.js';
 import type { BunkerService } from './BunkerService.js';

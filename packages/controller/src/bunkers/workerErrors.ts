@@ -1,5 +1,4 @@
-import { ApiError, type ErrorCode } from '@scaibunker/core';
-import { WorkerError, type WorkerErrorCode } from '@scaibunker/worker';
+import { ApiError, type ErrorCode, WorkerError, type WorkerErrorCode } from '@scaibunker/core';
 
 const MAP: Record<WorkerErrorCode, ErrorCode> = {
   BUNKER_NOT_FOUND: 'BUNKER_NOT_RUNNING',

@@ -1,5 +1,5 @@
+import type { BunkerStats } from '@scaibunker/core';
 import { newId } from '@scaibunker/core';
-import type { BunkerStats } from '@scaibunker/worker';
 import type { Store } from '../store/Store.js';
 import type { BunkerRow, UsageRow } from '../store/schema.js';
 import type { LastSample } from '../store/UsageStore.js';

@@ -1,5 +1,5 @@
-import { ApiError } from '@scaibunker/core';
-import { HttpWorkerClient, type WorkerApi } from '@scaibunker/worker';
+import { ApiError, type WorkerApi } from '@scaibunker/core';
+import { HttpWorkerClient } from '@scaibunker/core/worker-client';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { Store } from '../store/Store.js';
 

@@ -9,7 +9,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-
+import type { ExecHandlers, ExecOutcome as ExecResult, FileStatInfo as FileStat } from '@scaibunker/core';
 import { AgentError } from './AgentError.js';
 import {
   CHUNK_SIZE,
@@ -24,16 +24,8 @@ import {
 } from './protocol.js';
 
 export { AgentError } from './AgentError.js';
-
-export interface FileStat {
-  path: string;
-  name: string;
-  type: 'file' | 'dir' | 'symlink' | 'other';
-  size: number;
-  mode: number;
-  mtime_ms: number;
-  link_target?: string;
-}
+/** A file's stat, an exec's outcome and its output handlers: the worker contract's (core/src/worker). */
+export type { ExecHandlers, ExecResult, FileStat };
 
 export interface HealthInfo {
   version: string;
@@ -101,19 +93,6 @@ export interface ExecRequest {
   user?: string;
   stdin?: Buffer | string | AsyncIterable<Buffer>;
   timeoutMs?: number;
-}
-
-export interface ExecHandlers {
-  onStdout?(chunk: Buffer): void | Promise<void>;
-  onStderr?(chunk: Buffer): void | Promise<void>;
-  signal?: AbortSignal;
-}
-
-export interface ExecResult {
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  durationMs: number;
 }
 
 type Consumer = (type: number, chunk: Buffer) => void | Promise<void>;

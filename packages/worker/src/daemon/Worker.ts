@@ -25,6 +25,7 @@ import {
   type ExecRequest,
   type FileStatInfo,
   type Heartbeat,
+  type HeartbeatReply,
   type SpawnRequest,
   type WorkerApi,
   WorkerError,
@@ -110,8 +111,6 @@ interface TrackedBunker {
   agent: AgentClient | null;
   status: BunkerStatus;
 }
-
-type HeartbeatReply = Awaited<ReturnType<ControllerLink['heartbeat']>>;
 
 const SHA256 = /^[0-9a-f]{64}$/;
 const WORKER_ID = /^wk_[0-9a-z]{20}$/;

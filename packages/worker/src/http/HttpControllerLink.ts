@@ -4,10 +4,8 @@
  * image. Failures throw; the Worker logs them and retries on the next tick (or falls back).
  */
 import type { Readable } from 'node:stream';
-import { type ControllerLink, type Heartbeat, WorkerError } from '../WorkerApi.js';
+import { type ControllerLink, type Heartbeat, type HeartbeatReply, WorkerError } from '../WorkerApi.js';
 import { httpGetStream, readErrorText } from './httpGetStream.js';
-
-type HeartbeatReply = Awaited<ReturnType<ControllerLink['heartbeat']>>;
 
 export interface HttpControllerLinkOptions {
   /**

@@ -4,9 +4,12 @@
  * container's listening agent, or QEMU's end of a VM's virtio-serial port), so the worker's
  * AgentClient is the same for all of them.
  */
-import type { NetworkProfile } from '@scaibunker/core';
+import type { BunkerStats, NetworkProfile } from '@scaibunker/core';
 import type { AgentClient } from '../agent/AgentClient.js';
 import type { TransitInterfaceSpec } from '../WorkerApi.js';
+
+/** A bunker's resource readings: the worker contract's (core/src/worker). */
+export type { BunkerStats };
 
 export type Isolation = 'container' | 'microvm';
 
@@ -42,18 +45,6 @@ export interface SpawnedBunker {
    * uses it instead of connecting again.
    */
   agent?: AgentClient;
-}
-
-export interface BunkerStats {
-  /** Cumulative CPU time of the bunker's processes (a VM: its VMM's) since it started. */
-  cpuUsageNs: number;
-  memoryBytes: number;
-  pids: number;
-  /**
-   * Bytes the bunker's own writable disk occupies on the host: a container's tmpfs upper
-   * (used blocks), a VM's qcow2 overlay (allocated blocks). Absent when it cannot be read.
-   */
-  diskUsedBytes?: number;
 }
 
 export interface Provider {

@@ -1,0 +1,293 @@
+/**
+ * The controller's handle on a remote worker daemon: WorkerApi over HTTP, generated from
+ * WORKER_ROUTES (each verb is one route: its method, path, encoding and kind drive one generic
+ * request). Keep-alive connections, streamed bodies both ways, and error bodies mapped back to
+ * WorkerError so callers cannot tell it from the in-process Worker.
+ */
+import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import { PassThrough, type Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import type { ExecHandlers } from './api.js';
+import { toWorkerError, WorkerError } from './errors.js';
+import { type AnyWorkerRoute, type StreamReply, WORKER_ROUTES, type WorkerTarget, type WorkerVerb } from './routes.js';
+import type { ExecLine, ExecOutcome } from './schemas.js';
+
+/** Socket-level failures that mean "the worker is not there (any more)". */
+const UNAVAILABLE_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+]);
+
+interface RequestOptions {
+  method: string;
+  path: string;
+  query?: Record<string, string | number | boolean | undefined>;
+  json?: unknown;
+  /** Streamed request body (PUT files). */
+  body?: Readable;
+  headers?: OutgoingHttpHeaders;
+  signal?: AbortSignal;
+  /** Safe to send again on a stale pooled socket (GET and DELETE are; a read-only POST may be). */
+  idempotent?: boolean;
+}
+
+export class HttpWorkerClient implements WorkerTarget {
+  private readonly base: URL;
+  private readonly transport: typeof http | typeof https;
+  private readonly agent: http.Agent;
+
+  constructor(
+    baseUrl: string,
+    private readonly token: string,
+  ) {
+    this.base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
+    this.transport = this.base.protocol === 'https:' ? https : http;
+    // Keep-alive: the controller talks to the same few workers all the time.
+    this.agent = this.base.protocol === 'https:' ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+  }
+
+  readonly spawn = this.verb('spawn');
+  readonly destroy = this.verb('destroy');
+  readonly pause = this.verb('pause');
+  readonly resume = this.verb('resume');
+  readonly exec = this.verb('exec');
+  readonly readFile = this.verb('readFile');
+  readonly writeFile = this.verb('writeFile');
+  readonly stat = this.verb('stat');
+  readonly list = this.verb('list');
+  readonly mkdir = this.verb('mkdir');
+  readonly remove = this.verb('remove');
+  readonly stats = this.verb('stats');
+  readonly createBridge = this.verb('createBridge');
+  readonly deleteBridge = this.verb('deleteBridge');
+  readonly ensureImage = this.verb('ensureImage');
+  /** A peer's download of an image this worker caches. */
+  readonly openCachedImage = this.verb('openCachedImage');
+
+  /** Drops pooled connections (in-flight requests finish). */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** The verb `k` as a function: one request shaped by its route. */
+  private verb<K extends WorkerVerb>(k: K): WorkerTarget[K] {
+    const route = WORKER_ROUTES[k] as AnyWorkerRoute;
+    return ((...args: unknown[]) => this.call(route, args)) as WorkerTarget[K];
+  }
+
+  /** Sends one call as its route says and turns the answer back into the verb's result. */
+  private async call(route: AnyWorkerRoute, args: unknown[]): Promise<unknown> {
+    const wire = route.encode(...args);
+    const path = route.url.slice(1).replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(String(wire.params?.[name])));
+    const res = await this.request({
+      method: route.method,
+      path,
+      query: wire.query,
+      json: wire.body,
+      body: wire.upload,
+      headers: wire.upload ? { 'content-type': 'application/octet-stream' } : undefined,
+      signal: wire.handlers?.signal,
+      idempotent: route.idempotent,
+    });
+    const fromWire = (reply: unknown) => (route.fromWire ? route.fromWire(reply) : reply);
+    switch (route.kind) {
+      case 'empty':
+        await this.expectOk(res);
+        return undefined;
+      case 'json':
+      case 'stream-in':
+        if (res.statusCode !== 200) throw await errorFrom(res);
+        return fromWire(await readJson(res, route.replyLimit));
+      case 'stream-out':
+        if (res.statusCode !== 200) throw await errorFrom(res);
+        return fromWire(this.download(res));
+      case 'exec':
+        return this.execStream(res, wire.handlers ?? {});
+    }
+  }
+
+  /** The body of a download as a stream; a connection cut mid-body fails it with a WorkerError, not a bare socket error. */
+  private download(res: IncomingMessage): StreamReply {
+    const out = new PassThrough();
+    res.on('error', (err) => out.destroy(this.transportError(err)));
+    res.on('aborted', () => out.destroy(new WorkerError('WORKER_UNAVAILABLE', 'worker connection lost during download')));
+    out.on('close', () => {
+      if (!res.complete) res.destroy();
+    });
+    res.pipe(out);
+    const length = Number(res.headers['content-length']);
+    return { stream: out, bytes: Number.isFinite(length) ? length : undefined };
+  }
+
+  private async execStream(res: IncomingMessage, handlers: ExecHandlers): Promise<ExecOutcome> {
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    let outcome: ExecOutcome | null = null;
+    try {
+      // Lines are parsed as they arrive; awaiting the handler before reading on is what
+      // propagates back-pressure to the worker (and from there to the agent).
+      for await (const line of ndjsonLines(res)) {
+        const msg = JSON.parse(line) as ExecLine;
+        if (msg.t === 'stdout') await handlers.onStdout?.(Buffer.from(msg.d, 'base64'));
+        else if (msg.t === 'stderr') await handlers.onStderr?.(Buffer.from(msg.d, 'base64'));
+        else if (msg.t === 'exit') {
+          outcome = { exitCode: msg.exitCode, signal: msg.signal, timedOut: msg.timedOut, durationMs: msg.durationMs };
+        } else if (msg.t === 'error') throw toWorkerError(msg.code, msg.message);
+      }
+    } catch (err) {
+      res.destroy();
+      throw this.transportError(err);
+    }
+    if (!outcome) throw new WorkerError('CHANNEL_CLOSED', 'exec stream ended without an exit status');
+    return outcome;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async expectOk(res: IncomingMessage): Promise<void> {
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) throw await errorFrom(res);
+    res.resume(); // frees the socket for the next request
+  }
+
+  /**
+   * Sends a request and resolves with the response as soon as its head arrives. For uploads
+   * the response may come before the body is done (e.g. TOO_LARGE): then the upload stops.
+   */
+  private async request(opts: RequestOptions): Promise<IncomingMessage> {
+    try {
+      return await this.requestOnce(opts);
+    } catch (err) {
+      // A pooled keep-alive socket the worker closed while idle fails on first use; the
+      // request never reached the worker, so an idempotent one is safe to send again.
+      const idempotent = (opts.idempotent || opts.method === 'GET' || opts.method === 'DELETE') && !opts.body;
+      if (idempotent && err instanceof WorkerError && staleSocketErrors.has(err)) return this.requestOnce(opts);
+      throw err;
+    }
+  }
+
+  private requestOnce(opts: RequestOptions): Promise<IncomingMessage> {
+    const url = new URL(opts.path, this.base);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: OutgoingHttpHeaders = { authorization: `Bearer ${this.token}`, ...opts.headers };
+    let payload: Buffer | undefined;
+    if (opts.json !== undefined) {
+      payload = Buffer.from(JSON.stringify(opts.json));
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = payload.length;
+    }
+
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = this.transport.request(url, { method: opts.method, headers, agent: this.agent, signal: opts.signal });
+      const body = opts.body;
+      const onBodyError = (err: Error) => req.destroy(err);
+      let settled = false;
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        body?.off('error', onBodyError);
+        if (settled) return;
+        settled = true;
+        const mapped = this.transportError(err);
+        if (req.reusedSocket && err.code === 'ECONNRESET') staleSocketErrors.add(mapped);
+        reject(mapped);
+      });
+      req.on('response', (res) => {
+        settled = true;
+        const status = res.statusCode ?? 0;
+        // The worker answered before we finished uploading: stop sending, and do not reuse
+        // this connection (its request body is unfinished).
+        if (body && !req.writableFinished && (status < 200 || status >= 300)) {
+          body.unpipe(req);
+          res.on('end', () => req.destroy());
+        }
+        res.on('close', () => body?.off('error', onBodyError));
+        resolve(res);
+      });
+      if (body) {
+        body.on('error', onBodyError);
+        body.pipe(req);
+      } else {
+        req.end(payload);
+      }
+    });
+  }
+
+  private transportError(err: unknown): WorkerError {
+    if (err instanceof WorkerError) return err;
+    const e = err as NodeJS.ErrnoException;
+    if (e?.name === 'AbortError') return new WorkerError('IO_ERROR', 'request aborted by the caller');
+    if (e?.code && UNAVAILABLE_ERRNOS.has(e.code))
+      return new WorkerError('WORKER_UNAVAILABLE', `worker at ${this.base.origin}: ${e.message}`);
+    if (e?.message === 'aborted' || e?.message === 'socket hang up') {
+      return new WorkerError('WORKER_UNAVAILABLE', `worker at ${this.base.origin}: connection lost`);
+    }
+    return new WorkerError('IO_ERROR', e?.message ?? String(err));
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** Errors of requests that failed on a reused pooled socket before any answer. */
+const staleSocketErrors = new WeakSet<WorkerError>();
+
+async function readBody(res: IncomingMessage, limit = 1024 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new WorkerError('IO_ERROR', 'worker reply too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readJson(res: IncomingMessage, limit?: number): Promise<unknown> {
+  const text = await readBody(res, limit);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new WorkerError('IO_ERROR', `worker sent invalid JSON (status ${res.statusCode})`);
+  }
+}
+
+/** Turns an error response into the WorkerError the worker raised. */
+async function errorFrom(res: IncomingMessage): Promise<WorkerError> {
+  const status = res.statusCode ?? 0;
+  let code: string | undefined;
+  let message = `worker answered HTTP ${status}`;
+  try {
+    const body = JSON.parse(await readBody(res)) as { error?: { code?: string; message?: string } };
+    code = body.error?.code;
+    if (body.error?.message) message = body.error.message;
+  } catch {
+    /* not our JSON: keep the status-based message */
+  }
+  // A worker that rejects our token cannot serve us: to the scheduler that is "unavailable".
+  if (status === 401) return new WorkerError('WORKER_UNAVAILABLE', `worker rejected the token: ${message}`);
+  if (code) return toWorkerError(code, message);
+  return new WorkerError(status === 503 ? 'WORKER_UNAVAILABLE' : 'IO_ERROR', message);
+}
+
+/** Splits a byte stream into lines without holding more than one partial line. */
+async function* ndjsonLines(stream: AsyncIterable<Buffer | string>): AsyncGenerator<string> {
+  const decoder = new StringDecoder('utf8'); // a multi-byte character may straddle two chunks
+  let pending = '';
+  for await (const chunk of stream) {
+    pending += typeof chunk === 'string' ? chunk : decoder.write(chunk);
+    let nl = pending.indexOf('\n');
+    while (nl >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (line.trim()) yield line;
+      nl = pending.indexOf('\n');
+    }
+  }
+  pending += decoder.end();
+  if (pending.trim()) yield pending;
+}

@@ -1,0 +1,84 @@
+/**
+ * What the controller may ask of a worker. One interface, two transports: the in-process
+ * `Worker` (embedded `serve`) and `HttpWorkerClient` (a separate `scaibunker worker`), both
+ * driven by WORKER_ROUTES. And what a worker asks of its controller (ControllerLink).
+ */
+import type { Readable } from 'node:stream';
+import type {
+  BridgeRequest,
+  BunkerStats,
+  EnsureImageResult,
+  ExecOutcome,
+  ExecRequest,
+  FileStatInfo,
+  Heartbeat,
+  HeartbeatReply,
+  SpawnRequest,
+} from './schemas.js';
+
+/** Where a command's output goes; awaiting a handler's promise holds the stream back (back-pressure). */
+export interface ExecHandlers {
+  onStdout?(chunk: Buffer): void | Promise<void>;
+  onStderr?(chunk: Buffer): void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+/** Errors crossing this boundary are WorkerErrors (see errors.ts); the controller maps them to API errors. */
+export interface WorkerApi {
+  spawn(req: SpawnRequest): Promise<void>;
+  /** Idempotent: an unknown id is not an error. */
+  destroy(bunkerId: string): Promise<void>;
+  /** Freezes every process of the bunker (cgroup freezer); memory and files stay. */
+  pause(bunkerId: string): Promise<void>;
+  resume(bunkerId: string): Promise<void>;
+  exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome>;
+  readFile(bunkerId: string, path: string): Promise<Readable>;
+  /** Streams `data` in; rejects with TOO_LARGE (and writes nothing) past `maxBytes`. */
+  writeFile(
+    bunkerId: string,
+    path: string,
+    data: Readable,
+    opts: { mode?: number; parents?: boolean; maxBytes: number },
+  ): Promise<{ bytes: number }>;
+  stat(bunkerId: string, path: string): Promise<FileStatInfo>;
+  list(bunkerId: string, path: string): Promise<FileStatInfo[]>;
+  mkdir(bunkerId: string, path: string, opts: { parents?: boolean }): Promise<void>;
+  remove(bunkerId: string, path: string, opts: { recursive?: boolean }): Promise<void>;
+  /**
+   * Resource readings of several bunkers in one call (the controller's usage ticker asks once
+   * per worker per tick): cumulative CPU, current memory and disk, pids. A bunker the worker
+   * does not run, or whose reading failed, is simply absent from the answer.
+   */
+  stats(bunkerIds: string[]): Promise<Record<string, BunkerStats>>;
+  /** Makes a tenant's transit bridge (idempotent for the same tenant); BRIDGE_FAILED when it cannot. */
+  createBridge(req: BridgeRequest): Promise<void>;
+  /** Removes a bridge; idempotent. */
+  deleteBridge(bridgeId: string): Promise<void>;
+  /**
+   * Makes sure the image is in the worker's cache, fetching it (a peer of the same availability
+   * group first, else storage) when it is not. IMAGE_NOT_CACHED when no origin has it,
+   * IMAGE_FETCH_FAILED when fetching failed. `bytes`: the image's size.
+   */
+  ensureImage(sha256: string): Promise<EnsureImageResult>;
+}
+
+/** What a worker serves its peers (`GET /v1/images/{sha256}`): a complete cached image, never a partial one. */
+export interface CachedImageSource {
+  /** Rejects with IMAGE_NOT_CACHED when the image is not (completely) cached here. */
+  openCachedImage(sha256: string): Promise<{ stream: Readable; bytes: number }>;
+}
+
+/** The worker's side of the controller: heartbeats, audit batches and images. In-process or HTTP. */
+export interface ControllerLink {
+  heartbeat(hb: Heartbeat): Promise<HeartbeatReply>;
+  /** Stores one flow-audit batch of a bunker (`{ts_us}-{worker_pid}.ndjson`); a repeated name overwrites. */
+  putAuditBatch(bunkerId: string, name: string, ndjson: Buffer): Promise<void>;
+  /** Workers sharing an availability group with `workerId` that hold the image (may be empty). */
+  imagePeers(sha256: string, workerId: string): Promise<Array<{ worker_id: string; url: string }>>;
+  /**
+   * Streams the image from storage (`scaibunker/images/{sha256}`). Rejects with
+   * WorkerError('IMAGE_NOT_CACHED') when storage does not have it, with anything else when it
+   * could not be asked.
+   */
+  openImage(sha256: string): Promise<Readable>;
+}

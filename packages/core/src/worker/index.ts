@@ -1,0 +1,22 @@
+/**
+ * The controller ↔ worker contract: its shapes (TypeBox), the WorkerApi interface, the worker
+ * error vocabulary and WORKER_ROUTES, the one list of the worker's HTTP routes. The HTTP client
+ * generated from that list is `@scaibunker/core/worker-client` (kept out of this entry, which
+ * every CLI command loads).
+ */
+export * from './api.js';
+export * from './errors.js';
+export * from './routes.js';
+export type {
+  BridgeRequest,
+  BunkerStats,
+  EnsureImageResult,
+  ExecOutcome,
+  ExecRequest,
+  FileStatInfo,
+  Heartbeat,
+  HeartbeatReply,
+  SpawnRequest,
+  TransitInterfaceSpec,
+} from './schemas.js';
+export * as workerSchemas from './schemas.js';

@@ -1,0 +1,153 @@
+/**
+ * The shapes crossing the controller ↔ worker boundary, as TypeBox schemas: the worker's HTTP
+ * transport validates requests with them, and the TypeScript types of the contract are their
+ * `Static`s. (The heartbeat, which the worker sends to the controller's public API, is
+ * `schemas.HeartbeatBody` of the API; its type is re-derived here.)
+ */
+import { type Static, type TSchema, type TUnsafe, Type } from '@sinclair/typebox';
+import type { HeartbeatBody, HeartbeatReply as HeartbeatReplySchema } from '../api/schemas.js';
+import {
+  BANDWIDTH_MBIT_MAX,
+  BANDWIDTH_MBIT_MIN,
+  NETWORK_ALLOWLIST_MAX,
+  NETWORK_PROFILES,
+  TRANSIT_INTERFACES_MAX,
+  TRANSIT_INTERFACES_MIN,
+} from '../network/profiles.js';
+
+const strict = { additionalProperties: false } as const;
+/** `{type: 'string', enum}`: a plain enum keyword rather than TypeBox's anyOf of consts. */
+const StringEnum = <const T extends readonly string[]>(values: T): TUnsafe<T[number]> =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
+
+/** A bunker id as the worker accepts it (the controller's ids are stricter). */
+export const BunkerId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+export const TenantId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+export const BridgeId = Type.String({ pattern: '^br_[0-9a-z]{1,64}$' });
+export const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+export const BunkerPath = Type.String({ minLength: 1, maxLength: 4096 });
+/** A boolean in a query string. */
+export const BoolQuery = StringEnum(['true', 'false', '1', '0']);
+
+export const BunkerParams = Type.Object({ id: BunkerId });
+export const BridgeParams = Type.Object({ id: BridgeId });
+export const ImageParams = Type.Object({ sha256: Sha256 });
+export const PathQuery = Type.Object({ path: BunkerPath });
+
+/** One layer-2 interface of a `transit` bunker; the worker checks the bridge belongs to `tenantId`. */
+export const TransitInterfaceSpec = Type.Object(
+  {
+    bridgeId: BridgeId,
+    tenantId: TenantId,
+    /** Unicast MAC, lower-case `aa:bb:cc:dd:ee:ff`. */
+    mac: Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' }),
+    /** Drop frames and ARP whose source MAC is not `mac`. */
+    spoofGuard: Type.Boolean(),
+  },
+  strict,
+);
+export type TransitInterfaceSpec = Static<typeof TransitInterfaceSpec>;
+
+export const SpawnRequest = Type.Object(
+  {
+    bunkerId: BunkerId,
+    imageSha256: Sha256,
+    isolation: StringEnum(['container', 'microvm']),
+    cpuMillicores: Type.Integer({ minimum: 1 }),
+    memoryMb: Type.Integer({ minimum: 1 }),
+    diskMb: Type.Integer({ minimum: 1 }),
+    networkProfile: StringEnum(NETWORK_PROFILES),
+    /** Hostnames and `*.` wildcards an `allowlisted` bunker may reach (validated by the controller). */
+    networkAllowlist: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: NETWORK_ALLOWLIST_MAX })),
+    /** Egress cap in Mbit/s; absent: the worker's default. */
+    bandwidthMbit: Type.Optional(Type.Integer({ minimum: BANDWIDTH_MBIT_MIN, maximum: BANDWIDTH_MBIT_MAX })),
+    /** Only with `transit`: one interface (eth0, eth1, …) per entry, each on a bridge of `tenantId`. */
+    interfaces: Type.Optional(Type.Array(TransitInterfaceSpec, { minItems: TRANSIT_INTERFACES_MIN, maxItems: TRANSIT_INTERFACES_MAX })),
+    hostname: Type.String({ minLength: 1, maxLength: 64 }),
+  },
+  strict,
+);
+export type SpawnRequest = Static<typeof SpawnRequest>;
+
+export const ExecRequest = Type.Object(
+  {
+    argv: Type.Array(Type.String(), { minItems: 1 }),
+    env: Type.Optional(Type.Unsafe<Record<string, string>>({ type: 'object', additionalProperties: { type: 'string' } })),
+    cwd: Type.Optional(Type.String()),
+    user: Type.Optional(Type.String()),
+    stdin: Type.Optional(Type.String()),
+    timeoutMs: Type.Integer({ minimum: 0 }),
+  },
+  strict,
+);
+export type ExecRequest = Static<typeof ExecRequest>;
+
+/** How a command ended (the exec stream's last line). */
+export const ExecOutcome = Type.Object({
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  signal: Type.Union([Type.String(), Type.Null()]),
+  timedOut: Type.Boolean(),
+  durationMs: Type.Number(),
+});
+export type ExecOutcome = Static<typeof ExecOutcome>;
+
+/** One line of the exec stream (NDJSON); output bytes are base64. */
+export const ExecLine = Type.Union([
+  Type.Object({ t: StringEnum(['stdout', 'stderr']), d: Type.String() }),
+  Type.Composite([Type.Object({ t: Type.Literal('exit') }), ExecOutcome]),
+  Type.Object({ t: Type.Literal('error'), code: Type.String(), message: Type.String() }),
+]);
+export type ExecLine = Static<typeof ExecLine>;
+
+export const FileStatInfo = Type.Object({
+  path: Type.String(),
+  name: Type.String(),
+  type: StringEnum(['file', 'dir', 'symlink', 'other']),
+  size: Type.Number(),
+  mode: Type.Number(),
+  mtime_ms: Type.Number(),
+  link_target: Type.Optional(Type.String()),
+});
+export type FileStatInfo = Static<typeof FileStatInfo>;
+export const FileList = Type.Object({ items: Type.Array(FileStatInfo) });
+
+export const WriteFileQuery = Type.Object({
+  path: BunkerPath,
+  max_bytes: Type.Integer({ minimum: 0 }),
+  mode: Type.Optional(Type.Integer({ minimum: 0, maximum: 0o7777 })),
+  parents: Type.Optional(BoolQuery),
+});
+export const WriteFileResult = Type.Object({ bytes: Type.Integer({ minimum: 0 }) });
+export const RemoveQuery = Type.Object({ path: BunkerPath, recursive: Type.Optional(BoolQuery) });
+export const MkdirBody = Type.Object({ path: BunkerPath, parents: Type.Optional(Type.Boolean()) }, strict);
+
+export const BunkerStats = Type.Object({
+  /** Cumulative CPU time of the bunker's processes (a VM: its VMM's) since it started. */
+  cpuUsageNs: Type.Number(),
+  memoryBytes: Type.Number(),
+  pids: Type.Number(),
+  /**
+   * Bytes the bunker's own writable disk occupies on the host: a container's tmpfs upper
+   * (used blocks), a VM's qcow2 overlay (allocated blocks). Absent when it cannot be read.
+   */
+  diskUsedBytes: Type.Optional(Type.Number()),
+});
+export type BunkerStats = Static<typeof BunkerStats>;
+export const StatsBody = Type.Object({ bunkerIds: Type.Array(BunkerId, { maxItems: 100_000 }) }, strict);
+export const StatsReply = Type.Object({ stats: Type.Record(Type.String(), BunkerStats) });
+
+export const BridgeRequest = Type.Object({ bridgeId: BridgeId, tenantId: TenantId }, strict);
+export type BridgeRequest = Static<typeof BridgeRequest>;
+
+export const EnsureImageResult = Type.Object({
+  source: StringEnum(['cache', 'peer', 'proxy']),
+  bytes: Type.Integer({ minimum: 0 }),
+});
+export type EnsureImageResult = Static<typeof EnsureImageResult>;
+
+/** What a worker reports every heartbeat: the API's HeartbeatBody. */
+export type Heartbeat = Static<typeof HeartbeatBody>;
+export type HeartbeatReply = Static<typeof HeartbeatReplySchema>;
+
+/** A schema or nothing (routes without a body, query or JSON answer). */
+export type MaybeSchema = TSchema | undefined;

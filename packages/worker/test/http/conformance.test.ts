@@ -1,0 +1,224 @@
+/**
+ * The worker contract's conformance suite, generated from WORKER_ROUTES: every route runs in
+ * process (the WorkerApi object itself, as `serve` uses it) and over HTTP (HttpWorkerClient →
+ * WorkerHttpServer), against the same recording fake. Both transports must hand the fake the
+ * same arguments, hand the caller the same result, and reject with the same WorkerError for
+ * every error code the route declares. A route without a case here fails the suite.
+ */
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { WORKER_ROUTE_LIST, WORKER_ROUTES, type WorkerArgs, type WorkerResult, type WorkerTarget, type WorkerVerb } from '@scaibunker/core';
+import { HttpWorkerClient } from '../../src/http/HttpWorkerClient.js';
+import { WorkerHttpServer } from '../../src/http/WorkerHttpServer.js';
+import { WorkerError } from '../../src/WorkerApi.js';
+
+const TOKEN = 'conformance-token-0123456789abcdef';
+const SHA = 'c'.repeat(64);
+const BUNKER = 'bk_conformance';
+
+/** One call of a verb: its arguments (fresh per run: streams are used up) and the fake's answer. */
+interface Case<K extends WorkerVerb> {
+  args(): WorkerArgs<K>;
+  result(): WorkerResult<K>;
+}
+
+const stat = { path: '/etc/hosts', name: 'hosts', type: 'file', size: 12, mode: 0o644, mtime_ms: 1_700_000_000_000 } as const;
+
+/** Typed per verb: the compiler refuses a verb without a case, the test below a route without one. */
+const CASES: { [K in WorkerVerb]: Case<K> } = {
+  spawn: {
+    args: () => [
+      {
+        bunkerId: BUNKER,
+        imageSha256: SHA,
+        isolation: 'container',
+        cpuMillicores: 500,
+        memoryMb: 128,
+        diskMb: 256,
+        networkProfile: 'transit',
+        bandwidthMbit: 10,
+        interfaces: [{ bridgeId: 'br_abc', tenantId: 'tn_x', mac: '02:00:00:00:00:01', spoofGuard: true }],
+        hostname: 'bunker',
+      },
+    ],
+    result: () => undefined,
+  },
+  destroy: { args: () => [BUNKER], result: () => undefined },
+  pause: { args: () => [BUNKER], result: () => undefined },
+  resume: { args: () => [BUNKER], result: () => undefined },
+  exec: {
+    args: () => [BUNKER, { argv: ['sh', '-c', 'echo hi'], env: { A: 'b' }, cwd: '/tmp', stdin: 'in', timeoutMs: 5000 }, {}],
+    result: () => ({ exitCode: 3, signal: null, timedOut: false, durationMs: 12 }),
+  },
+  readFile: { args: () => [BUNKER, '/etc/hosts'], result: () => Readable.from([Buffer.from('file '), Buffer.from('bytes')]) },
+  writeFile: {
+    args: () => [BUNKER, '/tmp/up', Readable.from([Buffer.from('upload')]), { mode: 0o600, parents: true, maxBytes: 100 }],
+    result: () => ({ bytes: 6 }),
+  },
+  stat: { args: () => [BUNKER, '/etc/hosts'], result: () => ({ ...stat }) },
+  list: {
+    args: () => [BUNKER, '/etc'],
+    result: () => [{ ...stat }, { path: '/etc/l', name: 'l', type: 'symlink', size: 0, mode: 0o777, mtime_ms: 1, link_target: 'hosts' }],
+  },
+  mkdir: { args: () => [BUNKER, '/tmp/a/b', { parents: true }], result: () => undefined },
+  remove: { args: () => [BUNKER, '/tmp/a', { recursive: true }], result: () => undefined },
+  stats: {
+    args: () => [[BUNKER, 'bk_other']],
+    result: () => ({ [BUNKER]: { cpuUsageNs: 1e9, memoryBytes: 4096, pids: 2, diskUsedBytes: 8192 } }),
+  },
+  createBridge: { args: () => [{ bridgeId: 'br_abc', tenantId: 'tn_x' }], result: () => undefined },
+  deleteBridge: { args: () => ['br_abc'], result: () => undefined },
+  ensureImage: { args: () => [SHA], result: () => ({ source: 'peer', bytes: 1234 }) },
+  openCachedImage: {
+    args: () => [SHA],
+    result: () => ({ stream: Readable.from([Buffer.from('image bytes')]), bytes: 'image bytes'.length }),
+  },
+};
+
+async function text(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.from(c as Buffer));
+  return Buffer.concat(chunks).toString();
+}
+
+function isHandlers(x: unknown): x is { onStdout?: (b: Buffer) => unknown; onStderr?: (b: Buffer) => unknown } {
+  return typeof x === 'object' && x !== null && ('onStdout' in x || 'onStderr' in x || 'signal' in x || Object.keys(x).length === 0);
+}
+
+/** A value made comparable across transports: streams become their text, undefined fields go. */
+async function plain(x: unknown): Promise<unknown> {
+  if (x instanceof Readable) return { bytes: await text(x) };
+  if (x === undefined) return undefined;
+  if (typeof x === 'object' && x !== null && 'stream' in x && x.stream instanceof Readable)
+    return { ...(x as object), stream: await text(x.stream) };
+  return JSON.parse(JSON.stringify(x));
+}
+
+/**
+ * A WorkerTarget that records each call (arguments made plain), writes a line to stdout and
+ * stderr of an exec, and answers the case's result — or throws `failWith` when set.
+ */
+function recordingFake() {
+  const calls: Array<{ verb: string; args: unknown[] }> = [];
+  const state: { failWith: WorkerError | null } = { failWith: null };
+  const target = new Proxy({} as WorkerTarget, {
+    get: (_t, prop) => {
+      const verb = prop as WorkerVerb;
+      if (!(verb in CASES)) return undefined;
+      return async (...args: unknown[]) => {
+        const seen: unknown[] = [];
+        for (const a of args) {
+          if (verb === 'exec' && isHandlers(a)) {
+            await a.onStdout?.(Buffer.from('out\n'));
+            await a.onStderr?.(Buffer.from('err\n'));
+            seen.push('<handlers>');
+          } else seen.push(await plain(a));
+        }
+        calls.push({ verb, args: seen });
+        if (state.failWith) throw state.failWith;
+        return (CASES[verb] as Case<WorkerVerb>).result();
+      };
+    },
+  });
+  return { target, calls, state };
+}
+
+describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
+  const fake = recordingFake();
+  let server: WorkerHttpServer;
+  let client: HttpWorkerClient;
+
+  before(async () => {
+    server = new WorkerHttpServer(fake.target, TOKEN);
+    client = new HttpWorkerClient(await server.listen(), TOKEN);
+  });
+  after(async () => {
+    client?.close();
+    await server?.close();
+  });
+
+  const transports = {
+    'in-process': () => fake.target,
+    http: () => client,
+  } as const;
+
+  /** Runs one call of `verb` on a transport; what the caller saw and what the fake was handed. */
+  async function run(transport: keyof typeof transports, verb: WorkerVerb) {
+    const args = (CASES[verb] as Case<WorkerVerb>).args() as unknown[];
+    const output: string[] = [];
+    if (verb === 'exec')
+      args[2] = { onStdout: (c: Buffer) => void output.push(`stdout:${c}`), onStderr: (c: Buffer) => void output.push(`stderr:${c}`) };
+    const before = fake.calls.length;
+    const api = transports[transport]();
+    const fn = api[verb] as (...a: unknown[]) => Promise<unknown>;
+    let result: unknown;
+    let error: unknown;
+    try {
+      result = await plain(await fn.apply(api, args));
+    } catch (err) {
+      error = err;
+    }
+    return { result, error, output, calls: fake.calls.slice(before) };
+  }
+
+  it('has a case for every route, and a route for every case', () => {
+    assert.deepEqual(WORKER_ROUTE_LIST.map((r) => r.verb).sort(), Object.keys(CASES).sort());
+    for (const [verb, route] of Object.entries(WORKER_ROUTES)) assert.equal(route.verb, verb);
+  });
+
+  it('declares each route once: no two routes share a method and path', () => {
+    const keys = WORKER_ROUTE_LIST.map((r) => `${r.method} ${r.url}`);
+    assert.equal(new Set(keys).size, keys.length);
+  });
+
+  for (const route of WORKER_ROUTE_LIST) {
+    describe(`${route.verb}: ${route.method} ${route.url} (${route.kind})`, () => {
+      it('hands the worker the same call and the caller the same answer in process and over HTTP', async () => {
+        fake.state.failWith = null;
+        const local = await run('in-process', route.verb);
+        const remote = await run('http', route.verb);
+        assert.equal(local.error, undefined, String(local.error));
+        assert.equal(remote.error, undefined, String(remote.error));
+        assert.equal(local.calls.length, 1);
+        assert.deepEqual(remote.calls, local.calls);
+        assert.deepEqual(remote.result, local.result);
+        assert.deepEqual(remote.output, local.output);
+        if (route.kind === 'exec') assert.deepEqual(local.output, ['stdout:out\n', 'stderr:err\n']);
+      });
+
+      for (const code of route.errors) {
+        it(`rejects with ${code} alike on both transports`, async () => {
+          fake.state.failWith = new WorkerError(code, `the fake says ${code}`);
+          try {
+            for (const transport of Object.keys(transports) as Array<keyof typeof transports>) {
+              const { error } = await run(transport, route.verb);
+              assert.ok(error instanceof WorkerError, `${transport}: expected a WorkerError, got ${String(error)}`);
+              assert.equal(error.code, code, transport);
+              assert.equal(error.message, `the fake says ${code}`, transport);
+            }
+          } finally {
+            fake.state.failWith = null;
+          }
+        });
+      }
+
+      if (route.params || route.query || route.body)
+        it('refuses a request its schemas reject, before the worker sees it', async () => {
+          const before = fake.calls.length;
+          const url = new URL(
+            route.url.slice(1).replace(/:\w+/g, 'not%20an%20id'),
+            server.url.endsWith('/') ? server.url : `${server.url}/`,
+          );
+          const res = await fetch(url, {
+            method: route.method,
+            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+            body: route.method === 'GET' || route.method === 'DELETE' ? undefined : JSON.stringify({ unexpected: true }),
+          });
+          assert.equal(res.status, 400);
+          assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'VALIDATION_FAILED');
+          assert.equal(fake.calls.length, before);
+        });
+    });
+  }
+});
