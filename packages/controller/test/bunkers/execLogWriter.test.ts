@@ -4,29 +4,9 @@ import { test } from 'node:test';
 import { ExecLogWriter } from '../../src/bunkers/ExecLogWriter.js';
 import type { ExecLogStore } from '../../src/store/ExecLogStore.js';
 import type { ExecLogRow } from '../../src/store/schema.js';
+import { execLogRow } from '../helpers/rows.js';
 
-function row(id: string, patch: Partial<ExecLogRow> = {}): ExecLogRow {
-  return {
-    id,
-    bunker_id: 'bk_1',
-    tenant_id: 'tn_1',
-    caller: 'key:x',
-    command: 'true',
-    exit_code: null,
-    signal: null,
-    timed_out: 0,
-    duration_ms: null,
-    stdout_preview: '',
-    stderr_preview: '',
-    truncated: 0,
-    full_output_ref: null,
-    started_at: '2030-01-01T00:00:00.000Z',
-    finished_at: null,
-    output_store: 'inline',
-    output_bytes: 0,
-    ...patch,
-  };
-}
+const row = execLogRow;
 
 /** A store that records each statement and holds it until released. */
 function fakeStore(failIds: string[] = []) {

@@ -1,5 +1,5 @@
 import { newId } from '@scaibunker/core';
-import type { BunkerRow } from '../../src/store/schema.js';
+import type { BunkerRow, ExecLogRow } from '../../src/store/schema.js';
 
 /** A bunker row for store-level tests: a pending container bunker unless `patch` says otherwise. */
 export function bunkerRow(tenantId: string, patch: Partial<BunkerRow> = {}): BunkerRow {
@@ -33,6 +33,30 @@ export function bunkerRow(tenantId: string, patch: Partial<BunkerRow> = {}): Bun
     ended_at: null,
     updated_at: now,
     quota_charges: null,
+    ...patch,
+  };
+}
+
+/** An exec-log row as an exec writes it when it starts; `patch` fills in the rest. */
+export function execLogRow(id: string, patch: Partial<ExecLogRow> = {}): ExecLogRow {
+  return {
+    id,
+    bunker_id: 'bk_1',
+    tenant_id: 'tn_1',
+    caller: 'key:x',
+    command: 'true',
+    exit_code: null,
+    signal: null,
+    timed_out: 0,
+    duration_ms: null,
+    stdout_preview: '',
+    stderr_preview: '',
+    truncated: 0,
+    full_output_ref: null,
+    started_at: '2030-01-01T00:00:00.000Z',
+    finished_at: null,
+    output_store: 'inline',
+    output_bytes: 0,
     ...patch,
   };
 }
