@@ -12,6 +12,7 @@ import {
   BANDWIDTH_MBIT_MAX,
   BANDWIDTH_MBIT_MIN,
   ISOLATIONS,
+  idPattern,
   macAddressError,
   NETWORK_PROFILES,
 } from '@scaibunker/core';
@@ -87,7 +88,7 @@ type TransitInterfaceOption = NonNullable<CreateBunkerOptions['interfaces']>[num
 /** `--interface br_…[,mac=aa:bb:…][,spoof-guard=off]` → one transit interface. */
 function transitInterface(value: string, previous: TransitInterfaceOption[] = []): TransitInterfaceOption[] {
   const [bridgeId, ...opts] = value.split(',');
-  if (!bridgeId || !/^br_[0-9a-z]{20}$/.test(bridgeId))
+  if (!bridgeId || !new RegExp(idPattern('br')).test(bridgeId))
     throw new InvalidArgumentError(`expected a bridge id (br_…), got ${JSON.stringify(bridgeId)}`);
   const entry: TransitInterfaceOption = { bridge_id: bridgeId };
   for (const opt of opts) {

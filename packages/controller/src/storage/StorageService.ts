@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
-import { ApiError } from '@scaibunker/core';
+import { ApiError, SHA256_HEX } from '@scaibunker/core';
 import { type BlobInfo, type BlobStore, checkBlobKey, checkBlobPrefix } from '../blobs/BlobStore.js';
 import { type CapabilityTokens, MAX_CAPABILITY_TTL_S, type StorageVerb } from './CapabilityTokens.js';
 import { STORAGE_ROOT, type StorageGrant } from './StorageGrant.js';
-
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export interface ObjectRead {
   body: Readable;

@@ -4,6 +4,7 @@
  */
 import { type Static, type TLiteral, type TOptional, type TSchema, type TUnion, Type } from '@sinclair/typebox';
 import { ERROR_CODES } from '../errors/codes.js';
+import { idPattern, SHA256_HEX_PATTERN } from '../ids/newId.js';
 import { LIFECYCLES } from '../lifecycle/defaults.js';
 import { BUNKER_STATES } from '../lifecycle/transitions.js';
 import {
@@ -45,7 +46,7 @@ const StringMap = (maxKeys: number, keyPattern: string, maxValue: number) =>
 export const EnvMap = StringMap(128, '^[A-Za-z_][A-Za-z0-9_]*$', 32768);
 export const Labels = StringMap(32, '^[a-z0-9]([a-z0-9._-]{0,62})$', 256);
 
-export const BunkerId = Type.String({ pattern: '^bk_[0-9a-z]{20}$', description: 'Bunker id' });
+export const BunkerId = Type.String({ pattern: idPattern('bk'), description: 'Bunker id' });
 export const BunkerIdParams = Type.Object({ id: BunkerId }, strict);
 
 /** Absolute path inside the bunker; `..` components and NUL are rejected here, at the edge. */
@@ -80,7 +81,7 @@ export const NetworkAllowlist = Type.Array(
   },
 );
 
-export const BridgeId = Type.String({ pattern: '^br_[0-9a-z]{20}$', description: 'Bridge id' });
+export const BridgeId = Type.String({ pattern: idPattern('br'), description: 'Bridge id' });
 export const BridgeIdParams = Type.Object({ id: BridgeId }, strict);
 export const MacAddress = Type.String({ pattern: MAC_PATTERN, description: 'A unicast MAC address, `aa:bb:cc:dd:ee:ff`' });
 
@@ -379,7 +380,7 @@ export const CapabilityToken = Type.Object(
   { $id: 'CapabilityToken' },
 );
 
-export const OutputParams = Type.Object({ id: BunkerId, exec_id: Type.String({ pattern: '^ex_[0-9a-z]{20}$' }) }, strict);
+export const OutputParams = Type.Object({ id: BunkerId, exec_id: Type.String({ pattern: idPattern('ex') }) }, strict);
 export const OutputQuery = Type.Object({ stream: Type.Optional(literalUnion(['stdout', 'stderr'] as const)) }, strict);
 
 export const ImageSource = Type.Union(
@@ -424,7 +425,7 @@ export const CreateImageBody = Type.Object(
           "`tenant` (default): the caller's tenant only; `partner`: also the tenants in `shared_with`; `platform`: every tenant (platform admins)",
       }),
     ),
-    shared_with: Type.Optional(Type.Array(Type.String({ pattern: '^tn_[0-9a-z]{20}$' }), { maxItems: 100, uniqueItems: true })),
+    shared_with: Type.Optional(Type.Array(Type.String({ pattern: idPattern('tn') }), { maxItems: 100, uniqueItems: true })),
     lazy_pull: Type.Optional(
       Type.Boolean({ description: 'Allow placing bunkers on workers that must fetch the image first', default: false }),
     ),
@@ -432,7 +433,7 @@ export const CreateImageBody = Type.Object(
   { ...strict, $id: 'CreateImageBody' },
 );
 export type CreateImageBody = Static<typeof CreateImageBody>;
-export const ImageIdParams = Type.Object({ id: Type.String({ pattern: '^im_[0-9a-z]{20}$' }) }, strict);
+export const ImageIdParams = Type.Object({ id: Type.String({ pattern: idPattern('im') }) }, strict);
 export const ImageScan = Type.Object(
   {
     state: literalUnion(['pending', 'scanning', 'done', 'failed'] as const),
@@ -484,7 +485,7 @@ export const Image = Type.Object(
 export type Image = Static<typeof Image>;
 export const ImageList = Type.Object({ items: Type.Array(Image) }, { $id: 'ImageList' });
 
-const WorkerIdPattern = '^wk_[0-9a-z]{20}$';
+const WorkerIdPattern = idPattern('wk');
 export const AvailabilityGroup = Type.Object(
   {
     id: Type.String(),
@@ -512,18 +513,18 @@ export const AvailabilityGroup = Type.Object(
 export type AvailabilityGroup = Static<typeof AvailabilityGroup>;
 export const AvailabilityGroupList = Type.Object({ items: Type.Array(AvailabilityGroup) }, { $id: 'AvailabilityGroupList' });
 export const CreateAvailabilityGroupBody = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }) }, strict);
-export const AvailabilityGroupParams = Type.Object({ id: Type.String({ pattern: '^ag_[0-9a-z]{20}$' }) }, strict);
+export const AvailabilityGroupParams = Type.Object({ id: Type.String({ pattern: idPattern('ag') }) }, strict);
 export const AvailabilityGroupWorkerParams = Type.Object(
-  { id: Type.String({ pattern: '^ag_[0-9a-z]{20}$' }), worker_id: Type.String({ pattern: WorkerIdPattern }) },
+  { id: Type.String({ pattern: idPattern('ag') }), worker_id: Type.String({ pattern: WorkerIdPattern }) },
   strict,
 );
 export const AvailabilityGroupImageParams = Type.Object(
-  { id: Type.String({ pattern: '^ag_[0-9a-z]{20}$' }), image_id: Type.String({ pattern: '^im_[0-9a-z]{20}$' }) },
+  { id: Type.String({ pattern: idPattern('ag') }), image_id: Type.String({ pattern: idPattern('im') }) },
   strict,
 );
 export const AddGroupWorkerBody = Type.Object({ worker_id: Type.String({ pattern: WorkerIdPattern }) }, strict);
-export const AddGroupImageBody = Type.Object({ image_id: Type.String({ pattern: '^im_[0-9a-z]{20}$' }) }, strict);
-export const PeersParams = Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) }, strict);
+export const AddGroupImageBody = Type.Object({ image_id: Type.String({ pattern: idPattern('im') }) }, strict);
+export const PeersParams = Type.Object({ sha256: Type.String({ pattern: SHA256_HEX_PATTERN }) }, strict);
 export const PeersQuery = Type.Object({ worker_id: Type.String({ pattern: WorkerIdPattern, description: 'The asking worker' }) }, strict);
 export const PeerList = Type.Object(
   { items: Type.Array(Type.Object({ worker_id: Type.String(), url: Type.String() })) },
@@ -545,12 +546,12 @@ export const Worker = Type.Object(
   { $id: 'Worker' },
 );
 export const WorkerList = Type.Object({ items: Type.Array(Worker) }, { $id: 'WorkerList' });
-export const WorkerIdParams = Type.Object({ id: Type.String({ pattern: '^wk_[0-9a-z]{20}$' }) }, strict);
+export const WorkerIdParams = Type.Object({ id: Type.String({ pattern: idPattern('wk') }) }, strict);
 
 /** Sent by a worker every heartbeat interval (worker token auth). */
 export const HeartbeatBody = Type.Object(
   {
-    worker_id: Type.String({ pattern: '^wk_[0-9a-z]{20}$' }),
+    worker_id: Type.String({ pattern: idPattern('wk') }),
     name: Type.String({ minLength: 1, maxLength: 128 }),
     url: Type.String({ maxLength: 512, description: "How the controller reaches the worker; '' for the in-process worker of serve" }),
     isolations: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 8 }),
@@ -568,7 +569,7 @@ export const HeartbeatBody = Type.Object(
       },
       strict,
     ),
-    cached_images: Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { maxItems: 10000 }),
+    cached_images: Type.Array(Type.String({ pattern: SHA256_HEX_PATTERN }), { maxItems: 10000 }),
     bridges: Type.Optional(
       Type.Array(BridgeId, { maxItems: 10000, description: 'Ids of the transit bridges the worker has; omitted: none' }),
     ),
@@ -594,7 +595,7 @@ export const CreateTenantBody = Type.Object(
   { ...strict, $id: 'CreateTenant' },
 );
 export const Tenant = Type.Object({ id: Type.String(), name: Type.String() }, { $id: 'Tenant' });
-export const TenantIdParams = Type.Object({ id: Type.String({ pattern: '^tn_[0-9a-z]{20}$' }) }, strict);
+export const TenantIdParams = Type.Object({ id: Type.String({ pattern: idPattern('tn') }) }, strict);
 /** A user id as an identity provider issues it (a JWT `sub`), or one given to an API key. */
 export const UserId = Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\x00-\\x1f]+$' });
 /** A group name as it appears in a JWT `groups` claim or on an API key. */
@@ -627,7 +628,7 @@ export const CreateBridgeBody = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9][a-z0-9._-]*$', description: 'Unique in the tenant' }),
     worker_id: Type.Optional(
       Type.String({
-        pattern: '^wk_[0-9a-z]{20}$',
+        pattern: idPattern('wk'),
         description: 'The worker to make it on; omitted: the first online worker that can make bridges',
       }),
     ),
@@ -653,13 +654,10 @@ export const BridgeList = Type.Object({ items: Type.Array(Bridge) }, { $id: 'Bri
 
 // ---- quotas ---------------------------------------------------------------------------------
 
-export const QuotaProfileId = Type.String({ pattern: '^qp_[0-9a-z]{20}$', description: 'Quota profile id' });
+export const QuotaProfileId = Type.String({ pattern: idPattern('qp'), description: 'Quota profile id' });
 export const QuotaProfileIdParams = Type.Object({ id: QuotaProfileId }, strict);
-export const QuotaAssignmentParams = Type.Object(
-  { id: QuotaProfileId, assignment_id: Type.String({ pattern: '^qa_[0-9a-z]{20}$' }) },
-  strict,
-);
-const TenantId = Type.String({ pattern: '^tn_[0-9a-z]{20}$' });
+export const QuotaAssignmentParams = Type.Object({ id: QuotaProfileId, assignment_id: Type.String({ pattern: idPattern('qa') }) }, strict);
+const TenantId = Type.String({ pattern: idPattern('tn') });
 
 const Cap = (what: string, max: number) =>
   Nullable(Type.Integer({ minimum: 0, maximum: max, description: `Cap on ${what} per bucket; null: no cap` }));

@@ -7,6 +7,15 @@ const ID_BYTES = 20;
 const pool = Buffer.alloc(ID_BYTES * 204);
 let offset = pool.length;
 
+/** The pattern every id made by `newId(prefix)` matches (JSON Schema / RegExp source). */
+export function idPattern(prefix: string): string {
+  return `^${prefix}_[0-9a-z]{${ID_BYTES}}$`;
+}
+
+/** A sha256 as this project writes it: 64 lowercase hex digits (images are named by theirs). */
+export const SHA256_HEX_PATTERN = '^[0-9a-f]{64}$';
+export const SHA256_HEX = new RegExp(SHA256_HEX_PATTERN);
+
 /** Short, prefixed, unguessable ids (100 random bits, Crockford-style base32). */
 export function newId(prefix: string): string {
   if (offset + ID_BYTES > pool.length) {

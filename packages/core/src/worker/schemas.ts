@@ -6,6 +6,7 @@
  */
 import { type Static, type TSchema, type TUnsafe, Type } from '@sinclair/typebox';
 import type { HeartbeatBody, HeartbeatReply as HeartbeatReplySchema } from '../api/schemas.js';
+import { SHA256_HEX_PATTERN } from '../ids/newId.js';
 import {
   BANDWIDTH_MBIT_MAX,
   BANDWIDTH_MBIT_MIN,
@@ -24,7 +25,7 @@ const StringEnum = <const T extends readonly string[]>(values: T): TUnsafe<T[num
 export const BunkerId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 export const TenantId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 export const BridgeId = Type.String({ pattern: '^br_[0-9a-z]{1,64}$' });
-export const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+export const Sha256 = Type.String({ pattern: SHA256_HEX_PATTERN });
 export const BunkerPath = Type.String({ minLength: 1, maxLength: 4096 });
 /** A boolean in a query string. */
 export const BoolQuery = StringEnum(['true', 'false', '1', '0']);

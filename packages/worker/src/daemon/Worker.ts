@@ -10,7 +10,7 @@ import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { newId } from '@scaibunker/core';
+import { idPattern, newId, SHA256_HEX } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
 import { ImageCache } from '../images/ImageCache.js';
 import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
@@ -112,8 +112,7 @@ interface TrackedBunker {
   status: BunkerStatus;
 }
 
-const SHA256 = /^[0-9a-f]{64}$/;
-const WORKER_ID = /^wk_[0-9a-z]{20}$/;
+const WORKER_ID = new RegExp(idPattern('wk'));
 
 const defaultLogger: WorkerLogger = {
   info: (m) => console.log(`[worker] ${m}`),
@@ -422,7 +421,7 @@ export class Worker implements WorkerApi, CachedImageSource {
       const offered = this.opts.providers.map((p) => p.isolation).join(', ');
       throw new WorkerError('SPAWN_FAILED', `this worker runs ${offered} bunkers, not '${req.isolation}'`);
     }
-    if (!SHA256.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
+    if (!SHA256_HEX.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
     await this.checkDiskReserve();
     // Checked here too, not only by the controller: a bridge carries one tenant's traffic only.
     if (req.networkProfile === 'transit') {
@@ -560,7 +559,7 @@ export class Worker implements WorkerApi, CachedImageSource {
 
   /** ImageCache.ensure with every failure a WorkerError (a full disk is HOST_DISK_FULL, another local disk error IO_ERROR). */
   private async fetchImage(sha256: string): Promise<{ path: string; source: 'cache' | 'peer' | 'proxy'; bytes: number }> {
-    if (!SHA256.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
+    if (!SHA256_HEX.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
     try {
       return await this.images.ensure(sha256);
     } catch (err) {

@@ -11,12 +11,14 @@
  * the next peer, then storage. Storage failing is IMAGE_FETCH_FAILED; no peer and nothing in
  * storage is IMAGE_NOT_CACHED.
  */
+
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { SHA256_HEX } from '@scaibunker/core';
 import { WorkerError } from '../WorkerApi.js';
 import type { ImageOrigins, ImagePeer, PeerImageOpener } from './ImageOrigins.js';
 import { PeerImageClient } from './PeerImageClient.js';
@@ -63,7 +65,6 @@ interface Flight {
   listeners: Set<(p: EnsureProgress) => void>;
 }
 
-const SHA256 = /^[0-9a-f]{64}$/;
 const IMAGE_FILE = /^([0-9a-f]{64})\.ext4$/;
 const PARTIAL_DIR = '.partial';
 /** Bytes per disk read or write of an image: large chunks keep a GiB transfer from being syscall-bound. */
@@ -370,7 +371,7 @@ export class ImageCache {
 // ---------------------------------------------------------------- helpers
 
 function checkSha(sha256: string): string {
-  if (!SHA256.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
+  if (!SHA256_HEX.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
   return sha256;
 }
 

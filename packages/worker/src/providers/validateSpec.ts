@@ -1,11 +1,10 @@
 /** Checks every provider applies to a BunkerSpec before it creates anything. */
-import { allowlistEntryError, BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN } from '@scaibunker/core';
+import { allowlistEntryError, BANDWIDTH_MBIT_MAX, BANDWIDTH_MBIT_MIN, SHA256_HEX } from '@scaibunker/core';
 import { type BunkerSpec, ProviderError } from './Provider.js';
 
 export const BUNKER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const HOST_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 const HOSTNAME_RE = new RegExp(`^${HOST_LABEL}(?:\\.${HOST_LABEL})*$`);
-const SHA_RE = /^[a-f0-9]{64}$/;
 /** sun_path is 108 bytes including the NUL. */
 export const MAX_SOCKET_PATH = 107;
 
@@ -22,7 +21,8 @@ export interface SpecBounds {
 export function validateSpec(spec: BunkerSpec, bounds: SpecBounds, pidsLimit: number): void {
   const bad = (m: string) => new ProviderError(m, 'LIMIT_INVALID');
   if (!BUNKER_ID_RE.test(spec.id)) throw new ProviderError(`invalid bunker id ${JSON.stringify(spec.id)}`, 'SPAWN_FAILED');
-  if (!SHA_RE.test(spec.imageSha256)) throw new ProviderError(`invalid image sha256 ${JSON.stringify(spec.imageSha256)}`, 'SPAWN_FAILED');
+  if (!SHA256_HEX.test(spec.imageSha256))
+    throw new ProviderError(`invalid image sha256 ${JSON.stringify(spec.imageSha256)}`, 'SPAWN_FAILED');
   if (!Number.isInteger(spec.cpuMillicores) || spec.cpuMillicores < 10 || spec.cpuMillicores > 1_024_000)
     throw bad(`cpuMillicores must be an integer in 10..1024000 (got ${spec.cpuMillicores})`);
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < bounds.minMemoryMb || spec.memoryMb > 4_194_304)
