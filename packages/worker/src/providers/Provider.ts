@@ -78,8 +78,8 @@ export type ProviderErrorCode = 'SPAWN_FAILED' | 'NOT_FOUND' | 'RUNTIME_UNAVAILA
 
 export class ProviderError extends Error {
   constructor(
-    message: string,
     readonly code: ProviderErrorCode,
+    message: string,
     readonly details?: string,
   ) {
     super(message);

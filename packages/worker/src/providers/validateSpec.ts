@@ -19,10 +19,10 @@ export interface SpecBounds {
 }
 
 export function validateSpec(spec: BunkerSpec, bounds: SpecBounds, pidsLimit: number): void {
-  const bad = (m: string) => new ProviderError(m, 'LIMIT_INVALID');
-  if (!BUNKER_ID_RE.test(spec.id)) throw new ProviderError(`invalid bunker id ${JSON.stringify(spec.id)}`, 'SPAWN_FAILED');
+  const bad = (m: string) => new ProviderError('LIMIT_INVALID', m);
+  if (!BUNKER_ID_RE.test(spec.id)) throw new ProviderError('SPAWN_FAILED', `invalid bunker id ${JSON.stringify(spec.id)}`);
   if (!SHA256_HEX.test(spec.imageSha256))
-    throw new ProviderError(`invalid image sha256 ${JSON.stringify(spec.imageSha256)}`, 'SPAWN_FAILED');
+    throw new ProviderError('SPAWN_FAILED', `invalid image sha256 ${JSON.stringify(spec.imageSha256)}`);
   if (!Number.isInteger(spec.cpuMillicores) || spec.cpuMillicores < 10 || spec.cpuMillicores > 1_024_000)
     throw bad(`cpuMillicores must be an integer in 10..1024000 (got ${spec.cpuMillicores})`);
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < bounds.minMemoryMb || spec.memoryMb > 4_194_304)
@@ -32,30 +32,30 @@ export function validateSpec(spec: BunkerSpec, bounds: SpecBounds, pidsLimit: nu
   if (!Number.isInteger(pidsLimit) || pidsLimit < 4 || pidsLimit > 4_194_304)
     throw bad(`pidsLimit must be an integer in 4..4194304 (got ${pidsLimit})`);
   if (spec.hostname.length > 64 || !HOSTNAME_RE.test(spec.hostname))
-    throw new ProviderError(`invalid hostname ${JSON.stringify(spec.hostname)}`, 'SPAWN_FAILED');
+    throw new ProviderError('SPAWN_FAILED', `invalid hostname ${JSON.stringify(spec.hostname)}`);
   if (
     spec.bandwidthMbit !== undefined &&
     (!Number.isInteger(spec.bandwidthMbit) || spec.bandwidthMbit < BANDWIDTH_MBIT_MIN || spec.bandwidthMbit > BANDWIDTH_MBIT_MAX)
   )
     throw bad(`bandwidthMbit must be an integer in ${BANDWIDTH_MBIT_MIN}..${BANDWIDTH_MBIT_MAX} (got ${spec.bandwidthMbit})`);
   if (spec.networkAllowlist !== undefined && spec.networkProfile !== 'allowlisted')
-    throw new ProviderError(`networkAllowlist is only for the allowlisted profile (got ${spec.networkProfile})`, 'SPAWN_FAILED');
+    throw new ProviderError('SPAWN_FAILED', `networkAllowlist is only for the allowlisted profile (got ${spec.networkProfile})`);
   for (const entry of spec.networkAllowlist ?? []) {
     const reason = allowlistEntryError(entry);
-    if (reason) throw new ProviderError(`network allowlist entry ${JSON.stringify(entry)} ${reason}`, 'SPAWN_FAILED');
+    if (reason) throw new ProviderError('SPAWN_FAILED', `network allowlist entry ${JSON.stringify(entry)} ${reason}`);
   }
   if (!(bounds.networkProfiles ?? ['isolated']).includes(spec.networkProfile))
     throw new ProviderError(
-      `network profile ${spec.networkProfile} is not offered by the ${bounds.provider} provider here`,
       'SPAWN_FAILED',
+      `network profile ${spec.networkProfile} is not offered by the ${bounds.provider} provider here`,
     );
   if (spec.networkProfile === 'allowlisted' && !spec.networkAllowlist?.length)
-    throw new ProviderError('the allowlisted profile needs a non-empty networkAllowlist', 'SPAWN_FAILED');
+    throw new ProviderError('SPAWN_FAILED', 'the allowlisted profile needs a non-empty networkAllowlist');
   for (const sock of bounds.socketPaths) {
     if (Buffer.byteLength(sock) > MAX_SOCKET_PATH)
       throw new ProviderError(
-        `socket path too long (${Buffer.byteLength(sock)} > ${MAX_SOCKET_PATH} bytes): use a shorter dataDir or id`,
         'SPAWN_FAILED',
+        `socket path too long (${Buffer.byteLength(sock)} > ${MAX_SOCKET_PATH} bytes): use a shorter dataDir or id`,
         sock,
       );
   }

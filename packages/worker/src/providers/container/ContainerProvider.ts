@@ -213,7 +213,7 @@ export class ContainerProvider implements Provider {
       failures.push(`${name}: ${err}`);
     }
     if (failures.length) this.notes.push(...failures.map((f) => `unusable ${f.split('\n')[0]}`));
-    if (!this.runtime) throw new ProviderError('no usable OCI runtime (crun, runc)', 'RUNTIME_UNAVAILABLE', failures.join('\n'));
+    if (!this.runtime) throw new ProviderError('RUNTIME_UNAVAILABLE', 'no usable OCI runtime (crun, runc)', failures.join('\n'));
 
     // reconnect: count the image references of bunkers that survived a worker restart
     for (const id of this.listIds()) {
@@ -302,8 +302,8 @@ export class ContainerProvider implements Provider {
     const t0 = performance.now();
     const marks: string[] = [];
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
-    if (existsSync(p.dir)) throw new ProviderError(`bunker ${spec.id} already exists`, 'SPAWN_FAILED');
-    if (!existsSync(spec.imagePath)) throw new ProviderError(`image file ${spec.imagePath} not found`, 'SPAWN_FAILED');
+    if (existsSync(p.dir)) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
+    if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
     const rel = this.cgroupsPath(spec.id);
     const meta: BunkerMeta = {
       id: spec.id,
@@ -360,14 +360,14 @@ export class ContainerProvider implements Provider {
         const run = this.shell.run(script);
         const r = await Promise.race([run, waiter.promise.then(() => undefined)]);
         mark(r ? 'runtime-exit' : 'socket');
-        if (r && r.code !== 0) throw new ProviderError(spawnStepError(rt.name, r.code, r.stderr), 'SPAWN_FAILED');
+        if (r && r.code !== 0) throw new ProviderError('SPAWN_FAILED', spawnStepError(rt.name, r.code, r.stderr));
         await waiter.wait(this.opts.spawnTimeoutMs ?? 10_000, () => {
           // fail fast when the agent died before it listened
           const pid = readPid(p.pidFile);
-          if (pid && !processAlive(pid)) throw new ProviderError('agent exited before creating its socket', 'SPAWN_FAILED');
+          if (pid && !processAlive(pid)) throw new ProviderError('SPAWN_FAILED', 'agent exited before creating its socket');
         });
         const r2 = await run;
-        if (r2.code !== 0) throw new ProviderError(spawnStepError(rt.name, r2.code, r2.stderr), 'SPAWN_FAILED');
+        if (r2.code !== 0) throw new ProviderError('SPAWN_FAILED', spawnStepError(rt.name, r2.code, r2.stderr));
       } finally {
         waiter.close();
       }
@@ -378,8 +378,8 @@ export class ContainerProvider implements Provider {
     } catch (e) {
       const details = this.diagnostics(p, e);
       await this.destroyLocked(spec.id).catch(() => {});
-      if (e instanceof ProviderError) throw new ProviderError(e.message, e.code, e.details ?? details);
-      throw new ProviderError(`spawn ${spec.id} failed: ${(e as Error).message}`, 'SPAWN_FAILED', details);
+      if (e instanceof ProviderError) throw new ProviderError(e.code, e.message, e.details ?? details);
+      throw new ProviderError('SPAWN_FAILED', `spawn ${spec.id} failed: ${(e as Error).message}`, details);
     }
   }
 
@@ -485,7 +485,7 @@ export class ContainerProvider implements Provider {
     const cg = this.cgroups as Cgroups;
     const rel = this.cgroupsPath(id);
     if (!BUNKER_ID_RE.test(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
-      throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+      throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     return { cg, rel };
   }
 
@@ -510,7 +510,7 @@ export class ContainerProvider implements Provider {
     try {
       stats = await cg.stats(rel);
     } catch (e) {
-      throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND', (e as Error).message);
+      throw new ProviderError('NOT_FOUND', `bunker ${id} not found`, (e as Error).message);
     }
     // The disk is the tmpfs holding the overlay's upper layer: its used blocks are what the
     // bunker wrote (plus the overlay's work dir and its console log).
@@ -658,7 +658,7 @@ class SocketWaiter {
           return;
         }
         if (Date.now() > deadline) {
-          rej(new ProviderError(`agent socket did not appear within ${timeoutMs} ms`, 'SPAWN_FAILED'));
+          rej(new ProviderError('SPAWN_FAILED', `agent socket did not appear within ${timeoutMs} ms`));
           return;
         }
         timer = setTimeout(tick, 50);

@@ -160,12 +160,12 @@ export class MicrovmProvider implements Provider {
     try {
       this.guest = GuestAssets.load(this.opts.guestDir);
     } catch (e) {
-      throw new ProviderError(`no guest kernel: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
+      throw new ProviderError('RUNTIME_UNAVAILABLE', `no guest kernel: ${(e as Error).message}`);
     }
     try {
       this.vmmVersion = await this.vmm.version();
     } catch (e) {
-      throw new ProviderError(`the VMM is not runnable: ${(e as Error).message}`, 'RUNTIME_UNAVAILABLE');
+      throw new ProviderError('RUNTIME_UNAVAILABLE', `the VMM is not runnable: ${(e as Error).message}`);
     }
     this.cgroups = await Cgroups.detect();
     await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
@@ -230,11 +230,11 @@ export class MicrovmProvider implements Provider {
 
   private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
     const p = this.paths(spec.id);
-    if (existsSync(p.dir)) throw new ProviderError(`bunker ${spec.id} already exists`, 'SPAWN_FAILED');
-    if (!existsSync(spec.imagePath)) throw new ProviderError(`image file ${spec.imagePath} not found`, 'SPAWN_FAILED');
+    if (existsSync(p.dir)) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
+    if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
     const shape = this.shapeOf(spec);
     const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
-    if (spec.diskMb < imageMb) throw new ProviderError(`diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`, 'LIMIT_INVALID');
+    if (spec.diskMb < imageMb) throw new ProviderError('LIMIT_INVALID', `diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`);
     const key = this.snapshotKey(shape);
     // A snapshot's device model has no NIC: networked VMs always boot cold (and build none).
     const networked = spec.networkProfile !== 'isolated';
@@ -306,7 +306,7 @@ export class MicrovmProvider implements Provider {
       await this.destroyLocked(spec.id).catch(() => {});
       const msg = (e as Error).message;
       // the worker reports `message: details`, which becomes the bunker's termination_reason
-      throw new ProviderError(`microvm did not start: ${msg}`, 'SPAWN_FAILED', tail ? `console: ${tail}` : undefined);
+      throw new ProviderError('SPAWN_FAILED', `microvm did not start: ${msg}`, tail ? `console: ${tail}` : undefined);
     }
   }
 
@@ -415,7 +415,7 @@ export class MicrovmProvider implements Provider {
     const have = this.controls.get(id);
     if (have) return have;
     const p = this.paths(id);
-    if (!BUNKER_ID_RE.test(id) || !existsSync(p.controlSock)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+    if (!BUNKER_ID_RE.test(id) || !existsSync(p.controlSock)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     try {
       const control = await this.vmm.attach(p);
       this.controls.set(id, control);
@@ -424,7 +424,7 @@ export class MicrovmProvider implements Provider {
       });
       return control;
     } catch (e) {
-      throw new ProviderError(`bunker ${id} is not running`, 'NOT_FOUND', (e as Error).message);
+      throw new ProviderError('NOT_FOUND', `bunker ${id} is not running`, (e as Error).message);
     }
   }
 
@@ -445,7 +445,7 @@ export class MicrovmProvider implements Provider {
   async stats(id: string): Promise<BunkerStats> {
     await this.init();
     const rel = this.readMeta(id)?.cgroup;
-    if (!rel || !this.cgroups?.exists(rel)) throw new ProviderError(`bunker ${id} not found`, 'NOT_FOUND');
+    if (!rel || !this.cgroups?.exists(rel)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     const stats: BunkerStats = await this.cgroups.stats(rel);
     // The bunker's own disk is its qcow2 overlay: the blocks allocated on the host (the image
     // or snapshot disk under it is shared, never written).
