@@ -177,9 +177,13 @@ describe('images: bake, proxy, availability group, peer fetch, ledger heal', () 
     const workerB = /worker (wk_\w+) at/.exec(workers[1]?.output() ?? '')?.[1] as string;
     const readsBefore = imageReads().length;
     const file = join(data.dir, 'wb', 'images', `${sha}.ext4`);
+    const warmedFromPeer = new RegExp(`worker ${workerB} warmed ${sha.slice(0, 12)} from peer`, 'g');
+    const warmsBefore = controller.output().match(warmedFromPeer)?.length ?? 0;
     rmSync(file);
-    await eventually('the ledger notices the loss', async () =>
-      (await groupState()).some((w) => w.worker_id === workerB && w.state !== 'ready') ? true : undefined,
+    // The ledger's not-ready spell lasts as long as a peer fetch of a small image (milliseconds),
+    // too short to poll for: what shows it noticed the loss is that it asked the worker again.
+    await eventually('the ledger notices the loss and the worker is asked again', async () =>
+      (controller.output().match(warmedFromPeer)?.length ?? 0) > warmsBefore ? true : undefined,
     );
     await eventually(
       'worker B holds the image again',
