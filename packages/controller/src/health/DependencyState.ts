@@ -1,12 +1,3 @@
-/** What `/readyz` reports for one backing service. */
-export interface DependencyReport {
-  ok: boolean;
-  /** Why it is not ok (the last failure seen). */
-  error?: string;
-  /** When it was first seen failing (ISO). */
-  since?: string;
-}
-
 /**
  * Whether one backing service (the database, Redis, the blob store) answers, as seen by the
  * calls that use it. A failure is logged once when the service goes away, and once more when
@@ -14,7 +5,6 @@ export interface DependencyReport {
  */
 export class DependencyState {
   private downSince: number | undefined;
-  private lastError = '';
 
   constructor(
     readonly name: string,
@@ -26,21 +16,15 @@ export class DependencyState {
   }
 
   down(err: unknown): void {
-    this.lastError = messageOf(err);
     if (this.downSince !== undefined) return;
     this.downSince = Date.now();
-    this.log(`[${this.name}] unavailable: ${this.lastError}`);
+    this.log(`[${this.name}] unavailable: ${messageOf(err)}`);
   }
 
   up(): void {
     if (this.downSince === undefined) return;
     this.log(`[${this.name}] available again after ${((Date.now() - this.downSince) / 1000).toFixed(1)} s`);
     this.downSince = undefined;
-  }
-
-  report(): DependencyReport {
-    if (this.downSince === undefined) return { ok: true };
-    return { ok: false, error: this.lastError, since: new Date(this.downSince).toISOString() };
   }
 }
 

@@ -1,5 +1,4 @@
 import { statfs } from 'node:fs/promises';
-import type { DependencyReport } from './DependencyState.js';
 import { messageOf } from './DependencyState.js';
 
 /** One thing `/readyz` checks: a name and a probe that throws when it is not ready. */
@@ -10,7 +9,8 @@ export interface ReadinessCheck {
 
 export interface ReadinessReport {
   ready: boolean;
-  checks: Record<string, DependencyReport & Record<string, unknown>>;
+  /** Per check: `ok`, why not (`error`), and what the check measured (the disk's figures). */
+  checks: Record<string, { ok: boolean; error?: string } & Record<string, unknown>>;
 }
 
 /** A probe that does not answer within this is a failed one: a load balancer must not hang on us. */

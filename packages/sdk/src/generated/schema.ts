@@ -5736,32 +5736,24 @@ export interface operations {
                             database: {
                                 ok: boolean;
                                 error?: string;
-                                /** Format: date-time */
-                                since?: string;
                             } & {
                                 [key: string]: unknown;
                             };
                             live_state: {
                                 ok: boolean;
                                 error?: string;
-                                /** Format: date-time */
-                                since?: string;
                             } & {
                                 [key: string]: unknown;
                             };
                             blob_store: {
                                 ok: boolean;
                                 error?: string;
-                                /** Format: date-time */
-                                since?: string;
                             } & {
                                 [key: string]: unknown;
                             };
                             disk: {
                                 ok: boolean;
                                 error?: string;
-                                /** Format: date-time */
-                                since?: string;
                             } & {
                                 [key: string]: unknown;
                             };

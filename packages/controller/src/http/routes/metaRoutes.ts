@@ -6,7 +6,6 @@ const Check = Type.Object(
   {
     ok: Type.Boolean(),
     error: Type.Optional(Type.String()),
-    since: Type.Optional(Type.String({ format: 'date-time' })),
   },
   { additionalProperties: true },
 );
