@@ -15,6 +15,8 @@ import { BridgeService } from './bridges/BridgeService.js';
 import { BunkerService } from './bunkers/BunkerService.js';
 import { ExecLogJournal } from './bunkers/ExecLogJournal.js';
 import { ExecService } from './bunkers/ExecService.js';
+import { ProcessFollower } from './bunkers/ProcessFollower.js';
+import { ProcessService } from './bunkers/ProcessService.js';
 import { FileService } from './bunkers/FileService.js';
 import { FlowAuditService } from './bunkers/FlowAuditService.js';
 import { OutputStorage } from './bunkers/OutputStorage.js';
@@ -34,7 +36,13 @@ import { imageRoutes } from './http/routes/imageRoutes.js';
 import { metaRoutes } from './http/routes/metaRoutes.js';
 import { quotaRoutes } from './http/routes/quotaRoutes.js';
 import type { Services } from './http/routes/Services.js';
+import { processRoutes } from './http/routes/processRoutes.js';
 import { capabilityRoutes, storageRoutes } from './http/routes/storageRoutes.js';
+import { InProcessTicketLedger } from './shell/InProcessTicketLedger.js';
+import { RedisTicketLedger } from './shell/RedisTicketLedger.js';
+import { ShellTickets } from './shell/ShellTickets.js';
+import { TerminalBridge } from './shell/TerminalBridge.js';
+import type { TicketLedger } from './shell/TicketLedger.js';
 import { usageRoutes } from './http/routes/usageRoutes.js';
 import { ImageBakery } from './images/ImageBakery.js';
 import { ImageScanning } from './images/ImageScanning.js';
@@ -111,6 +119,8 @@ interface SharedState {
   counters: QuotaCounters;
   changes: ChangeFeed;
   heartbeats: Heartbeats;
+  /** Spent shell tickets. */
+  tickets: TicketLedger;
   /** Redis round trip for readiness (absent when the state is in-process). */
   ping?: () => Promise<void>;
 }
@@ -128,6 +138,8 @@ export class Controller {
   readonly openapi: unknown;
   private readonly directory: WorkerDirectory;
   private readonly tickers: Ticker[];
+  /** Background execs' output and completion (tests call `reconcile()` directly). */
+  readonly followers: ProcessFollower;
   /** Bakes registered images (tests call `drain()` directly). */
   readonly bakery: ImageBakery;
   readonly imageScanning: ImageScanning;
@@ -182,17 +194,22 @@ export class Controller {
     this.imageScanning = scanning;
     const warming = new ImageWarming(store, this.directory);
     workers.onCachedImages((workerId, cached) => warming.onCachedImages(workerId, cached));
+    const exec = new ExecService(
+      store,
+      bunkers,
+      guarded,
+      this.config,
+      outputs,
+      opts.execLogJournal ? new ExecLogJournal(opts.execLogJournal) : undefined,
+    );
+    this.followers = new ProcessFollower(store, this.directory, guarded, exec.logs, this.config, outputs);
     this.services = {
       store,
       bunkers,
-      exec: new ExecService(
-        store,
-        bunkers,
-        guarded,
-        this.config,
-        outputs,
-        opts.execLogJournal ? new ExecLogJournal(opts.execLogJournal) : undefined,
-      ),
+      exec,
+      processes: new ProcessService(store, bunkers, exec.logs, this.followers),
+      terminals: new TerminalBridge(this.config.shellGraceMs),
+      tickets: ShellTickets.fromWorkerToken(opts.workerToken, shared.tickets),
       files: new FileService(bunkers, this.config),
       flowAudit: new FlowAuditService(bunkers, guarded),
       tenants: new TenantService(store),
@@ -211,6 +228,7 @@ export class Controller {
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
     this.routes = [
       ...bunkerRoutes(this.services),
+      ...processRoutes(this.services),
       ...fileRoutes(this.services),
       ...flowAuditRoutes(this.services),
       ...adminRoutes(this.services),
@@ -238,6 +256,7 @@ export class Controller {
     this.http = buildHttpServer({
       authenticator,
       routes: this.routes,
+      tickets: this.services.tickets,
       logger: opts.logger ?? false,
     });
     // Each background job runs on one controller at a time, whichever holds its lease.
@@ -260,6 +279,7 @@ export class Controller {
       new Ticker('usage', this.config.usageIntervalMs, () => this.usageTicker.tick(), lease),
       new Ticker('image-bake', this.config.imageBakeIntervalMs, () => this.bakery.drain(), lease),
       new Ticker('image-scan', this.config.imageScanIntervalMs, () => this.imageScanning.drain(), lease),
+      new Ticker('exec-reconcile', this.config.execReconcileIntervalMs, () => this.followers.reconcile(), lease),
       new Ticker('output-retention', this.config.outputRetentionIntervalMs, async () => ({ swept: await outputs.sweep() }), lease),
       new Ticker(
         'image-rescan',
@@ -355,12 +375,16 @@ export class Controller {
   async listen(port: number, host = '127.0.0.1'): Promise<string> {
     const address = await this.http.listen({ port, host });
     for (const t of this.tickers) t.start();
+    // Background execs a previous controller followed are adopted now, not a whole interval later.
+    void this.tickers.find((t) => t.name === 'exec-reconcile')?.tick();
     return address;
   }
 
   async close(): Promise<void> {
     await this.bakery.close();
     await Promise.all(this.tickers.map((t) => t.stop()));
+    this.followers.close();
+    this.services.terminals.close();
     await this.http.close();
     await this.services.exec.close();
     await closeSharedState(this.shared);
@@ -375,6 +399,7 @@ async function openSharedState(opts: ControllerOptions): Promise<SharedState> {
       counters: opts.quotaCounters ?? new InProcessQuotaCounters(),
       changes: new InProcessChangeFeed(),
       heartbeats: new InProcessHeartbeats(),
+      tickets: new InProcessTicketLedger(),
     };
   }
   const opened: Array<{ close(): Promise<void> }> = [];
@@ -385,7 +410,9 @@ async function openSharedState(opts: ControllerOptions): Promise<SharedState> {
     const changes = await RedisChangeFeed.connect(url);
     opened.push(changes);
     const heartbeats = await RedisHeartbeats.connect(url, health);
-    return { counters, changes, heartbeats, ping: () => heartbeats.ping() };
+    opened.push(heartbeats);
+    const tickets = await RedisTicketLedger.connect(url, health);
+    return { counters, changes, heartbeats, tickets, ping: () => heartbeats.ping() };
   } catch (err) {
     await Promise.all(opened.map((o) => o.close()));
     throw err;
@@ -393,7 +420,7 @@ async function openSharedState(opts: ControllerOptions): Promise<SharedState> {
 }
 
 async function closeSharedState(s: SharedState): Promise<void> {
-  await Promise.all([s.counters.close(), s.changes.close(), s.heartbeats.close()]);
+  await Promise.all([s.counters.close(), s.changes.close(), s.heartbeats.close(), s.tickets.close()]);
 }
 
 /** `--trace-jobs`: one line per tick this controller ran, for checking who ran what and when. */

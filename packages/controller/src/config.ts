@@ -37,6 +37,10 @@ export interface ControllerConfig {
   diskReserveBytes: number;
   /** Log every background tick this controller runs (job, lease holder, start, end, result) on stderr. */
   traceJobs: boolean;
+  /** A shell with no client attached is killed after this long (it can be reattached until then). */
+  shellGraceMs: number;
+  /** How often background execs whose row is open are adopted (after a restart) or closed as lost. */
+  execReconcileIntervalMs: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -58,4 +62,6 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   outputRetentionMs: 7 * 86_400_000,
   outputRetentionIntervalMs: 3_600_000,
   diskReserveBytes: 256 * 1024 * 1024,
+  shellGraceMs: 60_000,
+  execReconcileIntervalMs: 30_000,
 };

@@ -6,10 +6,12 @@ import type { Store } from '../store/Store.js';
 import type { BunkerService } from './BunkerService.js';
 import type { ExecLogJournal } from './ExecLogJournal.js';
 import { ExecLogWriter } from './ExecLogWriter.js';
-import { OutputCapture, type OutputStoreState } from './OutputCapture.js';
+import { combinedStoreState, OutputCapture } from './OutputCapture.js';
 import type { OutputStorage } from './OutputStorage.js';
 
 export interface ExecSink {
+  /** Told the exec's id before the command starts (the event stream's first event). */
+  onStart?(execId: string): void | Promise<void>;
   onStdout?(chunk: Buffer): void | Promise<void>;
   onStderr?(chunk: Buffer): void | Promise<void>;
   signal?: AbortSignal;
@@ -17,7 +19,8 @@ export interface ExecSink {
 
 /** Runs a command in a bunker: output capped inline, the rest to the blob store, one exec-log row each. */
 export class ExecService {
-  private readonly logs: ExecLogWriter;
+  /** Exec-log rows, group-committed (shared with the background processes' rows). */
+  readonly logs: ExecLogWriter;
 
   constructor(
     private readonly store: Store,
@@ -36,9 +39,13 @@ export class ExecService {
   }
 
   async exec(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink = {}): Promise<schemas.ExecResult> {
+    if (body.stdin === true) throw new ApiError('VALIDATION_FAILED', '`stdin: true` needs `background: true`', { field: 'body/stdin' });
+    if (body.pty) throw new ApiError('VALIDATION_FAILED', '`pty` needs `background: true` (then attach to it)', { field: 'body/pty' });
+    if (body.tag) throw new ApiError('VALIDATION_FAILED', '`tag` is for background execs', { field: 'body/tag' });
     const { row, worker } = await this.bunkers.requireRunning(principal, bunkerId);
     const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
     const execId = newId('ex');
+    await sink.onStart?.(execId);
     const startedAt = new Date().toISOString();
     const logRow = {
       id: execId,
@@ -58,6 +65,12 @@ export class ExecService {
       finished_at: null,
       output_store: 'inline',
       output_bytes: 0,
+      state: 'running',
+      tag: null,
+      background: 0,
+      pid: null,
+      end_reason: null,
+      pty: 0,
     };
     const cap = this.config.outputInlineCapBytes;
     const budget = this.outputs.budgetFor(row.tenant_id);
@@ -75,8 +88,9 @@ export class ExecService {
           env,
           ...(body.cwd ? { cwd: body.cwd } : {}),
           ...(body.user ? { user: body.user } : {}),
-          ...(body.stdin !== undefined ? { stdin: body.stdin } : {}),
+          ...(typeof body.stdin === 'string' ? { stdin: body.stdin } : {}),
           timeoutMs: Math.round((body.timeout_s ?? 60) * 1000),
+          execId,
         },
         {
           onStdout: async (c) => {
@@ -116,6 +130,7 @@ export class ExecService {
         ...logRow,
         exit_code: result.exit_code,
         signal: result.signal,
+        state: result.timed_out ? 'timed_out' : result.signal !== null ? 'killed' : 'exited',
         timed_out: result.timed_out ? 1 : 0,
         duration_ms: result.duration_ms,
         stdout_preview: out.preview(this.config.execPreviewBytes),
@@ -137,10 +152,17 @@ export class ExecService {
       await Promise.all([out.abort(), err.abort()]);
       this.outputs.settle(row.tenant_id, out.stored + err.stored);
       // Whatever failed, the exec keeps its log row (inserted now if its start was never written).
+      // The one disconnect rule: a blocking exec whose caller went away was killed with its group.
+      const clientGone = sink.signal?.aborted === true;
       await this.logs.write({
         ...logRow,
         stdout_preview: out.preview(this.config.execPreviewBytes),
-        stderr_preview: `${err.preview(this.config.execPreviewBytes)}[scaibunker: exec did not complete: ${(e as Error).message}]`,
+        stderr_preview: clientGone
+          ? err.preview(this.config.execPreviewBytes)
+          : `${err.preview(this.config.execPreviewBytes)}[scaibunker: exec did not complete: ${(e as Error).message}]`,
+        state: clientGone ? 'killed' : 'lost',
+        signal: clientGone ? 'SIGKILL' : null,
+        end_reason: clientGone ? 'client_gone' : null,
         finished_at: new Date().toISOString(),
       });
       throw this.bunkers.mapWorkerError(e);
@@ -163,10 +185,4 @@ export class ExecService {
     }
     return blob;
   }
-}
-
-/** The exec's stored output as one word: the worse of its two streams. */
-function combinedStoreState(a: OutputStoreState, b: OutputStoreState): OutputStoreState {
-  for (const s of ['failed', 'capped', 'complete'] as const) if (a === s || b === s) return s;
-  return 'inline';
 }

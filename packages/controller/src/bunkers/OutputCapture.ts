@@ -152,3 +152,9 @@ export class OutputCapture {
     this.storedBytes = 0;
   }
 }
+
+/** An exec's stored output as one word: the worse of its two streams. */
+export function combinedStoreState(a: OutputStoreState, b: OutputStoreState): OutputStoreState {
+  for (const s of ['failed', 'capped', 'complete'] as const) if (a === s || b === s) return s;
+  return 'inline';
+}

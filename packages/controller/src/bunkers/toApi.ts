@@ -1,4 +1,4 @@
-import type { schemas } from '@scaibunker/core';
+import type { ProcessInfo, schemas } from '@scaibunker/core';
 import type { BunkerRow, ExecLogRow } from '../store/schema.js';
 
 export function bunkerToApi(r: BunkerRow): schemas.Bunker {
@@ -49,4 +49,37 @@ export function execLogToApi(r: ExecLogRow): schemas.ExecLog {
     output_store: r.output_store as schemas.ExecLog['output_store'],
     output_stored_bytes: Number(r.output_bytes),
   };
+}
+
+/** An exec as a process: its row, with what its worker says while it runs (`live`). */
+export function processToApi(r: ExecLogRow, live?: ProcessInfo): schemas.Process {
+  const running = r.finished_at === null;
+  const state = (running ? (live?.state ?? 'running') : (r.state ?? derivedState(r))) as schemas.Process['state'];
+  return {
+    exec_id: r.id,
+    bunker_id: r.bunker_id,
+    caller: r.caller,
+    command: r.command,
+    tag: r.tag,
+    background: r.background === 1,
+    pty: r.pty === 1,
+    pid: r.pid ?? live?.pid ?? null,
+    state,
+    exit_code: running ? (live?.exitCode ?? null) : r.exit_code,
+    signal: running ? (live?.signal ?? null) : r.signal,
+    timed_out: running ? (live?.timedOut ?? false) : r.timed_out === 1,
+    duration_ms: running ? (live?.durationMs != null ? Math.round(live.durationMs) : null) : r.duration_ms,
+    end_reason: r.end_reason,
+    stdin_open: running && (live?.stdinOpen ?? false),
+    next_seq: live?.nextSeq ?? null,
+    started_at: r.started_at,
+    finished_at: running ? (live?.endedAt ?? null) : r.finished_at,
+  };
+}
+
+/** Rows written before exec states existed. */
+function derivedState(r: ExecLogRow): string {
+  if (r.timed_out === 1) return 'timed_out';
+  if (r.signal !== null) return 'killed';
+  return r.exit_code !== null ? 'exited' : 'lost';
 }

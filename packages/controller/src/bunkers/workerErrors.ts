@@ -20,6 +20,8 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   BRIDGE_FAILED: 'BRIDGE_REJECTED',
   IMAGE_FETCH_FAILED: 'INTERNAL',
   HOST_DISK_FULL: 'INSUFFICIENT_STORAGE',
+  PROCESS_NOT_FOUND: 'EXEC_NOT_FOUND',
+  PROCESS_CONFLICT: 'EXEC_CONFLICT',
 };
 
 /** The one place worker-side failures become API errors. */

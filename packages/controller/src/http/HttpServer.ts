@@ -1,7 +1,9 @@
 import { ApiError, hasPermission, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import websocketPlugin from '@fastify/websocket';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import type { RouteDef } from './Route.js';
@@ -12,9 +14,16 @@ export interface RequestAuthenticator {
   readonly storage: StorageAuthenticator;
 }
 
+/** Redeems `?ticket=` on the routes that take one (ShellTickets). */
+export interface TicketRedeemer {
+  redeem(ticket: string, bunkerId: string): Promise<Principal>;
+}
+
 export interface HttpServerOptions {
   authenticator: RequestAuthenticator;
   routes: RouteDef[];
+  /** Needed when a route declares `ticket`. */
+  tickets?: TicketRedeemer;
   /** JSON body cap; uploads have their own cap enforced while streaming. */
   bodyLimitBytes?: number;
   logger?: boolean;
@@ -117,37 +126,84 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     void reply.status(404).send(new ApiError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toBody());
   });
 
-  for (const def of opts.routes) {
+  const authenticate = async (def: RouteDef, req: FastifyRequest): Promise<void> => {
+    const ticket = (req.query as { ticket?: unknown } | undefined)?.ticket;
+    const principal =
+      def.ticket && typeof ticket === 'string' && !req.headers.authorization
+        ? await redeemTicket(opts.tickets, def, ticket, (req.params as { id?: string }).id ?? '')
+        : await authorize(opts.authenticator, def, req.headers.authorization);
+    (req as unknown as { principal: Principal }).principal = principal;
+  };
+  const principalOf = (req: FastifyRequest) => (req as unknown as { principal: Principal }).principal;
+  const schemaOf = (def: RouteDef) => ({
+    ...(def.body ? { body: def.body } : {}),
+    ...(def.querystring ? { querystring: def.querystring } : {}),
+    ...(def.params ? { params: def.params } : {}),
+  });
+
+  for (const def of opts.routes.filter((d) => !d.response.websocket)) {
     app.route({
       method: def.method,
       url: def.url,
       config: { auth: def.auth },
-      schema: {
-        ...(def.body ? { body: def.body } : {}),
-        ...(def.querystring ? { querystring: def.querystring } : {}),
-        ...(def.params ? { params: def.params } : {}),
-      },
+      schema: schemaOf(def),
       // Authenticate before the body is parsed: an unauthenticated upload is refused unread.
-      onRequest: async (req) => {
-        (req as unknown as { principal: Principal }).principal = await authorize(opts.authenticator, def, req.headers.authorization);
-      },
+      onRequest: async (req) => authenticate(def, req),
       handler: async (req, reply) => {
-        const principal = (req as unknown as { principal: Principal }).principal;
         const result = await def.handler({
           body: req.body as never,
           query: (req.query ?? {}) as never,
           params: (req.params ?? {}) as never,
-          principal,
+          principal: principalOf(req),
           req,
           reply,
         });
         if (reply.sent) return reply;
-        reply.status(def.response.status);
+        // A handler may answer another success status it declares (`POST …/exec` with `background`: 202).
+        if (reply.statusCode === 200) reply.status(def.response.status);
         return result;
       },
     });
   }
+
+  // WebSocket routes: auth and validation run on the upgrade request, so a refused one is an
+  // ordinary HTTP error and never a socket.
+  const sockets = opts.routes.filter((d) => d.response.websocket);
+  if (sockets.length > 0) {
+    app.register(websocketPlugin, { options: { maxPayload: 1024 * 1024 } });
+    app.register(async (scope) => {
+      for (const def of sockets) {
+        const serve = def.socket;
+        if (!serve) throw new Error(`websocket route ${def.url} has no socket handler`);
+        scope.route({
+          method: 'GET',
+          url: def.url,
+          config: { auth: def.auth },
+          schema: schemaOf(def),
+          websocket: true,
+          onRequest: async (req) => authenticate(def, req),
+          handler: (socket: WebSocket, req: FastifyRequest) =>
+            serve({
+              query: (req.query ?? {}) as never,
+              params: (req.params ?? {}) as never,
+              principal: principalOf(req),
+              req,
+              socket,
+            }),
+        });
+      }
+    });
+  }
   return app;
+}
+
+async function redeemTicket(tickets: TicketRedeemer | undefined, def: RouteDef, ticket: string, bunkerId: string): Promise<Principal> {
+  if (!tickets) throw new ApiError('UNAUTHENTICATED', 'this server takes no tickets');
+  const principal = await tickets.redeem(ticket, bunkerId);
+  if (!hasPermission(principal.permissions, def.auth as Permission)) {
+    throw new ApiError('PERMISSION_DENIED', `this route needs ${def.auth}`, { needed: def.auth });
+  }
+  return principal;
 }
 
 async function authorize(auth: RequestAuthenticator, def: RouteDef, header: string | undefined): Promise<Principal> {

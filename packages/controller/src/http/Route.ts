@@ -1,6 +1,7 @@
-import type { ErrorCode, RouteAuth } from '@scaibunker/core';
+import { ApiError, type ErrorCode, type RouteAuth } from '@scaibunker/core';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import type { Principal } from '../auth/Principal.js';
 
 type StaticOr<T, D> = T extends TSchema ? Static<T> : D;
@@ -21,13 +22,35 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
   rawBody?: boolean;
   querystring?: Q;
   params?: P;
-  /** Success status and schema; `binary` answers application/octet-stream, `sse` text/event-stream. */
-  response: { status: number; schema?: TSchema; binary?: boolean; sse?: string[] };
+  /**
+   * Success status and schema; `binary` answers application/octet-stream, `sse` text/event-stream,
+   * `websocket` (status 101) upgrades: then `socket` serves the connection.
+   */
+  response: { status: number; schema?: TSchema; binary?: boolean; sse?: string[]; websocket?: boolean };
+  /** Also accepts a single-use `?ticket=` (POST …/shell-tickets) instead of the Authorization header: browsers' WebSockets. */
+  ticket?: boolean;
+  /** WebSocket routes: runs once the connection is upgraded (auth and validation happened before). */
+  socket?(
+    ctx: SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>,
+  ): Promise<void>;
   /** Error codes this route can answer, besides the auth and validation ones every route has. */
   errors: ErrorCode[];
   handler(
     ctx: RouteContext<StaticOr<B, unknown>, StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>,
   ): Promise<unknown>;
+}
+
+export interface SocketContext<Q, P> {
+  query: Q;
+  params: P;
+  principal: Principal;
+  req: FastifyRequest;
+  socket: WebSocket;
+}
+
+/** The HTTP handler of a WebSocket route: a plain GET without the upgrade. */
+export async function upgradeRequired(): Promise<never> {
+  throw new ApiError('VALIDATION_FAILED', 'this route needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)');
 }
 
 export interface RouteContext<B, Q, P> {

@@ -34,6 +34,9 @@ export class ExecLogStore {
             finished_at: eb.ref('excluded.finished_at'),
             output_store: eb.ref('excluded.output_store'),
             output_bytes: eb.ref('excluded.output_bytes'),
+            state: eb.ref('excluded.state'),
+            pid: eb.ref('excluded.pid'),
+            end_reason: eb.ref('excluded.end_reason'),
           }))
           // A finished row is final: a start written late (replayed from a journal) never undoes it.
           .where('exec_logs.finished_at', 'is', null),
@@ -84,13 +87,29 @@ export class ExecLogStore {
       .executeTakeFirst();
   }
 
+  /** Background execs whose row has not ended (the reconciler's work), oldest first. */
+  async unfinishedBackground(limit: number): Promise<ExecLogRow[]> {
+    return this.db
+      .selectFrom('exec_logs')
+      .selectAll()
+      .where('background', '=', 1)
+      .where('finished_at', 'is', null)
+      .orderBy('started_at')
+      .limit(limit)
+      .execute();
+  }
+
   async list(
     tenantId: string,
     bunkerId: string,
     limit: number,
     cursor?: string,
+    filter: { state?: string; tag?: string } = {},
   ): Promise<{ items: ExecLogRow[]; nextCursor: string | null }> {
     let q = this.db.selectFrom('exec_logs').selectAll().where('tenant_id', '=', tenantId).where('bunker_id', '=', bunkerId);
+    if (filter.tag !== undefined) q = q.where('tag', '=', filter.tag);
+    if (filter.state === 'running') q = q.where('finished_at', 'is', null);
+    else if (filter.state !== undefined) q = q.where('state', '=', filter.state);
     if (cursor) {
       const c = decodeCursor(cursor);
       q = q.where((eb) => eb.or([eb('started_at', '<', c.at), eb.and([eb('started_at', '=', c.at), eb('id', '<', c.id)])]));

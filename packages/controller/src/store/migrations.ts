@@ -348,6 +348,22 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('exec_logs_tenant_output').on('exec_logs').columns(['tenant_id', 'output_bytes']).execute();
     },
   },
+  '0010_exec_processes': {
+    async up(db: Kysely<any>) {
+      for (const [name, type] of [
+        ['state', 'text'],
+        ['tag', 'text'],
+        ['pid', 'integer'],
+        ['end_reason', 'text'],
+      ] as const) {
+        await db.schema.alterTable('exec_logs').addColumn(name, type).execute();
+      }
+      await db.schema.alterTable('exec_logs').addColumn('background', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('exec_logs').addColumn('pty', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      // The reconciler's scan: background execs whose row has not ended.
+      await db.schema.createIndex('exec_logs_unfinished').on('exec_logs').columns(['background', 'finished_at']).execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

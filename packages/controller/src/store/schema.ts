@@ -175,6 +175,17 @@ export interface ExecLogRow {
   output_store: string;
   /** Bytes of this exec's output in the blob store (0 once expired): counted against its tenant. */
   output_bytes: number;
+  /** running | exited | killed | timed_out | lost (null on rows older than processes: derived). */
+  state: string | null;
+  /** Caller's label of a background process. */
+  tag: string | null;
+  /** 1: started with `background: true` (survives its request). */
+  background: number;
+  pid: number | null;
+  /** Why it ended when that was not the command's own doing: client_gone, worker_lost, bunker_ended. */
+  end_reason: string | null;
+  /** 1: it ran in a terminal. */
+  pty: number;
 }
 export interface AuditEventRow {
   id: string;

@@ -48,6 +48,12 @@ function execLog(startedAt: string, bytes: number): ExecLogRow {
     finished_at: startedAt,
     output_store: 'complete',
     output_bytes: bytes,
+    state: 'exited',
+    tag: null,
+    background: 0,
+    pid: null,
+    end_reason: null,
+    pty: 0,
   };
 }
 

@@ -57,6 +57,12 @@ export function execLogRow(id: string, patch: Partial<ExecLogRow> = {}): ExecLog
     finished_at: null,
     output_store: 'inline',
     output_bytes: 0,
+    state: null,
+    tag: null,
+    background: 0,
+    pid: null,
+    end_reason: null,
+    pty: 0,
     ...patch,
   };
 }

@@ -445,6 +445,12 @@ for (const dialect of DIALECTS) {
         finished_at: null,
         output_store: 'inline',
         output_bytes: 0,
+        state: null,
+        tag: null,
+        background: 0,
+        pid: null,
+        end_reason: null,
+        pty: 0,
         ...patch,
       });
       const [a, b] = [newId('ex'), newId('ex')];
@@ -555,6 +561,12 @@ for (const dialect of DIALECTS) {
           finished_at: null,
           output_store: 'inline',
           output_bytes: 0,
+          state: null,
+          tag: null,
+          background: 0,
+          pid: null,
+          end_reason: null,
+          pty: 0,
         });
       }
       const p1 = await store.execLogs.list(tenantA, row.id, 2);

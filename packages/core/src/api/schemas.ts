@@ -206,18 +206,35 @@ export const Page = <T extends TSchema>(item: T, name: string) =>
   Type.Object({ items: Type.Array(item), next_cursor: Nullable(Type.String()) }, { $id: name });
 export const BunkerPage = Page(Bunker, 'BunkerPage');
 
+export const TerminalSize = Type.Object(
+  { cols: Type.Integer({ minimum: 1, maximum: 1000 }), rows: Type.Integer({ minimum: 1, maximum: 1000 }) },
+  { ...strict, $id: 'TerminalSize' },
+);
+
 export const ExecBody = Type.Object(
   {
     command: Type.Union([
       Type.String({ minLength: 1, maxLength: 131072, description: 'Run by `/bin/sh -c`' }),
       Type.Array(Type.String({ maxLength: 131072 }), { minItems: 1, maxItems: 4096, description: 'argv' }),
     ]),
-    timeout_s: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86400, default: 60 })),
+    timeout_s: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 86400, description: 'Seconds; default 60, and none for `background: true`' }),
+    ),
     env: Type.Optional(EnvMap),
     cwd: Type.Optional(BunkerPath),
-    stdin: Type.Optional(Type.String({ maxLength: 8 * 1024 * 1024 })),
+    stdin: Type.Optional(
+      Type.Union([
+        Type.String({ maxLength: 8 * 1024 * 1024, description: "The command's whole stdin" }),
+        Type.Boolean({ description: '`true` (only with `background`): stdin stays open for `POST …/execs/{exec_id}/stdin`' }),
+      ]),
+    ),
     user: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$' })),
-    stream: Type.Optional(Type.Boolean({ description: 'Answer with Server-Sent Events `stdout`, `stderr`, `exit`' })),
+    stream: Type.Optional(Type.Boolean({ description: 'Answer with Server-Sent Events `start`, `stdout`, `stderr`, `exit`' })),
+    background: Type.Optional(
+      Type.Boolean({ description: 'Answer 202 at once with the running process; read it later by `exec_id` (it survives disconnects)' }),
+    ),
+    tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description: 'A label to find it by' })),
+    pty: Type.Optional(TerminalSize),
   },
   { ...strict, $id: 'ExecRequest' },
 );
@@ -380,7 +397,73 @@ export const CapabilityToken = Type.Object(
   { $id: 'CapabilityToken' },
 );
 
-export const OutputParams = Type.Object({ id: BunkerId, exec_id: Type.String({ pattern: idPattern('ex') }) }, strict);
+export const ExecId = Type.String({ pattern: idPattern('ex'), description: 'Exec id' });
+export const OutputParams = Type.Object({ id: BunkerId, exec_id: ExecId }, strict);
+export const ExecIdParams = OutputParams;
+
+export const PROCESS_STATES = ['running', 'exited', 'killed', 'timed_out', 'lost'] as const;
+export const Process = Type.Object(
+  {
+    exec_id: Type.String(),
+    bunker_id: Type.String(),
+    caller: Type.String(),
+    command: Type.String(),
+    tag: Nullable(Type.String()),
+    background: Type.Boolean(),
+    pty: Type.Boolean(),
+    pid: Nullable(Type.Integer()),
+    state: literalUnion(PROCESS_STATES),
+    exit_code: Nullable(Type.Integer()),
+    signal: Nullable(Type.String()),
+    timed_out: Type.Boolean(),
+    duration_ms: Nullable(Type.Integer()),
+    end_reason: Nullable(
+      Type.String({ description: '`client_gone`: its caller went away; `worker_lost`: its worker forgot it; `bunker_ended`' }),
+    ),
+    stdin_open: Type.Boolean(),
+    next_seq: Nullable(Type.Integer({ description: 'Sequence number of the next output chunk (null: the worker no longer journals it)' })),
+    started_at: Type.String({ format: 'date-time' }),
+    finished_at: Nullable(Type.String({ format: 'date-time' })),
+  },
+  { $id: 'Process' },
+);
+export type Process = Static<typeof Process>;
+export const ProcessPage = Page(Process, 'ProcessPage');
+export const ListProcessesQuery = Type.Object(
+  {
+    state: Type.Optional(literalUnion(PROCESS_STATES)),
+    tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  },
+  strict,
+);
+export const ProcessEventsQuery = Type.Object(
+  { from: Type.Optional(Type.Integer({ minimum: 1, description: 'First sequence number to send (default 1); `Last-Event-ID` + 1 wins' })) },
+  strict,
+);
+export const SIGNALS = ['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGSTOP', 'SIGCONT', 'SIGWINCH'] as const;
+export const SignalBody = Type.Object({ signal: literalUnion(SIGNALS) }, strict);
+export const StdinResult = Type.Object({ bytes: Type.Integer() }, { $id: 'StdinResult' });
+export const ShellQuery = Type.Object(
+  {
+    cols: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    rows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    command: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Run this instead of a login shell (by `/bin/sh -c`)' })),
+    exec_id: Type.Optional(Type.String({ pattern: idPattern('ex'), description: 'Reattach to this shell instead of opening a new one' })),
+    ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'From `POST …/shell-tickets` (browsers)' })),
+  },
+  strict,
+);
+export const AttachQuery = Type.Object(
+  { ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), from: Type.Optional(Type.Integer({ minimum: 1 })) },
+  strict,
+);
+export const ShellTicket = Type.Object(
+  { ticket: Type.String(), expires_at: Type.String({ format: 'date-time' }) },
+  { $id: 'ShellTicket' },
+);
+export const WatchQuery = Type.Object({ path: BunkerPath, recursive: Type.Optional(Type.Boolean()) }, strict);
 export const OutputQuery = Type.Object({ stream: Type.Optional(literalUnion(['stdout', 'stderr'] as const)) }, strict);
 
 export const ImageSource = Type.Union(

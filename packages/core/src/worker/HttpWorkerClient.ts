@@ -10,7 +10,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { ExecHandlers } from './api.js';
 import { toWorkerError, WorkerError } from './errors.js';
-import { type AnyWorkerRoute, type StreamReply, WORKER_ROUTES, type WorkerTarget, type WorkerVerb } from './routes.js';
+import { type AnyWireRequest, type AnyWorkerRoute, type StreamReply, WORKER_ROUTES, type WorkerTarget, type WorkerVerb } from './routes.js';
 import type { ExecLine, ExecOutcome } from './schemas.js';
 
 /** Socket-level failures that mean "the worker is not there (any more)". */
@@ -59,6 +59,15 @@ export class HttpWorkerClient implements WorkerTarget {
   readonly pause = this.verb('pause');
   readonly resume = this.verb('resume');
   readonly exec = this.verb('exec');
+  readonly startProcess = this.verb('startProcess');
+  readonly listProcesses = this.verb('listProcesses');
+  readonly getProcess = this.verb('getProcess');
+  readonly processEvents = this.verb('processEvents');
+  readonly writeStdin = this.verb('writeStdin');
+  readonly closeStdin = this.verb('closeStdin');
+  readonly signalProcess = this.verb('signalProcess');
+  readonly resizeProcess = this.verb('resizeProcess');
+  readonly watchFiles = this.verb('watchFiles');
   readonly readFile = this.verb('readFile');
   readonly writeFile = this.verb('writeFile');
   readonly stat = this.verb('stat');
@@ -94,7 +103,7 @@ export class HttpWorkerClient implements WorkerTarget {
       json: wire.body,
       body: wire.upload,
       headers: wire.upload ? { 'content-type': 'application/octet-stream' } : undefined,
-      signal: wire.handlers?.signal,
+      signal: wire.handlers?.signal ?? wire.events?.signal,
       idempotent: route.idempotent,
     });
     const fromWire = (reply: unknown) => (route.fromWire ? route.fromWire(reply) : reply);
@@ -111,7 +120,30 @@ export class HttpWorkerClient implements WorkerTarget {
         return fromWire(this.download(res));
       case 'exec':
         return this.execStream(res, wire.handlers ?? {});
+      case 'events':
+        return this.eventStream(route, res, wire.events);
     }
+  }
+
+  /** An events answer: each event to the handler (awaited: back-pressure), then the end line's result. */
+  private async eventStream(route: AnyWorkerRoute, res: IncomingMessage, events: AnyWireRequest['events']): Promise<unknown> {
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    const fromWire = (e: unknown) => (route.eventFromWire ? route.eventFromWire(e) : e);
+    try {
+      for await (const line of ndjsonLines(res)) {
+        const msg = JSON.parse(line) as { t: string; e?: unknown; r?: unknown; code?: string; message?: string };
+        if (msg.t === 'event') await events?.onEvent(fromWire(msg.e));
+        else if (msg.t === 'end') return route.fromWire ? route.fromWire(msg.r) : (msg.r ?? undefined);
+        else if (msg.t === 'error') throw toWorkerError(msg.code ?? 'IO_ERROR', msg.message ?? 'event stream failed');
+      }
+    } catch (err) {
+      res.destroy();
+      // The caller stopped reading on purpose: not a failure of the worker.
+      if (events?.signal?.aborted) return undefined;
+      throw this.transportError(err);
+    }
+    if (events?.signal?.aborted) return undefined;
+    throw new WorkerError('CHANNEL_CLOSED', 'event stream ended without its end line');
   }
 
   /** The body of a download as a stream; a connection cut mid-body fails it with a WorkerError, not a bare socket error. */

@@ -13,13 +13,29 @@ import type {
   FileStatInfo,
   Heartbeat,
   HeartbeatReply,
+  ProcessInfo,
   SpawnRequest,
+  StartProcessRequest,
+  WatchEvent,
 } from './schemas.js';
 
 /** Where a command's output goes; awaiting a handler's promise holds the stream back (back-pressure). */
 export interface ExecHandlers {
   onStdout?(chunk: Buffer): void | Promise<void>;
   onStderr?(chunk: Buffer): void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+/** One output chunk of a journaled process. */
+export interface ProcessOutput {
+  stream: 'stdout' | 'stderr';
+  seq: number;
+  data: Buffer;
+}
+
+/** Where a stream of events goes (process output, file changes); awaiting holds the stream back. */
+export interface EventHandlers<E> {
+  onEvent(event: E): void | Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -32,6 +48,26 @@ export interface WorkerApi {
   pause(bunkerId: string): Promise<void>;
   resume(bunkerId: string): Promise<void>;
   exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome>;
+  /** Starts a process that outlives the call; answers once it runs (its pid known). Repeating an execId answers the same process. */
+  startProcess(bunkerId: string, req: StartProcessRequest): Promise<ProcessInfo>;
+  /** Running and recently finished processes (every exec, background or not), newest first. */
+  listProcesses(bunkerId: string): Promise<ProcessInfo[]>;
+  /** PROCESS_NOT_FOUND when the worker does not (or no longer) journal it. */
+  getProcess(bunkerId: string, execId: string): Promise<ProcessInfo>;
+  /**
+   * Replays the process's journaled output from `fromSeq` on, then follows it live; resolves
+   * with the process as it ended (or as it is when `handlers.signal` aborts the reading).
+   */
+  processEvents(bunkerId: string, execId: string, fromSeq: number, handlers: EventHandlers<ProcessOutput>): Promise<ProcessInfo>;
+  /** INVALID_STATE when the process has ended or its stdin is closed (or was never open). */
+  writeStdin(bunkerId: string, execId: string, data: Readable): Promise<{ bytes: number }>;
+  closeStdin(bunkerId: string, execId: string): Promise<void>;
+  /** Sends a signal to the process group (a finished process: INVALID_STATE). */
+  signalProcess(bunkerId: string, execId: string, signal: string): Promise<void>;
+  /** Resizes a pty process's terminal (no pty: INVALID_STATE). */
+  resizeProcess(bunkerId: string, execId: string, cols: number, rows: number): Promise<void>;
+  /** Streams file changes under `path` until `handlers.signal` aborts or the directory goes. */
+  watchFiles(bunkerId: string, path: string, opts: { recursive?: boolean }, handlers: EventHandlers<WatchEvent>): Promise<void>;
   readFile(bunkerId: string, path: string): Promise<Readable>;
   /** Streams `data` in; rejects with TOO_LARGE (and writes nothing) past `maxBytes`. */
   writeFile(

@@ -25,6 +25,10 @@ export const WORKER_ERROR_CODES = [
   'IMAGE_FETCH_FAILED',
   /** The worker's own disk is full or under its reserve (`--disk-reserve`): no new bunker, no image fetch. */
   'HOST_DISK_FULL',
+  /** No such exec in this bunker's journal (never started here, or its journal was dropped). */
+  'PROCESS_NOT_FOUND',
+  /** The process has ended, its stdin is closed, or it has no terminal (to resize). */
+  'PROCESS_CONFLICT',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
@@ -59,6 +63,8 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   BRIDGE_FAILED: 422,
   IMAGE_FETCH_FAILED: 502,
   HOST_DISK_FULL: 507,
+  PROCESS_NOT_FOUND: 404,
+  PROCESS_CONFLICT: 409,
 };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(WORKER_ERROR_CODES);

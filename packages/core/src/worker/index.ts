@@ -16,7 +16,12 @@ export type {
   FileStatInfo,
   Heartbeat,
   HeartbeatReply,
+  ProcessInfo,
+  ProcessState,
   SpawnRequest,
+  StartProcessRequest,
+  TerminalSize,
+  WatchEvent,
   TransitInterfaceSpec,
 } from './schemas.js';
 export * as workerSchemas from './schemas.js';

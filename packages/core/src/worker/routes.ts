@@ -8,13 +8,14 @@
  * Kinds: `empty` answers 204; `json` answers a JSON body (`response`); `stream-in` takes a raw
  * upload (application/octet-stream) and answers JSON; `stream-out` answers raw bytes; `exec`
  * answers NDJSON lines ({"t":"stdout"|"stderr","d":base64} … {"t":"exit",…} or {"t":"error",…}),
- * or a plain JSON error when it fails before any output.
+ * or a plain JSON error when it fails before any output; `events` answers NDJSON lines
+ * {"t":"event","e":…} … {"t":"end","r":…} or {"t":"error",…} (process output, file changes).
  * Every route needs `Authorization: Bearer <worker token>`; errors are {error:{code,message}}
  * with the status from WORKER_ERROR_STATUS (or the route's `errorStatus`).
  */
 import type { Readable } from 'node:stream';
 import type { Static, TSchema } from '@sinclair/typebox';
-import type { CachedImageSource, ExecHandlers, WorkerApi } from './api.js';
+import type { CachedImageSource, EventHandlers, ExecHandlers, ProcessOutput, WorkerApi } from './api.js';
 import type { WorkerErrorCode } from './errors.js';
 import * as S from './schemas.js';
 
@@ -24,14 +25,14 @@ export type WorkerVerb = keyof WorkerTarget;
 export type WorkerArgs<K extends WorkerVerb> = Parameters<WorkerTarget[K]>;
 export type WorkerResult<K extends WorkerVerb> = Awaited<ReturnType<WorkerTarget[K]>>;
 
-export type WorkerRouteKind = 'empty' | 'json' | 'stream-in' | 'stream-out' | 'exec';
+export type WorkerRouteKind = 'empty' | 'json' | 'stream-in' | 'stream-out' | 'exec' | 'events';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 type Part<Key extends string, T> = T extends TSchema ? { [k in Key]: Static<T> } : { [k in Key]?: undefined };
 /** A request as it travels: path params, query, JSON body; the upload (stream-in) or the output handlers (exec). */
 export type WireRequest<P = unknown, Q = unknown, B = unknown> = Part<'params', P> &
   Part<'query', Q> &
-  Part<'body', B> & { upload?: Readable; handlers?: ExecHandlers };
+  Part<'body', B> & { upload?: Readable; handlers?: ExecHandlers; events?: EventHandlers<unknown> };
 /** A stream-out answer: the bytes, and their length when known up front (sent as content-length). */
 export interface StreamReply {
   stream: Readable;
@@ -66,6 +67,9 @@ export interface WorkerRoute<K extends WorkerVerb = WorkerVerb, P = unknown, Q =
   toWire?(result: WorkerResult<K>): Reply<K, R>;
   /** The wire answer back into the verb's result (default: as it is). */
   fromWire?(reply: Reply<K, R>): WorkerResult<K>;
+  /** events: one event as it goes on the wire, and back (default: as it is). */
+  eventToWire?(event: never): unknown;
+  eventFromWire?(wire: never): unknown;
 }
 
 const route =
@@ -96,6 +100,18 @@ const FILE_ERRORS = [
   'PERMISSION_DENIED',
   'INVALID_PATH',
   'NO_SPACE',
+  'IO_ERROR',
+  'CHANNEL_CLOSED',
+] as const satisfies readonly WorkerErrorCode[];
+
+const PROCESS = `${BUNKER}/processes/:execId`;
+const proc = (bunkerId: string, execId: string) => ({ id: bunkerId, execId });
+const PROCESS_ERRORS = ['BUNKER_NOT_FOUND', 'PROCESS_NOT_FOUND', 'PROCESS_CONFLICT', 'CHANNEL_CLOSED'] as const satisfies readonly WorkerErrorCode[];
+const PROCESS_START_ERRORS = [
+  'BUNKER_NOT_FOUND',
+  'INVALID_STATE',
+  'NOT_FOUND',
+  'PERMISSION_DENIED',
   'IO_ERROR',
   'CHANNEL_CLOSED',
 ] as const satisfies readonly WorkerErrorCode[];
@@ -146,6 +162,118 @@ export const WORKER_ROUTES = {
     errors: ['BUNKER_NOT_FOUND', 'INVALID_STATE', 'NOT_FOUND', 'PERMISSION_DENIED', 'IO_ERROR', 'CHANNEL_CLOSED'],
     encode: (bunkerId, req, handlers) => ({ params: id(bunkerId), body: req, handlers }),
     decode: (r) => [r.params.id, r.body, r.handlers ?? {}],
+  }),
+  startProcess: route('startProcess')({
+    method: 'POST',
+    url: `${BUNKER}/processes`,
+    kind: 'json',
+    params: S.BunkerParams,
+    body: S.StartProcessRequest,
+    response: S.ProcessInfo,
+    errors: [...PROCESS_START_ERRORS, 'PROCESS_CONFLICT'],
+    // The execId makes a repeat answer the process the first request started.
+    idempotent: true,
+    encode: (bunkerId, req) => ({ params: id(bunkerId), body: req }),
+    decode: (r) => [r.params.id, r.body],
+  }),
+  listProcesses: route('listProcesses')({
+    method: 'GET',
+    url: `${BUNKER}/processes`,
+    kind: 'json',
+    params: S.BunkerParams,
+    response: S.ProcessList,
+    errors: ['BUNKER_NOT_FOUND'],
+    replyLimit: 16 * 1024 * 1024,
+    encode: (bunkerId) => ({ params: id(bunkerId) }),
+    decode: (r) => [r.params.id],
+    toWire: (items) => ({ items }),
+    fromWire: (reply) => reply.items,
+  }),
+  getProcess: route('getProcess')({
+    method: 'GET',
+    url: PROCESS,
+    kind: 'json',
+    params: S.ProcessParams,
+    response: S.ProcessInfo,
+    errors: PROCESS_ERRORS,
+    encode: (bunkerId, execId) => ({ params: proc(bunkerId, execId) }),
+    decode: (r) => [r.params.id, r.params.execId],
+  }),
+  processEvents: route('processEvents')({
+    method: 'GET',
+    url: `${PROCESS}/events`,
+    kind: 'events',
+    params: S.ProcessParams,
+    query: S.EventsQuery,
+    errors: PROCESS_ERRORS,
+    encode: (bunkerId, execId, fromSeq, events) => ({ params: proc(bunkerId, execId), query: { from: fromSeq }, events }),
+    decode: (r) => [r.params.id, r.params.execId, r.query.from ?? 1, r.events as EventHandlers<ProcessOutput>],
+    eventToWire: (e: ProcessOutput) => ({ stream: e.stream, seq: e.seq, d: e.data.toString('base64') }),
+    eventFromWire: (w: { stream: 'stdout' | 'stderr'; seq: number; d: string }): ProcessOutput => ({
+      stream: w.stream,
+      seq: w.seq,
+      data: Buffer.from(w.d, 'base64'),
+    }),
+  }),
+  writeStdin: route('writeStdin')({
+    method: 'POST',
+    url: `${PROCESS}/stdin`,
+    kind: 'stream-in',
+    params: S.ProcessParams,
+    response: S.WriteStdinResult,
+    errors: PROCESS_ERRORS,
+    encode: (bunkerId, execId, data) => ({ params: proc(bunkerId, execId), upload: data }),
+    decode: (r) => [r.params.id, r.params.execId, r.upload as Readable],
+  }),
+  closeStdin: route('closeStdin')({
+    method: 'POST',
+    url: `${PROCESS}/stdin/close`,
+    kind: 'empty',
+    params: S.ProcessParams,
+    errors: PROCESS_ERRORS,
+    idempotent: true,
+    encode: (bunkerId, execId) => ({ params: proc(bunkerId, execId) }),
+    decode: (r) => [r.params.id, r.params.execId],
+  }),
+  signalProcess: route('signalProcess')({
+    method: 'POST',
+    url: `${PROCESS}/signal`,
+    kind: 'empty',
+    params: S.ProcessParams,
+    body: S.SignalBody,
+    errors: PROCESS_ERRORS,
+    encode: (bunkerId, execId, signal) => ({ params: proc(bunkerId, execId), body: { signal } }),
+    decode: (r) => [r.params.id, r.params.execId, r.body.signal],
+  }),
+  resizeProcess: route('resizeProcess')({
+    method: 'POST',
+    url: `${PROCESS}/resize`,
+    kind: 'empty',
+    params: S.ProcessParams,
+    body: S.TerminalSize,
+    errors: PROCESS_ERRORS,
+    idempotent: true,
+    encode: (bunkerId, execId, cols, rows) => ({ params: proc(bunkerId, execId), body: { cols, rows } }),
+    decode: (r) => [r.params.id, r.params.execId, r.body.cols, r.body.rows],
+  }),
+  watchFiles: route('watchFiles')({
+    method: 'GET',
+    url: `${BUNKER}/watch`,
+    kind: 'events',
+    params: S.BunkerParams,
+    query: S.WatchQuery,
+    errors: FILE_ERRORS,
+    encode: (bunkerId, path, opts, events) => ({
+      params: id(bunkerId),
+      query: { path, recursive: boolQuery(opts.recursive) },
+      events,
+    }),
+    decode: (r) => [
+      r.params.id,
+      r.query.path,
+      { recursive: truthy(r.query.recursive) },
+      r.events as EventHandlers<S.WatchEvent>,
+    ],
   }),
   readFile: route('readFile')({
     method: 'GET',
@@ -301,9 +429,13 @@ export interface AnyWireRequest {
   body?: unknown;
   upload?: Readable;
   handlers?: ExecHandlers;
+  events?: EventHandlers<unknown>;
 }
 /** A route with its types erased (the list is checked against WorkerRoute<K> above). */
-export interface AnyWorkerRoute extends Omit<WorkerRoute, 'encode' | 'decode' | 'toWire' | 'fromWire' | 'uploadLimit'> {
+export interface AnyWorkerRoute
+  extends Omit<WorkerRoute, 'encode' | 'decode' | 'toWire' | 'fromWire' | 'uploadLimit' | 'eventToWire' | 'eventFromWire'> {
+  eventToWire?(event: unknown): unknown;
+  eventFromWire?(wire: unknown): unknown;
   encode(...args: unknown[]): AnyWireRequest;
   decode(req: AnyWireRequest): unknown[];
   toWire?(result: unknown): unknown;

@@ -23,6 +23,8 @@ const StringEnum = <const T extends readonly string[]>(values: T): TUnsafe<T[num
 
 /** A bunker id as the worker accepts it (the controller's ids are stricter). */
 export const BunkerId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+/** An exec id as the worker accepts it (the controller's `ex_…`). */
+export const ExecId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 export const TenantId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 export const BridgeId = Type.String({ pattern: '^br_[0-9a-z]{1,64}$' });
 export const Sha256 = Type.String({ pattern: SHA256_HEX_PATTERN });
@@ -78,10 +80,80 @@ export const ExecRequest = Type.Object(
     user: Type.Optional(Type.String()),
     stdin: Type.Optional(Type.String()),
     timeoutMs: Type.Integer({ minimum: 0 }),
+    /** The controller's id for this exec (its exec-log row); the worker journals the output under it. */
+    execId: Type.Optional(ExecId),
   },
   strict,
 );
 export type ExecRequest = Static<typeof ExecRequest>;
+
+export const TerminalSize = Type.Object(
+  { cols: Type.Integer({ minimum: 1, maximum: 1000 }), rows: Type.Integer({ minimum: 1, maximum: 1000 }) },
+  strict,
+);
+export type TerminalSize = Static<typeof TerminalSize>;
+
+/** A process that runs on after the call returns (`background: true`, a shell). */
+export const StartProcessRequest = Type.Object(
+  {
+    execId: ExecId,
+    argv: Type.Array(Type.String(), { minItems: 1 }),
+    env: Type.Optional(Type.Unsafe<Record<string, string>>({ type: 'object', additionalProperties: { type: 'string' } })),
+    cwd: Type.Optional(Type.String()),
+    user: Type.Optional(Type.String()),
+    /** 0: no timeout. */
+    timeoutMs: Type.Integer({ minimum: 0 }),
+    tag: Type.Optional(Type.String({ maxLength: 64 })),
+    /** Keep stdin open for writeStdin (a pty's stdin always is). */
+    stdin: Type.Optional(Type.Boolean()),
+    pty: Type.Optional(TerminalSize),
+  },
+  strict,
+);
+export type StartProcessRequest = Static<typeof StartProcessRequest>;
+
+export const PROCESS_STATES = ['running', 'exited', 'killed', 'timed_out', 'lost'] as const;
+export type ProcessState = (typeof PROCESS_STATES)[number];
+
+/** A process as the worker knows it: running, or finished and still journaled. */
+export const ProcessInfo = Type.Object({
+  execId: Type.String(),
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+  state: StringEnum(PROCESS_STATES),
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  signal: Type.Union([Type.String(), Type.Null()]),
+  timedOut: Type.Boolean(),
+  startedAt: Type.String(),
+  endedAt: Type.Union([Type.String(), Type.Null()]),
+  durationMs: Type.Union([Type.Number(), Type.Null()]),
+  background: Type.Boolean(),
+  tag: Type.Union([Type.String(), Type.Null()]),
+  pty: Type.Boolean(),
+  stdinOpen: Type.Boolean(),
+  /** The sequence number the next output chunk gets; the oldest one still kept. */
+  nextSeq: Type.Integer({ minimum: 1 }),
+  firstSeq: Type.Integer({ minimum: 1 }),
+  outputBytes: Type.Integer({ minimum: 0 }),
+  /** Output past the journal's bound was not kept (it reached live readers only). */
+  outputTruncated: Type.Boolean(),
+});
+export type ProcessInfo = Static<typeof ProcessInfo>;
+export const ProcessList = Type.Object({ items: Type.Array(ProcessInfo) });
+export const ProcessParams = Type.Object({ id: BunkerId, execId: ExecId });
+export const EventsQuery = Type.Object({ from: Type.Optional(Type.Integer({ minimum: 1 })) });
+export const SignalBody = Type.Object({ signal: Type.String({ pattern: '^(SIG)?[A-Z0-9+-]{1,12}$' }) }, strict);
+export const WriteStdinResult = Type.Object({ bytes: Type.Integer({ minimum: 0 }) });
+export const WatchQuery = Type.Object({ path: BunkerPath, recursive: Type.Optional(BoolQuery) });
+
+/** One output chunk of a process, as it travels (bytes in base64). */
+export const ProcessEventLine = Type.Object({ stream: StringEnum(['stdout', 'stderr']), seq: Type.Integer(), d: Type.String() });
+export const WATCH_EVENT_TYPES = ['create', 'write', 'remove', 'rename', 'chmod', 'overflow'] as const;
+export const WatchEvent = Type.Object({
+  type: StringEnum(WATCH_EVENT_TYPES),
+  path: Type.String(),
+  is_dir: Type.Boolean(),
+});
+export type WatchEvent = Static<typeof WatchEvent>;
 
 /** How a command ended (the exec stream's last line). */
 export const ExecOutcome = Type.Object({

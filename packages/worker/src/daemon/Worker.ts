@@ -6,13 +6,14 @@
  * whatever the provider still runs — so a worker or controller restart never kills tenant work.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { idPattern, newId, SHA256_HEX } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
 import { ImageCache } from '../images/ImageCache.js';
+import { ProcessTable, type ProcessTableOptions } from '../processes/ProcessTable.js';
 import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
 import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
 import type { BunkerStats, Provider } from '../providers/Provider.js';
@@ -22,8 +23,13 @@ import {
   type ControllerLink,
   type ExecHandlers,
   type ExecOutcome,
+  type EventHandlers,
   type ExecRequest,
   type FileStatInfo,
+  type ProcessInfo,
+  type ProcessOutput,
+  type StartProcessRequest,
+  type WatchEvent,
   type Heartbeat,
   type HeartbeatReply,
   type SpawnRequest,
@@ -94,6 +100,8 @@ export interface WorkerOptions {
   diskReserveBytes?: number;
   /** Bound on connecting to a fresh bunker's agent and its first health answer (default 10000). */
   agentConnectTimeoutMs?: number;
+  /** Bounds of each exec's output journal (spilled under `<dataDir>/journals`). */
+  processes?: Omit<ProcessTableOptions, 'spillDir'>;
   logger?: WorkerLogger;
   /**
    * Called when a bunker's agent channel closes on its own (the bunker died). The next
@@ -127,6 +135,8 @@ export class Worker implements WorkerApi, CachedImageSource {
   private readonly agentConnectTimeoutMs: number;
   /** Owns imageDir: what is cached, fetching what is not, serving peers. */
   readonly images: ImageCache;
+  /** Every exec's journaled output, and the background processes to steer. */
+  private readonly processes: ProcessTable;
   private heartbeatIntervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   /** Heartbeats are serialised: a tick never overlaps heartbeatNow() or another tick. */
@@ -140,6 +150,7 @@ export class Worker implements WorkerApi, CachedImageSource {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 10_000;
     this.agentConnectTimeoutMs = opts.agentConnectTimeoutMs ?? 10_000;
     this.capacity = opts.capacity ?? null;
+    this.processes = new ProcessTable({ ...opts.processes, spillDir: join(opts.dataDir, 'journals') });
     this.images = new ImageCache({
       imageDir: opts.imageDir,
       origins: new LinkImageOrigins(opts.controller, () => this.id),
@@ -166,6 +177,8 @@ export class Worker implements WorkerApi, CachedImageSource {
     await mkdir(this.opts.dataDir, { recursive: true });
     this.capacity ??= await this.measureCapacity();
     this.workerId = await this.loadOrCreateWorkerId();
+    // A previous run's journals belong to processes its agent connections took with them.
+    await rm(join(this.opts.dataDir, 'journals'), { recursive: true, force: true });
     await this.images.start();
   }
 
@@ -268,6 +281,7 @@ export class Worker implements WorkerApi, CachedImageSource {
     // Forget it first so the channel closing below is not mistaken for the bunker dying.
     this.bunkers.delete(bunkerId);
     tracked?.agent?.close();
+    await this.processes.dropBunker(bunkerId);
     // Always ask the providers (destroy is idempotent): one may hold a bunker we never
     // managed to reconnect to.
     try {
@@ -306,19 +320,100 @@ export class Worker implements WorkerApi, CachedImageSource {
 
   async exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome> {
     const agent = this.agentFor(bunkerId);
+    const meta = { execId: req.execId ?? newId('ex'), background: false, tag: null, pty: false, stdinOpen: false };
     try {
-      const outcome = await agent.exec(
-        { argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, stdin: req.stdin, timeoutMs: req.timeoutMs },
-        {
-          onStdout: handlers.onStdout ? (c: Buffer) => handlers.onStdout?.(c) : undefined,
-          onStderr: handlers.onStderr ? (c: Buffer) => handlers.onStderr?.(c) : undefined,
-          signal: handlers.signal,
-        },
-      );
+      const launch = (h: ExecHandlers) =>
+        agent.spawn(
+          { argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, timeoutMs: req.timeoutMs, ...(req.stdin !== undefined ? { stdin: req.stdin } : {}) },
+          h,
+        );
+      const proc = await this.processes.start(bunkerId, meta, launch, handlers);
+      const outcome = await proc.result;
       return { exitCode: outcome.exitCode, signal: outcome.signal, timedOut: outcome.timedOut, durationMs: outcome.durationMs };
     } catch (err) {
       throw toWorkerError(err);
     }
+  }
+
+  async startProcess(bunkerId: string, req: StartProcessRequest): Promise<ProcessInfo> {
+    const agent = this.agentFor(bunkerId);
+    const meta = { execId: req.execId, background: true, tag: req.tag ?? null, pty: req.pty !== undefined, stdinOpen: req.stdin === true || req.pty !== undefined };
+    const launch = (h: ExecHandlers) =>
+      agent.spawn(
+        {
+          argv: req.argv,
+          env: req.env,
+          cwd: req.cwd,
+          user: req.user,
+          timeoutMs: req.timeoutMs || undefined,
+          ...(meta.stdinOpen ? { stdin: 'pipe' as const } : {}),
+          ...(req.pty ? { pty: req.pty } : {}),
+        },
+        h,
+      );
+    try {
+      return (await this.processes.start(bunkerId, meta, launch)).info();
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  async listProcesses(bunkerId: string): Promise<ProcessInfo[]> {
+    this.knownBunker(bunkerId);
+    return this.processes.list(bunkerId);
+  }
+
+  async getProcess(bunkerId: string, execId: string): Promise<ProcessInfo> {
+    this.knownBunker(bunkerId);
+    return this.processes.get(bunkerId, execId).info();
+  }
+
+  async processEvents(bunkerId: string, execId: string, fromSeq: number, handlers: EventHandlers<ProcessOutput>): Promise<ProcessInfo> {
+    this.knownBunker(bunkerId);
+    return this.processes.get(bunkerId, execId).events(fromSeq, (e) => handlers.onEvent(e), handlers.signal);
+  }
+
+  async writeStdin(bunkerId: string, execId: string, data: Readable): Promise<{ bytes: number }> {
+    this.knownBunker(bunkerId);
+    try {
+      return await this.processes.get(bunkerId, execId).writeStdin(data);
+    } catch (err) {
+      throw toWorkerError(err);
+    }
+  }
+
+  async closeStdin(bunkerId: string, execId: string): Promise<void> {
+    this.knownBunker(bunkerId);
+    this.processes.get(bunkerId, execId).closeStdin();
+  }
+
+  async signalProcess(bunkerId: string, execId: string, signal: string): Promise<void> {
+    this.knownBunker(bunkerId);
+    this.processes.get(bunkerId, execId).signal(signal);
+  }
+
+  async resizeProcess(bunkerId: string, execId: string, cols: number, rows: number): Promise<void> {
+    this.knownBunker(bunkerId);
+    this.processes.get(bunkerId, execId).resize(cols, rows);
+  }
+
+  async watchFiles(bunkerId: string, path: string, opts: { recursive?: boolean }, handlers: EventHandlers<WatchEvent>): Promise<void> {
+    const agent = this.agentFor(bunkerId);
+    const watch = agent.watch(path, { recursive: opts.recursive === true }, (e) => handlers.onEvent(e));
+    const stop = () => watch.stop();
+    handlers.signal?.addEventListener('abort', stop, { once: true });
+    try {
+      await watch.done;
+    } catch (err) {
+      throw toWorkerError(err);
+    } finally {
+      handlers.signal?.removeEventListener('abort', stop);
+    }
+  }
+
+  /** BUNKER_NOT_FOUND unless this worker runs (or ran, and still journals) the bunker. */
+  private knownBunker(bunkerId: string): void {
+    if (!this.bunkers.has(bunkerId)) throw new WorkerError('BUNKER_NOT_FOUND', `no bunker ${bunkerId} on this worker`);
   }
 
   /**
@@ -477,6 +572,7 @@ export class Worker implements WorkerApi, CachedImageSource {
     if (this.bunkers.get(tracked.id) !== tracked) return; // destroyed or worker stopped: expected
     tracked.agent = null;
     tracked.status = 'stopped';
+    this.processes.loseRunning(tracked.id);
     this.logger.warn(`agent channel of ${tracked.id} closed; reporting it stopped`);
     this.opts.onBunkerStopped?.(tracked.id);
   }

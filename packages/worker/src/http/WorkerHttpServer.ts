@@ -189,6 +189,10 @@ export class WorkerHttpServer {
         reply.hijack();
         await this.streamExec(route, wire, request.raw, reply.raw);
         return;
+      case 'events':
+        reply.hijack();
+        await this.streamEvents(route, wire, reply.raw);
+        return;
     }
   }
 
@@ -212,6 +216,42 @@ export class WorkerHttpServer {
       // response is read cleanly instead of being lost to a reset.
       if (!body.complete && !body.destroyed) body.resume();
       throw err;
+    }
+  }
+
+  /**
+   * Relays a stream of events as NDJSON, as fast as the socket drains; the client going away
+   * aborts the reading (not what is read: a process runs on, a watch stops).
+   */
+  private async streamEvents(route: AnyWorkerRoute, wire: AnyWireRequest, res: ServerResponse): Promise<void> {
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort(new Error('client disconnected'));
+    };
+    res.on('close', onClose);
+    const writeLine = async (line: object): Promise<void> => {
+      if (res.destroyed || res.writableEnded) return;
+      if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      if (!res.write(`${JSON.stringify(line)}\n`)) await writable(res);
+    };
+    const toWire = (e: unknown) => (route.eventToWire ? route.eventToWire(e) : e);
+    try {
+      const events = { onEvent: (e: unknown) => writeLine({ t: 'event', e: toWire(e) }), signal: abort.signal };
+      const result = await this.invoke(route.verb, route.decode({ ...wire, events }));
+      await writeLine({ t: 'end', r: route.toWire ? route.toWire(result) : (result ?? null) });
+      res.end();
+    } catch (err) {
+      if (res.destroyed) return;
+      const code = err instanceof WorkerError ? err.code : 'INTERNAL';
+      const message = err instanceof Error ? err.message : String(err);
+      if (!res.headersSent) {
+        res.writeHead(err instanceof WorkerError ? statusOf(err, route) : 500, { 'content-type': 'application/json; charset=utf-8' });
+        res.end(JSON.stringify(errorBody(code, message)));
+      } else {
+        res.end(`${JSON.stringify({ t: 'error', code, message })}\n`);
+      }
+    } finally {
+      res.off('close', onClose);
     }
   }
 

@@ -23,6 +23,27 @@ interface Case<K extends WorkerVerb> {
   result(): WorkerResult<K>;
 }
 
+const EXEC = 'ex_conformance';
+const PROCESS = {
+  execId: EXEC,
+  pid: 42,
+  state: 'running',
+  exitCode: null,
+  signal: null,
+  timedOut: false,
+  startedAt: '2030-01-01T00:00:00.000Z',
+  endedAt: null,
+  durationMs: null,
+  background: true,
+  tag: 'dev',
+  pty: true,
+  stdinOpen: true,
+  nextSeq: 9,
+  firstSeq: 1,
+  outputBytes: 100,
+  outputTruncated: false,
+} as const;
+
 const stat = { path: '/etc/hosts', name: 'hosts', type: 'file', size: 12, mode: 0o644, mtime_ms: 1_700_000_000_000 } as const;
 
 /** Typed per verb: the compiler refuses a verb without a case, the test below a route without one. */
@@ -51,6 +72,21 @@ const CASES: { [K in WorkerVerb]: Case<K> } = {
     args: () => [BUNKER, { argv: ['sh', '-c', 'echo hi'], env: { A: 'b' }, cwd: '/tmp', stdin: 'in', timeoutMs: 5000 }, {}],
     result: () => ({ exitCode: 3, signal: null, timedOut: false, durationMs: 12 }),
   },
+  startProcess: {
+    args: () => [
+      BUNKER,
+      { execId: EXEC, argv: ['sh'], env: { A: 'b' }, timeoutMs: 0, tag: 'dev', stdin: true, pty: { cols: 120, rows: 40 } },
+    ],
+    result: () => ({ ...PROCESS }),
+  },
+  listProcesses: { args: () => [BUNKER], result: () => [{ ...PROCESS }, { ...PROCESS, execId: 'ex_other', state: 'exited', exitCode: 0 }] },
+  getProcess: { args: () => [BUNKER, EXEC], result: () => ({ ...PROCESS }) },
+  processEvents: { args: () => [BUNKER, EXEC, 7, { onEvent: () => undefined }], result: () => ({ ...PROCESS, state: 'exited', exitCode: 0 }) },
+  writeStdin: { args: () => [BUNKER, EXEC, Readable.from([Buffer.from('typed')])], result: () => ({ bytes: 5 }) },
+  closeStdin: { args: () => [BUNKER, EXEC], result: () => undefined },
+  signalProcess: { args: () => [BUNKER, EXEC, 'SIGTERM'], result: () => undefined },
+  resizeProcess: { args: () => [BUNKER, EXEC, 100, 30], result: () => undefined },
+  watchFiles: { args: () => [BUNKER, '/work', { recursive: true }, { onEvent: () => undefined }], result: () => undefined },
   readFile: { args: () => [BUNKER, '/etc/hosts'], result: () => Readable.from([Buffer.from('file '), Buffer.from('bytes')]) },
   writeFile: {
     args: () => [BUNKER, '/tmp/up', Readable.from([Buffer.from('upload')]), { mode: 0o600, parents: true, maxBytes: 100 }],
@@ -86,6 +122,10 @@ function isHandlers(x: unknown): x is { onStdout?: (b: Buffer) => unknown; onStd
   return typeof x === 'object' && x !== null && ('onStdout' in x || 'onStderr' in x || 'signal' in x || Object.keys(x).length === 0);
 }
 
+function isEventHandlers(x: unknown): x is { onEvent: (e: unknown) => unknown } {
+  return typeof x === 'object' && x !== null && 'onEvent' in x;
+}
+
 /** A value made comparable across transports: streams become their text, undefined fields go. */
 async function plain(x: unknown): Promise<unknown> {
   if (x instanceof Readable) return { bytes: await text(x) };
@@ -113,6 +153,10 @@ function recordingFake() {
             await a.onStdout?.(Buffer.from('out\n'));
             await a.onStderr?.(Buffer.from('err\n'));
             seen.push('<handlers>');
+          } else if (isEventHandlers(a)) {
+            if (verb === 'processEvents') await a.onEvent({ stream: 'stdout', seq: 7, data: Buffer.from('seven\n') });
+            else await a.onEvent({ type: 'create', path: '/work/new', is_dir: false });
+            seen.push('<events>');
           } else seen.push(await plain(a));
         }
         calls.push({ verb, args: seen });
@@ -149,6 +193,10 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
     const output: string[] = [];
     if (verb === 'exec')
       args[2] = { onStdout: (c: Buffer) => void output.push(`stdout:${c}`), onStderr: (c: Buffer) => void output.push(`stderr:${c}`) };
+    if (WORKER_ROUTES[verb].kind === 'events') {
+      const events = { onEvent: (e: unknown) => void output.push(JSON.stringify(e)) };
+      args[args.length - 1] = events;
+    }
     const before = fake.calls.length;
     const api = transports[transport]();
     const fn = api[verb] as (...a: unknown[]) => Promise<unknown>;
@@ -185,6 +233,7 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
         assert.deepEqual(remote.result, local.result);
         assert.deepEqual(remote.output, local.output);
         if (route.kind === 'exec') assert.deepEqual(local.output, ['stdout:out\n', 'stderr:err\n']);
+        if (route.kind === 'events') assert.equal(local.output.length, 1);
       });
 
       for (const code of route.errors) {

@@ -1,0 +1,234 @@
+/**
+ * One exec's output, kept with sequence numbers so a reader can come back at any time and
+ * resume where it left off. The newest bytes stay in memory (up to `memoryBytes`); older ones
+ * move to an append-only spill file on the worker's disk, up to `diskBytes`. Past that the
+ * journal stops keeping output (`truncated`): later chunks still get their sequence numbers
+ * and reach live readers, but cannot be replayed.
+ *
+ * Readers never hold the writer back: each reads at its own pace from what is kept, and a
+ * reader that reached the end waits for the next chunk (or the end of the exec).
+ */
+import { type FileHandle, mkdir, open, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+export type OutputStream = 'stdout' | 'stderr';
+
+export interface JournalChunk {
+  seq: number;
+  stream: OutputStream;
+  data: Buffer;
+}
+
+export interface OutputJournalOptions {
+  /** Where spilled output goes; created on the first spill, removed by discard(). */
+  spillPath: string;
+  memoryBytes: number;
+  diskBytes: number;
+}
+
+interface Spilled {
+  seq: number;
+  stream: OutputStream;
+  offset: number;
+  length: number;
+}
+
+export class OutputJournal {
+  /** Chunks in memory, oldest first; their seqs are consecutive and follow the spilled ones. */
+  private readonly memory: JournalChunk[] = [];
+  private memoryHead = 0;
+  private memoryUsed = 0;
+  private readonly spilled: Spilled[] = [];
+  private spillFile: FileHandle | null = null;
+  private spillOffset = 0;
+  /** Serialises spill-file writes with each other and with discard(). */
+  private spillChain: Promise<void> = Promise.resolve();
+  private nextSeqValue = 1;
+  private firstKept = 1;
+  private totalBytes = 0;
+  private isTruncated = false;
+  private isEnded = false;
+  private discarded = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly opts: OutputJournalOptions) {}
+
+  /** The sequence number the next chunk will get. */
+  get nextSeq(): number {
+    return this.nextSeqValue;
+  }
+  /** The oldest sequence number still kept (== nextSeq when nothing is). */
+  get firstSeq(): number {
+    return this.firstKept;
+  }
+  /** Output bytes seen, kept or not. */
+  get bytes(): number {
+    return this.totalBytes;
+  }
+  /** True once output was dropped for being over the disk bound. */
+  get truncated(): boolean {
+    return this.isTruncated;
+  }
+  get ended(): boolean {
+    return this.isEnded;
+  }
+
+  /**
+   * Records a chunk and returns its sequence number. The promise resolves once the chunk is
+   * kept (a spill to disk is awaited): callers await it, which slows the producing process
+   * down instead of letting memory grow.
+   */
+  async append(stream: OutputStream, data: Buffer): Promise<number> {
+    const seq = this.nextSeqValue++;
+    this.totalBytes += data.length;
+    if (this.isTruncated || this.discarded) {
+      // Not kept; the seq still counts so readers see where the gap is.
+      if (this.memoryLength() === 0 && this.spilled.length === 0) this.firstKept = this.nextSeqValue;
+      this.wake();
+      return seq;
+    }
+    this.memory.push({ seq, stream, data });
+    this.memoryUsed += data.length;
+    this.wake();
+    if (this.memoryUsed > this.opts.memoryBytes) await this.spill();
+    return seq;
+  }
+
+  /** No more output: readers that caught up finish. */
+  end(): void {
+    this.isEnded = true;
+    this.wake();
+  }
+
+  /** Frees memory and deletes the spill file; readers finish. */
+  async discard(): Promise<void> {
+    this.discarded = true;
+    this.memory.length = 0;
+    this.memoryHead = 0;
+    this.memoryUsed = 0;
+    this.spilled.length = 0;
+    this.end();
+    const chain = this.spillChain.catch(() => undefined).then(async () => {
+      await this.spillFile?.close().catch(() => undefined);
+      this.spillFile = null;
+      await rm(this.opts.spillPath, { force: true });
+    });
+    this.spillChain = chain;
+    await chain;
+  }
+
+  /**
+   * Every kept chunk from `fromSeq` on, then (unless the journal has ended) each new chunk
+   * as it comes. Chunks no longer kept are skipped: the first chunk's seq shows the gap.
+   */
+  async *read(fromSeq: number, signal?: AbortSignal): AsyncGenerator<JournalChunk> {
+    let next = Math.max(1, fromSeq);
+    for (;;) {
+      if (signal?.aborted) return;
+      if (next < this.firstKept) next = this.firstKept;
+      if (next < this.nextSeqValue) {
+        const chunk = await this.chunkAt(next);
+        if (chunk) yield chunk;
+        next++;
+        continue;
+      }
+      if (this.isEnded) return;
+      await this.nextChange(signal);
+    }
+  }
+
+  private memoryLength(): number {
+    return this.memory.length - this.memoryHead;
+  }
+
+  /** The chunk with this seq, from memory or the spill file; null when it was not kept. */
+  private async chunkAt(seq: number): Promise<JournalChunk | null> {
+    const firstInMemory = this.memory[this.memoryHead]?.seq ?? this.nextSeqValue;
+    if (seq >= firstInMemory) {
+      const chunk = this.memory[this.memoryHead + (seq - firstInMemory)];
+      return chunk?.seq === seq ? chunk : null;
+    }
+    const at = findSpilled(this.spilled, seq);
+    if (!at || !this.spillFile) return null;
+    const data = Buffer.allocUnsafe(at.length);
+    const file = this.spillFile;
+    await file.read(data, 0, at.length, at.offset);
+    return { seq: at.seq, stream: at.stream, data };
+  }
+
+  /** Moves the oldest chunks to the spill file until memory is at half its bound. */
+  private spill(): Promise<void> {
+    const run = this.spillChain.then(async () => {
+      if (this.discarded) return;
+      const moving: JournalChunk[] = [];
+      let freed = 0;
+      for (let i = this.memoryHead; i < this.memory.length && this.memoryUsed - freed > this.opts.memoryBytes / 2; i++) {
+        const chunk = this.memory[i] as JournalChunk;
+        moving.push(chunk);
+        freed += chunk.data.length;
+      }
+      if (moving.length === 0) return;
+      if (this.spillOffset + freed > this.opts.diskBytes) {
+        // Over the disk bound: keep what is kept, drop everything from here on.
+        this.isTruncated = true;
+        for (const c of this.memory.slice(this.memoryHead)) this.memoryUsed -= c.data.length;
+        this.memory.length = 0;
+        this.memoryHead = 0;
+        return;
+      }
+      if (!this.spillFile) {
+        await mkdir(dirname(this.opts.spillPath), { recursive: true, mode: 0o700 });
+        this.spillFile = await open(this.opts.spillPath, 'w+', 0o600);
+      }
+      const body = Buffer.concat(moving.map((c) => c.data));
+      await this.spillFile.write(body, 0, body.length, this.spillOffset);
+      let offset = this.spillOffset;
+      for (const c of moving) {
+        this.spilled.push({ seq: c.seq, stream: c.stream, offset, length: c.data.length });
+        offset += c.data.length;
+      }
+      this.spillOffset = offset;
+      // Only now leave memory: a reader between the two steps finds the chunk in either place.
+      this.memoryHead += moving.length;
+      this.memoryUsed -= freed;
+      if (this.memoryHead > 1024 && this.memoryHead * 2 > this.memory.length) {
+        this.memory.splice(0, this.memoryHead);
+        this.memoryHead = 0;
+      }
+    });
+    this.spillChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private nextChange(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.waiters.push(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}
+
+/** Binary search of the spilled index (seqs ascending, consecutive). */
+function findSpilled(index: Spilled[], seq: number): Spilled | null {
+  let lo = 0;
+  let hi = index.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const entry = index[mid] as Spilled;
+    if (entry.seq === seq) return entry;
+    const s = entry.seq;
+    if (s < seq) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return null;
+}

@@ -1,0 +1,145 @@
+/**
+ * Every exec a worker runs, per bunker, with its journaled output: blocking execs (so their
+ * output can be read again by exec id) and background processes (which outlive the request
+ * that started them). Finished ones stay until the bunker goes or more than `keepFinished`
+ * newer ones ended; the controller keeps the exec's row (and stored output) beyond that.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ExecHandlers, type ExecOutcome, type ProcessInfo, WorkerError } from '@scaibunker/core';
+import { OutputJournal } from './OutputJournal.js';
+import { type ProcessMeta, type RunningProcess, TrackedProcess } from './TrackedProcess.js';
+
+export interface ProcessTableOptions {
+  /** Spill files go to `<spillDir>/<bunkerId>/<execId>.out`. */
+  spillDir: string;
+  /** Per exec: output kept in memory before older chunks move to disk. Default 8 MiB. */
+  memoryBytes?: number;
+  /** Per exec: output kept on disk; past it output is no longer journaled. Default 1 GiB. */
+  diskBytes?: number;
+  /** Finished execs kept per bunker. Default 200. */
+  keepFinished?: number;
+}
+
+/** Starts the process in the agent; the table hands it the journaling output handlers. */
+export type Launch = (handlers: ExecHandlers) => RunningProcess;
+
+export class ProcessTable {
+  private readonly bunkers = new Map<string, Map<string, TrackedProcess>>();
+  private readonly memoryBytes: number;
+  private readonly diskBytes: number;
+  private readonly keepFinished: number;
+
+  constructor(private readonly opts: ProcessTableOptions) {
+    this.memoryBytes = opts.memoryBytes ?? 8 * 1024 * 1024;
+    this.diskBytes = opts.diskBytes ?? 1024 * 1024 * 1024;
+    this.keepFinished = opts.keepFinished ?? 200;
+  }
+
+  /**
+   * Registers an exec and launches it. Output is journaled first, then handed to `live`
+   * (awaited: a slow live reader slows the process, as a blocking exec always did). Resolves
+   * once the process runs (its pid known); `whenEnded()` tells the rest.
+   */
+  async start(bunkerId: string, meta: ProcessMeta, launch: Launch, live: ExecHandlers = {}): Promise<TrackedProcess> {
+    const table = this.tableOf(bunkerId);
+    const existing = table.get(meta.execId);
+    if (existing) {
+      if (!meta.background || !existing.meta.background) {
+        throw new WorkerError('PROCESS_CONFLICT', `exec ${meta.execId} already exists in bunker ${bunkerId}`);
+      }
+      return existing; // a retried start
+    }
+    const journal = new OutputJournal({ spillPath: join(this.opts.spillDir, bunkerId, `${meta.execId}.out`), memoryBytes: this.memoryBytes, diskBytes: this.diskBytes });
+    const tracked = new TrackedProcess(meta, journal);
+    table.set(meta.execId, tracked);
+    let handle: RunningProcess;
+    try {
+      handle = launch({
+        onStdout: async (c) => {
+          await journal.append('stdout', c);
+          await live.onStdout?.(c);
+        },
+        onStderr: async (c) => {
+          await journal.append('stderr', c);
+          await live.onStderr?.(c);
+        },
+        ...(live.signal ? { signal: live.signal } : {}),
+      });
+    } catch (err) {
+      table.delete(meta.execId);
+      await journal.discard();
+      throw err;
+    }
+    tracked.attach(handle);
+    handle.result.then(
+      (outcome: ExecOutcome) => tracked.finish(outcome),
+      () => tracked.lose(),
+    );
+    void tracked.whenEnded().then(() => this.evictFinished(table));
+    try {
+      tracked.pid = (await handle.started).pid;
+    } catch (err) {
+      table.delete(meta.execId);
+      await journal.discard();
+      throw err;
+    }
+    return tracked;
+  }
+
+  get(bunkerId: string, execId: string): TrackedProcess {
+    const p = this.bunkers.get(bunkerId)?.get(execId);
+    if (!p) throw new WorkerError('PROCESS_NOT_FOUND', `no exec ${execId} in bunker ${bunkerId} on this worker`);
+    return p;
+  }
+
+  /** Newest first. */
+  list(bunkerId: string): ProcessInfo[] {
+    const table = this.bunkers.get(bunkerId);
+    if (!table) return [];
+    return [...table.values()].map((p) => p.info()).reverse();
+  }
+
+  /** The bunker is gone: its processes are lost (if still running) and their journals deleted. */
+  async dropBunker(bunkerId: string): Promise<void> {
+    const table = this.bunkers.get(bunkerId);
+    this.bunkers.delete(bunkerId);
+    if (table) {
+      for (const p of table.values()) p.lose();
+      await Promise.all([...table.values()].map((p) => p.journal.discard()));
+    }
+    await rm(join(this.opts.spillDir, bunkerId), { recursive: true, force: true });
+  }
+
+  /** The bunker's agent channel closed: every process still running there is lost, journals stay readable. */
+  loseRunning(bunkerId: string): void {
+    for (const p of this.bunkers.get(bunkerId)?.values() ?? []) p.lose();
+  }
+
+  /** Running processes on this worker (all bunkers). */
+  runningCount(): number {
+    let n = 0;
+    for (const table of this.bunkers.values()) for (const p of table.values()) if (p.running) n++;
+    return n;
+  }
+
+  private tableOf(bunkerId: string): Map<string, TrackedProcess> {
+    let table = this.bunkers.get(bunkerId);
+    if (!table) {
+      table = new Map();
+      this.bunkers.set(bunkerId, table);
+    }
+    return table;
+  }
+
+  /** Drops the oldest finished execs past `keepFinished` (running ones always stay). */
+  private evictFinished(table: Map<string, TrackedProcess>): void {
+    const finished = [...table.values()].filter((p) => !p.running);
+    if (finished.length <= this.keepFinished) return;
+    finished.sort((a, b) => a.endedAtMs - b.endedAtMs);
+    for (const p of finished.slice(0, finished.length - this.keepFinished)) {
+      table.delete(p.execId);
+      void p.journal.discard();
+    }
+  }
+}
