@@ -18,8 +18,8 @@ export type {
   ProcessOutput,
   SpawnRequest,
   StartProcessRequest,
-  WatchEvent,
   TransitInterfaceSpec,
+  WatchEvent,
   WorkerApi,
   WorkerErrorCode,
 } from '@scaibunker/core';

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FileStatInfo, schemas } from '@scaibunker/core';
+import type { FileStatInfo, schemas, WatchEvent } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
 import type { ControllerConfig } from '../config.js';
 import type { BunkerService } from './BunkerService.js';
@@ -57,6 +57,23 @@ export class FileService {
 
   mkdir(principal: Principal, id: string, path: string, parents: boolean) {
     return this.run(principal, id, (w) => w.mkdir(id, path, { parents }));
+  }
+
+  /** Streams changes under `path` until `signal` aborts; an open watch counts as activity (the bunker is in use). */
+  async watch(
+    principal: Principal,
+    id: string,
+    path: string,
+    recursive: boolean,
+    onChange: (e: WatchEvent) => void | Promise<void>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const active = setInterval(() => this.bunkers.touch(id), 30_000);
+    try {
+      await this.run(principal, id, (w) => w.watchFiles(id, path, { recursive }, { onEvent: onChange, signal }));
+    } finally {
+      clearInterval(active);
+    }
   }
 
   remove(principal: Principal, id: string, path: string, recursive: boolean) {

@@ -1,8 +1,8 @@
-import { type ProcessInfo, WorkerError, type WorkerApi } from '@scaibunker/core';
+import { type ProcessInfo, type WorkerApi, WorkerError } from '@scaibunker/core';
 import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
-import type { ExecLogRow } from '../store/schema.js';
 import type { Store } from '../store/Store.js';
+import type { ExecLogRow } from '../store/schema.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
 import type { ExecLogWriter } from './ExecLogWriter.js';
 import { combinedStoreState, OutputCapture } from './OutputCapture.js';
@@ -120,7 +120,9 @@ export class ProcessFollower {
           stderr_preview: err.preview(this.config.execPreviewBytes),
           truncated: truncated ? 1 : 0,
           full_output_ref:
-            store === 'complete' || store === 'capped' ? `/v1/modules/scaibunker/bunkers/${row.bunker_id}/exec-logs/${row.id}/output` : null,
+            store === 'complete' || store === 'capped'
+              ? `/v1/modules/scaibunker/bunkers/${row.bunker_id}/exec-logs/${row.id}/output`
+              : null,
           output_store: store,
           output_bytes: stored,
         },

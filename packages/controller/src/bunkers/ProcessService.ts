@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream';
-import { ApiError, newId, type ProcessInfo, type ProcessOutput, type schemas, WorkerError, type WorkerApi } from '@scaibunker/core';
+import { ApiError, newId, type ProcessInfo, type ProcessOutput, type schemas, type WorkerApi, WorkerError } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
-import type { ExecLogRow } from '../store/schema.js';
 import type { Store } from '../store/Store.js';
+import type { ExecLogRow } from '../store/schema.js';
 import type { BunkerService } from './BunkerService.js';
 import type { ExecLogWriter } from './ExecLogWriter.js';
 import type { ProcessFollower } from './ProcessFollower.js';
@@ -51,9 +51,14 @@ export class ProcessService {
 
   /** `POST /exec` with `background: true`: answers once the process runs. */
   startFromBody(principal: Principal, bunkerId: string, body: schemas.ExecBody): Promise<schemas.Process> {
-    if (body.stream) throw new ApiError('VALIDATION_FAILED', '`stream` and `background` do not go together: read `…/execs/{exec_id}/events`', { field: 'body/stream' });
+    if (body.stream)
+      throw new ApiError('VALIDATION_FAILED', '`stream` and `background` do not go together: read `…/execs/{exec_id}/events`', {
+        field: 'body/stream',
+      });
     if (typeof body.stdin === 'string') {
-      throw new ApiError('VALIDATION_FAILED', 'a background exec takes `stdin: true` and its input through `…/stdin`', { field: 'body/stdin' });
+      throw new ApiError('VALIDATION_FAILED', 'a background exec takes `stdin: true` and its input through `…/stdin`', {
+        field: 'body/stdin',
+      });
     }
     const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
     return this.start(principal, bunkerId, {

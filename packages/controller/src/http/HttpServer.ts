@@ -1,7 +1,7 @@
+import websocketPlugin from '@fastify/websocket';
 import { ApiError, hasPermission, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
-import websocketPlugin from '@fastify/websocket';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';

@@ -26,13 +26,19 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
    * Success status and schema; `binary` answers application/octet-stream, `sse` text/event-stream,
    * `websocket` (status 101) upgrades: then `socket` serves the connection.
    */
-  response: { status: number; schema?: TSchema; binary?: boolean; sse?: string[]; websocket?: boolean };
+  response: {
+    status: number;
+    schema?: TSchema;
+    binary?: boolean;
+    sse?: string[];
+    websocket?: boolean;
+    /** Other success answers the handler may choose (`reply.status(…)`). */
+    also?: Array<{ status: number; schema: TSchema; description: string }>;
+  };
   /** Also accepts a single-use `?ticket=` (POST …/shell-tickets) instead of the Authorization header: browsers' WebSockets. */
   ticket?: boolean;
   /** WebSocket routes: runs once the connection is upgraded (auth and validation happened before). */
-  socket?(
-    ctx: SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>,
-  ): Promise<void>;
+  socket?(ctx: SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>): Promise<void>;
   /** Error codes this route can answer, besides the auth and validation ones every route has. */
   errors: ErrorCode[];
   handler(

@@ -57,6 +57,18 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
           ? { content: { 'application/json': { schema: componentize(ok.schema, components) } } }
           : {}),
     };
+    if (ok.websocket) {
+      responses[String(ok.status)] = {
+        description:
+          'Switching Protocols: a WebSocket. Binary frames carry stdin/terminal input in and output out; text frames carry JSON control.',
+      };
+    }
+    for (const alt of ok.also ?? []) {
+      responses[String(alt.status)] = {
+        description: alt.description,
+        content: { 'application/json': { schema: componentize(alt.schema, components) } },
+      };
+    }
     if (ok.sse) {
       const okResponse = responses[String(ok.status)] as { content?: Record<string, unknown> };
       okResponse.content = {

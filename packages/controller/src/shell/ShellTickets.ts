@@ -78,7 +78,8 @@ export class ShellTickets {
     }
     try {
       const c = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Claims;
-      if (typeof c.t === 'string' && typeof c.b === 'string' && typeof c.e === 'number' && typeof c.n === 'string' && Array.isArray(c.p)) return c;
+      if (typeof c.t === 'string' && typeof c.b === 'string' && typeof c.e === 'number' && typeof c.n === 'string' && Array.isArray(c.p))
+        return c;
     } catch {
       /* below */
     }

@@ -358,8 +358,14 @@ const migrations: Record<string, Migration> = {
       ] as const) {
         await db.schema.alterTable('exec_logs').addColumn(name, type).execute();
       }
-      await db.schema.alterTable('exec_logs').addColumn('background', 'integer', (c) => c.notNull().defaultTo(0)).execute();
-      await db.schema.alterTable('exec_logs').addColumn('pty', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .alterTable('exec_logs')
+        .addColumn('background', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .alterTable('exec_logs')
+        .addColumn('pty', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
       // The reconciler's scan: background execs whose row has not ended.
       await db.schema.createIndex('exec_logs_unfinished').on('exec_logs').columns(['background', 'finished_at']).execute();
     },

@@ -442,14 +442,27 @@ export const ProcessEventsQuery = Type.Object(
   { from: Type.Optional(Type.Integer({ minimum: 1, description: 'First sequence number to send (default 1); `Last-Event-ID` + 1 wins' })) },
   strict,
 );
-export const SIGNALS = ['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGSTOP', 'SIGCONT', 'SIGWINCH'] as const;
+export const SIGNALS = [
+  'SIGTERM',
+  'SIGKILL',
+  'SIGINT',
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGSTOP',
+  'SIGCONT',
+  'SIGWINCH',
+] as const;
 export const SignalBody = Type.Object({ signal: literalUnion(SIGNALS) }, strict);
 export const StdinResult = Type.Object({ bytes: Type.Integer() }, { $id: 'StdinResult' });
 export const ShellQuery = Type.Object(
   {
     cols: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     rows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-    command: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Run this instead of a login shell (by `/bin/sh -c`)' })),
+    command: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 4096, description: 'Run this instead of a login shell (by `/bin/sh -c`)' }),
+    ),
     exec_id: Type.Optional(Type.String({ pattern: idPattern('ex'), description: 'Reattach to this shell instead of opening a new one' })),
     ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'From `POST …/shell-tickets` (browsers)' })),
   },
@@ -459,10 +472,7 @@ export const AttachQuery = Type.Object(
   { ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), from: Type.Optional(Type.Integer({ minimum: 1 })) },
   strict,
 );
-export const ShellTicket = Type.Object(
-  { ticket: Type.String(), expires_at: Type.String({ format: 'date-time' }) },
-  { $id: 'ShellTicket' },
-);
+export const ShellTicket = Type.Object({ ticket: Type.String(), expires_at: Type.String({ format: 'date-time' }) }, { $id: 'ShellTicket' });
 export const WatchQuery = Type.Object({ path: BunkerPath, recursive: Type.Optional(Type.Boolean()) }, strict);
 export const OutputQuery = Type.Object({ stream: Type.Optional(literalUnion(['stdout', 'stderr'] as const)) }, strict);
 

@@ -21,7 +21,7 @@ export type {
   SpawnRequest,
   StartProcessRequest,
   TerminalSize,
-  WatchEvent,
   TransitInterfaceSpec,
+  WatchEvent,
 } from './schemas.js';
 export * as workerSchemas from './schemas.js';

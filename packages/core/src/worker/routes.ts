@@ -106,7 +106,12 @@ const FILE_ERRORS = [
 
 const PROCESS = `${BUNKER}/processes/:execId`;
 const proc = (bunkerId: string, execId: string) => ({ id: bunkerId, execId });
-const PROCESS_ERRORS = ['BUNKER_NOT_FOUND', 'PROCESS_NOT_FOUND', 'PROCESS_CONFLICT', 'CHANNEL_CLOSED'] as const satisfies readonly WorkerErrorCode[];
+const PROCESS_ERRORS = [
+  'BUNKER_NOT_FOUND',
+  'PROCESS_NOT_FOUND',
+  'PROCESS_CONFLICT',
+  'CHANNEL_CLOSED',
+] as const satisfies readonly WorkerErrorCode[];
 const PROCESS_START_ERRORS = [
   'BUNKER_NOT_FOUND',
   'INVALID_STATE',
@@ -268,12 +273,7 @@ export const WORKER_ROUTES = {
       query: { path, recursive: boolQuery(opts.recursive) },
       events,
     }),
-    decode: (r) => [
-      r.params.id,
-      r.query.path,
-      { recursive: truthy(r.query.recursive) },
-      r.events as EventHandlers<S.WatchEvent>,
-    ],
+    decode: (r) => [r.params.id, r.query.path, { recursive: truthy(r.query.recursive) }, r.events as EventHandlers<S.WatchEvent>],
   }),
   readFile: route('readFile')({
     method: 'GET',

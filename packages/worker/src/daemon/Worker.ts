@@ -13,26 +13,26 @@ import { Readable } from 'node:stream';
 import { idPattern, newId, SHA256_HEX } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
 import { ImageCache } from '../images/ImageCache.js';
-import { ProcessTable, type ProcessTableOptions } from '../processes/ProcessTable.js';
 import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
+import { ProcessTable, type ProcessTableOptions } from '../processes/ProcessTable.js';
 import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
 import type { BunkerStats, Provider } from '../providers/Provider.js';
 import { withTimeout } from '../util/withTimeout.js';
 import {
   type CachedImageSource,
   type ControllerLink,
+  type EventHandlers,
   type ExecHandlers,
   type ExecOutcome,
-  type EventHandlers,
   type ExecRequest,
   type FileStatInfo,
-  type ProcessInfo,
-  type ProcessOutput,
-  type StartProcessRequest,
-  type WatchEvent,
   type Heartbeat,
   type HeartbeatReply,
+  type ProcessInfo,
+  type ProcessOutput,
   type SpawnRequest,
+  type StartProcessRequest,
+  type WatchEvent,
   type WorkerApi,
   WorkerError,
   type WorkerErrorCode,
@@ -324,7 +324,14 @@ export class Worker implements WorkerApi, CachedImageSource {
     try {
       const launch = (h: ExecHandlers) =>
         agent.spawn(
-          { argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, timeoutMs: req.timeoutMs, ...(req.stdin !== undefined ? { stdin: req.stdin } : {}) },
+          {
+            argv: req.argv,
+            env: req.env,
+            cwd: req.cwd,
+            user: req.user,
+            timeoutMs: req.timeoutMs,
+            ...(req.stdin !== undefined ? { stdin: req.stdin } : {}),
+          },
           h,
         );
       const proc = await this.processes.start(bunkerId, meta, launch, handlers);
@@ -337,7 +344,13 @@ export class Worker implements WorkerApi, CachedImageSource {
 
   async startProcess(bunkerId: string, req: StartProcessRequest): Promise<ProcessInfo> {
     const agent = this.agentFor(bunkerId);
-    const meta = { execId: req.execId, background: true, tag: req.tag ?? null, pty: req.pty !== undefined, stdinOpen: req.stdin === true || req.pty !== undefined };
+    const meta = {
+      execId: req.execId,
+      background: true,
+      tag: req.tag ?? null,
+      pty: req.pty !== undefined,
+      stdinOpen: req.stdin === true || req.pty !== undefined,
+    };
     const launch = (h: ExecHandlers) =>
       agent.spawn(
         {

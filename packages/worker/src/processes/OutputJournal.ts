@@ -108,11 +108,13 @@ export class OutputJournal {
     this.memoryUsed = 0;
     this.spilled.length = 0;
     this.end();
-    const chain = this.spillChain.catch(() => undefined).then(async () => {
-      await this.spillFile?.close().catch(() => undefined);
-      this.spillFile = null;
-      await rm(this.opts.spillPath, { force: true });
-    });
+    const chain = this.spillChain
+      .catch(() => undefined)
+      .then(async () => {
+        await this.spillFile?.close().catch(() => undefined);
+        this.spillFile = null;
+        await rm(this.opts.spillPath, { force: true });
+      });
     this.spillChain = chain;
     await chain;
   }

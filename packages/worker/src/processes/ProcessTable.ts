@@ -50,7 +50,11 @@ export class ProcessTable {
       }
       return existing; // a retried start
     }
-    const journal = new OutputJournal({ spillPath: join(this.opts.spillDir, bunkerId, `${meta.execId}.out`), memoryBytes: this.memoryBytes, diskBytes: this.diskBytes });
+    const journal = new OutputJournal({
+      spillPath: join(this.opts.spillDir, bunkerId, `${meta.execId}.out`),
+      memoryBytes: this.memoryBytes,
+      diskBytes: this.diskBytes,
+    });
     const tracked = new TrackedProcess(meta, journal);
     table.set(meta.execId, tracked);
     let handle: RunningProcess;

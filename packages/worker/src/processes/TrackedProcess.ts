@@ -127,7 +127,8 @@ export class TrackedProcess {
     let bytes = 0;
     for await (const piece of data) {
       const buf = typeof piece === 'string' ? Buffer.from(piece) : (piece as Buffer);
-      if (!this.running || !this.stdinOpen) throw new WorkerError('PROCESS_CONFLICT', `exec ${this.execId} ended while its stdin was written`);
+      if (!this.running || !this.stdinOpen)
+        throw new WorkerError('PROCESS_CONFLICT', `exec ${this.execId} ended while its stdin was written`);
       await handle.write(buf);
       bytes += buf.length;
     }

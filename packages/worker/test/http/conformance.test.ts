@@ -81,7 +81,10 @@ const CASES: { [K in WorkerVerb]: Case<K> } = {
   },
   listProcesses: { args: () => [BUNKER], result: () => [{ ...PROCESS }, { ...PROCESS, execId: 'ex_other', state: 'exited', exitCode: 0 }] },
   getProcess: { args: () => [BUNKER, EXEC], result: () => ({ ...PROCESS }) },
-  processEvents: { args: () => [BUNKER, EXEC, 7, { onEvent: () => undefined }], result: () => ({ ...PROCESS, state: 'exited', exitCode: 0 }) },
+  processEvents: {
+    args: () => [BUNKER, EXEC, 7, { onEvent: () => undefined }],
+    result: () => ({ ...PROCESS, state: 'exited', exitCode: 0 }),
+  },
   writeStdin: { args: () => [BUNKER, EXEC, Readable.from([Buffer.from('typed')])], result: () => ({ bytes: 5 }) },
   closeStdin: { args: () => [BUNKER, EXEC], result: () => undefined },
   signalProcess: { args: () => [BUNKER, EXEC, 'SIGTERM'], result: () => undefined },

@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { ApiError, schemas } from '@scaibunker/core';
 import { bunkerToApi, execLogToApi } from '../../bunkers/toApi.js';
 import { type RouteDef, route } from '../Route.js';
+import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
 
 export function bunkerRoutes(s: Services): RouteDef[] {
@@ -130,43 +131,53 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       url: `${API}/bunkers/:id/exec`,
       auth: 'scaibunker:execute',
       operationId: 'execInBunker',
-      summary: 'Run a command; `stream: true` answers Server-Sent Events',
+      summary:
+        'Run a command: answers its result; `stream: true` answers Server-Sent Events; `background: true` answers 202 with the running process',
       tags: ['exec'],
       params: schemas.BunkerIdParams,
       body: schemas.ExecBody,
-      response: { status: 200, schema: schemas.ExecResult, sse: ['stdout', 'stderr', 'exit', 'error'] },
+      response: {
+        status: 200,
+        schema: schemas.ExecResult,
+        sse: ['start', 'stdout', 'stderr', 'exit', 'error'],
+        also: [{ status: 202, schema: schemas.Process, description: '`background: true`: the process runs' }],
+      },
       errors: ['BUNKER_NOT_FOUND', 'BUNKER_NOT_RUNNING', 'WORKER_UNAVAILABLE'],
       handler: async ({ params, body, principal, req, reply }) => {
-        if (!body.stream) return s.exec.exec(principal, params.id, body);
+        if (body.background) {
+          const started = await s.processes.startFromBody(principal, params.id, body);
+          reply.status(202);
+          return started;
+        }
+        if (!body.stream) {
+          // A blocking exec whose client goes away is killed (its process group), not left running.
+          const abort = new AbortController();
+          reply.raw.on('close', () => {
+            if (!reply.raw.writableFinished) abort.abort();
+          });
+          return s.exec.exec(principal, params.id, body, { signal: abort.signal });
+        }
         // Resolve the bunker before committing to a 200 event stream, so 404/409 stay HTTP errors.
         await s.bunkers.requireRunning(principal, params.id);
-        const abort = new AbortController();
-        req.raw.on('close', () => {
-          if (!reply.raw.writableFinished) abort.abort();
-        });
-        reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-        const sendText = (event: string, text: string) => (text ? send(event, { data: text }) : undefined);
-        const send = async (event: string, data: unknown) => {
-          if (!res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)) await new Promise((r) => res.once('drain', r));
-        };
+        const sse = new SseStream(req, reply);
+        const sendText = (event: string, text: string) => (text ? sse.send(event, { data: text }) : undefined);
         // Decoders keep a multi-byte character split across chunks whole.
         const out = new StringDecoder('utf8');
         const err = new StringDecoder('utf8');
         try {
           const result = await s.exec.exec(principal, params.id, body, {
+            onStart: (execId) => sse.send('start', { exec_id: execId }),
             onStdout: (c) => sendText('stdout', out.write(c)),
             onStderr: (c) => sendText('stderr', err.write(c)),
-            signal: abort.signal,
+            signal: sse.signal,
           });
           const { stdout: _o, stderr: _e, ...exit } = result;
-          await send('exit', exit);
+          await sse.send('exit', exit);
         } catch (err) {
           const e = err instanceof ApiError ? err : new ApiError('INTERNAL', 'exec failed');
-          await send('error', e.toBody().error);
+          await sse.send('error', e.toBody().error);
         }
-        res.end();
+        sse.end();
         return reply;
       },
     }),

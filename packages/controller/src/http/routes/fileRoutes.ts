@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
-import { schemas } from '@scaibunker/core';
+import { ApiError, schemas } from '@scaibunker/core';
 import { type RouteDef, route } from '../Route.js';
+import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
 
 const FILE_ERRORS = [
@@ -14,6 +15,32 @@ const FILE_ERRORS = [
 
 export function fileRoutes(s: Services): RouteDef[] {
   return [
+    route({
+      method: 'GET',
+      url: `${API}/bunkers/:id/files/watch`,
+      auth: 'scaibunker:read',
+      operationId: 'watchFiles',
+      summary: 'Changes under a directory as Server-Sent Events `change` {type, path, is_dir}, until the client leaves',
+      tags: ['files'],
+      params: schemas.BunkerIdParams,
+      querystring: schemas.WatchQuery,
+      response: { status: 200, sse: ['change', 'error'] },
+      errors: [...FILE_ERRORS],
+      handler: async ({ params, query, principal, req, reply }) => {
+        // A missing path or a file stays an HTTP error: checked before the stream starts.
+        const target = await s.files.stat(principal, params.id, query.path);
+        if (target.type !== 'dir') throw new ApiError('FILE_CONFLICT', `${query.path} is not a directory`);
+        const sse = new SseStream(req, reply);
+        try {
+          await s.files.watch(principal, params.id, query.path, query.recursive === true, (e) => sse.send('change', e), sse.signal);
+        } catch (err) {
+          const e = err instanceof ApiError ? err : new ApiError('INTERNAL', 'watch failed');
+          if (!sse.signal.aborted) await sse.send('error', e.toBody().error);
+        }
+        sse.end();
+        return reply;
+      },
+    }),
     route({
       method: 'PUT',
       url: `${API}/bunkers/:id/files`,

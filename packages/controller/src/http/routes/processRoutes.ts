@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { ApiError, schemas } from '@scaibunker/core';
 import type { WebSocket } from 'ws';
 import type { Principal } from '../../auth/Principal.js';
@@ -83,7 +84,9 @@ export function processRoutes(s: Services): RouteDef[] {
       rawBody: true,
       response: { status: 200, schema: schemas.StdinResult },
       errors: [...STEER_ERRORS],
-      handler: ({ params, principal, req }) => s.processes.writeStdin(principal, params.id, params.exec_id, req.raw),
+      handler: ({ params, principal, req }) =>
+        // Only application/octet-stream bodies reach here unparsed; an empty one has none.
+        s.processes.writeStdin(principal, params.id, params.exec_id, req.body instanceof Readable ? req.body : Readable.from([])),
     }),
     route({
       method: 'POST',
