@@ -106,7 +106,9 @@ static void join(char *out, size_t n, const char *dir, const char *name)
 /* Watches dir and (recursively) every directory below it, breadth first. With report, the
  * entries found are emitted as "create" (a directory that appeared after the watch began:
  * what was put into it before its watch existed would be missed otherwise).
- * dir_watched: dir has its watch already. Returns 0 or an errno for dir itself (E2BIG: over the cap); errors below dir are skipped. */
+ * dir_watched: dir has its watch already. Returns 0, E2BIG when the cap was reached
+ * anywhere (reported as an "overflow" event with report), or an errno for dir itself;
+ * other errors below dir are skipped (e.g. a directory removed meanwhile). */
 static int add_tree(struct watch_st *w, const char *dir, int report, int dir_watched)
 {
     size_t qn = 0, qcap = 0, qi = 0;
@@ -116,8 +118,9 @@ static int add_tree(struct watch_st *w, const char *dir, int report, int dir_wat
     for (;;) {
         int e = top && dir_watched ? 0 : add_watch(w, cur, IN_DONT_FOLLOW);
         if (e && top) err = e;
-        if (e == E2BIG) {
-            if (!top) emit(w, "overflow", cur, 1); /* the cap: this directory is not watched */
+        if (e == E2BIG) { /* the cap: this directory (and what is still queued) is not watched */
+            if (report) emit(w, "overflow", cur, 1);
+            err = E2BIG;
             free(cur);
             break;
         }
@@ -209,8 +212,7 @@ static void handle(struct watch_st *w, const struct inotify_event *ev)
     if (ev->mask & IN_MOVED_FROM) remove_tree(w, full);
     if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
         int e = add_tree(w, full, 1, 0);
-        if (e == E2BIG) emit(w, "overflow", full, 1);
-        else if (e && e != ENOENT && e != ENOTDIR) logmsg("watch %s: %s", full, strerror(e));
+        if (e && e != E2BIG && e != ENOENT && e != ENOTDIR) logmsg("watch %s: %s", full, strerror(e));
     }
 }
 
