@@ -40,6 +40,8 @@ enum frame_type {
     F_CANCEL = 9,
     F_SIGNAL = 10,
     F_HELLO = 11, /* agent -> client, stream 0, first frame of every connection */
+    F_STARTED = 12, /* agent -> client: exec forked, JSON {"pid": N}, before any output */
+    F_RESIZE = 13,  /* client -> agent: pty exec window size, JSON {"cols": C, "rows": R} */
 };
 
 /* ---- byte buffer (util.c) ---------------------------------------------- */
@@ -72,7 +74,7 @@ void json_key(struct buf *b, const char *key);         /* ,"key": (comma unless 
 int set_nonblock(int fd);
 
 /* ---- event sources ------------------------------------------------------ */
-enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN, K_SERIAL };
+enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN, K_SERIAL, K_WATCH };
 struct src {
     int kind;
     int fd;
@@ -95,6 +97,7 @@ enum op {
     OP_REMOVE,
     OP_CHMOD,
     OP_IDENTITY,
+    OP_WATCH,
 };
 
 struct exec_st {
@@ -106,6 +109,12 @@ struct exec_st {
     struct buf inbuf;   /* stdin bytes received but not yet written to the pipe */
     int stdin_eof;      /* client sent EOF */
     int stdin_broken;   /* pipe closed (EPIPE) or never wanted: discard input */
+    /* pty exec (pty.c): out = master (read side), in = a dup of it (write side),
+     * ptm = the master kept for ioctls until the stream ends; err unused. */
+    int pty;
+    int ptm;
+    int veof_pending;   /* client EOF: write the VEOF character once inbuf is empty */
+    uint64_t drained;   /* bytes read from the master after the leader was reaped */
 };
 
 struct read_st {
@@ -127,6 +136,22 @@ struct list_st {
     int done;
 };
 
+struct watch_node {
+    int wd;
+    char *path;
+};
+
+struct watch_st {
+    struct src ino;           /* the inotify instance (K_WATCH) */
+    char *root;
+    int root_wd;
+    int recursive;
+    struct watch_node *nodes; /* sorted by wd */
+    size_t n, cap;
+    struct buf pending;       /* formatted NDJSON lines not yet sent */
+    int ended;                /* root gone: RESULT once pending is sent */
+};
+
 struct conn;
 struct stream {
     uint32_t id;
@@ -144,6 +169,7 @@ struct stream {
         struct read_st rd;
         struct write_st wr;
         struct list_st ls;
+        struct watch_st wa;
     } u;
 };
 
@@ -192,6 +218,28 @@ void exec_teardown(struct stream *s); /* connection closed */
 void exec_reap_all(void);             /* SIGCHLD */
 int64_t exec_check_timeouts(int64_t now); /* returns next deadline or 0 */
 void exec_kill_all(int sig);
+void exec_produce(struct stream *s); /* run queue: pty drain after the leader exited */
+void exec_resize(struct stream *s, jv *req);
+
+/* pty.c */
+struct exec_pty {
+    int ptm, pts;  /* master (non-blocking, cloexec), slave (cloexec) */
+    int rd, wr;    /* dups of the master: read side, write side */
+};
+int pty_parse(jv *req, int *cols, int *rows); /* 0 absent, 1 present+valid, -1 invalid */
+int pty_open(struct exec_pty *p, int cols, int rows, uid_t owner, int chown_slave); /* 0 or errno */
+void pty_close(struct exec_pty *p);
+int pty_set_size(int ptm, int cols, int rows); /* 0 or errno */
+char pty_veof(int ptm);
+pid_t pty_foreground(int ptm); /* foreground process group of the terminal, or -1 */
+
+/* watch.c */
+void watch_open(struct stream *s, jv *req);
+void watch_event(struct src *src);
+void watch_update(struct stream *s); /* credit or socket space changed */
+void watch_cancel(struct stream *s);
+void watch_teardown(struct stream *s);
+void watch_free(struct stream *s);
 
 /* files.c */
 void files_open(struct stream *s, jv *req); /* stat, list, read, write, mkdir, remove, chmod */

@@ -161,7 +161,9 @@ int runq_run(void)
         list = s->rnext;
         s->queued = 0;
         s->rnext = NULL;
-        if (!s->dead && !s->c->dead) files_produce(s);
+        if (s->dead || s->c->dead) continue;
+        if (s->op == OP_EXEC) exec_produce(s);
+        else files_produce(s);
     }
     return runq_head != NULL;
 }
@@ -204,6 +206,7 @@ static void stream_free(struct stream *s)
         buf_free(&s->u.ls.pending);
         free(s->u.ls.path);
         break;
+    case OP_WATCH: watch_free(s); break;
     default: break;
     }
     free(s);
@@ -297,6 +300,7 @@ void conn_close(struct conn *c, const char *why)
     while (c->streams) {
         struct stream *s = c->streams;
         if (s->op == OP_EXEC) exec_teardown(s);
+        else if (s->op == OP_WATCH) watch_teardown(s);
         else files_teardown(s);
         stream_end(s);
     }
@@ -318,6 +322,7 @@ static void conn_kick(struct conn *c)
     c->throttled = 0;
     for (struct stream *s = c->streams; s; s = s->next) {
         if (s->op == OP_EXEC) exec_update(s);
+        else if (s->op == OP_WATCH) watch_update(s);
         else if ((s->op == OP_READ || s->op == OP_LIST) && s->credit > 0) runq_add(s);
     }
 }
@@ -366,7 +371,7 @@ static const struct {
 } ops[] = {
     { "health", OP_HEALTH }, { "exec", OP_EXEC },   { "read", OP_READ },     { "write", OP_WRITE }, { "stat", OP_STAT },
     { "list", OP_LIST },     { "mkdir", OP_MKDIR }, { "remove", OP_REMOVE }, { "chmod", OP_CHMOD },
-    { "identity", OP_IDENTITY },
+    { "identity", OP_IDENTITY }, { "watch", OP_WATCH },
 };
 
 static long rss_bytes(void)
@@ -454,6 +459,7 @@ static void on_open(struct conn *c, uint32_t id, const char *p, size_t n)
     case OP_HEALTH: do_health(s); break;
     case OP_EXEC: exec_open(s, req); break;
     case OP_IDENTITY: identity_open(s, req); break;
+    case OP_WATCH: watch_open(s, req); break;
     default: files_open(s, req); break;
     }
     json_free(req);
@@ -465,7 +471,8 @@ static void on_frame(struct conn *c, uint32_t id, uint8_t type, const char *p, s
         on_open(c, id, p, n);
         return;
     }
-    if (type != F_DATA && type != F_EOF && type != F_WINDOW && type != F_CANCEL && type != F_SIGNAL) {
+    if (type != F_DATA && type != F_EOF && type != F_WINDOW && type != F_CANCEL && type != F_SIGNAL &&
+        type != F_RESIZE) {
         proto_error(c, "unexpected frame type %u from client", type);
         return;
     }
@@ -497,17 +504,26 @@ static void on_frame(struct conn *c, uint32_t id, uint8_t type, const char *p, s
             return;
         }
         if (s->op == OP_EXEC) exec_update(s);
+        else if (s->op == OP_WATCH) watch_update(s);
         else if (s->op == OP_READ || s->op == OP_LIST) runq_add(s);
         break;
     }
     case F_CANCEL:
         if (s->op == OP_EXEC) exec_cancel(s);
+        else if (s->op == OP_WATCH) watch_cancel(s);
         else files_cancel(s);
         break;
     case F_SIGNAL:
         if (s->op == OP_EXEC) {
             jv *req = json_parse(p, n);
             exec_signal(s, req);
+            json_free(req);
+        }
+        break;
+    case F_RESIZE:
+        if (s->op == OP_EXEC) {
+            jv *req = json_parse(p, n);
+            exec_resize(s, req);
             json_free(req);
         }
         break;

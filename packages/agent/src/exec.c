@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -17,6 +18,10 @@
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_ARGS 65536
+/* pty: after the leader was reaped, read what the terminal still holds until it is empty
+ * (EAGAIN) or EIO; a process that keeps the slave open and keeps writing cannot hold the
+ * exec open for longer than this many bytes. */
+#define PTY_DRAIN_MAX (256u * 1024u)
 
 /* ---- child side (runs between fork and exec) -------------------------------- */
 
@@ -124,6 +129,7 @@ struct spawn {
     int switch_user;
     int die_with_agent; /* not PID 1: SIGKILL the command if the agent dies */
     int in_r, out_w, err_w;
+    int pty; /* in_r == out_w == err_w is the terminal's slave: make it the controlling tty */
 };
 
 static void __attribute__((noreturn)) child_main(struct spawn *sp)
@@ -134,6 +140,7 @@ static void __attribute__((noreturn)) child_main(struct spawn *sp)
     signal(SIGPIPE, SIG_DFL);
     setsid();
     if (dup2(sp->in_r, 0) < 0 || dup2(sp->out_w, 1) < 0 || dup2(sp->err_w, 2) < 0) _exit(126);
+    if (sp->pty && ioctl(0, TIOCSCTTY, 0)) child_die(126, "ioctl", "TIOCSCTTY", errno);
     umask(022);
     if (sp->switch_user) {
         if (geteuid() == 0 && setgroups((size_t)sp->ui->ngroups, sp->ui->groups))
@@ -209,7 +216,16 @@ void exec_update(struct stream *s)
     }
     src_want(&ex->out, want);
     src_want(&ex->err, want);
-    src_want(&ex->in, ex->inbuf.len ? EPOLLOUT : 0);
+    src_want(&ex->in, ex->inbuf.len || ex->veof_pending ? EPOLLOUT : 0);
+    /* pty after the leader exited: epoll may never report the master (a grandchild holds
+     * the slave open, nothing to read), so try a read each turn until EAGAIN/EIO */
+    if (ex->pty && ex->exited && ex->out.fd >= 0 && want) runq_add(s);
+}
+
+static void close_ptm(struct exec_st *ex)
+{
+    if (ex->ptm >= 0) close(ex->ptm);
+    ex->ptm = -1;
 }
 
 static void exec_kill(struct stream *s)
@@ -230,8 +246,12 @@ static void exec_maybe_finish(struct stream *s)
         src_close(&ex->out);
         src_close(&ex->err);
     }
-    if (ex->out.fd >= 0 || ex->err.fd >= 0) return;
+    if (ex->out.fd >= 0 || ex->err.fd >= 0) {
+        if (ex->pty) exec_update(s); /* schedules the drain of the master */
+        return;
+    }
     src_close(&ex->in);
+    close_ptm(ex);
     struct buf b = { 0 };
     char scratch[16];
     buf_putc(&b, '{');
@@ -256,6 +276,65 @@ static void exec_maybe_finish(struct stream *s)
     stream_end(s);
 }
 
+/* STARTED: the command was forked; precedes every STDOUT/STDERR frame of the stream. */
+static void send_started(struct stream *s)
+{
+    struct buf b = { 0 };
+    buf_printf(&b, "{\"pid\":%d}", (int)s->u.ex.pid);
+    send_json(s->c, s->id, F_STARTED, &b);
+}
+
+/* Takes ownership of args and envp. */
+static void exec_spawn_pty(struct stream *s, char **args, char **envp, const char *cwd, struct userinfo *ui,
+                           int switch_user, int cols, int rows, int64_t timeout_ms)
+{
+    struct exec_st *ex = &s->u.ex;
+    struct conn *c = s->c;
+    struct exec_pty p;
+    int e = pty_open(&p, cols, rows, ui->uid, switch_user);
+    if (e) {
+        free(args);
+        free_env(envp);
+        send_error(c, s->id, "IO_ERROR", e, "pty: %s", strerror(e));
+        stream_end(s);
+        return;
+    }
+    struct spawn sp = {
+        .argv = args,
+        .envp = envp,
+        .cwd = cwd,
+        .home = ui->home,
+        .ui = ui,
+        .switch_user = switch_user,
+        .die_with_agent = getpid() != 1,
+        .in_r = p.pts,
+        .out_w = p.pts,
+        .err_w = p.pts,
+        .pty = 1,
+    };
+    ex->start_ns = now_ns();
+    pid_t pid = spawn_child(&sp);
+    int fork_err = errno;
+    free(args);
+    free_env(envp);
+    close(p.pts); /* only the child holds the slave: the master reads EIO once it is gone */
+    p.pts = -1;
+    if (pid < 0) {
+        pty_close(&p);
+        send_error(c, s->id, "IO_ERROR", fork_err, "fork: %s", strerror(fork_err));
+        stream_end(s);
+        return;
+    }
+    ex->pid = pid;
+    ex->pty = 1;
+    ex->ptm = p.ptm;
+    ex->out.fd = p.rd;
+    ex->in.fd = p.wr;
+    send_started(s);
+    if (timeout_ms) ex->deadline_ns = ex->start_ns + timeout_ms * 1000000LL;
+    exec_update(s);
+}
+
 void exec_open(struct stream *s, jv *req)
 {
     struct conn *c = s->c;
@@ -263,6 +342,7 @@ void exec_open(struct stream *s, jv *req)
     src_init(&ex->out, K_EXEC_OUT, -1, s);
     src_init(&ex->err, K_EXEC_ERR, -1, s);
     src_init(&ex->in, K_EXEC_IN, -1, s);
+    ex->ptm = -1;
 
     jv *argv = jget(req, "argv");
     if (!argv || argv->t != JARR || argv->n == 0 || argv->n > MAX_ARGS) {
@@ -318,6 +398,17 @@ void exec_open(struct stream *s, jv *req)
     }
     jv *stdinv = jget(req, "stdin");
     int want_stdin = stdinv && stdinv->t == JBOOL && stdinv->b;
+    jv *ptyv = jget(req, "pty");
+    int cols = 0, rows = 0, use_pty = 0;
+    if (ptyv && ptyv->t != JNULL) {
+        if (pty_parse(ptyv, &cols, &rows) != 1) {
+            send_error(c, s->id, "INVALID_ARGUMENT", 0,
+                       "\"pty\" must be {\"cols\": 1..1000, \"rows\": 1..1000} (integers)");
+            stream_end(s);
+            return;
+        }
+        use_pty = 1;
+    }
 
     struct userinfo ui;
     char msg[512];
@@ -349,6 +440,7 @@ void exec_open(struct stream *s, jv *req)
         env_set(&envp, &en, &ecap, "USER", 4, ui.name, strlen(ui.name));
         env_set(&envp, &en, &ecap, "LOGNAME", 7, ui.name, strlen(ui.name));
     }
+    if (use_pty) env_set(&envp, &en, &ecap, "TERM", 4, "xterm-256color", 14);
     if (env && env->t == JOBJ)
         for (size_t i = 0; i < env->n; i++)
             env_set(&envp, &en, &ecap, env->keys[i], env->klens[i], env->items[i]->s, env->items[i]->slen);
@@ -357,6 +449,10 @@ void exec_open(struct stream *s, jv *req)
     for (size_t i = 0; i < argv->n; i++) args[i] = argv->items[i]->s;
     args[argv->n] = NULL;
 
+    if (use_pty) {
+        exec_spawn_pty(s, args, envp, cwd ? cwd->s : NULL, &ui, userspec != NULL, cols, rows, timeout_ms);
+        return;
+    }
     int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
         int e = errno;
@@ -400,6 +496,7 @@ void exec_open(struct stream *s, jv *req)
         return;
     }
     ex->pid = pid;
+    send_started(s);
     if (timeout_ms) ex->deadline_ns = ex->start_ns + timeout_ms * 1000000LL;
     set_nonblock(pin[1]);
     set_nonblock(pout[0]);
@@ -428,11 +525,19 @@ static void exec_read_output(struct stream *s, struct src *src, uint8_t type)
         conn_close(c, "out of memory");
         return;
     }
+    struct exec_st *ex = &s->u.ex;
     ssize_t r = read(src->fd, p, n);
+    int done = 0;
     if (r > 0) {
         frame_commit(c, s->id, type, (size_t)r);
         s->credit -= r;
+        if (ex->pty && ex->exited) done = (ex->drained += (uint64_t)r) > PTY_DRAIN_MAX;
     } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        done = 1; /* EOF; a pty master reads EIO once every slave fd is closed */
+    } else if (errno == EAGAIN && ex->pty && ex->exited) {
+        done = 1; /* leader gone and the terminal drained */
+    }
+    if (done) {
         src_close(src);
         exec_maybe_finish(s);
         if (s->dead) return;
@@ -465,7 +570,20 @@ static void exec_flush_stdin(struct stream *s)
         stdin_broken(s); /* EPIPE: the child closed its stdin */
         return;
     }
-    if (!ex->inbuf.len && ex->stdin_eof) src_close(&ex->in);
+    if (!ex->inbuf.len && ex->stdin_eof && ex->in.fd >= 0) {
+        if (ex->veof_pending) { /* pty: EOF is the terminal's VEOF character, sent once */
+            char ch = pty_veof(ex->ptm);
+            ssize_t r;
+            do r = write(ex->in.fd, &ch, 1);
+            while (r < 0 && errno == EINTR);
+            if (r < 0 && errno == EAGAIN) {
+                exec_update(s); /* retried on EPOLLOUT */
+                return;
+            }
+            ex->veof_pending = 0;
+        }
+        src_close(&ex->in);
+    }
     exec_update(s);
 }
 
@@ -514,7 +632,13 @@ void exec_data(struct stream *s, const char *p, size_t n)
 void exec_eof(struct stream *s)
 {
     struct exec_st *ex = &s->u.ex;
+    if (ex->stdin_eof) return;
     ex->stdin_eof = 1;
+    if (ex->pty && ex->in.fd >= 0 && !ex->stdin_broken) {
+        ex->veof_pending = 1;
+        if (!ex->inbuf.len) exec_flush_stdin(s);
+        return;
+    }
     if (!ex->inbuf.len) src_close(&ex->in);
 }
 
@@ -534,7 +658,35 @@ void exec_signal(struct stream *s, jv *req)
         logmsg("SIGNAL frame with an unknown signal ignored");
         return;
     }
-    if (s->u.ex.pid > 0) kill(-s->u.ex.pid, sig);
+    struct exec_st *ex = &s->u.ex;
+    if (ex->pid <= 0) return;
+    /* pty: like a key typed at the terminal, the signal goes to its foreground process
+     * group (a job an interactive shell started), which is the leader's group otherwise */
+    pid_t pg = ex->pty ? pty_foreground(ex->ptm) : -1;
+    kill(-(pg > 0 ? pg : ex->pid), sig);
+}
+
+void exec_resize(struct stream *s, jv *req)
+{
+    struct exec_st *ex = &s->u.ex;
+    int cols, rows;
+    if (!ex->pty) {
+        logmsg("RESIZE on stream %u: not a pty exec; ignored", s->id);
+        return;
+    }
+    if (pty_parse(req, &cols, &rows) != 1) {
+        logmsg("RESIZE on stream %u: cols/rows must be integers 1..1000; ignored", s->id);
+        return;
+    }
+    if (ex->ptm < 0) return;
+    int e = pty_set_size(ex->ptm, cols, rows);
+    if (e) logmsg("RESIZE on stream %u: TIOCSWINSZ: %s", s->id, strerror(e));
+}
+
+void exec_produce(struct stream *s)
+{
+    struct exec_st *ex = &s->u.ex;
+    if (ex->out.fd >= 0) exec_read_output(s, &ex->out, F_STDOUT);
 }
 
 void exec_teardown(struct stream *s)
@@ -544,6 +696,7 @@ void exec_teardown(struct stream *s)
     src_close(&ex->out);
     src_close(&ex->err);
     src_close(&ex->in);
+    close_ptm(ex);
 }
 
 static struct stream *find_exec(pid_t pid)

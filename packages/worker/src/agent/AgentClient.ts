@@ -95,6 +95,71 @@ export interface ExecRequest {
   timeoutMs?: number;
 }
 
+/**
+ * A process started with spawn(): the lower-level form of exec() for background processes
+ * and interactive terminals.
+ */
+export interface AgentSpawnRequest {
+  argv: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  timeoutMs?: number;
+  /**
+   * 'pipe': stdin is written later with write() / closeStdin(); a Buffer, string or
+   * iterable: fed, then EOF; absent: no stdin (reads EOF at once). With `pty`, stdin is
+   * always the terminal: absent means write()/closeStdin() may be used, as with 'pipe'.
+   */
+  stdin?: 'pipe' | Buffer | string | AsyncIterable<Buffer>;
+  /** Run in a pseudo-terminal of this size (1–1000 each); output arrives on onStdout only. */
+  pty?: { cols: number; rows: number };
+}
+
+export interface AgentProcess {
+  /**
+   * Resolves with the pid once the agent reports the fork (STARTED); rejects if the exec
+   * failed before starting (INVALID_ARGUMENT, NOT_FOUND cwd, CHANNEL_CLOSED, …). With an
+   * agent that predates STARTED it resolves with the RESULT's pid when the process ended.
+   */
+  readonly started: Promise<{ pid: number }>;
+  /** The exec's outcome (as exec() returns it). */
+  readonly result: Promise<ExecResult>;
+  /**
+   * Writes to stdin ('pipe' or pty) within the stream's credit; resolves when queued to
+   * the socket. A no-op once the process finished; rejects (INVALID_ARGUMENT) after
+   * closeStdin() or when stdin is not writable ('pipe' not requested).
+   */
+  write(data: Buffer | string): Promise<void>;
+  /** EOF on stdin, after every pending write (pty: the terminal's EOF character, ^D, once). */
+  closeStdin(): void;
+  /** Sends a signal to the process group (pty: the terminal's foreground process group). */
+  signal(sig: string): void;
+  /** Sets the terminal's size (pty only; the agent ignores it otherwise). */
+  resize(cols: number, rows: number): void;
+  /** SIGKILL to the process group (CANCEL); `result` still resolves (signal 'SIGKILL'). */
+  kill(): void;
+}
+
+/** One change seen by watch(). */
+export interface WatchEvent {
+  type: 'create' | 'write' | 'remove' | 'rename' | 'chmod' | 'overflow';
+  path: string;
+  is_dir: boolean;
+}
+
+export interface WatchHandle {
+  /**
+   * Resolves when the watch ended normally (stop(), or the watched directory was removed
+   * or moved away); rejects with AgentError (NOT_FOUND, NOT_A_DIRECTORY, TOO_MANY_ENTRIES,
+   * CHANNEL_CLOSED, …) or with the error onEvent threw.
+   */
+  done: Promise<void>;
+  /** Ends the watch; no onEvent call starts after it. */
+  stop(): void;
+}
+
+const WATCH_TYPES = new Set(['create', 'write', 'remove', 'rename', 'chmod', 'overflow']);
+
 type Consumer = (type: number, chunk: Buffer) => void | Promise<void>;
 type Input = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer>;
 
@@ -169,6 +234,7 @@ class Stream {
     private readonly ch: Channel,
     readonly id: number,
     private readonly consumer?: Consumer,
+    private readonly onStarted?: (info: Record<string, unknown>) => void,
   ) {
     this.result = new Promise((res, rej) => {
       this.resolve = res;
@@ -202,8 +268,12 @@ class Stream {
         this.queue.push({ end: true, type, payload });
         void this.drain();
         return;
+      case FrameType.STARTED:
+        this.onStarted?.(parseJson(payload)); // a malformed one is a protocol error
+        return;
       default:
-        throw new ProtocolError(`unexpected frame type ${type} on stream ${this.id}`);
+        // Frame types added to the protocol later (agent → client) are ignored (PROTOCOL.md §1).
+        return;
     }
   }
 
@@ -279,6 +349,10 @@ class Stream {
 
   signal(sig: string): void {
     if (!this.finished) this.ch.send(encodeJsonFrame(this.id, FrameType.SIGNAL, { signal: sig }));
+  }
+
+  resize(cols: number, rows: number): void {
+    if (!this.finished) this.ch.send(encodeJsonFrame(this.id, FrameType.RESIZE, { cols, rows }));
   }
 
   /** The channel is gone: nothing more will arrive. */
@@ -447,26 +521,67 @@ export class AgentClient {
     return this.call({ op: 'health' }) as Promise<unknown> as Promise<HealthInfo>;
   }
 
-  async exec(req: ExecRequest, handlers: ExecHandlers = {}): Promise<ExecResult> {
+  exec(req: ExecRequest, handlers: ExecHandlers = {}): Promise<ExecResult> {
+    return this.spawn(req, handlers).result;
+  }
+
+  /**
+   * Starts a process and returns at once: `started` resolves with its pid, `result` with
+   * its outcome. Output goes to the handlers (awaited: back-pressure); stdin can be written
+   * while it runs ('pipe', or a pty). `handlers.signal` aborting kills the process group and
+   * makes `result` reject with ABORTED.
+   */
+  spawn(req: AgentSpawnRequest, handlers: ExecHandlers = {}): AgentProcess {
+    let resolveStarted!: (v: { pid: number }) => void;
+    let rejectStarted!: (e: unknown) => void;
+    const started = new Promise<{ pid: number }>((res, rej) => {
+      resolveStarted = res;
+      rejectStarted = rej;
+    });
+    started.catch(() => {}); // callers of exec() never look at it
+    const failed = (err: AgentError): AgentProcess => {
+      rejectStarted(err);
+      const result = Promise.reject(err);
+      result.catch(() => {});
+      return {
+        started,
+        result,
+        write: () => Promise.reject(err),
+        closeStdin: () => {},
+        signal: () => {},
+        resize: () => {},
+        kill: () => {},
+      };
+    };
     if (!Array.isArray(req.argv) || req.argv.length === 0 || !req.argv.every((a) => typeof a === 'string')) {
-      throw new AgentError('INVALID_ARGUMENT', 'argv must be a non-empty array of strings');
+      return failed(new AgentError('INVALID_ARGUMENT', 'argv must be a non-empty array of strings'));
     }
     const abort = handlers.signal;
-    if (abort?.aborted) throw new AgentError('ABORTED', 'exec aborted before it started');
-    const hasStdin = req.stdin !== undefined;
-    const st = this.open(
-      {
-        op: 'exec',
-        argv: req.argv,
-        env: req.env,
-        cwd: req.cwd,
-        user: req.user,
-        timeout_ms: req.timeoutMs,
-        stdin: hasStdin,
-      },
-      // called as methods: handler objects may rely on `this`
-      (type, chunk) => (type === FrameType.STDERR ? handlers.onStderr?.(chunk) : handlers.onStdout?.(chunk)),
-    );
+    if (abort?.aborted) return failed(new AgentError('ABORTED', 'exec aborted before it started'));
+    const interactive = req.stdin === 'pipe' || (req.pty !== undefined && req.stdin === undefined);
+    const feed = req.stdin !== undefined && req.stdin !== 'pipe' ? (req.stdin as Input) : undefined;
+    let st: Stream;
+    try {
+      st = this.open(
+        {
+          op: 'exec',
+          argv: req.argv,
+          env: req.env,
+          cwd: req.cwd,
+          user: req.user,
+          timeout_ms: req.timeoutMs,
+          stdin: req.stdin !== undefined,
+          pty: req.pty ? { cols: req.pty.cols, rows: req.pty.rows } : undefined,
+        },
+        // called as methods: handler objects may rely on `this`
+        (type, chunk) => (type === FrameType.STDERR ? handlers.onStderr?.(chunk) : handlers.onStdout?.(chunk)),
+        (info) => {
+          if (typeof info.pid === 'number') resolveStarted({ pid: info.pid });
+        },
+      );
+    } catch (err) {
+      return failed(err as AgentError);
+    }
     let aborted = false;
     const onAbort = () => {
       aborted = true;
@@ -474,34 +589,122 @@ export class AgentClient {
     };
     // The agent enforces timeoutMs itself; this bound only fires when it cannot (a paused or
     // wedged guest that stopped reading its channel), so the caller still gets a timeout.
-    const started = performance.now();
+    const t0 = performance.now();
     const hostDeadline =
       req.timeoutMs !== undefined
         ? setTimeout(
-            () => st.expire({ timed_out: true, duration_ms: Math.round(performance.now() - started) }),
+            () => st.expire({ timed_out: true, duration_ms: Math.round(performance.now() - t0) }),
             req.timeoutMs + HOST_TIMEOUT_GRACE_MS,
           )
         : undefined;
     abort?.addEventListener('abort', onAbort, { once: true });
-    try {
-      if (hasStdin) {
-        this.pump(st, req.stdin as Input).catch((err: unknown) => {
-          st.settle(err);
-          st.cancel();
-        });
-      }
-      const r = await st.result;
-      if (aborted) throw new AgentError('ABORTED', 'exec aborted: process group killed');
-      return {
-        exitCode: typeof r.exit_code === 'number' ? r.exit_code : null,
-        signal: typeof r.signal === 'string' ? r.signal : null,
-        timedOut: r.timed_out === true,
-        durationMs: typeof r.duration_ms === 'number' ? r.duration_ms : 0,
-      };
-    } finally {
-      clearTimeout(hostDeadline);
-      abort?.removeEventListener('abort', onAbort);
+    if (feed !== undefined) {
+      this.pump(st, feed).catch((err: unknown) => {
+        st.settle(err);
+        st.cancel();
+      });
     }
+    const result = st.result.then(
+      (r): ExecResult => {
+        // an agent without STARTED: the process did start (and has ended)
+        if (typeof r.pid === 'number') resolveStarted({ pid: r.pid });
+        else rejectStarted(new AgentError('PROTOCOL_ERROR', 'the agent reported no pid'));
+        if (aborted) throw new AgentError('ABORTED', 'exec aborted: process group killed');
+        return {
+          exitCode: typeof r.exit_code === 'number' ? r.exit_code : null,
+          signal: typeof r.signal === 'string' ? r.signal : null,
+          timedOut: r.timed_out === true,
+          durationMs: typeof r.duration_ms === 'number' ? r.duration_ms : 0,
+        };
+      },
+      (err: unknown) => {
+        rejectStarted(err); // no-op once STARTED arrived
+        throw err;
+      },
+    );
+    result.catch(() => {});
+    void result
+      .finally(() => {
+        clearTimeout(hostDeadline);
+        abort?.removeEventListener('abort', onAbort);
+      })
+      .catch(() => {});
+
+    // stdin writes and the EOF go out in call order
+    let chain: Promise<void> = Promise.resolve();
+    let stdinClosed = false;
+    const notWritable = () =>
+      new AgentError('INVALID_ARGUMENT', stdinClosed ? 'stdin was closed' : "stdin is not writable (spawn with stdin: 'pipe' or a pty)");
+    return {
+      started,
+      result,
+      write: (data) => {
+        if (!interactive || stdinClosed) return Promise.reject(notWritable());
+        const buf = toBuffer(data);
+        const p = chain.then(() => this.sendData(st, buf));
+        chain = p.catch(() => {});
+        return p;
+      },
+      closeStdin: () => {
+        if (!interactive || stdinClosed) return;
+        stdinClosed = true;
+        chain = chain.then(() => {
+          if (!st.finished) this.send(encodeFrame(st.id, FrameType.EOF));
+        });
+      },
+      signal: (sig) => st.signal(sig),
+      resize: (cols, rows) => st.resize(cols, rows),
+      kill: () => st.cancel(),
+    };
+  }
+
+  /**
+   * Watches a directory (with `recursive`, its whole tree) for changes. onEvent is called
+   * once per event, in order; credit is granted after it returned (or its promise resolved),
+   * so a slow handler makes the agent stop reading (the kernel queue may then overflow,
+   * reported as an 'overflow' event).
+   */
+  watch(path: string, opts: { recursive?: boolean }, onEvent: (e: WatchEvent) => void | Promise<void>): WatchHandle {
+    let stopped = false;
+    let partial = '';
+    const deliver = async (line: string) => {
+      if (!line || stopped) return;
+      const v = JSON.parse(line) as Partial<WatchEvent>;
+      if (typeof v.type !== 'string' || !WATCH_TYPES.has(v.type) || typeof v.path !== 'string') {
+        throw new AgentError('PROTOCOL_ERROR', `malformed watch event: ${line.slice(0, 200)}`);
+      }
+      const r = onEvent({ type: v.type, path: v.path, is_dir: v.is_dir === true });
+      if (isPromiseLike(r)) await r;
+    };
+    let st: Stream;
+    try {
+      st = this.open({ op: 'watch', path, recursive: opts.recursive === true }, async (_type, chunk) => {
+        const lines = (partial + chunk.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) await deliver(line);
+      });
+    } catch (err) {
+      const done = Promise.reject(err);
+      done.catch(() => {});
+      return { done, stop: () => {} };
+    }
+    const done = st.result.then(
+      () => {},
+      (err: unknown) => {
+        if (stopped) return; // the agent's CANCELLED answer to stop(), or anything racing it
+        throw err;
+      },
+    );
+    done.catch(() => {});
+    return {
+      done,
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        st.discard = true;
+        st.cancel();
+      },
+    };
   }
 
   /**
@@ -647,12 +850,12 @@ export class AgentClient {
     }
   }
 
-  private open(req: Record<string, unknown>, consumer?: Consumer): Stream {
+  private open(req: Record<string, unknown>, consumer?: Consumer, onStarted?: (info: Record<string, unknown>) => void): Stream {
     if (this.isClosed) throw new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
     let id = this.nextId;
     while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
-    const st = new Stream(this.channel, id, consumer);
+    const st = new Stream(this.channel, id, consumer, onStarted);
     this.streams.set(id, st);
     this.send(encodeJsonFrame(id, FrameType.OPEN, req));
     return st;
@@ -663,22 +866,27 @@ export class AgentClient {
     const source: AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer> =
       typeof data === 'string' || data instanceof Uint8Array ? [toBuffer(data)] : data;
     for await (const piece of source) {
-      const buf = toBuffer(piece);
-      let off = 0;
-      while (off < buf.length) {
-        if (st.finished) return;
-        if (st.sendCredit <= 0) {
-          await st.waitCredit();
-          continue;
-        }
-        const n = Math.min(buf.length - off, st.sendCredit, CHUNK_SIZE);
-        st.sendCredit -= n;
-        const ok = this.send(encodeFrame(st.id, FrameType.DATA, buf.subarray(off, off + n)));
-        off += n;
-        if (!ok) await this.waitDrain();
-      }
+      await this.sendData(st, toBuffer(piece));
+      if (st.finished) return;
     }
     if (!st.finished) this.send(encodeFrame(st.id, FrameType.EOF));
+  }
+
+  /** DATA frames within the stream's credit; returns early (dropping the rest) once the stream finished. */
+  private async sendData(st: Stream, buf: Buffer): Promise<void> {
+    let off = 0;
+    while (off < buf.length) {
+      if (st.finished) return;
+      if (st.sendCredit <= 0) {
+        await st.waitCredit();
+        continue;
+      }
+      const n = Math.min(buf.length - off, st.sendCredit, CHUNK_SIZE);
+      st.sendCredit -= n;
+      const ok = this.send(encodeFrame(st.id, FrameType.DATA, buf.subarray(off, off + n)));
+      off += n;
+      if (!ok) await this.waitDrain();
+    }
   }
 
   private send(frame: Buffer): boolean {

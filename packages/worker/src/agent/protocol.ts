@@ -25,6 +25,10 @@ export const FrameType = {
   SIGNAL: 10,
   /** Agent → client on stream 0: the first frame of every connection. */
   HELLO: 11,
+  /** Agent → client on an exec stream: the command was forked, JSON {pid}; precedes its output. */
+  STARTED: 12,
+  /** Client → agent on a pty exec stream: JSON {cols, rows}, the terminal's new size. */
+  RESIZE: 13,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
