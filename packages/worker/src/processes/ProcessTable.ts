@@ -76,9 +76,14 @@ export class ProcessTable {
       throw err;
     }
     tracked.attach(handle);
+    const t0 = performance.now();
     handle.result.then(
       (outcome: ExecOutcome) => tracked.finish(outcome),
-      () => tracked.lose(),
+      (err: { code?: string }) =>
+        // The caller went away (a blocking exec's client): the agent killed the group.
+        err?.code === 'ABORTED'
+          ? tracked.finish({ exitCode: null, signal: 'SIGKILL', timedOut: false, durationMs: performance.now() - t0 })
+          : tracked.lose(),
     );
     void tracked.whenEnded().then(() => this.evictFinished(table));
     try {
