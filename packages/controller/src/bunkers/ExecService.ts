@@ -1,4 +1,6 @@
 import { ApiError, newId, type schemas } from '@scaibunker/core';
+import type { AuditTrail } from '../audit/AuditTrail.js';
+import { execEvent } from '../audit/events.js';
 import type { Principal } from '../auth/Principal.js';
 import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
@@ -26,6 +28,7 @@ export class ExecService {
     private readonly config: ControllerConfig,
     readonly outputs: OutputStorage,
     journal?: ExecLogJournal,
+    private readonly audit?: AuditTrail,
   ) {
     this.logs = new ExecLogWriter(store.execLogs, journal);
   }
@@ -59,6 +62,7 @@ export class ExecService {
       output_store: 'inline',
       output_bytes: 0,
     };
+    this.audit?.record(principal, execEvent(row.id, execId, body));
     const cap = this.config.outputInlineCapBytes;
     const budget = this.outputs.budgetFor(row.tenant_id);
     const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap, budget);
