@@ -21,8 +21,11 @@ describe('audit events API', () => {
   let bunkerB: string;
   const written: string[] = [];
 
-  const call = (key: string, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown) =>
-    ctx.controller.http.inject({
+  // Events stamped in the same millisecond list in id order; the tests that check the order
+  // space their calls out so each event has its own instant.
+  const call = async (key: string, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown) => {
+    if (method !== 'GET') await new Promise((r) => setTimeout(r, 3));
+    return ctx.controller.http.inject({
       method,
       url: `${API}${url}`,
       headers: {
@@ -31,6 +34,7 @@ describe('audit events API', () => {
       },
       ...(payload !== undefined ? { payload: payload as string } : {}),
     });
+  };
   const events = async (key: string, query = '') => {
     await ctx.controller.auditTrail.flush();
     const res = await call(key, 'GET', `/audit-events${query}`);
