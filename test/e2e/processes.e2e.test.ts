@@ -47,16 +47,7 @@ describe('processes, shells and file watch (controller + worker)', () => {
 
   const startController = () =>
     ServerProcess.start(
-      [
-        'controller',
-        '--port',
-        String(controllerPort),
-        '--data-dir',
-        join(data.dir, 'c'),
-        '--image-dir',
-        IMAGE_DIR,
-        ...FAST_INTERVALS,
-      ],
+      ['controller', '--port', String(controllerPort), '--data-dir', join(data.dir, 'c'), '--image-dir', IMAGE_DIR, ...FAST_INTERVALS],
       { SCAIBUNKER_WORKER_TOKEN: token },
     );
 
@@ -412,7 +403,10 @@ describe('processes, shells and file watch (controller + worker)', () => {
   test('recursive file watch reports creates, writes and removes, in subdirectories made later', async () => {
     const b = await bunker();
     await b.exec(['mkdir', '-p', '/tmp/w']);
-    const seen = sse(`/bunkers/${b.id}/files/watch?path=/tmp/w&recursive=true`, (e) => e.event === 'change' && e.data.path === '/tmp/w/sub/deep.txt' && e.data.type === 'remove');
+    const seen = sse(
+      `/bunkers/${b.id}/files/watch?path=/tmp/w&recursive=true`,
+      (e) => e.event === 'change' && e.data.path === '/tmp/w/sub/deep.txt' && e.data.type === 'remove',
+    );
     // The watch is live once a first change made after it shows up: poke until one does.
     await eventually('the watch sees a change', async () => {
       const r = await b.exec(['sh', '-c', 'echo x > /tmp/w/poke && rm -f /tmp/w/poke']);

@@ -35,6 +35,9 @@ group(async () => (await import('./commands/image.js')).registerImageCommands, {
 group(async () => (await import('./commands/admin.js')).registerAdminCommands, {
   admin: 'Administration: tenants, API keys, workers (need scaibunker:admin); quota profiles (scaibunker:admin:tenant)',
 });
+group(async () => (await import('./commands/audit.js')).registerAuditCommand, {
+  audit: "The tenant's audit trail, newest first: execs, file changes, bunkers, keys (needs scaibunker:audit:read)",
+});
 group(async () => (await import('./commands/usage.js')).registerUsageCommand, {
   usage: "The tenant's metered usage: CPU seconds, memory and disk MB-minutes, wall seconds (needs scaibunker:read)",
 });

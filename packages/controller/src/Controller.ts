@@ -5,6 +5,9 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type ControllerLink, newId, type schemas, type WorkerApi, WorkerError } from '@scaibunker/core';
 import type { FastifyInstance } from 'fastify';
+import { AuditService } from './audit/AuditService.js';
+import { AuditTrail } from './audit/AuditTrail.js';
+import { AuditWriter } from './audit/AuditWriter.js';
 import { Authenticator } from './auth/Authenticator.js';
 import { type JwtConfig, JwtVerifier } from './auth/JwtVerifier.js';
 import { AvailabilityGroupService } from './availability/AvailabilityGroupService.js';
@@ -27,6 +30,7 @@ import { buildHttpServer } from './http/HttpServer.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteDef } from './http/Route.js';
 import { adminRoutes } from './http/routes/adminRoutes.js';
+import { auditRoutes } from './http/routes/auditRoutes.js';
 import { availabilityGroupRoutes } from './http/routes/availabilityGroupRoutes.js';
 import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
@@ -147,6 +151,8 @@ export class Controller {
   readonly readiness: Readiness;
   /** Failures with codes: BLOB_STORE_UNAVAILABLE, INSUFFICIENT_STORAGE. */
   private readonly guardedBlobs: GuardedBlobStore;
+  /** Exec, file and bunker events, group-committed; flushed on close. */
+  readonly auditTrail: AuditTrail;
 
   private constructor(
     readonly store: Store,
@@ -170,7 +176,8 @@ export class Controller {
     const scheduler = new Scheduler(store);
     const quotas = new QuotaService(store, shared.counters, undefined, outputs);
     this.usageTicker = new UsageTicker(store, this.directory, this.config.usageIntervalMs);
-    const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker);
+    this.auditTrail = new AuditTrail(new AuditWriter(store.audit));
+    const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker, this.auditTrail);
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
     shared.changes.subscribe((_topic, id) => bunkers.running.invalidate(id));
@@ -201,16 +208,17 @@ export class Controller {
       this.config,
       outputs,
       opts.execLogJournal ? new ExecLogJournal(opts.execLogJournal) : undefined,
+      this.auditTrail,
     );
     this.followers = new ProcessFollower(store, this.directory, guarded, exec.logs, this.config, outputs);
     this.services = {
       store,
       bunkers,
       exec,
-      processes: new ProcessService(store, bunkers, exec.logs, this.followers),
+      processes: new ProcessService(store, bunkers, exec.logs, this.followers, this.auditTrail),
       terminals: new TerminalBridge(this.config.shellGraceMs),
       tickets: ShellTickets.fromWorkerToken(opts.workerToken, shared.tickets),
-      files: new FileService(bunkers, this.config),
+      files: new FileService(bunkers, this.config, this.auditTrail),
       flowAudit: new FlowAuditService(bunkers, guarded),
       tenants: new TenantService(store),
       workers,
@@ -224,6 +232,7 @@ export class Controller {
         onRegistered: () => this.bakery.kick(),
       }),
       availabilityGroups: new AvailabilityGroupService(store, warming),
+      audit: new AuditService(store, bunkers),
     };
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
     this.routes = [
@@ -231,6 +240,7 @@ export class Controller {
       ...processRoutes(this.services),
       ...fileRoutes(this.services),
       ...flowAuditRoutes(this.services),
+      ...auditRoutes(this.services),
       ...adminRoutes(this.services),
       ...quotaRoutes(this.services),
       ...bridgeRoutes(this.services),
@@ -387,6 +397,8 @@ export class Controller {
     this.services.terminals.close();
     await this.http.close();
     await this.services.exec.close();
+    // After the HTTP server: no request can queue an event once the writer has drained.
+    await this.auditTrail.close();
     await closeSharedState(this.shared);
     await this.store.close();
   }

@@ -37,3 +37,12 @@ test('each network profile but isolated has its own permission; admins hold them
   assert.equal(hasPermission(['scaibunker:network:unrestricted'], 'scaibunker:network:registry'), false, 'no profile implies another');
   assert.equal(hasPermission(['scaibunker:network:unrestricted'], 'scaibunker:create'), false);
 });
+
+test('the audit trail needs scaibunker:audit:read: tenant and platform admins hold it, readers do not', () => {
+  assert.ok(PERMISSIONS.includes('scaibunker:audit:read'));
+  assert.equal(hasPermission(['scaibunker:audit:read'], 'scaibunker:audit:read'), true);
+  assert.equal(hasPermission(['scaibunker:read', 'scaibunker:create', 'scaibunker:execute'], 'scaibunker:audit:read'), false);
+  assert.equal(hasPermission(['scaibunker:admin:tenant'], 'scaibunker:audit:read'), true);
+  assert.equal(hasPermission(['scaibunker:admin'], 'scaibunker:audit:read'), true);
+  assert.equal(hasPermission(['scaibunker:audit:read'], 'scaibunker:read'), false);
+});

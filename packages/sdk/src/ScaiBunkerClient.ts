@@ -1,4 +1,5 @@
 import { AdminApi } from './AdminApi.js';
+import { AuditApi } from './AuditApi.js';
 import { AvailabilityGroupsApi } from './AvailabilityGroupsApi.js';
 import { BridgesApi } from './BridgesApi.js';
 import { HttpTransport } from './HttpTransport.js';
@@ -34,6 +35,8 @@ export class ScaiBunkerClient {
   readonly bridges: BridgesApi;
   readonly availabilityGroups: AvailabilityGroupsApi;
   readonly usage: UsageApi;
+  /** The tenant's audit trail (`scaibunker:audit:read`). */
+  readonly audit: AuditApi;
 
   constructor(opts: ClientOptions = {}) {
     const env = process.env;
@@ -52,6 +55,7 @@ export class ScaiBunkerClient {
     this.bridges = new BridgesApi(this.transport);
     this.availabilityGroups = new AvailabilityGroupsApi(this.transport);
     this.usage = new UsageApi(this.transport);
+    this.audit = new AuditApi(this.transport);
   }
 
   /** Accepts a client, options for a new one, or nothing (environment defaults). */

@@ -1,4 +1,5 @@
 export { AdminApi } from './AdminApi.js';
+export { AuditApi, type AuditQueryOptions } from './AuditApi.js';
 export { AvailabilityGroupsApi } from './AvailabilityGroupsApi.js';
 export { BridgesApi } from './BridgesApi.js';
 export { Bunker, type CreateBunkerOptions, type ExecOptions, type ListBunkersOptions, type PageOptions } from './Bunker.js';

@@ -19,6 +19,7 @@ export type ExecResult = Schemas['ExecResult'];
 /** The SSE `exit` event's data: the exec result without stdout/stderr (those arrived as events). */
 export type ExecExit = Omit<ExecResult, 'stdout' | 'stderr'>;
 export type ExecLog = Schemas['ExecLog'];
+export type AuditEvent = Schemas['AuditEvent'];
 export type AuditBatch = Schemas['AuditBatch'];
 /** One finished flow of an `unrestricted` bunker, as its worker recorded it (one line of a batch). */
 export interface FlowRecord {

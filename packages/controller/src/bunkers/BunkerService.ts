@@ -11,6 +11,7 @@ import {
   type WorkerApi,
   WorkerError,
 } from '@scaibunker/core';
+import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
@@ -41,6 +42,8 @@ export class BunkerService {
     private readonly quotas: QuotaService,
     /** Takes a terminated bunker's last usage reading before its worker destroys it. */
     private readonly usage?: Pick<UsageTicker, 'sampleFinal'>,
+    /** bunker.create and bunker.terminate (queued: no extra round trip). */
+    private readonly audit?: AuditTrail,
   ) {}
 
   /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
@@ -139,6 +142,8 @@ export class BunkerService {
       }
       throw err;
     }
+    // On record once the bunker exists (charged), whether or not it then starts.
+    this.audit?.record(principal, { action: 'bunker.create', target: { type: 'bunker', id: row.id }, details: createDetails(row) });
     const unguarded = network.interfaces?.filter((i) => !i.spoof_guard) ?? [];
     if (unguarded.length > 0) {
       // Layer-2 transparency lets the bunker send as any MAC on its bridge: always on record.
@@ -237,7 +242,11 @@ export class BunkerService {
   async terminate(principal: Principal, id: string): Promise<BunkerRow> {
     const row = await this.mustGet(principal.tenantId, id);
     if (TERMINAL_STATES.has(row.state as BunkerState)) return row;
-    return (await this.end(row, 'terminated', 'user')) ?? this.mustGet(principal.tenantId, id);
+    const ended = await this.end(row, 'terminated', 'user');
+    // Only the terminate that ended it: a repeat, or losing the race to another ender, changed nothing.
+    if (ended)
+      this.audit?.record(principal, { action: 'bunker.terminate', target: { type: 'bunker', id }, details: { from_state: row.state } });
+    return ended ?? this.mustGet(principal.tenantId, id);
   }
 
   /**
@@ -333,4 +342,19 @@ export class BunkerService {
   mapWorkerError(err: unknown): unknown {
     return fromWorkerError(err);
   }
+}
+
+/** What a create asked for, as its audit event records it (the privileged parts included). */
+function createDetails(row: BunkerRow): object {
+  return {
+    image: row.image,
+    isolation: row.isolation,
+    lifecycle: row.lifecycle,
+    network_profile: row.network_profile,
+    cpu_millicores: row.cpu_millicores,
+    memory_mb: row.memory_mb,
+    disk_mb: row.disk_mb,
+    gpu_count: row.gpu_count,
+    ...(row.interfaces ? { interfaces: JSON.parse(row.interfaces) } : {}),
+  };
 }

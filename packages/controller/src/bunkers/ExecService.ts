@@ -1,4 +1,6 @@
 import { ApiError, newId, type schemas } from '@scaibunker/core';
+import type { AuditTrail } from '../audit/AuditTrail.js';
+import { execEvent } from '../audit/events.js';
 import type { Principal } from '../auth/Principal.js';
 import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
@@ -29,6 +31,7 @@ export class ExecService {
     private readonly config: ControllerConfig,
     readonly outputs: OutputStorage,
     journal?: ExecLogJournal,
+    private readonly audit?: AuditTrail,
   ) {
     this.logs = new ExecLogWriter(store.execLogs, journal);
   }
@@ -72,6 +75,7 @@ export class ExecService {
       end_reason: null,
       pty: 0,
     };
+    this.audit?.record(principal, execEvent(row.id, execId, body));
     const cap = this.config.outputInlineCapBytes;
     const budget = this.outputs.budgetFor(row.tenant_id);
     const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap, budget);

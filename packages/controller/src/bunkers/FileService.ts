@@ -1,5 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { FileStatInfo, schemas, WatchEvent } from '@scaibunker/core';
+import type { AuditTrail } from '../audit/AuditTrail.js';
+import { fileEvent } from '../audit/events.js';
 import type { Principal } from '../auth/Principal.js';
 import type { ControllerConfig } from '../config.js';
 import type { BunkerService } from './BunkerService.js';
@@ -24,6 +26,8 @@ export class FileService {
   constructor(
     private readonly bunkers: BunkerService,
     private readonly config: ControllerConfig,
+    /** Writes, deletes and mkdirs are recorded once done (queued: no extra round trip). */
+    private readonly audit?: AuditTrail,
   ) {}
 
   private async run<T>(
@@ -43,8 +47,10 @@ export class FileService {
     return this.run(principal, id, (w) => w.readFile(id, path));
   }
 
-  write(principal: Principal, id: string, path: string, data: Readable, opts: { mode?: number; parents?: boolean }) {
-    return this.run(principal, id, (w) => w.writeFile(id, path, data, { ...opts, maxBytes: this.config.uploadCapBytes }));
+  async write(principal: Principal, id: string, path: string, data: Readable, opts: { mode?: number; parents?: boolean }) {
+    const r = await this.run(principal, id, (w) => w.writeFile(id, path, data, { ...opts, maxBytes: this.config.uploadCapBytes }));
+    this.audit?.record(principal, fileEvent(id, 'file.write', { path, bytes: r.bytes }));
+    return r;
   }
 
   async stat(principal: Principal, id: string, path: string): Promise<schemas.FileStat> {
@@ -55,8 +61,10 @@ export class FileService {
     return (await this.run(principal, id, (w) => w.list(id, path))).map(statToApi);
   }
 
-  mkdir(principal: Principal, id: string, path: string, parents: boolean) {
-    return this.run(principal, id, (w) => w.mkdir(id, path, { parents }));
+  async mkdir(principal: Principal, id: string, path: string, parents: boolean) {
+    const r = await this.run(principal, id, (w) => w.mkdir(id, path, { parents }));
+    this.audit?.record(principal, fileEvent(id, 'file.mkdir', { path }));
+    return r;
   }
 
   /** Streams changes under `path` until `signal` aborts; an open watch counts as activity (the bunker is in use). */
@@ -76,7 +84,9 @@ export class FileService {
     }
   }
 
-  remove(principal: Principal, id: string, path: string, recursive: boolean) {
-    return this.run(principal, id, (w) => w.remove(id, path, { recursive }));
+  async remove(principal: Principal, id: string, path: string, recursive: boolean) {
+    const r = await this.run(principal, id, (w) => w.remove(id, path, { recursive }));
+    this.audit?.record(principal, fileEvent(id, 'file.delete', { path, recursive }));
+    return r;
   }
 }

@@ -1,8 +1,11 @@
 import { Readable } from 'node:stream';
 import { ApiError, newId, type ProcessInfo, type ProcessOutput, type schemas, type WorkerApi, WorkerError } from '@scaibunker/core';
+import type { AuditTrail } from '../audit/AuditTrail.js';
+import { execEvent, shellEvent } from '../audit/events.js';
 import type { Principal } from '../auth/Principal.js';
 import type { Store } from '../store/Store.js';
 import type { ExecLogRow } from '../store/schema.js';
+import type { AuditEntry } from '../tenants/audit.js';
 import type { BunkerService } from './BunkerService.js';
 import type { ExecLogWriter } from './ExecLogWriter.js';
 import type { ProcessFollower } from './ProcessFollower.js';
@@ -47,6 +50,7 @@ export class ProcessService {
     private readonly bunkers: BunkerService,
     private readonly logs: ExecLogWriter,
     private readonly follower: ProcessFollower,
+    private readonly audit?: AuditTrail,
   ) {}
 
   /** `POST /exec` with `background: true`: answers once the process runs. */
@@ -61,7 +65,7 @@ export class ProcessService {
       });
     }
     const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
-    return this.start(principal, bunkerId, {
+    return this.start(principal, bunkerId, (execId) => execEvent(bunkerId, execId, body), {
       argv,
       command: typeof body.command === 'string' ? body.command : JSON.stringify(body.command),
       ...(body.env ? { env: body.env } : {}),
@@ -76,7 +80,7 @@ export class ProcessService {
 
   /** A login shell (or `command`) in a terminal of the given size. */
   startShell(principal: Principal, bunkerId: string, size: { cols: number; rows: number }, command?: string): Promise<schemas.Process> {
-    return this.start(principal, bunkerId, {
+    return this.start(principal, bunkerId, (execId) => shellEvent(bunkerId, execId, 'shell.open', { command: command ?? null }), {
       argv: command ? ['/bin/sh', '-c', command] : LOGIN_SHELL,
       command: command ?? 'shell',
       timeoutMs: 0,
@@ -86,9 +90,15 @@ export class ProcessService {
     });
   }
 
-  async start(principal: Principal, bunkerId: string, opts: StartOptions): Promise<schemas.Process> {
+  private async start(
+    principal: Principal,
+    bunkerId: string,
+    event: (execId: string) => AuditEntry,
+    opts: StartOptions,
+  ): Promise<schemas.Process> {
     const { row: bunker, worker } = await this.bunkers.requireRunning(principal, bunkerId);
     const execId = newId('ex');
+    this.audit?.record(principal, event(execId));
     const row: ExecLogRow = {
       id: execId,
       bunker_id: bunker.id,
@@ -242,6 +252,11 @@ export class ProcessService {
       closeStdin: () => call(() => worker.closeStdin(bunkerId, execId)),
       events: (from, onOutput, signal) => call(() => worker.processEvents(bunkerId, execId, from, { onEvent: onOutput, signal })),
     };
+  }
+
+  /** A terminal session on a shell exec: opened (a new shell, or a reattach) or closed. */
+  recordShell(principal: Principal, bunkerId: string, execId: string, action: 'shell.open' | 'shell.close', details: object = {}): void {
+    this.audit?.record(principal, shellEvent(bunkerId, execId, action, details));
   }
 
   /** The exec's row, in the caller's tenant and this bunker; EXEC_NOT_FOUND otherwise. */

@@ -348,6 +348,27 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('exec_logs_tenant_output').on('exec_logs').columns(['tenant_id', 'output_bytes']).execute();
     },
   },
+  '0009_audit_bunker': {
+    async up(db: Kysely<any>) {
+      // The bunker an event is on or inside (exec, files, create, terminate): `GET /audit-events`
+      // filters by it, and an exec's target is the exec, not the bunker. Events written before
+      // this on bunker targets get theirs from the target.
+      await db.schema.alterTable('audit_events').addColumn('bunker_id', 'text').execute();
+      await db
+        .updateTable('audit_events')
+        .set((eb) => ({ bunker_id: eb.ref('target_id') }))
+        .where('target_type', '=', 'bunker')
+        .execute();
+      // Both listings are keyset pages over (created_at, id), newest first, within one tenant.
+      await db.schema.dropIndex('audit_events_tenant').execute();
+      await db.schema.createIndex('audit_events_tenant').on('audit_events').columns(['tenant_id', 'created_at', 'id']).execute();
+      await db.schema
+        .createIndex('audit_events_bunker')
+        .on('audit_events')
+        .columns(['tenant_id', 'bunker_id', 'created_at', 'id'])
+        .execute();
+    },
+  },
   '0010_exec_processes': {
     async up(db: Kysely<any>) {
       for (const [name, type] of [

@@ -194,6 +194,8 @@ export interface AuditEventRow {
   action: string;
   target_type: string;
   target_id: string;
+  /** The bunker the event is on or inside; null for events on anything else. */
+  bunker_id: string | null;
   details: string;
   created_at: string;
 }

@@ -3,9 +3,9 @@ import type { Principal } from '../auth/Principal.js';
 import type { OutputStorage } from '../bunkers/OutputStorage.js';
 import { resolveTenant } from '../quotas/access.js';
 import type { Store } from '../store/Store.js';
+import { parseTimestamp } from '../time/parseTimestamp.js';
 
 const DAY_MS = 86_400_000;
-const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-](\d{2}):(\d{2})))?$/;
 
 /**
  * `GET /usage`: a tenant's metered usage (rows written by the UsageTicker) summed over a range,
@@ -53,27 +53,4 @@ export class UsageService {
 /** Sums of floating-point rows: six decimals are plenty and hide the float noise. */
 function round(n: number): number {
   return Math.round(n * 1e6) / 1e6;
-}
-
-/** An ISO 8601 date or date-time (the schema checked the shape) whose fields are in range, as epoch ms. */
-function parseTimestamp(value: string, field: 'from' | 'to'): number {
-  const m = TIMESTAMP.exec(value);
-  const [, y, mo, d, h = '0', mi = '0', s = '0', , oh = '0', om = '0'] = m ?? [];
-  const ms = Date.parse(m?.[4] === undefined ? `${value}T00:00:00Z` : value);
-  const daysInMonth = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
-  const valid =
-    m !== null &&
-    Number.isFinite(ms) &&
-    Number(mo) >= 1 &&
-    Number(mo) <= 12 &&
-    Number(d) >= 1 &&
-    Number(d) <= daysInMonth &&
-    Number(h) <= 23 &&
-    Number(mi) <= 59 &&
-    Number(s) <= 59 &&
-    Number(oh) <= 23 &&
-    Number(om) <= 59;
-  if (!valid)
-    throw new ApiError('VALIDATION_FAILED', `\`${field}\` is not a valid date or date-time: ${value}`, { field: `querystring/${field}` });
-  return ms;
 }

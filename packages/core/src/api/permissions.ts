@@ -3,6 +3,9 @@
  * create use that network profile (`isolated` needs none); without it the create is
  * NETWORK_PROFILE_DENIED before quotas or any worker are asked. `scaibunker:l2_transparency`
  * lets a `transit` interface turn its spoof guard off (`spoof_guard: false`).
+ * `scaibunker:audit:read` reads the tenant's audit trail (`GET /audit-events`): who ran what,
+ * wrote which file, made which key. Kept apart from `scaibunker:read` because the trail covers
+ * every caller of the tenant, keys and admin actions included; tenant admins hold it.
  */
 export const PERMISSIONS = [
   'scaibunker:create',
@@ -13,6 +16,7 @@ export const PERMISSIONS = [
   'scaibunker:network:unrestricted',
   'scaibunker:network:transit',
   'scaibunker:l2_transparency',
+  'scaibunker:audit:read',
   'scaibunker:admin:tenant',
   'scaibunker:admin',
 ] as const;

@@ -943,3 +943,41 @@ export const UsageReport = Type.Object(
   { $id: 'UsageReport' },
 );
 export type UsageReport = Static<typeof UsageReport>;
+
+// ---- audit events -----------------------------------------------------------------------------
+
+/** An action name as recorded (`exec.run`, `file.write`, `api_key.create`, …). */
+const AuditAction = Type.String({ pattern: '^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*$', maxLength: 64, description: 'e.g. `exec.run`' });
+export const AuditEventQuery = Type.Object(
+  {
+    bunker_id: Type.Optional({ ...BunkerId, description: 'Only events on this bunker (or inside it)' }),
+    action: Type.Optional(AuditAction),
+    actor: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 300, description: 'Only events by this actor (`key:<id>`, `jwt:<sub>`, `system`)' }),
+    ),
+    from: Type.Optional(UsageTimestamp('only events at or after it')),
+    to: Type.Optional(UsageTimestamp('only events before it')),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 200 })),
+    tenant_id: Type.Optional({ ...TenantId, description: "Platform admins: another tenant's events" }),
+  },
+  strict,
+);
+export type AuditEventQuery = Static<typeof AuditEventQuery>;
+export const AuditEvent = Type.Object(
+  {
+    id: Type.String(),
+    tenant_id: Nullable(Type.String()),
+    actor: Type.String(),
+    action: Type.String(),
+    target_type: Type.String({ description: '`bunker`, `api_key`, `image`, …' }),
+    target_id: Type.String(),
+    bunker_id: Nullable(Type.String({ description: 'The bunker the event is on or inside; null for others' })),
+    details: Type.Record(Type.String(), Type.Unknown(), { description: "The action's own fields (an exec's `command`, a file's `path`…)" }),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'AuditEvent' },
+);
+export type AuditEvent = Static<typeof AuditEvent>;
+export const AuditEventPage = Page(AuditEvent, 'AuditEventPage');
+export type AuditEventPage = Static<typeof AuditEventPage>;

@@ -416,6 +416,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/modules/scaibunker/audit-events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's audit trail (execs, file changes, bunkers, keys…), newest first */
+        get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/tenants": {
         parameters: {
             query?: never;
@@ -1140,6 +1157,26 @@ export interface components {
             items: components["schemas"]["AuditBatch"][];
             next_continuation_token: string | null;
         };
+        AuditEvent: {
+            id: string;
+            tenant_id: string | null;
+            actor: string;
+            action: string;
+            /** @description `bunker`, `api_key`, `image`, … */
+            target_type: string;
+            target_id: string;
+            bunker_id: string | null;
+            /** @description The action's own fields (an exec's `command`, a file's `path`…) */
+            details: {
+                [key: string]: unknown;
+            };
+            /** Format: date-time */
+            created_at: string;
+        };
+        AuditEventPage: {
+            items: components["schemas"]["AuditEvent"][];
+            next_cursor: string | null;
+        };
         Tenant: {
             id: string;
             name: string;
@@ -1157,7 +1194,7 @@ export interface components {
         };
         CreateApiKey: {
             name: string;
-            permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:network:registry" | "scaibunker:network:allowlisted" | "scaibunker:network:unrestricted" | "scaibunker:network:transit" | "scaibunker:l2_transparency" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
+            permissions: ("scaibunker:create" | "scaibunker:execute" | "scaibunker:read" | "scaibunker:network:registry" | "scaibunker:network:allowlisted" | "scaibunker:network:unrestricted" | "scaibunker:network:transit" | "scaibunker:l2_transparency" | "scaibunker:audit:read" | "scaibunker:admin:tenant" | "scaibunker:admin")[];
             /** @description The user this key acts as (quota buckets); default `key:<key id>` */
             user_id?: string;
             /** @description Groups of that user; default none */
@@ -3884,6 +3921,89 @@ export interface operations {
                 };
             };
             /** @description STORE_UNAVAILABLE | BLOB_STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listAuditEvents: {
+        parameters: {
+            query?: {
+                bunker_id?: string;
+                action?: string;
+                actor?: string;
+                from?: string;
+                to?: string;
+                limit?: number;
+                cursor?: string;
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEventPage"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND | BUNKER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
             503: {
                 headers: {
                     [name: string]: unknown;

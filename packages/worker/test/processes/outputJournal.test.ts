@@ -31,10 +31,7 @@ test('chunks past the memory bound spill to disk and replay in order, from any s
     assert.deepEqual(c.data, chunk(c.seq), `chunk ${c.seq} intact`);
     assert.equal(c.stream, c.seq % 3 === 0 ? 'stderr' : 'stdout');
   }
-  assert.deepEqual(
-    (await collect(journal, 42)).map((c) => c.seq)[0],
-    42,
-  );
+  assert.deepEqual((await collect(journal, 42)).map((c) => c.seq)[0], 42);
   assert.equal(journal.bytes, 100_000);
   await journal.discard();
   assert.ok(!existsSync(spillPath), 'discard deletes the spill file');

@@ -1,3 +1,4 @@
+import type { AuditService } from '../../audit/AuditService.js';
 import type { AvailabilityGroupService } from '../../availability/AvailabilityGroupService.js';
 import type { BridgeService } from '../../bridges/BridgeService.js';
 import type { BunkerService } from '../../bunkers/BunkerService.js';
@@ -35,6 +36,7 @@ export interface Services {
   storage: StorageService;
   images: ImageService;
   availabilityGroups: AvailabilityGroupService;
+  audit: AuditService;
 }
 
 export const API = '/v1/modules/scaibunker';

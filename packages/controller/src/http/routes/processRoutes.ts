@@ -181,7 +181,13 @@ export function processRoutes(s: Services): RouteDef[] {
           const handle = await s.processes.open(principal, params.id, execId);
           if (handle.row.pty !== 1) throw new ApiError('EXEC_CONFLICT', `exec ${execId} has no terminal`);
           socket.send(JSON.stringify({ type: 'ready', exec_id: execId, pid: opened?.pid ?? handle.row.pid }));
-          await s.terminals.run(socket, handle, { from: 1, killWhenAbandoned: true });
+          // A new shell's open is on record from its start; a reattach is a session of its own.
+          if (!opened) s.processes.recordShell(principal, params.id, execId, 'shell.open', { reattach: true });
+          const ended = await s.terminals.run(socket, handle, { from: 1, killWhenAbandoned: true });
+          s.processes.recordShell(principal, params.id, execId, 'shell.close', {
+            state: ended?.state ?? 'running',
+            exit_code: ended?.exitCode ?? null,
+          });
         });
       },
     }),
