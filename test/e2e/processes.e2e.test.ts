@@ -261,9 +261,10 @@ describe('processes, shells and file watch (controller + worker)', () => {
     });
     abort.abort();
     await running;
-    const ended = await eventually('the exec ended', async () => {
+    // Its worker reports it killed at once; the row says why once the controller wrote it.
+    const ended = await eventually('the exec row ended', async () => {
       const r = await call('GET', `/bunkers/${b.id}/execs/${row.exec_id}`);
-      return r.body.finished_at ? r.body : undefined;
+      return r.body.end_reason ? r.body : undefined;
     });
     assert.equal(ended.state, 'killed');
     assert.equal(ended.end_reason, 'client_gone');
@@ -277,37 +278,42 @@ describe('processes, shells and file watch (controller + worker)', () => {
     ws.binaryType = 'arraybuffer';
     let output = '';
     const control: any[] = [];
-    let notify: (() => void) | null = null;
+    const listeners = new Set<() => void>();
+    const notify = () => {
+      for (const l of [...listeners]) l();
+    };
     ws.onmessage = (m) => {
       if (typeof m.data === 'string') control.push(JSON.parse(m.data));
       else output += Buffer.from(m.data as ArrayBuffer).toString('utf8');
-      notify?.();
+      notify();
     };
     const closed = new Promise<number>((resolve) => {
       ws.onclose = (e) => {
-        notify?.();
         resolve(e.code);
+        notify();
       };
     });
     await new Promise<void>((resolve, reject) => {
       ws.onopen = () => resolve();
       ws.onerror = () => reject(new Error(`websocket ${path} failed`));
     });
-    const waitFor = async (what: string, ok: () => boolean, timeoutMs = 20_000) => {
-      const deadline = setTimeout(() => notify?.(), timeoutMs);
-      try {
-        while (!ok()) {
-          if (ws.readyState === ws.CLOSED) throw new Error(`socket closed waiting for ${what}; output: ${output}`);
-          await new Promise<void>((r) => {
-            notify = r;
-          });
-          if (!ok() && Date.now() > 0 && (deadline as unknown as { _destroyed?: boolean })._destroyed) break;
-        }
-        if (!ok()) throw new Error(`timed out waiting for ${what}; output: ${output}`);
-      } finally {
-        clearTimeout(deadline);
-      }
-    };
+    /** Resolves once `ok()` holds (checked on every frame), fails if the socket closes first. */
+    const waitFor = (what: string, ok: () => boolean, timeoutMs = 20_000) =>
+      new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          if (err) reject(err);
+          else resolve();
+        };
+        const check = () => {
+          if (ok()) done();
+          else if (ws.readyState === ws.CLOSED) done(new Error(`socket closed waiting for ${what}; output: ${output}`));
+        };
+        const timer = setTimeout(() => done(new Error(`timed out waiting for ${what}; output: ${output}`)), timeoutMs);
+        listeners.add(check);
+        check();
+      });
     return { ws, output: () => output, control, closed, waitFor };
   }
 
@@ -319,8 +325,7 @@ describe('processes, shells and file watch (controller + worker)', () => {
       const ready = sh.control.find((c) => c.type === 'ready');
       assert.match(ready.exec_id, /^ex_/);
       sh.ws.send(new TextEncoder().encode('stty size; tty\n'));
-      await sh.waitFor('30 100', () => /30 100/.test(sh.output()));
-      assert.match(sh.output(), /\/dev\/pts\/\d+/);
+      await sh.waitFor('30 100 and a pts', () => /30 100/.test(sh.output()) && /\/dev\/pts\/\d+/.test(sh.output()));
       sh.ws.send(JSON.stringify({ type: 'resize', cols: 120, rows: 40 }));
       sh.ws.send(new TextEncoder().encode('stty size\n'));
       await sh.waitFor('40 120', () => /40 120/.test(sh.output()));

@@ -182,6 +182,14 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
           schema: schemaOf(def),
           websocket: true,
           onRequest: async (req) => authenticate(def, req),
+          preHandler: async (req) => {
+            await def.beforeUpgrade?.({
+              query: (req.query ?? {}) as never,
+              params: (req.params ?? {}) as never,
+              principal: principalOf(req),
+              req,
+            });
+          },
           handler: (socket: WebSocket, req: FastifyRequest) =>
             serve({
               query: (req.query ?? {}) as never,

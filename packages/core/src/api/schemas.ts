@@ -464,12 +464,12 @@ export const ShellQuery = Type.Object(
       Type.String({ minLength: 1, maxLength: 4096, description: 'Run this instead of a login shell (by `/bin/sh -c`)' }),
     ),
     exec_id: Type.Optional(Type.String({ pattern: idPattern('ex'), description: 'Reattach to this shell instead of opening a new one' })),
-    ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'From `POST …/shell-tickets` (browsers)' })),
+    ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'From `POST …/shell-tickets` (browsers)' })),
   },
   strict,
 );
 export const AttachQuery = Type.Object(
-  { ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), from: Type.Optional(Type.Integer({ minimum: 1 })) },
+  { ticket: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })), from: Type.Optional(Type.Integer({ minimum: 1 })) },
   strict,
 );
 export const ShellTicket = Type.Object({ ticket: Type.String(), expires_at: Type.String({ format: 'date-time' }) }, { $id: 'ShellTicket' });

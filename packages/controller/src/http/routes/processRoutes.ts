@@ -139,6 +139,7 @@ export function processRoutes(s: Services): RouteDef[] {
       response: { status: 101, websocket: true },
       errors: [...STEER_ERRORS],
       handler: upgradeRequired,
+      beforeUpgrade: async ({ params, principal }) => void (await s.processes.open(principal, params.id, params.exec_id)),
       socket: async ({ params, query, principal, socket }) => {
         await onSocket(socket, async () => {
           const handle = await s.processes.open(principal, params.id, params.exec_id);
@@ -174,6 +175,10 @@ export function processRoutes(s: Services): RouteDef[] {
       response: { status: 101, websocket: true },
       errors: ['BUNKER_NOT_FOUND', 'BUNKER_NOT_RUNNING', 'EXEC_NOT_FOUND', 'EXEC_CONFLICT', 'WORKER_UNAVAILABLE'],
       handler: upgradeRequired,
+      beforeUpgrade: async ({ params, query, principal }) => {
+        if (query.exec_id) await s.processes.open(principal, params.id, query.exec_id);
+        else await s.bunkers.requireRunning(principal, params.id);
+      },
       socket: async ({ params, query, principal, socket }) => {
         await onSocket(socket, async () => {
           const opened = query.exec_id ? null : await openShell(s, principal, params.id, query);
