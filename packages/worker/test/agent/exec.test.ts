@@ -342,6 +342,45 @@ describe('exec', () => {
   });
 });
 
+describe('spawn', () => {
+  test('started resolves with the pid of the command (frame order: protocol.test.ts)', async () => {
+    const c = collector();
+    const p = client.spawn({ argv: ['sh', '-c', 'echo "$$"'] }, c.handlers);
+    const { pid } = await p.started;
+    const r = await p.result;
+    assert.equal(r.exitCode, 0);
+    assert.equal(c.out(), `${pid}\n`);
+  });
+
+  test("stdin 'pipe': write() and closeStdin() feed a running command", async () => {
+    const c = collector();
+    const p = client.spawn({ argv: ['cat'], stdin: 'pipe' }, c.handlers);
+    await p.started;
+    await p.write(Buffer.from('one '));
+    await p.write('two');
+    p.closeStdin();
+    const r = await p.result;
+    assert.equal(r.exitCode, 0);
+    assert.equal(c.out(), 'one two');
+    await assert.rejects(p.write('late'), isAgentError('INVALID_ARGUMENT'));
+  });
+
+  test('write() without stdin pipe is INVALID_ARGUMENT; signal() reaches the process', async () => {
+    const p = client.spawn({ argv: ['sleep', '30'] });
+    await p.started;
+    await assert.rejects(p.write('x'), isAgentError('INVALID_ARGUMENT'));
+    p.signal('SIGTERM');
+    const r = await p.result;
+    assert.equal(r.signal, 'SIGTERM');
+  });
+
+  test('a request the agent rejects rejects started and result alike', async () => {
+    const p = client.spawn({ argv: ['true'], cwd: '/no/such/dir/sb' });
+    await assert.rejects(p.started, isAgentError('NOT_FOUND'));
+    await assert.rejects(p.result, isAgentError('NOT_FOUND'));
+  });
+});
+
 describe('connection lifecycle', () => {
   test('closing the connection mid-exec kills the exec process group', { timeout: 60_000 }, async () => {
     const c = await AgentClient.connect(agent.socketPath);

@@ -199,3 +199,54 @@ test('AgentClient.fromStream speaks the protocol over any duplex', async () => {
   await c.closed;
   await assert.rejects(c.health(), (e: unknown) => e instanceof AgentError && e.code === 'CHANNEL_CLOSED');
 });
+
+/** Raw exec on a fresh connection: every frame of stream 1 up to its terminal frame. */
+async function rawExec(req: Record<string, unknown>): Promise<{ type: number; payload: Buffer }[]> {
+  const sock = net.createConnection({ path: agent.socketPath });
+  await once(sock, 'connect');
+  try {
+    const dec = new FrameDecoder();
+    const got: { type: number; payload: Buffer }[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      sock.on('data', (d: Buffer) => {
+        for (const f of dec.push(d)) {
+          if (f.stream !== 1) continue;
+          got.push(f);
+          if (f.type === FrameType.RESULT || f.type === FrameType.ERROR) resolve();
+        }
+      });
+      sock.on('close', () => reject(new Error(`connection closed; got ${JSON.stringify(got)}`)));
+    });
+    sock.write(encodeJsonFrame(1, FrameType.OPEN, { op: 'exec', ...req }));
+    await done;
+    return got;
+  } finally {
+    sock.destroy();
+  }
+}
+
+test('exec: STARTED {pid} comes first, before any output, and matches the RESULT pid', async () => {
+  await AgentClient.connect(agent.socketPath).then((c) => c.close()); // the socket exists
+  const got = await rawExec({ argv: ['sh', '-c', 'echo "$$"; echo err >&2'] });
+  assert.equal(got[0]?.type, FrameType.STARTED, JSON.stringify(got.map((f) => f.type)));
+  const pid = JSON.parse(got[0]?.payload.toString() ?? '{}').pid;
+  assert.equal(typeof pid, 'number');
+  assert.equal(got.filter((f) => f.type === FrameType.STARTED).length, 1);
+  const out = Buffer.concat(got.filter((f) => f.type === FrameType.STDOUT).map((f) => f.payload)).toString();
+  assert.equal(out, `${pid}\n`);
+  const last = got[got.length - 1];
+  assert.equal(last?.type, FrameType.RESULT);
+  assert.equal(JSON.parse(last?.payload.toString() ?? '{}').pid, pid);
+});
+
+test('exec: a start failure (command not found) still sends STARTED first; an invalid request none', async () => {
+  await AgentClient.connect(agent.socketPath).then((c) => c.close());
+  const got = await rawExec({ argv: ['no-such-command-sb'] });
+  assert.equal(got[0]?.type, FrameType.STARTED);
+  assert.equal(JSON.parse(got[got.length - 1]?.payload.toString() ?? '{}').exit_code, 127);
+  const bad = await rawExec({ argv: [] });
+  assert.deepEqual(
+    bad.map((f) => f.type),
+    [FrameType.ERROR],
+  );
+});

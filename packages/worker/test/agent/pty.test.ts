@@ -97,7 +97,12 @@ describe('pty exec', () => {
     let stderr = '';
     const p = spawnTracked(
       { argv: ['sh', '-c', 'stty size; echo oops >&2'], pty: { cols: 132, rows: 43 } },
-      { onStdout: t.onStdout, onStderr: (b) => void (stderr += b.toString()) },
+      {
+        onStdout: t.onStdout,
+        onStderr: (b) => {
+          stderr += b.toString();
+        },
+      },
     );
     const r = await p.result;
     assert.equal(r.exitCode, 0);
