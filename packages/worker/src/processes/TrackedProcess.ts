@@ -143,7 +143,11 @@ export class TrackedProcess {
   }
 
   signal(sig: string): void {
-    this.steerable('signal it').signal(sig);
+    const handle = this.steerable('signal it');
+    // SIGKILL ends the exec: its whole process group, even in a terminal (where other signals
+    // go to the terminal's foreground job, as a typed ^C would).
+    if (sig === 'SIGKILL' || sig === 'KILL' || sig === '9') handle.kill();
+    else handle.signal(sig);
   }
 
   resize(cols: number, rows: number): void {
