@@ -118,6 +118,8 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       reply.raw.destroy();
       return;
     }
+    // A refused WebSocket upgrade: the socket is closed after this answer, so say so (no client reuses it).
+    if ((req as { ws?: boolean }).ws) reply.header('connection', 'close');
     const retryAfter = RETRYABLE_AFTER_S[apiErr.code];
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     void reply.status(apiErr.status).send(apiErr.toBody());
