@@ -429,6 +429,40 @@ describe('processes, shells and file watch (controller + worker)', () => {
     assert.equal(missing.body.error.code, 'FILE_NOT_FOUND');
   });
 
+  test('1,000 background processes across four bunkers run at once, each listed and readable', async () => {
+    const bunkers = await Promise.all([0, 1, 2, 3].map(() => bunker()));
+    const started: Array<{ bunker: string; exec: string }> = [];
+    const jobs = bunkers.flatMap((b) => Array.from({ length: 250 }, (_, i) => ({ b, i })));
+    // 25 requests in flight at a time, as a busy client would.
+    for (let at = 0; at < jobs.length; at += 25) {
+      const batch = await Promise.all(
+        jobs.slice(at, at + 25).map(async ({ b, i }) => {
+          const r = await call('POST', `/bunkers/${b.id}/exec`, { json: { command: `echo p${i}; exec sleep 600`, background: true, tag: 'many' } });
+          assert.equal(r.status, 202, JSON.stringify(r.body));
+          return { bunker: b.id, exec: r.body.exec_id as string };
+        }),
+      );
+      started.push(...batch);
+    }
+    assert.equal(started.length, 1000);
+    for (const b of bunkers) {
+      let running = 0;
+      let cursor: string | null = null;
+      do {
+        const page: { body: { items: Array<{ state: string }>; next_cursor: string | null } } = await call(
+          'GET',
+          `/bunkers/${b.id}/execs?state=running&tag=many&limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+        );
+        running += page.body.items.filter((p) => p.state === 'running').length;
+        cursor = page.body.next_cursor;
+      } while (cursor);
+      assert.equal(running, 250, `bunker ${b.id} runs 250`);
+    }
+    const last = started.at(-1) as { bunker: string; exec: string };
+    const out = await sse(`/bunkers/${last.bunker}/execs/${last.exec}/events`, (e) => e.event === 'stdout');
+    assert.equal(text(out), 'p249\n');
+  });
+
   test('a controller restart while a background process writes loses no output, and the new controller completes its row', async () => {
     const b = await bunker();
     const p = (
