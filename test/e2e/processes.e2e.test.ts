@@ -437,7 +437,9 @@ describe('processes, shells and file watch (controller + worker)', () => {
     for (let at = 0; at < jobs.length; at += 25) {
       const batch = await Promise.all(
         jobs.slice(at, at + 25).map(async ({ b, i }) => {
-          const r = await call('POST', `/bunkers/${b.id}/exec`, { json: { command: `echo p${i}; exec sleep 600`, background: true, tag: 'many' } });
+          const r = await call('POST', `/bunkers/${b.id}/exec`, {
+            json: { command: `echo p${i}; exec sleep 600`, background: true, tag: 'many' },
+          });
           assert.equal(r.status, 202, JSON.stringify(r.body));
           return { bunker: b.id, exec: r.body.exec_id as string };
         }),

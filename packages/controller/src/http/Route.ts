@@ -38,9 +38,7 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
   /** Also accepts a single-use `?ticket=` (POST …/shell-tickets) instead of the Authorization header: browsers' WebSockets. */
   ticket?: boolean;
   /** WebSocket routes: what must hold before the upgrade (a missing bunker or exec is then a plain HTTP 404/409). */
-  beforeUpgrade?(
-    ctx: Omit<SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>, 'socket'>,
-  ): Promise<void>;
+  beforeUpgrade?(ctx: Omit<SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>, 'socket'>): Promise<void>;
   /** WebSocket routes: runs once the connection is upgraded (auth and validation happened before). */
   socket?(ctx: SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>): Promise<void>;
   /** Error codes this route can answer, besides the auth and validation ones every route has. */

@@ -1,6 +1,7 @@
-import type { ProcessInfo } from '@scaibunker/core';
+import { ApiError, type ProcessInfo } from '@scaibunker/core';
 import type { WebSocket } from 'ws';
 import type { ProcessHandle } from '../bunkers/ProcessService.js';
+import type { SocketInbox } from './SocketInbox.js';
 
 /** Past this much unsent output the bridge stops reading the process until the socket drains. */
 const SOCKET_HIGH_WATER = 1024 * 1024;
@@ -32,20 +33,23 @@ export class TerminalBridge {
   ) {}
 
   /** Runs until the process ends or the socket closes. */
-  async run(socket: WebSocket, handle: ProcessHandle, opts: BridgeOptions): Promise<ProcessInfo | undefined> {
+  async run(socket: WebSocket, inbox: SocketInbox, handle: ProcessHandle, opts: BridgeOptions): Promise<ProcessInfo | undefined> {
     const execId = handle.row.id;
     this.attach(execId);
     const reading = new AbortController();
     let inputs: Promise<unknown> = Promise.resolve();
-    const fail = (err: unknown) => sendControl(socket, { type: 'error', message: (err as Error).message });
+    // The terminal stays open: a bad control frame or a refused write is the client's to handle.
+    const fail = (err: unknown) => {
+      const e = err instanceof ApiError ? err : new ApiError('INTERNAL', (err as Error).message);
+      sendControl(socket, { type: 'error', code: e.code, message: e.message });
+    };
 
-    socket.on('message', (data, isBinary) => {
-      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    inbox.consume(({ data, isBinary }) => {
       // One at a time, in order: keystrokes must not overtake each other.
       inputs = inputs
         .then(async () => {
-          if (isBinary) await handle.write(bytes);
-          else await this.control(handle, bytes.toString('utf8'));
+          if (isBinary) await handle.write(data);
+          else await this.control(handle, data.toString('utf8'));
         })
         .catch(fail);
     });
@@ -82,12 +86,12 @@ export class TerminalBridge {
     try {
       msg = JSON.parse(text);
     } catch {
-      throw new Error('control frames are JSON objects');
+      throw new ApiError('VALIDATION_FAILED', 'control frames are JSON objects');
     }
     if (msg.type === 'resize' && isSize(msg.cols) && isSize(msg.rows)) return handle.resize(msg.cols, msg.rows);
     if (msg.type === 'signal' && typeof msg.signal === 'string' && /^SIG[A-Z0-9]{2,8}$/.test(msg.signal)) return handle.signal(msg.signal);
     if (msg.type === 'stdin_close') return handle.closeStdin();
-    throw new Error(`unknown control frame: ${text.slice(0, 100)}`);
+    throw new ApiError('VALIDATION_FAILED', `unknown control frame: ${text.slice(0, 100)}`);
   }
 
   private attach(execId: string): void {

@@ -13,6 +13,9 @@ import { dirname } from 'node:path';
 
 export type OutputStream = 'stdout' | 'stderr';
 
+/** How much spilled output one replay read fetches. */
+const READ_BATCH_BYTES = 1024 * 1024;
+
 export interface JournalChunk {
   seq: number;
   stream: OutputStream;
@@ -129,9 +132,16 @@ export class OutputJournal {
       if (signal?.aborted) return;
       if (next < this.firstKept) next = this.firstKept;
       if (next < this.nextSeqValue) {
-        const chunk = await this.chunkAt(next);
-        if (chunk) yield chunk;
-        next++;
+        const chunks = await this.chunksFrom(next);
+        if (chunks.length === 0) {
+          next++; // not kept
+          continue;
+        }
+        for (const chunk of chunks) {
+          if (signal?.aborted) return;
+          yield chunk;
+        }
+        next = (chunks.at(-1) as JournalChunk).seq + 1;
         continue;
       }
       if (this.isEnded) return;
@@ -143,19 +153,34 @@ export class OutputJournal {
     return this.memory.length - this.memoryHead;
   }
 
-  /** The chunk with this seq, from memory or the spill file; null when it was not kept. */
-  private async chunkAt(seq: number): Promise<JournalChunk | null> {
+  /**
+   * The chunk with this seq and those after it, from memory or the spill file; empty when it
+   * was not kept. Spilled chunks are read up to ~1 MiB at a time: a reader replaying a long
+   * output makes one read per MiB, not one per chunk.
+   */
+  private async chunksFrom(seq: number): Promise<JournalChunk[]> {
     const firstInMemory = this.memory[this.memoryHead]?.seq ?? this.nextSeqValue;
     if (seq >= firstInMemory) {
       const chunk = this.memory[this.memoryHead + (seq - firstInMemory)];
-      return chunk?.seq === seq ? chunk : null;
+      return chunk?.seq === seq ? [chunk] : [];
     }
-    const at = findSpilled(this.spilled, seq);
-    if (!at || !this.spillFile) return null;
-    const data = Buffer.allocUnsafe(at.length);
-    const file = this.spillFile;
-    await file.read(data, 0, at.length, at.offset);
-    return { seq: at.seq, stream: at.stream, data };
+    let i = findSpilled(this.spilled, seq);
+    if (i < 0 || !this.spillFile) return [];
+    const first = this.spilled[i] as Spilled;
+    const run: Spilled[] = [];
+    let bytes = 0;
+    for (; i < this.spilled.length && (run.length === 0 || bytes < READ_BATCH_BYTES); i++) {
+      const s = this.spilled[i] as Spilled;
+      run.push(s);
+      bytes += s.length;
+    }
+    const data = Buffer.allocUnsafe(bytes);
+    await this.spillFile.read(data, 0, bytes, first.offset);
+    return run.map((s) => ({
+      seq: s.seq,
+      stream: s.stream,
+      data: data.subarray(s.offset - first.offset, s.offset - first.offset + s.length),
+    }));
   }
 
   /** Moves the oldest chunks to the spill file until memory is at half its bound. */
@@ -220,17 +245,16 @@ export class OutputJournal {
   }
 }
 
-/** Binary search of the spilled index (seqs ascending, consecutive). */
-function findSpilled(index: Spilled[], seq: number): Spilled | null {
+/** Binary search of the spilled index (seqs ascending, consecutive): the entry's position, or -1. */
+function findSpilled(index: Spilled[], seq: number): number {
   let lo = 0;
   let hi = index.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const entry = index[mid] as Spilled;
-    if (entry.seq === seq) return entry;
-    const s = entry.seq;
+    const s = (index[mid] as Spilled).seq;
+    if (s === seq) return mid;
     if (s < seq) lo = mid + 1;
     else hi = mid - 1;
   }
-  return null;
+  return -1;
 }

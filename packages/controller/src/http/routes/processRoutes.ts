@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { ApiError, schemas } from '@scaibunker/core';
 import type { WebSocket } from 'ws';
 import type { Principal } from '../../auth/Principal.js';
+import { SocketInbox } from '../../shell/SocketInbox.js';
 import { type RouteDef, route, upgradeRequired } from '../Route.js';
 import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
@@ -141,9 +142,10 @@ export function processRoutes(s: Services): RouteDef[] {
       handler: upgradeRequired,
       beforeUpgrade: async ({ params, principal }) => void (await s.processes.open(principal, params.id, params.exec_id)),
       socket: async ({ params, query, principal, socket }) => {
+        const inbox = new SocketInbox(socket);
         await onSocket(socket, async () => {
           const handle = await s.processes.open(principal, params.id, params.exec_id);
-          await s.terminals.run(socket, handle, { from: query.from ?? 1, killWhenAbandoned: false });
+          await s.terminals.run(socket, inbox, handle, { from: query.from ?? 1, killWhenAbandoned: false });
         });
       },
     }),
@@ -180,6 +182,7 @@ export function processRoutes(s: Services): RouteDef[] {
         else await s.bunkers.requireRunning(principal, params.id);
       },
       socket: async ({ params, query, principal, socket }) => {
+        const inbox = new SocketInbox(socket);
         await onSocket(socket, async () => {
           const opened = query.exec_id ? null : await openShell(s, principal, params.id, query);
           const execId = opened?.exec_id ?? (query.exec_id as string);
@@ -188,7 +191,7 @@ export function processRoutes(s: Services): RouteDef[] {
           socket.send(JSON.stringify({ type: 'ready', exec_id: execId, pid: opened?.pid ?? handle.row.pid }));
           // A new shell's open is on record from its start; a reattach is a session of its own.
           if (!opened) s.processes.recordShell(principal, params.id, execId, 'shell.open', { reattach: true });
-          const ended = await s.terminals.run(socket, handle, { from: 1, killWhenAbandoned: true });
+          const ended = await s.terminals.run(socket, inbox, handle, { from: 1, killWhenAbandoned: true });
           s.processes.recordShell(principal, params.id, execId, 'shell.close', {
             state: ended?.state ?? 'running',
             exit_code: ended?.exitCode ?? null,
