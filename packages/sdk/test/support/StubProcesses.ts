@@ -82,6 +82,11 @@ export class StubProcesses {
     while (this.require(execId).eventReaders < n) await new Promise<void>((r) => this.readerWaiters.push(r));
   }
 
+  /** Cuts every terminal connection without a close frame (the network failing). */
+  dropTerminals(): void {
+    for (const ws of this.sockets) ws.terminate();
+  }
+
   close(): void {
     for (const ws of this.sockets) ws.terminate();
     this.wss.close();
@@ -168,9 +173,15 @@ export class StubProcesses {
     const byHeader = req.headers.authorization === `Bearer ${this.apiKey}`;
     const byTicket = ticket !== null && this.tickets.delete(ticket);
     if (byTicket) this.ticketsUsed++;
-    if (!byHeader && !byTicket) return refuse(socket, 401, 'UNAUTHENTICATED', 'missing or unknown credentials');
+    if (!byHeader && !byTicket) {
+      refuse(socket, 401, 'UNAUTHENTICATED', 'missing or unknown credentials');
+      return;
+    }
     const m = /^\/v1\/modules\/scaibunker\/bunkers\/([^/]+)\/(shell|execs\/([^/]+)\/attach)$/.exec(url.pathname);
-    if (!m) return refuse(socket, 404, 'NOT_FOUND', `no route ${url.pathname}`);
+    if (!m) {
+      refuse(socket, 404, 'NOT_FOUND', `no route ${url.pathname}`);
+      return;
+    }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.sockets.add(ws);
       ws.once('close', () => this.sockets.delete(ws));
@@ -231,7 +242,10 @@ export class StubProcesses {
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
       if (p.info.state !== 'running') return;
-      if (isBinary) return this.writeStdin(p, bytes);
+      if (isBinary) {
+        this.writeStdin(p, bytes);
+        return;
+      }
       const control = JSON.parse(bytes.toString('utf8')) as { type: string; cols?: number; rows?: number; signal?: string };
       if (control.type === 'resize') p.resizes.push({ cols: control.cols!, rows: control.rows! });
       else if (control.type === 'signal') this.signal(p, control.signal!);
@@ -355,11 +369,14 @@ export class StubProcesses {
       for (;;) {
         for (; next <= p.chunks.length; next++) {
           const c = p.chunks[next - 1]!;
-          res.write(`id: ${c.seq}\nevent: ${c.stream}\ndata: ${JSON.stringify({ data: c.data })}\n\n`);
+          const event = `id: ${c.seq}\nevent: ${c.stream}\ndata: ${JSON.stringify({ data: c.data })}\n\n`;
           if (cutAfter !== undefined && ++sent >= cutAfter) {
-            res.destroy();
+            // Cut once the events are on the wire: destroying with writes pending would drop them.
+            await new Promise<void>((resolve) => res.write(event, () => resolve()));
+            res.socket?.destroy();
             return;
           }
+          res.write(event);
         }
         if (p.info.state !== 'running') {
           res.end(`event: exit\ndata: ${JSON.stringify(p.info)}\n\n`);
