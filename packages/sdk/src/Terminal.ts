@@ -25,7 +25,7 @@ export interface TerminalConnectOptions {
 type ControlFrame =
   | { type: 'ready'; exec_id: string; pid: number | null }
   | ({ type: 'exit' } & TerminalExit)
-  | { type: 'error'; code: string; message?: string; details?: Record<string, unknown> };
+  | { type: 'error'; code?: string; message?: string; details?: Record<string, unknown> };
 
 /** The shape of the runtime's WebSocket this class uses (Node's global undici one, or a browser's). */
 interface WebSocketLike {
@@ -55,6 +55,9 @@ export class Terminal implements AsyncIterable<Buffer> {
   private backlog: Buffer[] | null = [];
   private readonly listeners = new Set<(chunk: Buffer) => void>();
   private readonly endWatchers = new Set<() => void>();
+  private readonly errorListeners = new Set<(err: ScaiBunkerError) => void>();
+  /** The last error frame: what ended the terminal, when the connection then closes without an exit. */
+  private lastError: ScaiBunkerError | undefined;
   private ended = false;
   private closedByCaller = false;
   private exitSeen = false;
@@ -96,7 +99,6 @@ export class Terminal implements AsyncIterable<Buffer> {
       socket.addEventListener('message', (event) => {
         const frame = terminal.receive(event.data);
         if (frame?.type === 'ready' && !usable) becomeUsable();
-        if (frame?.type === 'error' && !usable) reject(terminal.failure);
       });
       // 'error' is always followed by 'close', where the outcome is decided.
       socket.addEventListener('error', () => {});
@@ -144,6 +146,16 @@ export class Terminal implements AsyncIterable<Buffer> {
     this.listeners.add(listener);
     for (const chunk of held) listener(chunk);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with each error frame. The server sends one when an input or control frame
+   * fails (writing to a closed stdin, say) and the terminal goes on; one that ends the terminal
+   * is followed by the connection closing, and is then also how `exited` rejects.
+   */
+  onError(listener: (err: ScaiBunkerError) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
   }
 
   /** Output as it arrives, until the terminal closes; throws the terminal's error if it ended with one. */
@@ -214,8 +226,9 @@ export class Terminal implements AsyncIterable<Buffer> {
       this.exitSeen = true;
       this.resolveExit({ exit_code: frame.exit_code, signal: frame.signal, state: frame.state });
     } else if (frame.type === 'error') {
-      this.failure = errorFromApi(undefined, frame);
-      this.rejectExit(this.failure);
+      // Not every error frame carries a code (a failed input frame's may not): then it is INTERNAL.
+      this.lastError = errorFromApi(undefined, { ...frame, code: frame.code ?? 'INTERNAL' });
+      for (const listener of this.errorListeners) listener(this.lastError);
     }
     return frame;
   }
@@ -223,10 +236,10 @@ export class Terminal implements AsyncIterable<Buffer> {
   private finish(code: number, reason: string): void {
     this.ended = true;
     const why = this.closedByCaller ? 'it was closed' : `the connection closed (${code}${reason ? ` ${reason}` : ''})`;
-    const lost = connectionFailed(`the terminal ended before its process exited: ${why}`);
-    if (!this.closedByCaller && !this.exitSeen) this.failure ??= lost;
-    // No effect when an exit or error frame already settled it.
-    this.rejectExit(lost);
+    const lost = this.lastError ?? connectionFailed(`the terminal ended before its process exited: ${why}`);
+    if (!this.closedByCaller && !this.exitSeen) this.failure = lost;
+    // No effect when an exit frame already settled it.
+    this.rejectExit(this.closedByCaller ? connectionFailed(`the terminal ended before its process exited: ${why}`) : lost);
     for (const watcher of this.endWatchers) watcher();
   }
 }

@@ -10,6 +10,7 @@ import {
   AuthError,
   Bunker,
   ConflictError,
+  InternalError,
   NotFoundError,
   type ProcessEvent,
   ScaiBunkerClient,
@@ -267,6 +268,20 @@ describe('SDK processes, terminals and file watch', { timeout: 20_000 }, () => {
     assert.equal(seen.join(''), 'early\nx');
     terminal.closeStdin();
     assert.equal((await terminal.exited).exit_code, 0);
+  });
+
+  test('an error frame that does not end the terminal goes to onError; the exit still arrives', async () => {
+    const b = await fresh();
+    const p = await b.processes.start('hold');
+    const terminal = track(await p.attach());
+    const failed = new Promise<ScaiBunkerError>((resolve) => terminal.onError(resolve));
+    terminal.closeStdin();
+    const err = await failed;
+    assert.ok(err instanceof InternalError, String(err));
+    assert.equal(err.code, 'INTERNAL', 'a frame without a code');
+    assert.match(err.message, /no open stdin/);
+    stub.processes.end(p.execId, { exit_code: 4 });
+    assert.deepEqual(await terminal.exited, { exit_code: 4, signal: null, state: 'exited' });
   });
 
   test('shell: ready names the exec, typed input comes back, and it exits with its code', async () => {

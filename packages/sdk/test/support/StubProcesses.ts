@@ -249,7 +249,11 @@ export class StubProcesses {
       const control = JSON.parse(bytes.toString('utf8')) as { type: string; cols?: number; rows?: number; signal?: string };
       if (control.type === 'resize') p.resizes.push({ cols: control.cols!, rows: control.rows! });
       else if (control.type === 'signal') this.signal(p, control.signal!);
-      else if (control.type === 'stdin_close') this.closeStdin(p);
+      else if (control.type === 'stdin_close') {
+        // As the controller's bridge does: a failed control frame is an error frame without a code, and the terminal goes on.
+        if (p.info.stdin_open) this.closeStdin(p);
+        else ws.send(JSON.stringify({ type: 'error', message: `exec ${p.info.exec_id} has no open stdin` }));
+      }
     });
     pump();
   }
