@@ -34,6 +34,8 @@ interface StubProcess {
   /** Woken on each new chunk and when the process ends. */
   listeners: Set<() => void>;
   eventReaders: number;
+  /** Terminal WebSockets connected to it. */
+  terminals: number;
 }
 
 const ENDING_SIGNALS = new Set(['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP', 'SIGQUIT']);
@@ -58,7 +60,8 @@ export class StubProcesses {
 
   /** Puts a running process in place (or starts one from the script language). */
   add(bunkerId: string, command: string, overrides: Partial<ProcessInfo> = {}): ProcessInfo {
-    return this.create(bunkerId, { command, background: true, ...overrides } as Record<string, unknown>).info;
+    const p = this.create(bunkerId, { command, background: true, ...(overrides.tag ? { tag: overrides.tag } : {}) });
+    return Object.assign(p.info, overrides);
   }
 
   get(execId: string): StubProcess | undefined {
@@ -75,6 +78,11 @@ export class StubProcesses {
 
   cutNextEventStream(afterOutputEvents: number): void {
     this.cutNextEventStreamAfter = afterOutputEvents;
+  }
+
+  /** Resolves once `n` terminals are connected to the exec. */
+  async waitForTerminals(execId: string, n: number): Promise<void> {
+    while (this.require(execId).terminals < n) await new Promise<void>((r) => this.readerWaiters.push(r));
   }
 
   /** Resolves once `n` event streams of the exec are open. */
@@ -238,7 +246,12 @@ export class StubProcesses {
       }
     };
     p.listeners.add(pump);
-    ws.once('close', () => p.listeners.delete(pump));
+    p.terminals++;
+    for (const w of this.readerWaiters.splice(0)) w();
+    ws.once('close', () => {
+      p.listeners.delete(pump);
+      p.terminals--;
+    });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
       if (p.info.state !== 'running') return;
@@ -294,6 +307,7 @@ export class StubProcesses {
       resizes: pty ? [pty] : [],
       listeners: new Set(),
       eventReaders: 0,
+      terminals: 0,
     };
     if (p.echo) p.info.stdin_open = true;
     this.processes.set(p.info.exec_id, p);
