@@ -42,6 +42,44 @@ function cli(args: string[], input = ''): Promise<Run> {
   });
 }
 
+const shellQuote = (args: string[]) => args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+
+/**
+ * Runs the CLI on a pseudo-terminal (util-linux `script`), so its stdin is a TTY: returns a
+ * way to type into it, to await what it has printed, and its exit.
+ */
+function cliOnTty(args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'dumb' };
+  delete env.SCAIBUNKER_URL;
+  delete env.SCAIBUNKER_API_KEY;
+  const child = spawn('script', ['-qefc', shellQuote([process.execPath, BIN, ...args]), '/dev/null'], {
+    cwd: REPO,
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const waiters: Array<{ text: string; resolve: () => void }> = [];
+  child.stdout.on('data', (d) => {
+    output += d;
+    for (const w of waiters.splice(0)) {
+      if (output.includes(w.text)) w.resolve();
+      else waiters.push(w);
+    }
+  });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code));
+  });
+  return {
+    type: (text: string) => child.stdin.write(text),
+    printed: (text: string) =>
+      output.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve })),
+    output: () => output,
+    exited,
+    kill: () => child.kill('SIGKILL'),
+  };
+}
+
 describe('scaibunker bunker process verbs', { timeout: 60_000 }, () => {
   let stub: StubApiServer;
   let conn: string[];
@@ -148,6 +186,22 @@ describe('scaibunker bunker process verbs', { timeout: 60_000 }, () => {
     const missing = await cli(['bunker', 'attach', ...conn, b.id, 'ex_00000000000000000000']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /EXEC_NOT_FOUND/);
+  });
+
+  test('attach on a terminal: raw mode sends every key (Ctrl-C too), Ctrl-] detaches and the process runs on', async (t) => {
+    const b = stub.addBunker();
+    const p = stub.processes.add(b.id, 'cat');
+    const tty = cliOnTty(['bunker', 'attach', ...conn, b.id, p.exec_id]);
+    t.after(() => tty.kill());
+    await tty.printed('(Ctrl-] detaches)');
+    tty.type('ab\x03');
+    // cat sends its input back: the keys went through at once, without a newline (raw mode).
+    await tty.printed('ab');
+    tty.type('\x1d');
+    assert.equal(await tty.exited, 0, tty.output());
+    assert.match(tty.output(), /detached; it runs on/);
+    assert.equal(Buffer.concat(stub.processes.get(p.exec_id)?.stdin ?? []).toString(), 'ab\x03', 'Ctrl-C went to the process as a byte');
+    assert.equal(stub.processes.get(p.exec_id)?.info.state, 'running');
   });
 
   test("shell runs the piped input and exits with the shell's exit code", async () => {

@@ -44,8 +44,13 @@ function localSize(): { cols?: number; rows?: number } {
 }
 
 async function interactive(terminal: Terminal, forwardStdin: boolean, detachHint: string): Promise<number> {
-  if (process.stdin.isTTY) process.stderr.write(`(Ctrl-] detaches)\r\n`);
-  const outcome = await runTerminalSession(terminal, { forwardStdin });
+  const outcome = await runTerminalSession(terminal, {
+    forwardStdin,
+    // Said once raw mode is on, so what is typed after it reaches the process.
+    onReady: () => {
+      if (process.stdin.isTTY) process.stderr.write('(Ctrl-] detaches)\r\n');
+    },
+  });
   if (outcome.detached) process.stderr.write(`\r\ndetached; ${detachHint}\n`);
   return sessionExitCode(outcome);
 }

@@ -8,6 +8,8 @@ export type TerminalOutcome = { detached: false; exit: TerminalExit } | { detach
 export interface TerminalSessionOptions {
   /** Send this process's stdin to the terminal (false: the remote process has no stdin to write to). */
   forwardStdin: boolean;
+  /** Called once stdin is set up (raw mode on): input typed from then on reaches the process. */
+  onReady?: () => void;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function runTerminalSession(terminal: Terminal, opts: TerminalSessi
     stdin.resume();
   }
   try {
+    opts.onReady?.();
     const ended = terminal.exited.then((exit) => ({ detached: false as const, exit }));
     return await Promise.race([ended, detached]);
   } finally {
