@@ -55,6 +55,8 @@ export interface ShellOptions {
 }
 
 const EXEC_PATH = '/v1/modules/scaibunker/bunkers/{id}/execs/{exec_id}';
+/** The verbs that answer 204. */
+type SteeringPath = `${typeof EXEC_PATH}/stdin/close` | `${typeof EXEC_PATH}/signal` | `${typeof EXEC_PATH}/resize`;
 
 /** Whether this runtime's WebSocket can send an Authorization header on its upgrade (Node's undici one can; browsers' cannot). */
 function runtimeSendsUpgradeHeaders(): boolean {
@@ -194,8 +196,8 @@ export class BunkerProcesses {
     return this.openTerminal('/v1/modules/scaibunker/bunkers/{id}/shell', { id: this.bunkerId }, query, opts.auth, opts.execId, true);
   }
 
-  private async openTerminal<P extends PathWith<'get'>>(
-    path: P,
+  private async openTerminal(
+    path: PathWith<'get'>,
     pathParams: Record<string, string>,
     query: Record<string, string | number>,
     auth: TerminalAuth | undefined,
@@ -205,10 +207,7 @@ export class BunkerProcesses {
     const useTicket = auth === 'ticket' || (auth === undefined && !runtimeSendsUpgradeHeaders());
     // A ticket is minted over plain HTTP, so a bad key or a missing bunker is its typed error right here.
     const ticket = useTicket ? (await this.mintTicket()).ticket : undefined;
-    const url = this.transport.webSocketUrl(path, {
-      path: pathParams,
-      query: { ...query, ...(ticket ? { ticket } : {}) },
-    } as never);
+    const url = this.transport.webSocketUrl(path, { path: pathParams, query: { ...query, ...(ticket ? { ticket } : {}) } });
     return Terminal.connect(
       {
         url,
@@ -244,8 +243,8 @@ export class BunkerProcesses {
     );
   }
 
-  private async noContent(path: PathWith<'post'>, execId: string, json?: unknown): Promise<void> {
-    const res = await this.transport.request('post', path as `${typeof EXEC_PATH}/signal`, {
+  private async noContent(path: SteeringPath, execId: string, json?: unknown): Promise<void> {
+    const res = await this.transport.request('post', path, {
       path: { id: this.bunkerId, exec_id: execId },
       ...(json === undefined ? {} : { json }),
     });

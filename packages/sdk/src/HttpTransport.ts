@@ -255,8 +255,8 @@ export class HttpTransport {
    * The ws:// (or wss://) URL of a WebSocket operation: the same base URL, path and query
    * encoding as every other request, so a base path behind a proxy is kept.
    */
-  webSocketUrl<P extends PathWith<'get'>>(path: P, opts: Pick<CallOptions<'get', P>, 'path' | 'query'> = {}): string {
-    const target = this.target(path, opts.path as Record<string, string> | undefined, opts.query as Record<string, QueryValue> | undefined);
+  webSocketUrl(path: PathWith<'get'>, opts: { path?: Record<string, string>; query?: Record<string, QueryValue> } = {}): string {
+    const target = this.target(path, opts.path, opts.query);
     return `${this.baseUrl.replace(/^http/, 'ws')}${target}`;
   }
 
