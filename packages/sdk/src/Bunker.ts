@@ -1,10 +1,12 @@
 import { Readable } from 'node:stream';
 import { BunkerFiles } from './BunkerFiles.js';
+import { BunkerProcesses, type ShellOptions } from './BunkerProcesses.js';
 import { connectionFailed, errorFromApi, errorFromResponseBody } from './errors.js';
 import type { TransportResponse } from './HttpTransport.js';
 import { type Page, Paginator } from './Paginator.js';
 import { type ClientOptions, ScaiBunkerClient } from './ScaiBunkerClient.js';
 import { readSseEvents, type SseEvent } from './SseParser.js';
+import type { Terminal } from './Terminal.js';
 import type {
   AuditBatch,
   BunkerInfo,
@@ -44,6 +46,11 @@ export interface ExecOptions {
   onStdout?: (text: string) => void | Promise<void>;
   /** Called with each piece of stderr as it arrives; passing a handler makes the exec stream (SSE). */
   onStderr?: (text: string) => void | Promise<void>;
+  /**
+   * When streaming: called with the exec id as soon as the command has started (the stream's
+   * `start` event), before any output: e.g. to `processes.signal` it or read its events elsewhere.
+   */
+  onStart?: (execId: string) => void | Promise<void>;
   /** Kill the command after this many seconds (server default 60); the result then has `timed_out: true`. */
   timeoutS?: number;
   env?: Record<string, string>;
@@ -87,6 +94,8 @@ function eventJson<T>(event: SseEvent): T {
  */
 export class Bunker {
   readonly files: BunkerFiles;
+  /** Background processes: start, list, follow, signal, attach. */
+  readonly processes: BunkerProcesses;
   private data: BunkerInfo;
 
   constructor(
@@ -95,6 +104,7 @@ export class Bunker {
   ) {
     this.data = info;
     this.files = new BunkerFiles(client.transport, info.id);
+    this.processes = new BunkerProcesses(client.transport, info.id);
   }
 
   /** Creates a bunker and resolves once it runs. */
@@ -181,6 +191,14 @@ export class Bunker {
       body,
       signal: opts.signal,
     });
+  }
+
+  /**
+   * A login shell (`bash -l`, else `sh -l`; or `command`) in a terminal, over a WebSocket;
+   * `execId` reattaches to a shell opened earlier (its id is `terminal.execId`).
+   */
+  shell(opts: ShellOptions = {}): Promise<Terminal> {
+    return this.processes.shell(opts);
   }
 
   /** One page of the bunker's exec log, newest first (default 50 entries; `cursor` from a previous page). */
@@ -277,6 +295,9 @@ export class Bunker {
     let stderr = '';
     for await (const event of readSseEvents(transport.bodyChunks(res))) {
       switch (event.event) {
+        case 'start':
+          await opts.onStart?.(eventJson<{ exec_id: string }>(event).exec_id);
+          break;
         case 'stdout': {
           const text = eventJson<{ data: string }>(event).data;
           if (collect) stdout += text;

@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream';
-import { NotFoundError } from './errors.js';
+import { errorFromApi, errorFromResponseBody, NotFoundError } from './errors.js';
 import type { HttpTransport, TransportResponse } from './HttpTransport.js';
-import type { FileStat, WriteResult } from './types.js';
+import { readSseEvents } from './SseParser.js';
+import type { FileChangeEvent, FileStat, WriteResult } from './types.js';
 import { toUploadBody, type UploadData } from './uploadBody.js';
 
 export interface WriteFileOptions {
@@ -16,6 +17,13 @@ function octalMode(mode: number | string): string {
   if (typeof mode === 'string') return mode;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new TypeError(`files.write: invalid mode ${mode}`);
   return mode.toString(8).padStart(3, '0');
+}
+
+export interface WatchOptions {
+  /** Also changes in subdirectories. */
+  recursive?: boolean;
+  /** Stops the watch (the iteration then throws the signal's reason); `break` out of the loop stops it too. */
+  signal?: AbortSignal;
 }
 
 /** Files inside one bunker. Paths are absolute paths inside the bunker. */
@@ -96,6 +104,33 @@ export class BunkerFiles {
       path: { id: this.bunkerId },
       query: { path, ...(opts.recursive ? { recursive: true } : {}) },
     });
+  }
+
+  /**
+   * Changes under a directory as they happen, until the loop stops or `signal` aborts. A
+   * missing path is FILE_NOT_FOUND, a file FILE_CONFLICT, thrown before the first event. Events
+   * missed while not connected are not replayed (there is no journal of them): a dropped
+   * connection is thrown (CONNECTION_FAILED), and a caller that watches again should rescan, as
+   * for an `overflow` event.
+   */
+  async *watch(path: string, opts: WatchOptions = {}): AsyncGenerator<FileChangeEvent> {
+    const res = await this.transport.request('get', '/v1/modules/scaibunker/bunkers/{id}/files/watch', {
+      path: { id: this.bunkerId },
+      query: { path, ...(opts.recursive ? { recursive: true } : {}) },
+      headers: { accept: 'text/event-stream' },
+      signal: opts.signal,
+    });
+    for await (const event of readSseEvents(this.transport.bodyChunks(res))) {
+      if (event.event !== 'change' && event.event !== 'error') continue;
+      let data: unknown;
+      try {
+        data = JSON.parse(event.data);
+      } catch {
+        throw errorFromResponseBody(502, `malformed data in watch event '${event.event}': ${event.data.slice(0, 200)}`);
+      }
+      if (event.event === 'error') throw errorFromApi(undefined, data as { code: string; message?: string });
+      yield data as FileChangeEvent;
+    }
   }
 
   private open(path: string, signal: AbortSignal | undefined): Promise<TransportResponse> {

@@ -251,6 +251,22 @@ export class HttpTransport {
     return (await this.request(method, path, opts, upload)).toResponse();
   }
 
+  /**
+   * The ws:// (or wss://) URL of a WebSocket operation: the same base URL, path and query
+   * encoding as every other request, so a base path behind a proxy is kept.
+   */
+  webSocketUrl(path: PathWith<'get'>, opts: { path?: Record<string, string>; query?: Record<string, QueryValue> } = {}): string {
+    const target = this.target(path, opts.path, opts.query);
+    return `${this.baseUrl.replace(/^http/, 'ws')}${target}`;
+  }
+
+  /** The headers a WebSocket upgrade carries where the runtime lets it set headers (Node's undici does). */
+  webSocketHeaders(): Record<string, string> {
+    const headers: Record<string, string> = { ...this.extraHeaders };
+    if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
+    return headers;
+  }
+
   /** A response body's bytes, with a broken connection reported as CONNECTION_FAILED. */
   async *bodyChunks(res: TransportResponse | Response): AsyncGenerator<Uint8Array> {
     const body = res.body as AsyncIterable<Uint8Array> | null;

@@ -3,15 +3,26 @@ export { AuditApi, type AuditQueryOptions } from './AuditApi.js';
 export { AvailabilityGroupsApi } from './AvailabilityGroupsApi.js';
 export { BridgesApi } from './BridgesApi.js';
 export { Bunker, type CreateBunkerOptions, type ExecOptions, type ListBunkersOptions, type PageOptions } from './Bunker.js';
-export { BunkerFiles, type WriteFileOptions } from './BunkerFiles.js';
+export { BunkerFiles, type WatchOptions, type WriteFileOptions } from './BunkerFiles.js';
+export { BunkerProcess } from './BunkerProcess.js';
+export {
+  type AttachOptions,
+  BunkerProcesses,
+  type ListProcessesOptions,
+  type ShellOptions,
+  type StartProcessOptions,
+  type TerminalAuth,
+} from './BunkerProcesses.js';
 export * from './errors.js';
 export type { components, operations, paths } from './generated/schema.js';
 export { HttpTransport, type HttpTransportOptions, type RequestBody, type TransportResponse } from './HttpTransport.js';
 export { ImagesApi } from './ImagesApi.js';
 export { type Page, Paginator } from './Paginator.js';
+export type { ProcessEvent, ProcessEventsOptions, ProcessExitEvent, ProcessOutputEvent } from './processEvents.js';
 export { QuotasApi } from './QuotasApi.js';
 export { type ClientOptions, DEFAULT_BASE_URL, ScaiBunkerClient } from './ScaiBunkerClient.js';
 export { readSseEvents, type SseEvent, SseParser } from './SseParser.js';
+export { Terminal, type TerminalExit } from './Terminal.js';
 export type * from './types.js';
 export { UsageApi, type UsageQueryOptions } from './UsageApi.js';
 export type { UploadData } from './uploadBody.js';

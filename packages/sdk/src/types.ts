@@ -21,6 +21,25 @@ export type ExecExit = Omit<ExecResult, 'stdout' | 'stderr'>;
 export type ExecLog = Schemas['ExecLog'];
 export type AuditEvent = Schemas['AuditEvent'];
 export type AuditBatch = Schemas['AuditBatch'];
+/** A command started in a bunker (background or not), as `GET …/execs/{exec_id}` answers it. */
+export type ProcessInfo = Schemas['Process'];
+/** `running`, `exited`, `killed`, `timed_out` or `lost`. */
+export type ProcessState = ProcessInfo['state'];
+/** The signals the API lets a caller send to a process group. */
+export type ProcessSignal = JsonRequestBody<'post', '/v1/modules/scaibunker/bunkers/{id}/execs/{exec_id}/signal'>['signal'];
+export type ShellTicket = Schemas['ShellTicket'];
+/** The terminal size of a `pty` process: `{cols, rows}` (1–1000 each). */
+export type TerminalSize = Schemas['TerminalSize'];
+/**
+ * One `change` event of `GET …/files/watch` (the SSE data is not in the OpenAPI document, so it
+ * is spelled out here as docs/API.md describes it). `overflow`: the kernel dropped events; rescan.
+ */
+export interface FileChangeEvent {
+  type: 'create' | 'write' | 'remove' | 'rename' | 'chmod' | 'overflow';
+  path: string;
+  is_dir: boolean;
+}
+
 /** One finished flow of an `unrestricted` bunker, as its worker recorded it (one line of a batch). */
 export interface FlowRecord {
   bunker_id: string;

@@ -1,9 +1,8 @@
 /**
- * `scaibunker bunker …`: the client verbs over the SDK — create, ls, get, exec, cp, rm, logs.
+ * `scaibunker bunker …`: the client verbs over the SDK — create, ls, get, exec, cp, rm, pause, resume, logs; ps, attach, kill, shell and watch are in bunkerProcesses.ts.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -28,11 +27,13 @@ import {
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { Spinner } from '../ui/spinner.js';
 import { age, renderFields, renderTable } from '../ui/table.js';
+import { registerProcessCommands } from './bunkerProcesses.js';
 import {
   type ClientFlags,
   clientAction,
   clientFrom,
   cpuMillicores,
+  exitCodeOf,
   exitTwoOnUsageErrors,
   keyValue,
   nonNegativeInt,
@@ -47,14 +48,6 @@ import {
 const BUNKER_STATES: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting', 'terminated', 'failed'];
 const LIFECYCLES = ['ephemeral', 'session', 'persistent'] as const;
 const REMOTE_PATH = /^(bk_[0-9a-z]+):(.*)$/;
-
-/** Exit code of the CLI for a finished command: its own code, 124 on timeout, 128+N for signal N. */
-export function exitCodeOf(result: Pick<ExecResult, 'exit_code' | 'signal' | 'timed_out'>): number {
-  if (result.timed_out) return 124;
-  if (result.exit_code !== null) return result.exit_code;
-  const signal = result.signal ? (osConstants.signals as Record<string, number | undefined>)[result.signal] : undefined;
-  return signal ? 128 + signal : 1;
-}
 
 function bunkerRows(bunkers: BunkerInfo[]): string {
   return renderTable(
@@ -390,17 +383,34 @@ export function registerBunkerCommands(program: Command): void {
       .option('--cwd <dir>', 'working directory inside the bunker')
       .option('--user <user>', 'user to run as')
       .option('--stdin <file>', "feed this local file to the command's stdin ('-' for this terminal's stdin)")
+      .option('--background', 'start it in the background and print its exec id (follow it with attach, ps, kill)')
+      .option('--tag <tag>', 'with --background: a label to find it by (ps --tag)')
       .addHelpText(
         'after',
-        "\nExamples:\n  scaibunker bunker exec bk_… -- ls -la /tmp\n  scaibunker bunker exec bk_… -- 'echo $HOME | wc -c'",
+        "\nExamples:\n  scaibunker bunker exec bk_… -- ls -la /tmp\n  scaibunker bunker exec bk_… -- 'echo $HOME | wc -c'\n  scaibunker bunker exec bk_… --background --tag web -- python3 -m http.server",
       ),
   ).action(
     clientAction(
       async (
         id: string,
         command: string[],
-        o: ClientFlags & { timeout?: number; env?: Record<string, string>; cwd?: string; user?: string; stdin?: string },
+        o: ClientFlags & {
+          timeout?: number;
+          env?: Record<string, string>;
+          cwd?: string;
+          user?: string;
+          stdin?: string;
+          background?: boolean;
+          tag?: string;
+        },
+        cmd: Command,
       ) => {
+        if (o.tag !== undefined && !o.background) cmd.error('error: --tag needs --background', { exitCode: 2, code: 'scaibunker.usage' });
+        if (o.stdin !== undefined && o.background)
+          cmd.error('error: --stdin cannot be used with --background (write to it later through the API)', {
+            exitCode: 2,
+            code: 'scaibunker.usage',
+          });
         const b = await Bunker.connect(id, await clientFrom(o));
         let stdin: string | undefined;
         if (o.stdin !== undefined) {
@@ -408,14 +418,20 @@ export function registerBunkerCommands(program: Command): void {
           for await (const chunk of o.stdin === '-' ? process.stdin : createReadStream(o.stdin)) parts.push(chunk as Buffer);
           stdin = Buffer.concat(parts).toString('utf8');
         }
-        const options = {
+        const common = {
           ...(o.timeout !== undefined ? { timeoutS: o.timeout } : {}),
           ...(o.env ? { env: o.env } : {}),
           ...(o.cwd ? { cwd: o.cwd } : {}),
           ...(o.user ? { user: o.user } : {}),
-          ...(stdin !== undefined ? { stdin } : {}),
         };
+        const options = { ...common, ...(stdin !== undefined ? { stdin } : {}) };
         const argv = command.length === 1 ? command[0]! : command;
+        if (o.background) {
+          const started = await b.processes.start(argv, { ...common, ...(o.tag !== undefined ? { tag: o.tag } : {}) });
+          if (o.json) printJson(started.info);
+          else process.stdout.write(`${started.execId}\n`);
+          return 0;
+        }
         if (o.json) {
           const result = await b.exec(argv, options);
           printJson(result);
@@ -525,4 +541,6 @@ export function registerBunkerCommands(program: Command): void {
       return 0;
     }),
   );
+
+  registerProcessCommands(bunker);
 }

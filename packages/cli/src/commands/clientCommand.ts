@@ -5,7 +5,8 @@
  *   usage errors    → commander's message on stderr, exit 2
  */
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_BASE_URL, ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
+import { constants as osConstants } from 'node:os';
+import { DEFAULT_BASE_URL, type ExecResult, ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
 import { type Command, type CommanderError, InvalidArgumentError } from 'commander';
 
 export const DEFAULT_ADMIN_KEY_FILE = '/var/lib/scaibunker/admin.key';
@@ -66,6 +67,14 @@ export function writeStdout(text: string | Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
     process.stdout.write(text, (err) => (err ? reject(err) : resolve()));
   });
+}
+
+/** Exit code of the CLI for a finished command: its own code, 124 on timeout, 128+N for signal N. */
+export function exitCodeOf(result: Pick<ExecResult, 'exit_code' | 'signal' | 'timed_out'>): number {
+  if (result.timed_out) return 124;
+  if (result.exit_code !== null) return result.exit_code;
+  const signal = result.signal ? (osConstants.signals as Record<string, number | undefined>)[result.signal] : undefined;
+  return signal ? 128 + signal : 1;
 }
 
 function describeError(err: unknown): string {

@@ -13,6 +13,9 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BunkerInfo, ExecLog, ExecResult, FileStat } from '../../src/index.js';
+import { StubFileWatches } from './StubFileWatches.js';
+import { StubProcesses } from './StubProcesses.js';
+import { HttpFailure, newId } from './stubHttp.js';
 
 const API = '/v1/modules/scaibunker';
 
@@ -40,24 +43,6 @@ interface StubFile {
   mtime: string;
 }
 
-class HttpFailure extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
-}
-
-const ID_CHARS = '0123456789abcdefghjkmnpqrstvwxyz';
-function newId(prefix: string): string {
-  let out = '';
-  for (const b of randomBytes(20)) out += ID_CHARS[b & 31];
-  return `${prefix}_${out}`;
-}
-
 function parentOf(path: string): string {
   const i = path.lastIndexOf('/');
   return i <= 0 ? '/' : path.slice(0, i);
@@ -76,13 +61,18 @@ export class StubApiServer {
   private readonly tenants = new Map<string, string>();
   private uploadProgress = 0;
   private readonly uploadWaiters: Array<{ bytes: number; resolve: () => void }> = [];
+  /** Background processes, their events and terminals (see StubProcesses). */
+  readonly processes: StubProcesses;
+  readonly watches = new StubFileWatches();
 
   private constructor(
     private readonly server: Server,
     readonly url: string,
     readonly apiKey: string,
     readonly uploadCapBytes: number,
-  ) {}
+  ) {
+    this.processes = new StubProcesses(apiKey, this.bunkers);
+  }
 
   static async start(opts: { apiKey?: string; uploadCapBytes?: number } = {}): Promise<StubApiServer> {
     let stub: StubApiServer | undefined;
@@ -98,10 +88,23 @@ export class StubApiServer {
     await once(server, 'listening');
     const port = (server.address() as AddressInfo).port;
     stub = new StubApiServer(server, `http://127.0.0.1:${port}`, opts.apiKey ?? 'sbk_test', opts.uploadCapBytes ?? 1024 * 1024);
+    const started = stub;
+    server.on('upgrade', (req, socket, head) => {
+      started.requests.push({
+        method: 'UPGRADE',
+        path: new URL(req.url ?? '/', 'http://stub').pathname,
+        query: new URL(req.url ?? '/', 'http://stub').searchParams,
+        headers: req.headers,
+        remotePort: req.socket.remotePort,
+      });
+      started.processes.upgrade(req, socket, head);
+    });
     return stub;
   }
 
   async close(): Promise<void> {
+    this.processes.close();
+    this.watches.endAll();
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
@@ -178,7 +181,7 @@ export class StubApiServer {
         req.resume();
         throw new HttpFailure(401, 'UNAUTHENTICATED', 'missing or unknown credentials');
       }
-      const isUpload = req.method === 'PUT' && /\/files$/.test(url.pathname);
+      const isUpload = (req.method === 'PUT' && /\/files$/.test(url.pathname)) || (req.method === 'POST' && /\/stdin$/.test(url.pathname));
       if (!isUpload && (req.method === 'POST' || req.method === 'PUT')) record.json = await this.readJson(req);
       else if (!isUpload) req.resume();
       await this.route(req, res, url, record);
@@ -244,7 +247,7 @@ export class StubApiServer {
     }
     const bunker = this.bunkers.get(id);
     if (!bunker) {
-      if (rest === '/files' && req.method === 'PUT') req.resume();
+      if ((rest === '/files' && req.method === 'PUT') || rest.endsWith('/stdin')) req.resume();
       throw new HttpFailure(404, 'BUNKER_NOT_FOUND', `no bunker ${id}`);
     }
     if (rest === '') {
@@ -286,6 +289,7 @@ export class StubApiServer {
     }
     if (rest === '/exec' && req.method === 'POST') return this.exec(res, bunker, record.json as Record<string, unknown>);
     if (rest.startsWith('/files')) return this.fileRoute(req, res, bunker, rest, q, record);
+    if (await this.processes.route(req, res, bunker, rest, q, record.json)) return;
     throw new HttpFailure(404, 'NOT_FOUND', `no route ${req.method} ${p}`);
   }
 
@@ -350,6 +354,9 @@ export class StubApiServer {
   private async exec(res: ServerResponse, bunker: BunkerInfo, body: Record<string, unknown>): Promise<void> {
     if (body.command === undefined) throw new HttpFailure(400, 'VALIDATION_FAILED', "body must have required property 'command'");
     if (bunker.state !== 'running') throw new HttpFailure(409, 'BUNKER_NOT_RUNNING', `bunker ${bunker.id} is ${bunker.state}`);
+    if (body.background === true) return this.processes.startBackground(res, bunker, body);
+    if (body.tag !== undefined || body.pty !== undefined || body.stdin === true)
+      throw new HttpFailure(400, 'VALIDATION_FAILED', '`tag`, `pty` and `stdin: true` need `background: true`');
     const command = Array.isArray(body.command) ? (body.command as string[]).join(' ') : String(body.command);
     const execId = newId('ex');
     const started = Date.now();
@@ -439,6 +446,7 @@ export class StubApiServer {
       res.end();
       return;
     }
+    await write(`event: start\ndata: ${JSON.stringify({ exec_id: execId })}\n\n`);
     for (const c of chunks) {
       await write(`event: ${c.stream}\ndata: ${JSON.stringify({ data: c.text })}\n\n`);
       await sleep(2);
@@ -476,6 +484,11 @@ export class StubApiServer {
       if (req.method === 'PUT') req.resume();
       throw new HttpFailure(409, 'BUNKER_NOT_RUNNING', `bunker ${bunker.id} is ${bunker.state}`);
     }
+    if (rest === '/files/watch' && req.method === 'GET') {
+      if (files.has(path)) throw new HttpFailure(409, 'FILE_CONFLICT', `${path} is not a directory`);
+      if (!dirs.has(path)) throw new HttpFailure(404, 'FILE_NOT_FOUND', `no directory ${path}`);
+      return this.watches.open(res, bunker.id, path, q.get('recursive') === 'true');
+    }
     if (rest === '/files' && req.method === 'PUT') {
       if (!dirs.has(parentOf(path))) {
         if (q.get('parents') !== 'true') {
@@ -484,7 +497,10 @@ export class StubApiServer {
         }
         for (let d = parentOf(path); d !== '/'; d = parentOf(d)) dirs.add(d);
       }
-      return this.receiveUpload(req, res, files, path, q.get('mode') ?? '0644');
+      const existed = files.has(path);
+      await this.receiveUpload(req, res, files, path, q.get('mode') ?? '0644');
+      if (files.has(path)) this.watches.changed(bunker.id, { type: existed ? 'write' : 'create', path, is_dir: false });
+      return;
     }
     if (rest === '/files' && req.method === 'GET') {
       const f = files.get(path);
@@ -496,7 +512,10 @@ export class StubApiServer {
       return;
     }
     if (rest === '/files' && req.method === 'DELETE') {
-      if (files.delete(path)) return this.send(res, 200, {});
+      if (files.delete(path)) {
+        this.watches.changed(bunker.id, { type: 'remove', path, is_dir: false });
+        return this.send(res, 200, {});
+      }
       if (!dirs.has(path)) throw new HttpFailure(404, 'FILE_NOT_FOUND', `no file ${path}`);
       const inside = [...files.keys(), ...dirs].filter((x) => x.startsWith(`${path}/`));
       if (inside.length && q.get('recursive') !== 'true') throw new HttpFailure(409, 'FILE_CONFLICT', `directory ${path} is not empty`);
@@ -522,6 +541,7 @@ export class StubApiServer {
       if (dirs.has(path) || files.has(path)) throw new HttpFailure(409, 'FILE_CONFLICT', `${path} exists`);
       if (!dirs.has(parentOf(path)) && !parents) throw new HttpFailure(404, 'FILE_NOT_FOUND', `no directory ${parentOf(path)}`);
       for (let d = path; d !== '/'; d = parentOf(d)) dirs.add(d);
+      this.watches.changed(bunker.id, { type: 'create', path, is_dir: true });
       return this.send(res, 201, {});
     }
     throw new HttpFailure(404, 'NOT_FOUND', `no route ${req.method} ${rest}`);
