@@ -429,6 +429,69 @@ describe('processes, shells and file watch (controller + worker)', () => {
     assert.equal(missing.body.error.code, 'FILE_NOT_FOUND');
   });
 
+  test('the SDK drives it: processes.start/events/wait/sendStdin, shell() with resize, files.watch()', async () => {
+    const b = await bunker();
+    const p = await b.processes.start('read name; echo hello $name; exit 5', { stdin: true, tag: 'sdk' });
+    assert.equal(p.state, 'running');
+    await p.sendStdin('sdk\n');
+    const events: string[] = [];
+    for await (const e of p.events()) {
+      if (e.type === 'exit') {
+        assert.equal(e.process.exit_code, 5);
+        break;
+      }
+      events.push(e.data.toString());
+    }
+    assert.equal(events.join(''), 'hello sdk\n');
+    assert.equal((await p.wait()).state, 'exited');
+    const listed = await b.processes.list({ tag: 'sdk' }).toArray();
+    assert.deepEqual(
+      listed.map((x) => x.execId),
+      [p.execId],
+    );
+
+    const term = await b.shell({ cols: 90, rows: 20 });
+    let out = '';
+    const got = (re: RegExp) =>
+      new Promise<void>((resolve) => {
+        const off = term.onData((c) => {
+          out += c.toString();
+          if (re.test(out)) {
+            off();
+            resolve();
+          }
+        });
+        if (re.test(out)) resolve();
+      });
+    term.write('stty size\n');
+    await got(/20 90/);
+    term.resize(100, 33);
+    term.write('stty size\n');
+    await got(/33 100/);
+    term.write('exit 4\n');
+    assert.equal((await term.exited).exit_code, 4);
+
+    await b.exec(['mkdir', '-p', '/tmp/sdkw']);
+    const abort = new AbortController();
+    const changes: string[] = [];
+    const watching = (async () => {
+      try {
+        for await (const c of b.files.watch('/tmp/sdkw', { recursive: true, signal: abort.signal })) {
+          changes.push(`${c.type} ${c.path}`);
+          if (c.path === '/tmp/sdkw/done') break;
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+      }
+    })();
+    await eventually('the watch sees the file', async () => {
+      await b.exec(['sh', '-c', 'touch /tmp/sdkw/done']);
+      return changes.some((c) => c.endsWith('/tmp/sdkw/done')) ? true : undefined;
+    });
+    abort.abort();
+    await watching;
+  });
+
   test('1,000 background processes across four bunkers run at once, each listed and readable', async () => {
     const bunkers = await Promise.all([0, 1, 2, 3].map(() => bunker()));
     const started: Array<{ bunker: string; exec: string }> = [];
