@@ -270,6 +270,39 @@ describe('microvm bunkers through scaibunker serve, end to end', { skip }, () =>
     for (const x of [a, b]) assert.equal(existsSync(vmDir(x.id)), false);
   });
 
+  test('a background process and a terminal shell in a microvm: output replays, stty size follows resize', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const b = await create();
+    const p = await b.processes.start('for i in 1 2 3; do echo vm$i; done; exit 2', { tag: 'vm' });
+    const done = await p.wait();
+    assert.equal(done.state, 'exited');
+    assert.equal(done.exit_code, 2);
+    let replay = '';
+    for await (const e of p.events()) if (e.type !== 'exit') replay += e.data.toString();
+    assert.equal(replay, 'vm1\nvm2\nvm3\n');
+
+    const term = await b.shell({ cols: 70, rows: 22 });
+    let out = '';
+    const got = (re: RegExp) =>
+      new Promise<void>((resolve) => {
+        const off = term.onData((c) => {
+          out += c.toString();
+          if (re.test(out)) {
+            off();
+            resolve();
+          }
+        });
+        if (re.test(out)) resolve();
+      });
+    term.write('stty size\n');
+    await got(/22 70/);
+    term.resize(81, 25);
+    term.write('stty size\n');
+    await got(/25 81/);
+    term.write('exit\n');
+    assert.equal((await term.exited).exit_code, 0);
+    await b.terminate();
+  });
+
   test('QEMU killed from outside: the bunker fails as crashed and the worker removes the VM', { timeout: TEST_TIMEOUT_MS }, async () => {
     // Another shape than the snapshot tests': a cold boot, so this does not depend on restores working.
     const b = await create({ memory_mb: 192 });
