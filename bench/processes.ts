@@ -85,7 +85,9 @@ try {
   process.stderr.write(`[bench] pty echo p50 ${pct(echo, 50)} ms, p99 ${pct(echo, 99)} ms\n`);
 
   // 64 MiB journaled, then read back from the first chunk after the process ended.
-  const flood = await (await post({ command: `head -c ${REPLAY_BYTES} /dev/zero | tr '\\0' a`, background: true })).json();
+  const flood = (await (await post({ command: `head -c ${REPLAY_BYTES} /dev/zero | tr '\\0' a`, background: true })).json()) as {
+    exec_id: string;
+  };
   const readAll = async (): Promise<{ bytes: number; ms: number }> => {
     const t0 = performance.now();
     const res = await fetch(`${server.url}${API}/bunkers/${b.id}/execs/${flood.exec_id}/events`, {

@@ -270,7 +270,9 @@ describe('microvm bunkers through scaibunker serve, end to end', { skip }, () =>
     for (const x of [a, b]) assert.equal(existsSync(vmDir(x.id)), false);
   });
 
-  test('a background process and a terminal shell in a microvm: output replays, stty size follows resize', { timeout: TEST_TIMEOUT_MS }, async () => {
+  test('a background process and a terminal shell in a microvm: output replays, stty size follows resize', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const b = await create();
     const p = await b.processes.start('for i in 1 2 3; do echo vm$i; done; exit 2', { tag: 'vm' });
     const done = await p.wait();

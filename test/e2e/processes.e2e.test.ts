@@ -25,6 +25,8 @@ import {
 } from './harness.js';
 
 const API = '/v1/modules/scaibunker';
+/** A dropped shell is killed after this (the product's default is 60 s). */
+const SHELL_GRACE_S = 3;
 const SMALL = { image: 'minimal', cpu_millicores: 250, memory_mb: 64, disk_mb: 64 } as const;
 
 interface SseEvent {
@@ -47,7 +49,18 @@ describe('processes, shells and file watch (controller + worker)', () => {
 
   const startController = () =>
     ServerProcess.start(
-      ['controller', '--port', String(controllerPort), '--data-dir', join(data.dir, 'c'), '--image-dir', IMAGE_DIR, ...FAST_INTERVALS],
+      [
+        'controller',
+        '--port',
+        String(controllerPort),
+        '--data-dir',
+        join(data.dir, 'c'),
+        '--image-dir',
+        IMAGE_DIR,
+        '--shell-grace',
+        `${SHELL_GRACE_S}s`,
+        ...FAST_INTERVALS,
+      ],
       { SCAIBUNKER_WORKER_TOKEN: token },
     );
 
@@ -404,6 +417,27 @@ describe('processes, shells and file watch (controller + worker)', () => {
     } finally {
       again.ws.close();
     }
+  });
+
+  test('a shell whose client vanished is killed, with its process group, after the grace', async () => {
+    const b = await bunker();
+    const sh = await socket(`/bunkers/${b.id}/shell`);
+    await sh.waitFor('ready', () => sh.control.some((c) => c.type === 'ready'));
+    const execId = sh.control.find((c) => c.type === 'ready').exec_id;
+    sh.ws.send(new TextEncoder().encode('sleep 600 &\n'));
+    sh.ws.send(new TextEncoder().encode('echo started-$((1+1))\n'));
+    await sh.waitFor('the job started', () => /started-2/.test(sh.output()));
+    const closedAt = Date.now();
+    sh.ws.close();
+    await sh.closed;
+    const events = await sse(`/bunkers/${b.id}/execs/${execId}/events`, (e) => e.event === 'exit');
+    const exit = events.at(-1) as SseEvent;
+    assert.equal(exit.event, 'exit');
+    assert.equal(exit.data.state, 'killed');
+    assert.equal(exit.data.signal, 'SIGKILL');
+    assert.ok(Date.now() - closedAt >= SHELL_GRACE_S * 1000 - 200, 'not before the grace');
+    const left = await b.exec(['sh', '-c', 'ps -eo comm | grep -c "^sleep$" || true']);
+    assert.equal(left.stdout.trim(), '0', "the shell's background job went with it");
   });
 
   test('recursive file watch reports creates, writes and removes, in subdirectories made later', async () => {

@@ -54,6 +54,8 @@ function controllerConfig(o: Record<string, number | undefined> & { traceJobs?: 
   if (o.outputRetention !== undefined) c.outputRetentionMs = o.outputRetention;
   if (o.outputRetentionIntervalMs !== undefined) c.outputRetentionIntervalMs = o.outputRetentionIntervalMs;
   if (o.diskReserve !== undefined) c.diskReserveBytes = o.diskReserve;
+  if (o.shellGrace !== undefined) c.shellGraceMs = o.shellGrace;
+  if (o.execReconcileIntervalMs !== undefined) c.execReconcileIntervalMs = o.execReconcileIntervalMs;
   if (o.traceJobs) c.traceJobs = true;
   return c;
 }
@@ -222,6 +224,12 @@ function withIntervalOptions(cmd: Command): Command {
       '--disk-reserve <size>',
       'free space kept on the data disk (default 256m): under it no exec output spills, serve refuses new bunkers, /readyz is not ready',
       size,
+    )
+    .option('--shell-grace <duration>', 'a shell with no client attached is killed after this (default 60s; reattach before it)', duration)
+    .option(
+      '--exec-reconcile-interval-ms <ms>',
+      'how often background execs whose row is open are adopted or closed as lost (default 30000; also at start)',
+      int,
     )
     .option('--trace-jobs', 'log every background tick this process runs (job, lease holder, start, end, result) on stderr');
 }
