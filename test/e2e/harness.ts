@@ -106,3 +106,27 @@ export async function destroyLeftoverBunkers(workerDataDir: string): Promise<str
   await provider.shutdown();
   return left.map((b) => b.id);
 }
+
+/** Everything a terminal (SDK `Terminal`) printed, and a wait for a pattern to appear in it. */
+export function terminalScreen(term: { onData(listener: (chunk: Buffer) => void): () => void }) {
+  let out = '';
+  const waiters = new Set<() => void>();
+  term.onData((c) => {
+    out += c.toString();
+    for (const w of [...waiters]) w();
+  });
+  return {
+    text: () => out,
+    /** Resolves once `re` matches what was printed so far (the test's timeout bounds it). */
+    waitFor: (re: RegExp) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!re.test(out)) return;
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
+}

@@ -24,6 +24,7 @@ import {
   mountsUnder,
   ServerProcess,
   tempDataDir,
+  terminalScreen,
 } from './harness.js';
 
 /** TCG boots are slow, and another QEMU may share the 2 cores. */
@@ -283,23 +284,12 @@ describe('microvm bunkers through scaibunker serve, end to end', { skip }, () =>
     assert.equal(replay, 'vm1\nvm2\nvm3\n');
 
     const term = await b.shell({ cols: 70, rows: 22 });
-    let out = '';
-    const got = (re: RegExp) =>
-      new Promise<void>((resolve) => {
-        const off = term.onData((c) => {
-          out += c.toString();
-          if (re.test(out)) {
-            off();
-            resolve();
-          }
-        });
-        if (re.test(out)) resolve();
-      });
+    const screen = terminalScreen(term);
     term.write('stty size\n');
-    await got(/22 70/);
+    await screen.waitFor(/22 70/);
     term.resize(81, 25);
     term.write('stty size\n');
-    await got(/25 81/);
+    await screen.waitFor(/25 81/);
     term.write('exit\n');
     assert.equal((await term.exited).exit_code, 0);
     await b.terminate();

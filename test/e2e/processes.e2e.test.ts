@@ -22,6 +22,7 @@ import {
   mountsUnder,
   ServerProcess,
   tempDataDir,
+  terminalScreen,
 } from './harness.js';
 
 const API = '/v1/modules/scaibunker';
@@ -485,23 +486,12 @@ describe('processes, shells and file watch (controller + worker)', () => {
     );
 
     const term = await b.shell({ cols: 90, rows: 20 });
-    let out = '';
-    const got = (re: RegExp) =>
-      new Promise<void>((resolve) => {
-        const off = term.onData((c) => {
-          out += c.toString();
-          if (re.test(out)) {
-            off();
-            resolve();
-          }
-        });
-        if (re.test(out)) resolve();
-      });
+    const screen = terminalScreen(term);
     term.write('stty size\n');
-    await got(/20 90/);
+    await screen.waitFor(/20 90/);
     term.resize(100, 33);
     term.write('stty size\n');
-    await got(/33 100/);
+    await screen.waitFor(/33 100/);
     term.write('exit 4\n');
     assert.equal((await term.exited).exit_code, 4);
 
