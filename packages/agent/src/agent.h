@@ -72,6 +72,7 @@ void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void json_str(struct buf *b, const char *s, size_t n); /* quoted, escaped */
 void json_key(struct buf *b, const char *key);         /* ,"key": (comma unless first) */
 int set_nonblock(int fd);
+void kill_session(pid_t sid); /* SIGKILL every process of session `sid` (scans /proc) */
 
 /* ---- event sources ------------------------------------------------------ */
 enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN, K_SERIAL, K_WATCH };

@@ -231,7 +231,10 @@ static void close_ptm(struct exec_st *ex)
 static void exec_kill(struct stream *s)
 {
     struct exec_st *ex = &s->u.ex;
-    if (ex->pid > 0) kill(-ex->pid, SIGKILL);
+    if (ex->pid > 0) {
+        kill(-ex->pid, SIGKILL);
+        kill_session(ex->pid);
+    }
     ex->killed = 1;
 }
 
@@ -692,7 +695,10 @@ void exec_produce(struct stream *s)
 void exec_teardown(struct stream *s)
 {
     struct exec_st *ex = &s->u.ex;
-    if (ex->pid > 0) kill(-ex->pid, SIGKILL);
+    if (ex->pid > 0) {
+        kill(-ex->pid, SIGKILL);
+        kill_session(ex->pid);
+    }
     src_close(&ex->out);
     src_close(&ex->err);
     src_close(&ex->in);

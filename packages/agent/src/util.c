@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 /* ---- buffers ------------------------------------------------------------ */
 
@@ -332,4 +333,34 @@ void src_close(struct src *s)
     src_want(s, 0);
     close(s->fd);
     s->fd = -1;
+}
+
+/* An exec is its own session (setsid). Killing its process group misses jobs a shell put in
+ * groups of their own (`cmd &` in an interactive shell): those keep the session id, so the
+ * session is what "the exec" means when it is killed. Processes that called setsid() left it. */
+void kill_session(pid_t sid)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 1) continue;
+        char path[64], stat[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, stat, sizeof stat - 1);
+        close(fd);
+        if (n <= 0) continue;
+        stat[n] = '\0';
+        /* pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses */
+        char *rp = strrchr(stat, ')');
+        long ppid, pgrp, session;
+        char state;
+        if (!rp || sscanf(rp + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &session) != 4) continue;
+        if (session == (long)sid) kill((pid_t)pid, SIGKILL);
+    }
+    closedir(d);
 }

@@ -150,7 +150,15 @@ export class Worker implements WorkerApi, CachedImageSource {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 10_000;
     this.agentConnectTimeoutMs = opts.agentConnectTimeoutMs ?? 10_000;
     this.capacity = opts.capacity ?? null;
-    this.processes = new ProcessTable({ ...opts.processes, spillDir: join(opts.dataDir, 'journals') });
+    this.processes = new ProcessTable({
+      ...opts.processes,
+      spillDir: join(opts.dataDir, 'journals'),
+      // Journals never take the disk below the reserve that keeps bunkers and images going.
+      canSpill: async (bytes) => {
+        const fs = await statfs(opts.dataDir);
+        return fs.bavail * fs.bsize - bytes >= (opts.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES);
+      },
+    });
     this.images = new ImageCache({
       imageDir: opts.imageDir,
       origins: new LinkImageOrigins(opts.controller, () => this.id),

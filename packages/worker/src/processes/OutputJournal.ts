@@ -1,9 +1,10 @@
 /**
  * One exec's output, kept with sequence numbers so a reader can come back at any time and
  * resume where it left off. The newest bytes stay in memory (up to `memoryBytes`); older ones
- * move to an append-only spill file on the worker's disk, up to `diskBytes`. Past that the
- * journal stops keeping output (`truncated`): later chunks still get their sequence numbers
- * and reach live readers, but cannot be replayed.
+ * move to an append-only spill file on the worker's disk, up to `diskBytes` and while
+ * `canSpill` allows (the worker's disk reserve). Past that the journal stops keeping output
+ * (`truncated`): what it kept stays readable, later chunks still get their sequence numbers and
+ * reach live readers, but cannot be replayed.
  *
  * Readers never hold the writer back: each reads at its own pace from what is kept, and a
  * reader that reached the end waits for the next chunk (or the end of the exec).
@@ -26,7 +27,10 @@ export interface OutputJournalOptions {
   /** Where spilled output goes; created on the first spill, removed by discard(). */
   spillPath: string;
   memoryBytes: number;
+  /** 0: never spill (past memoryBytes nothing more is kept). */
   diskBytes: number;
+  /** Asked before each spill write: false (the disk is under its reserve) ends keeping. */
+  canSpill?: (bytes: number) => Promise<boolean>;
 }
 
 interface Spilled {
@@ -50,6 +54,8 @@ export class OutputJournal {
   private firstKept = 1;
   private totalBytes = 0;
   private isTruncated = false;
+  /** False once the bounds are reached: later chunks are counted, not kept. */
+  private keeping = true;
   private isEnded = false;
   private discarded = false;
   private waiters: Array<() => void> = [];
@@ -68,7 +74,11 @@ export class OutputJournal {
   get bytes(): number {
     return this.totalBytes;
   }
-  /** True once output was dropped for being over the disk bound. */
+  /** Bytes of output held in memory now. */
+  get memoryBytes(): number {
+    return this.memoryUsed;
+  }
+  /** True once output was dropped for being over the bounds. */
   get truncated(): boolean {
     return this.isTruncated;
   }
@@ -84,8 +94,9 @@ export class OutputJournal {
   async append(stream: OutputStream, data: Buffer): Promise<number> {
     const seq = this.nextSeqValue++;
     this.totalBytes += data.length;
-    if (this.isTruncated || this.discarded) {
+    if (!this.keeping || this.discarded) {
       // Not kept; the seq still counts so readers see where the gap is.
+      if (!this.discarded) this.isTruncated = true;
       if (this.memoryLength() === 0 && this.spilled.length === 0) this.firstKept = this.nextSeqValue;
       this.wake();
       return seq;
@@ -195,12 +206,9 @@ export class OutputJournal {
         freed += chunk.data.length;
       }
       if (moving.length === 0) return;
-      if (this.spillOffset + freed > this.opts.diskBytes) {
-        // Over the disk bound: keep what is kept, drop everything from here on.
-        this.isTruncated = true;
-        for (const c of this.memory.slice(this.memoryHead)) this.memoryUsed -= c.data.length;
-        this.memory.length = 0;
-        this.memoryHead = 0;
+      if (this.spillOffset + freed > this.opts.diskBytes || !(await (this.opts.canSpill?.(freed) ?? true))) {
+        // Over the disk bound (or the disk is full): keep what is kept, drop what comes next.
+        this.keeping = false;
         return;
       }
       if (!this.spillFile) {

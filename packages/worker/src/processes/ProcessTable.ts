@@ -13,12 +13,21 @@ import { type ProcessMeta, type RunningProcess, TrackedProcess } from './Tracked
 export interface ProcessTableOptions {
   /** Spill files go to `<spillDir>/<bunkerId>/<execId>.out`. */
   spillDir: string;
-  /** Per exec: output kept in memory before older chunks move to disk. Default 8 MiB. */
+  /** Per background exec: output kept in memory before older chunks move to disk. Default 8 MiB. */
   memoryBytes?: number;
-  /** Per exec: output kept on disk; past it output is no longer journaled. Default 1 GiB. */
+  /** Per background exec: output kept on disk; past it output is no longer journaled. Default 1 GiB. */
   diskBytes?: number;
+  /**
+   * Per blocking exec: output kept, in memory only (its caller has the output, and the
+   * controller stores it); past it the journal is truncated. Default 1 MiB.
+   */
+  blockingMemoryBytes?: number;
   /** Finished execs kept per bunker. Default 200. */
   keepFinished?: number;
+  /** Memory all finished execs' journals may hold together; past it the oldest are dropped. Default 256 MiB. */
+  finishedMemoryBytes?: number;
+  /** Asked before spilling: false when the worker's disk is under its reserve. */
+  canSpill?: (bytes: number) => Promise<boolean>;
 }
 
 /** Starts the process in the agent; the table hands it the journaling output handlers. */
@@ -26,14 +35,20 @@ export type Launch = (handlers: ExecHandlers) => RunningProcess;
 
 export class ProcessTable {
   private readonly bunkers = new Map<string, Map<string, TrackedProcess>>();
+  /** Finished execs in the order they ended (across bunkers), for the memory budget. */
+  private finished: Array<{ bunkerId: string; process: TrackedProcess }> = [];
   private readonly memoryBytes: number;
   private readonly diskBytes: number;
+  private readonly blockingMemoryBytes: number;
   private readonly keepFinished: number;
+  private readonly finishedMemoryBytes: number;
 
   constructor(private readonly opts: ProcessTableOptions) {
     this.memoryBytes = opts.memoryBytes ?? 8 * 1024 * 1024;
     this.diskBytes = opts.diskBytes ?? 1024 * 1024 * 1024;
+    this.blockingMemoryBytes = opts.blockingMemoryBytes ?? 1024 * 1024;
     this.keepFinished = opts.keepFinished ?? 200;
+    this.finishedMemoryBytes = opts.finishedMemoryBytes ?? 256 * 1024 * 1024;
   }
 
   /**
@@ -52,8 +67,9 @@ export class ProcessTable {
     }
     const journal = new OutputJournal({
       spillPath: join(this.opts.spillDir, bunkerId, `${meta.execId}.out`),
-      memoryBytes: this.memoryBytes,
-      diskBytes: this.diskBytes,
+      ...(meta.background
+        ? { memoryBytes: this.memoryBytes, diskBytes: this.diskBytes, ...(this.opts.canSpill ? { canSpill: this.opts.canSpill } : {}) }
+        : { memoryBytes: this.blockingMemoryBytes, diskBytes: 0 }),
     });
     const tracked = new TrackedProcess(meta, journal);
     table.set(meta.execId, tracked);
@@ -85,7 +101,11 @@ export class ProcessTable {
           ? tracked.finish({ exitCode: null, signal: 'SIGKILL', timedOut: false, durationMs: performance.now() - t0 })
           : tracked.lose(),
     );
-    void tracked.whenEnded().then(() => this.evictFinished(table));
+    void tracked.whenEnded().then(() => {
+      this.finished.push({ bunkerId, process: tracked });
+      this.evictFinished(table);
+      this.enforceFinishedMemory();
+    });
     try {
       tracked.pid = (await handle.started).pid;
     } catch (err) {
@@ -139,6 +159,21 @@ export class ProcessTable {
       this.bunkers.set(bunkerId, table);
     }
     return table;
+  }
+
+  /** Drops the oldest finished execs (any bunker) while their journals hold more than the budget. */
+  private enforceFinishedMemory(): void {
+    // Those dropped since (per-bunker eviction, a destroyed bunker) leave the queue too.
+    this.finished = this.finished.filter((f) => this.bunkers.get(f.bunkerId)?.get(f.process.execId) === f.process);
+    let held = 0;
+    for (const f of this.finished) held += f.process.journal.memoryBytes;
+    while (held > this.finishedMemoryBytes && this.finished.length > 0) {
+      const oldest = this.finished.shift() as { bunkerId: string; process: TrackedProcess };
+      held -= oldest.process.journal.memoryBytes;
+      const table = this.bunkers.get(oldest.bunkerId);
+      if (table?.get(oldest.process.execId) === oldest.process) table.delete(oldest.process.execId);
+      void oldest.process.journal.discard();
+    }
   }
 
   /** Drops the oldest finished execs past `keepFinished` (running ones always stay). */

@@ -45,8 +45,29 @@ test('past the disk bound output is no longer kept: the journal says truncated, 
   assert.equal(journal.nextSeq, 31);
   const kept = await collect(journal, 1);
   assert.ok(kept.length > 0 && kept.length < 30, `some but not all kept (${kept.length})`);
+  // What is kept is the beginning, without a gap.
+  assert.deepEqual(
+    kept.map((c) => c.seq),
+    Array.from({ length: kept.length }, (_, i) => i + 1),
+  );
   for (const c of kept) assert.deepEqual(c.data, chunk(c.seq));
+  assert.ok(journal.memoryBytes <= 4_000 + 1_000, 'memory stays within its bound (and one chunk)');
   await journal.discard();
+});
+
+test('a journal that may not spill (memory only, or the disk under its reserve) keeps its beginning and writes no file', async () => {
+  const memoryOnly = new OutputJournal({ spillPath: join(dir, 'e.out'), memoryBytes: 3_000, diskBytes: 0 });
+  const full = new OutputJournal({ spillPath: join(dir, 'f.out'), memoryBytes: 3_000, diskBytes: 1_000_000, canSpill: async () => false });
+  for (const journal of [memoryOnly, full]) {
+    for (let i = 1; i <= 20; i++) await journal.append('stdout', chunk(i));
+    journal.end();
+    assert.equal(journal.truncated, true);
+    assert.deepEqual(
+      (await collect(journal, 1)).map((c) => c.seq),
+      [1, 2, 3, 4],
+    );
+  }
+  assert.ok(!existsSync(join(dir, 'e.out')) && !existsSync(join(dir, 'f.out')), 'no spill file');
 });
 
 test('a reader that caught up follows live output until the end; several readers at once', async () => {
