@@ -47,6 +47,9 @@ describe('redis', () => {
       la.seen.filter(([, id]) => id === 'bk_from_a'),
       [['bunker', 'bk_from_a']],
     );
+    // Closed now: the next test kills every pub/sub client, and a feed closed while ioredis
+    // resubscribes after that kill leaves an unhandled "Connection is closed" behind.
+    await Promise.all([a.close(), b.close()]);
   });
 
   test('when the subscription reconnects, listeners are told to drop everything', async () => {
