@@ -27,20 +27,21 @@
 #define OUT_HIGH (1024u * 1024u)       /* per-connection output high-water mark */
 #define MAX_STREAMS_PER_CONN 1024
 #define MAX_LIST_ENTRIES 10000
+#define MAX_TUNNELS_PER_CONN 256     /* connect streams (each holds a socket) */
 
 enum frame_type {
     F_OPEN = 1,
     F_DATA = 2,
     F_STDOUT = 3,
     F_STDERR = 4,
-    F_EOF = 5,
+    F_EOF = 5,      /* client -> agent: end of DATA; agent -> client (connect): the server closed its side */
     F_WINDOW = 6,
     F_RESULT = 7,
     F_ERROR = 8,
     F_CANCEL = 9,
     F_SIGNAL = 10,
     F_HELLO = 11, /* agent -> client, stream 0, first frame of every connection */
-    F_STARTED = 12, /* agent -> client: exec forked, JSON {"pid": N}, before any output */
+    F_STARTED = 12, /* agent -> client: exec forked, JSON {"pid": N}; connect: connected, {} */
     F_RESIZE = 13,  /* client -> agent: pty exec window size, JSON {"cols": C, "rows": R} */
 };
 
@@ -75,7 +76,7 @@ int set_nonblock(int fd);
 void kill_session(pid_t sid); /* SIGKILL every process of session `sid` (scans /proc) */
 
 /* ---- event sources ------------------------------------------------------ */
-enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN, K_SERIAL, K_WATCH };
+enum src_kind { K_LISTEN = 1, K_SIGNAL, K_CONN, K_EXEC_OUT, K_EXEC_ERR, K_EXEC_IN, K_SERIAL, K_WATCH, K_TUNNEL };
 struct src {
     int kind;
     int fd;
@@ -99,6 +100,7 @@ enum op {
     OP_CHMOD,
     OP_IDENTITY,
     OP_WATCH,
+    OP_CONNECT,
 };
 
 struct exec_st {
@@ -153,6 +155,18 @@ struct watch_st {
     int ended;                /* root gone: RESULT once pending is sent */
 };
 
+struct tunnel_st {
+    struct src sock;  /* TCP socket to 127.0.0.1:port (K_TUNNEL) */
+    int port;
+    int counted;      /* counted in conn->ntunnels */
+    struct buf inbuf; /* client bytes not yet written to the socket (<= the granted window) */
+    int connected;    /* connect() completed, STARTED sent */
+    int client_eof;   /* the client sent EOF: shutdown(SHUT_WR) once inbuf is written */
+    int wr_done;      /* SHUT_WR done */
+    int rd_eof;       /* the server closed its side: EOF frame sent */
+    uint64_t bytes_in, bytes_out; /* client -> server, server -> client */
+};
+
 struct conn;
 struct stream {
     uint32_t id;
@@ -171,6 +185,7 @@ struct stream {
         struct write_st wr;
         struct list_st ls;
         struct watch_st wa;
+        struct tunnel_st tu;
     } u;
 };
 
@@ -179,6 +194,7 @@ struct conn {
     struct buf in, out;
     struct stream *streams;
     int nstreams;
+    int ntunnels; /* open connect streams */
     int dead;
     int throttled; /* a producer stopped because out.len >= OUT_HIGH */
     struct conn *next;
@@ -241,6 +257,16 @@ void watch_update(struct stream *s); /* credit or socket space changed */
 void watch_cancel(struct stream *s);
 void watch_teardown(struct stream *s);
 void watch_free(struct stream *s);
+
+/* tunnel.c */
+void tunnel_open(struct stream *s, jv *req); /* connect */
+void tunnel_event(struct src *src, uint32_t events);
+void tunnel_update(struct stream *s); /* credit or socket space changed */
+void tunnel_data(struct stream *s, const char *p, size_t n);
+void tunnel_eof(struct stream *s);
+void tunnel_cancel(struct stream *s);
+void tunnel_teardown(struct stream *s);
+void tunnel_free(struct stream *s);
 
 /* files.c */
 void files_open(struct stream *s, jv *req); /* stat, list, read, write, mkdir, remove, chmod */

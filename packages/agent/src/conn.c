@@ -207,6 +207,7 @@ static void stream_free(struct stream *s)
         free(s->u.ls.path);
         break;
     case OP_WATCH: watch_free(s); break;
+    case OP_CONNECT: tunnel_free(s); break;
     default: break;
     }
     free(s);
@@ -301,6 +302,7 @@ void conn_close(struct conn *c, const char *why)
         struct stream *s = c->streams;
         if (s->op == OP_EXEC) exec_teardown(s);
         else if (s->op == OP_WATCH) watch_teardown(s);
+        else if (s->op == OP_CONNECT) tunnel_teardown(s);
         else files_teardown(s);
         stream_end(s);
     }
@@ -323,6 +325,7 @@ static void conn_kick(struct conn *c)
     for (struct stream *s = c->streams; s; s = s->next) {
         if (s->op == OP_EXEC) exec_update(s);
         else if (s->op == OP_WATCH) watch_update(s);
+        else if (s->op == OP_CONNECT) tunnel_update(s);
         else if ((s->op == OP_READ || s->op == OP_LIST) && s->credit > 0) runq_add(s);
     }
 }
@@ -371,7 +374,7 @@ static const struct {
 } ops[] = {
     { "health", OP_HEALTH }, { "exec", OP_EXEC },   { "read", OP_READ },     { "write", OP_WRITE }, { "stat", OP_STAT },
     { "list", OP_LIST },     { "mkdir", OP_MKDIR }, { "remove", OP_REMOVE }, { "chmod", OP_CHMOD },
-    { "identity", OP_IDENTITY }, { "watch", OP_WATCH },
+    { "identity", OP_IDENTITY }, { "watch", OP_WATCH }, { "connect", OP_CONNECT },
 };
 
 static long rss_bytes(void)
@@ -460,6 +463,7 @@ static void on_open(struct conn *c, uint32_t id, const char *p, size_t n)
     case OP_EXEC: exec_open(s, req); break;
     case OP_IDENTITY: identity_open(s, req); break;
     case OP_WATCH: watch_open(s, req); break;
+    case OP_CONNECT: tunnel_open(s, req); break;
     default: files_open(s, req); break;
     }
     json_free(req);
@@ -487,11 +491,13 @@ static void on_frame(struct conn *c, uint32_t id, uint8_t type, const char *p, s
         s->recv_window -= (uint32_t)n;
         if (s->op == OP_EXEC) exec_data(s, p, n);
         else if (s->op == OP_WRITE) write_data(s, p, n);
+        else if (s->op == OP_CONNECT) tunnel_data(s, p, n);
         else stream_grant(s, (uint32_t)n, 0); /* no consumer: discard */
         break;
     case F_EOF:
         if (s->op == OP_EXEC) exec_eof(s);
         else if (s->op == OP_WRITE) write_eof(s);
+        else if (s->op == OP_CONNECT) tunnel_eof(s);
         break;
     case F_WINDOW: {
         if (n != 4) {
@@ -505,12 +511,14 @@ static void on_frame(struct conn *c, uint32_t id, uint8_t type, const char *p, s
         }
         if (s->op == OP_EXEC) exec_update(s);
         else if (s->op == OP_WATCH) watch_update(s);
+        else if (s->op == OP_CONNECT) tunnel_update(s);
         else if (s->op == OP_READ || s->op == OP_LIST) runq_add(s);
         break;
     }
     case F_CANCEL:
         if (s->op == OP_EXEC) exec_cancel(s);
         else if (s->op == OP_WATCH) watch_cancel(s);
+        else if (s->op == OP_CONNECT) tunnel_cancel(s);
         else files_cancel(s);
         break;
     case F_SIGNAL:

@@ -271,6 +271,7 @@ int main(int argc, char **argv)
             case K_CONN: conn_event(s->owner, evs[i].events); break;
             case K_SERIAL: serial_event(evs[i].events); break; /* --serial */
             case K_WATCH: watch_event(s); break;
+            case K_TUNNEL: tunnel_event(s, evs[i].events); break;
             default: exec_event(s, evs[i].events); break;
             }
         }

@@ -245,6 +245,13 @@ static const struct ename enames[] = {
     { E2BIG, "E2BIG", "IO_ERROR" },
     { ESRCH, "ESRCH", "IO_ERROR" },
     { EPIPE, "EPIPE", "IO_ERROR" },
+    { ECONNREFUSED, "ECONNREFUSED", "PORT_NOT_LISTENING" },
+    { ECONNRESET, "ECONNRESET", "IO_ERROR" },
+    { ECONNABORTED, "ECONNABORTED", "IO_ERROR" },
+    { ETIMEDOUT, "ETIMEDOUT", "IO_ERROR" },
+    { EADDRNOTAVAIL, "EADDRNOTAVAIL", "IO_ERROR" },
+    { ENETUNREACH, "ENETUNREACH", "IO_ERROR" },
+    { ENOTCONN, "ENOTCONN", "IO_ERROR" },
 };
 
 const char *errno_name(int e)

@@ -56,6 +56,7 @@ export function fakeWorker(): {
     resizeProcess: unexpected,
     watchFiles: unexpected,
     readFile: unexpected,
+    openTunnel: unexpected,
     writeFile: unexpected,
     stat: unexpected,
     list: unexpected,

@@ -43,6 +43,10 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body or upload exceeds its cap.' },
   CHECKSUM_MISMATCH: { status: 400, description: "The uploaded bytes' sha256 differs from the one declared; nothing was stored." },
   RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range starts past the end of the object.' },
+  TOO_MANY_TUNNELS: {
+    status: 429,
+    description: 'The bunker already has the most concurrent port tunnels its worker allows (256); close one first.',
+  },
   QUOTA_EXCEEDED: {
     status: 429,
     description:
@@ -55,6 +59,7 @@ export const ERROR_CODES = {
       "The platform's own storage is full or under its reserve (a controller's or worker's data disk); nothing partial was stored (a create refused this way leaves a failed bunker row saying why). Retry later.",
   },
   INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
+  PORT_NOT_LISTENING: { status: 502, description: 'Nothing listens on that port (127.0.0.1) inside the bunker.' },
   BRIDGE_REJECTED: { status: 502, description: 'The worker refused to create the bridge; nothing was kept.' },
   WORKER_UNAVAILABLE: { status: 503, description: "The bunker's worker cannot be reached." },
   NO_SUITABLE_WORKER: { status: 503, description: 'No online worker has the capacity or features the bunker needs.' },

@@ -6,11 +6,20 @@
  */
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Socket } from 'node:net';
+import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { ExecHandlers } from './api.js';
 import { toWorkerError, WorkerError } from './errors.js';
-import { type AnyWireRequest, type AnyWorkerRoute, type StreamReply, WORKER_ROUTES, type WorkerTarget, type WorkerVerb } from './routes.js';
+import {
+  type AnyWireRequest,
+  type AnyWorkerRoute,
+  type StreamReply,
+  TUNNEL_UPGRADE,
+  WORKER_ROUTES,
+  type WorkerTarget,
+  type WorkerVerb,
+} from './routes.js';
 import type { ExecLine, ExecOutcome } from './schemas.js';
 
 /** Socket-level failures that mean "the worker is not there (any more)". */
@@ -69,6 +78,7 @@ export class HttpWorkerClient implements WorkerTarget {
   readonly resizeProcess = this.verb('resizeProcess');
   readonly watchFiles = this.verb('watchFiles');
   readonly readFile = this.verb('readFile');
+  readonly openTunnel = this.verb('openTunnel');
   readonly writeFile = this.verb('writeFile');
   readonly stat = this.verb('stat');
   readonly list = this.verb('list');
@@ -96,6 +106,7 @@ export class HttpWorkerClient implements WorkerTarget {
   private async call(route: AnyWorkerRoute, args: unknown[]): Promise<unknown> {
     const wire = route.encode(...args);
     const path = route.url.slice(1).replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(String(wire.params?.[name])));
+    if (route.kind === 'tunnel') return this.upgrade(path);
     const res = await this.request({
       method: route.method,
       path,
@@ -123,6 +134,39 @@ export class HttpWorkerClient implements WorkerTarget {
       case 'events':
         return this.eventStream(route, res, wire.events);
     }
+  }
+
+  /**
+   * A `tunnel` route: an HTTP upgrade on a connection of its own (never a pooled one: the socket
+   * becomes the tunnel). Resolves with the socket after the 101; a JSON error answer instead
+   * becomes its WorkerError. The socket is half-open capable, like the in-process Duplex.
+   */
+  private upgrade(path: string): Promise<Duplex> {
+    const url = new URL(path, this.base);
+    return new Promise<Duplex>((resolve, reject) => {
+      const req = this.transport.request(url, {
+        method: 'GET',
+        agent: false,
+        headers: { authorization: `Bearer ${this.token}`, connection: 'Upgrade', upgrade: TUNNEL_UPGRADE },
+      });
+      req.on('error', (err) => reject(this.transportError(err)));
+      req.on('upgrade', (res, socket: Socket, head: Buffer) => {
+        if (res.headers.upgrade?.toLowerCase() !== TUNNEL_UPGRADE) {
+          socket.destroy();
+          reject(new WorkerError('IO_ERROR', `worker upgraded to ${res.headers.upgrade ?? 'nothing'}`));
+          return;
+        }
+        // The worker's end: half-close passes through (its FIN is the server's EOF), so our
+        // side must not end itself when the read side ends.
+        socket.allowHalfOpen = true;
+        if (head.length) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => {
+        errorFrom(res).then(reject, reject);
+      });
+      req.end();
+    });
   }
 
   /** An events answer: each event to the handler (awaited: back-pressure), then the end line's result. */

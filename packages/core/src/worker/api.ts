@@ -3,7 +3,7 @@
  * `Worker` (embedded `serve`) and `HttpWorkerClient` (a separate `scaibunker worker`), both
  * driven by WORKER_ROUTES. And what a worker asks of its controller (ControllerLink).
  */
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type {
   BridgeRequest,
   BunkerStats,
@@ -69,6 +69,13 @@ export interface WorkerApi {
   /** Streams file changes under `path` until `handlers.signal` aborts or the directory goes. */
   watchFiles(bunkerId: string, path: string, opts: { recursive?: boolean }, handlers: EventHandlers<WatchEvent>): Promise<void>;
   readFile(bunkerId: string, path: string): Promise<Readable>;
+  /**
+   * A byte stream to 127.0.0.1:port inside the bunker (over the agent channel). PORT_NOT_LISTENING
+   * when nothing listens there, TOO_MANY_TUNNELS over the per-bunker cap. The Duplex is
+   * half-open capable: end() closes the write side only; 'end' means the server closed its side;
+   * destroy() drops the connection. Ends (or errors) when the bunker is destroyed.
+   */
+  openTunnel(bunkerId: string, port: number): Promise<Duplex>;
   /** Streams `data` in; rejects with TOO_LARGE (and writes nothing) past `maxBytes`. */
   writeFile(
     bunkerId: string,

@@ -29,6 +29,10 @@ export const WORKER_ERROR_CODES = [
   'PROCESS_NOT_FOUND',
   /** The process has ended, its stdin is closed, or it has no terminal (to resize). */
   'PROCESS_CONFLICT',
+  /** openTunnel: nothing listens on 127.0.0.1:port inside the bunker (connection refused). */
+  'PORT_NOT_LISTENING',
+  /** openTunnel: the bunker already has the most concurrent tunnels a worker allows (256). */
+  'TOO_MANY_TUNNELS',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
@@ -65,6 +69,8 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   HOST_DISK_FULL: 507,
   PROCESS_NOT_FOUND: 404,
   PROCESS_CONFLICT: 409,
+  PORT_NOT_LISTENING: 502,
+  TOO_MANY_TUNNELS: 429,
 };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(WORKER_ERROR_CODES);

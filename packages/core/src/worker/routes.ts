@@ -9,12 +9,16 @@
  * upload (application/octet-stream) and answers JSON; `stream-out` answers raw bytes; `exec`
  * answers NDJSON lines ({"t":"stdout"|"stderr","d":base64} … {"t":"exit",…} or {"t":"error",…}),
  * or a plain JSON error when it fails before any output; `events` answers NDJSON lines
- * {"t":"event","e":…} … {"t":"end","r":…} or {"t":"error",…} (process output, file changes).
+ * {"t":"event","e":…} … {"t":"end","r":…} or {"t":"error",…} (process output, file changes);
+ * `tunnel` is an HTTP upgrade (`Connection: Upgrade`, `Upgrade: scaibunker-tunnel`): `101 Switching
+ * Protocols` once the verb's Duplex is there, then raw bytes both ways on the socket, or a plain
+ * JSON error answer instead of the 101.
  * Every route needs `Authorization: Bearer <worker token>`; errors are {error:{code,message}}
  * with the status from WORKER_ERROR_STATUS (or the route's `errorStatus`).
  */
 import type { Readable } from 'node:stream';
 import type { Static, TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { CachedImageSource, EventHandlers, ExecHandlers, ProcessOutput, WorkerApi } from './api.js';
 import type { WorkerErrorCode } from './errors.js';
 import * as S from './schemas.js';
@@ -25,7 +29,9 @@ export type WorkerVerb = keyof WorkerTarget;
 export type WorkerArgs<K extends WorkerVerb> = Parameters<WorkerTarget[K]>;
 export type WorkerResult<K extends WorkerVerb> = Awaited<ReturnType<WorkerTarget[K]>>;
 
-export type WorkerRouteKind = 'empty' | 'json' | 'stream-in' | 'stream-out' | 'exec' | 'events';
+export type WorkerRouteKind = 'empty' | 'json' | 'stream-in' | 'stream-out' | 'exec' | 'events' | 'tunnel';
+/** The `Upgrade` protocol token of `tunnel` routes. */
+export const TUNNEL_UPGRADE = 'scaibunker-tunnel';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 type Part<Key extends string, T> = T extends TSchema ? { [k in Key]: Static<T> } : { [k in Key]?: undefined };
@@ -287,6 +293,15 @@ export const WORKER_ROUTES = {
     toWire: (stream) => ({ stream }),
     fromWire: (reply: StreamReply) => reply.stream,
   }),
+  openTunnel: route('openTunnel')({
+    method: 'GET',
+    url: `${BUNKER}/ports/:port/tunnel`,
+    kind: 'tunnel',
+    params: S.TunnelParams,
+    errors: ['BUNKER_NOT_FOUND', 'INVALID_STATE', 'PORT_NOT_LISTENING', 'TOO_MANY_TUNNELS', 'IO_ERROR', 'CHANNEL_CLOSED'],
+    encode: (bunkerId, port) => ({ params: { id: bunkerId, port: String(port) } }),
+    decode: (r) => [r.params.id, Number(r.params.port)],
+  }),
   writeFile: route('writeFile')({
     method: 'PUT',
     url: `${BUNKER}/files`,
@@ -443,3 +458,37 @@ export interface AnyWorkerRoute
   uploadLimit?(req: AnyWireRequest): number;
 }
 export const WORKER_ROUTE_LIST: readonly AnyWorkerRoute[] = Object.values(WORKER_ROUTES) as unknown as AnyWorkerRoute[];
+
+/**
+ * Matches a request path against the routes of one kind, returning the route and its path
+ * params when one matches and the params satisfy its schema (`null` params: the path matched
+ * but a param is invalid). For requests Fastify does not route: `tunnel` upgrades.
+ */
+export function matchRoute(
+  kind: WorkerRouteKind,
+  method: string,
+  pathname: string,
+): { route: AnyWorkerRoute; params: Record<string, string> | null } | null {
+  for (const route of WORKER_ROUTE_LIST) {
+    if (route.kind !== kind || route.method !== method) continue;
+    const names: string[] = [];
+    const re = new RegExp(
+      `^${route.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:(\w+)/g, (_, n: string) => {
+        names.push(n);
+        return '([^/]+)';
+      })}$`,
+    );
+    const m = re.exec(pathname);
+    if (!m) continue;
+    const params: Record<string, string> = {};
+    try {
+      names.forEach((n, i) => {
+        params[n] = decodeURIComponent(m[i + 1] ?? '');
+      });
+    } catch {
+      return { route, params: null }; // malformed %-escape
+    }
+    return { route, params: !route.params || Value.Check(route.params as TSchema, params) ? params : null };
+  }
+  return null;
+}

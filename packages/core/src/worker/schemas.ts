@@ -36,6 +36,11 @@ export const BunkerParams = Type.Object({ id: BunkerId });
 export const BridgeParams = Type.Object({ id: BridgeId });
 export const ImageParams = Type.Object({ sha256: Sha256 });
 export const PathQuery = Type.Object({ path: BunkerPath });
+/** A TCP port 1–65535 as a path segment (decimal, no leading zero). */
+export const PortParam = Type.String({
+  pattern: '^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$',
+});
+export const TunnelParams = Type.Object({ id: BunkerId, port: PortParam });
 
 /** One layer-2 interface of a `transit` bunker; the worker checks the bridge belongs to `tenantId`. */
 export const TransitInterfaceSpec = Type.Object(

@@ -8,7 +8,7 @@
  * growing buffers.
  */
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import type { ExecHandlers, ExecOutcome as ExecResult, FileStatInfo as FileStat } from '@scaibunker/core';
 import { AgentError } from './AgentError.js';
 import {
@@ -270,6 +270,12 @@ class Stream {
         return;
       case FrameType.STARTED:
         this.onStarted?.(parseJson(payload)); // a malformed one is a protocol error
+        return;
+      case FrameType.EOF:
+        // connect streams: the server closed its side. Queued so it follows the data before it.
+        if (this.discard) return;
+        this.queue.push({ end: false, type, payload });
+        void this.drain();
         return;
       default:
         // Frame types added to the protocol later (agent → client) are ignored (PROTOCOL.md §1).
@@ -705,6 +711,88 @@ export class AgentClient {
         st.cancel();
       },
     };
+  }
+
+  /**
+   * A byte tunnel to 127.0.0.1:port inside the bunker: the agent dials the port and relays
+   * (PROTOCOL.md §3.6). Resolves once connected; rejects with AgentError PORT_NOT_LISTENING
+   * (connection refused), INVALID_ARGUMENT (port not 1–65535), TOO_MANY_STREAMS (the
+   * agent's per-connection tunnel cap), IO_ERROR or CHANNEL_CLOSED.
+   *
+   * The Duplex behaves like a net.Socket with allowHalfOpen: writes wait for the stream's
+   * credit (the write callback is the back-pressure), reading grants credit only as the
+   * consumer reads, end() sends EOF (the agent shuts the socket's write side), 'end' means
+   * the server closed its side, destroy() cancels (the agent closes the socket). Errors after
+   * the connect (ECONNRESET, CHANNEL_CLOSED) destroy the Duplex with the AgentError.
+   */
+  connectPort(port: number): Promise<Duplex> {
+    return new Promise<Duplex>((resolve, reject) => {
+      let readWaiter: (() => void) | null = null;
+      let readEnded = false;
+      let connected = false;
+      const wakeRead = () => {
+        const w = readWaiter;
+        readWaiter = null;
+        w?.();
+      };
+      let st!: Stream;
+      const duplex = new Duplex({
+        allowHalfOpen: true,
+        read: () => wakeRead(),
+        write: (chunk: Buffer, _enc, cb) => {
+          this.sendData(st, chunk).then(
+            () => cb(),
+            (err: unknown) => cb(err as Error),
+          );
+        },
+        final: (cb) => {
+          if (!st.finished) this.send(encodeFrame(st.id, FrameType.EOF));
+          cb();
+        },
+        destroy: (err, cb) => {
+          if (!st.finished) {
+            st.discard = true;
+            st.cancel(); // the agent closes the socket; its CANCELLED answer is dropped below
+          }
+          wakeRead();
+          cb(err);
+        },
+      });
+      const endRead = () => {
+        if (readEnded) return;
+        readEnded = true;
+        duplex.push(null);
+      };
+      try {
+        st = this.open(
+          { op: 'connect', port },
+          (type, chunk) => {
+            if (duplex.destroyed) return;
+            if (type === FrameType.EOF) return endRead();
+            // A full readable buffer: hold the credit until the consumer asks for more.
+            if (!duplex.push(chunk)) return new Promise<void>((r) => (readWaiter = r));
+          },
+          () => {
+            connected = true;
+            resolve(duplex);
+          },
+        );
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      st.result.then(
+        () => endRead(), // both directions finished; EOF normally came first
+        (err: unknown) => {
+          if (!connected) {
+            duplex.destroy();
+            reject(err);
+          } else if (!duplex.destroyed) {
+            duplex.destroy(err as Error);
+          }
+        },
+      );
+    });
   }
 
   /**

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { type Duplex, Readable } from 'node:stream';
 import { idPattern, newId, SHA256_HEX } from '@scaibunker/core';
 import { AgentClient, AgentError } from '../agent/AgentClient.js';
 import { ImageCache } from '../images/ImageCache.js';
@@ -131,6 +131,9 @@ export class Worker implements WorkerApi, CachedImageSource {
   private readonly bunkers = new Map<string, TrackedBunker>();
   /** Spawns in flight, so a retried spawn of the same id joins the first one. */
   private readonly spawning = new Map<string, Promise<void>>();
+  /** Open port tunnels per bunker (the cap; destroy ends them). */
+  private readonly tunnels = new Map<string, Set<Duplex>>();
+  private readonly tunnelsConnecting = new Map<string, number>();
   private readonly logger: WorkerLogger;
   private readonly agentConnectTimeoutMs: number;
   /** Owns imageDir: what is cached, fetching what is not, serving peers. */
@@ -289,6 +292,10 @@ export class Worker implements WorkerApi, CachedImageSource {
     // Forget it first so the channel closing below is not mistaken for the bunker dying.
     this.bunkers.delete(bunkerId);
     tracked?.agent?.close();
+    // Closing the channel already fails every tunnel (CHANNEL_CLOSED); this also covers one
+    // whose connect was still in flight.
+    for (const t of this.tunnels.get(bunkerId) ?? []) t.destroy();
+    this.tunnels.delete(bunkerId);
     await this.processes.dropBunker(bunkerId);
     // Always ask the providers (destroy is idempotent): one may hold a bunker we never
     // managed to reconnect to.
@@ -435,6 +442,43 @@ export class Worker implements WorkerApi, CachedImageSource {
   /** BUNKER_NOT_FOUND unless this worker runs (or ran, and still journals) the bunker. */
   private knownBunker(bunkerId: string): void {
     if (!this.bunkers.has(bunkerId)) throw new WorkerError('BUNKER_NOT_FOUND', `no bunker ${bunkerId} on this worker`);
+  }
+
+  /**
+   * A byte stream to 127.0.0.1:port inside the bunker: the agent dials it and relays over the
+   * channel we hold, so nothing listens in the bunker's network or on this host. At most
+   * MAX_TUNNELS_PER_BUNKER at once (each holds a socket in the agent): over it TOO_MANY_TUNNELS.
+   */
+  async openTunnel(bunkerId: string, port: number): Promise<Duplex> {
+    const agent = this.agentFor(bunkerId);
+    let open = this.tunnels.get(bunkerId);
+    if (!open) {
+      open = new Set();
+      this.tunnels.set(bunkerId, open);
+    }
+    // Connects in flight count too: a burst must not get past the cap.
+    if (open.size + (this.tunnelsConnecting.get(bunkerId) ?? 0) >= MAX_TUNNELS_PER_BUNKER) {
+      throw new WorkerError('TOO_MANY_TUNNELS', `bunker ${bunkerId} already has ${MAX_TUNNELS_PER_BUNKER} open tunnels`);
+    }
+    this.tunnelsConnecting.set(bunkerId, (this.tunnelsConnecting.get(bunkerId) ?? 0) + 1);
+    let tunnel: Duplex;
+    try {
+      tunnel = await agent.connectPort(port);
+    } catch (err) {
+      throw toWorkerError(err);
+    } finally {
+      const n = (this.tunnelsConnecting.get(bunkerId) ?? 1) - 1;
+      if (n) this.tunnelsConnecting.set(bunkerId, n);
+      else this.tunnelsConnecting.delete(bunkerId);
+    }
+    const set = this.tunnels.get(bunkerId);
+    if (!set || this.bunkers.get(bunkerId)?.agent !== agent) {
+      tunnel.destroy(); // the bunker was destroyed while we connected
+      throw new WorkerError('CHANNEL_CLOSED', `bunker ${bunkerId} went away while the tunnel connected`);
+    }
+    set.add(tunnel);
+    tunnel.once('close', () => set.delete(tunnel));
+    return tunnel;
   }
 
   /**
@@ -717,6 +761,8 @@ export class Worker implements WorkerApi, CachedImageSource {
 // ---------------------------------------------------------------- helpers
 
 const DEFAULT_DISK_RESERVE_BYTES = 256 * 1024 * 1024;
+/** Concurrent port tunnels per bunker (the agent caps a connection at 256 too). */
+export const MAX_TUNNELS_PER_BUNKER = 256;
 
 const PASSTHROUGH_AGENT_CODES = new Set<WorkerErrorCode>([
   'NOT_FOUND',
@@ -729,6 +775,7 @@ const PASSTHROUGH_AGENT_CODES = new Set<WorkerErrorCode>([
   'NO_SPACE',
   'IO_ERROR',
   'CHANNEL_CLOSED',
+  'PORT_NOT_LISTENING',
 ]);
 
 /** AgentError codes keep their name across the boundary; anything else is an IO_ERROR. */

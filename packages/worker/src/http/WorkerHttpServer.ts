@@ -8,14 +8,17 @@
  * Errors: {error:{code,message}} with the status from WORKER_ERROR_STATUS (or the route's own).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   type AnyWireRequest,
   type AnyWorkerRoute,
   type ExecOutcome,
   workerErrorBody as errorBody,
+  matchRoute,
   type StreamReply,
+  TUNNEL_UPGRADE,
   WORKER_ERROR_STATUS,
   WORKER_ROUTE_LIST,
   type WorkerErrorCode,
@@ -85,6 +88,13 @@ export class WorkerHttpServer {
     // No request timeouts: exec and transfers legitimately run long; the controller bounds them.
     this.app = Fastify({ logger: opts.logger ?? false, requestTimeout: 0, bodyLimit: 8 * 1024 * 1024 });
     this.registerRoutes();
+    // Fastify does not route upgrade requests: tunnel routes are served here.
+    this.app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.handleUpgrade(req, socket, head).catch((err: unknown) => {
+        this.app.log.error(err);
+        socket.destroy();
+      });
+    });
   }
 
   /** Base URL once listening, e.g. http://127.0.0.1:41234 */
@@ -193,7 +203,60 @@ export class WorkerHttpServer {
         reply.hijack();
         await this.streamEvents(route, wire, reply.raw);
         return;
+      case 'tunnel':
+        // Reached only without `Upgrade: scaibunker-tunnel` (upgrades go to handleUpgrade).
+        return reply
+          .code(426)
+          .header('upgrade', TUNNEL_UPGRADE)
+          .send(errorBody('VALIDATION_FAILED', `this route needs Connection: Upgrade, Upgrade: ${TUNNEL_UPGRADE}`));
     }
+  }
+
+  /**
+   * A `tunnel` route: checks the token and params as the Fastify routes do, opens the tunnel
+   * and only then answers 101, so a refused port is a plain JSON error answer. After the 101
+   * the socket carries the tunnel's bytes both ways; half-closes are passed on (pipe ends the
+   * other side), and either side going away destroys the other.
+   */
+  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {}); // a client that vanishes mid-answer: the close handles it
+    const fail = (status: number, code: string, message: string) => {
+      const body = JSON.stringify(errorBody(code, message));
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    };
+    if (!tokenMatches(req.headers.authorization, this.tokenHash)) {
+      return fail(401, 'UNAUTHENTICATED', 'missing or wrong worker token');
+    }
+    const pathname = new URL(req.url ?? '/', 'http://worker').pathname;
+    const match = matchRoute('tunnel', req.method ?? 'GET', pathname);
+    if (!match || req.headers.upgrade?.toLowerCase() !== TUNNEL_UPGRADE) {
+      return fail(404, 'ROUTE_NOT_FOUND', `no upgrade route ${req.method} ${pathname} (${req.headers.upgrade ?? 'no'} upgrade)`);
+    }
+    if (!match.params) return fail(400, 'VALIDATION_FAILED', `invalid path parameters in ${pathname}`);
+    let tunnel: Duplex;
+    try {
+      tunnel = (await this.invoke(match.route.verb, match.route.decode({ params: match.params }))) as Duplex;
+    } catch (err) {
+      if (err instanceof WorkerError) return fail(statusOf(err, match.route), err.code, err.message);
+      return fail(500, 'INTERNAL', err instanceof Error ? err.message : String(err));
+    }
+    if (socket.destroyed) {
+      tunnel.destroy(); // the client gave up while the agent was connecting
+      return;
+    }
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${TUNNEL_UPGRADE}\r\n\r\n`);
+    if (head.length) tunnel.write(head); // bytes the client sent right after its request head
+    tunnel.on('error', () => socket.destroy());
+    socket.on('close', () => tunnel.destroy());
+    tunnel.on('close', () => {
+      // both directions done (or the tunnel failed): end the socket once its bytes are out
+      if (!socket.writableEnded) socket.destroy();
+    });
+    tunnel.pipe(socket);
+    socket.pipe(tunnel);
   }
 
   private async receiveUpload(

@@ -6,7 +6,8 @@
  * every error code the route declares. A route without a case here fails the suite.
  */
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
+import http from 'node:http';
+import { Duplex, PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { WORKER_ROUTE_LIST, WORKER_ROUTES, type WorkerArgs, type WorkerResult, type WorkerTarget, type WorkerVerb } from '@scaibunker/core';
 import { HttpWorkerClient } from '../../src/http/HttpWorkerClient.js';
@@ -90,6 +91,8 @@ const CASES: { [K in WorkerVerb]: Case<K> } = {
   signalProcess: { args: () => [BUNKER, EXEC, 'SIGTERM'], result: () => undefined },
   resizeProcess: { args: () => [BUNKER, EXEC, 100, 30], result: () => undefined },
   watchFiles: { args: () => [BUNKER, '/work', { recursive: true }, { onEvent: () => undefined }], result: () => undefined },
+  // An echo stream: what the caller writes comes back (run() writes, ends and reads it).
+  openTunnel: { args: () => [BUNKER, 8080], result: () => new PassThrough() },
   readFile: { args: () => [BUNKER, '/etc/hosts'], result: () => Readable.from([Buffer.from('file '), Buffer.from('bytes')]) },
   writeFile: {
     args: () => [BUNKER, '/tmp/up', Readable.from([Buffer.from('upload')]), { mode: 0o600, parents: true, maxBytes: 100 }],
@@ -206,7 +209,14 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
     let result: unknown;
     let error: unknown;
     try {
-      result = await plain(await fn.apply(api, args));
+      const answer = await fn.apply(api, args);
+      if (WORKER_ROUTES[verb].kind === 'tunnel') {
+        const tunnel = answer as Duplex;
+        const echoed = text(tunnel);
+        tunnel.write('ping ');
+        tunnel.end('pong');
+        result = { echoed: await echoed };
+      } else result = await plain(answer);
     } catch (err) {
       error = err;
     }
@@ -237,6 +247,7 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
         assert.deepEqual(remote.output, local.output);
         if (route.kind === 'exec') assert.deepEqual(local.output, ['stdout:out\n', 'stderr:err\n']);
         if (route.kind === 'events') assert.equal(local.output.length, 1);
+        if (route.kind === 'tunnel') assert.deepEqual(local.result, { echoed: 'ping pong' });
       });
 
       for (const code of route.errors) {
@@ -273,4 +284,84 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
         });
     });
   }
+
+  describe('tunnel upgrades', () => {
+    /** A raw upgrade request; resolves with the status (101, or the error answer's) and body. */
+    function upgrade(path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+      return new Promise((resolve, reject) => {
+        const req = http.request(new URL(path, server.url), { method: 'GET', agent: false, headers });
+        req.on('error', reject);
+        req.on('upgrade', (res, socket) => {
+          socket.destroy();
+          resolve({ status: res.statusCode ?? 0, body: '' });
+        });
+        req.on('response', (res) => {
+          text(res).then((body) => resolve({ status: res.statusCode ?? 0, body }), reject);
+        });
+        req.end();
+      });
+    }
+    const up = { connection: 'Upgrade', upgrade: 'scaibunker-tunnel' };
+    const auth = { authorization: `Bearer ${TOKEN}` };
+
+    it('answers 101 with a valid token and port', async () => {
+      assert.equal((await upgrade(`/v1/worker/bunkers/${BUNKER}/ports/80/tunnel`, { ...up, ...auth })).status, 101);
+    });
+
+    it('refuses a wrong token (401), a bad port (400), another upgrade or path (404), without calling the worker', async () => {
+      const before = fake.calls.length;
+      const wrong = await upgrade(`/v1/worker/bunkers/${BUNKER}/ports/80/tunnel`, { ...up, authorization: 'Bearer nope' });
+      assert.equal(wrong.status, 401);
+      for (const port of ['0', '65536', '08', 'http']) {
+        const r = await upgrade(`/v1/worker/bunkers/${BUNKER}/ports/${port}/tunnel`, { ...up, ...auth });
+        assert.equal(r.status, 400, port);
+        assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'VALIDATION_FAILED');
+      }
+      const other = await upgrade(`/v1/worker/bunkers/${BUNKER}/ports/80/tunnel`, { ...auth, connection: 'Upgrade', upgrade: 'websocket' });
+      assert.equal(other.status, 404);
+      const path = await upgrade(`/v1/worker/bunkers/${BUNKER}/tunnel`, { ...up, ...auth });
+      assert.equal(path.status, 404);
+      assert.equal(fake.calls.length, before);
+    });
+
+    it('a plain GET of a tunnel route is 426', async () => {
+      const res = await fetch(new URL(`/v1/worker/bunkers/${BUNKER}/ports/80/tunnel`, server.url), { headers: auth });
+      assert.equal(res.status, 426);
+      await res.body?.cancel();
+    });
+
+    it('passes half-closes through: the server side ends first, the caller keeps writing', async () => {
+      // A fake whose tunnel says hello, ends its side, and records what it receives after.
+      let received = '';
+      let gotEnd!: () => void;
+      const ended = new Promise<void>((r) => (gotEnd = r));
+      const half = new WorkerHttpServer(
+        {
+          openTunnel: async () => {
+            const inbound = new PassThrough();
+            inbound.on('data', (c: Buffer) => {
+              received += c.toString();
+            });
+            inbound.on('end', gotEnd);
+            const outbound = new PassThrough();
+            outbound.end('hello');
+            // A Duplex whose write side is `inbound` and read side `outbound`.
+            return Duplex.from({ writable: inbound, readable: outbound });
+          },
+        } as unknown as WorkerTarget,
+        TOKEN,
+      );
+      const c = new HttpWorkerClient(await half.listen(), TOKEN);
+      try {
+        const t = await c.openTunnel(BUNKER, 80);
+        assert.equal(await text(t), 'hello');
+        t.end('after the server ended');
+        await ended;
+        assert.equal(received, 'after the server ended');
+      } finally {
+        c.close();
+        await half.close();
+      }
+    });
+  });
 });
