@@ -22,6 +22,7 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   HOST_DISK_FULL: 'INSUFFICIENT_STORAGE',
   PROCESS_NOT_FOUND: 'EXEC_NOT_FOUND',
   PROCESS_CONFLICT: 'EXEC_CONFLICT',
+  PORT_NOT_LISTENING: 'PORT_NOT_LISTENING',
 };
 
 /** The one place worker-side failures become API errors. */

@@ -3,7 +3,7 @@
  * `Worker` (embedded `serve`) and `HttpWorkerClient` (a separate `scaibunker worker`), both
  * driven by WORKER_ROUTES. And what a worker asks of its controller (ControllerLink).
  */
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type {
   BridgeRequest,
   BunkerStats,
@@ -96,6 +96,21 @@ export interface WorkerApi {
    * IMAGE_FETCH_FAILED when fetching failed. `bytes`: the image's size.
    */
   ensureImage(sha256: string): Promise<EnsureImageResult>;
+}
+
+/**
+ * Port tunnels (issue 19). Kept apart from WorkerApi until the worker side (the agent's
+ * connectPort, the `tunnel` route of WORKER_ROUTES) lands; the merge folds it into WorkerApi.
+ * Until then the controller narrows a worker with `canTunnel`.
+ */
+export interface TunnelTarget {
+  /** A byte stream to 127.0.0.1:port inside the bunker (over the agent channel). Rejects WorkerError PORT_NOT_LISTENING when nothing listens. */
+  openTunnel(bunkerId: string, port: number): Promise<Duplex>;
+}
+
+/** Whether this worker (transport) can open port tunnels yet. */
+export function canTunnel<W extends object>(worker: W): worker is W & TunnelTarget {
+  return typeof (worker as Partial<TunnelTarget>).openTunnel === 'function';
 }
 
 /** What a worker serves its peers (`GET /v1/images/{sha256}`): a complete cached image, never a partial one. */

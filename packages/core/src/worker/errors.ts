@@ -29,6 +29,8 @@ export const WORKER_ERROR_CODES = [
   'PROCESS_NOT_FOUND',
   /** The process has ended, its stdin is closed, or it has no terminal (to resize). */
   'PROCESS_CONFLICT',
+  /** Nothing listens on the port inside the bunker (openTunnel). */
+  'PORT_NOT_LISTENING',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
@@ -65,6 +67,7 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   HOST_DISK_FULL: 507,
   PROCESS_NOT_FOUND: 404,
   PROCESS_CONFLICT: 409,
+  PORT_NOT_LISTENING: 502,
 };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(WORKER_ERROR_CODES);
