@@ -351,7 +351,7 @@ describe('ports: path proxy and previews', () => {
       const p = JSON.parse((await createPreview({ port: 8080 })).body);
       const withToken = { host: host(), 'x-scaibunker-preview-token': p.token };
       assert.equal((await call(served.url, 'GET', '/echo', withToken)).status, 200);
-      assert.equal((await call(served.url, 'DELETE', `${API}/bunkers/${bunkerId}/previews/${p.id}`, auth)).status, 204);
+      assert.equal((await call(served.url, 'DELETE', `${API}/bunkers/${bunkerId}/previews/${p.id}`, auth)).status, 200);
       const revoked = await call(served.url, 'GET', '/echo', withToken);
       assert.equal(revoked.status, 401);
       assert.match(JSON.parse(revoked.body).error.message, /revoked/);
@@ -380,7 +380,7 @@ describe('ports: path proxy and previews', () => {
       assert.equal(p.token, null);
       assert.equal(p.public, true);
       assert.equal((await call(served.url, 'GET', '/echo', { host: host() })).status, 200);
-      assert.equal((await call(served.url, 'DELETE', `${API}/bunkers/${bunkerId}/previews/${p.id}`, auth)).status, 204);
+      assert.equal((await call(served.url, 'DELETE', `${API}/bunkers/${bunkerId}/previews/${p.id}`, auth)).status, 200);
       assert.equal((await call(served.url, 'GET', '/echo', { host: host() })).status, 401);
     });
 

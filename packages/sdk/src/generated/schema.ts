@@ -1219,11 +1219,11 @@ export interface components {
         PreviewList: {
             items: components["schemas"]["Preview"][];
         };
+        Empty: Record<string, never>;
         WriteResult: {
             path: string;
             bytes: number;
         };
-        Empty: Record<string, never>;
         FileStat: {
             path: string;
             name: string;
@@ -4163,11 +4163,13 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Success */
-            204: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Empty"];
+                };
             };
             /** @description VALIDATION_FAILED */
             400: {

@@ -94,11 +94,11 @@ export function portRoutes(s: Services): RouteDef[] {
       summary: 'Revoke a preview: its token and cookie stop working at once, on every controller',
       tags: ['ports'],
       params: schemas.PreviewIdParams,
-      response: { status: 204 },
+      response: { status: 200, schema: schemas.Empty },
       errors: ['BUNKER_NOT_FOUND', 'PREVIEW_NOT_FOUND'],
-      handler: async ({ params, principal, reply }) => {
+      handler: async ({ params, principal }) => {
         await s.previews.revoke(principal, params.id, params.preview_id);
-        return reply.status(204).send();
+        return {};
       },
     }),
   ];
