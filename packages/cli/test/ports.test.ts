@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -78,5 +80,55 @@ describe('scaibunker bunker preview', () => {
     const denied = await cli(['bunker', 'preview', bunkerId, '80', '--public', ...auth]);
     assert.equal(denied.code, 1);
     assert.match(denied.stderr, /PERMISSION_DENIED/);
+  });
+});
+
+describe('scaibunker bunker port-forward', () => {
+  let served: Awaited<ReturnType<typeof servedController>>;
+  let echo: Server;
+  let auth: string[];
+  let bunkerId: string;
+
+  before(async () => {
+    echo = createServer((s) => s.pipe(s));
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    served = await servedController();
+    served.worker.ports.set(5432, (echo.address() as AddressInfo).port);
+    const platform = new ScaiBunkerClient({ baseUrl: served.url, apiKey: served.adminKey });
+    const tenantId = (await platform.admin.createTenant('acme')).id;
+    const key = await platform.admin.createApiKey(tenantId, 'dev', ['scaibunker:create', 'scaibunker:execute', 'scaibunker:read']);
+    auth = ['--url', served.url, '--api-key', key.key];
+    const client = new ScaiBunkerClient({ baseUrl: served.url, apiKey: key.key });
+    bunkerId = (await client.transport.json('post', '/v1/modules/scaibunker/bunkers', { body: { image: 'minimal' } })).id;
+  });
+  after(async () => {
+    echo?.close();
+    await served?.close();
+  });
+
+  test('each local connection is a raw stream to the port; ^C stops it with exit 0', async () => {
+    const env: Record<string, string | undefined> = { ...process.env, SCAIBUNKER_URL: undefined, SCAIBUNKER_API_KEY: undefined };
+    for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+    const child = spawn(process.execPath, [BIN, 'bunker', 'port-forward', bunkerId, '0:5432', '--json', ...auth], {
+      cwd: REPO,
+      env: env as NodeJS.ProcessEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const [line] = (await once(child.stdout, 'data')) as [Buffer];
+      const { port } = JSON.parse(String(line));
+      for (const text of ['first connection', 'second connection']) {
+        const socket = connect(port, '127.0.0.1');
+        socket.write(text);
+        assert.equal(String((await once(socket, 'data'))[0]), text);
+        socket.destroy();
+      }
+      const exited = once(child, 'close');
+      child.kill('SIGINT');
+      assert.equal((await exited)[0], 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

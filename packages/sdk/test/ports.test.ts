@@ -52,6 +52,14 @@ describe('SDK ports and previews', () => {
     const closed = await fetch(bunker.ports.url(4000), { headers: { authorization: `Bearer ${apiKey}` } });
     assert.equal(closed.status, 502);
     assert.equal(((await closed.json()) as { error: { code: string } }).error.code, 'PORT_NOT_LISTENING');
-    assert.ok(UnavailableError);
+    await assert.rejects(
+      bunker.ports.connect(4000),
+      (err: unknown) => err instanceof UnavailableError && err.code === 'PORT_NOT_LISTENING',
+    );
+    const socket = await bunker.ports.connect(3000);
+    socket.write('GET /raw HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    let raw = '';
+    for await (const c of socket) raw += c;
+    assert.match(raw, /^HTTP\/1\.1 200 OK\r\n[\s\S]*hello \/raw$/);
   });
 });

@@ -1,4 +1,9 @@
-/** `scaibunker bunker preview|previews|preview-rm`: host-based previews of a bunker's port. */
+/**
+ * `scaibunker bunker preview|previews|preview-rm`: host-based previews of a bunker's port;
+ * `port-forward`: a local TCP listener whose connections are tunnelled to a port in the bunker.
+ */
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { Bunker, type PreviewInfo } from '@scaibunker/sdk';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type ClientFlags, clientAction, clientFrom, printJson, withClientOptions } from './clientCommand.js';
@@ -25,7 +30,62 @@ function previewRows(items: PreviewInfo[]): string {
   return `${['ID\tPORT\tSTATE\tEXPIRES\tURL', ...rows].join('\n')}\n`;
 }
 
+/** `LOCAL:REMOTE` or `PORT` (the same on both sides). */
+function forwardSpec(value: string): { local: number; remote: number } {
+  const [a, b] = value.split(':', 2);
+  // 0: any free local port (printed).
+  const local = a === '0' ? 0 : port(a ?? '');
+  return { local, remote: b === undefined ? local : port(b) };
+}
+
 export function registerPortCommands(bunker: Command): void {
+  withClientOptions(
+    bunker
+      .command('port-forward')
+      .description('Listen on 127.0.0.1:LOCAL; each connection is tunnelled to REMOTE inside the bunker (until ^C)')
+      .argument('<id>', 'bunker id')
+      .argument('<ports>', 'LOCAL:REMOTE, or PORT for the same on both sides', forwardSpec)
+      .option('--address <address>', 'local address to listen on', '127.0.0.1'),
+  ).action(
+    clientAction(async (id: string, spec: { local: number; remote: number }, o: ClientFlags & { address: string }) => {
+      const b = await Bunker.connect(id, await clientFrom(o));
+      const open = new Set<Socket>();
+      const server = createServer((local) => {
+        open.add(local);
+        local.once('close', () => open.delete(local));
+        local.pause();
+        b.ports.connect(spec.remote).then(
+          (remote) => {
+            local.pipe(remote);
+            remote.pipe(local);
+            local.resume();
+            const end = () => {
+              local.destroy();
+              remote.destroy();
+            };
+            local.once('close', end);
+            remote.once('close', end);
+            local.on('error', end);
+            remote.on('error', end);
+          },
+          (err: Error & { code?: string }) => {
+            process.stderr.write(`scaibunker: ${err.code ?? 'ERROR'}: ${err.message}\n`);
+            local.destroy();
+          },
+        );
+      });
+      server.listen(spec.local, o.address);
+      await once(server, 'listening');
+      const addr = server.address() as { address: string; port: number };
+      process.stderr.write(`forwarding ${addr.address}:${addr.port} -> ${id}:${spec.remote} (^C stops)\n`);
+      if (o.json) printJson({ address: addr.address, port: addr.port, bunker_id: id, remote_port: spec.remote });
+      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+      server.close();
+      for (const s of open) s.destroy();
+      return 0;
+    }),
+  );
+
   withClientOptions(
     bunker
       .command('preview')

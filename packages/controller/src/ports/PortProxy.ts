@@ -3,7 +3,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
 import type { PortTunnels } from './PortTunnels.js';
-import { type RelayStats, relayHttp, relayUpgrade, upgradeOf } from './relay.js';
+import { type RelayStats, relayHttp, relayUpgrade, splice, upgradeOf } from './relay.js';
+
+/** The `Upgrade` protocol of a raw port-forward tunnel. */
+export const TUNNEL_PROTOCOL = 'scaibunker-tunnel';
 
 export interface ProxyTarget {
   bunkerId: string;
@@ -52,21 +55,42 @@ export class PortProxy {
       ...(target.prefix ? { prefix: target.prefix } : {}),
       ...(target.sandbox ? { responseHeaders: { 'content-security-policy': SANDBOX_CSP } } : {}),
     };
-    const done = (stats: RelayStats) => this.record(principal, target, req.method, !!upgrade, stats);
+    const done = (stats: RelayStats) => this.record(principal, target, req.method, upgrade ? 'port.upgrade' : 'port.request', stats);
     if (upgrade) relayUpgrade(options, upgrade, done);
     else relayHttp(options, reply.raw, done);
   }
 
-  private record(principal: Principal, t: ProxyTarget, method: string, upgrade: boolean, s: RelayStats): void {
+  /**
+   * A raw TCP tunnel (port-forward): an upgrade to `scaibunker-tunnel` is answered 101 by the
+   * controller itself once the tunnel is open, then bytes flow both ways untouched. On record as
+   * `port.forward` when it closes.
+   */
+  async forward(principal: Principal, bunkerId: string, port: number, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const upgrade = upgradeOf(req.raw);
+    if (!upgrade || String(req.headers.upgrade ?? '').toLowerCase() !== TUNNEL_PROTOCOL) {
+      throw new ApiError('VALIDATION_FAILED', `this route needs an upgrade: Connection: Upgrade, Upgrade: ${TUNNEL_PROTOCOL}`);
+    }
+    const tunnel = await this.tunnels.open(principal, bunkerId, port);
+    reply.hijack();
+    upgrade.socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`);
+    const target = { bunkerId, port, path: '' };
+    splice(upgrade, tunnel.stream, this.idleMs, false, (stats) => this.record(principal, target, 'GET', 'port.forward', stats));
+  }
+
+  private record(principal: Principal, t: ProxyTarget, method: string, action: string, s: RelayStats): void {
     this.audit?.record(principal, {
-      action: upgrade ? 'port.upgrade' : 'port.request',
+      action,
       target: { type: 'port', id: String(t.port) },
       bunkerId: t.bunkerId,
       details: {
         port: t.port,
-        method,
-        // The query is left out: it may carry the service's own secrets.
-        path: t.path.split('?')[0]?.slice(0, 1024),
+        ...(action === 'port.forward'
+          ? {}
+          : {
+              method,
+              // The query is left out: it may carry the service's own secrets.
+              path: t.path.split('?')[0]?.slice(0, 1024),
+            }),
         status: s.status,
         bytes_in: s.bytesIn,
         bytes_out: s.bytesOut,

@@ -227,11 +227,33 @@ export function upgradeOf(req: IncomingMessage): { socket: Duplex; head: Buffer 
 /** Relays an upgrade (WebSocket…): the request head is written, then bytes flow both ways untouched. */
 export function relayUpgrade(o: RelayOptions, client: { socket: Duplex; head: Buffer }, onDone: (s: RelayStats) => void): void {
   const { req, tunnel } = o;
+  const headers = forwardHeaders(req, o.port, o.prefix, true);
+  let head = `${req.method} ${o.path} HTTP/1.1\r\n`;
+  for (const [name, value] of Object.entries(headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${String(v)}\r\n`;
+  }
+  tunnel.write(`${head}\r\n`);
+  splice(client, tunnel, o.idleMs, true, onDone);
+}
+
+/**
+ * Joins a caller's socket (after its upgrade) and a tunnel byte for byte until either side
+ * closes, errors or both stay idle for `idleMs`; then both are destroyed and `onDone` runs once.
+ * `httpStatus`: read the status of the first line the tunnel sends (an upgrade's answer);
+ * otherwise the exchange is on record as 101 (a raw tunnel the controller answered itself).
+ */
+export function splice(
+  client: { socket: Duplex; head: Buffer },
+  tunnel: Duplex,
+  idleMs: number,
+  httpStatus: boolean,
+  onDone: (s: RelayStats) => void,
+): void {
   const { socket } = client;
   const started = Date.now();
-  const stats: RelayStats = { status: 0, bytesIn: 0, bytesOut: 0, durationMs: 0 };
+  const stats: RelayStats = { status: httpStatus ? 0 : 101, bytesIn: 0, bytesOut: 0, durationMs: 0 };
   let done = false;
-  const idle = idleTimer(o.idleMs, () => finish('idle'));
+  const idle = idleTimer(idleMs, () => finish('idle'));
   const finish = (error?: string) => {
     if (done) return;
     done = true;
@@ -242,12 +264,6 @@ export function relayUpgrade(o: RelayOptions, client: { socket: Duplex; head: Bu
     if (error) stats.error = error;
     onDone(stats);
   };
-  const headers = forwardHeaders(req, o.port, o.prefix, true);
-  let head = `${req.method} ${o.path} HTTP/1.1\r\n`;
-  for (const [name, value] of Object.entries(headers)) {
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${String(v)}\r\n`;
-  }
-  tunnel.write(`${head}\r\n`);
   if (client.head.length > 0) {
     stats.bytesIn += client.head.length;
     tunnel.write(client.head);

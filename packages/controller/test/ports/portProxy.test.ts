@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Permission } from '@scaibunker/core';
 import { systemPrincipal } from '../../src/auth/Principal.js';
@@ -298,6 +298,47 @@ describe('ports: path proxy and previews', () => {
     assert.equal(e.details.bytes_in, 5);
     assert.equal(e.details.bytes_out, Buffer.byteLength(res.body));
     assert.equal(typeof e.details.duration_ms, 'number');
+  });
+
+  test('port-forward: a scaibunker-tunnel upgrade is a raw TCP stream; refusals are plain HTTP errors', async () => {
+    const echo = net.createServer((s) => s.pipe(s));
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    served.worker.ports.set(7000, (echo.address() as AddressInfo).port);
+    try {
+      const url = new URL(`${API}/bunkers/${bunkerId}/port-forward/7000`, served.url);
+      const req = http.request(url, { headers: { ...auth, connection: 'Upgrade', upgrade: 'scaibunker-tunnel' } });
+      req.end();
+      const [res, socket] = (await once(req, 'upgrade')) as [IncomingMessage, Socket];
+      assert.equal(res.statusCode, 101);
+      assert.equal(res.headers.upgrade, 'scaibunker-tunnel');
+      socket.write('raw bytes\x00\xff');
+      assert.equal(String((await once(socket, 'data'))[0]), 'raw bytes\x00\xff');
+      const closed = once(socket, 'close');
+      socket.destroy();
+      await closed;
+
+      const plain = await call(served.url, 'GET', url.pathname, auth);
+      assert.equal(plain.status, 400);
+      assert.match(JSON.parse(plain.body).error.message, /scaibunker-tunnel/);
+      const refused = http.request(new URL(`${API}/bunkers/${bunkerId}/port-forward/9191`, served.url), {
+        headers: { ...auth, connection: 'Upgrade', upgrade: 'scaibunker-tunnel' },
+      });
+      refused.end();
+      const [answer] = (await once(refused, 'response')) as [IncomingMessage];
+      assert.equal(answer.statusCode, 502);
+      let text = '';
+      for await (const c of answer) text += c;
+      assert.equal(JSON.parse(text).error.code, 'PORT_NOT_LISTENING');
+    } finally {
+      echo.close();
+    }
+    await served.controller.auditTrail.flush();
+    const page = await call(served.url, 'GET', `${API}/audit-events?action=port.forward&bunker_id=${bunkerId}`, auth);
+    const [event] = JSON.parse(page.body).items;
+    assert.equal(event.details.port, 7000);
+    assert.equal(event.details.bytes_in, Buffer.byteLength('raw bytes\x00\xff'));
+    assert.equal(event.details.bytes_out, Buffer.byteLength('raw bytes\x00\xff'));
   });
 
   describe('previews', () => {
