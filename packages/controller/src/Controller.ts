@@ -38,6 +38,7 @@ import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
 import { imageRoutes } from './http/routes/imageRoutes.js';
 import { metaRoutes } from './http/routes/metaRoutes.js';
+import { portRoutes } from './http/routes/portRoutes.js';
 import { processRoutes } from './http/routes/processRoutes.js';
 import { quotaRoutes } from './http/routes/quotaRoutes.js';
 import type { Services } from './http/routes/Services.js';
@@ -55,6 +56,11 @@ import { UsageTicker } from './jobs/UsageTicker.js';
 import type { ChangeFeed } from './live/ChangeFeed.js';
 import { InProcessChangeFeed } from './live/InProcessChangeFeed.js';
 import { RedisChangeFeed } from './live/RedisChangeFeed.js';
+import { PortProxy } from './ports/PortProxy.js';
+import { PortTunnels } from './ports/PortTunnels.js';
+import { PreviewGateway } from './ports/PreviewGateway.js';
+import { PreviewService } from './ports/PreviewService.js';
+import { TunnelLimiter } from './ports/TunnelLimiter.js';
 import { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
 import type { QuotaCounters } from './quotas/QuotaCounters.js';
 import { QuotaProfileService } from './quotas/QuotaProfileService.js';
@@ -233,11 +239,18 @@ export class Controller {
       }),
       availabilityGroups: new AvailabilityGroupService(store, warming),
       audit: new AuditService(store, bunkers),
+      ports: new PortProxy(
+        new PortTunnels(bunkers, new TunnelLimiter(this.config.maxTunnelsPerBunker)),
+        this.config.tunnelIdleMs,
+        this.auditTrail,
+      ),
+      previews: new PreviewService(store, bunkers, this.config, this.auditTrail),
     };
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
     this.routes = [
       ...bunkerRoutes(this.services),
       ...processRoutes(this.services),
+      ...portRoutes(this.services),
       ...fileRoutes(this.services),
       ...flowAuditRoutes(this.services),
       ...auditRoutes(this.services),
@@ -267,6 +280,7 @@ export class Controller {
       authenticator,
       routes: this.routes,
       tickets: this.services.tickets,
+      hostRouter: new PreviewGateway(this.services.previews, this.services.ports, this.config.previewScheme === 'https'),
       logger: opts.logger ?? false,
     });
     // Each background job runs on one controller at a time, whichever holds its lease.

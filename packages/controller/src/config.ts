@@ -41,6 +41,18 @@ export interface ControllerConfig {
   shellGraceMs: number;
   /** How often background execs whose row is open are adopted (after a restart) or closed as lost. */
   execReconcileIntervalMs: number;
+  /**
+   * Host-based previews answer on `{port}-{bunker id, _ as -}.{previewDomain}` (a wildcard DNS
+   * record and certificate for `*.{previewDomain}` point at the controllers); null: no previews
+   * are served (they can still be created, their URLs just do not resolve).
+   */
+  previewDomain: string | null;
+  /** The scheme of preview URLs (`https` behind a TLS front; `http` for local use). */
+  previewScheme: 'http' | 'https';
+  /** Open port connections (path proxy, previews, port-forward) per bunker on one controller; past it TUNNEL_LIMIT. */
+  maxTunnelsPerBunker: number;
+  /** A proxied connection with no bytes either way for this long is closed (PORT_TIMEOUT before an answer). */
+  tunnelIdleMs: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -64,4 +76,8 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   diskReserveBytes: 256 * 1024 * 1024,
   shellGraceMs: 60_000,
   execReconcileIntervalMs: 30_000,
+  previewDomain: null,
+  previewScheme: 'https',
+  maxTunnelsPerBunker: 64,
+  tunnelIdleMs: 300_000,
 };

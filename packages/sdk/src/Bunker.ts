@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { BunkerFiles } from './BunkerFiles.js';
+import { BunkerPorts } from './BunkerPorts.js';
 import { BunkerProcesses, type ShellOptions } from './BunkerProcesses.js';
 import { connectionFailed, errorFromApi, errorFromResponseBody } from './errors.js';
 import type { TransportResponse } from './HttpTransport.js';
@@ -96,6 +97,8 @@ export class Bunker {
   readonly files: BunkerFiles;
   /** Background processes: start, list, follow, signal, attach. */
   readonly processes: BunkerProcesses;
+  /** Ports inside the bunker: `url(port)` (path proxy), previews. */
+  readonly ports: BunkerPorts;
   private data: BunkerInfo;
 
   constructor(
@@ -105,6 +108,7 @@ export class Bunker {
     this.data = info;
     this.files = new BunkerFiles(client.transport, info.id);
     this.processes = new BunkerProcesses(client.transport, info.id);
+    this.ports = new BunkerPorts(client.transport, info.id);
   }
 
   /** Creates a bunker and resolves once it runs. */

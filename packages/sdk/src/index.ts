@@ -4,6 +4,7 @@ export { AvailabilityGroupsApi } from './AvailabilityGroupsApi.js';
 export { BridgesApi } from './BridgesApi.js';
 export { Bunker, type CreateBunkerOptions, type ExecOptions, type ListBunkersOptions, type PageOptions } from './Bunker.js';
 export { BunkerFiles, type WatchOptions, type WriteFileOptions } from './BunkerFiles.js';
+export { BunkerPorts, type PreviewInfo, type PreviewOptions } from './BunkerPorts.js';
 export { BunkerProcess } from './BunkerProcess.js';
 export {
   type AttachOptions,

@@ -139,3 +139,6 @@ export type PathParams<M extends HttpMethod, P extends PathWith<M>> =
   }
     ? A
     : never;
+
+/** A host-based preview of a port (`token` only in the answer that created it). */
+export type PreviewInfo = Schemas['Preview'];

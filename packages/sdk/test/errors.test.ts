@@ -35,6 +35,7 @@ const FAMILY_BY_STATUS: Record<number, ScaiBunkerErrorClass> = {
   500: InternalError,
   502: UnavailableError,
   503: UnavailableError,
+  504: UnavailableError,
   507: DiskFullError,
 };
 

@@ -27,6 +27,7 @@ import {
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { Spinner } from '../ui/spinner.js';
 import { age, renderFields, renderTable } from '../ui/table.js';
+import { registerPortCommands } from './bunkerPorts.js';
 import { registerProcessCommands } from './bunkerProcesses.js';
 import {
   type ClientFlags,
@@ -543,4 +544,5 @@ export function registerBunkerCommands(program: Command): void {
   );
 
   registerProcessCommands(bunker);
+  registerPortCommands(bunker);
 }

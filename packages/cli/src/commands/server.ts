@@ -40,8 +40,14 @@ function redisFromEnv(): { redisUrl?: string } {
   return process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL } : {};
 }
 
-function controllerConfig(o: Record<string, number | undefined> & { traceJobs?: boolean }): Partial<ControllerConfig> {
+function controllerConfig(
+  o: Record<string, number | undefined> & { traceJobs?: boolean; previewDomain?: string; previewScheme?: string },
+): Partial<ControllerConfig> {
   const c: Partial<ControllerConfig> = {};
+  if (o.previewDomain) c.previewDomain = o.previewDomain.toLowerCase().replace(/^\.|\.$/g, '');
+  if (o.previewScheme === 'http' || o.previewScheme === 'https') c.previewScheme = o.previewScheme;
+  if (o.maxTunnelsPerBunker !== undefined) c.maxTunnelsPerBunker = o.maxTunnelsPerBunker;
+  if (o.tunnelIdle !== undefined) c.tunnelIdleMs = o.tunnelIdle;
   if (o.heartbeatIntervalMs !== undefined) c.heartbeatIntervalMs = o.heartbeatIntervalMs;
   if (o.sweepIntervalMs !== undefined) c.sweepIntervalMs = o.sweepIntervalMs;
   if (o.monitorIntervalMs !== undefined) c.monitorIntervalMs = o.monitorIntervalMs;
@@ -231,7 +237,14 @@ function withIntervalOptions(cmd: Command): Command {
       'how often background execs whose row is open are adopted or closed as lost (default 30000; also at start)',
       int,
     )
-    .option('--trace-jobs', 'log every background tick this process runs (job, lease holder, start, end, result) on stderr');
+    .option('--trace-jobs', 'log every background tick this process runs (job, lease holder, start, end, result) on stderr')
+    .option(
+      '--preview-domain <domain>',
+      'serve previews on {port}-{bunker id, _ as -}.<domain> (needs wildcard DNS and a certificate for *.<domain>)',
+    )
+    .option('--preview-scheme <scheme>', 'scheme of preview URLs: https (default, behind a TLS front) or http')
+    .option('--max-tunnels-per-bunker <n>', 'open port connections per bunker on this controller (default 64)', int)
+    .option('--tunnel-idle <duration>', 'a proxied port connection idle this long is closed (default 5m)', duration);
 }
 
 export function registerServerCommands(program: Command): void {

@@ -23,7 +23,7 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   PROCESS_NOT_FOUND: 'EXEC_NOT_FOUND',
   PROCESS_CONFLICT: 'EXEC_CONFLICT',
   PORT_NOT_LISTENING: 'PORT_NOT_LISTENING',
-  TOO_MANY_TUNNELS: 'TOO_MANY_TUNNELS',
+  TOO_MANY_TUNNELS: 'TUNNEL_LIMIT',
 };
 
 /** The one place worker-side failures become API errors. */

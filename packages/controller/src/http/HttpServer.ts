@@ -2,7 +2,7 @@ import websocketPlugin from '@fastify/websocket';
 import { ApiError, hasPermission, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
@@ -19,7 +19,15 @@ export interface TicketRedeemer {
   redeem(ticket: string, bunkerId: string): Promise<Principal>;
 }
 
+/** Requests answered by host name before any route (previews): `serve` takes the reply over or throws an API error. */
+export interface HostRouter {
+  matches(req: FastifyRequest): boolean;
+  serve(req: FastifyRequest, reply: FastifyReply): Promise<void>;
+}
+
 export interface HttpServerOptions {
+  /** Answers requests for other hosts than the API's (previews) before routing reaches a route. */
+  hostRouter?: HostRouter;
   authenticator: RequestAuthenticator;
   routes: RouteDef[];
   /** Needed when a route declares `ticket`. */
@@ -99,6 +107,13 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     genReqId: () => Math.random().toString(36).slice(2, 12),
   });
   app.setValidatorCompiler(validatorCompiler());
+  // Preview hosts first: nothing of the API (routes, auth, body parsing) applies to them.
+  const hostRouter = opts.hostRouter;
+  if (hostRouter) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (hostRouter.matches(req)) await hostRouter.serve(req, reply);
+    });
+  }
   // Uploads stream straight through: the handler gets the raw request stream.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
   app.addHook('onRoute', (r) => {
@@ -144,6 +159,22 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   });
 
   for (const def of opts.routes.filter((d) => !d.response.websocket)) {
+    const raw = def.raw;
+    if (raw) {
+      app.route({
+        method: def.method,
+        url: def.url,
+        config: { auth: def.auth },
+        onRequest: [
+          async (req) => authenticate(def, req),
+          async (req, reply) => raw({ params: (req.params ?? {}) as Record<string, string>, principal: principalOf(req), req, reply }),
+        ],
+        handler: async () => {
+          throw new ApiError('INTERNAL', `raw route ${def.url} did not answer`);
+        },
+      });
+      continue;
+    }
     app.route({
       method: def.method,
       url: def.url,

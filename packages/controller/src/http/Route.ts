@@ -22,6 +22,8 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
   rawBody?: boolean;
   querystring?: Q;
   params?: P;
+  /** The OpenAPI name of a trailing `/*` (default `key`, the storage routes' object key). */
+  wildcard?: string;
   /**
    * Success status and schema; `binary` answers application/octet-stream, `sse` text/event-stream,
    * `websocket` (status 101) upgrades: then `socket` serves the connection.
@@ -41,11 +43,26 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
   beforeUpgrade?(ctx: Omit<SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>, 'socket'>): Promise<void>;
   /** WebSocket routes: runs once the connection is upgraded (auth and validation happened before). */
   socket?(ctx: SocketContext<StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>): Promise<void>;
+  /**
+   * Raw routes (the port proxy): runs right after authentication, before any body is read or
+   * params are validated, with the request stream untouched. It takes the reply over
+   * (`reply.hijack()`) and answers on `reply.raw`; what it throws before that is an ordinary
+   * API error. `handler` then never runs.
+   */
+  raw?(ctx: RawContext): Promise<void>;
   /** Error codes this route can answer, besides the auth and validation ones every route has. */
   errors: ErrorCode[];
   handler(
     ctx: RouteContext<StaticOr<B, unknown>, StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>,
   ): Promise<unknown>;
+}
+
+export interface RawContext {
+  /** Path params as text, unvalidated. */
+  params: Record<string, string>;
+  principal: Principal;
+  req: FastifyRequest;
+  reply: FastifyReply;
 }
 
 export interface SocketContext<Q, P> {

@@ -24,14 +24,19 @@ function componentize(schema: TSchema, components: Record<string, unknown>): unk
   return walk(plain);
 }
 
-function parametersOf(schema: TSchema | undefined, where: 'query' | 'path', components: Record<string, unknown>): unknown[] {
+function parametersOf(
+  schema: TSchema | undefined,
+  where: 'query' | 'path',
+  components: Record<string, unknown>,
+  wildcard = 'key',
+): unknown[] {
   if (!schema) return [];
   const props = (schema as { properties?: Record<string, TSchema> }).properties ?? {};
   const required = new Set((schema as { required?: string[] }).required ?? []);
   return Object.entries(props).map(([name, s]) => {
     const isArray = (s as { type?: string }).type === 'array';
     return {
-      name: name === '*' ? 'key' : name,
+      name: name === '*' ? wildcard : name,
       in: where,
       required: where === 'path' || required.has(name),
       ...(isArray ? { style: 'form', explode: true } : {}),
@@ -46,7 +51,7 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
     // A trailing wildcard (the storage routes) is the object key, slashes and all.
-    const path = r.url.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}').replace(/\/\*$/, '/{key}');
+    const path = r.url.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}').replace(/\/\*$/, `/{${r.wildcard ?? 'key'}}`);
     const responses: Record<string, unknown> = {};
     const ok = r.response;
     responses[String(ok.status)] = {
@@ -96,7 +101,7 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
       tags: r.tags,
       'x-scaibunker-auth': r.auth,
       security: r.auth === 'public' ? [] : [{ bearer: [] }],
-      parameters: [...parametersOf(r.params, 'path', components), ...parametersOf(r.querystring, 'query', components)],
+      parameters: [...parametersOf(r.params, 'path', components, r.wildcard), ...parametersOf(r.querystring, 'query', components)],
       responses,
     };
     if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: componentize(r.body, components) } } };

@@ -10,6 +10,7 @@ import { ImageStore } from './ImageStore.js';
 import { JobLeaseStore } from './JobLeaseStore.js';
 import { LockStore } from './LockStore.js';
 import { type DialectName, openDatabase } from './openDatabase.js';
+import { PreviewStore } from './PreviewStore.js';
 import { QuotaStore } from './QuotaStore.js';
 import type { Database } from './schema.js';
 import { TenantStore } from './TenantStore.js';
@@ -32,6 +33,7 @@ export class Store {
   readonly bridges: BridgeStore;
   readonly imageCache: ImageCacheStore;
   readonly availabilityGroups: AvailabilityGroupStore;
+  readonly previews: PreviewStore;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -52,6 +54,7 @@ export class Store {
     this.bridges = new BridgeStore(db);
     this.imageCache = new ImageCacheStore(db);
     this.availabilityGroups = new AvailabilityGroupStore(db);
+    this.previews = new PreviewStore(db);
   }
 
   static async open(url: string): Promise<Store> {

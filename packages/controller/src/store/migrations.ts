@@ -391,6 +391,26 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('exec_logs_unfinished').on('exec_logs').columns(['background', 'finished_at']).execute();
     },
   },
+  '0011_port_previews': {
+    async up(db: Kysely<any>) {
+      // Host-based previews of a bunker's port. Only the token's sha256 is kept (null for a
+      // public preview); revocation sets revoked_at, honoured by every controller at once.
+      await db.schema
+        .createTable('port_previews')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addColumn('bunker_id', 'text', (c) => c.notNull())
+        .addColumn('port', 'integer', (c) => c.notNull())
+        .addColumn('token_sha256', 'text', (c) => c.unique())
+        .addColumn('public', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .execute();
+      await db.schema.createIndex('port_previews_bunker').on('port_previews').columns(['bunker_id', 'port']).execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

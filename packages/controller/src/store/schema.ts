@@ -266,6 +266,21 @@ export interface UsageFinalSampleRow {
   sampled_at: string;
 }
 
+/** A host-based preview of a bunker's port (`{port}-{bunker}.{preview domain}`). */
+export interface PortPreviewRow {
+  id: string;
+  tenant_id: string;
+  bunker_id: string;
+  port: number;
+  /** sha256 (hex) of the preview token; null for a public preview. */
+  token_sha256: string | null;
+  public: number;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+}
+
 export interface Database {
   tenants: TenantRow;
   users: UserRow;
@@ -289,4 +304,5 @@ export interface Database {
   quota_assignments: QuotaAssignmentRow;
   usage: UsageRow;
   usage_final_samples: UsageFinalSampleRow;
+  port_previews: PortPreviewRow;
 }

@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { type NetworkProfile, newId } from '@scaibunker/core';
 import { type BunkerStats, type SpawnRequest, type WorkerApi, WorkerError } from '@scaibunker/worker';
 import { Controller, type ControllerOptions } from '../../src/Controller.js';
@@ -15,6 +17,13 @@ export const FAKE_IMAGE_SHA = 'e'.repeat(64);
  */
 export function fakeWorker(): {
   api: WorkerApi;
+  /**
+   * Where `openTunnel(bunker, port)` connects: bunker port → a TCP port on 127.0.0.1 of this
+   * machine (a test's local server). A port not listed, or nothing listening, is PORT_NOT_LISTENING.
+   */
+  ports: Map<number, number>;
+  /** Every openTunnel call, `bunker:port`. */
+  tunnelCalls: string[];
   spawns: SpawnRequest[];
   failSpawns: { on: boolean };
   readings: Map<string, BunkerStats>;
@@ -34,10 +43,25 @@ export function fakeWorker(): {
   const bridges = new Map<string, string>();
   const failBridges: { mode: 'no' | 'reject' | 'unreachable' } = { mode: 'no' };
   const bridgeCalls: string[] = [];
+  const ports = new Map<number, number>();
+  const tunnelCalls: string[] = [];
   const unexpected = async () => {
     throw new Error('not expected of the fake worker');
   };
   const api: WorkerApi = {
+    openTunnel: (bunkerId, port) => {
+      tunnelCalls.push(`${bunkerId}:${port}`);
+      const local = ports.get(port);
+      if (local === undefined) return Promise.reject(new WorkerError('PORT_NOT_LISTENING', `nothing listens on port ${port}`));
+      return new Promise<Duplex>((resolve, reject) => {
+        const socket = connect(local, '127.0.0.1');
+        socket.once('connect', () => {
+          socket.removeAllListeners('error');
+          resolve(socket);
+        });
+        socket.once('error', () => reject(new WorkerError('PORT_NOT_LISTENING', `nothing listens on port ${port}`)));
+      });
+    },
     spawn: async (req) => {
       if (failSpawns.on) throw new Error('the fake worker refuses to spawn');
       spawns.push(req);
@@ -56,7 +80,6 @@ export function fakeWorker(): {
     resizeProcess: unexpected,
     watchFiles: unexpected,
     readFile: unexpected,
-    openTunnel: unexpected,
     writeFile: unexpected,
     stat: unexpected,
     list: unexpected,
@@ -88,7 +111,7 @@ export function fakeWorker(): {
       throw new WorkerError('IMAGE_NOT_CACHED', `the fake worker has no image ${sha256}`);
     },
   };
-  return { api, spawns, failSpawns, readings, statsCalls, failStats, bridges, failBridges, bridgeCalls };
+  return { api, ports, tunnelCalls, spawns, failSpawns, readings, statsCalls, failStats, bridges, failBridges, bridgeCalls };
 }
 
 /**

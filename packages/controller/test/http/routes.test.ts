@@ -70,7 +70,8 @@ describe('every route declares auth and is tested for it', () => {
         const { key } = await tenantWithKey(controller, `p-${checked.length}`, insufficientFor(r.auth as Permission));
         const res = await controller.http.inject({ method: r.method, url, headers: { authorization: `Bearer ${key}` } });
         assert.equal(res.statusCode, 403, `${r.method} ${r.url} without ${r.auth}`);
-        assert.equal(res.json().error.code, 'PERMISSION_DENIED');
+        // A HEAD answer has no body to read the code from.
+        if (r.method !== 'HEAD') assert.equal(res.json().error.code, 'PERMISSION_DENIED');
         const asWorker = await controller.http.inject({ method: r.method, url, headers: { authorization: `Bearer ${WORKER_TOKEN}` } });
         assert.equal(asWorker.statusCode, 403, `${r.method} ${r.url} with the worker token`);
       }

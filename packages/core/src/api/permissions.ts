@@ -6,6 +6,8 @@
  * `scaibunker:audit:read` reads the tenant's audit trail (`GET /audit-events`): who ran what,
  * wrote which file, made which key. Kept apart from `scaibunker:read` because the trail covers
  * every caller of the tenant, keys and admin actions included; tenant admins hold it.
+ * `scaibunker:preview:public` makes a preview of a bunker's port that needs no token
+ * (`POST …/ports/{port}/previews` with `public: true`): anyone with the URL reaches the port.
  */
 export const PERMISSIONS = [
   'scaibunker:create',
@@ -17,6 +19,7 @@ export const PERMISSIONS = [
   'scaibunker:network:transit',
   'scaibunker:l2_transparency',
   'scaibunker:audit:read',
+  'scaibunker:preview:public',
   'scaibunker:admin:tenant',
   'scaibunker:admin',
 ] as const;

@@ -981,3 +981,56 @@ export const AuditEvent = Type.Object(
 export type AuditEvent = Static<typeof AuditEvent>;
 export const AuditEventPage = Page(AuditEvent, 'AuditEventPage');
 export type AuditEventPage = Static<typeof AuditEventPage>;
+
+/** Ports and previews: a TCP port inside a bunker, reached through the controller. */
+export const Port = Type.Integer({ minimum: 1, maximum: 65535, description: 'A TCP port inside the bunker (127.0.0.1)' });
+export const PortParams = Type.Object({ id: BunkerId, port: Port }, strict);
+export const PortProxyParams = Type.Object(
+  { id: BunkerId, port: Port, '*': Type.String({ description: 'The path inside the bunker, after `/ports/{port}/`' }) },
+  strict,
+);
+export const PREVIEW_TTL_MIN_S = 60;
+export const PREVIEW_TTL_MAX_S = 7 * 86_400;
+export const CreatePreviewBody = Type.Object(
+  {
+    port: Port,
+    expires_in_s: Type.Optional(
+      Type.Integer({
+        minimum: PREVIEW_TTL_MIN_S,
+        maximum: PREVIEW_TTL_MAX_S,
+        default: 3600,
+        description: 'Lifetime (60 s to 7 days; default 1 h)',
+      }),
+    ),
+    public: Type.Optional(
+      Type.Boolean({ description: 'No token needed: anyone with the URL reaches the port (needs `scaibunker:preview:public`)' }),
+    ),
+  },
+  strict,
+);
+export type CreatePreviewBody = Static<typeof CreatePreviewBody>;
+export const PreviewId = Type.String({ pattern: idPattern('pv'), description: 'Preview id' });
+export const PreviewIdParams = Type.Object({ id: BunkerId, preview_id: PreviewId }, strict);
+export const Preview = Type.Object(
+  {
+    id: Type.String(),
+    bunker_id: Type.String(),
+    port: Type.Integer(),
+    url: Type.String({ description: 'https://{port}-{bunker id, `_` as `-`}.{preview domain}/' }),
+    token: Nullable(
+      Type.String({
+        description:
+          'Shown once, at creation: `X-ScaiBunker-Preview-Token`, or `?token=` once (sets a cookie); null for a public preview and in listings',
+      }),
+    ),
+    public: Type.Boolean(),
+    created_by: Type.String(),
+    created_at: Type.String({ format: 'date-time' }),
+    expires_at: Type.String({ format: 'date-time' }),
+    revoked_at: Nullable(Type.String({ format: 'date-time' })),
+  },
+  { $id: 'Preview' },
+);
+export type Preview = Static<typeof Preview>;
+export const PreviewList = Type.Object({ items: Type.Array(Preview) }, { $id: 'PreviewList' });
+export type PreviewList = Static<typeof PreviewList>;

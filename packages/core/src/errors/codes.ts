@@ -27,6 +27,10 @@ export const ERROR_CODES = {
   AVAILABILITY_GROUP_CONFLICT: { status: 409, description: 'An availability group of that name already exists.' },
   IMAGE_CONFLICT: { status: 409, description: 'An image of that name already exists in that scope.' },
   IMAGE_IN_USE: { status: 409, description: 'Bunkers that have not ended use the image; it cannot be deleted.' },
+  PREVIEWS_DISABLED: {
+    status: 409,
+    description: 'This deployment serves no host-based previews (the controller runs without --preview-domain).',
+  },
   FILE_PERMISSION_DENIED: { status: 403, description: 'Inside the bunker, the file permissions forbid this operation.' },
   FILE_CONFLICT: {
     status: 409,
@@ -40,13 +44,14 @@ export const ERROR_CODES = {
     status: 409,
     description: 'The tenant already has a bridge of that name, or a bunker that has not ended is attached to the bridge.',
   },
+  PREVIEW_NOT_FOUND: { status: 404, description: 'No preview with that id for the bunker.' },
+  TUNNEL_LIMIT: {
+    status: 429,
+    description: 'The bunker already has as many open port connections as a controller allows (or its worker: 256); retry when one ends.',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body or upload exceeds its cap.' },
   CHECKSUM_MISMATCH: { status: 400, description: "The uploaded bytes' sha256 differs from the one declared; nothing was stored." },
   RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range starts past the end of the object.' },
-  TOO_MANY_TUNNELS: {
-    status: 429,
-    description: 'The bunker already has the most concurrent port tunnels its worker allows (256); close one first.',
-  },
   QUOTA_EXCEEDED: {
     status: 429,
     description:
@@ -59,8 +64,12 @@ export const ERROR_CODES = {
       "The platform's own storage is full or under its reserve (a controller's or worker's data disk); nothing partial was stored (a create refused this way leaves a failed bunker row saying why). Retry later.",
   },
   INTERNAL: { status: 500, description: 'An unexpected fault; the request id is in the details.' },
-  PORT_NOT_LISTENING: { status: 502, description: 'Nothing listens on that port (127.0.0.1) inside the bunker.' },
   BRIDGE_REJECTED: { status: 502, description: 'The worker refused to create the bridge; nothing was kept.' },
+  PORT_NOT_LISTENING: { status: 502, description: 'Nothing listens on that port inside the bunker.' },
+  PORT_TIMEOUT: {
+    status: 504,
+    description: 'The service on that port inside the bunker sent nothing for longer than the idle timeout before answering.',
+  },
   WORKER_UNAVAILABLE: { status: 503, description: "The bunker's worker cannot be reached." },
   NO_SUITABLE_WORKER: { status: 503, description: 'No online worker has the capacity or features the bunker needs.' },
   STORE_UNAVAILABLE: { status: 503, description: 'The database cannot be reached right now; retry after `Retry-After` seconds.' },
@@ -79,6 +88,7 @@ export const RETRYABLE_AFTER_S: Partial<Record<ErrorCode, number>> = {
   LIVE_STATE_UNAVAILABLE: 2,
   BLOB_STORE_UNAVAILABLE: 2,
   INSUFFICIENT_STORAGE: 30,
+  TUNNEL_LIMIT: 1,
 };
 
 /** Not HTTP errors: values that appear inside successful results. */

@@ -7,6 +7,8 @@ import type { FileService } from '../../bunkers/FileService.js';
 import type { FlowAuditService } from '../../bunkers/FlowAuditService.js';
 import type { ProcessService } from '../../bunkers/ProcessService.js';
 import type { ImageService } from '../../images/ImageService.js';
+import type { PortProxy } from '../../ports/PortProxy.js';
+import type { PreviewService } from '../../ports/PreviewService.js';
 import type { QuotaProfileService } from '../../quotas/QuotaProfileService.js';
 import type { QuotaService } from '../../quotas/QuotaService.js';
 import type { ShellTickets } from '../../shell/ShellTickets.js';
@@ -37,6 +39,9 @@ export interface Services {
   images: ImageService;
   availabilityGroups: AvailabilityGroupService;
   audit: AuditService;
+  /** Proxied requests to ports inside bunkers. */
+  ports: PortProxy;
+  previews: PreviewService;
 }
 
 export const API = '/v1/modules/scaibunker';

@@ -1,0 +1,55 @@
+import { ApiError } from '@scaibunker/core';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PortProxy } from './PortProxy.js';
+import type { PreviewService } from './PreviewService.js';
+import { parsePreviewHost } from './previewHost.js';
+import { cookieValue, PREVIEW_COOKIE, PREVIEW_TOKEN_HEADER } from './relay.js';
+
+/**
+ * Requests to preview hosts (`{port}-{bunker}.{preview domain}`), answered before any API
+ * route: authorized by a preview token (the `X-ScaiBunker-Preview-Token` header, or the cookie a
+ * one-time `?token=` link sets) or a public preview, then proxied to the port.
+ */
+export class PreviewGateway {
+  constructor(
+    private readonly previews: PreviewService,
+    private readonly proxy: PortProxy,
+    private readonly secureCookie: boolean,
+  ) {}
+
+  /** Whether the request is for a preview host (not the API). */
+  matches(req: FastifyRequest): boolean {
+    const domain = this.previews.domain;
+    return !!domain && parsePreviewHost(req.headers.host, domain) !== undefined;
+  }
+
+  async serve(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const target = parsePreviewHost(req.headers.host, this.previews.domain as string);
+    if (!target) throw new ApiError('NOT_FOUND', `no preview at ${req.headers.host}`);
+    const url = new URL(req.raw.url ?? '/', 'http://preview.invalid');
+    const linkToken = url.searchParams.get('token');
+    if (linkToken !== null) {
+      // A one-time link: the token moves into a cookie for this host only, and out of the URL
+      // (history, logs, Referer).
+      const grant = await this.previews.authorize(target.bunkerId, target.port, linkToken);
+      url.searchParams.delete('token');
+      const maxAge = Math.max(0, Math.floor((Date.parse(grant.expiresAt) - Date.now()) / 1000));
+      const cookie = `${PREVIEW_COOKIE}=${linkToken}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax${this.secureCookie ? '; Secure' : ''}`;
+      await reply
+        .header('set-cookie', cookie)
+        .header('cache-control', 'no-store')
+        .header('referrer-policy', 'no-referrer')
+        .redirect(`${url.pathname}${url.search}`, 303);
+      return;
+    }
+    const header = req.headers[PREVIEW_TOKEN_HEADER];
+    const token = (typeof header === 'string' && header) || cookieValue(req.headers.cookie, PREVIEW_COOKIE) || undefined;
+    const grant = await this.previews.authorize(target.bunkerId, target.port, token);
+    await this.proxy.serve(
+      grant.principal,
+      { bunkerId: target.bunkerId, port: target.port, path: req.raw.url ?? '/', previewId: grant.previewId },
+      req,
+      reply,
+    );
+  }
+}
