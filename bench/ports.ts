@@ -1,0 +1,84 @@
+/**
+ * npm run bench:ports — a web server inside a bunker (`python3 -m http.server` on 127.0.0.1),
+ * read through the controller's path proxy (HTTP → controller → worker → agent tunnel) against
+ * the same server read from inside the bunker over loopback, in the same run:
+ * - proxy_mb_s: a 256 MB file through the proxy;
+ * - direct_loopback_mb_s: the same file read by a client inside the bunker;
+ * - proxy_rtt_p50_ms: a small GET through the proxy.
+ * Target: proxy_mb_s ≥ 0.5 × direct_loopback_mb_s. Last line: one JSON object.
+ */
+import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
+import { adminKeyOf, eventually, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+
+const BYTES = 256 * 1000 * 1000;
+const RTTS = Number(process.env.BENCH_RTTS ?? 200);
+const API = '/v1/modules/scaibunker';
+
+function pct(samples: number[], p: number): number {
+  const s = [...samples].sort((a, b) => a - b);
+  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN).toFixed(2));
+}
+
+const data = tempDataDir();
+const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);
+try {
+  const key = adminKeyOf(data.dir);
+  const client = new ScaiBunkerClient({ baseUrl: server.url, apiKey: key });
+  const b = await Bunker.create({ image: 'python', memory_mb: 512, disk_mb: 1024 }, client);
+  await b.exec(['sh', '-c', `mkdir -p /srv && echo hi > /srv/small.txt && head -c ${BYTES} /dev/zero > /srv/big.bin`]);
+  await b.processes.start(['python3', '-m', 'http.server', '8000', '--bind', '127.0.0.1', '--directory', '/srv'], { tag: 'bench' });
+  const url = (path: string) => `${server.url}${API}/bunkers/${b.id}/ports/8000${path}`;
+  const auth = { authorization: `Bearer ${key}` };
+  await eventually('the server answers', async () =>
+    (await fetch(url('/small.txt'), { headers: auth })).status === 200 ? true : undefined,
+  );
+
+  // Inside the bunker: the same file over loopback, timed by the client itself.
+  const inside = await b.exec([
+    'python3',
+    '-c',
+    [
+      'import time, urllib.request',
+      't = time.perf_counter()',
+      "r = urllib.request.urlopen('http://127.0.0.1:8000/big.bin')",
+      'n = 0',
+      'while True:',
+      '    c = r.read(1 << 20)',
+      '    if not c: break',
+      '    n += len(c)',
+      'print(n, time.perf_counter() - t)',
+    ].join('\n'),
+  ]);
+  const [insideBytes, insideS] = inside.stdout.trim().split(' ').map(Number) as [number, number];
+  if (insideBytes !== BYTES) throw new Error(`inside read ${insideBytes} bytes: ${inside.stderr}`);
+  const directMbS = BYTES / 1e6 / insideS;
+
+  let t0 = performance.now();
+  const res = await fetch(url('/big.bin'), { headers: auth });
+  let got = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) got += chunk.length;
+  const proxyS = (performance.now() - t0) / 1000;
+  if (got !== BYTES) throw new Error(`proxy read ${got} bytes`);
+  const proxyMbS = BYTES / 1e6 / proxyS;
+
+  const rtt: number[] = [];
+  for (let i = 0; i < RTTS + 10; i++) {
+    t0 = performance.now();
+    const r = await fetch(url('/small.txt'), { headers: auth });
+    await r.text();
+    if (i >= 10) rtt.push(performance.now() - t0);
+  }
+  await b.terminate();
+  process.stderr.write(`[bench] direct ${directMbS.toFixed(1)} MB/s, proxy ${proxyMbS.toFixed(1)} MB/s, rtt p50 ${pct(rtt, 50)} ms\n`);
+  console.log(
+    JSON.stringify({
+      proxy_mb_s: Number(proxyMbS.toFixed(1)),
+      direct_loopback_mb_s: Number(directMbS.toFixed(1)),
+      ratio: Number((proxyMbS / directMbS).toFixed(2)),
+      proxy_rtt_p50_ms: pct(rtt, 50),
+    }),
+  );
+} finally {
+  await server.kill();
+  data.remove();
+}
