@@ -738,6 +738,10 @@ export class AgentClient {
       let st!: Stream;
       const duplex = new Duplex({
         allowHalfOpen: true,
+        // As much as the agent may send unasked (its window): a smaller buffer would make every
+        // chunk wait for the consumer's next read before its credit goes back, one chunk in flight.
+        readableHighWaterMark: INITIAL_WINDOW,
+        writableHighWaterMark: INITIAL_WINDOW,
         read: () => wakeRead(),
         write: (chunk: Buffer, _enc, cb) => {
           this.sendData(st, chunk).then(
