@@ -3,41 +3,14 @@
  * controller (SQLite, a fake worker that offers `transit` and records bridges and spawns).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { NETWORK_PROFILES } from '@scaibunker/core';
 import { FAKE_IMAGE_SHA, servedController } from '../../controller/test/helpers/fakeWorker.js';
+import { type CliRun, runCli } from './support/runCli.js';
 
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const BIN = join(REPO, 'packages/cli/bin/scaibunker.js');
+const cli = runCli;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  const env: Record<string, string | undefined> = { ...process.env, SCAIBUNKER_URL: undefined, SCAIBUNKER_API_KEY: undefined };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-const json = (run: Run): any => {
+const json = (run: CliRun): any => {
   assert.equal(run.code, 0, `exit 0 expected; stderr: ${run.stderr}`);
   return JSON.parse(run.stdout);
 };
