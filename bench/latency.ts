@@ -8,14 +8,10 @@ import { join } from 'node:path';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { bareRuntimeRun } from '../packages/worker/src/providers/container/bareRun.js';
 import { adminKeyOf, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+import { pct } from './percentile.js';
 
 const CREATES = Number(process.env.BENCH_CREATES ?? 50);
 const EXECS = Number(process.env.BENCH_EXECS ?? 500);
-
-function pct(samples: number[], p: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN).toFixed(2));
-}
 
 const data = tempDataDir();
 const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);

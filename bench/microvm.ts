@@ -34,6 +34,7 @@ import { RootOverlay } from '../packages/worker/src/providers/microvm/RootOverla
 import type { VmShape } from '../packages/worker/src/providers/microvm/SnapshotTemplates.js';
 import type { BunkerSpec } from '../packages/worker/src/providers/Provider.js';
 import { IMAGE_DIR, minimalImage } from '../packages/worker/test/providers/support.js';
+import { pct } from './percentile.js';
 
 const COLD = Number(process.env.BENCH_COLD ?? 5);
 const RESTORES = Number(process.env.BENCH_RESTORES ?? 20);
@@ -41,11 +42,6 @@ const EXECS = Number(process.env.BENCH_EXECS ?? 200);
 const BARE = Number(process.env.BENCH_BARE ?? 5);
 const WARMUP = 20;
 const SHAPE = { memoryMb: 256, cpuMillicores: 1000, cpus: 1, diskMb: 128 };
-
-function pct(samples: number[], p: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN).toFixed(2));
-}
 
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 const logger = { info: (m: string) => log(`microvm: ${m}`), warn: (m: string) => log(`microvm warning: ${m}`) };

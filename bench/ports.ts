@@ -9,15 +9,11 @@
  */
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, eventually, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+import { pct } from './percentile.js';
 
 const BYTES = 256 * 1000 * 1000;
 const RTTS = Number(process.env.BENCH_RTTS ?? 200);
 const API = '/v1/modules/scaibunker';
-
-function pct(samples: number[], p: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN).toFixed(2));
-}
 
 const data = tempDataDir();
 const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);

@@ -11,16 +11,12 @@
  */
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+import { pct } from './percentile.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const KEYSTROKES = Number(process.env.BENCH_KEYSTROKES ?? 300);
 const REPLAY_BYTES = 64 * 1024 * 1024;
 const API = '/v1/modules/scaibunker';
-
-function pct(samples: number[], p: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN).toFixed(2));
-}
 
 const data = tempDataDir();
 const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);
