@@ -35,8 +35,9 @@ export type Launch = (handlers: ExecHandlers) => RunningProcess;
 
 export class ProcessTable {
   private readonly bunkers = new Map<string, Map<string, TrackedProcess>>();
-  /** Finished execs in the order they ended (across bunkers), for the memory budget. */
-  private finished: Array<{ bunkerId: string; process: TrackedProcess }> = [];
+  /** Finished execs still kept, in the order they ended (across bunkers), and the memory they hold. */
+  private readonly finished = new Map<TrackedProcess, { bunkerId: string; bytes: number }>();
+  private finishedBytes = 0;
   private readonly memoryBytes: number;
   private readonly diskBytes: number;
   private readonly blockingMemoryBytes: number;
@@ -102,8 +103,11 @@ export class ProcessTable {
           : tracked.lose(),
     );
     void tracked.whenEnded().then(() => {
-      this.finished.push({ bunkerId, process: tracked });
-      this.evictFinished(table);
+      if (this.bunkers.get(bunkerId)?.get(meta.execId) !== tracked) return; // dropped with its bunker
+      const bytes = journal.memoryBytes;
+      this.finished.set(tracked, { bunkerId, bytes });
+      this.finishedBytes += bytes;
+      this.evictFinished(bunkerId, table);
       this.enforceFinishedMemory();
     });
     try {
@@ -134,7 +138,10 @@ export class ProcessTable {
     const table = this.bunkers.get(bunkerId);
     this.bunkers.delete(bunkerId);
     if (table) {
-      for (const p of table.values()) p.lose();
+      for (const p of table.values()) {
+        p.lose();
+        this.forget(p);
+      }
       await Promise.all([...table.values()].map((p) => p.journal.discard()));
     }
     await rm(join(this.opts.spillDir, bunkerId), { recursive: true, force: true });
@@ -143,13 +150,6 @@ export class ProcessTable {
   /** The bunker's agent channel closed: every process still running there is lost, journals stay readable. */
   loseRunning(bunkerId: string): void {
     for (const p of this.bunkers.get(bunkerId)?.values() ?? []) p.lose();
-  }
-
-  /** Running processes on this worker (all bunkers). */
-  runningCount(): number {
-    let n = 0;
-    for (const table of this.bunkers.values()) for (const p of table.values()) if (p.running) n++;
-    return n;
   }
 
   private tableOf(bunkerId: string): Map<string, TrackedProcess> {
@@ -163,27 +163,31 @@ export class ProcessTable {
 
   /** Drops the oldest finished execs (any bunker) while their journals hold more than the budget. */
   private enforceFinishedMemory(): void {
-    // Those dropped since (per-bunker eviction, a destroyed bunker) leave the queue too.
-    this.finished = this.finished.filter((f) => this.bunkers.get(f.bunkerId)?.get(f.process.execId) === f.process);
-    let held = 0;
-    for (const f of this.finished) held += f.process.journal.memoryBytes;
-    while (held > this.finishedMemoryBytes && this.finished.length > 0) {
-      const oldest = this.finished.shift() as { bunkerId: string; process: TrackedProcess };
-      held -= oldest.process.journal.memoryBytes;
-      const table = this.bunkers.get(oldest.bunkerId);
-      if (table?.get(oldest.process.execId) === oldest.process) table.delete(oldest.process.execId);
-      void oldest.process.journal.discard();
+    for (const [p, f] of this.finished) {
+      if (this.finishedBytes <= this.finishedMemoryBytes) return;
+      this.drop(f.bunkerId, p);
     }
   }
 
-  /** Drops the oldest finished execs past `keepFinished` (running ones always stay). */
-  private evictFinished(table: Map<string, TrackedProcess>): void {
+  /** Drops the oldest finished execs of a bunker past `keepFinished` (running ones always stay). */
+  private evictFinished(bunkerId: string, table: Map<string, TrackedProcess>): void {
     const finished = [...table.values()].filter((p) => !p.running);
     if (finished.length <= this.keepFinished) return;
     finished.sort((a, b) => a.endedAtMs - b.endedAtMs);
-    for (const p of finished.slice(0, finished.length - this.keepFinished)) {
-      table.delete(p.execId);
-      void p.journal.discard();
-    }
+    for (const p of finished.slice(0, finished.length - this.keepFinished)) this.drop(bunkerId, p);
+  }
+
+  private drop(bunkerId: string, p: TrackedProcess): void {
+    const table = this.bunkers.get(bunkerId);
+    if (table?.get(p.execId) === p) table.delete(p.execId);
+    this.forget(p);
+    void p.journal.discard();
+  }
+
+  private forget(p: TrackedProcess): void {
+    const f = this.finished.get(p);
+    if (!f) return;
+    this.finished.delete(p);
+    this.finishedBytes -= f.bytes;
   }
 }
