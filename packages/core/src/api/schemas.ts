@@ -6,6 +6,7 @@ import { type Static, type TLiteral, type TOptional, type TSchema, type TUnion, 
 import { ERROR_CODES } from '../errors/codes.js';
 import { idPattern, SHA256_HEX_PATTERN } from '../ids/newId.js';
 import { LIFECYCLES } from '../lifecycle/defaults.js';
+import { PROCESS_STATES } from '../lifecycle/processStates.js';
 import { BUNKER_STATES } from '../lifecycle/transitions.js';
 import {
   BANDWIDTH_MBIT_MAX,
@@ -401,7 +402,7 @@ export const ExecId = Type.String({ pattern: idPattern('ex'), description: 'Exec
 export const OutputParams = Type.Object({ id: BunkerId, exec_id: ExecId }, strict);
 export const ExecIdParams = OutputParams;
 
-export const PROCESS_STATES = ['running', 'exited', 'killed', 'timed_out', 'lost'] as const;
+export { PROCESS_STATES };
 export const Process = Type.Object(
   {
     exec_id: Type.String(),

@@ -7,6 +7,7 @@
 import { type Static, type TSchema, type TUnsafe, Type } from '@sinclair/typebox';
 import type { HeartbeatBody, HeartbeatReply as HeartbeatReplySchema } from '../api/schemas.js';
 import { SHA256_HEX_PATTERN } from '../ids/newId.js';
+import { PROCESS_STATES, type ProcessState } from '../lifecycle/processStates.js';
 import {
   BANDWIDTH_MBIT_MAX,
   BANDWIDTH_MBIT_MIN,
@@ -117,8 +118,7 @@ export const StartProcessRequest = Type.Object(
 );
 export type StartProcessRequest = Static<typeof StartProcessRequest>;
 
-export const PROCESS_STATES = ['running', 'exited', 'killed', 'timed_out', 'lost'] as const;
-export type ProcessState = (typeof PROCESS_STATES)[number];
+export type { ProcessState };
 
 /** A process as the worker knows it: running, or finished and still journaled. */
 export const ProcessInfo = Type.Object({
