@@ -410,11 +410,15 @@ describe('processes, shells and file watch (controller + worker)', () => {
     await first.waitFor('set', () => /set-kept-42/.test(first.output()));
     first.ws.close();
     await first.closed;
-    const again = await socket(`/bunkers/${b.id}/shell?exec_id=${execId}`);
+    assert.equal(
+      await upgradeStatus(`/bunkers/${b.id}/shell?exec_id=${execId}&command=true`, { authorization: `Bearer ${aliceKey}` }),
+      400,
+    );
+    const again = await socket(`/bunkers/${b.id}/shell?exec_id=${execId}&cols=77&rows=21`);
     try {
       await again.waitFor('replay', () => /set-kept-42/.test(again.output()));
-      again.ws.send(new TextEncoder().encode('echo again-$MARK\n'));
-      await again.waitFor('same shell', () => /again-kept-42/.test(again.output()));
+      again.ws.send(new TextEncoder().encode('echo again-$MARK; stty size\n'));
+      await again.waitFor('same shell, resized', () => /again-kept-42/.test(again.output()) && /21 77/.test(again.output()));
     } finally {
       again.ws.close();
     }

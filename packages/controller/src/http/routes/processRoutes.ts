@@ -178,8 +178,16 @@ export function processRoutes(s: Services): RouteDef[] {
       errors: ['BUNKER_NOT_FOUND', 'BUNKER_NOT_RUNNING', 'EXEC_NOT_FOUND', 'EXEC_CONFLICT', 'WORKER_UNAVAILABLE'],
       handler: upgradeRequired,
       beforeUpgrade: async ({ params, query, principal }) => {
-        if (query.exec_id) await s.processes.open(principal, params.id, query.exec_id);
-        else await s.bunkers.requireRunning(principal, params.id);
+        if (!query.exec_id) return void (await s.bunkers.requireRunning(principal, params.id));
+        // A reattach runs nothing new, and resizes only to a whole size.
+        if (query.command)
+          throw new ApiError('VALIDATION_FAILED', '`command` opens a new shell: not with `exec_id`', { field: 'querystring/command' });
+        if ((query.cols === undefined) !== (query.rows === undefined)) {
+          throw new ApiError('VALIDATION_FAILED', 'a reattach resizes with both `cols` and `rows`, or neither', {
+            field: 'querystring/cols',
+          });
+        }
+        await s.processes.open(principal, params.id, query.exec_id);
       },
       socket: async ({ params, query, principal, socket }) => {
         const inbox = new SocketInbox(socket);
@@ -188,6 +196,7 @@ export function processRoutes(s: Services): RouteDef[] {
           const execId = opened?.exec_id ?? (query.exec_id as string);
           const handle = await s.processes.open(principal, params.id, execId);
           if (handle.row.pty !== 1) throw new ApiError('EXEC_CONFLICT', `exec ${execId} has no terminal`);
+          if (!opened && query.cols !== undefined && query.rows !== undefined) await handle.resize(query.cols, query.rows);
           socket.send(JSON.stringify({ type: 'ready', exec_id: execId, pid: opened?.pid ?? handle.row.pid }));
           // A new shell's open is on record from its start; a reattach is a session of its own.
           if (!opened) s.processes.recordShell(principal, params.id, execId, 'shell.open', { reattach: true });
