@@ -10,6 +10,7 @@ import type { ExecLogJournal } from './ExecLogJournal.js';
 import { ExecLogWriter } from './ExecLogWriter.js';
 import { combinedStoreState, OutputCapture } from './OutputCapture.js';
 import type { OutputStorage } from './OutputStorage.js';
+import { startedExecLogRow } from './startedExecLogRow.js';
 
 export interface ExecSink {
   /** Told the exec's id before the command starts (the event stream's first event). */
@@ -49,32 +50,12 @@ export class ExecService {
     const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
     const execId = newId('ex');
     await sink.onStart?.(execId);
-    const startedAt = new Date().toISOString();
-    const logRow = {
+    const logRow = startedExecLogRow({
       id: execId,
-      bunker_id: row.id,
-      tenant_id: row.tenant_id,
+      bunker: row,
       caller: principal.actor,
-      command: (typeof body.command === 'string' ? body.command : JSON.stringify(body.command)).slice(0, 8192),
-      exit_code: null,
-      signal: null,
-      timed_out: 0,
-      duration_ms: null,
-      stdout_preview: '',
-      stderr_preview: '',
-      truncated: 0,
-      full_output_ref: null,
-      started_at: startedAt,
-      finished_at: null,
-      output_store: 'inline',
-      output_bytes: 0,
-      state: 'running',
-      tag: null,
-      background: 0,
-      pid: null,
-      end_reason: null,
-      pty: 0,
-    };
+      command: typeof body.command === 'string' ? body.command : JSON.stringify(body.command),
+    });
     this.audit?.record(principal, execEvent(row.id, execId, body));
     const cap = this.config.outputInlineCapBytes;
     const budget = this.outputs.budgetFor(row.tenant_id);

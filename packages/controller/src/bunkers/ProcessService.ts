@@ -9,6 +9,7 @@ import type { AuditEntry } from '../tenants/audit.js';
 import type { BunkerService } from './BunkerService.js';
 import type { ExecLogWriter } from './ExecLogWriter.js';
 import type { ProcessFollower } from './ProcessFollower.js';
+import { startedExecLogRow } from './startedExecLogRow.js';
 import { processToApi } from './toApi.js';
 
 /** A running exec, looked up once: what a terminal or an attached client steers. */
@@ -99,31 +100,13 @@ export class ProcessService {
     const { row: bunker, worker } = await this.bunkers.requireRunning(principal, bunkerId);
     const execId = newId('ex');
     this.audit?.record(principal, event(execId));
-    const row: ExecLogRow = {
+    const row = startedExecLogRow({
       id: execId,
-      bunker_id: bunker.id,
-      tenant_id: bunker.tenant_id,
+      bunker,
       caller: principal.actor,
-      command: opts.command.slice(0, 8192),
-      exit_code: null,
-      signal: null,
-      timed_out: 0,
-      duration_ms: null,
-      stdout_preview: '',
-      stderr_preview: '',
-      truncated: 0,
-      full_output_ref: null,
-      started_at: new Date().toISOString(),
-      finished_at: null,
-      output_store: 'inline',
-      output_bytes: 0,
-      state: 'running',
-      tag: opts.tag ?? null,
-      background: 1,
-      pid: null,
-      end_reason: null,
-      pty: opts.pty ? 1 : 0,
-    };
+      command: opts.command,
+      background: { tag: opts.tag ?? null, pty: opts.pty !== undefined },
+    });
     // The row is committed before the process starts: a process the database never heard of
     // could not be found again.
     await this.logs.write(row);
