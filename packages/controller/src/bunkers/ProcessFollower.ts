@@ -42,10 +42,6 @@ export class ProcessFollower {
       .finally(() => this.following.delete(row.id));
   }
 
-  get count(): number {
-    return this.following.size;
-  }
-
   /** Stops following (the processes run on; the next controller adopts them). */
   close(): void {
     this.closed = true;
