@@ -14,6 +14,8 @@ import type {
   Heartbeat,
   HeartbeatReply,
   ProcessInfo,
+  SnapshotRequest,
+  SnapshotResult,
   SpawnRequest,
   StartProcessRequest,
   WatchEvent,
@@ -47,6 +49,14 @@ export interface WorkerApi {
   /** Freezes every process of the bunker (cgroup freezer); memory and files stay. */
   pause(bunkerId: string): Promise<void>;
   resume(bunkerId: string): Promise<void>;
+  /**
+   * Archives the bunker's writable layer (never the image) and stores it, compressed, at
+   * `scaibunker/snapshots/{snapshotId}` through the ControllerLink; the bunker is frozen while
+   * its files are read and runs on afterwards. Resolves once the object is stored whole.
+   * SNAPSHOT_FAILED (nothing stored) when it could not; BUNKER_NOT_FOUND / INVALID_STATE
+   * when the bunker is not here or not running.
+   */
+  snapshot(bunkerId: string, req: SnapshotRequest): Promise<SnapshotResult>;
   exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome>;
   /** Starts a process that outlives the call; answers once it runs (its pid known). Repeating an execId answers the same process. */
   startProcess(bunkerId: string, req: StartProcessRequest): Promise<ProcessInfo>;
@@ -124,4 +134,11 @@ export interface ControllerLink {
    * could not be asked.
    */
   openImage(sha256: string): Promise<Readable>;
+  /**
+   * Stores a snapshot archive at `scaibunker/snapshots/{snapshotId}`: whole or not at all (a
+   * stream that errors stores nothing).
+   */
+  putSnapshot(snapshotId: string, archive: Readable): Promise<void>;
+  /** Streams a stored snapshot archive; WorkerError('SNAPSHOT_NOT_FOUND') when storage has none. */
+  openSnapshot(snapshotId: string): Promise<Readable>;
 }

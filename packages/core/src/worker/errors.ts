@@ -33,6 +33,12 @@ export const WORKER_ERROR_CODES = [
   'PORT_NOT_LISTENING',
   /** openTunnel: the bunker already has the most concurrent tunnels a worker allows (256). */
   'TOO_MANY_TUNNELS',
+  /** spawn with restore: storage has no archive under that snapshot id. */
+  'SNAPSHOT_NOT_FOUND',
+  /** spawn with restore: the archive's bytes do not hash to the declared sha256, or it does not unpack. */
+  'SNAPSHOT_CORRUPT',
+  /** snapshot: the archive could not be made or stored; nothing was stored, the bunker runs on. */
+  'SNAPSHOT_FAILED',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
@@ -71,6 +77,9 @@ export const WORKER_ERROR_STATUS: Record<WorkerErrorCode, number> = {
   PROCESS_CONFLICT: 409,
   PORT_NOT_LISTENING: 502,
   TOO_MANY_TUNNELS: 429,
+  SNAPSHOT_NOT_FOUND: 404,
+  SNAPSHOT_CORRUPT: 422,
+  SNAPSHOT_FAILED: 500,
 };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(WORKER_ERROR_CODES);

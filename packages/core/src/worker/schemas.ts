@@ -57,6 +57,29 @@ export const TransitInterfaceSpec = Type.Object(
 );
 export type TransitInterfaceSpec = Static<typeof TransitInterfaceSpec>;
 
+export const SnapshotId = Type.String({ pattern: '^sn_[0-9a-z]{1,64}$' });
+
+/** A stored snapshot archive as the controller knows it (its row). */
+export const SnapshotRef = Type.Object(
+  {
+    snapshotId: SnapshotId,
+    /** sha256 of the stored (compressed) archive; a download that hashes otherwise is SNAPSHOT_CORRUPT. */
+    sha256: Sha256,
+    sizeBytes: Type.Integer({ minimum: 0 }),
+    /** What the archive holds: a container's overlay upper dir as tar, or a microVM's disk delta as qcow2. */
+    format: StringEnum(['container-tar', 'microvm-qcow2']),
+  },
+  strict,
+);
+export type SnapshotRef = Static<typeof SnapshotRef>;
+
+export const SnapshotRequest = Type.Object({ snapshotId: SnapshotId }, strict);
+export type SnapshotRequest = Static<typeof SnapshotRequest>;
+
+/** A snapshot the worker wrote to storage (`scaibunker/snapshots/{snapshotId}`), whole. */
+export const SnapshotResult = SnapshotRef;
+export type SnapshotResult = Static<typeof SnapshotResult>;
+
 export const SpawnRequest = Type.Object(
   {
     bunkerId: BunkerId,
@@ -73,6 +96,12 @@ export const SpawnRequest = Type.Object(
     /** Only with `transit`: one interface (eth0, eth1, …) per entry, each on a bridge of `tenantId`. */
     interfaces: Type.Optional(Type.Array(TransitInterfaceSpec, { minItems: TRANSIT_INTERFACES_MIN, maxItems: TRANSIT_INTERFACES_MAX })),
     hostname: Type.String({ minLength: 1, maxLength: 64 }),
+    /**
+     * Start from a snapshot's archive instead of the bare image: the worker fetches
+     * `scaibunker/snapshots/{snapshotId}` from storage, checks its sha256 and lays its files
+     * (container) or its disk delta (microvm) over the image before the bunker starts.
+     */
+    restore: Type.Optional(SnapshotRef),
   },
   strict,
 );
