@@ -42,6 +42,7 @@ import { portRoutes } from './http/routes/portRoutes.js';
 import { processRoutes } from './http/routes/processRoutes.js';
 import { quotaRoutes } from './http/routes/quotaRoutes.js';
 import type { Services } from './http/routes/Services.js';
+import { snapshotRoutes } from './http/routes/snapshotRoutes.js';
 import { capabilityRoutes, storageRoutes } from './http/routes/storageRoutes.js';
 import { usageRoutes } from './http/routes/usageRoutes.js';
 import { ImageBakery } from './images/ImageBakery.js';
@@ -71,6 +72,7 @@ import { RedisTicketLedger } from './shell/RedisTicketLedger.js';
 import { ShellTickets } from './shell/ShellTickets.js';
 import { TerminalBridge } from './shell/TerminalBridge.js';
 import type { TicketLedger } from './shell/TicketLedger.js';
+import { snapshotServices } from './snapshots/snapshotServices.js';
 import { workerGrant } from './storage/StorageGrant.js';
 import { StorageService } from './storage/StorageService.js';
 import { Store } from './store/Store.js';
@@ -245,12 +247,14 @@ export class Controller {
         this.auditTrail,
       ),
       previews: new PreviewService(store, bunkers, this.config, this.auditTrail),
+      ...snapshotServices(store, bunkers, this.directory, quotas, guarded, this.auditTrail),
     };
-    this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs);
+    this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs, this.services.passivation);
     this.routes = [
       ...bunkerRoutes(this.services),
       ...processRoutes(this.services),
       ...portRoutes(this.services),
+      ...snapshotRoutes(this.services),
       ...fileRoutes(this.services),
       ...flowAuditRoutes(this.services),
       ...auditRoutes(this.services),
@@ -304,6 +308,12 @@ export class Controller {
       new Ticker('image-bake', this.config.imageBakeIntervalMs, () => this.bakery.drain(), lease),
       new Ticker('image-scan', this.config.imageScanIntervalMs, () => this.imageScanning.drain(), lease),
       new Ticker('exec-reconcile', this.config.execReconcileIntervalMs, () => this.followers.reconcile(), lease),
+      new Ticker(
+        'snapshot-cleanup',
+        this.config.snapshotCleanupIntervalMs,
+        () => this.services.snapshots.cleanup(this.config.snapshotStaleMs),
+        lease,
+      ),
       new Ticker('output-retention', this.config.outputRetentionIntervalMs, async () => ({ swept: await outputs.sweep() }), lease),
       new Ticker(
         'image-rescan',
@@ -387,6 +397,14 @@ export class Controller {
       // The embedded controller has exactly one worker — the one asking — so it has no peer
       // to fetch an image from: always storage.
       imagePeers: async () => [],
+      putSnapshot: async (snapshotId, archive) => {
+        await this.services.storage.write(workerGrant, blobKeys.snapshot(snapshotId), archive, undefined);
+      },
+      openSnapshot: async (snapshotId) => {
+        const stream = await this.guardedBlobs.get(blobKeys.snapshot(snapshotId));
+        if (!stream) throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`);
+        return stream;
+      },
       openImage: async (sha256) => {
         const stream = await this.guardedBlobs.get(blobKeys.image(sha256));
         // IMAGE_NOT_CACHED is how a ControllerLink says "not in storage" (see its interface).

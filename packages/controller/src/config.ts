@@ -51,6 +51,10 @@ export interface ControllerConfig {
   previewScheme: 'http' | 'https';
   /** Open port connections (path proxy, previews, port-forward) per bunker on one controller; past it TUNNEL_LIMIT. */
   maxTunnelsPerBunker: number;
+  /** How often expired snapshots are deleted and snapshots a dead controller left half-made are closed (DESIGN: 5 min). */
+  snapshotCleanupIntervalMs: number;
+  /** A snapshot still `creating` after this long lost its controller: the cleanup fails it and its bunker runs on. */
+  snapshotStaleMs: number;
   /** A proxied connection with no bytes either way for this long is closed (PORT_TIMEOUT before an answer). */
   tunnelIdleMs: number;
 }
@@ -80,4 +84,6 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   previewScheme: 'https',
   maxTunnelsPerBunker: 64,
   tunnelIdleMs: 300_000,
+  snapshotCleanupIntervalMs: 300_000,
+  snapshotStaleMs: 30 * 60_000,
 };

@@ -62,6 +62,7 @@ function controllerConfig(
   if (o.diskReserve !== undefined) c.diskReserveBytes = o.diskReserve;
   if (o.shellGrace !== undefined) c.shellGraceMs = o.shellGrace;
   if (o.execReconcileIntervalMs !== undefined) c.execReconcileIntervalMs = o.execReconcileIntervalMs;
+  if (o.snapshotCleanupIntervalMs !== undefined) c.snapshotCleanupIntervalMs = o.snapshotCleanupIntervalMs;
   if (o.traceJobs) c.traceJobs = true;
   return c;
 }
@@ -232,6 +233,11 @@ function withIntervalOptions(cmd: Command): Command {
       size,
     )
     .option('--shell-grace <duration>', 'a shell with no client attached is killed after this (default 60s; reattach before it)', duration)
+    .option(
+      '--snapshot-cleanup-interval-ms <ms>',
+      'how often expired snapshots are deleted and half-made ones closed (default 300000; also at start)',
+      int,
+    )
     .option(
       '--exec-reconcile-interval-ms <ms>',
       'how often background execs whose row is open are adopted or closed as lost (default 30000; also at start)',

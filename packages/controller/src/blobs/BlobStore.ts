@@ -52,4 +52,5 @@ export const blobKeys = {
   auditBatches: (bunkerId: string) => `scaibunker/audit/${bunkerId}/`,
   auditBatch: (bunkerId: string, name: string) => `scaibunker/audit/${bunkerId}/${name}`,
   image: (sha256: string) => `scaibunker/images/${sha256}`,
+  snapshot: (snapshotId: string) => `scaibunker/snapshots/${snapshotId}`,
 };

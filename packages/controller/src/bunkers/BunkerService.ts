@@ -6,6 +6,7 @@ import {
   MICROVM_MIN_MEMORY_MB,
   newId,
   RESOURCE_DEFAULTS,
+  type SnapshotRef,
   type schemas,
   TERMINAL_STATES,
   type WorkerApi,
@@ -17,11 +18,11 @@ import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
-import type { BunkerRow } from '../store/schema.js';
+import type { BunkerRow, SnapshotRow } from '../store/schema.js';
 import { recordAudit } from '../tenants/audit.js';
 import type { Scheduler } from '../workers/Scheduler.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
-import { checkBridges, resolveNetwork } from './networkRequest.js';
+import { type BunkerNetwork, checkBridges, resolveNetwork } from './networkRequest.js';
 import { RunningBunkerCache } from './RunningBunkerCache.js';
 import { fromWorkerError } from './workerErrors.js';
 
@@ -75,21 +76,39 @@ export class BunkerService {
     // Network fields and their permission first: refused before quotas, rows or workers.
     const network = resolveNetwork(principal, body);
     if (network.interfaces) await checkBridges(this.store, principal, network.interfaces);
-    const image = await this.store.images.findVisible(principal.tenantId, body.image);
-    if (!image) throw new ApiError('IMAGE_NOT_FOUND', `no image named ${body.image}`, { image: body.image });
-    if (image.state !== 'ready' || !image.sha256) throw new ApiError('IMAGE_NOT_READY', `image ${body.image} is ${image.state}`);
     const lifecycle = body.lifecycle ?? 'ephemeral';
+    if (body.auto_resume && lifecycle !== 'persistent') {
+      throw new ApiError('VALIDATION_FAILED', 'auto_resume is for persistent bunkers (only they are passivated)', {
+        field: 'body/auto_resume',
+      });
+    }
+    const snapshot = body.snapshot_id ? await this.restorableSnapshot(principal, body) : undefined;
+    const imageName = snapshot?.image ?? body.image;
+    if (!imageName) throw new ApiError('VALIDATION_FAILED', 'give image or snapshot_id', { field: 'body/image' });
+    const image = await this.store.images.findVisible(principal.tenantId, imageName);
+    if (!image) throw new ApiError('IMAGE_NOT_FOUND', `no image named ${imageName}`, { image: imageName });
+    if (image.state !== 'ready' || !image.sha256) throw new ApiError('IMAGE_NOT_READY', `image ${imageName} is ${image.state}`);
+    if (snapshot && image.sha256 !== snapshot.image_sha256) {
+      throw new ApiError(
+        'IMAGE_NOT_READY',
+        `image ${imageName} has changed since snapshot ${snapshot.id} was taken; the snapshot restores only onto its own image`,
+        {
+          image: imageName,
+          snapshot_id: snapshot.id,
+        },
+      );
+    }
     const defaults = LIFECYCLE_DEFAULTS[lifecycle];
     if (body.idle_timeout_s && body.max_lifetime_s && body.idle_timeout_s > body.max_lifetime_s) {
       throw new ApiError('VALIDATION_FAILED', 'idle_timeout_s cannot exceed max_lifetime_s', { field: 'body/idle_timeout_s' });
     }
-    const isolation = body.isolation ?? 'container';
+    const isolation = body.isolation ?? (snapshot?.isolation as schemas.CreateBunkerBody['isolation']) ?? 'container';
     if (isolation === 'microvm') this.checkMicrovmFits(body, image.size_bytes);
     const now = new Date().toISOString();
     const metadata = body.metadata ?? {};
     const cpuMillicores = body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores;
     const memoryMb = body.memory_mb ?? RESOURCE_DEFAULTS.memoryMb;
-    const diskMb = body.disk_mb ?? RESOURCE_DEFAULTS.diskMb;
+    const diskMb = body.disk_mb ?? snapshot?.disk_mb ?? RESOURCE_DEFAULTS.diskMb;
     const gpuCount = body.gpu_count ?? 0;
     const networkProfile = network.profile;
     // Allow-lists refuse before anything is written; caps are charged once the row exists.
@@ -128,6 +147,10 @@ export class BunkerService {
       ended_at: null,
       updated_at: now,
       quota_charges: null,
+      snapshot_id: snapshot?.id ?? null,
+      recovered_from: null,
+      auto_resume: body.auto_resume ? 1 : 0,
+      passivated: 0,
     };
     await this.store.bunkers.insert(row, metadata);
     // The row comes first: a controller that dies after charging leaves a pending row, which
@@ -159,13 +182,127 @@ export class BunkerService {
       );
     }
 
+    // The row names the snapshot before this re-read, and a delete claims the snapshot before it
+    // looks for such rows: one of the two always sees the other.
+    if (snapshot && (await this.store.snapshots.getById(snapshot.id))?.state !== 'ready') {
+      await this.fail(row.id, `provision_failed: snapshot ${snapshot.id} was deleted`);
+      throw new ApiError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshot.id} was deleted`, { snapshot_id: snapshot.id });
+    }
+    return this.startOnWorker(row, { isolation, networkProfile, network, image, restore: snapshot });
+  }
+
+  /**
+   * Starts a passivated bunker again from its snapshot, on any worker that takes it (its old
+   * one may be gone or full). The same id, row and quota charge; only one resume runs at a time
+   * (the compare-and-set out of `paused`). If no worker takes it the row goes back to
+   * passivated, its files still in the snapshot, and the error is the caller's.
+   */
+  async resumePassivated(row: BunkerRow): Promise<BunkerRow> {
+    const snapshot = row.snapshot_id ? await this.store.snapshots.getById(row.snapshot_id) : undefined;
+    if (!snapshot || snapshot.state !== 'ready') {
+      throw new ApiError('SNAPSHOT_NOT_FOUND', `bunker ${row.id} is passivated but its snapshot ${row.snapshot_id} is gone`, {
+        bunker_id: row.id,
+      });
+    }
+    const claimed = await this.store.bunkers.transition(row.id, ['paused'], 'provisioning', {});
+    if (!claimed || Number(claimed.passivated) !== 1) {
+      if (claimed) await this.store.bunkers.transition(row.id, ['provisioning'], 'paused');
+      throw new ApiError('BUNKER_INVALID_TRANSITION', `bunker ${row.id} is not passivated any more`, { bunker_id: row.id });
+    }
+    const image = { sha256: row.image_sha256, lazy_pull: (await this.store.images.findVisible(row.tenant_id, row.image))?.lazy_pull ?? 0 };
+    const network: BunkerNetwork = {
+      profile: row.network_profile as BunkerNetwork['profile'],
+      allowlist: row.network_allowlist ? (JSON.parse(row.network_allowlist) as string[]) : undefined,
+      bandwidthMbit: row.bandwidth_mbit ?? undefined,
+      interfaces: row.interfaces ? JSON.parse(row.interfaces) : undefined,
+    };
+    try {
+      return await this.startOnWorker(claimed, {
+        isolation: row.isolation,
+        networkProfile: row.network_profile,
+        network,
+        image,
+        restore: snapshot,
+        keepOnFailure: true,
+      });
+    } catch (err) {
+      await this.store.bunkers.transition(row.id, ['provisioning'], 'paused', { worker_id: null });
+      throw err;
+    }
+  }
+
+  /**
+   * The hook passivation registers: resumes a passivated `auto_resume` bunker for a call that
+   * needs it running (concurrent calls share one resume).
+   */
+  private autoResumer: ((row: BunkerRow) => Promise<BunkerRow>) | undefined;
+  onAutoResume(resume: (row: BunkerRow) => Promise<BunkerRow>): void {
+    this.autoResumer = resume;
+  }
+
+  /** Snapshots this controller is writing, by bunker: a call that needs the bunker running waits for them. */
+  private readonly snapshotting = new Map<string, Promise<unknown>>();
+  whileSnapshotting(bunkerId: string, done: Promise<unknown>): void {
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.snapshotting.set(bunkerId, settled);
+    void settled.then(() => {
+      if (this.snapshotting.get(bunkerId) === settled) this.snapshotting.delete(bunkerId);
+    });
+  }
+
+  /** A snapshot a create may restore from, checked against the rest of the body. */
+  private async restorableSnapshot(principal: Principal, body: schemas.CreateBunkerBody): Promise<SnapshotRow> {
+    const id = body.snapshot_id as string;
+    const snapshot = await this.store.snapshots.get(principal.tenantId, id);
+    if (!snapshot) throw new ApiError('SNAPSHOT_NOT_FOUND', `no snapshot ${id}`, { snapshot_id: id });
+    if (snapshot.state !== 'ready')
+      throw new ApiError('SNAPSHOT_NOT_READY', `snapshot ${id} is ${snapshot.state}`, { snapshot_id: id, state: snapshot.state });
+    if (body.image && body.image !== snapshot.image) {
+      throw new ApiError('VALIDATION_FAILED', `snapshot ${id} is of image ${snapshot.image}, not ${body.image}`, { field: 'body/image' });
+    }
+    if (body.isolation && body.isolation !== snapshot.isolation) {
+      throw new ApiError('VALIDATION_FAILED', `snapshot ${id} is of a ${snapshot.isolation} bunker; it restores only as one`, {
+        field: 'body/isolation',
+      });
+    }
+    if (body.disk_mb !== undefined && body.disk_mb < snapshot.disk_mb) {
+      throw new ApiError('VALIDATION_FAILED', `snapshot ${id} needs disk_mb >= ${snapshot.disk_mb}`, { field: 'body/disk_mb' });
+    }
+    return snapshot;
+  }
+
+  /**
+   * Places a `pending` row (or a passivated one being resumed, already `provisioning`) and
+   * spawns it, from its snapshot when `restore` is given. A failure fails a new bunker; a
+   * resume's caller puts its row back instead (`keepOnFailure`).
+   */
+  private async startOnWorker(
+    row: BunkerRow,
+    opts: {
+      isolation: string;
+      networkProfile: string;
+      network: BunkerNetwork;
+      image: { sha256: string | null; lazy_pull?: number | null };
+      restore: SnapshotRow | undefined;
+      keepOnFailure?: boolean;
+    },
+  ): Promise<BunkerRow> {
+    const { isolation, networkProfile, network, image } = opts;
+    const imageSha256 = image.sha256 as string;
+    const from = opts.keepOnFailure ? ['provisioning'] : ['pending'];
+    const failWith = async (reason: string) => {
+      if (!opts.keepOnFailure) await this.fail(row.id, reason);
+    };
     let placed: BunkerRow;
     try {
       placed = await this.scheduler.place(
         {
-          isolation,
-          networkProfile,
-          imageSha256: image.sha256,
+          isolation: isolation as 'container' | 'microvm',
+          networkProfile: networkProfile as schemas.CreateBunkerBody['network_profile'] & string,
+          imageSha256,
           lazyPull: Number(image.lazy_pull ?? 0) === 1,
           cpuMillicores: row.cpu_millicores,
           memoryMb: row.memory_mb,
@@ -174,14 +311,14 @@ export class BunkerService {
           ...(network.interfaces ? { bridgeIds: [...new Set(network.interfaces.map((i) => i.bridge_id))] } : {}),
         },
         async (worker) => {
-          const moved = await this.store.bunkers.transition(row.id, ['pending'], 'provisioning', { worker_id: worker.id });
-          if (!moved) throw new ApiError('BUNKER_INVALID_TRANSITION', 'bunker left pending while being placed');
+          const moved = await this.store.bunkers.transition(row.id, from, 'provisioning', { worker_id: worker.id });
+          if (!moved) throw new ApiError('BUNKER_INVALID_TRANSITION', `bunker left ${from[0]} while being placed`);
           return moved;
         },
       );
     } catch (err) {
       const reason = err instanceof ApiError ? err.code : 'placement error';
-      await this.fail(row.id, `provision_failed: ${reason}`);
+      await failWith(`provision_failed: ${reason}`);
       throw err;
     }
 
@@ -189,12 +326,12 @@ export class BunkerService {
       const worker = await this.workers.get(placed.worker_id as string);
       await worker.spawn({
         bunkerId: row.id,
-        imageSha256: image.sha256,
-        isolation,
+        imageSha256,
+        isolation: isolation as 'container' | 'microvm',
         cpuMillicores: row.cpu_millicores,
         memoryMb: row.memory_mb,
         diskMb: row.disk_mb,
-        networkProfile,
+        networkProfile: networkProfile as schemas.CreateBunkerBody['network_profile'] & string,
         ...(network.allowlist ? { networkAllowlist: network.allowlist } : {}),
         ...(network.bandwidthMbit !== undefined ? { bandwidthMbit: network.bandwidthMbit } : {}),
         ...(network.interfaces
@@ -208,22 +345,28 @@ export class BunkerService {
             }
           : {}),
         hostname: row.id.replace('_', '-'),
+        ...(opts.restore ? { restore: snapshotRef(opts.restore) } : {}),
       });
     } catch (err) {
-      await this.fail(row.id, `provision_failed: ${(err as Error).message}`.slice(0, 1000));
-      // A worker out of disk is an answer of its own (507, retry later); any other failure to start is the worker's.
-      if (err instanceof WorkerError && err.code === 'HOST_DISK_FULL') throw fromWorkerError(err);
+      await failWith(`provision_failed: ${(err as Error).message}`.slice(0, 1000));
+      if (opts.keepOnFailure) await this.destroyOnWorker(placed);
+      // A worker out of disk is an answer of its own (507, retry later), so is a snapshot that
+      // does not restore; any other failure to start is the worker's.
+      if (err instanceof WorkerError && ['HOST_DISK_FULL', 'SNAPSHOT_CORRUPT', 'SNAPSHOT_NOT_FOUND'].includes(err.code))
+        throw fromWorkerError(err);
       throw new ApiError('WORKER_UNAVAILABLE', `bunker could not be started: ${(err as Error).message}`, { bunker_id: row.id });
     }
     const started = new Date().toISOString();
     const running = await this.store.bunkers.transition(row.id, ['provisioning'], 'running', {
       started_at: started,
       last_activity_at: started,
+      passivated: 0,
+      ...(opts.restore ? { snapshot_id: opts.restore.id } : {}),
     });
     if (!running) {
       // Terminated while it was starting: make sure nothing is left on the worker.
       await this.destroyOnWorker(placed);
-      return this.mustGet(principal.tenantId, row.id);
+      return this.mustGet(row.tenant_id, row.id);
     }
     return running;
   }
@@ -255,6 +398,7 @@ export class BunkerService {
    */
   async setPaused(principal: Principal, id: string, pause: boolean): Promise<BunkerRow> {
     const row = await this.mustGet(principal.tenantId, id);
+    if (!pause && row.state === 'paused' && Number(row.passivated) === 1) return this.resumePassivated(row);
     const [from, to] = pause ? (['running', 'paused'] as const) : (['paused', 'running'] as const);
     assertTransition(id, row.state as BunkerState, to);
     const moved = await this.store.bunkers.transition(id, [from], to, pause ? {} : { last_activity_at: new Date().toISOString() });
@@ -286,11 +430,18 @@ export class BunkerService {
       await this.quotas.release(ended.id);
       // Its last usage, while the worker still has it (a failed bunker's worker may not answer:
       // its usage ends at its last tick).
-      if (to === 'terminated' && (row.state === 'running' || row.state === 'paused'))
+      if (to === 'terminated' && (row.state === 'running' || row.state === 'paused') && Number(row.passivated) !== 1)
         await this.usage?.sampleFinal(ended, row.state === 'paused');
       await this.destroyOnWorker(ended);
+      for (const listener of this.endListeners) await listener(ended).catch(() => undefined);
     }
     return ended;
+  }
+
+  private readonly endListeners: Array<(row: BunkerRow) => Promise<void>> = [];
+  /** Called once per bunker that ended, after its worker was asked to destroy it (best effort). */
+  onEnded(listener: (row: BunkerRow) => Promise<void>): void {
+    this.endListeners.push(listener);
   }
 
   async fail(id: string, reason: string): Promise<void> {
@@ -324,12 +475,32 @@ export class BunkerService {
       }
       this.running.put(id, row, version);
     }
-    if (row.state !== 'running') {
-      throw new ApiError('BUNKER_NOT_RUNNING', `bunker ${id} is ${row.state}`, { state: row.state });
-    }
+    if (row.state !== 'running') row = await this.untilRunning(row);
     const worker = await this.workers.get(row.worker_id as string);
     this.touch(row.id);
     return { row, worker };
+  }
+
+  /**
+   * A bunker a call needs running that is not: one being snapshotted by this controller is
+   * waited for (its files are frozen for a moment, not gone), a passivated `auto_resume` one is
+   * resumed; anything else is BUNKER_NOT_RUNNING.
+   */
+  private async untilRunning(row: BunkerRow): Promise<BunkerRow> {
+    const pending = this.snapshotting.get(row.id);
+    if (row.state === 'snapshotting' && pending) {
+      await pending;
+      row = await this.mustGet(row.tenant_id, row.id);
+    } else if (row.state === 'paused' && Number(row.passivated) === 1 && Number(row.auto_resume) === 1 && this.autoResumer) {
+      row = await this.autoResumer(row);
+    }
+    if (row.state !== 'running') {
+      throw new ApiError('BUNKER_NOT_RUNNING', `bunker ${row.id} is ${row.state}${Number(row.passivated) === 1 ? ' (passivated)' : ''}`, {
+        state: row.state,
+        passivated: Number(row.passivated) === 1,
+      });
+    }
+    return row;
   }
 
   touch(id: string): void {
@@ -342,6 +513,16 @@ export class BunkerService {
   mapWorkerError(err: unknown): unknown {
     return fromWorkerError(err);
   }
+}
+
+/** The worker's view of a stored snapshot (SpawnRequest.restore). */
+export function snapshotRef(s: SnapshotRow): SnapshotRef {
+  return {
+    snapshotId: s.id,
+    sha256: s.sha256 as string,
+    sizeBytes: Number(s.size_bytes),
+    format: s.format as SnapshotRef['format'],
+  };
 }
 
 /** What a create asked for, as its audit event records it (the privileged parts included). */

@@ -1,5 +1,5 @@
 import type { ProcessInfo, schemas } from '@scaibunker/core';
-import type { BunkerRow, ExecLogRow } from '../store/schema.js';
+import type { BunkerRow, ExecLogRow, SnapshotRow } from '../store/schema.js';
 
 export function bunkerToApi(r: BunkerRow): schemas.Bunker {
   return {
@@ -27,6 +27,31 @@ export function bunkerToApi(r: BunkerRow): schemas.Bunker {
     started_at: r.started_at,
     last_activity_at: r.last_activity_at,
     ended_at: r.ended_at,
+    snapshot_id: r.snapshot_id ?? null,
+    passivated: Number(r.passivated) === 1,
+    auto_resume: Number(r.auto_resume) === 1,
+    recovered_from: r.recovered_from ?? null,
+  };
+}
+
+export function snapshotToApi(r: SnapshotRow): schemas.Snapshot {
+  return {
+    id: r.id,
+    tenant_id: r.tenant_id,
+    bunker_id: r.bunker_id,
+    name: r.name,
+    source: r.source,
+    state: r.state as schemas.Snapshot['state'],
+    image: r.image,
+    isolation: r.isolation as schemas.Snapshot['isolation'],
+    disk_mb: r.disk_mb,
+    size_bytes: Number(r.size_bytes),
+    sha256: r.sha256,
+    error: r.error,
+    created_by: r.created_by,
+    created_at: r.created_at,
+    ready_at: r.ready_at,
+    expires_at: r.expires_at,
   };
 }
 

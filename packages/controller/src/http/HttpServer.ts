@@ -182,6 +182,13 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       schema: schemaOf(def),
       // Authenticate before the body is parsed: an unauthenticated upload is refused unread.
       onRequest: async (req) => authenticate(def, req),
+      ...(def.bodyOptional
+        ? {
+            preValidation: async (req: FastifyRequest) => {
+              if (req.body === undefined) req.body = {};
+            },
+          }
+        : {}),
       handler: async (req, reply) => {
         const result = await def.handler({
           body: req.body as never,

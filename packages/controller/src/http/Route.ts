@@ -18,6 +18,8 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
   summary: string;
   tags: string[];
   body?: B;
+  /** The JSON body may be left out entirely (it is then validated as `{}`). */
+  bodyOptional?: boolean;
   /** Raw streamed request body (file uploads) instead of JSON. */
   rawBody?: boolean;
   querystring?: Q;

@@ -104,7 +104,8 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
       parameters: [...parametersOf(r.params, 'path', components, r.wildcard), ...parametersOf(r.querystring, 'query', components)],
       responses,
     };
-    if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: componentize(r.body, components) } } };
+    if (r.body)
+      op.requestBody = { required: !r.bodyOptional, content: { 'application/json': { schema: componentize(r.body, components) } } };
     if (r.rawBody)
       op.requestBody = { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } };
     paths[path] = { ...(paths[path] ?? {}), [r.method.toLowerCase()]: op };

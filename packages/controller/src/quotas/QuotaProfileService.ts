@@ -7,7 +7,7 @@ import { isPlatformAdmin, resolveTenant } from './access.js';
 import { assignmentToApi, profileToApi } from './toApi.js';
 
 const LIST_FIELDS = ['allowed_lifecycles', 'allowed_images', 'allowed_network_profiles'] as const;
-const CAP_FIELDS = ['max_bunkers', 'max_cpu_millicores', 'max_memory_mb', 'max_disk_mb', 'max_gpu_count'] as const;
+const CAP_FIELDS = ['max_bunkers', 'max_cpu_millicores', 'max_memory_mb', 'max_disk_mb', 'max_gpu_count', 'max_snapshot_bytes'] as const;
 
 /**
  * Quota profiles and their assignments. Tenant admins manage their own tenant's; platform admins
@@ -40,6 +40,7 @@ export class QuotaProfileService {
       max_memory_mb: body.max_memory_mb ?? null,
       max_disk_mb: body.max_disk_mb ?? null,
       max_gpu_count: body.max_gpu_count ?? null,
+      max_snapshot_bytes: body.max_snapshot_bytes ?? null,
       allowed_lifecycles: body.allowed_lifecycles ? JSON.stringify(body.allowed_lifecycles) : null,
       allowed_images: body.allowed_images ? JSON.stringify(body.allowed_images) : null,
       allowed_network_profiles: body.allowed_network_profiles ? JSON.stringify(body.allowed_network_profiles) : null,

@@ -80,6 +80,19 @@ export class QuotaService {
   ) {}
 
   /** The charges a create would make, or QUOTA_EXCEEDED when a profile does not allow it at all. */
+  /**
+   * The strictest `max_snapshot_bytes` of the profiles that apply to the caller (null: none).
+   * It caps the tenant's stored snapshot bytes as a whole (snapshots are the tenant's, not a bucket's).
+   */
+  async snapshotCap(principal: Principal): Promise<{ cap: number; profileId: string } | null> {
+    let best: { cap: number; profileId: string } | null = null;
+    for (const { profile } of await this.store.quotas.applicable(principal.tenantId, principal.userId, principal.groups)) {
+      const cap = profile.max_snapshot_bytes === null ? null : Number(profile.max_snapshot_bytes);
+      if (cap !== null && (best === null || cap < best.cap)) best = { cap, profileId: profile.id };
+    }
+    return best;
+  }
+
   async plan(principal: Principal, req: QuotaRequest): Promise<PlannedCharge[]> {
     const applicable = await this.store.quotas.applicable(principal.tenantId, principal.userId, principal.groups);
     if (applicable.length === 0) return [];
@@ -267,8 +280,16 @@ export class QuotaService {
       return { bucket: bucketToApi(bucket), profile_ids: [...new Set(applied.map((p) => p.id))], resources };
     });
     items.sort((a, b) => `${a.bucket.kind}:${a.bucket.id}`.localeCompare(`${b.bucket.kind}:${b.bucket.id}`));
-    if (!this.outputs) return { items };
+    const snapshotCaps = [...profiles.values()].flatMap((p) => (p.max_snapshot_bytes === null ? [] : [Number(p.max_snapshot_bytes)]));
+    const snapshotCap = snapshotCaps.length > 0 ? Math.min(...snapshotCaps) : null;
+    const snapshotBytes = await this.store.snapshots.tenantBytes(tenantId);
+    const snapshot_bytes = {
+      current: snapshotBytes,
+      cap: snapshotCap,
+      remaining: snapshotCap === null ? null : Math.max(0, snapshotCap - snapshotBytes),
+    };
+    if (!this.outputs) return { items, snapshot_bytes };
     const stored = await this.outputs.usage(tenantId);
-    return { items, stored_output_bytes: { ...stored, remaining: Math.max(0, stored.cap - stored.current) } };
+    return { items, stored_output_bytes: { ...stored, remaining: Math.max(0, stored.cap - stored.current) }, snapshot_bytes };
   }
 }

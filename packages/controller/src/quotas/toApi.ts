@@ -17,6 +17,7 @@ export function profileToApi(p: QuotaProfileRow, assignments: QuotaAssignmentRow
     max_memory_mb: p.max_memory_mb,
     max_disk_mb: p.max_disk_mb,
     max_gpu_count: p.max_gpu_count,
+    max_snapshot_bytes: p.max_snapshot_bytes === null ? null : Number(p.max_snapshot_bytes),
     allowed_lifecycles: list(p.allowed_lifecycles),
     allowed_images: list(p.allowed_images),
     allowed_network_profiles: list(p.allowed_network_profiles),

@@ -170,6 +170,22 @@ export class BunkerStore {
   }
 
   /** Sum of resources held by active bunkers per worker, for placement. */
+  /**
+   * Bunkers that need the snapshot's archive now: being restored from it (pending/provisioning),
+   * or passivated with their files in it.
+   */
+  async snapshotUsers(snapshotId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('bunkers')
+      .select('id')
+      .where('snapshot_id', '=', snapshotId)
+      .where((eb) =>
+        eb.or([eb('state', 'in', ['pending', 'provisioning']), eb.and([eb('passivated', '=', 1), eb('state', 'in', ACTIVE_STATES)])]),
+      )
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   async allocationsByWorker(): Promise<Map<string, { cpu: number; memory: number; disk: number; count: number }>> {
     const rows = await this.db
       .selectFrom('bunkers')

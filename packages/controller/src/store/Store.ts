@@ -12,6 +12,7 @@ import { LockStore } from './LockStore.js';
 import { type DialectName, openDatabase } from './openDatabase.js';
 import { PreviewStore } from './PreviewStore.js';
 import { QuotaStore } from './QuotaStore.js';
+import { SnapshotStore } from './SnapshotStore.js';
 import type { Database } from './schema.js';
 import { TenantStore } from './TenantStore.js';
 import { UsageStore } from './UsageStore.js';
@@ -34,6 +35,7 @@ export class Store {
   readonly imageCache: ImageCacheStore;
   readonly availabilityGroups: AvailabilityGroupStore;
   readonly previews: PreviewStore;
+  readonly snapshots: SnapshotStore;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -55,6 +57,7 @@ export class Store {
     this.imageCache = new ImageCacheStore(db);
     this.availabilityGroups = new AvailabilityGroupStore(db);
     this.previews = new PreviewStore(db);
+    this.snapshots = new SnapshotStore(db);
   }
 
   static async open(url: string): Promise<Store> {

@@ -411,6 +411,51 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('port_previews_bunker').on('port_previews').columns(['bunker_id', 'port']).execute();
     },
   },
+  '0012_snapshots': {
+    async up(db: Kysely<any>) {
+      // A bunker's writable layer as one archive in the blob store (`scaibunker/snapshots/{id}`).
+      // `source`: why it was taken (`user`, `fork`, `passivation`); `bunker_id` is kept after the
+      // bunker ended (restores need only the image and the archive).
+      await db.schema
+        .createTable('snapshots')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addColumn('bunker_id', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('name', 'text')
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('image', 'text', (c) => c.notNull())
+        .addColumn('image_sha256', 'text', (c) => c.notNull())
+        .addColumn('isolation', 'text', (c) => c.notNull())
+        .addColumn('disk_mb', 'integer', (c) => c.notNull())
+        .addColumn('format', 'text')
+        .addColumn('sha256', 'text')
+        .addColumn('size_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('error', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('ready_at', 'text')
+        .addColumn('expires_at', 'text')
+        .execute();
+      await db.schema.createIndex('snapshots_tenant').on('snapshots').columns(['tenant_id', 'created_at', 'id']).execute();
+      await db.schema.createIndex('snapshots_expiry').on('snapshots').columns(['expires_at']).execute();
+      await db.schema.createIndex('snapshots_state').on('snapshots').columns(['state', 'created_at']).execute();
+      // snapshot_id: what the bunker was restored from (create, resume, recovery);
+      // passivated: its worker resources were released after a snapshot (state paused).
+      await db.schema.alterTable('bunkers').addColumn('snapshot_id', 'text').execute();
+      await db.schema.alterTable('bunkers').addColumn('recovered_from', 'text').execute();
+      await db.schema
+        .alterTable('bunkers')
+        .addColumn('auto_resume', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .alterTable('bunkers')
+        .addColumn('passivated', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex('bunkers_snapshot').on('bunkers').columns(['snapshot_id', 'state']).execute();
+      await db.schema.alterTable('quota_profiles').addColumn('max_snapshot_bytes', 'bigint').execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

@@ -148,6 +148,14 @@ export interface BunkerRow {
    * charged). Counters are rebuilt from the active rows' sets; release uses Redis's own copy.
    */
   quota_charges: string | null;
+  /** The snapshot this bunker's files were restored from (create, resume after passivation, recovery). */
+  snapshot_id: string | null;
+  /** The worker it ran on before it was recovered elsewhere from a snapshot (its worker was lost). */
+  recovered_from: string | null;
+  /** 1: an exec/file/shell call on the passivated bunker resumes it first. */
+  auto_resume: number;
+  /** 1: paused with its worker resources released; its files are in `snapshot_id`. */
+  passivated: number;
 }
 export interface BunkerLabelRow {
   bunker_id: string;
@@ -215,6 +223,8 @@ export interface QuotaProfileRow {
   max_memory_mb: number | null;
   max_disk_mb: number | null;
   max_gpu_count: number | null;
+  /** Stored snapshot bytes of the whole tenant. */
+  max_snapshot_bytes: number | null;
   /** JSON arrays; null: no restriction. */
   allowed_lifecycles: string | null;
   allowed_images: string | null;
@@ -281,6 +291,30 @@ export interface PortPreviewRow {
   revoked_at: string | null;
 }
 
+/** A bunker's writable layer stored as one archive (`scaibunker/snapshots/{id}`). */
+export interface SnapshotRow {
+  id: string;
+  tenant_id: string;
+  bunker_id: string;
+  created_by: string;
+  name: string | null;
+  source: 'user' | 'fork' | 'passivation';
+  /** `deleting`: claimed by a delete (hidden from the API). */
+  state: 'creating' | 'ready' | 'failed' | 'deleting';
+  image: string;
+  image_sha256: string;
+  isolation: string;
+  disk_mb: number;
+  /** `container-tar` | `microvm-qcow2`, once ready. */
+  format: string | null;
+  sha256: string | null;
+  size_bytes: number;
+  error: string | null;
+  created_at: string;
+  ready_at: string | null;
+  expires_at: string | null;
+}
+
 export interface Database {
   tenants: TenantRow;
   users: UserRow;
@@ -296,6 +330,7 @@ export interface Database {
   availability_group_workers: AvailabilityGroupWorkerRow;
   availability_group_images: AvailabilityGroupImageRow;
   bunkers: BunkerRow;
+  snapshots: SnapshotRow;
   bunker_labels: BunkerLabelRow;
   exec_logs: ExecLogRow;
   audit_events: AuditEventRow;

@@ -46,6 +46,7 @@ export class UsageService {
       to: toIso,
       group_by: groupBy,
       ...(this.outputs ? { stored_output_bytes: (await this.outputs.usage(tenantId)).current } : {}),
+      snapshot_bytes: await this.store.snapshots.tenantBytes(tenantId),
     };
   }
 }

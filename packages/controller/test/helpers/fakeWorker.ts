@@ -34,7 +34,21 @@ export function fakeWorker(): {
   /** `reject`: createBridge answers BRIDGE_FAILED; `unreachable`: WORKER_UNAVAILABLE. */
   failBridges: { mode: 'no' | 'reject' | 'unreachable' };
   bridgeCalls: string[];
+  /**
+   * Every snapshot call (`bunker:snapshot`). The answer is `snapshotBytes` long; `failSnapshots`
+   * makes it SNAPSHOT_FAILED; while `holdSnapshots.gate` is set each call waits for it.
+   */
+  snapshotCalls: string[];
+  snapshotBytes: { value: number };
+  failSnapshots: { on: boolean };
+  holdSnapshots: { gate: Promise<void> | undefined };
+  destroyed: string[];
 } {
+  const snapshotCalls: string[] = [];
+  const snapshotBytes = { value: 4096 };
+  const failSnapshots = { on: false };
+  const holdSnapshots: { gate: Promise<void> | undefined } = { gate: undefined };
+  const destroyed: string[] = [];
   const spawns: SpawnRequest[] = [];
   const failSpawns = { on: false };
   const readings = new Map<string, BunkerStats>();
@@ -66,9 +80,17 @@ export function fakeWorker(): {
       if (failSpawns.on) throw new Error('the fake worker refuses to spawn');
       spawns.push(req);
     },
-    destroy: async () => {},
-    pause: unexpected,
-    resume: unexpected,
+    destroy: async (id) => {
+      destroyed.push(id);
+    },
+    snapshot: async (bunkerId, { snapshotId }) => {
+      snapshotCalls.push(`${bunkerId}:${snapshotId}`);
+      if (holdSnapshots.gate) await holdSnapshots.gate;
+      if (failSnapshots.on) throw new WorkerError('SNAPSHOT_FAILED', 'the fake worker cannot write snapshots');
+      return { snapshotId, sha256: 'a'.repeat(64), sizeBytes: snapshotBytes.value, format: 'container-tar' };
+    },
+    pause: async () => {},
+    resume: async () => {},
     exec: unexpected,
     startProcess: unexpected,
     listProcesses: unexpected,
@@ -111,7 +133,24 @@ export function fakeWorker(): {
       throw new WorkerError('IMAGE_NOT_CACHED', `the fake worker has no image ${sha256}`);
     },
   };
-  return { api, ports, tunnelCalls, spawns, failSpawns, readings, statsCalls, failStats, bridges, failBridges, bridgeCalls };
+  return {
+    api,
+    ports,
+    tunnelCalls,
+    spawns,
+    failSpawns,
+    readings,
+    statsCalls,
+    failStats,
+    bridges,
+    failBridges,
+    bridgeCalls,
+    snapshotCalls,
+    snapshotBytes,
+    failSnapshots,
+    holdSnapshots,
+    destroyed,
+  };
 }
 
 /**

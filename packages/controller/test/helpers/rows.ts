@@ -33,6 +33,10 @@ export function bunkerRow(tenantId: string, patch: Partial<BunkerRow> = {}): Bun
     ended_at: null,
     updated_at: now,
     quota_charges: null,
+    snapshot_id: null,
+    recovered_from: null,
+    auto_resume: 0,
+    passivated: 0,
     ...patch,
   };
 }

@@ -647,6 +647,10 @@ function row(tenantId: string, createdAt: string, patch: Partial<BunkerRow>): Bu
     ended_at: null,
     updated_at: createdAt,
     quota_charges: null,
+    snapshot_id: null,
+    recovered_from: null,
+    auto_resume: 0,
+    passivated: 0,
     ...patch,
   };
 }

@@ -38,6 +38,10 @@ function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow
     ended_at: null,
     updated_at: createdAt,
     quota_charges: null,
+    snapshot_id: null,
+    recovered_from: null,
+    auto_resume: 0,
+    passivated: 0,
     ...patch,
   };
 }
@@ -217,6 +221,7 @@ for (const dialect of DIALECTS) {
         max_memory_mb: 1_000_000_000,
         max_disk_mb: null,
         max_gpu_count: null,
+        max_snapshot_bytes: null,
         allowed_lifecycles: null,
         allowed_images: '["minimal"]',
         allowed_network_profiles: null,

@@ -107,9 +107,29 @@ export const TransitInterfaces = Type.Array(TransitInterface, {
     'Required with the `transit` profile, refused with any other: one interface (eth0, eth1, …) per entry, on a bridge of the tenant.',
 });
 
+export const SnapshotId = Type.String({ pattern: idPattern('sn'), description: 'Snapshot id' });
+
 export const CreateBunkerBody = Type.Object(
   {
-    image: Type.String({ minLength: 1, maxLength: 128, pattern: '^[a-z0-9][a-z0-9._:/-]*$' }),
+    image: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        pattern: '^[a-z0-9][a-z0-9._:/-]*$',
+        description: "The image to start from. Required unless `snapshot_id` is given (then it may only name the snapshot's image).",
+      }),
+    ),
+    snapshot_id: Type.Optional({
+      ...SnapshotId,
+      description:
+        "Start from a `ready` snapshot of the tenant: its image with the snapshot's files restored. Isolation defaults to the snapshot's (another isolation is refused), disk_mb to at least the snapshot's.",
+    }),
+    auto_resume: Type.Optional(
+      Type.Boolean({
+        description:
+          'Only with `lifecycle: persistent`: an exec, file, process or shell call on the bunker while it is passivated resumes it first (default false: such calls answer `BUNKER_NOT_RUNNING`).',
+      }),
+    ),
     lifecycle: Type.Optional(literalUnion(LIFECYCLES)),
     cpu_millicores: Type.Optional(Type.Integer({ minimum: 100, maximum: 64000 })),
     memory_mb: Type.Optional(Type.Integer({ minimum: 32, maximum: 262144 })),
@@ -182,6 +202,22 @@ export const Bunker = Type.Object(
     started_at: Nullable(Type.String({ format: 'date-time' })),
     last_activity_at: Type.String({ format: 'date-time' }),
     ended_at: Nullable(Type.String({ format: 'date-time' })),
+    snapshot_id: Nullable(
+      Type.String({
+        description:
+          "The snapshot the bunker's files were restored from (at create, at resume after passivation, or on recovery); null: the bare image",
+      }),
+    ),
+    passivated: Type.Boolean({
+      description:
+        '`paused` with its worker resources released: its files are in `snapshot_id`; `resume` (or a call with `auto_resume`) restores it',
+    }),
+    auto_resume: Type.Boolean(),
+    recovered_from: Nullable(
+      Type.String({
+        description: 'The worker it ran on before that worker was lost and the bunker was restored elsewhere from its newest snapshot',
+      }),
+    ),
   },
   { $id: 'Bunker' },
 );
@@ -206,6 +242,91 @@ export type ListBunkersQuery = Static<typeof ListBunkersQuery>;
 export const Page = <T extends TSchema>(item: T, name: string) =>
   Type.Object({ items: Type.Array(item), next_cursor: Nullable(Type.String()) }, { $id: name });
 export const BunkerPage = Page(Bunker, 'BunkerPage');
+
+export const PauseBody = Type.Object(
+  {
+    passivate: Type.Optional(
+      Type.Boolean({
+        description:
+          'Snapshot the bunker and release its worker resources (`passivated: true`) instead of freezing it in place; `persistent` bunkers only',
+      }),
+    ),
+  },
+  { ...strict, $id: 'PauseBunker' },
+);
+export type PauseBody = Static<typeof PauseBody>;
+
+// ---- snapshots --------------------------------------------------------------------------------
+
+export const SNAPSHOT_STATES = ['creating', 'ready', 'failed'] as const;
+export const SnapshotIdParams = Type.Object({ id: SnapshotId }, strict);
+export const SNAPSHOT_EXPIRES_MAX_S = 365 * 86400;
+
+export const CreateSnapshotBody = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9 ._:-]*$' })),
+    expires_in_s: Type.Optional(
+      Type.Integer({
+        minimum: 60,
+        maximum: SNAPSHOT_EXPIRES_MAX_S,
+        description: 'Deleted this many seconds after it was taken (by the 5-minute cleanup); omitted: kept until deleted',
+      }),
+    ),
+  },
+  { ...strict, $id: 'CreateSnapshot' },
+);
+export type CreateSnapshotBody = Static<typeof CreateSnapshotBody>;
+
+export const Snapshot = Type.Object(
+  {
+    id: SnapshotId,
+    tenant_id: Type.String(),
+    bunker_id: Type.String({ description: 'The bunker it was taken of (it may have ended since)' }),
+    name: Nullable(Type.String()),
+    source: literalUnion(['user', 'fork', 'passivation'] as const, {
+      description: "`user`: asked for; `fork`: taken by a fork; `passivation`: holds a passivated bunker's files",
+    }),
+    state: literalUnion(SNAPSHOT_STATES, { description: '`creating` → `ready`, or `failed` (with `error`, nothing stored)' }),
+    image: Type.String(),
+    isolation: literalUnion(ISOLATIONS),
+    disk_mb: Type.Integer({ description: "The bunker's disk_mb when it was taken: a restore gets at least this much" }),
+    size_bytes: Type.Integer({ description: 'Bytes of the stored (compressed) archive; 0 until ready' }),
+    sha256: Nullable(Type.String({ description: 'sha256 of the stored archive, checked on every restore' })),
+    error: Nullable(Type.String()),
+    created_by: Type.String(),
+    created_at: Type.String({ format: 'date-time' }),
+    ready_at: Nullable(Type.String({ format: 'date-time' })),
+    expires_at: Nullable(Type.String({ format: 'date-time' })),
+  },
+  { $id: 'Snapshot' },
+);
+export type Snapshot = Static<typeof Snapshot>;
+export const SnapshotPage = Page(Snapshot, 'SnapshotPage');
+
+export const ListSnapshotsQuery = Type.Object(
+  {
+    bunker_id: Type.Optional(BunkerId),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  strict,
+);
+export type ListSnapshotsQuery = Static<typeof ListSnapshotsQuery>;
+
+export const FORK_MAX = 20;
+export const ForkBody = Type.Object(
+  { count: Type.Integer({ minimum: 1, maximum: FORK_MAX, description: 'How many independent bunkers to start from one fresh snapshot' }) },
+  { ...strict, $id: 'ForkBunker' },
+);
+export type ForkBody = Static<typeof ForkBody>;
+export const ForkResult = Type.Object(
+  {
+    snapshot_id: SnapshotId,
+    bunkers: Type.Array(Bunker),
+  },
+  { $id: 'ForkResult' },
+);
+export type ForkResult = Static<typeof ForkResult>;
 
 export const TerminalSize = Type.Object(
   { cols: Type.Integer({ minimum: 1, maximum: 1000 }), rows: Type.Integer({ minimum: 1, maximum: 1000 }) },
@@ -763,6 +884,13 @@ const profileFields = {
   max_memory_mb: Cap('memory (MB)', 1_000_000_000),
   max_disk_mb: Cap('disk (MB)', 1_000_000_000),
   max_gpu_count: Cap('GPUs', 1_000_000),
+  max_snapshot_bytes: Nullable(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: "Cap on the tenant's stored snapshot bytes (all its snapshots, whichever bucket); null: no cap",
+    }),
+  ),
   allowed_lifecycles: Nullable(
     Type.Array(literalUnion(LIFECYCLES), { uniqueItems: true, description: 'Lifecycles a create may use; null: any' }),
   ),
@@ -883,6 +1011,10 @@ export const QuotaUsage = Type.Object(
       ...ResourceUsage,
       description: "The tenant's exec output kept in the blob store, against --output-store-tenant-cap-bytes",
     }),
+    snapshot_bytes: Type.Optional({
+      ...ResourceUsage,
+      description: "The tenant's stored snapshots (ready and being written), against the strictest `max_snapshot_bytes` of its profiles",
+    }),
   },
   { $id: 'QuotaUsage' },
 );
@@ -940,6 +1072,7 @@ export const UsageReport = Type.Object(
     stored_output_bytes: Type.Optional(
       Type.Integer({ description: "Bytes of the tenant's exec output kept in the blob store now (within its retention)" }),
     ),
+    snapshot_bytes: Type.Optional(Type.Integer({ description: "Bytes of the tenant's stored snapshots now" })),
   },
   { $id: 'UsageReport' },
 );

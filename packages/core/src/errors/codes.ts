@@ -45,6 +45,23 @@ export const ERROR_CODES = {
     description: 'The tenant already has a bridge of that name, or a bunker that has not ended is attached to the bridge.',
   },
   PREVIEW_NOT_FOUND: { status: 404, description: 'No preview with that id for the bunker.' },
+  SNAPSHOT_NOT_FOUND: { status: 404, description: "No snapshot with that id in the caller's tenant." },
+  SNAPSHOT_NOT_READY: {
+    status: 409,
+    description: 'The snapshot is still being written, or it failed; only a `ready` snapshot restores.',
+  },
+  SNAPSHOT_IN_USE: {
+    status: 409,
+    description: 'A bunker is being restored from the snapshot, or a passivated bunker keeps its files in it; it cannot be deleted now.',
+  },
+  SNAPSHOT_CORRUPT: {
+    status: 422,
+    description: "The snapshot's stored archive does not match its sha256 or does not unpack; the restore failed and left nothing.",
+  },
+  SNAPSHOT_FAILED: {
+    status: 502,
+    description: 'The worker could not write the snapshot (the reason is in the message); nothing was stored and the bunker runs on.',
+  },
   TUNNEL_LIMIT: {
     status: 429,
     description: 'The bunker already has as many open port connections as a controller allows (or its worker: 256); retry when one ends.',

@@ -5,13 +5,17 @@ export type BunkerState = (typeof BUNKER_STATES)[number];
 
 export const TERMINAL_STATES: ReadonlySet<BunkerState> = new Set(['terminated', 'failed']);
 
-/** The one transition table. Any non-terminal state may also move to `failed`. */
+/**
+ * The one transition table. Any non-terminal state may also move to `failed`. A passivated
+ * bunker (snapshotted, worker resources released) is `paused`: it got there from `snapshotting`,
+ * and resuming it goes through `provisioning` again (back to `paused` if no worker takes it).
+ */
 const TRANSITIONS: Record<BunkerState, readonly BunkerState[]> = {
   pending: ['provisioning', 'terminated'],
-  provisioning: ['running', 'terminated'],
+  provisioning: ['running', 'paused', 'terminated'],
   running: ['paused', 'snapshotting', 'terminated'],
-  paused: ['running', 'terminated'],
-  snapshotting: ['running', 'terminated'],
+  paused: ['running', 'provisioning', 'terminated'],
+  snapshotting: ['running', 'paused', 'terminated'],
   terminated: [],
   failed: [],
 };

@@ -13,6 +13,9 @@ import type { QuotaProfileService } from '../../quotas/QuotaProfileService.js';
 import type { QuotaService } from '../../quotas/QuotaService.js';
 import type { ShellTickets } from '../../shell/ShellTickets.js';
 import type { TerminalBridge } from '../../shell/TerminalBridge.js';
+import type { ForkService } from '../../snapshots/ForkService.js';
+import type { Passivation } from '../../snapshots/Passivation.js';
+import type { SnapshotService } from '../../snapshots/SnapshotService.js';
 import type { StorageService } from '../../storage/StorageService.js';
 import type { Store } from '../../store/Store.js';
 import type { TenantService } from '../../tenants/TenantService.js';
@@ -42,6 +45,9 @@ export interface Services {
   /** Proxied requests to ports inside bunkers. */
   ports: PortProxy;
   previews: PreviewService;
+  snapshots: SnapshotService;
+  passivation: Passivation;
+  forks: ForkService;
 }
 
 export const API = '/v1/modules/scaibunker';
