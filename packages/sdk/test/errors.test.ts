@@ -31,6 +31,7 @@ const FAMILY_BY_STATUS: Record<number, ScaiBunkerErrorClass> = {
   409: ConflictError,
   413: PayloadTooLargeError,
   416: ValidationError,
+  422: ConflictError,
   429: QuotaError,
   500: InternalError,
   502: UnavailableError,

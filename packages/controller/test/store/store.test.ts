@@ -120,6 +120,10 @@ for (const dialect of DIALECTS) {
           network_allowlist: _a,
           bandwidth_mbit: _b,
           interfaces: _i,
+          snapshot_id: _s,
+          recovered_from: _r,
+          auto_resume: _ar,
+          passivated: _p,
           ...oldBunker
         } = bunkerRow(tenant, now);
         await raw.insertInto('bunkers').values(oldBunker).execute();
@@ -163,12 +167,25 @@ for (const dialect of DIALECTS) {
             created_at: now,
           })
           .execute();
-        const { network_allowlist: _a, bandwidth_mbit: _b, interfaces: _i, ...oldBunker } = bunkerRow(tenant, now);
+        const {
+          network_allowlist: _a,
+          bandwidth_mbit: _b,
+          interfaces: _i,
+          snapshot_id: _s,
+          recovered_from: _r,
+          auto_resume: _ar,
+          passivated: _p,
+          ...oldBunker
+        } = bunkerRow(tenant, now);
         await raw.insertInto('bunkers').values(oldBunker).execute();
         assert.equal((await migrator.migrateToLatest()).error, undefined);
         const b = await raw.selectFrom('bunkers').selectAll().where('id', '=', oldBunker.id).executeTakeFirstOrThrow();
         assert.equal(b.network_allowlist, null);
         assert.equal(b.bandwidth_mbit, null);
+        // 0012_snapshots: an old bunker was not restored, is not passivated, does not auto-resume.
+        assert.equal(b.snapshot_id, null);
+        assert.equal(Number(b.passivated), 0);
+        assert.equal(Number(b.auto_resume), 0);
         const w = await raw.selectFrom('workers').selectAll().where('id', '=', worker).executeTakeFirstOrThrow();
         assert.deepEqual(JSON.parse(w.network_profiles), ['isolated']);
       } finally {

@@ -49,7 +49,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Freeze every process of a running bunker */
+        /** Freeze every process of a running bunker; `passivate: true` (persistent bunkers) snapshots it and releases its worker resources instead */
         post: operations["pauseBunker"];
         delete?: never;
         options?: never;
@@ -66,7 +66,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Thaw a paused bunker */
+        /** Thaw a paused bunker, or restore a passivated one from its snapshot (on any worker that takes it) */
         post: operations["resumeBunker"];
         delete?: never;
         options?: never;
@@ -381,6 +381,75 @@ export interface paths {
         post?: never;
         /** Revoke a preview: its token and cookie stop working at once, on every controller */
         delete: operations["revokePreview"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/bunkers/{id}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Snapshot a running bunker's files (its writable layer); answers at once, the snapshot becomes `ready` or `failed` */
+        post: operations["createSnapshot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the tenant's snapshots, newest first */
+        get: operations["listSnapshots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/snapshots/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get one snapshot */
+        get: operations["getSnapshot"];
+        put?: never;
+        post?: never;
+        /** Delete a snapshot and its archive (refused while it is written or a bunker needs it) */
+        delete: operations["deleteSnapshot"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/bunkers/{id}/fork": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start `count` independent bunkers from one fresh snapshot of a running bunker; answers once they run */
+        post: operations["forkBunker"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1035,7 +1104,7 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
+                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
                 message: string;
                 details: {
                     [key: string]: unknown;
@@ -1077,9 +1146,19 @@ export interface components {
             /** Format: date-time */
             last_activity_at: string;
             ended_at: string | null;
+            snapshot_id: string | null;
+            /** @description `paused` with its worker resources released: its files are in `snapshot_id`; `resume` (or a call with `auto_resume`) restores it */
+            passivated: boolean;
+            auto_resume: boolean;
+            recovered_from: string | null;
         };
         CreateBunker: {
-            image: string;
+            /** @description The image to start from. Required unless `snapshot_id` is given (then it may only name the snapshot's image). */
+            image?: string;
+            /** @description Start from a `ready` snapshot of the tenant: its image with the snapshot's files restored. Isolation defaults to the snapshot's (another isolation is refused), disk_mb to at least the snapshot's. */
+            snapshot_id?: string;
+            /** @description Only with `lifecycle: persistent`: an exec, file, process or shell call on the bunker while it is passivated resumes it first (default false: such calls answer `BUNKER_NOT_RUNNING`). */
+            auto_resume?: boolean;
             lifecycle?: "ephemeral" | "session" | "persistent";
             cpu_millicores?: number;
             memory_mb?: number;
@@ -1121,6 +1200,10 @@ export interface components {
         BunkerPage: {
             items: components["schemas"]["Bunker"][];
             next_cursor: string | null;
+        };
+        PauseBunker: {
+            /** @description Snapshot the bunker and release its worker resources (`passivated: true`) instead of freezing it in place; `persistent` bunkers only */
+            passivate?: boolean;
         };
         ExecLog: {
             id: string;
@@ -1237,6 +1320,49 @@ export interface components {
             items: components["schemas"]["Preview"][];
         };
         Empty: Record<string, never>;
+        Snapshot: {
+            /** @description Snapshot id */
+            id: string;
+            tenant_id: string;
+            /** @description The bunker it was taken of (it may have ended since) */
+            bunker_id: string;
+            name: string | null;
+            /** @description `user`: asked for; `fork`: taken by a fork; `passivation`: holds a passivated bunker's files */
+            source: "user" | "fork" | "passivation";
+            /** @description `creating` → `ready`, or `failed` (with `error`, nothing stored) */
+            state: "creating" | "ready" | "failed";
+            image: string;
+            isolation: "container" | "microvm";
+            /** @description The bunker's disk_mb when it was taken: a restore gets at least this much */
+            disk_mb: number;
+            /** @description Bytes of the stored (compressed) archive; 0 until ready */
+            size_bytes: number;
+            sha256: string | null;
+            error: string | null;
+            created_by: string;
+            /** Format: date-time */
+            created_at: string;
+            ready_at: string | null;
+            expires_at: string | null;
+        };
+        CreateSnapshot: {
+            name?: string;
+            /** @description Deleted this many seconds after it was taken (by the 5-minute cleanup); omitted: kept until deleted */
+            expires_in_s?: number;
+        };
+        SnapshotPage: {
+            items: components["schemas"]["Snapshot"][];
+            next_cursor: string | null;
+        };
+        ForkResult: {
+            /** @description Snapshot id */
+            snapshot_id: string;
+            bunkers: components["schemas"]["Bunker"][];
+        };
+        ForkBunker: {
+            /** @description How many independent bunkers to start from one fresh snapshot */
+            count: number;
+        };
         WriteResult: {
             path: string;
             bytes: number;
@@ -1379,6 +1505,7 @@ export interface components {
             max_memory_mb: number | null;
             max_disk_mb: number | null;
             max_gpu_count: number | null;
+            max_snapshot_bytes: number | null;
             allowed_lifecycles: ("ephemeral" | "session" | "persistent")[] | null;
             allowed_images: string[] | null;
             allowed_network_profiles: ("isolated" | "registry" | "allowlisted" | "unrestricted" | "transit")[] | null;
@@ -1397,6 +1524,7 @@ export interface components {
             max_memory_mb?: number | null;
             max_disk_mb?: number | null;
             max_gpu_count?: number | null;
+            max_snapshot_bytes?: number | null;
             allowed_lifecycles?: ("ephemeral" | "session" | "persistent")[] | null;
             allowed_images?: string[] | null;
             allowed_network_profiles?: ("isolated" | "registry" | "allowlisted" | "unrestricted" | "transit")[] | null;
@@ -1449,6 +1577,12 @@ export interface components {
                 cap: number | null;
                 remaining: number | null;
             };
+            /** @description The tenant's stored snapshots (ready and being written), against the strictest `max_snapshot_bytes` of its profiles */
+            snapshot_bytes?: {
+                current: number;
+                cap: number | null;
+                remaining: number | null;
+            };
         };
         /** @description Only the fields given change; null clears a cap or list. New caps apply to later creates only. */
         UpdateQuotaProfile: {
@@ -1458,6 +1592,7 @@ export interface components {
             max_memory_mb?: number | null;
             max_disk_mb?: number | null;
             max_gpu_count?: number | null;
+            max_snapshot_bytes?: number | null;
             allowed_lifecycles?: ("ephemeral" | "session" | "persistent")[] | null;
             allowed_images?: string[] | null;
             allowed_network_profiles?: ("isolated" | "registry" | "allowlisted" | "unrestricted" | "transit")[] | null;
@@ -1509,6 +1644,8 @@ export interface components {
             group_by: "bunker" | "day" | "hour" | "image" | "none";
             /** @description Bytes of the tenant's exec output kept in the blob store now (within its retention) */
             stored_output_bytes?: number;
+            /** @description Bytes of the tenant's stored snapshots now */
+            snapshot_bytes?: number;
         };
         ImageSource: {
             /** @constant */
@@ -1757,7 +1894,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description IMAGE_NOT_FOUND */
+            /** @description IMAGE_NOT_FOUND | SNAPSHOT_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1766,8 +1903,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description IMAGE_NOT_READY */
+            /** @description IMAGE_NOT_READY | SNAPSHOT_NOT_READY */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_CORRUPT */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1983,7 +2129,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PauseBunker"];
+            };
+        };
         responses: {
             /** @description Success */
             200: {
@@ -2041,6 +2191,15 @@ export interface operations {
             };
             /** @description INTERNAL */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_FAILED */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2106,7 +2265,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description BUNKER_NOT_FOUND */
+            /** @description BUNKER_NOT_FOUND | SNAPSHOT_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2124,6 +2283,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description SNAPSHOT_CORRUPT */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description INTERNAL */
             500: {
                 headers: {
@@ -2133,8 +2301,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE */
+            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE | NO_SUITABLE_WORKER */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INSUFFICIENT_STORAGE */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4337,6 +4514,457 @@ export interface operations {
             };
             /** @description STORE_UNAVAILABLE */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateSnapshot"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Snapshot"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_RUNNING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_EXCEEDED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listSnapshots: {
+        parameters: {
+            query?: {
+                bunker_id?: string;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotPage"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Snapshot"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_IN_USE */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE | BLOB_STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    forkBunker: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ForkBunker"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForkResult"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_RUNNING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_CORRUPT */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description QUOTA_EXCEEDED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description SNAPSHOT_FAILED */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE | NO_SUITABLE_WORKER */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INSUFFICIENT_STORAGE */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
