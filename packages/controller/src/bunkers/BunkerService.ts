@@ -23,6 +23,7 @@ import type { Scheduler } from '../workers/Scheduler.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
 import { checkBridges, resolveNetwork } from './networkRequest.js';
 import { RunningBunkerCache } from './RunningBunkerCache.js';
+import { bunkerToApi } from './toApi.js';
 import { fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
@@ -228,6 +229,17 @@ export class BunkerService {
     return running;
   }
 
+  /** Rows as API bunkers, with `worker_reachable` from the worker directory (one row read per worker per 2 s at most). */
+  async toApi(rows: BunkerRow[]): Promise<schemas.Bunker[]> {
+    const reachable = await this.workers.reachable(rows.flatMap((r) => (r.worker_id ? [r.worker_id] : [])));
+    // No worker yet (pending, or never placed): nothing unreachable stands between it and its caller.
+    return rows.map((r) => bunkerToApi(r, r.worker_id ? (reachable.get(r.worker_id) ?? false) : true));
+  }
+
+  async toApiOne(row: BunkerRow): Promise<schemas.Bunker> {
+    return (await this.toApi([row]))[0] as schemas.Bunker;
+  }
+
   async get(principal: Principal, id: string): Promise<BunkerRow> {
     return this.mustGet(principal.tenantId, id);
   }
@@ -299,6 +311,17 @@ export class BunkerService {
     await this.end(row, 'failed', reason);
   }
 
+  /**
+   * The bunker's worker has been silent for `silentForMs`, past `--worker-lost-after`: the one
+   * place a lost worker's bunkers end (`failed`, `worker_lost: no heartbeat for …`). Before that
+   * an offline worker's bunkers are only unreachable and keep their state. If the worker returns
+   * later, its heartbeat is answered with these ids in `unknown_bunkers` and it destroys them.
+   */
+  async workerLost(row: BunkerRow, silentForMs: number): Promise<void> {
+    if (TERMINAL_STATES.has(row.state as BunkerState)) return;
+    await this.end(row, 'failed', `worker_lost: no heartbeat for ${formatDuration(silentForMs)}`);
+  }
+
   /** Destroy on the worker; if it is unreachable the worker's next heartbeat reconciles it away. */
   private async destroyOnWorker(row: BunkerRow): Promise<void> {
     if (!row.worker_id) return;
@@ -342,6 +365,14 @@ export class BunkerService {
   mapWorkerError(err: unknown): unknown {
     return fromWorkerError(err);
   }
+}
+
+/** `45s`, `12m 5s`, `3h 2m` for a termination reason. */
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? ` ${s % 60}s` : ''}`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)}m` : ''}`;
 }
 
 /** What a create asked for, as its audit event records it (the privileged parts included). */

@@ -1,6 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { ApiError, schemas } from '@scaibunker/core';
-import { bunkerToApi, execLogToApi } from '../../bunkers/toApi.js';
+import { execLogToApi } from '../../bunkers/toApi.js';
 import { type RouteDef, route } from '../Route.js';
 import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
@@ -26,7 +26,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         'LIVE_STATE_UNAVAILABLE',
         'INSUFFICIENT_STORAGE',
       ],
-      handler: async ({ body, principal }) => bunkerToApi(await s.bunkers.create(principal, body)),
+      handler: async ({ body, principal }) => s.bunkers.toApiOne(await s.bunkers.create(principal, body)),
     }),
     route({
       method: 'GET',
@@ -50,7 +50,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
           limit: query.limit ?? 50,
           ...(query.cursor ? { cursor: query.cursor } : {}),
         });
-        return { items: page.items.map(bunkerToApi), next_cursor: page.nextCursor };
+        return { items: await s.bunkers.toApi(page.items), next_cursor: page.nextCursor };
       },
     }),
     route({
@@ -63,7 +63,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       params: schemas.BunkerIdParams,
       response: { status: 200, schema: schemas.Bunker },
       errors: ['BUNKER_NOT_FOUND'],
-      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.get(principal, params.id)),
+      handler: async ({ params, principal }) => s.bunkers.toApiOne(await s.bunkers.get(principal, params.id)),
     }),
     route({
       method: 'DELETE',
@@ -75,7 +75,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       params: schemas.BunkerIdParams,
       response: { status: 200, schema: schemas.Bunker },
       errors: ['BUNKER_NOT_FOUND', 'BUNKER_INVALID_TRANSITION'],
-      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.terminate(principal, params.id)),
+      handler: async ({ params, principal }) => s.bunkers.toApiOne(await s.bunkers.terminate(principal, params.id)),
     }),
     ...(['pause', 'resume'] as const).map((action) =>
       route({
@@ -88,7 +88,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         params: schemas.BunkerIdParams,
         response: { status: 200, schema: schemas.Bunker },
         errors: ['BUNKER_NOT_FOUND', 'BUNKER_INVALID_TRANSITION', 'WORKER_UNAVAILABLE'],
-        handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.setPaused(principal, params.id, action === 'pause')),
+        handler: async ({ params, principal }) => s.bunkers.toApiOne(await s.bunkers.setPaused(principal, params.id, action === 'pause')),
       }),
     ),
     route({
