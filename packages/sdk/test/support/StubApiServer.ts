@@ -127,6 +127,7 @@ export class StubApiServer {
       state: 'running',
       termination_reason: null,
       worker_id: 'wk_stub',
+      worker_reachable: true,
       isolation: 'container',
       cpu_millicores: 1000,
       memory_mb: 512,
