@@ -1,7 +1,8 @@
 /**
  * `scaibunker controller` and `scaibunker worker` as separate processes over HTTP with the
  * worker token: placement, drain/resume, and a worker killed mid-exec (bunker → failed with
- * worker_lost, its row and exec logs kept; the orphan is reconciled away when the worker returns).
+ * worker_lost once past --worker-lost-after, its row and exec logs kept; the orphan is reconciled
+ * away when the worker returns). The grace before that is workerGrace.e2e.test.ts.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -50,7 +51,19 @@ describe('controller and worker as separate processes', () => {
 
   before(async () => {
     controller = await ServerProcess.start(
-      ['controller', '--port', '0', '--data-dir', join(data.dir, 'c'), '--image-dir', IMAGE_DIR, ...FAST_INTERVALS],
+      // A killed worker is lost once silent for 2 s (offline, its bunkers kept, after 600 ms).
+      [
+        'controller',
+        '--port',
+        '0',
+        '--data-dir',
+        join(data.dir, 'c'),
+        '--image-dir',
+        IMAGE_DIR,
+        ...FAST_INTERVALS,
+        '--worker-lost-after',
+        '2s',
+      ],
       {
         SCAIBUNKER_WORKER_TOKEN: token,
       },

@@ -23,7 +23,7 @@ import { FlowAuditService } from './bunkers/FlowAuditService.js';
 import { OutputStorage } from './bunkers/OutputStorage.js';
 import { ProcessFollower } from './bunkers/ProcessFollower.js';
 import { ProcessService } from './bunkers/ProcessService.js';
-import { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
+import { type ControllerConfig, DEFAULT_CONFIG, validateConfig } from './config.js';
 import { DependencyState } from './health/DependencyState.js';
 import { diskCheck, Readiness } from './health/Readiness.js';
 import { buildHttpServer } from './http/HttpServer.js';
@@ -189,7 +189,7 @@ export class Controller {
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
     shared.changes.subscribe((_topic, id) => bunkers.running.invalidate(id));
-    const workers = new WorkerService(store, bunkers, this.config, shared.heartbeats);
+    const workers = new WorkerService(store, bunkers, this.config, shared.heartbeats, this.directory);
     const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
     const authenticator = new Authenticator(store, jwt, opts.workerToken);
     const holder = newId('ctl');
@@ -325,6 +325,8 @@ export class Controller {
   }
 
   static async open(opts: ControllerOptions): Promise<Controller> {
+    // Before anything is opened: a refused configuration leaves nothing to close.
+    validateConfig({ ...DEFAULT_CONFIG, ...opts.config });
     const shared = await openSharedState(opts);
     let store: Store;
     try {

@@ -9,6 +9,13 @@ export interface ControllerConfig {
   heartbeatIntervalMs: number;
   /** Heartbeat intervals a worker may miss before it is marked offline. */
   missedHeartbeats: number;
+  /**
+   * A worker silent this long (from its last heartbeat) is lost: its active bunkers fail
+   * `worker_lost`. Before that an offline worker is only unreachable: its bunkers keep their
+   * state and it resumes where it was when it heartbeats again. Must exceed the heartbeat
+   * timeout (`missedHeartbeats` × `heartbeatIntervalMs`).
+   */
+  workerLostAfterMs: number;
   monitorIntervalMs: number;
   sweepIntervalMs: number;
   /**
@@ -65,6 +72,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   uploadCapBytes: 256 * 1024 * 1024,
   heartbeatIntervalMs: 10_000,
   missedHeartbeats: 3,
+  workerLostAfterMs: 10 * 60_000,
   monitorIntervalMs: 30_000,
   sweepIntervalMs: 30_000,
   stuckCreateMs: 10 * 60_000,
@@ -87,3 +95,14 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   snapshotCleanupIntervalMs: 300_000,
   snapshotStaleMs: 30 * 60_000,
 };
+
+/** Refuses a configuration that cannot work, with a message naming the flags (start-up error). */
+export function validateConfig(c: ControllerConfig): void {
+  const timeoutMs = c.missedHeartbeats * c.heartbeatIntervalMs;
+  if (!(c.workerLostAfterMs > timeoutMs)) {
+    throw new Error(
+      `--worker-lost-after (${c.workerLostAfterMs} ms) must exceed the heartbeat timeout ` +
+        `(${c.missedHeartbeats} missed heartbeats × --heartbeat-interval-ms ${c.heartbeatIntervalMs} = ${timeoutMs} ms)`,
+    );
+  }
+}

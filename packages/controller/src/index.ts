@@ -1,7 +1,7 @@
 export type { BlobStore } from './blobs/BlobStore.js';
 export { openBlobStore } from './blobs/openBlobStore.js';
 export { Controller, type ControllerOptions, VERSION } from './Controller.js';
-export { type ControllerConfig, DEFAULT_CONFIG } from './config.js';
+export { type ControllerConfig, DEFAULT_CONFIG, validateConfig } from './config.js';
 export { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
 export type { QuotaCounters } from './quotas/QuotaCounters.js';
 export { RedisQuotaCounters } from './quotas/RedisQuotaCounters.js';

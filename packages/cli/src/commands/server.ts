@@ -49,6 +49,7 @@ function controllerConfig(
   if (o.maxTunnelsPerBunker !== undefined) c.maxTunnelsPerBunker = o.maxTunnelsPerBunker;
   if (o.tunnelIdle !== undefined) c.tunnelIdleMs = o.tunnelIdle;
   if (o.heartbeatIntervalMs !== undefined) c.heartbeatIntervalMs = o.heartbeatIntervalMs;
+  if (o.workerLostAfter !== undefined) c.workerLostAfterMs = o.workerLostAfter;
   if (o.sweepIntervalMs !== undefined) c.sweepIntervalMs = o.sweepIntervalMs;
   if (o.monitorIntervalMs !== undefined) c.monitorIntervalMs = o.monitorIntervalMs;
   if (o.outputCapBytes !== undefined) c.outputInlineCapBytes = o.outputCapBytes;
@@ -215,6 +216,11 @@ function withIntervalOptions(cmd: Command): Command {
     .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval', int)
     .option('--sweep-interval-ms <ms>', 'idle/lifetime sweeper interval', int)
     .option('--monitor-interval-ms <ms>', 'heartbeat monitor interval', int)
+    .option(
+      '--worker-lost-after <duration>',
+      'a worker silent this long is lost and its bunkers fail worker_lost (default 10m; until then it is only unreachable and resumes when it heartbeats); must exceed 3 heartbeat intervals',
+      duration,
+    )
     .option('--usage-interval-ms <ms>', 'usage metering interval (default 60000; at most one usage row per bunker per minute)', int)
     .option('--output-cap-bytes <n>', 'inline exec output cap per stream', int)
     .option('--upload-cap-bytes <n>', 'largest file upload', int)

@@ -24,6 +24,7 @@ import type { Scheduler } from '../workers/Scheduler.js';
 import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
 import { type BunkerNetwork, checkBridges, resolveNetwork } from './networkRequest.js';
 import { RunningBunkerCache } from './RunningBunkerCache.js';
+import { bunkerToApi } from './toApi.js';
 import { fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
@@ -371,6 +372,17 @@ export class BunkerService {
     return running;
   }
 
+  /** Rows as API bunkers, with `worker_reachable` from the worker directory (one row read per worker per 2 s at most). */
+  async toApi(rows: BunkerRow[]): Promise<schemas.Bunker[]> {
+    const reachable = await this.workers.reachable(rows.flatMap((r) => (r.worker_id ? [r.worker_id] : [])));
+    // No worker yet (pending, or never placed): nothing unreachable stands between it and its caller.
+    return rows.map((r) => bunkerToApi(r, r.worker_id ? (reachable.get(r.worker_id) ?? false) : true));
+  }
+
+  async toApiOne(row: BunkerRow): Promise<schemas.Bunker> {
+    return (await this.toApi([row]))[0] as schemas.Bunker;
+  }
+
   async get(principal: Principal, id: string): Promise<BunkerRow> {
     return this.mustGet(principal.tenantId, id);
   }
@@ -450,6 +462,42 @@ export class BunkerService {
     await this.end(row, 'failed', reason);
   }
 
+  /**
+   * The bunker's worker has been silent for `silentForMs`, past `--worker-lost-after`: the one
+   * place a lost worker's bunkers end (`failed`, `worker_lost: no heartbeat for …`). Before that
+   * an offline worker's bunkers are only unreachable and keep their state. If the worker returns
+   * later, its heartbeat is answered with these ids in `unknown_bunkers` and it destroys them.
+   */
+  async workerLost(row: BunkerRow, silentForMs: number): Promise<void> {
+    if (TERMINAL_STATES.has(row.state as BunkerState)) return;
+    if (await this.recoverElsewhere(row)) return;
+    await this.end(row, 'failed', `worker_lost: no heartbeat for ${formatDuration(silentForMs)}`);
+  }
+
+  /**
+   * A persistent bunker with a ready snapshot outlives its lost worker: it becomes passivated on
+   * its newest snapshot (`recovered_from` names the lost worker) and is restored elsewhere at
+   * once; if no worker takes it now, it stays passivated for `resume`. Files written after that
+   * snapshot are lost with the worker. False when there is nothing to recover from.
+   */
+  private async recoverElsewhere(row: BunkerRow): Promise<boolean> {
+    if (row.lifecycle !== 'persistent' || !row.worker_id) return false;
+    const snapshot = await this.store.snapshots.latestReady(row.id);
+    if (!snapshot) return false;
+    const parked = await this.store.bunkers.transition(row.id, ['running', 'paused', 'snapshotting'], 'paused', {
+      passivated: 1,
+      worker_id: null,
+      snapshot_id: snapshot.id,
+      recovered_from: row.worker_id,
+    });
+    if (!parked) return false;
+    this.activityWritten.delete(row.id);
+    await this.resumePassivated(parked).catch((err: Error) =>
+      console.error(`[bunkers] ${row.id} recovered from ${snapshot.id} stays passivated: ${err.message}`),
+    );
+    return true;
+  }
+
   /** Destroy on the worker; if it is unreachable the worker's next heartbeat reconciles it away. */
   private async destroyOnWorker(row: BunkerRow): Promise<void> {
     if (!row.worker_id) return;
@@ -523,6 +571,14 @@ export function snapshotRef(s: SnapshotRow): SnapshotRef {
     sizeBytes: Number(s.size_bytes),
     format: s.format as SnapshotRef['format'],
   };
+}
+
+/** `45s`, `12m 5s`, `3h 2m` for a termination reason. */
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? ` ${s % 60}s` : ''}`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)}m` : ''}`;
 }
 
 /** What a create asked for, as its audit event records it (the privileged parts included). */

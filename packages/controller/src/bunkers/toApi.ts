@@ -1,7 +1,8 @@
 import type { ProcessInfo, schemas } from '@scaibunker/core';
 import type { BunkerRow, ExecLogRow, SnapshotRow } from '../store/schema.js';
 
-export function bunkerToApi(r: BunkerRow): schemas.Bunker {
+/** `workerReachable`: false while the bunker's worker is offline (see `BunkerService.toApi`). */
+export function bunkerToApi(r: BunkerRow, workerReachable: boolean): schemas.Bunker {
   return {
     id: r.id,
     tenant_id: r.tenant_id,
@@ -11,6 +12,7 @@ export function bunkerToApi(r: BunkerRow): schemas.Bunker {
     state: r.state as schemas.Bunker['state'],
     termination_reason: r.termination_reason,
     worker_id: r.worker_id,
+    worker_reachable: workerReachable,
     isolation: r.isolation as schemas.Bunker['isolation'],
     cpu_millicores: r.cpu_millicores,
     memory_mb: r.memory_mb,

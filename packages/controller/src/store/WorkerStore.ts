@@ -58,14 +58,31 @@ export class WorkerStore {
   /**
    * Marks a worker offline unless its row changed since the caller read it (a heartbeat written
    * meanwhile, or another controller's monitor already did it); true when this call did it.
+   * `lastSeenAt`, the worker's last heartbeat as the Heartbeats store knew it, replaces the row's
+   * coarse copy: from then on the row alone says how long the worker has been silent.
    */
-  async markOffline(id: string, lastHeartbeatAt: string | null): Promise<boolean> {
+  async markOffline(id: string, lastHeartbeatAt: string | null, lastSeenAt?: string): Promise<boolean> {
     const r = await this.db
       .updateTable('workers')
-      .set({ state: 'offline' })
+      .set(lastSeenAt ? { state: 'offline', last_heartbeat_at: lastSeenAt } : { state: 'offline' })
       .where('id', '=', id)
       .where('state', '!=', 'offline')
       .where('last_heartbeat_at', lastHeartbeatAt === null ? 'is' : '=', lastHeartbeatAt)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /**
+   * An offline worker heartbeated: back `online` (a drain it had is not kept: the row had left
+   * `draining` when it went offline). One statement that changes nothing while the worker is
+   * already online, so every heartbeat can afford it; true when this call brought it back.
+   */
+  async markOnline(id: string, lastHeartbeatAt: string): Promise<boolean> {
+    const r = await this.db
+      .updateTable('workers')
+      .set({ state: 'online', last_heartbeat_at: lastHeartbeatAt })
+      .where('id', '=', id)
+      .where('state', '=', 'offline')
       .executeTakeFirst();
     return Number(r.numUpdatedRows) > 0;
   }

@@ -5,6 +5,7 @@ import type { ControllerConfig } from '../config.js';
 import type { Store } from '../store/Store.js';
 import type { WorkerRow } from '../store/schema.js';
 import type { Heartbeats } from './Heartbeats.js';
+import type { WorkerDirectory } from './WorkerDirectory.js';
 
 type Worker = Static<typeof schemas.Worker>;
 
@@ -15,10 +16,20 @@ type Worker = Static<typeof schemas.Worker>;
  */
 const ROW_REFRESH_MS = 30_000;
 
+/** What one monitor tick did (for --trace-jobs and tests). */
+export interface MonitorResult {
+  /** Workers it marked offline (unreachable: their bunkers keep their state). */
+  offline: string[];
+  /** Workers silent past `workerLostAfterMs` whose active bunkers it failed `worker_lost`. */
+  lost: string[];
+}
+
 /** Worker registration by heartbeat, admin drain/resume, and the offline monitor. */
 export class WorkerService {
   /** Per worker, what this controller last wrote to its row, and when. */
   private readonly rowWrites = new Map<string, { fingerprint: string; at: number }>();
+  /** Lost workers whose bunkers this controller already failed, by the heartbeat they were lost after. */
+  private readonly lostHandled = new Map<string, number>();
   private cachedImagesListener: ((workerId: string, cached: readonly string[]) => Promise<void>) | undefined;
 
   constructor(
@@ -26,6 +37,9 @@ export class WorkerService {
     private readonly bunkers: BunkerService,
     private readonly config: ControllerConfig,
     private readonly heartbeats: Heartbeats,
+    /** Told when this controller moves a worker's row online or offline (its cached reachability). */
+    private readonly directory?: Pick<WorkerDirectory, 'noteState'>,
+    private readonly log: (msg: string) => void = (m) => console.error(m),
   ) {}
 
   /**
@@ -94,8 +108,15 @@ export class WorkerService {
       hb.bridges ?? [],
     ]);
     const last = this.rowWrites.get(hb.worker_id);
-    if (!force && last && last.fingerprint === fingerprint && now.getTime() - last.at < ROW_REFRESH_MS) return;
-    await this.store.workers.upsertFromHeartbeat({
+    if (!force && last && last.fingerprint === fingerprint && now.getTime() - last.at < ROW_REFRESH_MS) {
+      // Unchanged report, but the row may have gone offline meanwhile (any controller's monitor):
+      // a no-op statement unless it did, so an unreachable worker is back on its first heartbeat.
+      if (await this.store.workers.markOnline(hb.worker_id, now.toISOString())) this.cameBack(hb.worker_id, now);
+      return;
+    }
+    const previous = await this.store.workers.get(hb.worker_id);
+    if (previous?.state === 'offline') this.cameBack(hb.worker_id, now, previous.last_heartbeat_at);
+    const written = await this.store.workers.upsertFromHeartbeat({
       id: hb.worker_id,
       name: hb.name,
       url: hb.url,
@@ -110,6 +131,7 @@ export class WorkerService {
       last_heartbeat_at: now.toISOString(),
       created_at: now.toISOString(),
     });
+    this.directory?.noteState(hb.worker_id, written.state, written.last_heartbeat_at);
     this.rowWrites.set(hb.worker_id, { fingerprint, at: now.getTime() });
     // The ledger is a convenience (peers, group status): a failure there never fails the heartbeat.
     await this.cachedImagesListener?.(hb.worker_id, hb.cached_images).catch((err: Error) =>
@@ -132,27 +154,64 @@ export class WorkerService {
   }
 
   /**
-   * Marks workers offline after `missedHeartbeats` intervals; their bunkers fail with worker_lost.
-   * A worker the Heartbeats store has never seen (it was wiped) is judged by its row's coarse
-   * copy, which may lag by ROW_REFRESH_MS: it gets that much longer.
+   * A worker that misses `missedHeartbeats` intervals is marked `offline`: unreachable, not dead.
+   * Its bunkers keep their state (calls for them answer WORKER_UNAVAILABLE at once) and a
+   * heartbeat puts it back `online`. Only once it has been silent for `workerLostAfterMs`, from
+   * its last heartbeat, are its active bunkers failed (`BunkerService.workerLost`). Silence is
+   * measured from the Heartbeats store, or the row's copy when that is newer; marking a worker
+   * offline writes the store's time into the row, so the row alone carries the clock from then
+   * on (another controller's monitor, or a wiped store). A worker the store has never seen (it
+   * was wiped) is judged by its row's coarse copy, which may lag by ROW_REFRESH_MS: it gets that
+   * much longer before it is marked offline.
    */
-  async monitor(): Promise<string[]> {
+  async monitor(): Promise<MonitorResult> {
     const seen = await this.heartbeats.lastSeen();
     const limitMs = this.config.missedHeartbeats * this.config.heartbeatIntervalMs;
     const now = Date.now();
-    const offline: string[] = [];
+    const result: MonitorResult = { offline: [], lost: [] };
     for (const w of await this.store.workers.list()) {
-      if (w.state === 'offline') continue;
       const live = seen.get(w.id);
       const last = Math.max(live ?? 0, w.last_heartbeat_at ? Date.parse(w.last_heartbeat_at) : 0);
-      if (now - last <= limitMs + (live === undefined ? ROW_REFRESH_MS : 0)) continue;
-      if (!(await this.store.workers.markOffline(w.id, w.last_heartbeat_at))) continue;
-      offline.push(w.id);
-      for (const row of await this.store.bunkers.listActiveOnWorker(w.id)) {
-        await this.bunkers.fail(row.id, 'worker_lost: no heartbeat');
+      const slack = live === undefined ? ROW_REFRESH_MS : 0;
+      const silentMs = now - last;
+      if (w.state !== 'offline') {
+        if (silentMs <= limitMs + slack) continue;
+        const lastIso = new Date(last).toISOString();
+        if (!(await this.store.workers.markOffline(w.id, w.last_heartbeat_at, last > 0 ? lastIso : undefined))) continue;
+        // A heartbeat that landed between our read and the mark finds the row still online and
+        // leaves it: look again, and undo the mark if so.
+        const again = (await this.heartbeats.lastSeen().catch(() => seen)).get(w.id);
+        if (again !== undefined && again > last) {
+          await this.store.workers.markOnline(w.id, new Date(again).toISOString());
+          continue;
+        }
+        this.directory?.noteState(w.id, 'offline', last > 0 ? lastIso : w.last_heartbeat_at);
+        this.log(
+          `[workers] worker ${w.id} (${w.name}) is unreachable: no heartbeat for ${seconds(silentMs)}; ` +
+            `its bunkers are kept until ${seconds(this.config.workerLostAfterMs)} of silence`,
+        );
+        result.offline.push(w.id);
+      }
+      // No row-refresh slack here: marking it offline wrote its last heartbeat into the row.
+      if (silentMs <= this.config.workerLostAfterMs) continue;
+      // Lost. Its bunkers are failed once per silence (any later pass finds none active).
+      if (this.lostHandled.get(w.id) === last) continue;
+      const active = await this.store.bunkers.listActiveOnWorker(w.id);
+      for (const row of active) await this.bunkers.workerLost(row, silentMs);
+      this.lostHandled.set(w.id, last);
+      if (active.length > 0) {
+        this.log(`[workers] worker ${w.id} (${w.name}) is lost: no heartbeat for ${seconds(silentMs)}; ${active.length} bunker(s) failed`);
+        result.lost.push(w.id);
       }
     }
-    return offline;
+    return result;
+  }
+
+  /** Logged when a heartbeat brings back a worker the monitor had marked offline. */
+  private cameBack(workerId: string, now: Date, lastHeartbeatAt?: string | null): void {
+    this.directory?.noteState(workerId, 'online', now.toISOString());
+    const away = lastHeartbeatAt ? ` after ${seconds(now.getTime() - Date.parse(lastHeartbeatAt))} without a heartbeat` : '';
+    this.log(`[workers] worker ${workerId} is reachable again${away}`);
   }
 
   private toApi(w: WorkerRow, used?: { cpu: number; memory: number; disk: number; count: number }): Worker {
@@ -168,6 +227,10 @@ export class WorkerService {
       last_heartbeat_at: w.last_heartbeat_at,
     };
   }
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 1000)}s`;
 }
 
 /** The row with its heartbeat time from the Heartbeats store when that is newer. */

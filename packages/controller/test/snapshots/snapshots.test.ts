@@ -62,7 +62,12 @@ for (const dialect of DIALECTS) {
         databaseUrl: db.url,
         blobDir: join(dir, 'blobs'),
         workerToken: WORKER_TOKEN,
-        config: { monitorIntervalMs: 3_600_000, sweepIntervalMs: 3_600_000, usageIntervalMs: 3_600_000, snapshotCleanupIntervalMs: 3_600_000 },
+        config: {
+          monitorIntervalMs: 3_600_000,
+          sweepIntervalMs: 3_600_000,
+          usageIntervalMs: 3_600_000,
+          snapshotCleanupIntervalMs: 3_600_000,
+        },
       });
       await controller.services.tenants.bootstrap();
       keyA = await key((await controller.services.tenants.createTenant(system, 'sa')).id);
@@ -229,10 +234,7 @@ for (const dialect of DIALECTS) {
         worker.failSpawns.on = false;
       }
       const page = await ok(keyA, 'GET', '/bunkers?state=running&limit=200');
-      assert.equal(
-        page.items.filter((x: Json) => x.snapshot_id && x.id !== b.id && x.created_at > b.created_at).length,
-        0,
-      );
+      assert.equal(page.items.filter((x: Json) => x.snapshot_id && x.id !== b.id && x.created_at > b.created_at).length, 0);
     });
 
     test('a snapshot is deleted with its archive; one a restore or a passivated bunker needs is refused', async () => {
@@ -328,6 +330,24 @@ for (const dialect of DIALECTS) {
       } finally {
         worker.snapshotBytes.value = 4096;
       }
+    });
+
+    test("a lost worker's persistent bunker with a snapshot is restored from its newest one; others fail worker_lost", async () => {
+      const keep = await bunker(keyA, { lifecycle: 'persistent' });
+      const plain = await bunker(keyA, { lifecycle: 'persistent' });
+      await settled(keyA, (await ok(keyA, 'POST', `/bunkers/${keep.id}/snapshots`, {})).id);
+      const newest = await settled(keyA, (await ok(keyA, 'POST', `/bunkers/${keep.id}/snapshots`, {})).id);
+      for (const b of [keep, plain]) {
+        await controller.services.bunkers.workerLost((await controller.store.bunkers.getById(b.id))!, 600_000);
+      }
+      const recovered = await ok(keyA, 'GET', `/bunkers/${keep.id}`);
+      assert.equal(recovered.state, 'running');
+      assert.equal(recovered.recovered_from, keep.worker_id);
+      assert.equal(recovered.snapshot_id, newest.id);
+      assert.equal(worker.spawns.filter((x) => x.bunkerId === keep.id).at(-1)?.restore?.snapshotId, newest.id);
+      const lost = await ok(keyA, 'GET', `/bunkers/${plain.id}`);
+      assert.equal(lost.state, 'failed');
+      assert.match(lost.termination_reason, /^worker_lost/);
     });
 
     test('cleanup deletes expired snapshots (not those a bunker needs) and closes ones a dead controller left', async () => {

@@ -180,6 +180,10 @@ export const Bunker = Type.Object(
     state: literalUnion(BUNKER_STATES),
     termination_reason: Nullable(Type.String()),
     worker_id: Nullable(Type.String()),
+    worker_reachable: Type.Boolean({
+      description:
+        "False while the bunker's worker is offline (it missed its heartbeats): calls for the bunker answer WORKER_UNAVAILABLE and its state is kept until the worker is back, or lost after the controller's --worker-lost-after. True otherwise, including while the bunker has no worker yet.",
+    }),
     isolation: literalUnion(ISOLATIONS),
     cpu_millicores: Type.Integer(),
     memory_mb: Type.Integer(),

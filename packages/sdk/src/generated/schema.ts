@@ -1121,6 +1121,8 @@ export interface components {
             state: "pending" | "provisioning" | "running" | "paused" | "snapshotting" | "terminated" | "failed";
             termination_reason: string | null;
             worker_id: string | null;
+            /** @description False while the bunker's worker is offline (it missed its heartbeats): calls for the bunker answer WORKER_UNAVAILABLE and its state is kept until the worker is back, or lost after the controller's --worker-lost-after. True otherwise, including while the bunker has no worker yet. */
+            worker_reachable: boolean;
             isolation: "container" | "microvm";
             cpu_millicores: number;
             memory_mb: number;

@@ -127,6 +127,7 @@ export class StubApiServer {
       state: 'running',
       termination_reason: null,
       worker_id: 'wk_stub',
+      worker_reachable: true,
       isolation: 'container',
       cpu_millicores: 1000,
       memory_mb: 512,
@@ -143,6 +144,10 @@ export class StubApiServer {
       started_at: now,
       last_activity_at: now,
       ended_at: null,
+      snapshot_id: null,
+      passivated: false,
+      auto_resume: false,
+      recovered_from: null,
       ...overrides,
     };
     this.bunkers.set(info.id, info);

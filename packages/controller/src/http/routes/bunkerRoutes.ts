@@ -1,6 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { ApiError, schemas } from '@scaibunker/core';
-import { bunkerToApi, execLogToApi } from '../../bunkers/toApi.js';
+import { execLogToApi } from '../../bunkers/toApi.js';
 import { type RouteDef, route } from '../Route.js';
 import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
@@ -29,7 +29,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         'SNAPSHOT_NOT_READY',
         'SNAPSHOT_CORRUPT',
       ],
-      handler: async ({ body, principal }) => bunkerToApi(await s.bunkers.create(principal, body)),
+      handler: async ({ body, principal }) => s.bunkers.toApiOne(await s.bunkers.create(principal, body)),
     }),
     route({
       method: 'GET',
@@ -53,7 +53,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
           limit: query.limit ?? 50,
           ...(query.cursor ? { cursor: query.cursor } : {}),
         });
-        return { items: page.items.map(bunkerToApi), next_cursor: page.nextCursor };
+        return { items: await s.bunkers.toApi(page.items), next_cursor: page.nextCursor };
       },
     }),
     route({
@@ -66,7 +66,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       params: schemas.BunkerIdParams,
       response: { status: 200, schema: schemas.Bunker },
       errors: ['BUNKER_NOT_FOUND'],
-      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.get(principal, params.id)),
+      handler: async ({ params, principal }) => s.bunkers.toApiOne(await s.bunkers.get(principal, params.id)),
     }),
     route({
       method: 'DELETE',
@@ -78,7 +78,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       params: schemas.BunkerIdParams,
       response: { status: 200, schema: schemas.Bunker },
       errors: ['BUNKER_NOT_FOUND', 'BUNKER_INVALID_TRANSITION'],
-      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.terminate(principal, params.id)),
+      handler: async ({ params, principal }) => s.bunkers.toApiOne(await s.bunkers.terminate(principal, params.id)),
     }),
     route({
       method: 'POST',
@@ -94,7 +94,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       response: { status: 200, schema: schemas.Bunker },
       errors: ['BUNKER_NOT_FOUND', 'BUNKER_INVALID_TRANSITION', 'WORKER_UNAVAILABLE', 'SNAPSHOT_FAILED'],
       handler: async ({ params, body, principal }) =>
-        bunkerToApi(
+        s.bunkers.toApiOne(
           body.passivate ? await s.passivation.passivateFor(principal, params.id) : await s.bunkers.setPaused(principal, params.id, true),
         ),
     }),
@@ -116,7 +116,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         'SNAPSHOT_CORRUPT',
         'INSUFFICIENT_STORAGE',
       ],
-      handler: async ({ params, principal }) => bunkerToApi(await s.bunkers.setPaused(principal, params.id, false)),
+      handler: async ({ params, principal }) => s.bunkers.toApiOne(await s.bunkers.setPaused(principal, params.id, false)),
     }),
     route({
       method: 'GET',

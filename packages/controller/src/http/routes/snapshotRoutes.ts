@@ -1,5 +1,5 @@
 import { schemas } from '@scaibunker/core';
-import { bunkerToApi, snapshotToApi } from '../../bunkers/toApi.js';
+import { snapshotToApi } from '../../bunkers/toApi.js';
 import { type RouteDef, route } from '../Route.js';
 import { API, type Services } from './Services.js';
 
@@ -83,7 +83,7 @@ export function snapshotRoutes(s: Services): RouteDef[] {
       ],
       handler: async ({ params, body, principal }) => {
         const forked = await s.forks.fork(principal, params.id, body.count);
-        return { snapshot_id: forked.snapshotId, bunkers: forked.bunkers.map(bunkerToApi) };
+        return { snapshot_id: forked.snapshotId, bunkers: await s.bunkers.toApi(forked.bunkers) };
       },
     }),
   ];
