@@ -19,10 +19,11 @@ import type {
   ExecResult,
   FlowRecord,
   OutputStream,
+  Snapshot,
 } from './types.js';
 
 /**
- * What a bunker is created with: the API's create body as it is (`image` required; `lifecycle`,
+ * What a bunker is created with: the API's create body as it is (`image`, or `snapshot_id` to start from a snapshot; `lifecycle`,
  * `cpu_millicores`, `memory_mb`, `disk_mb`, `network_profile` (`isolated` default, `registry`,
  * `allowlisted`, `unrestricted`, `transit`; each but `isolated` needs its
  * `scaibunker:network:<profile>` permission), `network_allowlist` (hostnames and `*.domain`
@@ -170,13 +171,44 @@ export class Bunker {
     return this.data;
   }
 
-  /** Freezes every process in the bunker (running → paused); its files and memory are kept. */
-  async pause(): Promise<BunkerInfo> {
-    this.data = await this.client.transport.json('post', '/v1/modules/scaibunker/bunkers/{id}/pause', { path: { id: this.id } });
+  /**
+   * Freezes every process in the bunker (running → paused); its files and memory are kept.
+   * `passivate: true` (persistent bunkers): snapshots it and releases its worker instead
+   * (`passivated: true`); `resume()` restores it, on any worker.
+   */
+  async pause(opts: { passivate?: boolean } = {}): Promise<BunkerInfo> {
+    this.data = await this.client.transport.json('post', '/v1/modules/scaibunker/bunkers/{id}/pause', {
+      path: { id: this.id },
+      ...(opts.passivate ? { body: { passivate: true } } : {}),
+    });
     return this.data;
   }
 
-  /** Thaws a paused bunker (paused → running). */
+  /**
+   * Snapshots the bunker's files (its writable layer) and, by default, resolves once the
+   * snapshot is `ready` (a failed one rejects with why); `wait: false` answers it `creating`.
+   */
+  async snapshot(opts: { name?: string; expiresInS?: number; wait?: boolean } = {}): Promise<Snapshot> {
+    const created = await this.client.transport.json('post', '/v1/modules/scaibunker/bunkers/{id}/snapshots', {
+      path: { id: this.id },
+      body: {
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(opts.expiresInS !== undefined ? { expires_in_s: opts.expiresInS } : {}),
+      },
+    });
+    return opts.wait === false ? created : this.client.snapshots.waitReady(created.id);
+  }
+
+  /** `count` (1–20) independent running bunkers from one fresh snapshot of this one. */
+  async fork(count = 1): Promise<Bunker[]> {
+    const forked = await this.client.transport.json('post', '/v1/modules/scaibunker/bunkers/{id}/fork', {
+      path: { id: this.id },
+      body: { count },
+    });
+    return forked.bunkers.map((info) => new Bunker(info, this.client));
+  }
+
+  /** Thaws a paused bunker (paused → running), or restores a passivated one from its snapshot. */
   async resume(): Promise<BunkerInfo> {
     this.data = await this.client.transport.json('post', '/v1/modules/scaibunker/bunkers/{id}/resume', { path: { id: this.id } });
     return this.data;

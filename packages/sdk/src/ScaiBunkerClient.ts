@@ -5,6 +5,7 @@ import { BridgesApi } from './BridgesApi.js';
 import { HttpTransport } from './HttpTransport.js';
 import { ImagesApi } from './ImagesApi.js';
 import { QuotasApi } from './QuotasApi.js';
+import { SnapshotsApi } from './SnapshotsApi.js';
 import { UsageApi } from './UsageApi.js';
 import { WorkersApi } from './WorkersApi.js';
 
@@ -37,6 +38,8 @@ export class ScaiBunkerClient {
   readonly usage: UsageApi;
   /** The tenant's audit trail (`scaibunker:audit:read`). */
   readonly audit: AuditApi;
+  /** The tenant's snapshots (taken with `bunker.snapshot()`). */
+  readonly snapshots: SnapshotsApi;
 
   constructor(opts: ClientOptions = {}) {
     const env = process.env;
@@ -56,6 +59,7 @@ export class ScaiBunkerClient {
     this.availabilityGroups = new AvailabilityGroupsApi(this.transport);
     this.usage = new UsageApi(this.transport);
     this.audit = new AuditApi(this.transport);
+    this.snapshots = new SnapshotsApi(this.transport);
   }
 
   /** Accepts a client, options for a new one, or nothing (environment defaults). */

@@ -22,6 +22,7 @@ export { type Page, Paginator } from './Paginator.js';
 export type { ProcessEvent, ProcessEventsOptions, ProcessExitEvent, ProcessOutputEvent } from './processEvents.js';
 export { QuotasApi } from './QuotasApi.js';
 export { type ClientOptions, DEFAULT_BASE_URL, ScaiBunkerClient } from './ScaiBunkerClient.js';
+export { type ListSnapshotsOptions, SnapshotsApi } from './SnapshotsApi.js';
 export { readSseEvents, type SseEvent, SseParser } from './SseParser.js';
 export { Terminal, type TerminalExit } from './Terminal.js';
 export type * from './types.js';

@@ -72,6 +72,7 @@ export type Permission = Schemas['CreateApiKey']['permissions'][number];
 /** Who an API key acts as, for quotas: its user (default `key:<id>`) and groups (default none). */
 export type ApiKeyIdentity = Pick<Schemas['CreateApiKey'], 'user_id' | 'groups'>;
 export type Bridge = Schemas['Bridge'];
+export type Snapshot = Schemas['Snapshot'];
 export type QuotaProfile = Schemas['QuotaProfile'];
 export type CreateQuotaProfileBody = Schemas['CreateQuotaProfile'];
 export type UpdateQuotaProfileBody = Schemas['UpdateQuotaProfile'];
@@ -118,13 +119,17 @@ export type JsonResponse<M extends HttpMethod, P extends PathWith<M>> =
     ? J
     : never;
 
-/** The JSON request body the operation takes (`undefined` when it takes none). */
+/** The JSON request body the operation takes (`undefined` when it takes none; optional bodies included). */
 export type JsonRequestBody<M extends HttpMethod, P extends PathWith<M>> =
   Operation<M, P> extends {
     requestBody: { content: { 'application/json': infer B } };
   }
     ? B
-    : undefined;
+    : Operation<M, P> extends {
+          requestBody?: { content: { 'application/json': infer B } };
+        }
+      ? B
+      : undefined;
 
 export type QueryParams<M extends HttpMethod, P extends PathWith<M>> =
   Operation<M, P> extends {
