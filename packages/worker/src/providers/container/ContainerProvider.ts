@@ -379,14 +379,14 @@ export class ContainerProvider implements Provider {
         const run = this.shell.run(script);
         const r = await Promise.race([run, waiter.promise.then(() => undefined)]);
         mark(r ? 'runtime-exit' : 'socket');
-        if (r && r.code !== 0) throw spawnStepFailure(rt.name, r.code, r.stderr, spec.diskMb);
+        if (r && r.code !== 0) throw spawnStepFailure(rt.name, r.code, r.stderr, spec.diskMb, await diskFull(p.upper));
         await waiter.wait(this.opts.spawnTimeoutMs ?? 10_000, () => {
           // fail fast when the agent died before it listened
           const pid = readPid(p.pidFile);
           if (pid && !processAlive(pid)) throw new ProviderError('SPAWN_FAILED', 'agent exited before creating its socket');
         });
         const r2 = await run;
-        if (r2.code !== 0) throw spawnStepFailure(rt.name, r2.code, r2.stderr, spec.diskMb);
+        if (r2.code !== 0) throw spawnStepFailure(rt.name, r2.code, r2.stderr, spec.diskMb, await diskFull(p.upper));
       } finally {
         waiter.close();
       }
@@ -657,14 +657,25 @@ function spawnStepError(runtime: string, code: number, stderr: string): string {
 }
 
 /** A failed spawn step; unpacking a snapshot fails SPAWN_FAILED when the disk is full, SNAPSHOT_CORRUPT otherwise. */
-function spawnStepFailure(runtime: string, code: number, stderr: string, diskMb: number): ProviderError {
+function spawnStepFailure(runtime: string, code: number, stderr: string, diskMb: number, full: boolean): ProviderError {
   if (code !== 94) return new ProviderError('SPAWN_FAILED', spawnStepError(runtime, code, stderr));
-  if (/No space left on device/i.test(stderr))
+  // tar reports a full tmpfs as ENOSPC or as a short write ("Wrote only N of M bytes")
+  if (full || /No space left on device|Wrote only \d+ of \d+ bytes/i.test(stderr))
     return new ProviderError(
       'SPAWN_FAILED',
       `the snapshot does not fit the bunker's disk (disk_mb ${diskMb}): no space left while unpacking it`,
     );
   return new ProviderError('SNAPSHOT_CORRUPT', spawnStepError(runtime, code, stderr));
+}
+
+/** Whether the tmpfs at `path` is (about) full: under 64 KiB left, or not readable. */
+async function diskFull(path: string): Promise<boolean> {
+  try {
+    const fs = await statfs(path);
+    return fs.bavail * fs.bsize < 65536;
+  } catch {
+    return false;
+  }
 }
 
 /** Options both ways: the overlay's own xattrs (opaque dirs, redirects), numeric ids, holes kept. */
