@@ -12,6 +12,8 @@ import { type ControllerLink, type SnapshotResult, WorkerError } from '../Worker
 
 /** zstd level: 3 (zstd's default) keeps up with tar on one core here; higher levels cost more than they save. */
 const ZSTD_LEVEL = 3;
+/** Output chunk of the zstd streams: zlib's 16 KiB default costs a thread-pool round trip per 16 KiB. */
+export const ZSTD_CHUNK = 1024 * 1024;
 
 export interface ArchiveOptions {
   provider: Provider;
@@ -44,7 +46,10 @@ export class Meter extends Transform {
  * way) and then nothing was stored.
  */
 export async function archiveLayer(o: ArchiveOptions): Promise<SnapshotResult> {
-  const zstd = createZstdCompress({ params: { [zlib.ZSTD_c_compressionLevel]: ZSTD_LEVEL, [zlib.ZSTD_c_checksumFlag]: 1 } });
+  const zstd = createZstdCompress({
+    chunkSize: ZSTD_CHUNK,
+    params: { [zlib.ZSTD_c_compressionLevel]: ZSTD_LEVEL, [zlib.ZSTD_c_checksumFlag]: 1 },
+  });
   const meter = new Meter();
   let failure: unknown;
   const fail = (err: unknown) => {

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { createZstdDecompress } from 'node:zlib';
 import type { LayerFormat } from '../providers/Provider.js';
 import { type ControllerLink, type SnapshotRef, WorkerError } from '../WorkerApi.js';
-import { Meter } from './SnapshotArchiver.js';
+import { Meter, ZSTD_CHUNK } from './SnapshotArchiver.js';
 
 const EXTENSION: Record<LayerFormat, string> = { 'container-tar': 'tar', 'microvm-qcow2': 'qcow2' };
 
@@ -44,7 +44,7 @@ export async function fetchArchive(o: FetchArchiveOptions): Promise<string> {
   }
   const meter = new Meter();
   const overCompressed = cap(() => meter.bytes > o.ref.sizeBytes, `more than the ${o.ref.sizeBytes} bytes recorded`);
-  const decompress = createZstdDecompress();
+  const decompress = createZstdDecompress({ chunkSize: ZSTD_CHUNK });
   let unpacked = 0;
   const overUnpacked = new Transform({
     transform(chunk: Buffer, _enc, cb) {
