@@ -67,6 +67,8 @@ export class HttpWorkerClient implements WorkerTarget {
   readonly destroy = this.verb('destroy');
   readonly pause = this.verb('pause');
   readonly resume = this.verb('resume');
+  /** No client-side timeout (none of the verbs has one): archiving a large layer takes as long as it takes. */
+  readonly snapshot = this.verb('snapshot');
   readonly exec = this.verb('exec');
   readonly startProcess = this.verb('startProcess');
   readonly listProcesses = this.verb('listProcesses');

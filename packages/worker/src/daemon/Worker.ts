@@ -16,7 +16,9 @@ import { ImageCache } from '../images/ImageCache.js';
 import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
 import { ProcessTable, type ProcessTableOptions } from '../processes/ProcessTable.js';
 import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
-import type { BunkerStats, Provider } from '../providers/Provider.js';
+import { type BunkerStats, LAYER_FORMAT, type Provider, ProviderError } from '../providers/Provider.js';
+import { archiveLayer, syncGuest } from '../snapshots/SnapshotArchiver.js';
+import { fetchArchive } from '../snapshots/SnapshotRestorer.js';
 import { withTimeout } from '../util/withTimeout.js';
 import {
   type CachedImageSource,
@@ -30,6 +32,8 @@ import {
   type HeartbeatReply,
   type ProcessInfo,
   type ProcessOutput,
+  type SnapshotRequest,
+  type SnapshotResult,
   type SpawnRequest,
   type StartProcessRequest,
   type WatchEvent,
@@ -134,6 +138,8 @@ export class Worker implements WorkerApi, CachedImageSource {
   /** Open port tunnels per bunker (the cap; destroy ends them). */
   private readonly tunnels = new Map<string, Set<Duplex>>();
   private readonly tunnelsConnecting = new Map<string, number>();
+  /** The snapshot in flight per bunker (one at a time): pause/resume wait for it, destroy aborts it. */
+  private readonly snapshotting = new Map<string, { done: Promise<unknown>; abort: AbortController }>();
   private readonly logger: WorkerLogger;
   private readonly agentConnectTimeoutMs: number;
   /** Owns imageDir: what is cached, fetching what is not, serving peers. */
@@ -172,6 +178,11 @@ export class Worker implements WorkerApi, CachedImageSource {
     });
   }
 
+  /** Where snapshot archives are unpacked for a spawn (outside every bunker), each removed after its spawn. */
+  get restoresDir(): string {
+    return join(this.opts.dataDir, 'restores');
+  }
+
   /** The persisted worker id (available after init() or start()). */
   get id(): string {
     if (!this.workerId) throw new Error('Worker.id read before init()');
@@ -190,6 +201,8 @@ export class Worker implements WorkerApi, CachedImageSource {
     this.workerId = await this.loadOrCreateWorkerId();
     // A previous run's journals belong to processes its agent connections took with them.
     await rm(join(this.opts.dataDir, 'journals'), { recursive: true, force: true });
+    // Snapshot archives unpacked for spawns a previous run did not finish.
+    await rm(this.restoresDir, { recursive: true, force: true });
     await this.images.start();
   }
 
@@ -288,6 +301,12 @@ export class Worker implements WorkerApi, CachedImageSource {
 
   async destroy(bunkerId: string): Promise<void> {
     await this.spawning.get(bunkerId)?.catch(() => {});
+    // A snapshot in flight fails (nothing stored) and thaws the bunker before it goes.
+    const snap = this.snapshotting.get(bunkerId);
+    if (snap) {
+      snap.abort.abort(new Error(`bunker ${bunkerId} is being destroyed`));
+      await snap.done.catch(() => {});
+    }
     const tracked = this.bunkers.get(bunkerId);
     // Forget it first so the channel closing below is not mistaken for the bunker dying.
     this.bunkers.delete(bunkerId);
@@ -307,15 +326,47 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async pause(bunkerId: string): Promise<void> {
+    await this.snapshotting.get(bunkerId)?.done.catch(() => {}); // its thaw must not undo this pause
     const tracked = this.trackedRunning(bunkerId, 'running');
     await this.providerCall(bunkerId, () => tracked.provider.pause(bunkerId));
     tracked.status = 'paused';
   }
 
   async resume(bunkerId: string): Promise<void> {
+    await this.snapshotting.get(bunkerId)?.done.catch(() => {});
     const tracked = this.trackedRunning(bunkerId, 'paused');
     await this.providerCall(bunkerId, () => tracked.provider.resume(bunkerId));
     tracked.status = 'running';
+  }
+
+  /**
+   * Archives the bunker's writable layer into storage (see SnapshotArchiver): frozen while its
+   * files are read, running again afterwards. One at a time per bunker.
+   */
+  async snapshot(bunkerId: string, req: SnapshotRequest): Promise<SnapshotResult> {
+    const tracked = this.trackedRunning(bunkerId, 'running');
+    if (this.snapshotting.has(bunkerId)) throw new WorkerError('INVALID_STATE', `bunker ${bunkerId} is already being snapshotted`);
+    const abort = new AbortController();
+    const run = (async () => {
+      // A VM's guest holds written data in its page cache: have it reach the disk first.
+      if (tracked.provider.isolation === 'microvm' && tracked.agent)
+        await syncGuest(tracked.agent, (m) => this.logger.warn(`snapshot ${req.snapshotId} of ${bunkerId}: ${m}`));
+      return archiveLayer({
+        provider: tracked.provider,
+        bunkerId,
+        snapshotId: req.snapshotId,
+        link: this.opts.controller,
+        signal: abort.signal,
+      });
+    })();
+    this.snapshotting.set(bunkerId, { done: run, abort });
+    try {
+      const result = await run;
+      this.logger.info(`snapshot ${req.snapshotId} of ${bunkerId}: ${result.sizeBytes} bytes stored (${result.format})`);
+      return result;
+    } finally {
+      this.snapshotting.delete(bunkerId);
+    }
   }
 
   private trackedRunning(bunkerId: string, expected: BunkerStatus): TrackedBunker {
@@ -594,8 +645,27 @@ export class Worker implements WorkerApi, CachedImageSource {
     } else if (req.interfaces) {
       throw new WorkerError('SPAWN_FAILED', 'interfaces are only for transit bunkers');
     }
+    const restore = req.restore;
+    if (restore && restore.format !== LAYER_FORMAT[provider.isolation])
+      throw new WorkerError(
+        'SNAPSHOT_CORRUPT',
+        `snapshot ${restore.snapshotId} is a ${restore.format} archive: a ${req.isolation} bunker cannot start from it`,
+      );
     // Fetched (from a peer, else storage) when missing; IMAGE_NOT_CACHED when no origin has it.
     const imagePath = (await this.fetchImage(req.imageSha256)).path;
+    let archivePath: string | undefined;
+    if (restore) {
+      // Room for the compressed size at least, above the reserve (the unpacked size is unknown).
+      await this.checkDiskReserve(restore.sizeBytes);
+      archivePath = await fetchArchive({
+        link: this.opts.controller,
+        ref: restore,
+        bunkerId: req.bunkerId,
+        dir: this.restoresDir,
+        // a layer never holds much more than its disk (tar headers of many empty files aside)
+        maxBytes: (req.diskMb * 2 + 64) * 1048576,
+      });
+    }
 
     let agent: AgentClient | null = null;
     try {
@@ -611,6 +681,7 @@ export class Worker implements WorkerApi, CachedImageSource {
         ...(req.networkAllowlist ? { networkAllowlist: req.networkAllowlist } : {}),
         ...(req.bandwidthMbit !== undefined ? { bandwidthMbit: req.bandwidthMbit } : {}),
         ...(req.interfaces ? { interfaces: req.interfaces } : {}),
+        ...(restore && archivePath ? { restore: { archivePath, format: restore.format } } : {}),
       });
       agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');
@@ -619,7 +690,10 @@ export class Worker implements WorkerApi, CachedImageSource {
       // Leave nothing half-made behind: the controller will retry elsewhere or fail the bunker.
       agent?.close();
       await provider.destroy(req.bunkerId).catch((e) => this.logger.warn(`cleanup of failed spawn ${req.bunkerId}: ${messageOf(e)}`));
+      if (err instanceof ProviderError && err.code === 'SNAPSHOT_CORRUPT') throw new WorkerError('SNAPSHOT_CORRUPT', messageOf(err));
       throw new WorkerError('SPAWN_FAILED', messageOf(err));
+    } finally {
+      if (archivePath) await rm(archivePath, { force: true }).catch(() => {});
     }
   }
 
@@ -708,13 +782,17 @@ export class Worker implements WorkerApi, CachedImageSource {
     this.heartbeatTimer.unref();
   }
 
-  /** HOST_DISK_FULL when the data disk has less free space than the reserve. */
-  private async checkDiskReserve(): Promise<void> {
+  /** HOST_DISK_FULL when the data disk has less free space than the reserve (plus `needBytes` about to be written). */
+  private async checkDiskReserve(needBytes = 0): Promise<void> {
     const reserve = this.opts.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES;
     const fs = await statfs(this.opts.dataDir);
     const free = fs.bavail * fs.bsize;
-    if (free < reserve) {
-      throw new WorkerError('HOST_DISK_FULL', `this worker's disk has ${free} bytes free, under its reserve of ${reserve}: no new bunkers`);
+    if (free - needBytes < reserve) {
+      const what = needBytes ? ` (${needBytes} more needed)` : '';
+      throw new WorkerError(
+        'HOST_DISK_FULL',
+        `this worker's disk has ${free} bytes free${what}, under its reserve of ${reserve}: no new bunkers`,
+      );
     }
   }
 

@@ -1,16 +1,17 @@
 /**
  * The worker's side of the controller over HTTP, authenticated with the worker token: one POST
- * per heartbeat, audit batches and images through the storage proxy, the peers holding an
+ * per heartbeat, audit batches, images and snapshots through the storage proxy, the peers holding an
  * image. Failures throw; the Worker logs them and retries on the next tick (or falls back).
  */
 import type { Readable } from 'node:stream';
 import { type ControllerLink, type Heartbeat, type HeartbeatReply, WorkerError } from '../WorkerApi.js';
-import { httpGetStream, readErrorText } from './httpGetStream.js';
+import { httpGetStream, httpPutStream, readErrorText } from './httpGetStream.js';
 
 export interface HttpControllerLinkOptions {
   /**
    * Bound on one round trip (default 10000 ms), so a hung controller never stalls the loop. For
-   * an image download it bounds the wait for the response head only; the body may take long.
+   * an image or snapshot download it bounds the wait for the response head only; the body may
+   * take long. A snapshot upload is bounded by inactivity instead (6× this, at least 60 s).
    */
   timeoutMs?: number;
   /** Base URL of the storage proxy (default: the controller URL — it hosts the storage routes too). */
@@ -92,6 +93,39 @@ export class HttpControllerLink implements ControllerLink {
     if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
       throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
     throw new Error(`image download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
+  }
+
+  /**
+   * `PUT {storage}/snapshots/{id}` with the archive as a chunked body. When `archive` errors the
+   * request is destroyed mid-body (no final chunk), so the proxy's put fails and stores nothing.
+   */
+  async putSnapshot(snapshotId: string, archive: Readable): Promise<void> {
+    const url = `${this.storage}/snapshots/${encodeURIComponent(snapshotId)}`;
+    const res = await httpPutStream(url, {
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream' },
+      body: archive,
+      idleTimeoutMs: Math.max(60_000, this.timeoutMs * 6),
+    });
+    const text = await readErrorText(res).catch(() => '');
+    if (res.statusCode !== 200 && res.statusCode !== 201)
+      throw new Error(`snapshot upload to ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
+  }
+
+  async openSnapshot(snapshotId: string): Promise<Readable> {
+    const url = `${this.storage}/snapshots/${encodeURIComponent(snapshotId)}`;
+    const head = new AbortController();
+    const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
+    let res: Awaited<ReturnType<typeof httpGetStream>>;
+    try {
+      res = await httpGetStream(url, { headers: { authorization: `Bearer ${this.token}` }, signal: head.signal });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (res.statusCode === 200) return res;
+    const text = await readErrorText(res).catch(() => '');
+    if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
+      throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`);
+    throw new Error(`snapshot download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
   }
 }
 

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
 
 /**
  * A GET whose body is a Node stream, for large downloads (images). node:http rather than
@@ -12,6 +13,40 @@ export function httpGetStream(url: string, opts: { headers: Record<string, strin
   return new Promise((resolve, reject) => {
     const req = transport.get(url, { headers: opts.headers, signal: opts.signal }, resolve);
     req.once('error', reject);
+  });
+}
+
+/**
+ * A PUT whose body is a Node stream (chunked), resolving with the response once its head came
+ * (normally after the whole body went). A body that errors destroys the request mid-body, so
+ * the server sees an aborted upload rather than a short one; `idleTimeoutMs` of no socket
+ * activity does the same.
+ */
+export function httpPutStream(
+  url: string,
+  opts: { headers: Record<string, string>; body: Readable; idleTimeoutMs: number },
+): Promise<IncomingMessage> {
+  const transport = url.startsWith('https:') ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = transport.request(url, { method: 'PUT', headers: opts.headers });
+    const onBodyError = (err: Error) => req.destroy(err);
+    opts.body.once('error', onBodyError);
+    req.setTimeout(opts.idleTimeoutMs, () => req.destroy(new Error(`no progress on ${url} for ${opts.idleTimeoutMs} ms`)));
+    req.once('error', (err) => {
+      opts.body.off('error', onBodyError);
+      opts.body.destroy();
+      reject(err);
+    });
+    req.once('response', (res) => {
+      opts.body.off('error', onBodyError);
+      // answered before the body was done (a refusal): stop sending
+      if (!req.writableFinished) {
+        opts.body.unpipe(req);
+        opts.body.destroy();
+      }
+      resolve(res);
+    });
+    opts.body.pipe(req);
   });
 }
 

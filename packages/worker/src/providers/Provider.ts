@@ -4,6 +4,7 @@
  * container's listening agent, or QEMU's end of a VM's virtio-serial port), so the worker's
  * AgentClient is the same for all of them.
  */
+import type { Writable } from 'node:stream';
 import type { BunkerStats, NetworkProfile } from '@scaibunker/core';
 import type { AgentClient } from '../agent/AgentClient.js';
 import type { TransitInterfaceSpec } from '../WorkerApi.js';
@@ -12,6 +13,26 @@ import type { TransitInterfaceSpec } from '../WorkerApi.js';
 export type { BunkerStats };
 
 export type Isolation = 'container' | 'microvm';
+
+/**
+ * What a provider's writable layer archive is: a container's overlay upper dir as a GNU tar
+ * (whiteouts, opaque dirs and ownership kept), or a microVM's root-disk delta as a qcow2 whose
+ * backing is the raw image (its backing-file name is meaningless: restore re-points it).
+ */
+export type LayerFormat = 'container-tar' | 'microvm-qcow2';
+
+/** The layer format each isolation writes and restores. */
+export const LAYER_FORMAT: Record<Isolation, LayerFormat> = { container: 'container-tar', microvm: 'microvm-qcow2' };
+
+/** Start a bunker from an archived writable layer instead of the bare image. */
+export interface LayerRestore {
+  /**
+   * The uncompressed archive on the host, outside every bunker's rootfs. The provider may move
+   * it (rename) instead of copying it; the caller removes it afterwards if it is still there.
+   */
+  archivePath: string;
+  format: LayerFormat;
+}
 
 export interface BunkerSpec {
   id: string;
@@ -32,6 +53,13 @@ export interface BunkerSpec {
   bandwidthMbit?: number;
   /** Only with `transit`: the bunker's layer-2 interfaces (eth0, eth1, … in order). */
   interfaces?: TransitInterfaceSpec[];
+  /**
+   * Lay this archived writable layer over the image before the bunker starts (containers:
+   * unpacked into the overlay's upper dir; VMs: the qcow2 delta becomes the root overlay and
+   * the VM boots cold). A format the provider does not write is SNAPSHOT_CORRUPT; an archive
+   * that does not fit `diskMb` is SPAWN_FAILED; either way nothing is left behind.
+   */
+  restore?: LayerRestore;
 }
 
 export interface SpawnedBunker {
@@ -64,6 +92,16 @@ export interface Provider {
   resume(id: string): Promise<void>;
   isPaused(id: string): Promise<boolean>;
   stats(id: string): Promise<BunkerStats>;
+  /**
+   * Writes the bunker's writable layer (never the image), uncompressed, to `out` and resolves
+   * with its format once every byte was written; `out` is not ended (the caller ends it, and
+   * only on success, so a failure can never look like a short archive). The bunker is frozen
+   * while its files are read and thawed afterwards, also on failure; a bunker that was already
+   * paused stays paused. Rejects when `out` errors or is destroyed (the caller aborting), and
+   * leaves no temporary file behind. For a VM the caller first asks the guest to flush its page
+   * cache (the provider only sees the block layer). NOT_FOUND when the bunker is not here.
+   */
+  writeLayer(id: string, out: Writable): Promise<LayerFormat>;
   /** What exists on the host; used to reconnect after a worker restart. */
   list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>>;
   health(): Promise<{ ok: boolean; runtime: string; details?: string }>;
@@ -74,7 +112,8 @@ export interface Provider {
   shutdown(): Promise<void>;
 }
 
-export type ProviderErrorCode = 'SPAWN_FAILED' | 'NOT_FOUND' | 'RUNTIME_UNAVAILABLE' | 'LIMIT_INVALID';
+/** SNAPSHOT_CORRUPT: a restore archive that is not of the provider's format or does not unpack. */
+export type ProviderErrorCode = 'SPAWN_FAILED' | 'NOT_FOUND' | 'RUNTIME_UNAVAILABLE' | 'LIMIT_INVALID' | 'SNAPSHOT_CORRUPT';
 
 export class ProviderError extends Error {
   constructor(

@@ -61,6 +61,16 @@ class RecordingController implements ControllerLink {
     throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
   }
 
+  /** Snapshots are tested in test/snapshots (with a storage); these workers have none. */
+  async putSnapshot(snapshotId: string, archive: Readable): Promise<void> {
+    archive.destroy();
+    throw new Error(`no snapshot storage here (${snapshotId})`);
+  }
+
+  async openSnapshot(snapshotId: string): Promise<Readable> {
+    throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`);
+  }
+
   get last(): Heartbeat {
     const hb = this.heartbeats.at(-1);
     assert.ok(hb, 'no heartbeat was sent');

@@ -17,6 +17,7 @@ import { WorkerError } from '../../src/WorkerApi.js';
 const TOKEN = 'conformance-token-0123456789abcdef';
 const SHA = 'c'.repeat(64);
 const BUNKER = 'bk_conformance';
+const SNAPSHOT = 'sn_conformance01';
 
 /** One call of a verb: its arguments (fresh per run: streams are used up) and the fake's answer. */
 interface Case<K extends WorkerVerb> {
@@ -62,6 +63,7 @@ const CASES: { [K in WorkerVerb]: Case<K> } = {
         bandwidthMbit: 10,
         interfaces: [{ bridgeId: 'br_abc', tenantId: 'tn_x', mac: '02:00:00:00:00:01', spoofGuard: true }],
         hostname: 'bunker',
+        restore: { snapshotId: SNAPSHOT, sha256: SHA, sizeBytes: 4096, format: 'container-tar' },
       },
     ],
     result: () => undefined,
@@ -69,6 +71,10 @@ const CASES: { [K in WorkerVerb]: Case<K> } = {
   destroy: { args: () => [BUNKER], result: () => undefined },
   pause: { args: () => [BUNKER], result: () => undefined },
   resume: { args: () => [BUNKER], result: () => undefined },
+  snapshot: {
+    args: () => [BUNKER, { snapshotId: SNAPSHOT }],
+    result: () => ({ snapshotId: SNAPSHOT, sha256: SHA, sizeBytes: 123_456_789, format: 'microvm-qcow2' }),
+  },
   exec: {
     args: () => [BUNKER, { argv: ['sh', '-c', 'echo hi'], env: { A: 'b' }, cwd: '/tmp', stdin: 'in', timeoutMs: 5000 }, {}],
     result: () => ({ exitCode: 3, signal: null, timedOut: false, durationMs: 12 }),

@@ -1,18 +1,29 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import type { BunkerNetworking } from '../BunkerNetworking.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
+import { commandInto } from '../host/layerStreams.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
-import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, ProviderError, type SpawnedBunker } from '../Provider.js';
+import { runCommand } from '../host/runCommand.js';
+import {
+  type BunkerSpec,
+  type BunkerStats,
+  type Isolation,
+  type LayerFormat,
+  type Provider,
+  ProviderError,
+  type SpawnedBunker,
+} from '../Provider.js';
 import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
 import { HostMounts } from './HostMounts.js';
 import { HostShell, shq } from './HostShell.js';
 import { ImageMounts } from './ImageMounts.js';
 import { AGENT_SOCKET_NAME, buildOciConfig, DEFAULT_PIDS_LIMIT, hostNofileHardLimit } from './OciBundle.js';
-import { OciRuntime, type RuntimeName } from './OciRuntime.js';
+import { findExecutable, OciRuntime, type RuntimeName } from './OciRuntime.js';
 import type { SeccompProfile } from './seccompProfile.js';
 
 export interface ContainerProviderOptions {
@@ -304,6 +315,12 @@ export class ContainerProvider implements Provider {
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
     if (existsSync(p.dir)) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
     if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
+    const restore = spec.restore;
+    if (restore && restore.format !== 'container-tar')
+      throw new ProviderError('SNAPSHOT_CORRUPT', `a container cannot start from a ${restore.format} snapshot (container-tar only)`);
+    if (restore && !existsSync(restore.archivePath))
+      throw new ProviderError('SPAWN_FAILED', `snapshot archive ${restore.archivePath} not found`);
+    const tar = restore ? await gnuTar() : undefined;
     const rel = this.cgroupsPath(spec.id);
     const meta: BunkerMeta = {
       id: spec.id,
@@ -345,13 +362,15 @@ export class ContainerProvider implements Provider {
       });
       writeFileSync(p.config, JSON.stringify(config));
 
-      // One round trip through the resident shell: disk tmpfs, upper/work dirs, overlay
-      // rootfs, then the runtime. The container's stdout/stderr (agent diagnostics) are
-      // appended to console.log on the bunker's own disk tmpfs, outside its rootfs.
+      // One round trip through the resident shell: disk tmpfs, upper/work dirs, a snapshot's
+      // files unpacked into the upper dir (restore), overlay rootfs, then the runtime. The
+      // container's stdout/stderr (agent diagnostics) are appended to console.log on the
+      // bunker's own disk tmpfs, outside its rootfs.
       const script = [
         `${HostMounts.tmpfsScript(p.upper, spec.diskMb)} || exit 91`,
         `mkdir -m 0755 ${shq(p.upperData)} || exit 92`,
         `mkdir -m 0700 ${shq(p.work)} || exit 92`,
+        ...(restore && tar ? [`${shq(tar)} ${tarExtractArgs(restore.archivePath, p.upperData).map(shq).join(' ')} || exit 94`] : []),
         `${HostMounts.overlayScript(p.rootfs, lower, p.upperData, p.work)} || exit 93`,
         `exec ${rt.runDetachedScript(spec.id, { bundle: p.dir, pidFile: p.pidFile, logFile: p.runtimeLog, consoleFile: p.consoleLog })}`,
       ].join('; ');
@@ -360,14 +379,14 @@ export class ContainerProvider implements Provider {
         const run = this.shell.run(script);
         const r = await Promise.race([run, waiter.promise.then(() => undefined)]);
         mark(r ? 'runtime-exit' : 'socket');
-        if (r && r.code !== 0) throw new ProviderError('SPAWN_FAILED', spawnStepError(rt.name, r.code, r.stderr));
+        if (r && r.code !== 0) throw spawnStepFailure(rt.name, r.code, r.stderr, spec.diskMb, await diskFull(p.upper));
         await waiter.wait(this.opts.spawnTimeoutMs ?? 10_000, () => {
           // fail fast when the agent died before it listened
           const pid = readPid(p.pidFile);
           if (pid && !processAlive(pid)) throw new ProviderError('SPAWN_FAILED', 'agent exited before creating its socket');
         });
         const r2 = await run;
-        if (r2.code !== 0) throw new ProviderError('SPAWN_FAILED', spawnStepError(rt.name, r2.code, r2.stderr));
+        if (r2.code !== 0) throw spawnStepFailure(rt.name, r2.code, r2.stderr, spec.diskMb, await diskFull(p.upper));
       } finally {
         waiter.close();
       }
@@ -523,6 +542,40 @@ export class ContainerProvider implements Provider {
     return stats;
   }
 
+  // ------------------------------------------------------------------ snapshot
+
+  /**
+   * The overlay's upper dir (`bunkers/<id>/upper/u`, the bunker's tmpfs disk) as a GNU tar,
+   * read with the bunker's cgroup frozen: ownership (numeric), modes, hard links, sparse files,
+   * whiteouts (char 0:0) and the `trusted.overlay.*` xattrs (opaque dirs, redirects).
+   */
+  async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
+    const { cg, rel } = await this.requireCgroup(id);
+    const tar = await gnuTar();
+    return this.lock.run(id, async (): Promise<LayerFormat> => {
+      const p = this.paths(id);
+      if (!existsSync(p.upperData) || !(await HostMounts.isMountpoint(p.upper)))
+        throw new ProviderError('NOT_FOUND', `bunker ${id} has no disk mounted`);
+      const wasFrozen = await cg.isFrozen(rel);
+      if (!wasFrozen) await cg.freeze(rel);
+      let failed = false;
+      try {
+        await commandInto(tar, tarCreateArgs(p.upperData), out, `tar of ${id}'s upper dir`);
+      } catch (e) {
+        failed = true;
+        throw e;
+      } finally {
+        if (!wasFrozen) {
+          // a thaw failure matters even when the archive was fine: the bunker would stay frozen
+          const thawed = cg.thaw(rel);
+          if (failed) await thawed.catch(() => {});
+          else await thawed;
+        }
+      }
+      return 'container-tar';
+    });
+  }
+
   // ------------------------------------------------------------------ list / health
 
   private listIds(): string[] {
@@ -597,8 +650,61 @@ function spawnStepError(runtime: string, code: number, stderr: string): string {
         ? 'creating overlay dirs'
         : code === 93
           ? 'mounting the overlay rootfs'
-          : `${runtime} run`;
+          : code === 94
+            ? 'unpacking the snapshot'
+            : `${runtime} run`;
   return `${step} failed (exit ${code})${stderr.trim() ? `: ${stderr.trim().slice(0, 1000)}` : ''}`;
+}
+
+/** A failed spawn step; unpacking a snapshot fails SPAWN_FAILED when the disk is full, SNAPSHOT_CORRUPT otherwise. */
+function spawnStepFailure(runtime: string, code: number, stderr: string, diskMb: number, full: boolean): ProviderError {
+  if (code !== 94) return new ProviderError('SPAWN_FAILED', spawnStepError(runtime, code, stderr));
+  // tar reports a full tmpfs as ENOSPC or as a short write ("Wrote only N of M bytes")
+  if (full || /No space left on device|Wrote only \d+ of \d+ bytes/i.test(stderr))
+    return new ProviderError(
+      'SPAWN_FAILED',
+      `the snapshot does not fit the bunker's disk (disk_mb ${diskMb}): no space left while unpacking it`,
+    );
+  return new ProviderError('SNAPSHOT_CORRUPT', spawnStepError(runtime, code, stderr));
+}
+
+/** Whether the tmpfs at `path` is (about) full: under 64 KiB left, or not readable. */
+async function diskFull(path: string): Promise<boolean> {
+  try {
+    const fs = await statfs(path);
+    return fs.bavail * fs.bsize < 65536;
+  } catch {
+    return false;
+  }
+}
+
+/** Options both ways: the overlay's own xattrs (opaque dirs, redirects), numeric ids, holes kept. */
+const TAR_LAYER_OPTS = ['--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', '--sparse'];
+
+function tarCreateArgs(upperData: string): string[] {
+  return ['--create', '--file=-', ...TAR_LAYER_OPTS, '--one-file-system', '--directory', upperData, '.'];
+}
+
+function tarExtractArgs(archive: string, upperData: string): string[] {
+  // -p and root: modes, owners, setuid bits and whiteout devices as archived
+  return ['--extract', `--file=${archive}`, ...TAR_LAYER_OPTS, '--preserve-permissions', '--same-owner', '--directory', upperData];
+}
+
+let gnuTarPath: Promise<string> | undefined;
+
+/** The host's GNU tar (busybox tar knows neither xattrs nor whiteouts): its absolute path. */
+function gnuTar(): Promise<string> {
+  gnuTarPath ??= (async () => {
+    const bin = findExecutable('tar');
+    const version = bin ? await runCommand(bin, ['--version'], { timeoutMs: 10_000 }).catch(() => undefined) : undefined;
+    if (!bin || !version || !/GNU tar/.test(version.stdout))
+      throw new ProviderError('RUNTIME_UNAVAILABLE', 'snapshots need GNU tar on the host');
+    return bin;
+  })();
+  gnuTarPath.catch(() => {
+    gnuTarPath = undefined;
+  });
+  return gnuTarPath;
 }
 
 function readText(path: string): string {

@@ -23,9 +23,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, rm, stat } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { MICROVM_MIN_MEMORY_MB } from '@scaibunker/core';
 import type { AgentClient } from '../../agent/AgentClient.js';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
@@ -33,14 +34,23 @@ import { withTimeout } from '../../util/withTimeout.js';
 import type { BunkerNetworking } from '../BunkerNetworking.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
+import { copyFileInto } from '../host/layerStreams.js';
 import { processInCgroup } from '../host/processes.js';
-import { type BunkerSpec, type BunkerStats, type Isolation, type Provider, ProviderError, type SpawnedBunker } from '../Provider.js';
+import {
+  type BunkerSpec,
+  type BunkerStats,
+  type Isolation,
+  type LayerFormat,
+  type Provider,
+  ProviderError,
+  type SpawnedBunker,
+} from '../Provider.js';
 import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
 import type { AccelProbe } from './Accelerator.js';
 import { GuestAssets } from './GuestAssets.js';
 import { nameserverOf, plumbGuestNic } from './GuestNic.js';
 import { QemuVmm } from './QemuVmm.js';
-import { RootOverlay } from './RootOverlay.js';
+import { RestoreArchiveError, RootOverlay } from './RootOverlay.js';
 import { type SnapshotFiles, type SnapshotLogger, SnapshotTemplates, type VmShape } from './SnapshotTemplates.js';
 import type { Accel, VmControl, VmFiles, VmMemory, Vmm, VmStart } from './Vmm.js';
 
@@ -78,6 +88,8 @@ interface VmMeta {
   snapshot: string | null;
   /** The network profile (absent in vm.json files written before VMs had networks). */
   network?: string;
+  /** The raw image under the overlay (absent in vm.json files written before snapshots: read from the backing chain). */
+  image?: string;
   created_at: string;
 }
 
@@ -235,10 +247,13 @@ export class MicrovmProvider implements Provider {
     const shape = this.shapeOf(spec);
     const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
     if (spec.diskMb < imageMb) throw new ProviderError('LIMIT_INVALID', `diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`);
+    if (spec.restore && spec.restore.format !== 'microvm-qcow2')
+      throw new ProviderError('SNAPSHOT_CORRUPT', `a microvm cannot start from a ${spec.restore.format} snapshot (microvm-qcow2 only)`);
     const key = this.snapshotKey(shape);
-    // A snapshot's device model has no NIC: networked VMs always boot cold (and build none).
+    // A snapshot's device model has no NIC: networked VMs always boot cold (and build none);
+    // a bunker restored from a disk delta boots cold too (a memory snapshot is of the bare image).
     const networked = spec.networkProfile !== 'isolated';
-    const snapshot = this.snapshotMode === 'off' || networked ? undefined : this.snapshots.ready(key);
+    const snapshot = this.snapshotMode === 'off' || networked || spec.restore ? undefined : this.snapshots.ready(key);
     if (snapshot) {
       try {
         return await this.startBunker(spec, shape, key, snapshot);
@@ -265,6 +280,7 @@ export class MicrovmProvider implements Provider {
       accel: this.accel,
       snapshot: snapshot ? key : null,
       network: spec.networkProfile,
+      image: spec.imagePath,
       created_at: new Date().toISOString(),
     };
     const networked = spec.networkProfile !== 'isolated';
@@ -275,6 +291,7 @@ export class MicrovmProvider implements Provider {
     try {
       writeFileSync(p.meta, JSON.stringify(meta));
       if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
+      else if (spec.restore) await RootOverlay.fromDelta(p.disk, spec.restore.archivePath, spec.imagePath, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
       mark('disk');
       const nic = networked ? await this.attachNic(spec) : undefined;
@@ -298,13 +315,14 @@ export class MicrovmProvider implements Provider {
       );
       mark('identity');
       if (TRACE) process.stderr.write(`[microvm] spawn ${spec.id}: ${marks.join(' ')}\n`);
-      if (!snapshot && !networked && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
+      if (!snapshot && !networked && !spec.restore && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
       return { id: spec.id, agentSocketPath: p.agentSock, pid: vm.pid, agent };
     } catch (e) {
       agent?.close();
       const tail = consoleTail(p.console);
       await this.destroyLocked(spec.id).catch(() => {});
       const msg = (e as Error).message;
+      if (e instanceof RestoreArchiveError) throw new ProviderError('SNAPSHOT_CORRUPT', `snapshot disk delta refused: ${msg}`);
       // the worker reports `message: details`, which becomes the bunker's termination_reason
       throw new ProviderError('SPAWN_FAILED', `microvm did not start: ${msg}`, tail ? `console: ${tail}` : undefined);
     }
@@ -455,6 +473,46 @@ export class MicrovmProvider implements Provider {
       /* removed under us: leave it out */
     }
     return stats;
+  }
+
+  // ------------------------------------------------------------------ snapshot
+
+  /**
+   * The root overlay as a qcow2 delta over the raw image: the VM is stopped (QMP `stop` drains
+   * and flushes the block layer, qcow2 metadata included) only while its overlay is copied,
+   * then the copy is rebased onto the image (folding in a memory snapshot's disk, when the VM
+   * was started on one) and streamed. The copy lives in the VM's directory and is removed.
+   */
+  async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
+    await this.init();
+    return this.lock.run(id, async (): Promise<LayerFormat> => {
+      const p = this.paths(id);
+      const meta = this.readMeta(id);
+      if (!BUNKER_ID_RE.test(id) || !meta || !existsSync(p.disk)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
+      const control = await this.controlFor(id);
+      const image = meta.image ?? (await RootOverlay.baseOf(p.disk));
+      const copy = join(p.dir, `layer-${randomBytes(6).toString('hex')}.qcow2`);
+      try {
+        const wasPaused = await control.isPaused();
+        if (!wasPaused) await control.pause();
+        let copied = false;
+        try {
+          await copyFile(p.disk, copy);
+          copied = true;
+        } finally {
+          if (!wasPaused) {
+            const resumed = control.resume();
+            if (copied) await resumed;
+            else await resumed.catch(() => {});
+          }
+        }
+        await RootOverlay.exportDelta(copy, image);
+        await copyFileInto(copy, out);
+      } finally {
+        await rm(copy, { force: true });
+      }
+      return 'microvm-qcow2';
+    });
   }
 
   // ------------------------------------------------------------------ list / health

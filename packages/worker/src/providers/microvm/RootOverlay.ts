@@ -4,7 +4,7 @@
  * the ext4 to fill it on first boot.
  */
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
@@ -41,6 +41,70 @@ export class RootOverlay {
     return new RootOverlay(path, snapshotDisk, diskMb);
   }
 
+  /**
+   * A bunker's overlay made from a snapshot's disk delta (a qcow2 written by `exportDelta` on
+   * any worker): moved (or copied) to `path`, re-pointed at this worker's image file whatever
+   * backing name it carries (`rebase -u`: the delta is over the raw image by construction), and
+   * grown to `diskMb`. Throws RestoreArchiveError when the file is not a plain qcow2 (an
+   * external data file would make QEMU open a host path of the archive's choosing) or is
+   * corrupt; a plain Error when it is bigger than `diskMb`.
+   */
+  static async fromDelta(path: string, delta: string, image: string, diskMb: number): Promise<RootOverlay> {
+    try {
+      await rename(delta, path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+      await copyFile(delta, path);
+    }
+    let info: QemuImgInfo;
+    try {
+      info = await qemuImgInfo(path, 'qcow2');
+    } catch (e) {
+      throw new RestoreArchiveError(`not a qcow2 disk delta: ${errText(e)}`);
+    }
+    if (info.format !== 'qcow2') throw new RestoreArchiveError(`not a qcow2 disk delta (${info.format})`);
+    if (info['format-specific']?.data?.['data-file'] !== undefined)
+      throw new RestoreArchiveError('the disk delta names an external data file');
+    const want = diskMb * 1048576;
+    if (info['virtual-size'] > want)
+      throw new Error(`the snapshot's disk (${Math.ceil(info['virtual-size'] / 1048576)} MiB) is bigger than disk_mb ${diskMb}`);
+    try {
+      // re-pointed first: check opens the backing file, and the archived name may not exist here
+      await execFileP('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', image, '-F', 'raw', path]);
+    } catch (e) {
+      throw new RestoreArchiveError(`the disk delta cannot be re-pointed at the image: ${errText(e)}`);
+    }
+    try {
+      await execFileP('qemu-img', ['check', '-q', '-f', 'qcow2', path]);
+    } catch (e) {
+      // 3: leaked clusters only (harmless); 2: corrupt; anything else: unreadable
+      if ((e as { code?: number }).code !== 3) throw new RestoreArchiveError(`the disk delta does not check: ${errText(e)}`);
+    }
+    if (info['virtual-size'] < want) await execFileP('qemu-img', ['resize', '-q', '-f', 'qcow2', path, `${diskMb}M`]);
+    return new RootOverlay(path, image, diskMb);
+  }
+
+  /**
+   * Makes `copy` (a byte copy of a bunker's overlay, taken while its VM was stopped) a delta
+   * over the raw `image` alone: an overlay started on a memory snapshot is backed by the
+   * snapshot's disk, whose data the safe rebase folds in (it compares old and new backing
+   * cluster by cluster; a plain `convert -B` would drop the snapshot disk's clusters).
+   */
+  static async exportDelta(copy: string, image: string): Promise<void> {
+    const info = await qemuImgInfo(copy, 'qcow2');
+    if (info['backing-filename'] === image && info['backing-filename-format'] === 'raw') return;
+    await execFileP('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', copy]);
+  }
+
+  /** The file at the bottom of an overlay's backing chain (the image), read without taking QEMU's locks. */
+  static async baseOf(path: string): Promise<string> {
+    const { stdout } = await execFileP('qemu-img', ['info', '-U', '--backing-chain', '--output=json', path], { maxBuffer: 1 << 20 });
+    const chain = JSON.parse(stdout) as QemuImgInfo[];
+    const last = chain.at(-1);
+    if (!last?.filename || chain.length < 2) throw new Error(`${path} has no backing file`);
+    return last.filename;
+  }
+
   /** Bytes the overlay occupies on the host (allocated blocks, not the virtual size). */
   async allocatedBytes(): Promise<number> {
     const st = await stat(this.path);
@@ -50,4 +114,32 @@ export class RootOverlay {
   async remove(): Promise<void> {
     await rm(this.path, { force: true });
   }
+}
+
+/** A restore archive that is not a usable disk delta (the worker reports SNAPSHOT_CORRUPT). */
+export class RestoreArchiveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RestoreArchiveError';
+  }
+}
+
+interface QemuImgInfo {
+  filename: string;
+  format: string;
+  'virtual-size': number;
+  'backing-filename'?: string;
+  'backing-filename-format'?: string;
+  'format-specific'?: { type?: string; data?: { 'data-file'?: string } };
+}
+
+/** `qemu-img info` of one file (its backing is not opened). */
+async function qemuImgInfo(path: string, format: string): Promise<QemuImgInfo> {
+  const { stdout } = await execFileP('qemu-img', ['info', '-U', '-f', format, '--output=json', path], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as QemuImgInfo;
+}
+
+function errText(e: unknown): string {
+  const err = e as { stderr?: string; message?: string };
+  return (err.stderr?.trim() || err.message || String(e)).slice(0, 500);
 }
