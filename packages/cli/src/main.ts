@@ -25,6 +25,9 @@ group(async () => (await import('./commands/server.js')).registerServerCommands,
 group(async () => (await import('./commands/bunker.js')).registerBunkerCommands, {
   bunker: 'Create, use and remove bunkers (client of the API)',
 });
+group(async () => (await import('./commands/snapshot.js')).registerSnapshotCommands, {
+  snapshot: "Snapshots of bunkers' files: take, list, inspect, remove (restore: bunker create --from-snapshot)",
+});
 group(async () => (await import('./commands/bridge.js')).registerBridgeCommands, {
   bridge: 'Transit bridges: layer-2 segments for transit bunkers (create/rm: scaibunker:admin:tenant)',
 });

@@ -248,7 +248,9 @@ export function registerBunkerCommands(program: Command): void {
     bunker
       .command('create')
       .description('Create a bunker and wait until it runs; prints its id')
-      .option('--image <name>', 'image to start from', 'minimal')
+      .option('--image <name>', "image to start from (default minimal; with --from-snapshot, the snapshot's)")
+      .option('--from-snapshot <snapshot-id>', "start from a snapshot: its image with the snapshot's files restored")
+      .option('--auto-resume', 'persistent bunkers: a call while it is passivated resumes it first')
       .addOption(new Option('--lifecycle <mode>', 'lifecycle mode').choices(LIFECYCLES))
       .addOption(new Option('--isolation <kind>', 'isolation: a container (default) or its own microVM').choices(ISOLATIONS))
       .option('--cpu <cpu>', 'CPU: cores (0.5) or millicores (500m)', cpuMillicores)
@@ -283,7 +285,10 @@ export function registerBunkerCommands(program: Command): void {
   ).action(
     clientAction(async (o: ClientFlags & Record<string, unknown>) => {
       const client = await clientFrom(o);
-      const body: CreateBunkerOptions = { image: o.image as string };
+      const body: CreateBunkerOptions = o.fromSnapshot
+        ? { snapshot_id: o.fromSnapshot as string, ...(o.image ? { image: o.image as string } : {}) }
+        : { image: (o.image as string | undefined) ?? 'minimal' };
+      if (o.autoResume) body.auto_resume = true;
       if (o.lifecycle) body.lifecycle = o.lifecycle as CreateBunkerOptions['lifecycle'];
       if (o.isolation) body.isolation = o.isolation as CreateBunkerOptions['isolation'];
       if (o.cpu !== undefined) body.cpu_millicores = o.cpu as number;
@@ -302,7 +307,7 @@ export function registerBunkerCommands(program: Command): void {
       if (o.maxLifetime !== undefined) body.max_lifetime_s = o.maxLifetime as number;
       if (o.label) body.metadata = o.label as Record<string, string>;
       if (o.env) body.env = o.env as Record<string, string>;
-      const spinner = new Spinner().start(`creating a ${body.image} bunker`);
+      const spinner = new Spinner().start(body.snapshot_id ? `restoring ${body.snapshot_id}` : `creating a ${body.image} bunker`);
       let created: Bunker;
       try {
         created = await Bunker.create(body, client);
@@ -506,15 +511,17 @@ export function registerBunkerCommands(program: Command): void {
 
   for (const [verb, description] of [
     ['pause', 'Freeze every process of running bunkers (files and memory are kept)'],
-    ['resume', 'Thaw paused bunkers'],
+    ['resume', 'Thaw paused bunkers, or restore passivated ones from their snapshot'],
   ] as const) {
-    withClientOptions(bunker.command(verb).description(description).argument('<ids...>', 'bunker ids')).action(
-      clientAction(async (ids: string[], o: ClientFlags) => {
+    const command = bunker.command(verb).description(description).argument('<ids...>', 'bunker ids');
+    if (verb === 'pause') command.option('--passivate', 'persistent bunkers: snapshot them and release their worker instead of freezing');
+    withClientOptions(command).action(
+      clientAction(async (ids: string[], o: ClientFlags & { passivate?: boolean }) => {
         const client = await clientFrom(o);
         const changed: BunkerInfo[] = [];
         for (const id of ids) {
           const b = await Bunker.connect(id, client);
-          const info = verb === 'pause' ? await b.pause() : await b.resume();
+          const info = verb === 'pause' ? await b.pause(o.passivate ? { passivate: true } : {}) : await b.resume();
           changed.push(info);
           if (!o.json) process.stdout.write(`${info.id}\t${info.state}\n`);
         }
@@ -523,6 +530,30 @@ export function registerBunkerCommands(program: Command): void {
       }),
     );
   }
+
+  withClientOptions(
+    bunker
+      .command('fork')
+      .description('Start independent copies of a running bunker from one fresh snapshot; prints their ids')
+      .argument('<id>', 'bunker id')
+      .option('--count <n>', 'how many (1-20)', positiveInt, 1),
+  ).action(
+    clientAction(async (id: string, o: ClientFlags & { count: number }) => {
+      const b = await Bunker.connect(id, await clientFrom(o));
+      const spinner = new Spinner().start(`forking ${id} ×${o.count}`);
+      let forks: Bunker[];
+      try {
+        forks = await b.fork(o.count);
+      } catch (err) {
+        spinner.fail();
+        throw err;
+      }
+      spinner.succeed(`${forks.length} bunker(s) from ${forks[0]?.info.snapshot_id}`);
+      if (o.json) printJson(forks.map((f) => f.info));
+      else process.stdout.write(forks.map((f) => `${f.id}\n`).join(''));
+      return 0;
+    }),
+  );
 
   withClientOptions(
     bunker

@@ -66,6 +66,8 @@ interface BunkerPaths {
   consoleLog: string;
 }
 
+/** In a bunker's directory while it is frozen for a snapshot (see writeLayer). */
+const SNAPSHOT_FREEZE_MARKER = 'snapshot-frozen';
 const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
 
 /**
@@ -228,12 +230,22 @@ export class ContainerProvider implements Provider {
 
     // reconnect: count the image references of bunkers that survived a worker restart
     for (const id of this.listIds()) {
+      await this.thawAfterSnapshot(id, cg);
       if (this.active.has(id)) continue;
       const meta = this.readMeta(id);
       if (!meta) continue;
       this.active.set(id, meta.imageSha256);
       this.images.adopt(meta.imageSha256);
     }
+  }
+
+  /** A bunker a previous worker process froze for a snapshot and never thawed (it died). */
+  private async thawAfterSnapshot(id: string, cg: Cgroups): Promise<void> {
+    const marker = join(this.paths(id).dir, SNAPSHOT_FREEZE_MARKER);
+    if (!existsSync(marker)) return;
+    const rel = this.cgroupsPath(id);
+    if (cg.exists(rel)) await cg.thaw(rel);
+    await rm(marker, { force: true });
   }
 
   /** Creates (never starts) a throwaway container with the real config shape; returns an error text or undefined. */
@@ -557,7 +569,13 @@ export class ContainerProvider implements Provider {
       if (!existsSync(p.upperData) || !(await HostMounts.isMountpoint(p.upper)))
         throw new ProviderError('NOT_FOUND', `bunker ${id} has no disk mounted`);
       const wasFrozen = await cg.isFrozen(rel);
-      if (!wasFrozen) await cg.freeze(rel);
+      // A worker killed while the bunker is frozen for its snapshot would leave it frozen for
+      // good: the marker says this freeze is ours, and init() thaws what it finds marked.
+      const marker = join(p.dir, SNAPSHOT_FREEZE_MARKER);
+      if (!wasFrozen) {
+        writeFileSync(marker, '');
+        await cg.freeze(rel);
+      }
       let failed = false;
       try {
         await commandInto(tar, tarCreateArgs(p.upperData), out, `tar of ${id}'s upper dir`);
@@ -567,7 +585,7 @@ export class ContainerProvider implements Provider {
       } finally {
         if (!wasFrozen) {
           // a thaw failure matters even when the archive was fine: the bunker would stay frozen
-          const thawed = cg.thaw(rel);
+          const thawed = cg.thaw(rel).then(() => rm(marker, { force: true }));
           if (failed) await thawed.catch(() => {});
           else await thawed;
         }

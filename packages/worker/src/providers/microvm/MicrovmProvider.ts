@@ -23,7 +23,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { copyFile, mkdir, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -97,6 +97,8 @@ interface VmPaths extends VmFiles {
   meta: string;
 }
 
+/** In a VM's directory while it is stopped for a snapshot (see writeLayer). */
+const SNAPSHOT_PAUSE_MARKER = 'snapshot-paused';
 const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
 
 /** Guest RAM is the bunker's; QEMU itself (TCG translation cache, device buffers) needs this on top. */
@@ -494,14 +496,20 @@ export class MicrovmProvider implements Provider {
       const copy = join(p.dir, `layer-${randomBytes(6).toString('hex')}.qcow2`);
       try {
         const wasPaused = await control.isPaused();
-        if (!wasPaused) await control.pause();
+        // As for containers: a worker that dies while the VM is stopped for its snapshot leaves
+        // the marker, and the next list() resumes the VM.
+        const marker = join(p.dir, SNAPSHOT_PAUSE_MARKER);
+        if (!wasPaused) {
+          await writeFile(marker, '');
+          await control.pause();
+        }
         let copied = false;
         try {
           await copyFile(p.disk, copy);
           copied = true;
         } finally {
           if (!wasPaused) {
-            const resumed = control.resume();
+            const resumed = control.resume().then(() => rm(marker, { force: true }));
             if (copied) await resumed;
             else await resumed.catch(() => {});
           }
@@ -533,12 +541,27 @@ export class MicrovmProvider implements Provider {
     } catch {
       ids = [];
     }
-    return ids.map((id) => {
+    const out: Array<{ id: string; running: boolean; agentSocketPath: string }> = [];
+    for (const id of ids) {
       const p = this.paths(id);
       const meta = this.readMeta(id);
       const running = !!meta?.pid && processInCgroup(meta.pid, meta.cgroup) && existsSync(p.agentSock);
-      return { id, running, agentSocketPath: p.agentSock };
-    });
+      if (running && existsSync(join(p.dir, SNAPSHOT_PAUSE_MARKER))) await this.resumeAfterSnapshot(id);
+      out.push({ id, running, agentSocketPath: p.agentSock });
+    }
+    return out;
+  }
+
+  /** A VM a previous worker process stopped for a snapshot and never resumed (it died). */
+  private async resumeAfterSnapshot(id: string): Promise<void> {
+    try {
+      await this.lock.run(id, async () => {
+        await (await this.controlFor(id)).resume();
+        await rm(join(this.paths(id).dir, SNAPSHOT_PAUSE_MARKER), { force: true });
+      });
+    } catch (e) {
+      this.logger.warn(`resuming ${id} after an interrupted snapshot failed: ${(e as Error).message}`);
+    }
   }
 
   async health(): Promise<{ ok: boolean; runtime: string; details?: string }> {
