@@ -14,7 +14,17 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { type S3rverServer, startS3rver } from '../../packages/controller/test/helpers/s3rver.js';
-import { adminKeyOf, destroyLeftoverBunkers, eventually, FAST_INTERVALS, freePort, IMAGE_DIR, mountsUnder, ServerProcess, tempDataDir } from './harness.js';
+import {
+  adminKeyOf,
+  destroyLeftoverBunkers,
+  eventually,
+  FAST_INTERVALS,
+  freePort,
+  IMAGE_DIR,
+  mountsUnder,
+  ServerProcess,
+  tempDataDir,
+} from './harness.js';
 
 const BUCKET = 'snapshots-e2e';
 const SMALL = { image: 'minimal', cpu_millicores: 250, memory_mb: 64, disk_mb: 128 } as const;
@@ -30,7 +40,7 @@ const WRITE = [
   'echo x > /srv/gone/x && rm -rf /srv/gone',
 ].join(' && ');
 const LISTING =
-  "cd /srv/data && find . | sort | while read f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; elif [ -f \"$f\" ]; then echo \"$f $(stat -c '%a %s %h' \"$f\") $(sha256sum < \"$f\" | cut -c1-64)\"; else echo \"$f/\"; fi; done; ls /etc/motd /etc/issue /srv/gone 2>&1 | sort";
+  'cd /srv/data && find . | sort | while read f; do if [ -L "$f" ]; then echo "$f -> $(readlink "$f")"; elif [ -f "$f" ]; then echo "$f $(stat -c \'%a %s %h\' "$f") $(sha256sum < "$f" | cut -c1-64)"; else echo "$f/"; fi; done; ls /etc/motd /etc/issue /srv/gone 2>&1 | sort';
 
 describe('snapshots (controller on S3 + two workers)', () => {
   const data = tempDataDir();
@@ -193,7 +203,9 @@ describe('snapshots (controller on S3 + two workers)', () => {
     assert.equal(p.worker_id, null);
     // Its worker no longer runs it: the worker's own bunker directory is gone.
     const workerDir = join(data.dir, [...workers.entries()].findIndex(([id]) => id === workerId) === 0 ? 'w1' : 'w2');
-    await eventually('the worker dropped the passivated bunker', async () => (mountsUnder(workerDir).some((m) => m.includes(b.id)) ? undefined : true));
+    await eventually('the worker dropped the passivated bunker', async () =>
+      mountsUnder(workerDir).some((m) => m.includes(b.id)) ? undefined : true,
+    );
     assert.equal((await run(b, 'cat /srv/state')).trim(), 'kept');
     const resumed = await b.refresh();
     assert.equal(resumed.state, 'running');
@@ -235,7 +247,10 @@ describe('snapshots (controller on S3 + two workers)', () => {
     // The kill may come after the archive was stored: then the snapshot is whole (ready), never partial.
     if (failed.state === 'failed') assert.match(failed.error ?? '', /WORKER_UNAVAILABLE|SNAPSHOT_FAILED|socket|closed|unreachable/i);
     assert.equal((await b.refresh()).state, 'running');
-    workers.set(workerId, { proc: await ServerProcess.start(w.args, { SCAIBUNKER_WORKER_TOKEN: token }, /worker (wk_\w+) at/), args: w.args });
+    workers.set(workerId, {
+      proc: await ServerProcess.start(w.args, { SCAIBUNKER_WORKER_TOKEN: token }, /worker (wk_\w+) at/),
+      args: w.args,
+    });
     await eventually('the worker is back', async () => ((await b.refresh()).worker_reachable ? true : undefined));
     assert.equal((await run(b, 'cat /srv/small')).trim(), 'alive');
   });

@@ -53,6 +53,7 @@ function profileFields(p: QuotaProfile): string {
     ['max_memory_mb', cap(p.max_memory_mb)],
     ['max_disk_mb', cap(p.max_disk_mb)],
     ['max_gpu_count', cap(p.max_gpu_count)],
+    ['max_snapshot_bytes', cap(p.max_snapshot_bytes)],
     ['allowed_lifecycles', list(p.allowed_lifecycles)],
     ['allowed_images', list(p.allowed_images)],
     ['allowed_network_profiles', list(p.allowed_network_profiles)],
@@ -97,6 +98,11 @@ function withLimitOptions(cmd: Command): Command {
     .option('--max-memory <size>', 'memory in MiB or with a unit (16g); none: no cap', capOf(sizeMb))
     .option('--max-disk <size>', 'disk in MiB or with a unit (100g); none: no cap', capOf(sizeMb))
     .option('--max-gpus <n>', 'GPUs (none: no cap)', capOf(nonNegativeInt))
+    .option(
+      '--max-snapshot-size <size>',
+      "the tenant's stored snapshots in MiB or with a unit (50g); none: no cap",
+      capOf((v) => sizeMb(v) * 1048576),
+    )
     .option('--lifecycle <mode>', `allowed lifecycle, repeatable: ${LIFECYCLES.join(', ')} (any: no restriction)`, allowList(LIFECYCLES))
     .option('--image <name>', 'allowed image name, repeatable (any: no restriction)', allowList(null))
     .option(
@@ -114,6 +120,7 @@ type LimitFlags = {
   maxMemory?: Cap;
   maxDisk?: Cap;
   maxGpus?: Cap;
+  maxSnapshotSize?: Cap;
   lifecycle?: AllowList;
   image?: AllowList;
   networkProfile?: AllowList;
@@ -127,6 +134,7 @@ function limits(o: LimitFlags): UpdateQuotaProfileBody {
     ['max_memory_mb', o.maxMemory],
     ['max_disk_mb', o.maxDisk],
     ['max_gpu_count', o.maxGpus],
+    ['max_snapshot_bytes', o.maxSnapshotSize],
     ['allowed_lifecycles', o.lifecycle],
     ['allowed_images', o.image],
     ['allowed_network_profiles', o.networkProfile],
