@@ -203,6 +203,8 @@ export class HttpTransport {
       ...(opts.body === undefined ? {} : { json: opts.body }),
     });
     const text = await this.readText(res);
+    // 204 No Content (a delete): there is no document to parse.
+    if (res.status === 204 && text === '') return undefined as JsonResponse<M, P>;
     try {
       return JSON.parse(text) as JsonResponse<M, P>;
     } catch {

@@ -39,7 +39,9 @@ function snapshotFields(s: Snapshot): string {
 }
 
 export function registerSnapshotCommands(program: Command): void {
-  const snapshot = program.command('snapshot').description("Snapshots of bunkers' files: take, list, inspect, remove");
+  const snapshot = program
+    .command('snapshot')
+    .description("Snapshots of bunkers' files: take, list, inspect, remove (restore: bunker create --from-snapshot)");
 
   withClientOptions(
     snapshot
