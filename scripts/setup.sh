@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(crun runc busybox-static debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev)
+APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh

@@ -5,15 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { pipeline, Transform } from 'node:stream';
-import { createZstdCompress, constants as zlib } from 'node:zlib';
 import type { AgentClient } from '../agent/AgentClient.js';
 import type { Provider } from '../providers/Provider.js';
 import { type ControllerLink, type SnapshotResult, WorkerError } from '../WorkerApi.js';
-
-/** zstd level: 3 (zstd's default) keeps up with tar on one core here; higher levels cost more than they save. */
-const ZSTD_LEVEL = 3;
-/** Output chunk of the zstd streams: zlib's 16 KiB default costs a thread-pool round trip per 16 KiB. */
-export const ZSTD_CHUNK = 1024 * 1024;
+import { zstdCompressor } from './Compressor.js';
 
 export interface ArchiveOptions {
   provider: Provider;
@@ -46,10 +41,7 @@ export class Meter extends Transform {
  * way) and then nothing was stored.
  */
 export async function archiveLayer(o: ArchiveOptions): Promise<SnapshotResult> {
-  const zstd = createZstdCompress({
-    chunkSize: ZSTD_CHUNK,
-    params: { [zlib.ZSTD_c_compressionLevel]: ZSTD_LEVEL, [zlib.ZSTD_c_checksumFlag]: 1 },
-  });
+  const zstd = zstdCompressor();
   const meter = new Meter();
   let failure: unknown;
   const fail = (err: unknown) => {
@@ -58,7 +50,7 @@ export async function archiveLayer(o: ArchiveOptions): Promise<SnapshotResult> {
     zstd.destroy(e);
     meter.destroy(e);
   };
-  pipeline(zstd, meter, () => {});
+  pipeline(zstd.output, meter, () => {});
   const onAbort = () => fail(o.signal.reason ?? new Error('snapshot aborted'));
   if (o.signal.aborted) onAbort();
   else o.signal.addEventListener('abort', onAbort, { once: true });
@@ -67,7 +59,7 @@ export async function archiveLayer(o: ArchiveOptions): Promise<SnapshotResult> {
       fail(err);
       throw err;
     });
-    const write = o.provider.writeLayer(o.bunkerId, zstd).then(
+    const write = o.provider.writeLayer(o.bunkerId, zstd.input).then(
       (format) => {
         zstd.end();
         return format;

@@ -11,7 +11,8 @@ import { pipeline } from 'node:stream/promises';
 import { createZstdDecompress } from 'node:zlib';
 import type { LayerFormat } from '../providers/Provider.js';
 import { type ControllerLink, type SnapshotRef, WorkerError } from '../WorkerApi.js';
-import { Meter, ZSTD_CHUNK } from './SnapshotArchiver.js';
+import { ZSTD_CHUNK } from './Compressor.js';
+import { Meter } from './SnapshotArchiver.js';
 
 const EXTENSION: Record<LayerFormat, string> = { 'container-tar': 'tar', 'microvm-qcow2': 'qcow2' };
 

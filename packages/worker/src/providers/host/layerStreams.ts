@@ -3,8 +3,9 @@
  * that stream (it ends it, and only on success), so these never end it and fail loudly when
  * it goes away.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 
 /**
@@ -53,6 +54,9 @@ export function copyFileInto(path: string, out: Writable): Promise<void> {
  * the command is killed (and awaited) before this rejects.
  */
 export async function commandInto(cmd: string, args: readonly string[], out: Writable, what: string): Promise<void> {
+  // A pipe to another process (a compressor's stdin) is handed to the command as its stdout:
+  // the bytes go from one process to the other without passing through this one.
+  if (out instanceof Socket && !out.destroyed && !out.writableEnded) return commandToPipe(cmd, args, out, what);
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
@@ -77,4 +81,31 @@ export async function commandInto(cmd: string, args: readonly string[], out: Wri
     throw new Error(
       `${what} failed (${signal ? `signal ${signal}` : `exit ${code}`})${stderr.trim() ? `: ${stderr.trim().slice(-2000)}` : ''}`,
     );
+}
+
+/** commandInto with `out` (a pipe) as the command's own stdout; rejects with its stderr when it fails. */
+async function commandToPipe(cmd: string, args: readonly string[], out: Socket, what: string): Promise<void> {
+  const child = spawn(cmd, args, { stdio: ['ignore', out, 'pipe'] });
+  const onOutClose = () => child.kill('SIGKILL');
+  out.once('close', onOutClose);
+  try {
+    const { code, signal, stderr } = await exitOf(child);
+    if (code !== 0)
+      throw new Error(
+        `${what} failed (${signal ? `signal ${signal}` : `exit ${code}`})${stderr.trim() ? `: ${stderr.trim().slice(-2000)}` : ''}`,
+      );
+  } finally {
+    out.off('close', onOutClose);
+  }
+}
+
+function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 8192) stderr += d;
+  });
+  return new Promise((resolve) => {
+    child.once('error', (err) => resolve({ code: null, signal: null, stderr: stderr + err.message }));
+    child.once('close', (code, signal) => resolve({ code, signal, stderr }));
+  });
 }
