@@ -48,6 +48,7 @@ describe('scaibunker usage', () => {
       group_by: 'day',
       // The tenant's exec output kept in the blob store now (none: no exec spilled).
       stored_output_bytes: 0,
+      snapshot_bytes: 0,
     });
 
     const badGroup = await cli(['usage', '--group-by', 'user', ...auth]);

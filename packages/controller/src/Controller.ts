@@ -23,6 +23,7 @@ import { FlowAuditService } from './bunkers/FlowAuditService.js';
 import { OutputStorage } from './bunkers/OutputStorage.js';
 import { ProcessFollower } from './bunkers/ProcessFollower.js';
 import { ProcessService } from './bunkers/ProcessService.js';
+import { CodeService } from './code/CodeService.js';
 import { type ControllerConfig, DEFAULT_CONFIG, validateConfig } from './config.js';
 import { DependencyState } from './health/DependencyState.js';
 import { diskCheck, Readiness } from './health/Readiness.js';
@@ -34,6 +35,7 @@ import { auditRoutes } from './http/routes/auditRoutes.js';
 import { availabilityGroupRoutes } from './http/routes/availabilityGroupRoutes.js';
 import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
+import { codeRoutes } from './http/routes/codeRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
 import { imageRoutes } from './http/routes/imageRoutes.js';
@@ -219,11 +221,12 @@ export class Controller {
       this.auditTrail,
     );
     this.followers = new ProcessFollower(store, this.directory, guarded, exec.logs, this.config, outputs);
+    const processes = new ProcessService(store, bunkers, exec.logs, this.followers, this.auditTrail);
     this.services = {
       store,
       bunkers,
       exec,
-      processes: new ProcessService(store, bunkers, exec.logs, this.followers, this.auditTrail),
+      processes,
       terminals: new TerminalBridge(this.config.shellGraceMs),
       tickets: ShellTickets.fromWorkerToken(opts.workerToken, shared.tickets),
       files: new FileService(bunkers, this.config, this.auditTrail),
@@ -248,6 +251,7 @@ export class Controller {
       ),
       previews: new PreviewService(store, bunkers, this.config, this.auditTrail),
       ...snapshotServices(store, bunkers, this.directory, quotas, guarded, this.auditTrail),
+      code: new CodeService(processes, this.auditTrail),
     };
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs, this.services.passivation);
     this.routes = [
@@ -255,6 +259,7 @@ export class Controller {
       ...processRoutes(this.services),
       ...portRoutes(this.services),
       ...snapshotRoutes(this.services),
+      ...codeRoutes(this.services),
       ...fileRoutes(this.services),
       ...flowAuditRoutes(this.services),
       ...auditRoutes(this.services),

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { BunkerCode } from './BunkerCode.js';
 import { BunkerFiles } from './BunkerFiles.js';
 import { BunkerPorts } from './BunkerPorts.js';
 import { BunkerProcesses, type ShellOptions } from './BunkerProcesses.js';
@@ -100,6 +101,8 @@ export class Bunker {
   readonly processes: BunkerProcesses;
   /** Ports inside the bunker: `url(port)` (path proxy), previews. */
   readonly ports: BunkerPorts;
+  /** Stateful Python: `await bunker.code.run('x = 1')`. */
+  readonly code: BunkerCode;
   private data: BunkerInfo;
 
   constructor(
@@ -110,6 +113,7 @@ export class Bunker {
     this.files = new BunkerFiles(client.transport, info.id);
     this.processes = new BunkerProcesses(client.transport, info.id);
     this.ports = new BunkerPorts(client.transport, info.id);
+    this.code = new BunkerCode(client.transport, info.id);
   }
 
   /** Creates a bunker and resolves once it runs. */

@@ -98,6 +98,8 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
   SNAPSHOT_NOT_READY: ConflictError,
   SNAPSHOT_IN_USE: ConflictError,
   SNAPSHOT_NOT_FOUND: NotFoundError,
+  CODE_CONTEXT_NOT_FOUND: NotFoundError,
+  KERNEL_UNAVAILABLE: ConflictError,
   SNAPSHOT_CORRUPT: ConflictError,
   SNAPSHOT_FAILED: UnavailableError,
   PREVIEWS_DISABLED: ConflictError,

@@ -3,6 +3,7 @@ export { AuditApi, type AuditQueryOptions } from './AuditApi.js';
 export { AvailabilityGroupsApi } from './AvailabilityGroupsApi.js';
 export { BridgesApi } from './BridgesApi.js';
 export { Bunker, type CreateBunkerOptions, type ExecOptions, type ListBunkersOptions, type PageOptions } from './Bunker.js';
+export { BunkerCode, type CodeError, type CodeResult, type Execution, type RunCodeOptions } from './BunkerCode.js';
 export { BunkerFiles, type WatchOptions, type WriteFileOptions } from './BunkerFiles.js';
 export { BunkerPorts, type PreviewInfo, type PreviewOptions } from './BunkerPorts.js';
 export { BunkerProcess } from './BunkerProcess.js';

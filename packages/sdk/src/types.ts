@@ -73,6 +73,7 @@ export type Permission = Schemas['CreateApiKey']['permissions'][number];
 export type ApiKeyIdentity = Pick<Schemas['CreateApiKey'], 'user_id' | 'groups'>;
 export type Bridge = Schemas['Bridge'];
 export type Snapshot = Schemas['Snapshot'];
+export type CodeContext = Schemas['CodeContext'];
 export type QuotaProfile = Schemas['QuotaProfile'];
 export type CreateQuotaProfileBody = Schemas['CreateQuotaProfile'];
 export type UpdateQuotaProfileBody = Schemas['UpdateQuotaProfile'];

@@ -91,6 +91,24 @@ export class ProcessService {
     });
   }
 
+  /**
+   * A background process the platform starts for the caller (a code context's kernel): audited
+   * as `exec.run` with its command label, steered like any other exec.
+   */
+  startProcess(principal: Principal, bunkerId: string, opts: StartOptions): Promise<schemas.Process> {
+    return this.start(
+      principal,
+      bunkerId,
+      (execId) => ({
+        action: 'exec.run',
+        target: { type: 'exec', id: execId },
+        bunkerId,
+        details: { exec_id: execId, command: opts.command, background: true, ...(opts.tag ? { tag: opts.tag } : {}) },
+      }),
+      opts,
+    );
+  }
+
   private async start(
     principal: Principal,
     bunkerId: string,

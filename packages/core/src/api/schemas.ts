@@ -260,6 +260,52 @@ export const PauseBody = Type.Object(
 );
 export type PauseBody = Static<typeof PauseBody>;
 
+// ---- code contexts -----------------------------------------------------------------------------
+
+export const CodeContextId = Type.String({
+  pattern: `^(default|${idPattern('cx').slice(1, -1)})$`,
+  description: "A code context: `default` (the bunker's own, started on first use) or one made by `POST …/code/contexts`",
+});
+export const CodeContextParams = Type.Object({ id: BunkerId, context_id: CodeContextId }, strict);
+
+export const RunCodeBody = Type.Object(
+  {
+    code: Type.String({ maxLength: 1024 * 1024, description: 'Python source; the value of a trailing expression is the result' }),
+    context_id: Type.Optional(CodeContextId),
+    language: Type.Optional(literalUnion(['python'] as const, { description: 'Only `python`' })),
+    timeout_s: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 86400,
+        description: 'Interrupt the execution (KeyboardInterrupt) after this long; the context keeps its state. Default: none',
+      }),
+    ),
+  },
+  { ...strict, $id: 'RunCode' },
+);
+export type RunCodeBody = Static<typeof RunCodeBody>;
+
+export const CreateCodeContextBody = Type.Object(
+  {
+    language: Type.Optional(literalUnion(['python'] as const, { description: 'Only `python`' })),
+    cwd: Type.Optional(BunkerPath),
+    env: Type.Optional(EnvMap),
+  },
+  { ...strict, $id: 'CreateCodeContext' },
+);
+export type CreateCodeContextBody = Static<typeof CreateCodeContextBody>;
+
+export const CodeContext = Type.Object(
+  {
+    id: Type.String(),
+    language: literalUnion(['python'] as const),
+    exec_id: Type.String({ description: 'The kernel: a background process of the bunker' }),
+    cwd: Nullable(Type.String()),
+  },
+  { $id: 'CodeContext' },
+);
+export const CodeContextList = Type.Object({ items: Type.Array(CodeContext) }, { $id: 'CodeContextList' });
+
 // ---- snapshots --------------------------------------------------------------------------------
 
 export const SNAPSHOT_STATES = ['creating', 'ready', 'failed'] as const;

@@ -45,6 +45,12 @@ export const ERROR_CODES = {
     description: 'The tenant already has a bridge of that name, or a bunker that has not ended is attached to the bridge.',
   },
   PREVIEW_NOT_FOUND: { status: 404, description: 'No preview with that id for the bunker.' },
+  CODE_CONTEXT_NOT_FOUND: { status: 404, description: 'No running code context with that id in the bunker.' },
+  KERNEL_UNAVAILABLE: {
+    status: 409,
+    description:
+      "The bunker cannot run a code context's kernel (its image has no python3, or the kernel did not start); the message says why.",
+  },
   SNAPSHOT_NOT_FOUND: { status: 404, description: "No snapshot with that id in the caller's tenant." },
   SNAPSHOT_NOT_READY: {
     status: 409,

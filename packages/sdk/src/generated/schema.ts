@@ -455,6 +455,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/modules/scaibunker/bunkers/{id}/code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run Python in a stateful context (variables and imports kept between runs); answers Server-Sent Events */
+        post: operations["runCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/bunkers/{id}/code/contexts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The bunker's running code contexts */
+        get: operations["listCodeContexts"];
+        put?: never;
+        /** Start a new Python context (its own kernel process) in the bunker */
+        post: operations["createCodeContext"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/bunkers/{id}/code/contexts/{context_id}/restart": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Restart a context: a fresh kernel under the same id (its state is dropped) */
+        post: operations["restartCodeContext"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/modules/scaibunker/bunkers/{id}/code/contexts/{context_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Stop a context (its kernel is killed) */
+        delete: operations["deleteCodeContext"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/modules/scaibunker/bunkers/{id}/files/watch": {
         parameters: {
             query?: never;
@@ -1104,7 +1173,7 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
+                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "CODE_CONTEXT_NOT_FOUND" | "KERNEL_UNAVAILABLE" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
                 message: string;
                 details: {
                     [key: string]: unknown;
@@ -1364,6 +1433,42 @@ export interface components {
         ForkBunker: {
             /** @description How many independent bunkers to start from one fresh snapshot */
             count: number;
+        };
+        RunCode: {
+            /** @description Python source; the value of a trailing expression is the result */
+            code: string;
+            /** @description A code context: `default` (the bunker's own, started on first use) or one made by `POST …/code/contexts` */
+            context_id?: string;
+            /**
+             * @description Only `python`
+             * @constant
+             */
+            language?: "python";
+            /** @description Interrupt the execution (KeyboardInterrupt) after this long; the context keeps its state. Default: none */
+            timeout_s?: number;
+        };
+        CodeContext: {
+            id: string;
+            /** @constant */
+            language: "python";
+            /** @description The kernel: a background process of the bunker */
+            exec_id: string;
+            cwd: string | null;
+        };
+        CreateCodeContext: {
+            /**
+             * @description Only `python`
+             * @constant
+             */
+            language?: "python";
+            /** @description Absolute path inside the bunker; no `..` components */
+            cwd?: string;
+            env?: {
+                [key: string]: string;
+            };
+        };
+        CodeContextList: {
+            items: components["schemas"]["CodeContext"][];
         };
         WriteResult: {
             path: string;
@@ -4967,6 +5072,430 @@ export interface operations {
             };
             /** @description INSUFFICIENT_STORAGE */
             507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    runCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunCode"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND | CODE_CONTEXT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_RUNNING | KERNEL_UNAVAILABLE */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listCodeContexts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodeContextList"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createCodeContext: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateCodeContext"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodeContext"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_RUNNING | KERNEL_UNAVAILABLE */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    restartCodeContext: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                context_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodeContext"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND | CODE_CONTEXT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_RUNNING | KERNEL_UNAVAILABLE */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteCodeContext: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                context_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_FOUND | CODE_CONTEXT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description BUNKER_NOT_RUNNING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

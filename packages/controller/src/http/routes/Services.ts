@@ -6,6 +6,7 @@ import type { ExecService } from '../../bunkers/ExecService.js';
 import type { FileService } from '../../bunkers/FileService.js';
 import type { FlowAuditService } from '../../bunkers/FlowAuditService.js';
 import type { ProcessService } from '../../bunkers/ProcessService.js';
+import type { CodeService } from '../../code/CodeService.js';
 import type { ImageService } from '../../images/ImageService.js';
 import type { PortProxy } from '../../ports/PortProxy.js';
 import type { PreviewService } from '../../ports/PreviewService.js';
@@ -48,6 +49,7 @@ export interface Services {
   snapshots: SnapshotService;
   passivation: Passivation;
   forks: ForkService;
+  code: CodeService;
 }
 
 export const API = '/v1/modules/scaibunker';
