@@ -30,8 +30,24 @@ status=0
 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}" 2>&1 | tee "$log" || status=$?
 # Zero executed tests is a failure, not a pass.
 passed=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -1)
+failed=$(sed -n 's/^ℹ fail \([0-9]*\)$/\1/p' "$log" | tail -1)
 if [[ -z "$passed" || "$passed" == 0 ]]; then
   echo "[test] no test passed" >&2
-  exit 1
+  status=1
 fi
+
+# The Python SDK (packages/sdk-python): pytest against its own `scaibunker serve`, mypy --strict,
+# an offline pip install. pytest's summary line is "N passed, M failed in …".
+echo "[test] python sdk"
+pylog=$(mktemp)
+trap 'rm -f "$log" "$pylog"' EXIT
+py_status=0
+python3 -m pytest -p no:cacheprovider -rfE packages/sdk-python/tests 2>&1 | tee "$pylog" || py_status=$?
+py_summary=$(grep -E '^=+ .*[0-9]+ (passed|failed|error).* =+$' "$pylog" | tail -1 | sed -E 's/^=+ (.*) in [0-9.]+s.* =+$/\1/')
+if ! grep -qE '[1-9][0-9]* passed' <<<"$py_summary"; then
+  echo "[test] no python test passed" >&2
+  py_status=1
+fi
+((py_status == 0)) || status=1
+echo "[test] node: pass ${passed:-0}, fail ${failed:-0}; python: ${py_summary:-none}"
 exit "$status"
