@@ -49,5 +49,9 @@ if ! grep -qE '[1-9][0-9]* passed' <<<"$py_summary"; then
   py_status=1
 fi
 ((py_status == 0)) || status=1
-echo "[test] node: pass ${passed:-0}, fail ${failed:-0}; python: ${py_summary:-none}"
+py_passed=$(grep -oE '[0-9]+ passed' <<<"$py_summary" | grep -oE '[0-9]+' || echo 0)
+py_failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$py_summary" | awk '{n += $1} END {print n + 0}')
+echo "[test] node: pass ${passed:-0}, fail ${failed:-0}"
+# Another runner's summary, in the form CI reads: "N passed, N failed".
+echo "[test] python: ${py_passed:-0} passed, ${py_failed:-0} failed"
 exit "$status"
