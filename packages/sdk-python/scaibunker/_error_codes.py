@@ -45,6 +45,8 @@ ERROR_CODES: dict[str, ErrorCodeInfo] = {
     "QUOTA_PROFILE_CONFLICT": ErrorCodeInfo(409, "ConflictError", "A quota profile with that name already exists in the tenant, or the profile already has that assignment."),
     "BRIDGE_CONFLICT": ErrorCodeInfo(409, "ConflictError", "The tenant already has a bridge of that name, or a bunker that has not ended is attached to the bridge."),
     "PREVIEW_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No preview with that id for the bunker."),
+    "CODE_CONTEXT_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No running code context with that id in the bunker."),
+    "KERNEL_UNAVAILABLE": ErrorCodeInfo(409, "ConflictError", "The bunker cannot run a code context's kernel (its image has no python3, or the kernel did not start); the message says why."),
     "SNAPSHOT_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No snapshot with that id in the caller's tenant."),
     "SNAPSHOT_NOT_READY": ErrorCodeInfo(409, "ConflictError", "The snapshot is still being written, or it failed; only a `ready` snapshot restores."),
     "SNAPSHOT_IN_USE": ErrorCodeInfo(409, "ConflictError", "A bunker is being restored from the snapshot, or a passivated bunker keeps its files in it; it cannot be deleted now."),
