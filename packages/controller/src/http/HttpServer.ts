@@ -114,8 +114,6 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       if (hostRouter.matches(req)) await hostRouter.serve(req, reply);
     });
   }
-  // Uploads stream straight through: the handler gets the raw request stream.
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
   app.addHook('onRoute', (r) => {
     if (!r.config?.auth) throw new Error(`route ${r.method} ${r.url} declares no auth`);
   });
@@ -158,10 +156,10 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     ...(def.params ? { params: def.params } : {}),
   });
 
-  for (const def of opts.routes.filter((d) => !d.response.websocket)) {
+  const addRoute = (target: FastifyInstance, def: RouteDef): void => {
     const raw = def.raw;
     if (raw) {
-      app.route({
+      target.route({
         method: def.method,
         url: def.url,
         config: { auth: def.auth },
@@ -173,9 +171,9 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
           throw new ApiError('INTERNAL', `raw route ${def.url} did not answer`);
         },
       });
-      continue;
+      return;
     }
-    app.route({
+    target.route({
       method: def.method,
       url: def.url,
       config: { auth: def.auth },
@@ -204,7 +202,17 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
         return result;
       },
     });
-  }
+  };
+  const plain = opts.routes.filter((d) => !d.response.websocket);
+  for (const def of plain.filter((d) => !d.rawBody)) addRoute(app, def);
+  // Uploads stream straight through, whatever their content type says (curl --data-binary sends
+  // form-urlencoded, editors text/plain, JSON files application/json): on these routes every
+  // body is the raw request stream, never parsed.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+    for (const def of plain.filter((d) => d.rawBody)) addRoute(scope, def);
+  });
 
   // WebSocket routes: auth and validation run on the upgrade request, so a refused one is an
   // ordinary HTTP error and never a socket.

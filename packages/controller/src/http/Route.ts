@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { ApiError, type ErrorCode, type RouteAuth } from '@scaibunker/core';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -95,4 +96,12 @@ export function route<
   P extends TSchema | undefined = undefined,
 >(def: RouteDef<B, Q, P>): RouteDef<B, Q, P> {
   return def;
+}
+
+/**
+ * The upload of a `rawBody` route: the request stream, whatever its content type — as the
+ * catch-all parser handed it over, or untouched when the request named no content type.
+ */
+export function rawUpload(req: FastifyRequest): Readable {
+  return req.body instanceof Readable ? req.body : req.raw;
 }

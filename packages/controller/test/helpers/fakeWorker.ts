@@ -43,7 +43,10 @@ export function fakeWorker(): {
   failSnapshots: { on: boolean };
   holdSnapshots: { gate: Promise<void> | undefined };
   destroyed: string[];
+  /** Files written, `bunker:path` → bytes. */
+  written: Map<string, Buffer>;
 } {
+  const written = new Map<string, Buffer>();
   const snapshotCalls: string[] = [];
   const snapshotBytes = { value: 4096 };
   const failSnapshots = { on: false };
@@ -102,7 +105,13 @@ export function fakeWorker(): {
     resizeProcess: unexpected,
     watchFiles: unexpected,
     readFile: unexpected,
-    writeFile: unexpected,
+    writeFile: async (bunkerId, path, data) => {
+      const chunks: Buffer[] = [];
+      for await (const c of data) chunks.push(Buffer.from(c as Buffer));
+      const bytes = Buffer.concat(chunks);
+      written.set(`${bunkerId}:${path}`, bytes);
+      return { bytes: bytes.length };
+    },
     stat: unexpected,
     list: unexpected,
     mkdir: unexpected,
@@ -150,6 +159,7 @@ export function fakeWorker(): {
     failSnapshots,
     holdSnapshots,
     destroyed,
+    written,
   };
 }
 

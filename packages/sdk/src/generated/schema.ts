@@ -550,7 +550,7 @@ export interface paths {
         };
         /** Read a file (streamed) */
         get: operations["readFile"];
-        /** Write a file (streamed, application/octet-stream body, capped) */
+        /** Write a file (the raw body, streamed and capped, whatever its content type) */
         put: operations["writeFile"];
         post?: never;
         /** Remove a file or directory (`recursive=true` for a non-empty one) */

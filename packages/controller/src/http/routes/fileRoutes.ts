@@ -1,6 +1,5 @@
-import { Readable } from 'node:stream';
 import { ApiError, schemas } from '@scaibunker/core';
-import { type RouteDef, route } from '../Route.js';
+import { type RouteDef, rawUpload, route } from '../Route.js';
 import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
 
@@ -46,7 +45,7 @@ export function fileRoutes(s: Services): RouteDef[] {
       url: `${API}/bunkers/:id/files`,
       auth: 'scaibunker:execute',
       operationId: 'writeFile',
-      summary: 'Write a file (streamed, application/octet-stream body, capped)',
+      summary: 'Write a file (the raw body, streamed and capped, whatever its content type)',
       tags: ['files'],
       params: schemas.BunkerIdParams,
       querystring: schemas.FileWriteQuery,
@@ -54,8 +53,7 @@ export function fileRoutes(s: Services): RouteDef[] {
       response: { status: 200, schema: schemas.WriteResult },
       errors: [...FILE_ERRORS, 'PAYLOAD_TOO_LARGE', 'DISK_FULL'],
       handler: async ({ params, query, principal, req }) => {
-        // Only application/octet-stream bodies reach here unparsed; an empty upload has none.
-        const data = req.body instanceof Readable ? req.body : Readable.from([]);
+        const data = rawUpload(req);
         const r = await s.files.write(principal, params.id, query.path, data, {
           ...(query.mode ? { mode: Number.parseInt(query.mode, 8) } : {}),
           ...(query.parents ? { parents: true } : {}),

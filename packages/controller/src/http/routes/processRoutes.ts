@@ -1,9 +1,8 @@
-import { Readable } from 'node:stream';
 import { ApiError, schemas } from '@scaibunker/core';
 import type { WebSocket } from 'ws';
 import type { Principal } from '../../auth/Principal.js';
 import { SocketInbox } from '../../shell/SocketInbox.js';
-import { type RouteDef, route, upgradeRequired } from '../Route.js';
+import { type RouteDef, rawUpload, route, upgradeRequired } from '../Route.js';
 import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
 
@@ -87,7 +86,7 @@ export function processRoutes(s: Services): RouteDef[] {
       errors: [...STEER_ERRORS],
       handler: ({ params, principal, req }) =>
         // Only application/octet-stream bodies reach here unparsed; an empty one has none.
-        s.processes.writeStdin(principal, params.id, params.exec_id, req.body instanceof Readable ? req.body : Readable.from([])),
+        s.processes.writeStdin(principal, params.id, params.exec_id, rawUpload(req)),
     }),
     route({
       method: 'POST',

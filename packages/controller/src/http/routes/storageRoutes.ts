@@ -1,9 +1,8 @@
-import { Readable } from 'node:stream';
 import { ApiError, schemas } from '@scaibunker/core';
 import type { Principal } from '../../auth/Principal.js';
 import type { StorageGrant } from '../../storage/StorageGrant.js';
 import type { StorageService } from '../../storage/StorageService.js';
-import { type RouteDef, route } from '../Route.js';
+import { type RouteDef, rawUpload, route } from '../Route.js';
 import { API } from './Services.js';
 
 /**
@@ -67,7 +66,7 @@ export function storageRoutes(storage: StorageService): RouteDef[] {
       response: { status: 201, schema: schemas.StoragePutResult },
       errors: ['CHECKSUM_MISMATCH', 'BLOB_STORE_UNAVAILABLE', 'INSUFFICIENT_STORAGE'],
       handler: async ({ params, principal, req, reply }) => {
-        const body = req.body instanceof Readable ? req.body : Readable.from([]);
+        const body = rawUpload(req);
         const declared = req.headers['x-scaibunker-sha256'];
         if (Array.isArray(declared)) throw new ApiError('VALIDATION_FAILED', 'x-scaibunker-sha256 given twice');
         const stored = await storage.write(grantOf(principal), params['*'], body, declared);
