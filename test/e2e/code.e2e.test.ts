@@ -80,7 +80,11 @@ describe('code contexts (serve, python image)', () => {
     assert.equal(events.at(-1)?.type, 'end_of_execution', `the stream ends with end_of_execution: ${res.text}`);
     return events;
   };
-  const stdout = (events: CodeEvent[]) => events.filter((e) => e.type === 'stdout').map((e) => e.text).join('');
+  const stdout = (events: CodeEvent[]) =>
+    events
+      .filter((e) => e.type === 'stdout')
+      .map((e) => e.text)
+      .join('');
   const result = (events: CodeEvent[]) => events.find((e) => e.type === 'result');
 
   test('the default context keeps state across runs: output, the trailing value, errors with their traceback', async () => {
@@ -142,7 +146,9 @@ describe('code contexts (serve, python image)', () => {
   });
 
   test('rich results: an object with _repr_html_ answers html beside its text', async () => {
-    const events = await run('class T:\n    def _repr_html_(self):\n        return "<b>t</b>"\n    def __repr__(self):\n        return "T()"\nT()');
+    const events = await run(
+      'class T:\n    def _repr_html_(self):\n        return "<b>t</b>"\n    def __repr__(self):\n        return "T()"\nT()',
+    );
     assert.deepEqual(result(events), { type: 'result', text: 'T()', html: '<b>t</b>' });
   });
 

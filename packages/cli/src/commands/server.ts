@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,6 +10,45 @@ const controllerModule = () => import('@scaibunker/controller');
 const workerModule = () => import('@scaibunker/worker');
 
 const DEFAULT_DATA_DIR = '/var/lib/scaibunker';
+/** Where set-up bakes the built-in images (scripts/build-images.sh). */
+const SETUP_IMAGE_DIR = process.env.SCAIBUNKER_IMAGE_DIR ?? join(DEFAULT_DATA_DIR, 'images');
+
+/**
+ * The built-in images' catalog when no --image-dir is given: `<data-dir>/images` if it has one,
+ * else where set-up put them — so `serve --data-dir /tmp/x` still has `minimal`, `python`, ….
+ */
+function defaultImageDir(dataDir: string): string {
+  const own = join(dataDir, 'images');
+  if (existsSync(join(own, 'catalog.json'))) return own;
+  return existsSync(join(SETUP_IMAGE_DIR, 'catalog.json')) ? resolve(SETUP_IMAGE_DIR) : own;
+}
+
+/** `--isolations`: checked as the command line is read, before anything starts. */
+function isolationsList(v: string): string {
+  const names = v.split(',').map((s) => s.trim());
+  if (v.trim() === 'auto' || (names.length > 0 && names.every((n) => n === 'container' || n === 'microvm'))) return v;
+  throw new Error(`--isolations: expected 'auto' or a list of container, microvm (got ${JSON.stringify(v)})`);
+}
+
+/**
+ * What a starting server has made so far, undone in reverse if a later step fails: a start-up
+ * that fails leaves nothing running (no flow logger, no mounts, no open database).
+ */
+class Startup {
+  private readonly undo: Array<() => Promise<unknown>> = [];
+  made<T>(thing: T, close: (t: T) => Promise<unknown>): T {
+    this.undo.push(() => close(thing));
+    return thing;
+  }
+  async run<T>(steps: () => Promise<T>): Promise<T> {
+    try {
+      return await steps();
+    } catch (err) {
+      for (const close of this.undo.reverse()) await close().catch(() => undefined);
+      throw err;
+    }
+  }
+}
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
@@ -111,6 +151,7 @@ async function writeAdminKey(dataDir: string, key: string | undefined): Promise<
 const ISOLATIONS_OPTION = [
   '--isolations <list>',
   "'auto' (containers, plus microVMs when QEMU and the guest kernel work here) or a list: container,microvm",
+  isolationsList,
   'auto',
 ] as const;
 const NO_SNAPSHOTS_OPTION = ['--no-snapshots', 'microVMs: always cold-boot (no memory snapshots)'] as const;
@@ -280,53 +321,63 @@ export function registerServerCommands(program: Command): void {
   ).action(async (o) => {
     const [{ Controller, openBlobStore }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
     const dataDir = resolve(o.dataDir);
-    const imageDir = resolve(o.imageDir ?? join(dataDir, 'images'));
+    const imageDir = resolve(o.imageDir ?? defaultImageDir(dataDir));
     const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(dataDir, 'blobs'));
     await mkdir(dataDir, { recursive: true });
-    const controller = await Controller.open({
-      databaseUrl: process.env.DATABASE_URL ?? `sqlite:${join(dataDir, 'scaibunker.db')}`,
-      blobDir: join(dataDir, 'blobs'),
-      blobStore,
-      jwt: jwtFromEnv(),
-      config: controllerConfig(o),
-      images: imageOptions(o, dataDir),
-      execLogJournal: execLogJournal(dataDir, o.port),
-      ...redisFromEnv(),
-    });
-    const images = await controller.registerCatalog(imageDir);
-    if (o.catalogFromRegistries) images.push(...(await controller.registerRegistryCatalog()));
-    const adminKey = await controller.services.tenants.bootstrap();
-    const keyPath = await writeAdminKey(dataDir, adminKey);
-    const networking = await openNetworking(o, join(dataDir, 'worker'), [], controller.localLink());
-    const worker = new Worker({
-      dataDir: join(dataDir, 'worker'),
-      imageDir,
-      providers: await createProviders({
+    const startup = new Startup();
+    await startup.run(async () => {
+      const controller = startup.made(
+        await Controller.open({
+          databaseUrl: process.env.DATABASE_URL ?? `sqlite:${join(dataDir, 'scaibunker.db')}`,
+          blobDir: join(dataDir, 'blobs'),
+          blobStore,
+          jwt: jwtFromEnv(),
+          config: controllerConfig(o),
+          images: imageOptions(o, dataDir),
+          execLogJournal: execLogJournal(dataDir, o.port),
+          ...redisFromEnv(),
+        }),
+        (c) => c.close(),
+      );
+      const images = await controller.registerCatalog(imageDir);
+      if (o.catalogFromRegistries) images.push(...(await controller.registerRegistryCatalog()));
+      const adminKey = await controller.services.tenants.bootstrap();
+      const keyPath = await writeAdminKey(dataDir, adminKey);
+      const networking = startup.made(
+        await openNetworking(o, join(dataDir, 'worker'), [], controller.localLink()),
+        (n) => n?.close() ?? Promise.resolve(),
+      );
+      const worker = new Worker({
         dataDir: join(dataDir, 'worker'),
-        isolations: o.isolations,
-        snapshots: o.snapshots,
+        imageDir,
+        providers: await createProviders({
+          dataDir: join(dataDir, 'worker'),
+          isolations: o.isolations,
+          snapshots: o.snapshots,
+          ...(networking ? { networking } : {}),
+        }),
         ...(networking ? { networking } : {}),
-      }),
-      ...(networking ? { networking } : {}),
-      controller: controller.localLink(),
-      name: `${hostname()}-local`,
-      url: '',
-      heartbeatIntervalMs: controller.config.heartbeatIntervalMs,
-      cpuOvercommit: o.cpuOvercommit,
-      diskReserveBytes: controller.config.diskReserveBytes,
-    });
-    await worker.init();
-    controller.registerLocalWorker(worker.id, worker);
-    await worker.start();
-    const address = await controller.listen(o.port, o.host);
-    process.stdout.write(
-      `ScaiBunker serving at ${address}/v1/modules/scaibunker (OpenAPI: ${address}/openapi.json)\n` +
-        `admin key: ${keyPath}${adminKey ? ' (new)' : ''}\nimages: ${images.join(', ') || 'none (run scripts/setup.sh)'}\n`,
-    );
-    onShutdown(async () => {
-      await worker.stop();
-      await networking?.close();
-      await controller.close();
+        controller: controller.localLink(),
+        name: `${hostname()}-local`,
+        url: '',
+        heartbeatIntervalMs: controller.config.heartbeatIntervalMs,
+        cpuOvercommit: o.cpuOvercommit,
+        diskReserveBytes: controller.config.diskReserveBytes,
+      });
+      await worker.init();
+      controller.registerLocalWorker(worker.id, worker);
+      startup.made(worker, (w) => w.stop());
+      await worker.start();
+      const address = await controller.listen(o.port, o.host);
+      process.stdout.write(
+        `ScaiBunker serving at ${address}/v1/modules/scaibunker (OpenAPI: ${address}/openapi.json)\n` +
+          `admin key: ${keyPath}${adminKey ? ' (new)' : ''}\nimages: ${images.join(', ') || 'none (run scripts/setup.sh)'}\n`,
+      );
+      onShutdown(async () => {
+        await worker.stop();
+        await networking?.close();
+        await controller.close();
+      });
     });
   });
 
@@ -364,7 +415,7 @@ export function registerServerCommands(program: Command): void {
       execLogJournal: execLogJournal(dataDir, o.port),
       ...redisFromEnv(),
     });
-    await controller.registerCatalog(resolve(o.imageDir ?? join(dataDir, 'images')), { publish: o.publishCatalog === true });
+    await controller.registerCatalog(resolve(o.imageDir ?? defaultImageDir(dataDir)), { publish: o.publishCatalog === true });
     if (o.catalogFromRegistries) await controller.registerRegistryCatalog();
     const keyPath = await writeAdminKey(dataDir, await controller.services.tenants.bootstrap());
     const address = await controller.listen(o.port, o.host);
@@ -421,40 +472,47 @@ export function registerServerCommands(program: Command): void {
     const dataDir = resolve(o.dataDir);
     const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
     const link = new HttpControllerLink(o.controller, token, o.storageUrl ? { storageUrl: o.storageUrl } : {});
-    const networking = await openNetworking(
-      o,
-      dataDir,
-      [...new Set([...controllerAddresses(o.controller), ...(o.storageUrl ? controllerAddresses(o.storageUrl) : [])])],
-      link,
-    );
-    const worker = new Worker({
-      dataDir,
-      imageDir: resolve(o.imageDir),
-      providers: await createProviders({
+    const startup = new Startup();
+    await startup.run(async () => {
+      const networking = startup.made(
+        await openNetworking(
+          o,
+          dataDir,
+          [...new Set([...controllerAddresses(o.controller), ...(o.storageUrl ? controllerAddresses(o.storageUrl) : [])])],
+          link,
+        ),
+        (n) => n?.close() ?? Promise.resolve(),
+      );
+      const worker = new Worker({
         dataDir,
-        isolations: o.isolations,
-        snapshots: o.snapshots,
+        imageDir: resolve(o.imageDir),
+        providers: await createProviders({
+          dataDir,
+          isolations: o.isolations,
+          snapshots: o.snapshots,
+          ...(networking ? { networking } : {}),
+        }),
         ...(networking ? { networking } : {}),
-      }),
-      ...(networking ? { networking } : {}),
-      controller: link,
-      // Sent to peers when fetching an image from them.
-      token,
-      name: o.name,
-      url,
-      heartbeatIntervalMs: o.heartbeatIntervalMs,
-      cpuOvercommit: o.cpuOvercommit,
-      ...(o.diskReserve !== undefined ? { diskReserveBytes: o.diskReserve } : {}),
-    });
-    await worker.init();
-    const server = new WorkerHttpServer(worker, token);
-    await server.listen(o.port, o.host);
-    await worker.start();
-    process.stdout.write(`ScaiBunker worker ${worker.id} at ${url}, controller ${o.controller}\n`);
-    onShutdown(async () => {
-      await worker.stop();
-      await server.close();
-      await networking?.close();
+        controller: link,
+        // Sent to peers when fetching an image from them.
+        token,
+        name: o.name,
+        url,
+        heartbeatIntervalMs: o.heartbeatIntervalMs,
+        cpuOvercommit: o.cpuOvercommit,
+        ...(o.diskReserve !== undefined ? { diskReserveBytes: o.diskReserve } : {}),
+      });
+      await worker.init();
+      const server = startup.made(new WorkerHttpServer(worker, token), (srv) => srv.close());
+      await server.listen(o.port, o.host);
+      startup.made(worker, (w) => w.stop());
+      await worker.start();
+      process.stdout.write(`ScaiBunker worker ${worker.id} at ${url}, controller ${o.controller}\n`);
+      onShutdown(async () => {
+        await worker.stop();
+        await server.close();
+        await networking?.close();
+      });
     });
   });
 }
