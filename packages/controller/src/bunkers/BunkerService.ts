@@ -189,7 +189,16 @@ export class BunkerService {
       await this.fail(row.id, `provision_failed: snapshot ${snapshot.id} was deleted`);
       throw new ApiError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshot.id} was deleted`, { snapshot_id: snapshot.id });
     }
-    return this.startOnWorker(row, { isolation, networkProfile, network, image, restore: snapshot });
+    // An image no availability group keeps warm is fetched where the bunker lands (holders
+    // first); `lazy_pull: false` keeps its meaning for images a group does warm.
+    const lazy = Number(image.lazy_pull ?? 0) === 1 || !(await this.store.availabilityGroups.isWarmed(image.id));
+    return this.startOnWorker(row, {
+      isolation,
+      networkProfile,
+      network,
+      image: { sha256: image.sha256, lazy_pull: lazy ? 1 : 0 },
+      restore: snapshot,
+    });
   }
 
   /**

@@ -91,6 +91,17 @@ export class AvailabilityGroupStore {
     return rows.flatMap((r) => (r.sha256 ? [r.sha256] : []));
   }
 
+  /** Whether any availability group keeps the image warm. */
+  async isWarmed(imageId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('availability_group_images')
+      .select('image_id')
+      .where('image_id', '=', imageId)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** Workers (any group) that must hold an image: members of the groups it belongs to. */
   async workersWarming(imageId: string): Promise<string[]> {
     const rows = await this.db

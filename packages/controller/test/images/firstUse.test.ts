@@ -1,0 +1,61 @@
+/**
+ * A `ready` image is usable at once: when no availability group keeps it warm, its bunkers are
+ * placed on workers that do not hold it yet (they fetch it at spawn); an image a group warms
+ * keeps `lazy_pull: false` meaning holders only.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { newId } from '@scaibunker/core';
+import { servedController } from '../helpers/fakeWorker.js';
+
+const API = '/v1/modules/scaibunker';
+const UNCACHED = 'f'.repeat(64);
+
+describe('images at first use', () => {
+  let served: Awaited<ReturnType<typeof servedController>>;
+  let imageId: string;
+  const create = (image: string) =>
+    fetch(`${served.url}${API}/bunkers`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${served.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image }),
+    });
+
+  before(async () => {
+    served = await servedController();
+    imageId = newId('im');
+    // Ready, not lazy_pull, and not in the fake worker's cache.
+    await served.controller.store.images.upsertPlatform({
+      id: imageId,
+      tenant_id: null,
+      name: 'fresh',
+      scope: 'platform',
+      state: 'ready',
+      sha256: UNCACHED,
+      size_bytes: 1048576,
+      created_at: new Date().toISOString(),
+    });
+  });
+  after(async () => served?.close());
+
+  test('an image no group warms is placed on a worker without it, which gets it at spawn', async () => {
+    const res = await create('fresh');
+    assert.equal(res.status, 201, await res.clone().text());
+    const id = ((await res.json()) as { id: string }).id;
+    assert.equal(served.worker.spawns.find((s) => s.bunkerId === id)?.imageSha256, UNCACHED);
+  });
+
+  test('once a group warms it, lazy_pull false means holders only again', async () => {
+    const group = newId('ag');
+    assert.equal(
+      await served.controller.store.availabilityGroups.insert({ id: group, name: 'warm', created_at: new Date().toISOString() }),
+      true,
+    );
+    await served.controller.store.availabilityGroups.addImage(group, imageId);
+    const res = await create('fresh');
+    assert.equal(res.status, 503);
+    const body = (await res.json()) as { error: { code: string; details: { reasons: string[] } } };
+    assert.equal(body.error.code, 'NO_SUITABLE_WORKER');
+    assert.match(body.error.details.reasons.join(' '), /image not cached/);
+  });
+});
