@@ -23,6 +23,13 @@ function defaultImageDir(dataDir: string): string {
   return existsSync(join(SETUP_IMAGE_DIR, 'catalog.json')) ? resolve(SETUP_IMAGE_DIR) : own;
 }
 
+/** An overcommit factor: a number from 1 to 100. */
+function overcommitFactor(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 1 || n > 100) throw new Error(`not an overcommit factor (1 to 100): ${v}`);
+  return n;
+}
+
 /** `--isolations`: checked as the command line is read, before anything starts. */
 function isolationsList(v: string): string {
   const names = v.split(',').map((s) => s.trim());
@@ -314,6 +321,12 @@ export function registerServerCommands(program: Command): void {
           .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
           .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
           .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+          .option(
+            '--memory-overcommit <factor>',
+            'memory MB offered per MB of RAM (default 1; >1 packs idle bunkers, the OOM killer decides past RAM)',
+            overcommitFactor,
+            1,
+          )
           .option(...ISOLATIONS_OPTION)
           .option(...NO_SNAPSHOTS_OPTION),
       ),
@@ -362,6 +375,7 @@ export function registerServerCommands(program: Command): void {
         url: '',
         heartbeatIntervalMs: controller.config.heartbeatIntervalMs,
         cpuOvercommit: o.cpuOvercommit,
+        memoryOvercommit: o.memoryOvercommit,
         diskReserveBytes: controller.config.diskReserveBytes,
       });
       await worker.init();
@@ -462,6 +476,12 @@ export function registerServerCommands(program: Command): void {
       .option('--name <name>', 'worker name', hostname())
       .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
       .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+      .option(
+        '--memory-overcommit <factor>',
+        'memory MB offered per MB of RAM (default 1; >1 packs idle bunkers, the OOM killer decides past RAM)',
+        overcommitFactor,
+        1,
+      )
       .option('--disk-reserve <size>', 'free space kept on the data disk (default 256m): under it new bunkers are refused', size)
       .option(...ISOLATIONS_OPTION)
       .option(...NO_SNAPSHOTS_OPTION),
@@ -500,6 +520,7 @@ export function registerServerCommands(program: Command): void {
         url,
         heartbeatIntervalMs: o.heartbeatIntervalMs,
         cpuOvercommit: o.cpuOvercommit,
+        memoryOvercommit: o.memoryOvercommit,
         ...(o.diskReserve !== undefined ? { diskReserveBytes: o.diskReserve } : {}),
       });
       await worker.init();

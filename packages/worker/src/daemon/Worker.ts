@@ -94,9 +94,15 @@ export interface WorkerOptions {
   capacity?: WorkerCapacity;
   /**
    * CPU limits are quotas on shared cores, not reservations, so the worker offers more
-   * millicores than it has (default 8×). Memory is never overcommitted.
+   * millicores than it has (default 8×).
    */
   cpuOvercommit?: number;
+  /**
+   * Memory offered per MB of RAM (default 1: never overcommitted). An idle bunker uses a small
+   * part of its `memory_mb` limit, so a host of mostly idle bunkers can offer more; past the
+   * host's RAM the kernel's OOM killer decides, not the scheduler.
+   */
+  memoryOvercommit?: number;
   /**
    * Free space kept on the disk holding dataDir (default 256 MiB): under it new bunkers are
    * refused with HOST_DISK_FULL, so running ones keep room to write.
@@ -813,7 +819,7 @@ export class Worker implements WorkerApi, CachedImageSource {
     const fs = await statfs(this.opts.dataDir);
     return {
       cpu_millicores: Math.floor(cpus().length * 1000 * (this.opts.cpuOvercommit ?? 8)),
-      memory_mb: Math.floor(totalmem() / (1024 * 1024)),
+      memory_mb: Math.floor((totalmem() / (1024 * 1024)) * (this.opts.memoryOvercommit ?? 1)),
       disk_mb: Math.floor((fs.blocks * fs.bsize) / (1024 * 1024)),
     };
   }

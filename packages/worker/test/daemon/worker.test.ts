@@ -3,10 +3,12 @@
  * both transports the controller uses: the in-process Worker and HttpWorkerClient →
  * WorkerHttpServer → Worker. Needs root and the images from `bash scripts/build-images.sh`.
  */
+
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -384,11 +386,33 @@ for (const transport of ['in-process', 'http'] as const) {
       assert.match(hb.worker_id, /^wk_[0-9a-z]{20}$/);
       assert.deepEqual(hb.isolations, ['container']);
       assert.ok(hb.capacity.cpu_millicores > 0 && hb.capacity.memory_mb > 0 && hb.capacity.disk_mb > 0);
+      assert.equal(hb.capacity.memory_mb, Math.floor(totalmem() / 1048576), 'memory is not overcommitted by default');
+      assert.equal(hb.capacity.cpu_millicores, cpus().length * 8000, 'CPU is offered 8×');
       assert.ok(hb.cached_images.includes(imageSha), 'the minimal image is reported as cached');
       assert.deepEqual(
         hb.bunkers.find((b) => b.id === mainBunker),
         { id: mainBunker, status: 'running' },
       );
+    });
+
+    it('--memory-overcommit offers that many MB per MB of RAM', async () => {
+      const packed = new Worker({
+        dataDir: join(tmp, 'w-overcommit'),
+        imageDir: IMAGE_DIR,
+        providers: [newProvider()],
+        controller,
+        name: 'overcommit',
+        url: '',
+        memoryOvercommit: 3,
+        logger: { info: () => {}, warn: () => {} },
+      });
+      await packed.init();
+      try {
+        const hb = await packed.buildHeartbeat();
+        assert.equal(hb.capacity.memory_mb, Math.floor((totalmem() / 1048576) * 3));
+      } finally {
+        await packed.stop();
+      }
     });
 
     it('destroys the bunkers a heartbeat reply calls unknown', async () => {
