@@ -34,6 +34,7 @@ import { auditRoutes } from './http/routes/auditRoutes.js';
 import { availabilityGroupRoutes } from './http/routes/availabilityGroupRoutes.js';
 import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
+import { consoleRoutes } from './http/routes/consoleRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
 import { imageRoutes } from './http/routes/imageRoutes.js';
@@ -266,6 +267,7 @@ export class Controller {
       ...availabilityGroupRoutes(this.services),
       ...storageRoutes(this.services.storage),
       ...capabilityRoutes(this.services.storage),
+      ...consoleRoutes(),
       ...metaRoutes(
         () => this.openapi,
         () => this.readiness.report(),
