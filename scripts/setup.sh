@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev)
+# chromium: the web console's browser tests (test/e2e/console.e2e.test.ts, through playwright-core)
+APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev chromium)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh
@@ -27,6 +28,8 @@ fi
 
 # TypeScript → packages/*/dist JavaScript for `scaibunker` (skipped when the sources are unchanged)
 node scripts/build.mjs
+# the web console's static files → packages/console/dist, served at /console/ (skipped when unchanged)
+node scripts/build-console.mjs
 
 echo "[setup] agent"
 make -s -C packages/agent

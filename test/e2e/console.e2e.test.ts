@@ -54,7 +54,10 @@ describe('the web console (/console/), in Chromium', () => {
   const waitText = (selector: string, text: string, timeout = 10_000) =>
     page.locator(selector, { hasText: text }).first().waitFor({ timeout });
   const signIn = async (key: string) => {
+    // From a clean tab: a test that failed half-way may have left a key behind.
     await page.goto(`${server.url}/console/`);
+    await page.evaluate(() => sessionStorage.clear());
+    await page.reload();
     await page.fill('#api-key', key);
     await page.click('#signin button[type=submit]');
   };
@@ -74,6 +77,9 @@ describe('the web console (/console/), in Chromium', () => {
       data.dir,
       '--image-dir',
       IMAGE_DIR,
+      // Metered every second, so the usage page has something to draw.
+      '--usage-interval-ms',
+      '1000',
       ...FAST_INTERVALS,
     ]);
     adminKey = adminKeyOf(data.dir);
@@ -215,6 +221,7 @@ describe('the web console (/console/), in Chromium', () => {
     await waitText('#terminal-status', 'the bunker ended', 15_000);
     assert.match((await page.textContent('#terminal-status')) ?? '', /terminated/);
     assert.equal((await b.refresh()).state, 'terminated');
+    await waitText('#bunker-props', 'terminated');
     await shot('bunker-terminated');
     await page.click('header a[href="#/bunkers"]');
     // Ended bunkers are hidden unless asked for.
@@ -264,8 +271,12 @@ describe('the web console (/console/), in Chromium', () => {
     assert.match((await page.textContent('#quota-list')) ?? '', /\/ 5/);
     await shot('quotas');
 
+    // Metered every second here: wait for the rows, then the page draws them.
+    const usage = async () => (await tenant.usage.get({ groupBy: 'hour' })).items.length;
+    for (let i = 0; i < 100 && (await usage()) === 0; i++) await new Promise((r) => setTimeout(r, 200));
     await page.click('header a[href="#/usage"]');
-    await page.waitForSelector('#usage svg.chart');
+    await page.locator('#usage-table tbody td:not(.empty)').first().waitFor();
+    await page.waitForSelector('#usage svg.chart rect.barv[height]:not([height="0"])');
     await shot('usage');
 
     await page.click('header a[href="#/audit"]');

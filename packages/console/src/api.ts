@@ -216,7 +216,9 @@ export interface QuotaUsage {
     profile_ids: string[];
     resources: Record<string, { current: number; cap: number | null; remaining: number | null }>;
   }>;
-  stored_output_bytes?: number;
+  /** The tenant's stored exec output and snapshots, against their tenant-wide caps. */
+  stored_output_bytes?: { current: number; cap: number | null; remaining: number | null };
+  snapshot_bytes?: { current: number; cap: number | null; remaining: number | null };
 }
 
 export interface UsageItem {

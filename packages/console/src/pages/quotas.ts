@@ -10,6 +10,38 @@ const RESOURCES: Array<[string, string]> = [
   ['gpu_count', 'GPUs'],
 ];
 
+/** The tenant-wide byte counters (stored exec output, snapshots) against their caps. */
+function tenantWide(usage: QuotaUsage): HTMLElement | null {
+  const rows = (
+    [
+      ['stored exec output', usage.stored_output_bytes],
+      ['snapshots', usage.snapshot_bytes],
+    ] as const
+  ).filter(([, r]) => r);
+  if (rows.length === 0) return null;
+  return h(
+    'section',
+    { class: 'card quota', 'data-bucket': 'tenant' },
+    h('h2', 'tenant-wide storage'),
+    h(
+      'div',
+      { class: 'quota-bars' },
+      ...rows.map(([label, r]) =>
+        h(
+          'div',
+          { class: 'quota-row' },
+          h('span', label),
+          bar(
+            r?.current ?? 0,
+            r?.cap ?? null,
+            r?.cap == null ? `${fmtBytes(r?.current)} (no cap)` : `${fmtBytes(r.current)} / ${fmtBytes(r.cap)}`,
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 /** Quota usage per bucket: current against the strictest cap (`GET /quota-profiles/usage`). */
 export function quotasPage(ctx: Ctx, root: HTMLElement): void {
   const list = h('div', { id: 'quota-list' });
@@ -50,9 +82,7 @@ export function quotasPage(ctx: Ctx, root: HTMLElement): void {
             ),
           ),
         ),
-        usage.stored_output_bytes !== undefined
-          ? h('p', { class: 'muted' }, `Stored exec output of the tenant: ${fmtBytes(usage.stored_output_bytes)}`)
-          : null,
+        tenantWide(usage),
       );
     } catch (err) {
       replace(list, problem(err, 'see quota usage'));
