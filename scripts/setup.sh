@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Test-time tools: python3-venv, python3-pytest and mypy for the Python SDK's tests
+# (packages/sdk-python); chromium for the web console's browser tests (test/e2e/console.e2e.test.ts).
 APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev
-  python3 python3-venv python3-pytest mypy) # the last four: the Python SDK's tests (packages/sdk-python)
+  python3 python3-venv python3-pytest mypy chromium)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh
@@ -28,6 +30,8 @@ fi
 
 # TypeScript → packages/*/dist JavaScript for `scaibunker` (skipped when the sources are unchanged)
 node scripts/build.mjs
+# the web console's static files → packages/console/dist, served at /console/ (skipped when unchanged)
+node scripts/build-console.mjs
 
 echo "[setup] agent"
 make -s -C packages/agent

@@ -14,6 +14,7 @@ export SCAIBUNKER_TEST_PG_URL SCAIBUNKER_TEST_REDIS_URL
 
 echo "[test] typecheck"
 npx tsc -p tsconfig.json
+npx tsc -p packages/console/tsconfig.json
 echo "[test] lint"
 npx biome check --diagnostic-level=error .
 

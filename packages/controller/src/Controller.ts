@@ -36,6 +36,7 @@ import { availabilityGroupRoutes } from './http/routes/availabilityGroupRoutes.j
 import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
 import { codeRoutes } from './http/routes/codeRoutes.js';
+import { consoleRoutes } from './http/routes/consoleRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
 import { imageRoutes } from './http/routes/imageRoutes.js';
@@ -271,6 +272,7 @@ export class Controller {
       ...availabilityGroupRoutes(this.services),
       ...storageRoutes(this.services.storage),
       ...capabilityRoutes(this.services.storage),
+      ...consoleRoutes(),
       ...metaRoutes(
         () => this.openapi,
         () => this.readiness.report(),

@@ -35,6 +35,8 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
     status: number;
     schema?: TSchema;
     binary?: boolean;
+    /** With `binary`: the media type the OpenAPI document names (default application/octet-stream). */
+    mediaType?: string;
     sse?: string[];
     websocket?: boolean;
     /** Other success answers the handler may choose (`reply.status(…)`). */

@@ -57,7 +57,7 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
     responses[String(ok.status)] = {
       description: 'Success',
       ...(ok.binary
-        ? { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }
+        ? { content: { [ok.mediaType ?? 'application/octet-stream']: { schema: { type: 'string', format: 'binary' } } } }
         : ok.schema
           ? { content: { 'application/json': { schema: componentize(ok.schema, components) } } }
           : {}),

@@ -5,7 +5,35 @@ import { type RouteDef, route } from '../Route.js';
 import { SseStream } from '../SseStream.js';
 import { API, type Services } from './Services.js';
 
+/** `GET` here lists the tenant's bunkers exactly as `GET /v1/modules/scaibunker/bunkers` does (the read-only dashboard's path). */
+export const DASHBOARD_BUNKERS = '/v1/scaibunker/bunkers';
+
 export function bunkerRoutes(s: Services): RouteDef[] {
+  const listBunkers = route({
+    method: 'GET',
+    url: `${API}/bunkers`,
+    auth: 'scaibunker:read',
+    operationId: 'listBunkers',
+    summary: "List the tenant's bunkers, newest first",
+    tags: ['bunkers'],
+    querystring: schemas.ListBunkersQuery,
+    response: { status: 200, schema: schemas.BunkerPage },
+    errors: [],
+    handler: async ({ query, principal }) => {
+      const labels = (query.label ?? []).map((l): [string, string] => {
+        const i = l.indexOf('=');
+        return [l.slice(0, i), l.slice(i + 1)];
+      });
+      const page = await s.store.bunkers.list({
+        tenantId: principal.tenantId,
+        ...(query.state ? { state: query.state } : {}),
+        labels,
+        limit: query.limit ?? 50,
+        ...(query.cursor ? { cursor: query.cursor } : {}),
+      });
+      return { items: await s.bunkers.toApi(page.items), next_cursor: page.nextCursor };
+    },
+  });
   return [
     route({
       method: 'POST',
@@ -31,31 +59,9 @@ export function bunkerRoutes(s: Services): RouteDef[] {
       ],
       handler: async ({ body, principal }) => s.bunkers.toApiOne(await s.bunkers.create(principal, body)),
     }),
-    route({
-      method: 'GET',
-      url: `${API}/bunkers`,
-      auth: 'scaibunker:read',
-      operationId: 'listBunkers',
-      summary: "List the tenant's bunkers, newest first",
-      tags: ['bunkers'],
-      querystring: schemas.ListBunkersQuery,
-      response: { status: 200, schema: schemas.BunkerPage },
-      errors: [],
-      handler: async ({ query, principal }) => {
-        const labels = (query.label ?? []).map((l): [string, string] => {
-          const i = l.indexOf('=');
-          return [l.slice(0, i), l.slice(i + 1)];
-        });
-        const page = await s.store.bunkers.list({
-          tenantId: principal.tenantId,
-          ...(query.state ? { state: query.state } : {}),
-          labels,
-          limit: query.limit ?? 50,
-          ...(query.cursor ? { cursor: query.cursor } : {}),
-        });
-        return { items: await s.bunkers.toApi(page.items), next_cursor: page.nextCursor };
-      },
-    }),
+    listBunkers,
+    // The seeds' read-only dashboard path: the same route (permission, query, answer, handler) at another URL.
+    { ...listBunkers, url: DASHBOARD_BUNKERS, operationId: 'listBunkersDashboard', summary: `${listBunkers.summary} (dashboard path)` },
     route({
       method: 'GET',
       url: `${API}/bunkers/:id`,
