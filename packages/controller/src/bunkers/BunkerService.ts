@@ -10,7 +10,6 @@ import {
   type schemas,
   TERMINAL_STATES,
   type WorkerApi,
-  WorkerError,
 } from '@scaibunker/core';
 import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
@@ -25,7 +24,7 @@ import type { WorkerDirectory } from '../workers/WorkerDirectory.js';
 import { type BunkerNetwork, checkBridges, resolveNetwork } from './networkRequest.js';
 import { RunningBunkerCache } from './RunningBunkerCache.js';
 import { bunkerToApi } from './toApi.js';
-import { fromWorkerError } from './workerErrors.js';
+import { fromSpawnError, fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
 
@@ -360,11 +359,7 @@ export class BunkerService {
     } catch (err) {
       await failWith(`provision_failed: ${(err as Error).message}`.slice(0, 1000));
       if (opts.keepOnFailure) await this.destroyOnWorker(placed);
-      // A worker out of disk is an answer of its own (507, retry later), so is a snapshot that
-      // does not restore; any other failure to start is the worker's.
-      if (err instanceof WorkerError && ['HOST_DISK_FULL', 'SNAPSHOT_CORRUPT', 'SNAPSHOT_NOT_FOUND'].includes(err.code))
-        throw fromWorkerError(err);
-      throw new ApiError('WORKER_UNAVAILABLE', `bunker could not be started: ${(err as Error).message}`, { bunker_id: row.id });
+      throw fromSpawnError(err, row.id);
     }
     const started = new Date().toISOString();
     const running = await this.store.bunkers.transition(row.id, ['provisioning'], 'running', {

@@ -29,6 +29,25 @@ const MAP: Record<WorkerErrorCode, ErrorCode> = {
   SNAPSHOT_FAILED: 'SNAPSHOT_FAILED',
 };
 
+/** Spawn refusals that are answers of their own; any other failure to start is the worker's (WORKER_UNAVAILABLE). */
+const SPAWN_ANSWERS: ReadonlySet<WorkerErrorCode> = new Set([
+  'HOST_DISK_FULL',
+  'SNAPSHOT_CORRUPT',
+  'SNAPSHOT_NOT_FOUND',
+  'IMAGE_NOT_CACHED',
+  'BRIDGE_FAILED',
+]);
+
+/** A failed spawn as the create's answer: the worker's own code where it says something to the caller. */
+export function fromSpawnError(err: unknown, bunkerId: string): ApiError {
+  if (err instanceof WorkerError && SPAWN_ANSWERS.has(err.code)) return fromWorkerError(err) as ApiError;
+  if (err instanceof ApiError) return err;
+  return new ApiError('WORKER_UNAVAILABLE', `bunker could not be started: ${(err as Error).message}`, {
+    bunker_id: bunkerId,
+    ...(err instanceof WorkerError ? { worker_code: err.code } : {}),
+  });
+}
+
 /** The one place worker-side failures become API errors. */
 export function fromWorkerError(err: unknown): unknown {
   if (err instanceof WorkerError) return new ApiError(MAP[err.code] ?? 'INTERNAL', err.message, { worker_code: err.code });

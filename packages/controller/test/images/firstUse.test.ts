@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { newId } from '@scaibunker/core';
+import { newId, WorkerError } from '@scaibunker/core';
 import { servedController } from '../helpers/fakeWorker.js';
 
 const API = '/v1/modules/scaibunker';
@@ -57,5 +57,42 @@ describe('images at first use', () => {
     const body = (await res.json()) as { error: { code: string; details: { reasons: string[] } } };
     assert.equal(body.error.code, 'NO_SUITABLE_WORKER');
     assert.match(body.error.details.reasons.join(' '), /image not cached/);
+  });
+});
+
+describe('spawn refusals keep their own code', () => {
+  let served: Awaited<ReturnType<typeof servedController>>;
+  before(async () => {
+    served = await servedController();
+  });
+  after(async () => served?.close());
+
+  test('an image no origin has is IMAGE_NOT_READY, any other spawn failure WORKER_UNAVAILABLE', async () => {
+    const spawn = served.worker.api.spawn;
+    const post = () =>
+      fetch(`${served.url}${API}/bunkers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${served.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ image: 'minimal' }),
+      });
+    try {
+      served.worker.api.spawn = async () => {
+        throw new WorkerError('IMAGE_NOT_CACHED', 'no origin has image e…');
+      };
+      const missing = await post();
+      assert.equal(missing.status, 409);
+      assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'IMAGE_NOT_READY');
+      served.worker.api.spawn = async () => {
+        throw new WorkerError('SPAWN_FAILED', 'crun said no');
+      };
+      const failed = await post();
+      assert.equal(failed.status, 503);
+      const body = (await failed.json()) as { error: { code: string; message: string; details: { worker_code: string } } };
+      assert.equal(body.error.code, 'WORKER_UNAVAILABLE');
+      assert.match(body.error.message, /crun said no/);
+      assert.equal(body.error.details.worker_code, 'SPAWN_FAILED');
+    } finally {
+      served.worker.api.spawn = spawn;
+    }
   });
 });

@@ -2097,6 +2097,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description BRIDGE_REJECTED */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description STORE_UNAVAILABLE | WORKER_UNAVAILABLE | NO_SUITABLE_WORKER | LIVE_STATE_UNAVAILABLE */
             503: {
                 headers: {

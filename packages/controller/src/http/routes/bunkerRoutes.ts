@@ -56,6 +56,7 @@ export function bunkerRoutes(s: Services): RouteDef[] {
         'SNAPSHOT_NOT_FOUND',
         'SNAPSHOT_NOT_READY',
         'SNAPSHOT_CORRUPT',
+        'BRIDGE_REJECTED',
       ],
       handler: async ({ body, principal }) => s.bunkers.toApiOne(await s.bunkers.create(principal, body)),
     }),
