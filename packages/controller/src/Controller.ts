@@ -190,10 +190,16 @@ export class Controller {
     const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker, this.auditTrail);
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
-    shared.changes.subscribe((_topic, id) => bunkers.running.invalidate(id));
+    shared.changes.subscribe((topic, id) => {
+      if (topic === 'bunker') bunkers.running.invalidate(id);
+    });
     const workers = new WorkerService(store, bunkers, this.config, shared.heartbeats, this.directory);
     const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
     const authenticator = new Authenticator(store, jwt, opts.workerToken);
+    // A revoked key leaves every controller's key cache at once (its own revocations synchronously).
+    shared.changes.subscribe((topic, id) => {
+      if (topic === 'api_key') authenticator.invalidateApiKey(id);
+    });
     const holder = newId('ctl');
     const imageWork = opts.images?.workDir ?? join(dirname(opts.blobDir), 'image-work');
     const scanning = new ImageScanning(
@@ -231,7 +237,7 @@ export class Controller {
       tickets: ShellTickets.fromWorkerToken(opts.workerToken, shared.tickets),
       files: new FileService(bunkers, this.config, this.auditTrail),
       flowAudit: new FlowAuditService(bunkers, guarded),
-      tenants: new TenantService(store),
+      tenants: new TenantService(store, shared.changes),
       workers,
       quotas,
       quotaProfiles: new QuotaProfileService(store),
