@@ -13,6 +13,7 @@ import {
   WorkerError,
 } from '@scaibunker/core';
 import type { AuditTrail } from '../audit/AuditTrail.js';
+import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
@@ -46,6 +47,8 @@ export class BunkerService {
     private readonly usage?: Pick<UsageTicker, 'sampleFinal'>,
     /** bunker.create and bunker.terminate (queued: no extra round trip). */
     private readonly audit?: AuditTrail,
+    /** `scaibunker_create_duration_seconds`. */
+    private readonly metrics?: Pick<ControllerMetrics, 'time' | 'createDuration'>,
   ) {}
 
   /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
@@ -63,7 +66,13 @@ export class BunkerService {
     }
   }
 
-  async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+  /** Creates a bunker and answers once it runs (timed into `scaibunker_create_duration_seconds`). */
+  create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+    const m = this.metrics;
+    return m ? m.time(m.createDuration, () => this.createNow(principal, body)) : this.createNow(principal, body);
+  }
+
+  private async createNow(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
     // A microVM gets one virtio-net NIC behind the worker's host-side rules (registry,
     // allowlisted, unrestricted); transit's bridge ports are veths a VM cannot join. A body
     // check: refused before permissions, bridges, quotas or workers.

@@ -34,6 +34,8 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
     status: number;
     schema?: TSchema;
     binary?: boolean;
+    /** A text answer of this content type (`/metrics`) instead of JSON. */
+    text?: string;
     sse?: string[];
     websocket?: boolean;
     /** Other success answers the handler may choose (`reply.status(…)`). */
