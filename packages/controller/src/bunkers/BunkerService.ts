@@ -13,10 +13,10 @@ import {
   WorkerError,
 } from '@scaibunker/core';
 import type { AuditTrail } from '../audit/AuditTrail.js';
-import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
+import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerRow, SnapshotRow } from '../store/schema.js';

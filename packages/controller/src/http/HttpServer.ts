@@ -6,8 +6,8 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
-import { REQUEST_ID, requestContext } from './requestContext.js';
 import type { RouteDef } from './Route.js';
+import { REQUEST_ID, requestContext } from './requestContext.js';
 
 /** What the server asks about credentials: the controller's Authenticator, or the proxy's. */
 export interface RequestAuthenticator {
