@@ -1,5 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +32,7 @@ import { diskCheck, Readiness } from './health/Readiness.js';
 import { buildHttpServer } from './http/HttpServer.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteDef } from './http/Route.js';
+import { type RequestLogFormat, requestObserver } from './http/requestLog.js';
 import { adminRoutes } from './http/routes/adminRoutes.js';
 import { auditRoutes } from './http/routes/auditRoutes.js';
 import { availabilityGroupRoutes } from './http/routes/availabilityGroupRoutes.js';
@@ -60,6 +63,8 @@ import { UsageTicker } from './jobs/UsageTicker.js';
 import type { ChangeFeed } from './live/ChangeFeed.js';
 import { InProcessChangeFeed } from './live/InProcessChangeFeed.js';
 import { RedisChangeFeed } from './live/RedisChangeFeed.js';
+import { ControllerMetrics, type WorkerLister } from './metrics/ControllerMetrics.js';
+import { METRICS_CONTENT_TYPE } from './metrics/Registry.js';
 import { PortProxy } from './ports/PortProxy.js';
 import { PortTunnels } from './ports/PortTunnels.js';
 import { PreviewGateway } from './ports/PreviewGateway.js';
@@ -105,6 +110,8 @@ export interface ControllerOptions {
   /** Counters to use instead (tests); the controller closes them. */
   quotaCounters?: QuotaCounters;
   images?: ImageOptions;
+  /** One line per API request on stderr (method, route, status, duration, tenant, actor, request id); none by default. */
+  requestLog?: RequestLogFormat | undefined;
   /**
    * Where exec-log rows wait while the database is down (replayed when it is back). One file
    * per controller process, kept across its restarts (the CLI names it after the port); none:
@@ -164,6 +171,9 @@ export class Controller {
   private readonly guardedBlobs: GuardedBlobStore;
   /** Exec, file and bunker events, group-committed; flushed on close. */
   readonly auditTrail: AuditTrail;
+  /** `GET /metrics` and `--metrics-port`. */
+  readonly metrics: ControllerMetrics;
+  private metricsServer: Server | undefined;
 
   private constructor(
     readonly store: Store,
@@ -188,13 +198,23 @@ export class Controller {
     const quotas = new QuotaService(store, shared.counters, undefined, outputs);
     this.usageTicker = new UsageTicker(store, this.directory, this.config.usageIntervalMs);
     this.auditTrail = new AuditTrail(new AuditWriter(store.audit));
-    const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker, this.auditTrail);
+    // The worker gauges read the worker list through WorkerService, made below.
+    let listWorkers: WorkerLister = async () => [];
+    this.metrics = new ControllerMetrics(store, () => listWorkers());
+    const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker, this.auditTrail, this.metrics);
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
-    shared.changes.subscribe((_topic, id) => bunkers.running.invalidate(id));
+    shared.changes.subscribe((topic, id) => {
+      if (topic === 'bunker') bunkers.running.invalidate(id);
+    });
     const workers = new WorkerService(store, bunkers, this.config, shared.heartbeats, this.directory);
+    listWorkers = () => workers.list();
     const jwt = opts.jwt && (opts.jwt.hs256Secret || opts.jwt.jwksUrl) ? new JwtVerifier(opts.jwt) : undefined;
     const authenticator = new Authenticator(store, jwt, opts.workerToken);
+    // A revoked key leaves every controller's key cache at once (its own revocations synchronously).
+    shared.changes.subscribe((topic, id) => {
+      if (topic === 'api_key') authenticator.invalidateApiKey(id);
+    });
     const holder = newId('ctl');
     const imageWork = opts.images?.workDir ?? join(dirname(opts.blobDir), 'image-work');
     const scanning = new ImageScanning(
@@ -220,6 +240,7 @@ export class Controller {
       outputs,
       opts.execLogJournal ? new ExecLogJournal(opts.execLogJournal) : undefined,
       this.auditTrail,
+      this.metrics,
     );
     this.followers = new ProcessFollower(store, this.directory, guarded, exec.logs, this.config, outputs);
     const processes = new ProcessService(store, bunkers, exec.logs, this.followers, this.auditTrail);
@@ -232,7 +253,7 @@ export class Controller {
       tickets: ShellTickets.fromWorkerToken(opts.workerToken, shared.tickets),
       files: new FileService(bunkers, this.config, this.auditTrail),
       flowAudit: new FlowAuditService(bunkers, guarded),
-      tenants: new TenantService(store),
+      tenants: new TenantService(store, shared.changes),
       workers,
       quotas,
       quotaProfiles: new QuotaProfileService(store),
@@ -276,6 +297,7 @@ export class Controller {
       ...metaRoutes(
         () => this.openapi,
         () => this.readiness.report(),
+        () => this.metrics.render(),
       ),
     ];
     this.openapi = buildOpenApi(this.routes, VERSION);
@@ -293,10 +315,12 @@ export class Controller {
       tickets: this.services.tickets,
       hostRouter: new PreviewGateway(this.services.previews, this.services.ports, this.config.previewScheme === 'https'),
       logger: opts.logger ?? false,
+      observe: requestObserver(this.metrics, opts.requestLog),
     });
     // Each background job runs on one controller at a time, whichever holds its lease.
     const lease: TickerLease = { store: store.leases, holder };
     if (this.config.traceJobs) lease.onTick = traceTick;
+    lease.observe = (job, ok) => this.metrics.observeTick(job, ok);
     this.tickers = [
       new Ticker(
         'sweeper',
@@ -433,7 +457,37 @@ export class Controller {
     return address;
   }
 
+  /**
+   * `--metrics-port`: `GET /metrics` with no authentication on a port of its own (127.0.0.1 by
+   * default), for scrapers that hold no API key. Anything else there is 404.
+   */
+  async listenMetrics(port: number, host = '127.0.0.1'): Promise<string> {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n');
+        return;
+      }
+      this.metrics.render().then(
+        (text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+    });
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.metricsServer = server;
+    const a = server.address() as AddressInfo;
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
   async close(): Promise<void> {
+    const metricsServer = this.metricsServer;
+    if (metricsServer) {
+      metricsServer.closeAllConnections();
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    }
     await this.bakery.close();
     await Promise.all(this.tickers.map((t) => t.stop()));
     this.followers.close();

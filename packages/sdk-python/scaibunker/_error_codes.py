@@ -23,6 +23,7 @@ ERROR_CODES: dict[str, ErrorCodeInfo] = {
     "IMAGE_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No image with that name visible to the caller."),
     "TENANT_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No tenant with that id."),
     "WORKER_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No worker with that id."),
+    "API_KEY_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No API key with that id in that tenant."),
     "FILE_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No file or directory at that path inside the bunker."),
     "OUTPUT_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No stored exec output with that reference."),
     "EXEC_NOT_FOUND": ErrorCodeInfo(404, "NotFoundError", "No exec with that id in the bunker."),

@@ -75,6 +75,7 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
   IMAGE_NOT_FOUND: NotFoundError,
   TENANT_NOT_FOUND: NotFoundError,
   WORKER_NOT_FOUND: NotFoundError,
+  API_KEY_NOT_FOUND: NotFoundError,
   FILE_NOT_FOUND: NotFoundError,
   OUTPUT_NOT_FOUND: NotFoundError,
   EXEC_NOT_FOUND: NotFoundError,

@@ -71,6 +71,10 @@ export type CreatedApiKey = Schemas['CreatedApiKey'];
 export type Permission = Schemas['CreateApiKey']['permissions'][number];
 /** Who an API key acts as, for quotas: its user (default `key:<id>`) and groups (default none). */
 export type ApiKeyIdentity = Pick<Schemas['CreateApiKey'], 'user_id' | 'groups'>;
+/** Options of a new API key besides its identity: `expires_at` (ISO date-time; default never). */
+export type ApiKeyOptions = ApiKeyIdentity & Pick<Schemas['CreateApiKey'], 'expires_at'>;
+/** An API key as listed (never its secret). */
+export type ApiKeyInfo = Schemas['ApiKey'];
 export type Bridge = Schemas['Bridge'];
 export type Snapshot = Schemas['Snapshot'];
 export type CodeContext = Schemas['CodeContext'];

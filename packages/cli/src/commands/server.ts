@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ControllerConfig } from '@scaibunker/controller';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 
 // The server stack loads only when a server command runs, so client verbs start quickly.
 const controllerModule = () => import('@scaibunker/controller');
@@ -307,12 +307,39 @@ function withIntervalOptions(cmd: Command): Command {
     .option('--tunnel-idle <duration>', 'a proxied port connection idle this long is closed (default 5m)', duration);
 }
 
+const LOG_FORMAT_OPTION = () =>
+  new Option('--log-format <format>', 'one line per API request on stderr: json (one object a line) or text; default none').choices([
+    'json',
+    'text',
+  ]);
+
+/** `--metrics-port`, `--metrics-host`, `--log-format` (serve and controller). */
+function withObservabilityOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--metrics-port <port>',
+      'also serve GET /metrics without auth on this port (for Prometheus; the API port has it for platform admins)',
+      int,
+    )
+    .option('--metrics-host <host>', 'address of the metrics port', '127.0.0.1')
+    .addOption(LOG_FORMAT_OPTION());
+}
+
+/** Starts the metrics port when asked; prints its address after the API's own line. */
+async function startMetrics(
+  controller: { listenMetrics(port: number, host: string): Promise<string> },
+  o: { metricsPort?: number; metricsHost: string },
+) {
+  if (o.metricsPort === undefined) return;
+  const address = await controller.listenMetrics(o.metricsPort, o.metricsHost);
+  process.stdout.write(`metrics at ${address}/metrics\n`);
+}
+
 export function registerServerCommands(program: Command): void {
   withImageOptions(
     withNetworkOptions(
       withIntervalOptions(
-        program
-          .command('serve')
+        withObservabilityOptions(program.command('serve'))
           .description(
             'Embedded mode: controller + one local worker in one process (SQLite, local blob store unless SCAIBUNKER_BLOB_STORE is set; Redis if REDIS_URL is set)',
           )
@@ -348,6 +375,7 @@ export function registerServerCommands(program: Command): void {
           config: controllerConfig(o),
           images: imageOptions(o, dataDir),
           execLogJournal: execLogJournal(dataDir, o.port),
+          requestLog: o.logFormat,
           ...redisFromEnv(),
         }),
         (c) => c.close(),
@@ -387,6 +415,7 @@ export function registerServerCommands(program: Command): void {
         `ScaiBunker serving at ${address}/v1/modules/scaibunker (OpenAPI: ${address}/openapi.json)\n` +
           `admin key: ${keyPath}${adminKey ? ' (new)' : ''}\nimages: ${images.join(', ') || 'none (run scripts/setup.sh)'}\n`,
       );
+      await startMetrics(controller, o);
       onShutdown(async () => {
         await worker.stop();
         await networking?.close();
@@ -397,8 +426,7 @@ export function registerServerCommands(program: Command): void {
 
   withImageOptions(
     withIntervalOptions(
-      program
-        .command('controller')
+      withObservabilityOptions(program.command('controller'))
         .description(
           'Controller only: HTTP API, scheduler, background jobs (workers connect with SCAIBUNKER_WORKER_TOKEN; quota counters in REDIS_URL)',
         )
@@ -427,6 +455,7 @@ export function registerServerCommands(program: Command): void {
       config: controllerConfig(o),
       images: imageOptions(o, dataDir),
       execLogJournal: execLogJournal(dataDir, o.port),
+      requestLog: o.logFormat,
       ...redisFromEnv(),
     });
     await controller.registerCatalog(resolve(o.imageDir ?? defaultImageDir(dataDir)), { publish: o.publishCatalog === true });
@@ -435,6 +464,7 @@ export function registerServerCommands(program: Command): void {
     const address = await controller.listen(o.port, o.host);
     const quotas = process.env.REDIS_URL ? 'quota counters in Redis' : 'quota counters in-process (set REDIS_URL to share them)';
     process.stdout.write(`ScaiBunker controller at ${address} (admin key: ${keyPath}; ${quotas})\n`);
+    await startMetrics(controller, o);
     onShutdown(() => controller.close());
   });
 
@@ -484,7 +514,8 @@ export function registerServerCommands(program: Command): void {
       )
       .option('--disk-reserve <size>', 'free space kept on the data disk (default 256m): under it new bunkers are refused', size)
       .option(...ISOLATIONS_OPTION)
-      .option(...NO_SNAPSHOTS_OPTION),
+      .option(...NO_SNAPSHOTS_OPTION)
+      .addOption(LOG_FORMAT_OPTION()),
   ).action(async (o) => {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
@@ -524,7 +555,9 @@ export function registerServerCommands(program: Command): void {
         ...(o.diskReserve !== undefined ? { diskReserveBytes: o.diskReserve } : {}),
       });
       await worker.init();
-      const server = startup.made(new WorkerHttpServer(worker, token), (srv) => srv.close());
+      const server = startup.made(new WorkerHttpServer(worker, token, o.logFormat ? { requestLog: o.logFormat } : {}), (srv) =>
+        srv.close(),
+      );
       await server.listen(o.port, o.host);
       startup.made(worker, (w) => w.stop());
       await worker.start();

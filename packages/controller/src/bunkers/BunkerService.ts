@@ -15,6 +15,7 @@ import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
+import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerRow, SnapshotRow } from '../store/schema.js';
@@ -45,6 +46,8 @@ export class BunkerService {
     private readonly usage?: Pick<UsageTicker, 'sampleFinal'>,
     /** bunker.create and bunker.terminate (queued: no extra round trip). */
     private readonly audit?: AuditTrail,
+    /** `scaibunker_create_duration_seconds`. */
+    private readonly metrics?: Pick<ControllerMetrics, 'time' | 'createDuration'>,
   ) {}
 
   /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
@@ -62,7 +65,13 @@ export class BunkerService {
     }
   }
 
-  async create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+  /** Creates a bunker and answers once it runs (timed into `scaibunker_create_duration_seconds`). */
+  create(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
+    const m = this.metrics;
+    return m ? m.time(m.createDuration, () => this.createNow(principal, body)) : this.createNow(principal, body);
+  }
+
+  private async createNow(principal: Principal, body: schemas.CreateBunkerBody): Promise<BunkerRow> {
     // A microVM gets one virtio-net NIC behind the worker's host-side rules (registry,
     // allowlisted, unrestricted); transit's bridge ports are veths a VM cannot join. A body
     // check: refused before permissions, bridges, quotas or workers.

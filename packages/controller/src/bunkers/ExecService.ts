@@ -4,6 +4,7 @@ import { execEvent } from '../audit/events.js';
 import type { Principal } from '../auth/Principal.js';
 import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
+import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerService } from './BunkerService.js';
 import type { ExecLogJournal } from './ExecLogJournal.js';
@@ -33,6 +34,8 @@ export class ExecService {
     readonly outputs: OutputStorage,
     journal?: ExecLogJournal,
     private readonly audit?: AuditTrail,
+    /** `scaibunker_exec_duration_seconds`. */
+    private readonly metrics?: Pick<ControllerMetrics, 'time' | 'execDuration'>,
   ) {
     this.logs = new ExecLogWriter(store.execLogs, journal);
   }
@@ -42,7 +45,14 @@ export class ExecService {
     return this.logs.close();
   }
 
-  async exec(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink = {}): Promise<schemas.ExecResult> {
+  /** Runs a blocking exec (timed into `scaibunker_exec_duration_seconds`). */
+  exec(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink = {}): Promise<schemas.ExecResult> {
+    const m = this.metrics;
+    const run = () => this.run(principal, bunkerId, body, sink);
+    return m ? m.time(m.execDuration, run) : run();
+  }
+
+  private async run(principal: Principal, bunkerId: string, body: schemas.ExecBody, sink: ExecSink): Promise<schemas.ExecResult> {
     if (body.stdin === true) throw new ApiError('VALIDATION_FAILED', '`stdin: true` needs `background: true`', { field: 'body/stdin' });
     if (body.pty) throw new ApiError('VALIDATION_FAILED', '`pty` needs `background: true` (then attach to it)', { field: 'body/pty' });
     if (body.tag) throw new ApiError('VALIDATION_FAILED', '`tag` is for background execs', { field: 'body/tag' });

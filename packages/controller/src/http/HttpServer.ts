@@ -1,5 +1,5 @@
 import websocketPlugin from '@fastify/websocket';
-import { ApiError, hasPermission, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
+import { ApiError, hasPermission, newId, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -7,6 +7,7 @@ import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import type { RouteDef } from './Route.js';
+import { REQUEST_ID, requestContext } from './requestContext.js';
 
 /** What the server asks about credentials: the controller's Authenticator, or the proxy's. */
 export interface RequestAuthenticator {
@@ -35,6 +36,23 @@ export interface HttpServerOptions {
   /** JSON body cap; uploads have their own cap enforced while streaming. */
   bodyLimitBytes?: number;
   logger?: boolean;
+  /** Told about every answered request (metrics, the request log). */
+  observe?: (r: RequestRecord) => void;
+}
+
+/** One answered request, as the metrics and the request log see it. */
+export interface RequestRecord {
+  requestId: string;
+  method: string;
+  /** The route's pattern (`/v1/modules/scaibunker/bunkers/:id`), `preview` for preview hosts, `unmatched` for a 404 without a route. */
+  route: string;
+  /** The path without its query (which may hold a ticket). */
+  path: string;
+  status: number;
+  durationMs: number;
+  /** The caller, once authenticated. */
+  tenantId: string | undefined;
+  actor: string | undefined;
 }
 
 declare module 'fastify' {
@@ -104,14 +122,52 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     bodyLimit: opts.bodyLimitBytes ?? 16 * 1024 * 1024,
     keepAliveTimeout: 65_000,
     requestIdHeader: false,
-    genReqId: () => Math.random().toString(36).slice(2, 12),
+    // A caller's (or load balancer's) `x-request-id` is kept when it is plain; otherwise a new id.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('rq');
+    },
   });
   app.setValidatorCompiler(validatorCompiler());
+  // Every answer names its request id, and the work done for it carries the id (calls to workers
+  // send it as x-request-id). Entered again before the handler: body parsing may lose it.
+  app.addHook('onRequest', (req, reply, done) => {
+    reply.header('x-request-id', req.id);
+    requestContext.run({ requestId: req.id }, done);
+  });
+  app.addHook('preHandler', (req, _reply, done) => {
+    requestContext.run({ requestId: req.id }, done);
+  });
+  const observe = opts.observe;
+  if (observe) {
+    app.addHook('onResponse', (req, reply, done) => {
+      const principal = (req as unknown as { principal?: Principal }).principal;
+      const previewed = (req as unknown as { previewed?: boolean }).previewed;
+      try {
+        observe({
+          requestId: req.id,
+          method: req.method,
+          route: previewed ? 'preview' : (req.routeOptions.url ?? 'unmatched'),
+          path: req.url.split('?')[0] ?? '',
+          status: reply.statusCode,
+          durationMs: reply.elapsedTime,
+          tenantId: principal?.tenantId || undefined,
+          actor: principal?.actor,
+        });
+      } catch {
+        // An observer never fails a request.
+      }
+      done();
+    });
+  }
   // Preview hosts first: nothing of the API (routes, auth, body parsing) applies to them.
   const hostRouter = opts.hostRouter;
   if (hostRouter) {
     app.addHook('onRequest', async (req, reply) => {
-      if (hostRouter.matches(req)) await hostRouter.serve(req, reply);
+      if (hostRouter.matches(req)) {
+        (req as unknown as { previewed?: boolean }).previewed = true;
+        await hostRouter.serve(req, reply);
+      }
     });
   }
   app.addHook('onRoute', (r) => {

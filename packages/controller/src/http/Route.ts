@@ -37,6 +37,8 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
     binary?: boolean;
     /** With `binary`: the media type the OpenAPI document names (default application/octet-stream). */
     mediaType?: string;
+    /** A text answer of this content type (`/metrics`) instead of JSON. */
+    text?: string;
     sse?: string[];
     websocket?: boolean;
     /** Other success answers the handler may choose (`reply.status(…)`). */

@@ -58,9 +58,11 @@ export function buildOpenApi(routes: RouteDef[], version: string): Record<string
       description: 'Success',
       ...(ok.binary
         ? { content: { [ok.mediaType ?? 'application/octet-stream']: { schema: { type: 'string', format: 'binary' } } } }
-        : ok.schema
-          ? { content: { 'application/json': { schema: componentize(ok.schema, components) } } }
-          : {}),
+        : ok.text
+          ? { content: { [ok.text.split(';')[0] as string]: { schema: { type: 'string' } } } }
+          : ok.schema
+            ? { content: { 'application/json': { schema: componentize(ok.schema, components) } } }
+            : {}),
     };
     if (ok.websocket) {
       responses[String(ok.status)] = {

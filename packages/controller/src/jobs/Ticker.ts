@@ -19,6 +19,8 @@ export interface TickerLease {
   holder: string;
   /** Called after every tick this controller ran (`--trace-jobs`). */
   onTick?: (tick: TickRecord) => void;
+  /** Told after every tick this controller ran: whether it succeeded (metrics). */
+  observe?: (job: string, ok: boolean) => void;
 }
 
 /**
@@ -84,11 +86,14 @@ export class Ticker {
       }
     })().then(
       () => {
+        if (ran) this.lease?.observe?.(this.name, true);
         if (!this.pausedFor) return;
         this.log(`[${this.name}] resumed (${this.pausedFor} is over)`);
         this.pausedFor = undefined;
       },
       (err) => {
+        // A failed lease claim (the database is down) counts too: the job did not run when due.
+        this.lease?.observe?.(this.name, false);
         if (err instanceof ApiError && OUTAGES.has(err.code)) {
           if (this.pausedFor !== err.code) this.log(`[${this.name}] paused: ${err.code} (${err.message})`);
           this.pausedFor = err.code;

@@ -1,5 +1,10 @@
-/** What changed: a bunker row (its state, worker or anything else a cache may hold). */
-export type ChangeTopic = 'bunker';
+/**
+ * What changed: a bunker row (its state, worker or anything else a cache may hold), or an API
+ * key row (revoked: every controller's key cache drops it).
+ */
+export type ChangeTopic = 'bunker' | 'api_key';
+
+export const CHANGE_TOPICS: readonly ChangeTopic[] = ['bunker', 'api_key'];
 
 /** `id: null`: notices may have been lost (Redis reconnected): drop everything cached for the topic. */
 export type ChangeListener = (topic: ChangeTopic, id: string | null) => void;

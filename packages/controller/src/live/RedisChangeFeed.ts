@@ -1,7 +1,7 @@
 import { newId } from '@scaibunker/core';
 import type { Redis } from 'ioredis';
 import { closeRedis, connectRedis } from '../redis/connectRedis.js';
-import type { ChangeFeed, ChangeListener, ChangeTopic } from './ChangeFeed.js';
+import { CHANGE_TOPICS, type ChangeFeed, type ChangeListener, type ChangeTopic } from './ChangeFeed.js';
 
 const CHANNEL = 'scaibunker:changes';
 
@@ -21,12 +21,14 @@ export class RedisChangeFeed implements ChangeFeed {
   ) {
     sub.on('message', (_channel: string, message: string) => {
       const [origin, topic, id] = message.split(' ');
-      if (origin === this.origin || topic !== 'bunker' || !id) return;
-      this.emit(topic, id);
+      if (origin === this.origin || !id || !CHANGE_TOPICS.includes(topic as ChangeTopic)) return;
+      this.emit(topic as ChangeTopic, id);
     });
     // Attached once connected, so every 'ready' is a reconnect: ioredis resubscribes by itself,
     // but whatever was published meanwhile is gone.
-    sub.on('ready', () => this.emit('bunker', null));
+    sub.on('ready', () => {
+      for (const topic of CHANGE_TOPICS) this.emit(topic, null);
+    });
   }
 
   static async connect(url: string, log: (m: string) => void = (m) => console.error(m)): Promise<RedisChangeFeed> {

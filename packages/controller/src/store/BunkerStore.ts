@@ -186,6 +186,17 @@ export class BunkerStore {
     return rows.map((r) => r.id);
   }
 
+  /** Bunkers that have not ended, by state (for metrics; uses the state index). */
+  async countByState(): Promise<Map<string, number>> {
+    const rows = await this.db
+      .selectFrom('bunkers')
+      .select((eb) => ['state', eb.fn.countAll<number>().as('n')])
+      .where('state', 'in', ACTIVE_STATES)
+      .groupBy('state')
+      .execute();
+    return new Map(rows.map((r) => [r.state, Number(r.n)]));
+  }
+
   async allocationsByWorker(): Promise<Map<string, { cpu: number; memory: number; disk: number; count: number }>> {
     const rows = await this.db
       .selectFrom('bunkers')

@@ -456,6 +456,14 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('quota_profiles').addColumn('max_snapshot_bytes', 'bigint').execute();
     },
   },
+  '0013_api_keys': {
+    async up(db: Kysely<any>) {
+      // Keys listed per tenant, with an optional expiry and their last use (written at most once a minute).
+      await db.schema.alterTable('api_keys').addColumn('expires_at', 'text').execute();
+      await db.schema.alterTable('api_keys').addColumn('last_used_at', 'text').execute();
+      await db.schema.createIndex('api_keys_tenant').on('api_keys').columns(['tenant_id', 'created_at', 'id']).execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

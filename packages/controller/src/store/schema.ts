@@ -34,6 +34,10 @@ export interface ApiKeyRow {
   permissions: string;
   created_at: string;
   revoked_at: string | null;
+  /** Past it the key is refused (UNAUTHENTICATED); null: never. */
+  expires_at: string | null;
+  /** Last authenticated use, written at most once a minute per key. */
+  last_used_at: string | null;
 }
 export interface WorkerRow {
   id: string;

@@ -1,6 +1,7 @@
 import { ApiError, type WorkerApi } from '@scaibunker/core';
 import { HttpWorkerClient } from '@scaibunker/core/worker-client';
 import { isStoreUnavailable } from '../health/failures.js';
+import { requestIdHeaders } from '../http/requestContext.js';
 import type { Store } from '../store/Store.js';
 import type { WorkerRow } from '../store/schema.js';
 
@@ -94,7 +95,11 @@ export class WorkerDirectory {
     }
     const url = row.url && this.workerToken ? row.url : undefined;
     const client =
-      cached?.client && cached.url === url ? cached.client : url ? new HttpWorkerClient(url, this.workerToken as string) : undefined;
+      cached?.client && cached.url === url
+        ? cached.client
+        : url
+          ? new HttpWorkerClient(url, this.workerToken as string, { headers: requestIdHeaders })
+          : undefined;
     const entry: Entry = { url, client, state: row.state, lastHeartbeatAt: row.last_heartbeat_at, checkedAt: now };
     this.entries.set(workerId, entry);
     return entry;

@@ -872,6 +872,13 @@ export const CreateApiKeyBody = Type.Object(
     permissions: Type.Array(literalUnion(PERMISSIONS), { minItems: 1, maxItems: PERMISSIONS.length, uniqueItems: true }),
     user_id: Type.Optional({ ...UserId, description: 'The user this key acts as (quota buckets); default `key:<key id>`' }),
     groups: Type.Optional(Type.Array(GroupName, { maxItems: 64, uniqueItems: true, description: 'Groups of that user; default none' })),
+    expires_at: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        pattern: '^\\d{4}-\\d{2}-\\d{2}T',
+        description: 'When the key stops working (ISO 8601 date-time, in the future); default never',
+      }),
+    ),
   },
   { ...strict, $id: 'CreateApiKey' },
 );
@@ -881,9 +888,33 @@ export const CreatedApiKey = Type.Object(
     key: Type.String({ description: 'Shown once; only its SHA-256 is stored' }),
     user_id: Type.String({ description: 'The user the key acts as' }),
     groups: Type.Array(Type.String()),
+    expires_at: Nullable(Type.String({ format: 'date-time' })),
   },
   { $id: 'CreatedApiKey' },
 );
+export const ApiKeyIdParams = Type.Object(
+  { id: Type.String({ pattern: idPattern('tn') }), key_id: Type.String({ pattern: idPattern('ak') }) },
+  strict,
+);
+/** An API key as listed: never its secret or its hash. */
+export const ApiKey = Type.Object(
+  {
+    id: Type.String(),
+    tenant_id: Type.String(),
+    name: Type.String(),
+    permissions: Type.Array(Type.String()),
+    user_id: Type.String({ description: 'The user the key acts as (quota buckets)' }),
+    groups: Type.Array(Type.String()),
+    created_at: Type.String({ format: 'date-time' }),
+    last_used_at: Nullable(
+      Type.String({ format: 'date-time', description: 'Last authenticated use, written at most once a minute per key' }),
+    ),
+    expires_at: Nullable(Type.String({ format: 'date-time' })),
+    revoked_at: Nullable(Type.String({ format: 'date-time' })),
+  },
+  { $id: 'ApiKey' },
+);
+export const ApiKeyList = Type.Object({ items: Type.Array(ApiKey) }, { $id: 'ApiKeyList' });
 export const Empty = Type.Object({}, { $id: 'Empty' });
 
 // ---- transit bridges -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   IMAGE_NOT_FOUND: { status: 404, description: 'No image with that name visible to the caller.' },
   TENANT_NOT_FOUND: { status: 404, description: 'No tenant with that id.' },
   WORKER_NOT_FOUND: { status: 404, description: 'No worker with that id.' },
+  API_KEY_NOT_FOUND: { status: 404, description: 'No API key with that id in that tenant.' },
   FILE_NOT_FOUND: { status: 404, description: 'No file or directory at that path inside the bunker.' },
   OUTPUT_NOT_FOUND: { status: 404, description: 'No stored exec output with that reference.' },
   EXEC_NOT_FOUND: { status: 404, description: 'No exec with that id in the bunker.' },

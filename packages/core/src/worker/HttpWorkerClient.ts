@@ -48,6 +48,11 @@ interface RequestOptions {
   idempotent?: boolean;
 }
 
+export interface HttpWorkerClientOptions {
+  /** Extra headers for each request, asked per request (the controller's `x-request-id`). */
+  headers?: () => OutgoingHttpHeaders;
+}
+
 export class HttpWorkerClient implements WorkerTarget {
   private readonly base: URL;
   private readonly transport: typeof http | typeof https;
@@ -56,6 +61,7 @@ export class HttpWorkerClient implements WorkerTarget {
   constructor(
     baseUrl: string,
     private readonly token: string,
+    private readonly options: HttpWorkerClientOptions = {},
   ) {
     this.base = new URL(baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
     this.transport = this.base.protocol === 'https:' ? https : http;
@@ -149,7 +155,7 @@ export class HttpWorkerClient implements WorkerTarget {
       const req = this.transport.request(url, {
         method: 'GET',
         agent: false,
-        headers: { authorization: `Bearer ${this.token}`, connection: 'Upgrade', upgrade: TUNNEL_UPGRADE },
+        headers: { ...this.options.headers?.(), authorization: `Bearer ${this.token}`, connection: 'Upgrade', upgrade: TUNNEL_UPGRADE },
       });
       req.on('error', (err) => reject(this.transportError(err)));
       req.on('upgrade', (res, socket: Socket, head: Buffer) => {
@@ -254,7 +260,7 @@ export class HttpWorkerClient implements WorkerTarget {
   private requestOnce(opts: RequestOptions): Promise<IncomingMessage> {
     const url = new URL(opts.path, this.base);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const headers: OutgoingHttpHeaders = { authorization: `Bearer ${this.token}`, ...opts.headers };
+    const headers: OutgoingHttpHeaders = { ...this.options.headers?.(), authorization: `Bearer ${this.token}`, ...opts.headers };
     let payload: Buffer | undefined;
     if (opts.json !== undefined) {
       payload = Buffer.from(JSON.stringify(opts.json));

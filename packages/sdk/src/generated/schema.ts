@@ -703,11 +703,29 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** A tenant's API keys, without secrets (platform admins: any tenant; tenant admins: their own) */
+        get: operations["listApiKeys"];
         put?: never;
         /** Create an API key for a tenant; the key is shown once (platform admins) */
         post: operations["createApiKey"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tenants/{id}/api-keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke an API key: refused (401) on every controller within a second (platform admins: any tenant; tenant admins: their own) */
+        delete: operations["revokeApiKey"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1167,6 +1185,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics in the text exposition format (platform admins; `--metrics-port` serves the same without auth on a port of its own) */
+        get: operations["metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -1224,7 +1259,7 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "CODE_CONTEXT_NOT_FOUND" | "KERNEL_UNAVAILABLE" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
+                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "API_KEY_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "CODE_CONTEXT_NOT_FOUND" | "KERNEL_UNAVAILABLE" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
                 message: string;
                 details: {
                     [key: string]: unknown;
@@ -1584,6 +1619,7 @@ export interface components {
             /** @description The user the key acts as */
             user_id: string;
             groups: string[];
+            expires_at: string | null;
         };
         CreateApiKey: {
             name: string;
@@ -1592,6 +1628,28 @@ export interface components {
             user_id?: string;
             /** @description Groups of that user; default none */
             groups?: string[];
+            /**
+             * Format: date-time
+             * @description When the key stops working (ISO 8601 date-time, in the future); default never
+             */
+            expires_at?: string;
+        };
+        ApiKey: {
+            id: string;
+            tenant_id: string;
+            name: string;
+            permissions: string[];
+            /** @description The user the key acts as (quota buckets) */
+            user_id: string;
+            groups: string[];
+            /** Format: date-time */
+            created_at: string;
+            last_used_at: string | null;
+            expires_at: string | null;
+            revoked_at: string | null;
+        };
+        ApiKeyList: {
+            items: components["schemas"]["ApiKey"][];
         };
         Worker: {
             id: string;
@@ -6585,6 +6643,82 @@ export interface operations {
             };
         };
     };
+    listApiKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     createApiKey: {
         parameters: {
             query?: never;
@@ -6637,6 +6771,83 @@ export interface operations {
                 };
             };
             /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND | API_KEY_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9511,6 +9722,71 @@ export interface operations {
             };
             /** @description INTERNAL */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

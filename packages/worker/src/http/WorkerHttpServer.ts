@@ -34,6 +34,12 @@ export interface WorkerHttpServerOptions {
   /** Fastify's request logging (default off). */
   logger?: boolean;
   /**
+   * One line per answered request on stderr (`worker --log-format`): method, route, status,
+   * duration and the controller's `x-request-id`, so a worker line can be matched to the API
+   * request that caused it. None by default.
+   */
+  requestLog?: 'json' | 'text';
+  /**
    * What `GET /v1/images/:sha256` serves to peers. Default: `api` itself when it has
    * `openCachedImage` (the Worker does); otherwise that route answers 404.
    */
@@ -74,6 +80,7 @@ export class WorkerHttpServer {
   private readonly app: FastifyInstance;
   private readonly tokenHash: Buffer;
   private readonly images: CachedImageSource | undefined;
+  private readonly logger: boolean;
   private listeningUrl: string | null = null;
 
   /** `token` is the worker token the controller must present. */
@@ -85,8 +92,32 @@ export class WorkerHttpServer {
     if (!token) throw new Error('WorkerHttpServer needs a worker token');
     this.tokenHash = createHash('sha256').update(token).digest();
     this.images = opts.images ?? (isCachedImageSource(api) ? api : undefined);
+    this.logger = opts.logger ?? false;
     // No request timeouts: exec and transfers legitimately run long; the controller bounds them.
-    this.app = Fastify({ logger: opts.logger ?? false, requestTimeout: 0, bodyLimit: 8 * 1024 * 1024 });
+    this.app = Fastify({
+      logger: opts.logger ?? false,
+      requestTimeout: 0,
+      bodyLimit: 8 * 1024 * 1024,
+      // The controller's request id (HttpWorkerClient sends x-request-id) names this request too.
+      requestIdHeader: false,
+      genReqId: (req) => {
+        const given = req.headers['x-request-id'];
+        return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : `w-${Math.random().toString(36).slice(2, 12)}`;
+      },
+    });
+    const requestLog = opts.requestLog;
+    if (requestLog) {
+      this.app.addHook('onResponse', (req, reply, done) => {
+        const route = req.routeOptions.url ?? 'unmatched';
+        const ms = Math.round(reply.elapsedTime * 1000) / 1000;
+        process.stderr.write(
+          requestLog === 'json'
+            ? `${JSON.stringify({ time: new Date().toISOString(), level: reply.statusCode >= 500 ? 'error' : 'info', msg: 'worker request', request_id: req.id, method: req.method, route, path: req.url.split('?')[0], status: reply.statusCode, duration_ms: ms })}\n`
+            : `[worker-http] ${req.method} ${req.url.split('?')[0]} ${reply.statusCode} ${ms}ms request=${req.id}\n`,
+        );
+        done();
+      });
+    }
     this.registerRoutes();
     // Fastify does not route upgrade requests: tunnel routes are served here.
     this.app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -144,7 +175,12 @@ export class WorkerHttpServer {
       if ((err as FastifyError).validation) return reply.code(400).send(errorBody('VALIDATION_FAILED', err.message));
       const status = (err as FastifyError).statusCode;
       if (status && status >= 400 && status < 500) return reply.code(status).send(errorBody('VALIDATION_FAILED', err.message));
-      request.log.error(err);
+      if (this.logger) request.log.error(err);
+      // Without Fastify's logger a 500 would leave no trace: say it on stderr, with the request id.
+      else
+        process.stderr.write(
+          `[worker-http] ${request.method} ${request.url.split('?')[0]} → 500 (request ${request.id}): ${err.stack ?? err.message}\n`,
+        );
       return reply.code(500).send(errorBody('INTERNAL', err.message));
     });
 

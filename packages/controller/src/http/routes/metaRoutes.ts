@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { ReadinessReport } from '../../health/Readiness.js';
+import { METRICS_CONTENT_TYPE } from '../../metrics/Registry.js';
 import { type RouteDef, route } from '../Route.js';
 
 const Check = Type.Object(
@@ -10,8 +11,20 @@ const Check = Type.Object(
   { additionalProperties: true },
 );
 
-export function metaRoutes(openapi: () => unknown, readiness: () => Promise<ReadinessReport>): RouteDef[] {
+export function metaRoutes(openapi: () => unknown, readiness: () => Promise<ReadinessReport>, metrics: () => Promise<string>): RouteDef[] {
   return [
+    route({
+      method: 'GET',
+      url: '/metrics',
+      auth: 'scaibunker:admin',
+      operationId: 'metrics',
+      summary:
+        'Prometheus metrics in the text exposition format (platform admins; `--metrics-port` serves the same without auth on a port of its own)',
+      tags: ['meta'],
+      response: { status: 200, schema: Type.String({ description: 'text/plain; version=0.0.4' }), text: METRICS_CONTENT_TYPE },
+      errors: [],
+      handler: async ({ reply }) => reply.type(METRICS_CONTENT_TYPE).send(await metrics()),
+    }),
     route({
       method: 'GET',
       url: '/openapi.json',
