@@ -6,7 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
-import type { RouteDef } from './Route.js';
+import type { RenderedError, RouteDef } from './Route.js';
 
 /** What the server asks about credentials: the controller's Authenticator, or the proxy's. */
 export interface RequestAuthenticator {
@@ -40,6 +40,7 @@ export interface HttpServerOptions {
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: string;
+    renderError?: (err: ApiError, req: FastifyRequest) => RenderedError;
   }
 }
 
@@ -137,6 +138,13 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     if ((req as { ws?: boolean }).ws) reply.header('connection', 'close');
     const retryAfter = RETRYABLE_AFTER_S[apiErr.code];
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+    const render = req.routeOptions?.config?.renderError;
+    if (render) {
+      const r = render(apiErr, req);
+      for (const [k, v] of Object.entries(r.headers ?? {})) reply.header(k, v);
+      void reply.status(r.status).send(r.body);
+      return;
+    }
     void reply.status(apiErr.status).send(apiErr.toBody());
   });
   app.setNotFoundHandler((req, reply) => {
@@ -145,8 +153,10 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
 
   const authenticate = async (def: RouteDef, req: FastifyRequest): Promise<void> => {
     const ticket = (req.query as { ticket?: unknown } | undefined)?.ticket;
-    const principal =
-      def.ticket && typeof ticket === 'string' && !req.headers.authorization
+    const own = def.authenticate ? await def.authenticate(req) : undefined;
+    const principal = own
+      ? permitted(own, def)
+      : def.ticket && typeof ticket === 'string' && !req.headers.authorization
         ? await redeemTicket(opts.tickets, def, ticket, (req.params as { id?: string }).id ?? '')
         : await authorize(opts.authenticator, def, req.headers.authorization);
     (req as unknown as { principal: Principal }).principal = principal;
@@ -164,7 +174,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       app.route({
         method: def.method,
         url: def.url,
-        config: { auth: def.auth },
+        config: { auth: def.auth, ...(def.renderError ? { renderError: def.renderError } : {}) },
         onRequest: [
           async (req) => authenticate(def, req),
           async (req, reply) => raw({ params: (req.params ?? {}) as Record<string, string>, principal: principalOf(req), req, reply }),
@@ -178,7 +188,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     app.route({
       method: def.method,
       url: def.url,
-      config: { auth: def.auth },
+      config: { auth: def.auth, ...(def.renderError ? { renderError: def.renderError } : {}) },
       schema: schemaOf(def),
       // Authenticate before the body is parsed: an unauthenticated upload is refused unread.
       onRequest: async (req) => authenticate(def, req),
@@ -257,7 +267,11 @@ async function redeemTicket(tickets: TicketRedeemer | undefined, def: RouteDef, 
 async function authorize(auth: RequestAuthenticator, def: RouteDef, header: string | undefined): Promise<Principal> {
   if (def.auth === 'public') return systemPrincipal('anonymous');
   if (def.auth === 'storage') return storagePrincipal(auth, header);
-  const principal = await auth.authenticate(header);
+  return permitted(await auth.authenticate(header), def);
+}
+
+/** A tenant caller holding the route's permission (workers and storage grants never reach tenant routes). */
+function permitted(principal: Principal, def: RouteDef): Principal {
   if (def.auth === 'worker') {
     if (principal.kind !== 'worker') throw new ApiError('PERMISSION_DENIED', 'this route is for workers only');
     return principal;
