@@ -27,6 +27,7 @@ import { ProcessFollower } from './bunkers/ProcessFollower.js';
 import { ProcessService } from './bunkers/ProcessService.js';
 import { CodeService } from './code/CodeService.js';
 import { type ControllerConfig, DEFAULT_CONFIG, validateConfig } from './config.js';
+import { E2b } from './e2b/E2b.js';
 import { DependencyState } from './health/DependencyState.js';
 import { diskCheck, Readiness } from './health/Readiness.js';
 import { buildHttpServer } from './http/HttpServer.js';
@@ -40,6 +41,7 @@ import { bridgeRoutes } from './http/routes/bridgeRoutes.js';
 import { bunkerRoutes } from './http/routes/bunkerRoutes.js';
 import { codeRoutes } from './http/routes/codeRoutes.js';
 import { consoleRoutes } from './http/routes/consoleRoutes.js';
+import { e2bRoutes } from './http/routes/e2bRoutes.js';
 import { fileRoutes } from './http/routes/fileRoutes.js';
 import { flowAuditRoutes } from './http/routes/flowAuditRoutes.js';
 import { imageRoutes } from './http/routes/imageRoutes.js';
@@ -151,6 +153,8 @@ interface SharedState {
 export class Controller {
   readonly http: FastifyInstance;
   readonly services: Services;
+  /** The E2B SDK's API (docs/E2B.md). */
+  readonly e2b: E2b;
   readonly sweeper: Sweeper;
   /** Meters running and paused bunkers into the usage table (tests call `tick()` directly). */
   readonly usageTicker: UsageTicker;
@@ -276,6 +280,17 @@ export class Controller {
       code: new CodeService(processes, this.auditTrail),
     };
     this.sweeper = new Sweeper(store, bunkers, this.config.stuckCreateMs, this.services.passivation);
+    this.e2b = new E2b({
+      store,
+      authenticator,
+      workerToken: opts.workerToken,
+      bunkers,
+      processes: this.services.processes,
+      files: this.services.files,
+      exec,
+      passivation: this.services.passivation,
+      images: this.services.images,
+    });
     this.routes = [
       ...bunkerRoutes(this.services),
       ...processRoutes(this.services),
@@ -291,6 +306,7 @@ export class Controller {
       ...usageRoutes(this.services),
       ...imageRoutes(this.services),
       ...availabilityGroupRoutes(this.services),
+      ...e2bRoutes(this.e2b),
       ...storageRoutes(this.services.storage),
       ...capabilityRoutes(this.services.storage),
       ...consoleRoutes(),
@@ -492,6 +508,7 @@ export class Controller {
     await Promise.all(this.tickers.map((t) => t.stop()));
     this.followers.close();
     this.services.terminals.close();
+    this.e2b.close();
     await this.http.close();
     await this.services.exec.close();
     // After the HTTP server: no request can queue an event once the writer has drained.

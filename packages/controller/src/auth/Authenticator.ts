@@ -79,6 +79,11 @@ export class Authenticator {
     throw new ApiError('UNAUTHENTICATED', 'unknown credentials');
   }
 
+  /** The principal of the API key whose SHA-256 this is (E2B envd access tokens carry it), or UNAUTHENTICATED. */
+  principalForKeyHash(hash: string): Promise<Principal> {
+    return this.apiKey(hash);
+  }
+
   private async apiKey(hash: string): Promise<Principal> {
     const now = Date.now();
     const hit = this.apiKeys.get(hash);

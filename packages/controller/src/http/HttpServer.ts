@@ -6,7 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
-import type { RouteDef } from './Route.js';
+import type { RenderedError, RouteDef } from './Route.js';
 import { REQUEST_ID, requestContext } from './requestContext.js';
 
 /** What the server asks about credentials: the controller's Authenticator, or the proxy's. */
@@ -58,6 +58,7 @@ export interface RequestRecord {
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: string;
+    renderError?: (err: ApiError, req: FastifyRequest) => RenderedError;
   }
 }
 
@@ -191,6 +192,13 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     if ((req as { ws?: boolean }).ws) reply.header('connection', 'close');
     const retryAfter = RETRYABLE_AFTER_S[apiErr.code];
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+    const render = req.routeOptions?.config?.renderError;
+    if (render) {
+      const r = render(apiErr, req);
+      for (const [k, v] of Object.entries(r.headers ?? {})) reply.header(k, v);
+      void reply.status(r.status).send(r.body);
+      return;
+    }
     void reply.status(apiErr.status).send(apiErr.toBody());
   });
   app.setNotFoundHandler((req, reply) => {
@@ -199,8 +207,10 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
 
   const authenticate = async (def: RouteDef, req: FastifyRequest): Promise<void> => {
     const ticket = (req.query as { ticket?: unknown } | undefined)?.ticket;
-    const principal =
-      def.ticket && typeof ticket === 'string' && !req.headers.authorization
+    const own = def.authenticate ? await def.authenticate(req) : undefined;
+    const principal = own
+      ? permitted(own, def)
+      : def.ticket && typeof ticket === 'string' && !req.headers.authorization
         ? await redeemTicket(opts.tickets, def, ticket, (req.params as { id?: string }).id ?? '')
         : await authorize(opts.authenticator, def, req.headers.authorization);
     (req as unknown as { principal: Principal }).principal = principal;
@@ -218,7 +228,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       target.route({
         method: def.method,
         url: def.url,
-        config: { auth: def.auth },
+        config: { auth: def.auth, ...(def.renderError ? { renderError: def.renderError } : {}) },
         onRequest: [
           async (req) => authenticate(def, req),
           async (req, reply) => raw({ params: (req.params ?? {}) as Record<string, string>, principal: principalOf(req), req, reply }),
@@ -232,7 +242,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     target.route({
       method: def.method,
       url: def.url,
-      config: { auth: def.auth },
+      config: { auth: def.auth, ...(def.renderError ? { renderError: def.renderError } : {}) },
       schema: schemaOf(def),
       // Authenticate before the body is parsed: an unauthenticated upload is refused unread.
       onRequest: async (req) => authenticate(def, req),
@@ -321,7 +331,11 @@ async function redeemTicket(tickets: TicketRedeemer | undefined, def: RouteDef, 
 async function authorize(auth: RequestAuthenticator, def: RouteDef, header: string | undefined): Promise<Principal> {
   if (def.auth === 'public') return systemPrincipal('anonymous');
   if (def.auth === 'storage') return storagePrincipal(auth, header);
-  const principal = await auth.authenticate(header);
+  return permitted(await auth.authenticate(header), def);
+}
+
+/** A tenant caller holding the route's permission (workers and storage grants never reach tenant routes). */
+function permitted(principal: Principal, def: RouteDef): Principal {
   if (def.auth === 'worker') {
     if (principal.kind !== 'worker') throw new ApiError('PERMISSION_DENIED', 'this route is for workers only');
     return principal;

@@ -57,11 +57,28 @@ export interface RouteDef<B extends TSchema | undefined = any, Q extends TSchema
    * API error. `handler` then never runs.
    */
   raw?(ctx: RawContext): Promise<void>;
+  /**
+   * The route's own credentials (E2B's `X-API-KEY`, envd access tokens), tried before the
+   * Authorization header: a principal, or undefined to fall back to the header. The route's
+   * permission is checked on it as on any other.
+   */
+  authenticate?(req: FastifyRequest): Promise<Principal | undefined>;
+  /**
+   * How this route renders an error instead of `{error:{code,message,details}}` (E2B's
+   * `{code,message}`, Connect's error envelope): status, headers and body.
+   */
+  renderError?(err: ApiError, req: FastifyRequest): RenderedError;
   /** Error codes this route can answer, besides the auth and validation ones every route has. */
   errors: ErrorCode[];
   handler(
     ctx: RouteContext<StaticOr<B, unknown>, StaticOr<Q, Record<string, never>>, StaticOr<P, Record<string, never>>>,
   ): Promise<unknown>;
+}
+
+export interface RenderedError {
+  status: number;
+  headers?: Record<string, string>;
+  body: unknown;
 }
 
 export interface RawContext {
