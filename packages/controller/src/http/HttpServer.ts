@@ -6,6 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { WebSocket } from 'ws';
 import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
+import { ClosingConnections } from './ClosingConnections.js';
 import type { RenderedError, RouteDef } from './Route.js';
 import { REQUEST_ID, requestContext } from './requestContext.js';
 
@@ -130,6 +131,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     },
   });
   app.setValidatorCompiler(validatorCompiler());
+  new ClosingConnections(app);
   // Every answer names its request id, and the work done for it carries the id (calls to workers
   // send it as x-request-id). Entered again before the handler: body parsing may lose it.
   app.addHook('onRequest', (req, reply, done) => {
