@@ -12,9 +12,22 @@ import type { Database } from './schema.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
+/**
+ * The dialect a `DATABASE_URL` names, before anything is opened or created: `postgres://` or
+ * `postgresql://` → PostgreSQL; `sqlite:PATH`, a plain path or `:memory:` → SQLite. Any other
+ * scheme is refused with an error that names the scheme only (the rest of a URL can hold a
+ * password), rather than being taken for a file path.
+ */
+export function dialectNameOf(url: string): DialectName {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || scheme === 'sqlite') return 'sqlite';
+  if ((scheme === 'postgres' || scheme === 'postgresql') && url.slice(scheme.length + 1).startsWith('//')) return 'postgres';
+  throw new Error(`DATABASE_URL: unsupported scheme "${scheme}:"; use sqlite:PATH (or a plain file path), postgres://… or postgresql://…`);
+}
+
 /** `postgres://…` → PostgreSQL; `sqlite:PATH`, a file path or `:memory:` → SQLite. */
 export function dialectFor(url: string, log: (msg: string) => void = (m) => console.error(m)): { name: DialectName; dialect: Dialect } {
-  if (/^postgres(ql)?:\/\//.test(url)) {
+  if (dialectNameOf(url) === 'postgres') {
     // Counts come back as bigint strings; parse them (row counts here never approach 2^53).
     pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
     return { name: 'postgres', dialect: new PostgresDialect({ pool: openPool(url, log) }) };
