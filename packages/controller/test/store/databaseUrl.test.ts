@@ -20,7 +20,7 @@ describe('DATABASE_URL schemes', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('sqlite: and plain paths are SQLite; postgres:// and postgresql:// PostgreSQL', () => {
+  test('sqlite: and plain paths are SQLite; postgres:// and postgresql:// PostgreSQL; mysql:// and mariadb:// MySQL', () => {
     assert.equal(dialectNameOf('sqlite:/var/lib/scaibunker/db.sqlite'), 'sqlite');
     assert.equal(dialectNameOf('sqlite:relative/db.sqlite'), 'sqlite');
     assert.equal(dialectNameOf('/var/lib/scaibunker/db.sqlite'), 'sqlite');
@@ -29,6 +29,10 @@ describe('DATABASE_URL schemes', () => {
     assert.equal(dialectNameOf('postgres://u:p@db:5432/sb'), 'postgres');
     assert.equal(dialectNameOf('postgresql://u:p@db/sb'), 'postgres');
     assert.equal(dialectNameOf('POSTGRES://u:p@db/sb'), 'postgres');
+    assert.equal(dialectNameOf('mysql://u:p@db:3306/sb'), 'mysql');
+    assert.equal(dialectNameOf('mariadb://u:p@db/sb'), 'mysql');
+    // Opening a pool connects nothing yet: no server needed to get the dialect.
+    assert.equal(dialectFor('mariadb://u:p@127.0.0.1:1/sb').name, 'mysql');
   });
 
   for (const url of [
