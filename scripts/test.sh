@@ -7,10 +7,10 @@ bash scripts/setup.sh
 # shellcheck source=lib/node.sh
 . scripts/lib/node.sh
 use_node
-# PostgreSQL and Redis: tests that need them fail (never skip) when these are unset.
+# PostgreSQL, MariaDB and Redis: tests that need them fail (never skip) when these are unset.
 services=$(bash scripts/test-services.sh --env)
 eval "$services"
-export SCAIBUNKER_TEST_PG_URL SCAIBUNKER_TEST_REDIS_URL
+export SCAIBUNKER_TEST_PG_URL SCAIBUNKER_TEST_MARIADB_URL SCAIBUNKER_TEST_REDIS_URL
 
 echo "[test] typecheck"
 npx tsc -p tsconfig.json

@@ -28,8 +28,24 @@ const NETWORK_ERRNOS = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
-/** errno codes and SQLite/PostgreSQL codes meaning "no room left". */
-const NO_SPACE_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
+/** errno codes and SQLite/PostgreSQL/MySQL codes meaning "no room left". */
+const NO_SPACE_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100', 'ER_RECORD_FILE_FULL', 'ER_DISK_FULL']);
+
+/**
+ * mysql2 (MySQL/MariaDB): the connection lost or closed, the server shutting down or killing
+ * connections (a restart), too many connections. Not access denied: that is a configuration.
+ */
+const MYSQL_OUTAGE_CODES = new Set([
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'PROTOCOL_ENQUEUE_AFTER_QUIT',
+  'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_CONNECTION_KILLED',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_GONE_ERROR',
+  'ER_SERVER_LOST',
+]);
 
 interface ErrorLike {
   code?: unknown;
@@ -62,16 +78,18 @@ export function isOutOfSpace(err: unknown): boolean {
 
 /**
  * PostgreSQL: a connection that could not be made or was lost (SQLSTATE class 08, the server
- * shutting down or starting, too many connections), node-postgres' own connection failures.
+ * shutting down or starting, too many connections), node-postgres' own connection failures;
+ * MySQL/MariaDB: mysql2's alike (`MYSQL_OUTAGE_CODES`, its pool closed or connection gone).
  */
 export function isDatabaseOutage(err: unknown): boolean {
   for (const e of chain(err)) {
     const code = typeof e.code === 'string' ? e.code : '';
     if (NETWORK_ERRNOS.has(code)) return true;
     if (/^08/.test(code) || ['57P01', '57P02', '57P03', '53300'].includes(code)) return true;
+    if (MYSQL_OUTAGE_CODES.has(code)) return true;
     const msg = typeof e.message === 'string' ? e.message : '';
     if (
-      /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Client was closed and is not queryable|Cannot use a pool after calling end/i.test(
+      /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Client was closed and is not queryable|Cannot use a pool after calling end|Pool is closed|Can't add new command when connection is in closed state|Connection lost: The server closed the connection/i.test(
         msg,
       )
     )

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { AuditEventRow, Database } from './schema.js';
+import { skipDuplicates } from './sqlDialect.js';
 
 /** What `GET /audit-events` filters by; always one tenant. `from` inclusive, `to` exclusive (ISO, UTC). */
 export interface AuditEventFilter {
@@ -14,7 +15,7 @@ export interface AuditEventFilter {
   cursor?: string | undefined;
 }
 
-/** Rows per statement: far below PostgreSQL's 65535 and SQLite's 32766 bound parameters (9 columns). */
+/** Rows per statement: far below PostgreSQL's and MySQL's 65535 and SQLite's 32766 bound parameters (9 columns). */
 export const AUDIT_INSERT_BATCH = 500;
 
 export class AuditStore {
@@ -34,7 +35,7 @@ export class AuditStore {
     await this.db
       .insertInto('audit_events')
       .values([...rows])
-      .onConflict((oc) => oc.column('id').doNothing())
+      .$call(skipDuplicates(this.db, 'id'))
       .execute();
   }
 

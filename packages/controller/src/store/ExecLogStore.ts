@@ -1,6 +1,25 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Database, ExecLogRow } from './schema.js';
+import { isMysql } from './sqlDialect.js';
+
+/** The columns an exec fills in when it ends; `finished_at` last (MySQL assigns in order, and it is the guard). */
+const COMPLETION_COLUMNS = [
+  'exit_code',
+  'signal',
+  'timed_out',
+  'duration_ms',
+  'stdout_preview',
+  'stderr_preview',
+  'truncated',
+  'full_output_ref',
+  'output_store',
+  'output_bytes',
+  'state',
+  'pid',
+  'end_reason',
+  'finished_at',
+] as const;
 
 export class ExecLogStore {
   constructor(private readonly db: Kysely<Database>) {}
@@ -16,6 +35,20 @@ export class ExecLogStore {
    */
   async upsertMany(rows: readonly ExecLogRow[]): Promise<void> {
     if (rows.length === 0) return;
+    if (isMysql(this.db)) {
+      // No WHERE on MySQL's upsert: each column keeps its value once the row is finished. The
+      // assignments run left to right, so `finished_at` (the guard) is assigned last.
+      await this.db
+        .insertInto('exec_logs')
+        .values([...rows])
+        .onDuplicateKeyUpdate(
+          Object.fromEntries(
+            COMPLETION_COLUMNS.map((c) => [c, sql`if(exec_logs.finished_at is null, values(${sql.ref(c)}), exec_logs.${sql.ref(c)})`]),
+          ),
+        )
+        .execute();
+      return;
+    }
     await this.db
       .insertInto('exec_logs')
       .values([...rows])

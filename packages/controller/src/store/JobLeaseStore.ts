@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { skipDuplicates } from './sqlDialect.js';
 
 /**
  * Leases on background jobs, so that with several controllers on one database each tick
@@ -11,12 +12,10 @@ export class JobLeaseStore {
   async claim(job: string, holder: string, ttlMs: number, now = new Date()): Promise<boolean> {
     const expires = new Date(now.getTime() + ttlMs).toISOString();
     const at = now.toISOString();
-    // Insert if absent; the conflict case falls through to the conditional update below.
-    await this.db
-      .insertInto('job_leases')
-      .values({ job, holder: '', expires_at: at })
-      .onConflict((oc) => oc.column('job').doNothing())
-      .execute();
+    // Insert if absent; the conflict case falls through to the conditional update below. Its
+    // count is of rows matched (MySQL too: mysql2 connects with CLIENT_FOUND_ROWS), so a holder
+    // renewing with an unchanged expiry still reads as renewed.
+    await this.db.insertInto('job_leases').values({ job, holder: '', expires_at: at }).$call(skipDuplicates(this.db, 'job')).execute();
     const r = await this.db
       .updateTable('job_leases')
       .set({ holder, expires_at: expires })

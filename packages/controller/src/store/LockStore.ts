@@ -11,8 +11,11 @@ import type { Database } from './schema.js';
  * own, held open while `fn` runs its queries on the pool and released when that transaction ends.
  * So `fn`'s writes are committed before the next holder reads, a holder that dies (process or
  * connection) releases at once (no lease to expire, no TTL to outlive), and waiters queue in
- * PostgreSQL instead of polling. SQLite: no cross-process lock (a SQLite file serves one
- * controller); callers serialize within the process.
+ * PostgreSQL instead of polling. MySQL/MariaDB: the same with `GET_LOCK` on one pooled
+ * connection held for the critical section (a session-level named lock, released by
+ * `RELEASE_LOCK` or when that connection goes), `fn` running its queries on the pool as well.
+ * SQLite: no cross-process lock (a SQLite file serves one controller); callers serialize within
+ * the process.
  */
 export class LockStore {
   constructor(
@@ -21,6 +24,7 @@ export class LockStore {
   ) {}
 
   async with<T>(name: string, fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+    if (this.dialect === 'mysql') return this.withMysql(name, fn, timeoutMs);
     if (this.dialect !== 'postgres') return fn();
     const key = lockKey(name);
     return this.db.transaction().execute(async (trx) => {
@@ -30,6 +34,30 @@ export class LockStore {
       return fn();
     });
   }
+
+  private withMysql<T>(name: string, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+    const lock = mysqlLockName(name);
+    return this.db.connection().execute(async (conn) => {
+      // The wait is bounded like lock_timeout (whole seconds): 0 back means another holder kept it.
+      const r = await sql<{ got: number | null }>`SELECT GET_LOCK(${lock}, ${Math.max(1, Math.ceil(timeoutMs / 1000))}) AS got`.execute(
+        conn,
+      );
+      if (Number(r.rows[0]?.got) !== 1)
+        throw new Error(`lock timeout: ${name} not acquired within ${timeoutMs} ms (another controller holds it)`);
+      try {
+        return await fn();
+      } finally {
+        // A connection lost meanwhile released it with its session; nothing to undo then.
+        await sql`SELECT RELEASE_LOCK(${lock})`.execute(conn).catch(() => undefined);
+      }
+    });
+  }
+}
+
+/** A MySQL lock name (at most 64 characters) per lock name, in the `scaibunker:` namespace. */
+function mysqlLockName(name: string): string {
+  const plain = `scaibunker:${name}`;
+  return plain.length <= 64 ? plain : `scaibunker:${createHash('sha256').update(name).digest('hex').slice(0, 48)}`;
 }
 
 /** A stable signed 64-bit key per lock name, in the `scaibunker:` namespace. */

@@ -27,7 +27,7 @@ export class Store {
   readonly images: ImageStore;
   readonly audit: AuditStore;
   readonly leases: JobLeaseStore;
-  /** Named locks across controllers (PostgreSQL advisory locks). */
+  /** Named locks across controllers (PostgreSQL advisory locks, MySQL GET_LOCK). */
   readonly locks: LockStore;
   readonly quotas: QuotaStore;
   readonly usage: UsageStore;

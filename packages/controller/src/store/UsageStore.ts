@@ -1,5 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, UsageFinalSampleRow, UsageRow } from './schema.js';
+import { isMysql, skipDuplicates } from './sqlDialect.js';
+import { isUniqueViolation } from './uniqueViolation.js';
 
 /** How `GET /usage` groups rows; `none` sums everything into one item. */
 export type UsageGroupBy = 'bunker' | 'day' | 'hour' | 'image' | 'none';
@@ -19,7 +21,7 @@ export interface LastSample {
   cpu_usage_ns: number;
 }
 
-/** Rows per statement: well under both dialects' bound-parameter limits. */
+/** Rows per statement: well under every dialect's bound-parameter limit. */
 const CHUNK = 200;
 
 /** The usage ledger: one row per bunker per minute, and terminated bunkers' last readings. */
@@ -56,6 +58,7 @@ export class UsageStore {
    * fails). Returns how many samples were counted.
    */
   async record(rows: readonly UsageRow[]): Promise<number> {
+    if (isMysql(this.db)) return this.recordEach(rows);
     let counted = 0;
     for (let i = 0; i < rows.length; i += CHUNK) {
       const r = await this.db
@@ -82,13 +85,48 @@ export class UsageStore {
     return counted;
   }
 
+  /**
+   * `record` on MySQL/MariaDB, one sample at a time: `ON DUPLICATE KEY UPDATE` has no `WHERE`, and
+   * its affected-row count cannot tell a skipped sample from an inserted one. The guarded update
+   * adds a sample to its minute's row when that row ends where the sample starts; otherwise the
+   * insert makes the minute's row. A duplicate minute (its row ends elsewhere: counted already) is
+   * skipped, as the guarded upsert does; a duplicate `since_at` fails, as it does there.
+   */
+  private async recordEach(rows: readonly UsageRow[]): Promise<number> {
+    let counted = 0;
+    for (const row of rows) {
+      const r = await this.db
+        .updateTable('usage')
+        .set((eb) => ({
+          cpu_seconds: eb('cpu_seconds', '+', row.cpu_seconds),
+          memory_mb_minutes: eb('memory_mb_minutes', '+', row.memory_mb_minutes),
+          disk_mb_minutes: eb('disk_mb_minutes', '+', row.disk_mb_minutes),
+          wall_seconds: eb('wall_seconds', '+', row.wall_seconds),
+          cpu_usage_ns: row.cpu_usage_ns,
+          since_at: row.since_at,
+          sampled_at: row.sampled_at,
+        }))
+        .where('bunker_id', '=', row.bunker_id)
+        .where('minute_start', '=', row.minute_start)
+        .where('sampled_at', '=', row.since_at)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 1) {
+        counted++;
+        continue;
+      }
+      try {
+        await this.db.insertInto('usage').values(row).execute();
+        counted++;
+      } catch (err) {
+        if (!isUniqueViolation(err) || /usage_bunker_since/.test((err as Error).message)) throw err;
+      }
+    }
+    return counted;
+  }
+
   /** Keeps a terminated bunker's last reading for the next tick (a second one for the bunker is ignored). */
   async stashFinal(row: UsageFinalSampleRow): Promise<void> {
-    await this.db
-      .insertInto('usage_final_samples')
-      .values(row)
-      .onConflict((oc) => oc.column('bunker_id').doNothing())
-      .execute();
+    await this.db.insertInto('usage_final_samples').values(row).$call(skipDuplicates(this.db, 'bunker_id')).execute();
   }
 
   async listFinals(limit: number): Promise<UsageFinalSampleRow[]> {

@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ApiError } from '@scaibunker/core';
 import SQLite from 'better-sqlite3';
-import { type Dialect, Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { CompiledQuery, type Dialect, Kysely, Migrator, MysqlDialect, PostgresDialect, SqliteDialect } from 'kysely';
+import mysql from 'mysql2';
 import pg from 'pg';
 import type { DependencyState } from '../health/DependencyState.js';
 import { messageOf } from '../health/DependencyState.js';
@@ -10,11 +11,42 @@ import { guardDialect } from './GuardedDialect.js';
 import { InCodeMigrations } from './migrations.js';
 import type { Database } from './schema.js';
 
-export type DialectName = 'sqlite' | 'postgres';
+/** `mysql`: MySQL or MariaDB (tested on MariaDB). */
+export type DialectName = 'sqlite' | 'postgres' | 'mysql';
 
-/** `postgres://…` → PostgreSQL; `sqlite:PATH`, a file path or `:memory:` → SQLite. */
+/**
+ * The dialect a `DATABASE_URL` names, before anything is opened or created: `postgres://` or
+ * `postgresql://` → PostgreSQL; `mysql://` or `mariadb://` → MySQL/MariaDB; `sqlite:PATH`, a
+ * plain path or `:memory:` → SQLite. Any other scheme is refused with an error that names the scheme only (the rest of a URL can hold a
+ * password), rather than being taken for a file path.
+ */
+export function dialectNameOf(url: string): DialectName {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || scheme === 'sqlite') return 'sqlite';
+  const slashes = url.slice(scheme.length + 1).startsWith('//');
+  if ((scheme === 'postgres' || scheme === 'postgresql') && slashes) return 'postgres';
+  if ((scheme === 'mysql' || scheme === 'mariadb') && slashes) return 'mysql';
+  throw new Error(
+    `DATABASE_URL: unsupported scheme "${scheme}:"; use sqlite:PATH (or a plain file path), postgres://…, postgresql://…, mysql://… or mariadb://…`,
+  );
+}
+
+/** `postgres://…` → PostgreSQL; `mysql://…`/`mariadb://…` → MySQL/MariaDB; `sqlite:PATH`, a file path or `:memory:` → SQLite. */
 export function dialectFor(url: string, log: (msg: string) => void = (m) => console.error(m)): { name: DialectName; dialect: Dialect } {
-  if (/^postgres(ql)?:\/\//.test(url)) {
+  const name = dialectNameOf(url);
+  if (name === 'mysql') {
+    return {
+      name,
+      dialect: new MysqlDialect({
+        pool: openMysqlPool(url, log),
+        // Strict for every table (a value too long for its varchar is an error, never cut short).
+        onCreateConnection: async (conn) => {
+          await conn.executeQuery(CompiledQuery.raw(`SET SESSION sql_mode = '${MYSQL_SQL_MODE}'`));
+        },
+      }),
+    };
+  }
+  if (name === 'postgres') {
     // Counts come back as bigint strings; parse them (row counts here never approach 2^53).
     pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
     return { name: 'postgres', dialect: new PostgresDialect({ pool: openPool(url, log) }) };
@@ -49,6 +81,43 @@ function openPool(url: string, log: (msg: string) => void): pg.Pool {
   pool.on('connect', (client) => {
     last = '';
     client.on('error', onError);
+  });
+  return pool;
+}
+
+const MYSQL_SQL_MODE = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION';
+
+/**
+ * A mysql2 pool for `mysql://user:password@host:port/database` (`mariadb://` alike;
+ * `?socket=/path` for a Unix socket). Sums come back as numbers (`decimalNumbers`), 64-bit
+ * integers as numbers (as on the other dialects: counters here stay far below 2^53), the
+ * connection in utf8mb4 with the binary collation of the tables. A connection that dies between
+ * two queries emits `error`: logged once per distinct message (with no listener it would end the
+ * process); the pool drops it and the next query opens a new one or fails into STORE_UNAVAILABLE.
+ */
+function openMysqlPool(url: string, log: (msg: string) => void): mysql.Pool {
+  const u = new URL(url);
+  const socketPath = u.searchParams.get('socket') ?? undefined;
+  const pool = mysql.createPool({
+    ...(socketPath ? { socketPath } : { host: u.hostname || '127.0.0.1', port: u.port ? Number(u.port) : 3306 }),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined,
+    connectionLimit: 10,
+    connectTimeout: 5000,
+    charset: 'UTF8MB4_BIN',
+    decimalNumbers: true,
+    supportBigNumbers: false,
+  });
+  let last = '';
+  const onError = (err: unknown) => {
+    const msg = messageOf(err);
+    if (msg !== last) log(`[database] connection lost: ${msg}`);
+    last = msg;
+  };
+  pool.on('connection', (conn) => {
+    last = '';
+    conn.on('error', onError);
   });
   return pool;
 }

@@ -64,6 +64,14 @@ test('PostgreSQL: a server that does not answer fails the open with STORE_UNAVAI
   await assert.rejects(Store.open('postgres://scaibunker@127.0.0.1:1/none'), withCode('STORE_UNAVAILABLE'));
 });
 
+test('MariaDB: a server that does not answer fails the open with STORE_UNAVAILABLE (the password never in the error)', async () => {
+  await assert.rejects(Store.open('mysql://scaibunker:s3cret@127.0.0.1:1/none'), (err: Error) => {
+    assert.ok(withCode('STORE_UNAVAILABLE')(err), String(err));
+    assert.ok(!err.message.includes('s3cret'));
+    return true;
+  });
+});
+
 test('Redis: killed, every counter call is LIVE_STATE_UNAVAILABLE at once; restarted empty, counters work again', async () => {
   const redis = await PrivateRedis.start();
   const state = new DependencyState('redis', () => undefined);

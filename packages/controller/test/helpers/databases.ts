@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 
 export interface TestDatabase {
@@ -9,7 +10,7 @@ export interface TestDatabase {
 }
 
 /** Every store dialect; the store suite runs once per entry. */
-export const DIALECTS: Array<{ name: 'sqlite' | 'postgres'; create(): Promise<TestDatabase> }> = [
+export const DIALECTS: Array<{ name: 'sqlite' | 'postgres' | 'mariadb'; create(): Promise<TestDatabase> }> = [
   {
     name: 'sqlite',
     async create() {
@@ -42,6 +43,28 @@ export const DIALECTS: Array<{ name: 'sqlite' | 'postgres'; create(): Promise<Te
             await new Promise((resolve) => setTimeout(resolve, 20));
           }
           await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+          await c.end();
+        },
+      };
+    },
+  },
+  {
+    name: 'mariadb',
+    async create() {
+      const admin = process.env.SCAIBUNKER_TEST_MARIADB_URL;
+      if (!admin) throw new Error('SCAIBUNKER_TEST_MARIADB_URL is not set: run the suite with `npm test` (it starts MariaDB)');
+      const name = `sb_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+      // The server's default character set (latin1 on a bare MariaDB): the tables declare their own.
+      const conn = await mysql.createConnection(admin);
+      await conn.query(`CREATE DATABASE ${name}`);
+      await conn.end();
+      const url = new URL(admin);
+      url.pathname = `/${name}`;
+      return {
+        url: url.toString(),
+        async cleanup() {
+          const c = await mysql.createConnection(admin);
+          await c.query(`DROP DATABASE IF EXISTS ${name}`);
           await c.end();
         },
       };

@@ -71,6 +71,21 @@ for (const dialect of DIALECTS) {
       await again.close();
     });
 
+    test('ids are case-sensitive and compared byte for byte (MySQL: a binary no-pad collation)', async () => {
+      const lower = `${newId('tn')}_abc`;
+      const upper = lower.toUpperCase();
+      const now = new Date().toISOString();
+      await store.tenants.insert({ id: lower, name: 'lower', created_at: now });
+      await store.tenants.insert({ id: upper, name: 'upper', created_at: now });
+      assert.equal((await store.tenants.get(lower))?.name, 'lower');
+      assert.equal((await store.tenants.get(upper))?.name, 'upper');
+      assert.equal(await store.tenants.get(`${lower} `), undefined, 'a trailing space is another id');
+      // Names and JSON keep any character (utf8mb4, not MySQL's 3-byte utf8).
+      await store.tenants.insert({ id: newId('tn'), name: 'émoji 🚀', created_at: now });
+      assert.equal((await store.tenants.findByName('émoji 🚀'))?.name, 'émoji 🚀');
+      assert.equal(await store.tenants.findByName('EMOJI 🚀'), undefined);
+    });
+
     test('api keys are found by hash only while not revoked', async () => {
       const id = newId('ak');
       await store.tenants.insertApiKey({
@@ -398,7 +413,7 @@ for (const dialect of DIALECTS) {
     });
 
     test('named locks: two controllers never hold one at the same time', async (t) => {
-      if (dialect.name !== 'postgres') {
+      if (dialect.name === 'sqlite') {
         t.skip('SQLite serves one controller: its locks are per process (the scheduler serializes in-process)');
         return;
       }
