@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Test-time tools: python3-venv, python3-pytest and mypy for the Python SDK's tests
-# (packages/sdk-python); chromium for the web console's browser tests (test/e2e/console.e2e.test.ts).
+# (packages/sdk-python); chromium for the web console's browser tests (test/e2e/console.e2e.test.ts);
+# docker.io for the Docker runtime's conformance run (the suite starts a private dockerd on its
+# own socket, never the system one).
 APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev
-  python3 python3-venv python3-pytest mypy chromium)
+  python3 python3-venv python3-pytest mypy chromium docker.io)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh
