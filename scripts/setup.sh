@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Test-time tools: python3-venv, python3-pytest and mypy for the Python SDK's tests
 # (packages/sdk-python); chromium for the web console's browser tests (test/e2e/console.e2e.test.ts);
-# mariadb-server for the store suite on MariaDB (scripts/test-services.sh runs its own instance).
+# mariadb-server for the store suite on MariaDB (scripts/test-services.sh runs its own instance);
+# docker.io for the Docker runtime's conformance run (the suite starts a private dockerd on its
+# own socket, never the system one).
 APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev
-  python3 python3-venv python3-pytest mypy chromium mariadb-server)
+  python3 python3-venv python3-pytest mypy chromium mariadb-server docker.io)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh

@@ -8,7 +8,16 @@ export { HttpWorkerClient } from './http/HttpWorkerClient.js';
 export { WORKER_ERROR_STATUS, WorkerHttpServer, type WorkerHttpServerOptions } from './http/WorkerHttpServer.js';
 export { FLOWLOG_BINARY, WorkerNetwork, type WorkerNetworkOptions } from './network/WorkerNetwork.js';
 export { ContainerProvider, type ContainerProviderOptions } from './providers/container/ContainerProvider.js';
-export { createProviders, type ProviderSettings, parseIsolations } from './providers/createProviders.js';
+export {
+  CONTAINER_RUNTIMES,
+  type ContainerRuntimeSetting,
+  createProviders,
+  DEFAULT_DOCKER_HOST,
+  type ProviderSettings,
+  parseIsolations,
+} from './providers/createProviders.js';
+export { DockerProvider, type DockerProviderOptions } from './providers/docker/DockerProvider.js';
+export { loadProviderModule, type PluginProviderOptions, PROVIDER_METHODS, providerContractGaps } from './providers/loadProviderModule.js';
 export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';
 export * from './providers/Provider.js';
 export * from './WorkerApi.js';

@@ -163,6 +163,42 @@ const ISOLATIONS_OPTION = [
 ] as const;
 const NO_SNAPSHOTS_OPTION = ['--no-snapshots', 'microVMs: always cold-boot (no memory snapshots)'] as const;
 
+/** `--container-runtime`: checked as the command line is read. */
+function containerRuntime(v: string): string {
+  if (['auto', 'crun', 'runc', 'docker'].includes(v)) return v;
+  throw new Error(`--container-runtime: expected auto, crun, runc or docker (got ${JSON.stringify(v)})`);
+}
+
+/** Who runs the bunkers: the container runtime, the Docker daemon, plugin providers (`serve` and `worker`). */
+function withRuntimeOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--container-runtime <name>',
+      'container bunkers on auto (crun, runc fallback), crun, runc, or docker (a Docker daemon over its Engine API)',
+      containerRuntime,
+      'auto',
+    )
+    .option(
+      '--docker-host <url>',
+      "the Docker daemon's socket for --container-runtime docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)",
+    )
+    .option(
+      '--provider-module <path>',
+      'a module whose default export is a provider class; it replaces the built-in provider of its isolation (repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    );
+}
+
+/** The createProviders settings of the runtime options. */
+function runtimeSettings(o: { containerRuntime?: string; dockerHost?: string; providerModule?: string[] }) {
+  return {
+    containerRuntime: (o.containerRuntime ?? 'auto') as 'auto' | 'crun' | 'runc' | 'docker',
+    ...(o.dockerHost ? { dockerHost: o.dockerHost } : {}),
+    ...(o.providerModule?.length ? { providerModules: o.providerModule } : {}),
+  };
+}
+
 /** Network profile options of `serve` and `worker`. */
 function withNetworkOptions(cmd: Command): Command {
   return cmd
@@ -339,23 +375,25 @@ export function registerServerCommands(program: Command): void {
   withImageOptions(
     withNetworkOptions(
       withIntervalOptions(
-        withObservabilityOptions(program.command('serve'))
-          .description(
-            'Embedded mode: controller + one local worker in one process (SQLite, local blob store unless SCAIBUNKER_BLOB_STORE is set; Redis if REDIS_URL is set)',
-          )
-          .option('--port <port>', 'HTTP port', int, 8080)
-          .option('--host <host>', 'address to listen on', '127.0.0.1')
-          .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
-          .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
-          .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
-          .option(
-            '--memory-overcommit <factor>',
-            'memory MB offered per MB of RAM (default 1; >1 packs idle bunkers, the OOM killer decides past RAM)',
-            overcommitFactor,
-            1,
-          )
-          .option(...ISOLATIONS_OPTION)
-          .option(...NO_SNAPSHOTS_OPTION),
+        withRuntimeOptions(
+          withObservabilityOptions(program.command('serve'))
+            .description(
+              'Embedded mode: controller + one local worker in one process (SQLite, local blob store unless SCAIBUNKER_BLOB_STORE is set; Redis if REDIS_URL is set)',
+            )
+            .option('--port <port>', 'HTTP port', int, 8080)
+            .option('--host <host>', 'address to listen on', '127.0.0.1')
+            .option('--data-dir <dir>', 'state directory', DEFAULT_DATA_DIR)
+            .option('--image-dir <dir>', 'baked images (<sha256>.ext4 + catalog.json); default <data-dir>/images')
+            .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+            .option(
+              '--memory-overcommit <factor>',
+              'memory MB offered per MB of RAM (default 1; >1 packs idle bunkers, the OOM killer decides past RAM)',
+              overcommitFactor,
+              1,
+            )
+            .option(...ISOLATIONS_OPTION)
+            .option(...NO_SNAPSHOTS_OPTION),
+        ),
       ),
     ),
   ).action(async (o) => {
@@ -395,6 +433,7 @@ export function registerServerCommands(program: Command): void {
           dataDir: join(dataDir, 'worker'),
           isolations: o.isolations,
           snapshots: o.snapshots,
+          ...runtimeSettings(o),
           ...(networking ? { networking } : {}),
         }),
         ...(networking ? { networking } : {}),
@@ -493,29 +532,31 @@ export function registerServerCommands(program: Command): void {
     });
 
   withNetworkOptions(
-    program
-      .command('worker')
-      .description('Worker daemon: runs bunkers for a controller (SCAIBUNKER_WORKER_TOKEN)')
-      .requiredOption('--controller <url>', 'controller base URL')
-      .option('--port <port>', 'port the controller reaches this worker on', int, 8081)
-      .option('--host <host>', 'address to listen on', '127.0.0.1')
-      .option('--advertise-url <url>', 'URL the controller uses to reach this worker; default http://<host>:<port>')
-      .option('--data-dir <dir>', 'worker state directory', join(DEFAULT_DATA_DIR, 'worker'))
-      .option('--image-dir <dir>', 'image cache (<sha256>.ext4)', join(DEFAULT_DATA_DIR, 'images'))
-      .option('--storage-url <url>', 'storage proxy base URL (`scaibunker proxy`) for images and audit batches; default: the controller')
-      .option('--name <name>', 'worker name', hostname())
-      .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
-      .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
-      .option(
-        '--memory-overcommit <factor>',
-        'memory MB offered per MB of RAM (default 1; >1 packs idle bunkers, the OOM killer decides past RAM)',
-        overcommitFactor,
-        1,
-      )
-      .option('--disk-reserve <size>', 'free space kept on the data disk (default 256m): under it new bunkers are refused', size)
-      .option(...ISOLATIONS_OPTION)
-      .option(...NO_SNAPSHOTS_OPTION)
-      .addOption(LOG_FORMAT_OPTION()),
+    withRuntimeOptions(
+      program
+        .command('worker')
+        .description('Worker daemon: runs bunkers for a controller (SCAIBUNKER_WORKER_TOKEN)')
+        .requiredOption('--controller <url>', 'controller base URL')
+        .option('--port <port>', 'port the controller reaches this worker on', int, 8081)
+        .option('--host <host>', 'address to listen on', '127.0.0.1')
+        .option('--advertise-url <url>', 'URL the controller uses to reach this worker; default http://<host>:<port>')
+        .option('--data-dir <dir>', 'worker state directory', join(DEFAULT_DATA_DIR, 'worker'))
+        .option('--image-dir <dir>', 'image cache (<sha256>.ext4)', join(DEFAULT_DATA_DIR, 'images'))
+        .option('--storage-url <url>', 'storage proxy base URL (`scaibunker proxy`) for images and audit batches; default: the controller')
+        .option('--name <name>', 'worker name', hostname())
+        .option('--heartbeat-interval-ms <ms>', 'heartbeat interval', int, 10_000)
+        .option('--cpu-overcommit <factor>', 'CPU millicores offered per core ÷ 1000 (limits are quotas, not reservations)', Number, 8)
+        .option(
+          '--memory-overcommit <factor>',
+          'memory MB offered per MB of RAM (default 1; >1 packs idle bunkers, the OOM killer decides past RAM)',
+          overcommitFactor,
+          1,
+        )
+        .option('--disk-reserve <size>', 'free space kept on the data disk (default 256m): under it new bunkers are refused', size)
+        .option(...ISOLATIONS_OPTION)
+        .option(...NO_SNAPSHOTS_OPTION)
+        .addOption(LOG_FORMAT_OPTION()),
+    ),
   ).action(async (o) => {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
@@ -541,6 +582,7 @@ export function registerServerCommands(program: Command): void {
           dataDir,
           isolations: o.isolations,
           snapshots: o.snapshots,
+          ...runtimeSettings(o),
           ...(networking ? { networking } : {}),
         }),
         ...(networking ? { networking } : {}),

@@ -2,13 +2,22 @@
  * The providers a worker offers, from its `--isolations` setting: `auto` offers containers
  * and, when QEMU and the guest kernel are usable here, microVMs; an explicit list must all
  * be usable or the worker refuses to start (a clear error beats a worker that never places).
+ * Containers run on crun/runc (`--container-runtime auto|crun|runc`) or a Docker daemon
+ * (`docker`, `--docker-host`); a `--provider-module` replaces the built-in provider of its
+ * isolation (and is required to be usable).
  */
 import type { BunkerNetworking } from './BunkerNetworking.js';
 import { ContainerProvider } from './container/ContainerProvider.js';
+import { DockerProvider } from './docker/DockerProvider.js';
+import { loadProviderModule } from './loadProviderModule.js';
 import { MicrovmProvider } from './microvm/MicrovmProvider.js';
 import type { Isolation, Provider } from './Provider.js';
 
 export const ISOLATION_NAMES: readonly Isolation[] = ['container', 'microvm'];
+export const CONTAINER_RUNTIMES = ['auto', 'crun', 'runc', 'docker'] as const;
+export type ContainerRuntimeSetting = (typeof CONTAINER_RUNTIMES)[number];
+/** Where `--container-runtime docker` finds the daemon without `--docker-host`. */
+export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 
 export interface ProviderSettings {
   dataDir: string;
@@ -18,6 +27,12 @@ export interface ProviderSettings {
   snapshots?: boolean;
   /** Networks beyond loopback (microVMs get every profile but `transit`). */
   networking?: BunkerNetworking;
+  /** Who runs container bunkers (default auto: crun, runc fallback). */
+  containerRuntime?: ContainerRuntimeSetting;
+  /** The Docker daemon's socket for `docker` (default DOCKER_HOST, else /var/run/docker.sock). */
+  dockerHost?: string;
+  /** Plugin provider modules (`--provider-module`), each replacing the built-in of its isolation. */
+  providerModules?: string[];
   log?: (message: string) => void;
 }
 
@@ -38,10 +53,37 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
   const wanted = parseIsolations(s.isolations);
   const log = s.log ?? ((m: string) => console.warn(`[worker] ${m}`));
   const out: Provider[] = [];
-  for (const isolation of wanted === 'auto' ? ISOLATION_NAMES : wanted) {
+  const plugins = new Map<Isolation, { path: string; provider: Provider }>();
+  for (const path of s.providerModules ?? []) {
+    const provider = await loadProviderModule(path, { dataDir: s.dataDir, ...(s.networking ? { networking: s.networking } : {}), log });
+    const other = plugins.get(provider.isolation);
+    if (other) throw new Error(`--provider-module ${path}: ${other.path} already provides ${provider.isolation} bunkers`);
+    plugins.set(provider.isolation, { path, provider });
+  }
+  const runtime = s.containerRuntime ?? 'auto';
+  if (!(CONTAINER_RUNTIMES as readonly string[]).includes(runtime))
+    throw new Error(`--container-runtime: expected one of ${CONTAINER_RUNTIMES.join(', ')} (got ${JSON.stringify(runtime)})`);
+  const isolations = wanted === 'auto' ? [...new Set([...ISOLATION_NAMES, ...plugins.keys()])] : wanted;
+  for (const isolation of isolations) {
+    const plugin = plugins.get(isolation);
+    if (plugin) {
+      try {
+        await plugin.provider.init();
+      } catch (err) {
+        throw new Error(`--provider-module ${plugin.path}: init failed: ${(err as Error).message}`);
+      }
+      out.push(plugin.provider);
+      continue;
+    }
     const provider: Provider =
       isolation === 'container'
-        ? new ContainerProvider({ dataDir: s.dataDir, ...(s.networking ? { networking: s.networking } : {}) })
+        ? runtime === 'docker'
+          ? new DockerProvider({ dataDir: s.dataDir, dockerHost: s.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST })
+          : new ContainerProvider({
+              dataDir: s.dataDir,
+              ...(runtime !== 'auto' ? { runtime } : {}),
+              ...(s.networking ? { networking: s.networking } : {}),
+            })
         : new MicrovmProvider({
             dataDir: s.dataDir,
             snapshots: s.snapshots === false ? 'off' : 'auto',
@@ -51,7 +93,8 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
       await provider.init();
       out.push(provider);
     } catch (err) {
-      if (wanted !== 'auto') throw new Error(`${isolation} isolation is not available on this host: ${(err as Error).message}`);
+      if (wanted !== 'auto' || (isolation === 'container' && runtime !== 'auto'))
+        throw new Error(`${isolation} isolation is not available on this host: ${(err as Error).message}`);
       log(`${isolation} isolation not offered: ${(err as Error).message}`);
     }
   }

@@ -1,10 +1,11 @@
 /** Shared by the provider suites: the test image, a shell helper, process and image utilities. */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AgentClient } from '../../src/agent/AgentClient.js';
+import { DockerEngine } from '../../src/providers/docker/DockerEngine.js';
+import { MountTable } from '../../src/providers/host/MountTable.js';
 import type { BunkerSpec } from '../../src/providers/Provider.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -30,43 +31,7 @@ export function minimalImage(): CatalogEntry {
   return img;
 }
 
-export interface ShResult {
-  code: number | null;
-  signal: string | null;
-  out: string;
-  err: string;
-}
-
-export async function sh(c: AgentClient, script: string, timeoutMs = 20_000): Promise<ShResult> {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  const r = await c.exec(
-    { argv: ['/bin/sh', '-c', script], timeoutMs },
-    {
-      onStdout: (d) => {
-        out.push(d);
-      },
-      onStderr: (d) => {
-        err.push(d);
-      },
-    },
-  );
-  return { code: r.exitCode, signal: r.signal, out: Buffer.concat(out).toString(), err: Buffer.concat(err).toString() };
-}
-
-export function raceTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  return Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { pidAlive, raceTimeout, type ShResult, sh } from '../../src/conformance/helpers.js';
 
 /** Builds a tiny ext4 image from a dir spec (for failure-path tests). */
 export function makeImage(
@@ -127,4 +92,84 @@ export function microvmSkipReason(): string | false {
   }
   execFileSync('bash', [join(REPO, 'scripts/build-guest-kernel.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
   return false;
+}
+
+/** A dockerd of the tests' own: private socket, data and exec roots, no iptables, no bridge. */
+export interface PrivateDockerd {
+  host: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Why the Docker suites cannot run here, or false: SCAIBUNKER_DOCKER_HOST names a daemon to
+ * use, else `dockerd` must be installed (the suite starts its own, see startPrivateDockerd).
+ */
+export function dockerSkipReason(): string | false {
+  if (!isRoot) return 'needs root';
+  if (process.env.SCAIBUNKER_DOCKER_HOST) return false;
+  try {
+    execFileSync('dockerd', ['--version'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'no dockerd socket configured (SCAIBUNKER_DOCKER_HOST) and dockerd is not installed (apt-get install docker.io)';
+  }
+}
+
+/**
+ * SCAIBUNKER_DOCKER_HOST when set (left running), else a private dockerd under a /tmp dir
+ * (never the system socket), stopped and removed again by stop().
+ */
+export async function startPrivateDockerd(): Promise<PrivateDockerd> {
+  const given = process.env.SCAIBUNKER_DOCKER_HOST;
+  if (given) return { host: given, stop: async () => {} };
+  const dir = mkdtempSync('/tmp/sbd-');
+  const sock = join(dir, 'docker.sock');
+  const log = openSync(join(dir, 'dockerd.log'), 'a');
+  const ns = `sbtest${process.pid}`;
+  const child = spawn(
+    'dockerd',
+    [
+      `--host=unix://${sock}`,
+      `--data-root=${join(dir, 'data')}`,
+      `--exec-root=${join(dir, 'exec')}`,
+      `--pidfile=${join(dir, 'dockerd.pid')}`,
+      '--iptables=false',
+      '--ip6tables=false',
+      '--ip-masq=false',
+      '--bridge=none',
+      `--containerd-namespace=${ns}`,
+      `--containerd-plugins-namespace=${ns}p`,
+      `--cgroup-parent=${ns}`,
+    ],
+    { stdio: ['ignore', log, log], detached: true },
+  );
+  closeSync(log);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(t);
+    }
+    for (const mp of (await MountTable.read())
+      .map((m) => m.mountPoint)
+      .filter((m) => m.startsWith(`${dir}/`))
+      .sort((a, b) => b.length - a.length))
+      spawnSync('umount', ['-l', mp]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 30_000;
+  const engine = new DockerEngine(`unix://${sock}`);
+  const up = async () =>
+    existsSync(sock) && (await engine.call('GET', '/_ping', { timeoutMs: 2000 }).catch(() => undefined))?.status === 200;
+  while (!(await up())) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      const text = readFileSync(join(dir, 'dockerd.log'), 'utf8').slice(-2000);
+      await stop();
+      throw new Error(`private dockerd did not start: ${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { host: `unix://${sock}`, stop };
 }

@@ -8,7 +8,6 @@ import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
 import { commandInto } from '../host/layerStreams.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
-import { runCommand } from '../host/runCommand.js';
 import {
   type BunkerSpec,
   type BunkerStats,
@@ -22,8 +21,9 @@ import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
 import { HostMounts } from './HostMounts.js';
 import { HostShell, shq } from './HostShell.js';
 import { ImageMounts } from './ImageMounts.js';
+import { gnuTar, tarCreateArgs, tarExtractArgs } from './layerTar.js';
 import { AGENT_SOCKET_NAME, buildOciConfig, DEFAULT_PIDS_LIMIT, hostNofileHardLimit } from './OciBundle.js';
-import { findExecutable, OciRuntime, type RuntimeName } from './OciRuntime.js';
+import { OciRuntime, type RuntimeName } from './OciRuntime.js';
 import type { SeccompProfile } from './seccompProfile.js';
 
 export interface ContainerProviderOptions {
@@ -694,35 +694,6 @@ async function diskFull(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Options both ways: the overlay's own xattrs (opaque dirs, redirects), numeric ids, holes kept. */
-const TAR_LAYER_OPTS = ['--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', '--sparse'];
-
-function tarCreateArgs(upperData: string): string[] {
-  return ['--create', '--file=-', ...TAR_LAYER_OPTS, '--one-file-system', '--directory', upperData, '.'];
-}
-
-function tarExtractArgs(archive: string, upperData: string): string[] {
-  // -p and root: modes, owners, setuid bits and whiteout devices as archived
-  return ['--extract', `--file=${archive}`, ...TAR_LAYER_OPTS, '--preserve-permissions', '--same-owner', '--directory', upperData];
-}
-
-let gnuTarPath: Promise<string> | undefined;
-
-/** The host's GNU tar (busybox tar knows neither xattrs nor whiteouts): its absolute path. */
-function gnuTar(): Promise<string> {
-  gnuTarPath ??= (async () => {
-    const bin = findExecutable('tar');
-    const version = bin ? await runCommand(bin, ['--version'], { timeoutMs: 10_000 }).catch(() => undefined) : undefined;
-    if (!bin || !version || !/GNU tar/.test(version.stdout))
-      throw new ProviderError('RUNTIME_UNAVAILABLE', 'snapshots need GNU tar on the host');
-    return bin;
-  })();
-  gnuTarPath.catch(() => {
-    gnuTarPath = undefined;
-  });
-  return gnuTarPath;
 }
 
 function readText(path: string): string {
