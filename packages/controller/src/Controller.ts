@@ -290,6 +290,7 @@ export class Controller {
       exec,
       passivation: this.services.passivation,
       images: this.services.images,
+      code: this.services.code,
     });
     this.routes = [
       ...bunkerRoutes(this.services),

@@ -51,18 +51,35 @@ export class CodeService {
 
   async listContexts(principal: Principal, bunkerId: string): Promise<CodeContext[]> {
     const page = await this.processes.list(principal, bunkerId, { state: 'running', limit: 200 });
-    return page.items.filter((p) => p.tag?.startsWith(TAG_PREFIX)).map((p) => toContext(p));
+    // `state` is the worker's live view: a kernel just stopped is not running, even while its
+    // row waits for the follower to store its end.
+    return page.items.filter((p) => p.tag?.startsWith(TAG_PREFIX) && p.state === 'running').map((p) => toContext(p));
   }
 
   async restartContext(principal: Principal, bunkerId: string, contextId: string): Promise<CodeContext> {
     const current = await this.mustFind(principal, bunkerId, contextId);
-    await this.processes.signal(principal, bunkerId, current.exec_id, 'KILL').catch(() => undefined);
+    await this.stopKernel(principal, bunkerId, current.exec_id);
     return this.startKernel(principal, bunkerId, contextId, current.cwd ?? undefined, undefined);
   }
 
   async deleteContext(principal: Principal, bunkerId: string, contextId: string): Promise<void> {
     const current = await this.mustFind(principal, bunkerId, contextId);
-    await this.processes.signal(principal, bunkerId, current.exec_id, 'KILL');
+    await this.stopKernel(principal, bunkerId, current.exec_id);
+  }
+
+  /** Kills a kernel and waits until it has ended, 10 s at most. */
+  private async stopKernel(principal: Principal, bunkerId: string, execId: string): Promise<void> {
+    const handle = await this.processes.open(principal, bunkerId, execId);
+    const from = (await this.processes.get(principal, bunkerId, execId)).next_seq ?? 1;
+    const gaveUp = new AbortController();
+    const timer = setTimeout(() => gaveUp.abort(), 10_000);
+    try {
+      const ended = handle.events(from, () => undefined, gaveUp.signal);
+      await handle.signal('KILL');
+      await ended;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -146,7 +163,7 @@ export class CodeService {
     };
     try {
       const events = handle.events(from, onOutput, reading.signal);
-      await handle.write(Buffer.from(`${JSON.stringify({ id: requestId, code: body.code })}\n`));
+      await handle.write(Buffer.from(`${JSON.stringify({ id: requestId, code: body.code, ...(body.env ? { env: body.env } : {}) })}\n`));
       if (body.timeout_s) {
         timer = setTimeout(() => {
           void handle.signal('INT').catch(() => undefined);

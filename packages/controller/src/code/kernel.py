@@ -1,6 +1,7 @@
 """ScaiBunker's Python kernel: one process per code context, state kept between executions.
 
-Requests arrive on stdin, one JSON object per line: {"id": "...", "code": "..."}. Each
+Requests arrive on stdin, one JSON object per line: {"id": "...", "code": "...", "env": {...}?}
+(`env`: environment variables set for that execution only). Each
 execution answers on stdout with JSON lines carrying the request's id, in order:
   {"id", "type": "stdout" | "stderr", "text"}       output of the code, as it is written
   {"id", "type": "result", "text", "html"?, "png"?, "svg"?, "markdown"?, "json"?}
@@ -13,6 +14,7 @@ import ast
 import base64
 import json
 import linecache
+import os
 import signal
 import sys
 import traceback
@@ -86,7 +88,21 @@ def _traceback(e):
     return "".join(traceback.format_exception(type(e), e, tb))
 
 
-def _run(request_id, code):
+def _run(request_id, code, env=None):
+    global _count
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        _execute(request_id, code)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _execute(request_id, code):
     global _count
     _count += 1
     _namespace["_execution_count"] = _count
@@ -122,10 +138,11 @@ def main():
         try:
             request = json.loads(line)
             request_id, code = str(request["id"]), str(request["code"])
+            env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
         except Exception as e:
             _emit({"type": "protocol_error", "value": str(e)})
             continue
-        _run(request_id, code)
+        _run(request_id, code, env)
 
 
 if __name__ == "__main__":

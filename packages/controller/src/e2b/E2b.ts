@@ -7,6 +7,7 @@ import type { BunkerService } from '../bunkers/BunkerService.js';
 import type { ExecService } from '../bunkers/ExecService.js';
 import type { FileService } from '../bunkers/FileService.js';
 import type { ProcessService } from '../bunkers/ProcessService.js';
+import type { CodeService } from '../code/CodeService.js';
 import type { RenderedError } from '../http/Route.js';
 import type { ImageService } from '../images/ImageService.js';
 import type { Passivation } from '../snapshots/Passivation.js';
@@ -15,6 +16,7 @@ import { endStream, unaryErrorBody } from './connect.js';
 import { E2bSandboxes } from './E2bSandboxes.js';
 import { Envd, type EnvdCall } from './Envd.js';
 import { EnvdTokens } from './EnvdTokens.js';
+import { Jupyter } from './Jupyter.js';
 
 export interface E2bDeps {
   store: Store;
@@ -26,6 +28,7 @@ export interface E2bDeps {
   exec: ExecService;
   passivation: Passivation;
   images: ImageService;
+  code: CodeService;
 }
 
 /**
@@ -37,8 +40,11 @@ export class E2b {
   readonly sandboxes: E2bSandboxes;
   readonly envd: Envd;
   readonly tokens: EnvdTokens;
+  /** `@e2b/code-interpreter`'s `/execute` and `/contexts`, on our code contexts. */
+  readonly jupyter: Jupyter;
 
   constructor(private readonly deps: E2bDeps) {
+    this.jupyter = new Jupyter(deps.code);
     this.tokens = new EnvdTokens(deps.workerToken, deps.authenticator);
     this.sandboxes = new E2bSandboxes(deps.store, deps.bunkers, deps.passivation, deps.images, this.tokens);
     this.envd = new Envd(deps.bunkers, deps.processes, deps.files, deps.exec);
@@ -59,9 +65,12 @@ export class E2b {
     return header(req, 'x-api-key') ?? /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
   }
 
-  /** envd's credential: the sandbox's access token (`X-Access-Token` + `E2b-Sandbox-Id`), or `X-API-KEY`. */
+  /**
+   * envd's credential: the sandbox's access token (`X-Access-Token` + `E2b-Sandbox-Id`; the code
+   * interpreter's context calls send it as `E2B-Traffic-Access-Token`), or `X-API-KEY`.
+   */
   async envdCaller(req: FastifyRequest): Promise<Principal | undefined> {
-    const token = header(req, 'x-access-token');
+    const token = header(req, 'x-access-token') ?? header(req, 'e2b-traffic-access-token');
     if (token) {
       const sandbox = header(req, 'e2b-sandbox-id');
       if (!sandbox) throw new ApiError('UNAUTHENTICATED', 'X-Access-Token needs the E2b-Sandbox-Id header');
@@ -71,7 +80,7 @@ export class E2b {
   }
 
   /** The envd call a request makes: its sandbox (`E2b-Sandbox-Id`) and user (`Authorization: Basic`). */
-  envdCall(principal: Principal, req: FastifyRequest, res: ServerResponse): EnvdCall {
+  envdCall(principal: Principal, req: FastifyRequest, res: ServerResponse, servedPort = ENVD_PORT): EnvdCall {
     const bunkerId = header(req, 'e2b-sandbox-id');
     if (!bunkerId) {
       throw new ApiError('VALIDATION_FAILED', 'envd calls carry the E2b-Sandbox-Id header (set E2B_SANDBOX_URL to this server)', {
@@ -79,10 +88,12 @@ export class E2b {
       });
     }
     const port = header(req, 'e2b-sandbox-port');
-    if (port && port !== '49983') {
-      throw new ApiError('VALIDATION_FAILED', `only envd (port 49983) is served here, not port ${port}: reach ports through the API`, {
-        field: 'header/e2b-sandbox-port',
-      });
+    if (port && port !== servedPort) {
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        `this path is served for port ${servedPort} (${servedPort === ENVD_PORT ? 'envd' : 'the code interpreter'}), not port ${port}: reach other ports through the API`,
+        { field: 'header/e2b-sandbox-port' },
+      );
     }
     const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const user = basic ? Buffer.from(basic, 'base64').toString('utf8').split(':')[0] || 'root' : 'root';
@@ -91,9 +102,15 @@ export class E2b {
     return { principal, bunkerId, user, req: req.raw, res };
   }
 
-  /** Serves an envd HTTP route on the taken-over reply; its errors in E2B's shape. */
-  async serveHttp(principal: Principal, req: FastifyRequest, reply: FastifyReply, fn: (call: EnvdCall) => Promise<void>): Promise<void> {
-    const call = this.envdCall(principal, req, reply.raw);
+  /** Serves an envd (or code interpreter) HTTP route on the taken-over reply; its errors in E2B's shape. */
+  async serveHttp(
+    principal: Principal,
+    req: FastifyRequest,
+    reply: FastifyReply,
+    fn: (call: EnvdCall) => Promise<void>,
+    servedPort = ENVD_PORT,
+  ): Promise<void> {
+    const call = this.envdCall(principal, req, reply.raw, servedPort);
     reply.hijack();
     try {
       await fn(call);
@@ -117,6 +134,9 @@ export class E2b {
     await this.envd.rpc(call, method);
   }
 }
+
+/** envd's port in a sandbox (`E2b-Sandbox-Port`). */
+const ENVD_PORT = '49983';
 
 function header(req: FastifyRequest, name: string): string | undefined {
   const v = req.headers[name];

@@ -17,7 +17,7 @@ export interface E2bSandbox {
   envdVersion: string;
   envdAccessToken: string;
   domain: null;
-  trafficAccessToken: null;
+  trafficAccessToken: string;
 }
 
 /** Rows looked at per list call at most before answering with a next token (ended bunkers are skipped). */
@@ -191,14 +191,16 @@ export class E2bSandboxes {
   }
 
   private async answer(principal: Principal, credential: string | undefined, row: BunkerRow, template: string): Promise<E2bSandbox> {
+    const token = this.tokens.mint(principal, row.id, credential);
     return {
       sandboxID: row.id,
       templateID: template,
       clientID: row.worker_id ?? 'scaibunker',
       envdVersion: ENVD_VERSION,
-      envdAccessToken: this.tokens.mint(principal, row.id, credential),
+      envdAccessToken: token,
       domain: null,
-      trafficAccessToken: null,
+      // @e2b/code-interpreter sends only this one on its /contexts calls: the same token.
+      trafficAccessToken: token,
     };
   }
 

@@ -273,6 +273,7 @@ export const RunCodeBody = Type.Object(
     code: Type.String({ maxLength: 1024 * 1024, description: 'Python source; the value of a trailing expression is the result' }),
     context_id: Type.Optional(CodeContextId),
     language: Type.Optional(literalUnion(['python'] as const, { description: 'Only `python`' })),
+    env: Type.Optional({ ...EnvMap, description: "Environment variables set for this run only (the context's own come back after it)" }),
     timeout_s: Type.Optional(
       Type.Number({
         exclusiveMinimum: 0,

@@ -1,8 +1,9 @@
-import { ApiError, type Permission } from '@scaibunker/core';
+import { ApiError, type ErrorCode, type Permission } from '@scaibunker/core';
 import { Type } from '@sinclair/typebox';
 import type { E2b } from '../../e2b/E2b.js';
 import { renderConnectError, renderE2bError } from '../../e2b/E2b.js';
 import { Envd } from '../../e2b/Envd.js';
+import { CODE_INTERPRETER_PORT } from '../../e2b/Jupyter.js';
 import type { NewSandbox } from '../../e2b/mapping.js';
 import { type RouteDef, route } from '../Route.js';
 
@@ -350,6 +351,78 @@ export function e2bRoutes(e2b: E2b): RouteDef[] {
     }),
     ...rpcRoutes,
     ...unknownRpc,
+    ...codeInterpreterRoutes(e2b, envdHttp),
+  ];
+}
+
+/**
+ * `@e2b/code-interpreter` (port 49999 in `E2b-Sandbox-Port`): `/execute` and `/contexts`, served
+ * by our code contexts (e2b/Jupyter.ts).
+ */
+function codeInterpreterRoutes(e2b: E2b, envdHttp: Pick<RouteDef, 'tags' | 'authenticate' | 'renderError' | 'handler'>): RouteDef[] {
+  const contextId = (url: string) => decodeURIComponent((url.split('?')[0] ?? '').split('/')[2] ?? '');
+  const errors: ErrorCode[] = ['BUNKER_NOT_FOUND', 'BUNKER_NOT_RUNNING', 'CODE_CONTEXT_NOT_FOUND', 'KERNEL_UNAVAILABLE'];
+  return [
+    route({
+      ...envdHttp,
+      method: 'POST',
+      url: '/execute',
+      auth: 'scaibunker:execute',
+      operationId: 'e2bExecuteCode',
+      summary: 'Code interpreter: run Python in a context (`{code, context_id?, language?, env_vars?}`) → NDJSON events (port 49999)',
+      response: { status: 200, binary: true },
+      errors,
+      raw: async ({ principal, req, reply }) =>
+        e2b.serveHttp(principal, req, reply, (call) => e2b.jupyter.execute(call), CODE_INTERPRETER_PORT),
+    }),
+    route({
+      ...envdHttp,
+      method: 'POST',
+      url: '/contexts',
+      auth: 'scaibunker:execute',
+      operationId: 'e2bCreateCodeContext',
+      summary: 'Code interpreter: a new context `{language?, cwd?}` → `{id, language, cwd}` (port 49999)',
+      response: { status: 200, binary: true },
+      errors,
+      raw: async ({ principal, req, reply }) =>
+        e2b.serveHttp(principal, req, reply, (call) => e2b.jupyter.createContext(call), CODE_INTERPRETER_PORT),
+    }),
+    route({
+      ...envdHttp,
+      method: 'GET',
+      url: '/contexts',
+      auth: 'scaibunker:read',
+      operationId: 'e2bListCodeContexts',
+      summary: 'Code interpreter: the running contexts (port 49999)',
+      response: { status: 200, binary: true },
+      errors,
+      raw: async ({ principal, req, reply }) =>
+        e2b.serveHttp(principal, req, reply, (call) => e2b.jupyter.listContexts(call), CODE_INTERPRETER_PORT),
+    }),
+    route({
+      ...envdHttp,
+      method: 'DELETE',
+      url: '/contexts/:contextId',
+      auth: 'scaibunker:execute',
+      operationId: 'e2bRemoveCodeContext',
+      summary: 'Code interpreter: stop a context (port 49999)',
+      response: { status: 204 },
+      errors,
+      raw: async ({ principal, req, reply }) =>
+        e2b.serveHttp(principal, req, reply, (call) => e2b.jupyter.removeContext(call, contextId(req.url)), CODE_INTERPRETER_PORT),
+    }),
+    route({
+      ...envdHttp,
+      method: 'POST',
+      url: '/contexts/:contextId/restart',
+      auth: 'scaibunker:execute',
+      operationId: 'e2bRestartCodeContext',
+      summary: 'Code interpreter: restart a context, its state dropped (port 49999)',
+      response: { status: 204 },
+      errors,
+      raw: async ({ principal, req, reply }) =>
+        e2b.serveHttp(principal, req, reply, (call) => e2b.jupyter.restartContext(call, contextId(req.url)), CODE_INTERPRETER_PORT),
+    }),
   ];
 }
 
