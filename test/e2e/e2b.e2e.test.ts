@@ -10,18 +10,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CommandExitError, FileNotFoundError, NotFoundError, Sandbox, SandboxNotFoundError } from 'e2b';
-import { adminKeyOf, destroyLeftoverBunkers, eventually, IMAGE_DIR, ServerProcess, tempDataDir } from './harness.js';
+import { adminKeyOf, apiCall as api, destroyLeftoverBunkers, eventually, IMAGE_DIR, ServerProcess, tempDataDir } from './harness.js';
 
 const SMALL = { 'scaibunker.memory_mb': '128', 'scaibunker.cpu_millicores': '500', 'scaibunker.disk_mb': '64' };
-
-async function api(url: string, key: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, json: (await res.json().catch(() => null)) as any };
-}
 
 describe('the e2b SDK against scaibunker serve', () => {
   const data = tempDataDir();

@@ -8,16 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from '@e2b/code-interpreter';
-import { adminKeyOf, destroyLeftoverBunkers, IMAGE_DIR, mountsUnder, ServerProcess, tempDataDir } from './harness.js';
-
-async function api(url: string, key: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, json: (await res.json().catch(() => null)) as any };
-}
+import { adminKeyOf, apiCall as api, destroyLeftoverBunkers, IMAGE_DIR, mountsUnder, ServerProcess, tempDataDir } from './harness.js';
 
 describe('@e2b/code-interpreter against scaibunker serve', () => {
   const data = tempDataDir();

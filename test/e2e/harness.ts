@@ -130,3 +130,13 @@ export function terminalScreen(term: { onData(listener: (chunk: Buffer) => void)
       }),
   };
 }
+
+/** One API call with a bearer key: its status and JSON answer (null when it has none). */
+export async function apiCall(url: string, key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, json: (await res.json().catch(() => null)) as any };
+}

@@ -77,9 +77,20 @@ export class HttpControllerLink implements ControllerLink {
   }
 
   async openImage(sha256: string): Promise<Readable> {
-    const url = `${this.storage}/images/${encodeURIComponent(sha256)}`;
-    // The timeout covers the response head only: clearing it leaves the body unbounded in time
-    // (the ImageCache abandons a body that stalls).
+    return this.openStored(
+      `images/${encodeURIComponent(sha256)}`,
+      'image',
+      () => new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`),
+    );
+  }
+
+  /**
+   * A stored object's body (`GET {storage}/{path}`). The timeout covers the response head only:
+   * clearing it leaves the body unbounded in time (its reader abandons a body that stalls).
+   * Storage's BLOB_NOT_FOUND is `notFound()`; any other refusal an Error naming `what`.
+   */
+  private async openStored(path: string, what: string, notFound: () => WorkerError): Promise<Readable> {
+    const url = `${this.storage}/${path}`;
     const head = new AbortController();
     const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
     let res: Awaited<ReturnType<typeof httpGetStream>>;
@@ -90,9 +101,8 @@ export class HttpControllerLink implements ControllerLink {
     }
     if (res.statusCode === 200) return res;
     const text = await readErrorText(res).catch(() => '');
-    if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
-      throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
-    throw new Error(`image download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
+    if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND') throw notFound();
+    throw new Error(`${what} download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
   }
 
   /**
@@ -112,20 +122,11 @@ export class HttpControllerLink implements ControllerLink {
   }
 
   async openSnapshot(snapshotId: string): Promise<Readable> {
-    const url = `${this.storage}/snapshots/${encodeURIComponent(snapshotId)}`;
-    const head = new AbortController();
-    const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
-    let res: Awaited<ReturnType<typeof httpGetStream>>;
-    try {
-      res = await httpGetStream(url, { headers: { authorization: `Bearer ${this.token}` }, signal: head.signal });
-    } finally {
-      clearTimeout(timer);
-    }
-    if (res.statusCode === 200) return res;
-    const text = await readErrorText(res).catch(() => '');
-    if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND')
-      throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`);
-    throw new Error(`snapshot download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);
+    return this.openStored(
+      `snapshots/${encodeURIComponent(snapshotId)}`,
+      'snapshot',
+      () => new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`),
+    );
   }
 }
 
