@@ -91,8 +91,10 @@ describe('@e2b/code-interpreter against scaibunker serve', () => {
     assert.equal((await sbx.runCode('mine', { context: ctx })).error?.name, 'NameError');
     await sbx.removeCodeContext(ctx);
     assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id));
-    await assert.rejects(sbx.runCode('1', { context: ctx }));
-    await assert.rejects(sbx.runCode('1', { language: 'javascript' }));
+    // requestTimeoutMs 0: on a refused call the SDK leaves its request timer (60 s) running,
+    // which would hold this test process open for a minute after the last test.
+    await assert.rejects(sbx.runCode('1', { context: ctx, requestTimeoutMs: 0 }));
+    await assert.rejects(sbx.runCode('1', { language: 'javascript', requestTimeoutMs: 0 }));
   });
 
   test("another tenant's key reaches none of it", async () => {

@@ -23,12 +23,18 @@ export class ClosingConnections {
       const socket = req.raw.socket;
       this.busy.set(socket, (this.busy.get(socket) ?? 0) + 1);
       this.replies.add(reply);
-      reply.raw.once('close', () => {
+      let done = false;
+      const ended = () => {
+        if (done) return;
+        done = true;
         this.replies.delete(reply);
         const left = (this.busy.get(socket) ?? 1) - 1;
         this.busy.set(socket, left);
         if (this.closing && left === 0) destroy(socket);
-      });
+      };
+      // An answer sent before its request body was read ends with 'finish' and may never see 'close'.
+      reply.raw.once('finish', ended);
+      reply.raw.once('close', ended);
     });
     app.addHook('preClose', async () => {
       this.closing = true;
