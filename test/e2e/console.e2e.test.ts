@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -34,7 +34,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 
 describe('the web console (/console/), in Chromium', () => {
   const data = tempDataDir();
-  /** Screenshots stay after the run (one PNG per page): their directory is printed. */
+  /** Screenshots, one PNG per page; kept after the run only with SCAIBUNKER_KEEP_SCREENSHOTS=1 (then their directory is printed). */
   const shots = mkdtempSync(join(tmpdir(), 'sb-console-shots-'));
   let server: ServerProcess;
   let browser: Browser;
@@ -105,7 +105,8 @@ describe('the web console (/console/), in Chromium', () => {
     const orphans = await destroyLeftoverBunkers(`${data.dir}/worker`);
     const left = mountsUnder(data.dir);
     data.remove();
-    process.stdout.write(`[console e2e] screenshots in ${shots}\n`);
+    if (process.env.SCAIBUNKER_KEEP_SCREENSHOTS === '1') process.stdout.write(`[console e2e] screenshots in ${shots}\n`);
+    else rmSync(shots, { recursive: true, force: true });
     assert.deepEqual(left, [], 'no mount is left under the data dir');
     assert.deepEqual(orphans, [], 'every bunker was terminated');
   });
