@@ -17,6 +17,7 @@ export function execEvent(bunkerId: string, execId: string, body: schemas.ExecBo
       command: command.slice(0, AUDIT_COMMAND_CHARS),
       ...(command.length > AUDIT_COMMAND_CHARS ? { command_truncated: true } : {}),
       ...(typeof background === 'boolean' ? { background } : {}),
+      ...(body.tag ? { tag: body.tag } : {}),
       ...(body.user ? { user: body.user } : {}),
     },
   };

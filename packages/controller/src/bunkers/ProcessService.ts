@@ -96,17 +96,8 @@ export class ProcessService {
    * as `exec.run` with its command label, steered like any other exec.
    */
   startProcess(principal: Principal, bunkerId: string, opts: StartOptions): Promise<schemas.Process> {
-    return this.start(
-      principal,
-      bunkerId,
-      (execId) => ({
-        action: 'exec.run',
-        target: { type: 'exec', id: execId },
-        bunkerId,
-        details: { exec_id: execId, command: opts.command, background: true, ...(opts.tag ? { tag: opts.tag } : {}) },
-      }),
-      opts,
-    );
+    const body = { command: opts.command, background: true, ...(opts.tag ? { tag: opts.tag } : {}) };
+    return this.start(principal, bunkerId, (execId) => execEvent(bunkerId, execId, body), opts);
   }
 
   private async start(
