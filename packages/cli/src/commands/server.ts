@@ -190,8 +190,16 @@ function withRuntimeOptions(cmd: Command): Command {
     );
 }
 
-/** The createProviders settings of the runtime options. */
-function runtimeSettings(o: { containerRuntime?: string; dockerHost?: string; providerModule?: string[] }) {
+/**
+ * The createProviders settings of the runtime options. Checked before anything starts: a
+ * `--docker-host` nothing would use, or networking on a Docker worker (whose containers can only
+ * be `isolated`: it would offer profiles it cannot give), is refused.
+ */
+function runtimeSettings(o: { containerRuntime?: string; dockerHost?: string; providerModule?: string[]; network?: string }) {
+  if (o.dockerHost && o.containerRuntime !== 'docker') throw new Error('--docker-host is used only with --container-runtime docker');
+  if (o.containerRuntime === 'docker' && o.network !== 'off') {
+    throw new Error('--container-runtime docker gives container bunkers no network beyond isolated: add --network off');
+  }
   return {
     containerRuntime: (o.containerRuntime ?? 'auto') as 'auto' | 'crun' | 'runc' | 'docker',
     ...(o.dockerHost ? { dockerHost: o.dockerHost } : {}),
@@ -398,6 +406,7 @@ export function registerServerCommands(program: Command): void {
     ),
   ).action(async (o) => {
     const [{ Controller, openBlobStore }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
+    const runtime = runtimeSettings(o);
     const dataDir = resolve(o.dataDir);
     const imageDir = resolve(o.imageDir ?? defaultImageDir(dataDir));
     const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(dataDir, 'blobs'));
@@ -433,7 +442,7 @@ export function registerServerCommands(program: Command): void {
           dataDir: join(dataDir, 'worker'),
           isolations: o.isolations,
           snapshots: o.snapshots,
-          ...runtimeSettings(o),
+          ...runtime,
           ...(networking ? { networking } : {}),
         }),
         ...(networking ? { networking } : {}),
@@ -561,6 +570,7 @@ export function registerServerCommands(program: Command): void {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
     const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
+    const runtime = runtimeSettings(o);
     const dataDir = resolve(o.dataDir);
     const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
     const link = new HttpControllerLink(o.controller, token, o.storageUrl ? { storageUrl: o.storageUrl } : {});
@@ -582,7 +592,7 @@ export function registerServerCommands(program: Command): void {
           dataDir,
           isolations: o.isolations,
           snapshots: o.snapshots,
-          ...runtimeSettings(o),
+          ...runtime,
           ...(networking ? { networking } : {}),
         }),
         ...(networking ? { networking } : {}),
