@@ -114,3 +114,16 @@ test('a start-up that fails after networking came up leaves nothing running', as
   );
   assert.deepEqual(mountsUnder(data.dir), []);
 });
+
+test('runtime flags that could not take effect are refused before anything starts', async () => {
+  const data = tempDataDir();
+  dirs.push(data);
+  const port = String(await freePort());
+  const stray = await runToExit(['serve', '--port', port, '--data-dir', data.dir, '--docker-host', 'unix:///nowhere.sock']);
+  assert.equal(stray.code, 1, stray.output);
+  assert.match(stray.output, /--docker-host is used only with --container-runtime docker/);
+  const networked = await runToExit(['serve', '--port', port, '--data-dir', data.dir, '--container-runtime', 'docker']);
+  assert.equal(networked.code, 1, networked.output);
+  assert.match(networked.output, /add --network off/);
+  assert.deepEqual(readdirSync(data.dir), [], 'nothing was made');
+});
