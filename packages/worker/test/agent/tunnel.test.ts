@@ -330,8 +330,11 @@ describe('connectPort', () => {
   });
 
   test('a server reset destroys the tunnel with an error', async () => {
-    const srv = await listen((s) => s.resetAndDestroy());
+    // Reset on the first byte, not on accept: a reset on accept can beat the agent's connect
+    // acknowledgement, and then it is the open that fails rather than the open tunnel.
+    const srv = await listen((s) => s.once('data', () => s.resetAndDestroy()));
     const t = await tunnel(srv.port);
+    t.write('x');
     const [e] = await once(t, 'error').catch((x: unknown) => [x]);
     assert.ok(e instanceof AgentError && e.code === 'IO_ERROR', String(e));
   });
