@@ -15,6 +15,8 @@ export class ImageWarming {
     private readonly store: Store,
     private readonly directory: WorkerDirectory,
     private readonly log: (message: string) => void = (m) => console.error(`[images] ${m}`),
+    /** Each warm-up's outcome: where the worker got the image, or `error` (`scaibunker_image_warm_fetches_total`). */
+    private readonly observe: (source: 'cache' | 'peer' | 'proxy' | 'error') => void = () => undefined,
   ) {}
 
   /** A worker's heartbeat reported its cache: heal the ledger both ways, then warm what is missing. */
@@ -52,9 +54,11 @@ export class ImageWarming {
     try {
       const api = await this.directory.get(workerId);
       const r = await api.ensureImage(sha);
+      this.observe(r.source);
       this.log(`worker ${workerId} warmed ${sha.slice(0, 12)} from ${r.source} (${r.bytes} bytes)`);
     } catch (err) {
       error = (err as Error).message ?? String(err);
+      this.observe('error');
       this.log(`worker ${workerId} could not warm ${sha.slice(0, 12)}: ${error}`);
     }
     try {

@@ -43,6 +43,9 @@ describe('images at first use', () => {
     assert.equal(res.status, 201, await res.clone().text());
     const id = ((await res.json()) as { id: string }).id;
     assert.equal(served.worker.spawns.find((s) => s.bunkerId === id)?.imageSha256, UNCACHED);
+    // Counted as an image-cache miss on /metrics: the worker fetches the image at spawn.
+    assert.equal(served.controller.metrics.imagePlacements.get({ result: 'miss' }), 1);
+    assert.equal(served.controller.metrics.imagePlacements.get({ result: 'hit' }), 0);
   });
 
   test('once a group warms it, lazy_pull false means holders only again', async () => {
