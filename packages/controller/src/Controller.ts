@@ -204,7 +204,12 @@ export class Controller {
     this.auditTrail = new AuditTrail(new AuditWriter(store.audit));
     // The worker gauges read the worker list through WorkerService, made below.
     let listWorkers: WorkerLister = async () => [];
-    this.metrics = new ControllerMetrics(store, () => listWorkers(), undefined, () => quotas.gauges());
+    this.metrics = new ControllerMetrics(
+      store,
+      () => listWorkers(),
+      undefined,
+      () => quotas.gauges(),
+    );
     const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker, this.auditTrail, this.metrics);
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));

@@ -339,8 +339,12 @@ export class QuotaService {
       }
     }
     const wanted: string[] = [];
-    const plans: Array<{ entry: { tenantId: string; kind: string; subject: string }; resource: QuotaResource; cap: number; keys: string[] }> =
-      [];
+    const plans: Array<{
+      entry: { tenantId: string; kind: string; subject: string };
+      resource: QuotaResource;
+      cap: number;
+      keys: string[];
+    }> = [];
     for (const [id, entry] of byBucket) {
       const caps = strictest(entry.profiles);
       for (const resource of QUOTA_RESOURCES) {
@@ -349,7 +353,12 @@ export class QuotaService {
         const keys =
           entry.kind === 'group_per_user'
             ? (perUserKeys.get(id) ?? []).filter((k) => parseBucketKey(k)?.resource === resource)
-            : [bucketKey(bucketFor({ tenant_id: entry.tenantId, kind: entry.kind as QuotaAssignmentRow['kind'], subject: entry.subject }, ''), resource)];
+            : [
+                bucketKey(
+                  bucketFor({ tenant_id: entry.tenantId, kind: entry.kind as QuotaAssignmentRow['kind'], subject: entry.subject }, ''),
+                  resource,
+                ),
+              ];
         wanted.push(...keys);
         plans.push({ entry, resource, cap: cap.cap, keys });
       }

@@ -167,7 +167,13 @@ describe('GET /metrics', () => {
     const h = { authorization: `Bearer ${crewKey}`, 'content-type': 'application/json' };
     const created = await fetch(`${served.url}${API}/bunkers`, { method: 'POST', headers: h, body: JSON.stringify({ image: 'minimal' }) });
     assert.equal(created.status, 201, await created.clone().text());
-    assert.deepEqual(await crewBunkers(), { tenantId: tenant.tenantId, bucket: 'group:crew', resource: 'bunkers', current: before + 1, cap: 5 });
+    assert.deepEqual(await crewBunkers(), {
+      tenantId: tenant.tenantId,
+      bucket: 'group:crew',
+      resource: 'bunkers',
+      current: before + 1,
+      cap: 5,
+    });
     const { id } = (await created.json()) as { id: string };
     const del = await fetch(`${served.url}${API}/bunkers/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${crewKey}` } });
     assert.equal(del.status, 200, await del.text());
