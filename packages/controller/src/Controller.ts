@@ -462,11 +462,12 @@ export class Controller {
         if (!stream) throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`);
         return stream;
       },
-      openImage: async (sha256) => {
-        const stream = await this.guardedBlobs.get(blobKeys.image(sha256));
+      openImage: async (sha256, from = 0) => {
+        // From `from` on: the rest of a download that was cut (the blob store reads the range).
+        const opened = await this.guardedBlobs.open(blobKeys.image(sha256), from > 0 ? { start: from } : undefined);
         // IMAGE_NOT_CACHED is how a ControllerLink says "not in storage" (see its interface).
-        if (!stream) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
-        return stream;
+        if (!opened) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
+        return opened.body;
       },
     };
   }
