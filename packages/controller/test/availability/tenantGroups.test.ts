@@ -169,6 +169,12 @@ for (const dialect of DIALECTS) {
 
       await ok(await call('DELETE', `availability-groups/${theirs.id}`, adminB), 204);
       await ok(await call('DELETE', `availability-groups/${platform.id}`, platformKey), 204);
+      // A tenant group's changes are in its tenant's audit trail, and only there.
+      const trail = async (key: string) =>
+        (await ok(await call('GET', 'audit-events?action=availability_group.create', key))).items.map((e: Json) => e.target_id);
+      assert.ok((await trail(adminA)).includes(mine.id));
+      assert.ok(!(await trail(adminA)).includes(theirs.id));
+      assert.ok(!(await trail(adminB)).includes(mine.id));
     });
 
     test("only images the tenant can use; they warm on the workers the tenant's bunkers use, and nowhere for another tenant", async () => {
