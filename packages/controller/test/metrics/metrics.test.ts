@@ -180,6 +180,60 @@ describe('GET /metrics', () => {
     assert.equal((await crewBunkers())?.current, before);
   });
 
+  test('a group_per_user assignment is one series: its fullest user against the per-user cap', async () => {
+    const admin = { authorization: `Bearer ${served.adminKey}`, 'content-type': 'application/json' };
+    const profile = await fetch(`${served.url}${API}/quota-profiles`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ tenant_id: tenant.tenantId, name: 'per-user', max_bunkers: 3 }),
+    });
+    const { id } = (await profile.json()) as { id: string };
+    const assigned = await fetch(`${served.url}${API}/quota-profiles/${id}/assignments`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ kind: 'group_per_user', subject: 'lab' }),
+    });
+    assert.equal(assigned.status, 201, await assigned.clone().text());
+    const system = { kind: 'api_key' as const, tenantId: '', actor: 'test', permissions: [], userId: 'test', groups: [] };
+    const keyFor = async (userId: string) =>
+      (
+        await served.controller.services.tenants.createApiKey(system, tenant.tenantId, `lab-${userId}`, ['scaibunker:create'], {
+          userId,
+          groups: ['lab'],
+        })
+      ).key;
+    const lab = (g: { tenantId: string; bucket: string; resource: string }) =>
+      g.tenantId === tenant.tenantId && g.bucket === 'group:lab' && g.resource === 'bunkers';
+    const perUser = async () =>
+      (await served.controller.services.quotas.gauges()).filter(
+        (g) => g.tenantId === tenant.tenantId && g.bucket === 'group_per_user:lab' && g.resource === 'bunkers',
+      );
+    // No member has a bunker yet: the series is there, at 0.
+    assert.deepEqual(
+      (await perUser()).map((g) => [g.current, g.cap]),
+      [[0, 3]],
+    );
+    for (const [user, n] of [
+      ['ada', 2],
+      ['bob', 1],
+    ] as const) {
+      const key = await keyFor(user);
+      for (let i = 0; i < n; i++) {
+        const res = await fetch(`${served.url}${API}/bunkers`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ image: 'minimal' }),
+        });
+        assert.equal(res.status, 201, await res.clone().text());
+      }
+    }
+    assert.deepEqual(
+      (await perUser()).map((g) => [g.current, g.cap]),
+      [[2, 3]],
+    );
+    assert.equal((await served.controller.services.quotas.gauges()).filter(lab).length, 0, 'no shared bucket for a per-user group');
+  });
+
   test('only platform admins: a tenant admin is 403, no credentials 401', async () => {
     const ta = await tenantWithKey(served.controller, 'metrics-ta', ['scaibunker:admin:tenant']);
     const r = await scrape(ta.key);
