@@ -5,8 +5,12 @@
  * docker-registry with a python image pushed by skopeo.
  *
  *   bake_python_s         POST /images from the registry → ready (pull, apply, agent, mkfs, hash, upload, scan)
+ *   curl_ceiling_mb_s     curl fetching the same 1 GiB from the same proxy into a file, hashed on the way
+ *                         (`curl | tee FILE | sha256sum`) and fsynced: what a plain client reaches, this run
  *   proxy_mb_s            a worker fetching 1 GiB through the storage proxy into its cache (sha256 verified, fsynced)
  *   peer_mb_s             the other worker fetching the same 1 GiB from the first (the proxy serves none of it)
+ *   proxy_vs_curl_ratio   proxy_mb_s ÷ curl_ceiling_mb_s (target ≥ 0.85)
+ *   peer_vs_curl_ratio    peer_mb_s ÷ curl_ceiling_mb_s (target ≥ 0.85)
  *   proxy_read_mb_s       this process reading the 1 GiB through the proxy, hashing it (the proxy's side alone)
  *   peer_read_mb_s        this process reading it from worker A's peer route, hashing it (the serving worker alone)
  *   create_cold_cache_ms  p50 create → first exec of the python image when the worker must fetch it first
@@ -37,6 +41,24 @@ function p50(samples: number[]): number {
   return Number((s[Math.floor(s.length / 2)] ?? Number.NaN).toFixed(1));
 }
 const mbs = (bytes: number, ms: number) => Number((bytes / 1e6 / (ms / 1000)).toFixed(1));
+
+/**
+ * MB/s of curl fetching `url` into `file` while hashing it (`tee | sha256sum`, as the worker
+ * hashes while it writes) and fsyncing it (`sync FILE`), checked against `sha`: the ceiling a
+ * plain HTTP client reaches against the same server in the same run.
+ */
+function curlRate(url: string, token: string, sha: string, file: string, bytes: number): number {
+  const t = performance.now();
+  const out = execFileSync(
+    'bash',
+    ['-c', 'set -o pipefail; curl -sSf -H "authorization: Bearer $TOKEN" "$URL" | tee "$FILE" | sha256sum && sync "$FILE"'],
+    { env: { ...process.env, TOKEN: token, URL: url, FILE: file }, encoding: 'utf8' },
+  );
+  const ms = performance.now() - t;
+  rmSync(file, { force: true });
+  if (!out.startsWith(sha)) throw new Error(`curl ${url}: wrong bytes (${out.trim()})`);
+  return mbs(bytes, ms);
+}
 
 /** MB/s of one GET read whole and hashed here, checked against `sha`. */
 async function readRate(url: string, token: string, sha: string): Promise<number> {
@@ -181,6 +203,15 @@ try {
   execFileSync('sync');
   const proxyRead = await readRate(`${proxy.url}/v1/modules/scaibunker/storage/scaibunker/images/${bigSha}`, token, bigSha);
   log(`this process read it through the proxy at ${proxyRead} MB/s`);
+  const curlCeiling = curlRate(
+    `${proxy.url}/v1/modules/scaibunker/storage/scaibunker/images/${bigSha}`,
+    token,
+    bigSha,
+    join(data.dir, 'curl.bin'),
+    TRANSFER_BYTES,
+  );
+  log(`curl fetched it through the proxy into a file (hashed, fsynced) at ${curlCeiling} MB/s`);
+  execFileSync('sync');
   const t1 = performance.now();
   const viaProxy = await wa.client.ensureImage(bigSha);
   const proxyMs = performance.now() - t1;
@@ -268,8 +299,11 @@ try {
   console.log(
     JSON.stringify({
       bake_python_s: bakeS,
+      curl_ceiling_mb_s: curlCeiling,
       proxy_mb_s: mbs(TRANSFER_BYTES, proxyMs),
       peer_mb_s: mbs(TRANSFER_BYTES, peerMs),
+      proxy_vs_curl_ratio: Number((mbs(TRANSFER_BYTES, proxyMs) / curlCeiling).toFixed(2)),
+      peer_vs_curl_ratio: Number((mbs(TRANSFER_BYTES, peerMs) / curlCeiling).toFixed(2)),
       proxy_read_mb_s: proxyRead,
       peer_read_mb_s: peerRead,
       create_cold_cache_ms: p50(cold),

@@ -33,7 +33,8 @@ group(async () => (await import('./commands/bridge.js')).registerBridgeCommands,
 });
 group(async () => (await import('./commands/image.js')).registerImageCommands, {
   image: 'Images bunkers start from: register (bake from OCI or tar), list, inspect, remove',
-  group: 'Availability groups: workers that keep images warm and share them (scaibunker:admin)',
+  group:
+    "Availability groups: workers that keep images warm and share them (platform groups: scaibunker:admin; a tenant's own: scaibunker:admin:tenant)",
 });
 group(async () => (await import('./commands/admin.js')).registerAdminCommands, {
   admin: 'Administration: tenants, API keys, workers (need scaibunker:admin); quota profiles (scaibunker:admin:tenant)',

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { servedController } from '../../controller/test/helpers/fakeWorker.js';
-import { type CliRun, runCli } from './support/runCli.js';
+import { type CliRun, runCli, startCli } from './support/runCli.js';
 
 const cli = runCli;
 
@@ -89,5 +89,51 @@ describe('scaibunker snapshot', () => {
     const resumed = json(await cli(['bunker', 'resume', bunker.id, ...conn, '--json']))[0];
     assert.equal(resumed.state, 'running');
     assert.equal(resumed.passivated, false);
+  });
+
+  test('snapshot create and fork show progress on stderr while they wait; --json keeps stderr quiet and prints the object', async () => {
+    const bunker = json(await cli(['bunker', 'create', ...conn, '--json']));
+    let release: () => void = () => {};
+    served.worker.holdSnapshots.gate = new Promise<void>((r) => (release = r));
+    const snap = startCli(['snapshot', 'create', bunker.id, ...conn]);
+    try {
+      // Not a terminal: one line per step. The worker holds the snapshot, so it is seen creating.
+      await snap.stderrMatches(/snapshotting bk_\w+: sn_\w+ creating\n/);
+      release();
+      const run = await snap.done;
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, /^snapshotting bk_\w+\n/);
+      assert.match(run.stderr, /snapshot sn_\w+ ready \(\d+\.\d MB\)\n$/);
+      assert.match(run.stdout, /^sn_\w+\n$/);
+    } finally {
+      served.worker.holdSnapshots.gate = undefined;
+      release();
+      snap.kill();
+    }
+
+    served.worker.holdSnapshots.gate = new Promise<void>((r) => (release = r));
+    const fork = startCli(['bunker', 'fork', bunker.id, '--count', '2', ...conn]);
+    try {
+      await fork.stderrMatches(/forking bk_\w+ ×2: snapshot sn_\w+ creating\n/);
+      release();
+      const run = await fork.done;
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, /^forking bk_\w+ ×2: taking a snapshot\n/);
+      assert.match(run.stderr, /2 bunker\(s\) from sn_\w+\n$/);
+      assert.equal(run.stdout.trim().split('\n').length, 2);
+    } finally {
+      served.worker.holdSnapshots.gate = undefined;
+      release();
+      fork.kill();
+    }
+
+    const quietSnap = await cli(['snapshot', 'create', bunker.id, ...conn, '--json']);
+    assert.equal(json(quietSnap).state, 'ready');
+    assert.equal(quietSnap.stderr, '');
+    const quietFork = await cli(['bunker', 'fork', bunker.id, ...conn, '--json']);
+    const forks = json(quietFork);
+    assert.equal(forks.length, 1);
+    assert.match(forks[0].id, /^bk_/);
+    assert.equal(quietFork.stderr, '');
   });
 });

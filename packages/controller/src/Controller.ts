@@ -204,7 +204,12 @@ export class Controller {
     this.auditTrail = new AuditTrail(new AuditWriter(store.audit));
     // The worker gauges read the worker list through WorkerService, made below.
     let listWorkers: WorkerLister = async () => [];
-    this.metrics = new ControllerMetrics(store, () => listWorkers());
+    this.metrics = new ControllerMetrics(
+      store,
+      () => listWorkers(),
+      undefined,
+      () => quotas.gauges(),
+    );
     const bunkers = new BunkerService(store, scheduler, this.directory, quotas, this.usageTicker, this.auditTrail, this.metrics);
     // Every committed bunker-row change drops that row from every controller's running-bunker cache.
     store.bunkers.onChange((id) => shared.changes.publish('bunker', id));
@@ -234,7 +239,7 @@ export class Controller {
       insecureRegistries: opts.images?.insecureRegistries ?? [],
     });
     this.imageScanning = scanning;
-    const warming = new ImageWarming(store, this.directory);
+    const warming = new ImageWarming(store, this.directory, undefined, (source) => this.metrics.imageWarmFetches.inc({ source }));
     workers.onCachedImages((workerId, cached) => warming.onCachedImages(workerId, cached));
     const exec = new ExecService(
       store,
@@ -457,11 +462,12 @@ export class Controller {
         if (!stream) throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshotId} is not in storage`);
         return stream;
       },
-      openImage: async (sha256) => {
-        const stream = await this.guardedBlobs.get(blobKeys.image(sha256));
+      openImage: async (sha256, from = 0) => {
+        // From `from` on: the rest of a download that was cut (the blob store reads the range).
+        const opened = await this.guardedBlobs.open(blobKeys.image(sha256), from > 0 ? { start: from } : undefined);
         // IMAGE_NOT_CACHED is how a ControllerLink says "not in storage" (see its interface).
-        if (!stream) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
-        return stream;
+        if (!opened) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`);
+        return opened.body;
       },
     };
   }

@@ -38,6 +38,7 @@ ERROR_CODES: dict[str, ErrorCodeInfo] = {
     "EXEC_CONFLICT": ErrorCodeInfo(409, "ConflictError", "The exec has ended, its stdin is closed, or it has no terminal to resize."),
     "IMAGE_NOT_READY": ErrorCodeInfo(409, "ConflictError", "The image exists but is not baked yet."),
     "AVAILABILITY_GROUP_CONFLICT": ErrorCodeInfo(409, "ConflictError", "An availability group of that name already exists."),
+    "AVAILABILITY_GROUP_LIMIT": ErrorCodeInfo(409, "ConflictError", "The tenant has as many availability groups as it may (10), or the group as many images (20); delete one first."),
     "IMAGE_CONFLICT": ErrorCodeInfo(409, "ConflictError", "An image of that name already exists in that scope."),
     "IMAGE_IN_USE": ErrorCodeInfo(409, "ConflictError", "Bunkers that have not ended use the image; it cannot be deleted."),
     "PREVIEWS_DISABLED": ErrorCodeInfo(409, "ConflictError", "This deployment serves no host-based previews (the controller runs without --preview-domain)."),

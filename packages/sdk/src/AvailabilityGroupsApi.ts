@@ -4,19 +4,22 @@ import type { AvailabilityGroup } from './types.js';
 const BASE = '/v1/modules/scaibunker/availability-groups';
 
 /**
- * Availability groups (platform admins): workers that keep a set of images cached and fetch
- * them from each other. Adding an image or a worker starts the fetches; `get` shows each
- * member's copy (`ready`, `warming`, `failed`, `missing`).
+ * Availability groups: workers that keep a set of images cached and fetch them from each other.
+ * Adding an image or a worker starts the fetches; `get` shows each member's copy (`ready`,
+ * `warming`, `failed`, `missing`). Platform groups are for platform admins; tenant admins create
+ * their tenant's groups, which warm the tenant's images on the workers its bunkers use.
  */
 export class AvailabilityGroupsApi {
   constructor(private readonly transport: HttpTransport) {}
 
-  create(name: string): Promise<AvailabilityGroup> {
-    return this.transport.json('post', BASE, { body: { name } });
+  /** `tenantId`: a tenant group (a tenant admin's group is always its own tenant's; a platform admin's without one is a platform group). */
+  create(name: string, opts: { tenantId?: string } = {}): Promise<AvailabilityGroup> {
+    return this.transport.json('post', BASE, { body: { name, ...(opts.tenantId ? { tenant_id: opts.tenantId } : {}) } });
   }
 
-  async list(): Promise<AvailabilityGroup[]> {
-    return (await this.transport.json('get', BASE, {})).items;
+  /** Platform admins: every group, or one tenant's (`tenantId`); tenant admins: their tenant's. */
+  async list(opts: { tenantId?: string } = {}): Promise<AvailabilityGroup[]> {
+    return (await this.transport.json('get', BASE, { query: opts.tenantId ? { tenant_id: opts.tenantId } : {} })).items;
   }
 
   get(groupId: string): Promise<AvailabilityGroup> {

@@ -192,7 +192,9 @@ export class Bunker {
    * Snapshots the bunker's files (its writable layer) and, by default, resolves once the
    * snapshot is `ready` (a failed one rejects with why); `wait: false` answers it `creating`.
    */
-  async snapshot(opts: { name?: string; expiresInS?: number; wait?: boolean } = {}): Promise<Snapshot> {
+  async snapshot(
+    opts: { name?: string; expiresInS?: number; wait?: boolean; onProgress?: (snapshot: Snapshot) => void } = {},
+  ): Promise<Snapshot> {
     const created = await this.client.transport.json('post', '/v1/modules/scaibunker/bunkers/{id}/snapshots', {
       path: { id: this.id },
       body: {
@@ -200,7 +202,10 @@ export class Bunker {
         ...(opts.expiresInS !== undefined ? { expires_in_s: opts.expiresInS } : {}),
       },
     });
-    return opts.wait === false ? created : this.client.snapshots.waitReady(created.id);
+    opts.onProgress?.(created);
+    return opts.wait === false
+      ? created
+      : this.client.snapshots.waitReady(created.id, opts.onProgress ? { onProgress: opts.onProgress } : {});
   }
 
   /** `count` (1–20) independent running bunkers from one fresh snapshot of this one. */

@@ -44,11 +44,12 @@ export class SnapshotsApi {
   /**
    * Resolves with the snapshot once it is `ready`; a `failed` one rejects with the error it
    * failed with (SNAPSHOT_FAILED, QUOTA_EXCEEDED, …). The API has no completion event, so this
-   * polls, 50 ms at first and backing off to 1 s.
+   * polls, 50 ms at first and backing off to 1 s, calling `onProgress` with every state read.
    */
-  async waitReady(snapshotId: string, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {
+  async waitReady(snapshotId: string, opts: { signal?: AbortSignal; onProgress?: (snapshot: Snapshot) => void } = {}): Promise<Snapshot> {
     for (let delay = 50; ; delay = Math.min(1000, delay * 2)) {
       const s = await this.get(snapshotId);
+      opts.onProgress?.(s);
       if (s.state === 'ready') return s;
       if (s.state === 'failed') throw snapshotError(s);
       opts.signal?.throwIfAborted();

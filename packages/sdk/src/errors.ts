@@ -92,6 +92,7 @@ export const ERROR_CLASS_BY_CODE: Record<ErrorCode, ScaiBunkerErrorClass> = {
   IMAGE_NOT_READY: ConflictError,
   IMAGE_CONFLICT: ConflictError,
   AVAILABILITY_GROUP_CONFLICT: ConflictError,
+  AVAILABILITY_GROUP_LIMIT: ConflictError,
   IMAGE_IN_USE: ConflictError,
   FILE_CONFLICT: ConflictError,
   QUOTA_PROFILE_CONFLICT: ConflictError,

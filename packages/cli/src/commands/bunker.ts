@@ -1,11 +1,12 @@
 /**
- * `scaibunker bunker …`: the client verbs over the SDK — create, ls, get, exec, cp, rm, pause, resume, logs; ps, attach, kill, shell and watch are in bunkerProcesses.ts.
+ * `scaibunker bunker …`: the client verbs over the SDK — create, ls, get, exec, cp, rm, pause, resume, fork, logs; ps, attach, kill, shell and watch are in bunkerProcesses.ts.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as delayFor } from 'node:timers/promises';
 import {
   allowlistEntryError,
   BANDWIDTH_MBIT_MAX,
@@ -25,6 +26,7 @@ import {
   type ScaiBunkerClient,
 } from '@scaibunker/sdk';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { Progress } from '../ui/progress.js';
 import { Spinner } from '../ui/spinner.js';
 import { age, renderFields, renderTable } from '../ui/table.js';
 import { registerPortCommands } from './bunkerPorts.js';
@@ -238,6 +240,44 @@ async function copy(
   } catch (err) {
     spinner.fail();
     throw err;
+  }
+}
+
+/**
+ * Follows a fork while its request is in flight (the API answers only once the copies run):
+ * the fork's snapshot is the bunker's newest `fork` snapshot that was not there before. While
+ * it is written the line says so, then that the copies are starting. `before` is read before
+ * the fork is sent. Reading snapshots needs scaibunker:read; without it (or on any error) the
+ * line stays as it was.
+ */
+async function newestSnapshot(client: ScaiBunkerClient, bunkerId: string) {
+  return (await client.snapshots.list({ bunkerId, limit: 1 }).page()).items[0];
+}
+
+async function followFork(
+  client: ScaiBunkerClient,
+  bunkerId: string,
+  before: string | undefined,
+  count: number,
+  progress: Progress,
+  done: AbortSignal,
+) {
+  try {
+    const newest = () => newestSnapshot(client, bunkerId);
+    for (let delay = 100; !done.aborted; delay = Math.min(1000, delay * 2)) {
+      const s = await newest();
+      if (s && s.id !== before && s.source === 'fork') {
+        progress.step(
+          s.state === 'ready'
+            ? `forking ${bunkerId} ×${count}: starting the bunkers from ${s.id} (${(s.size_bytes / 1048576).toFixed(1)} MB)`
+            : `forking ${bunkerId} ×${count}: snapshot ${s.id} ${s.state}`,
+          s.state,
+        );
+      }
+      await delayFor(delay, undefined, { signal: done });
+    }
+  } catch {
+    // Aborted (the fork answered), or no permission to read snapshots: the spinner alone.
   }
 }
 
@@ -539,16 +579,27 @@ export function registerBunkerCommands(program: Command): void {
       .option('--count <n>', 'how many (1-20)', positiveInt, 1),
   ).action(
     clientAction(async (id: string, o: ClientFlags & { count: number }) => {
-      const b = await Bunker.connect(id, await clientFrom(o));
-      const spinner = new Spinner().start(`forking ${id} ×${o.count}`);
+      const client = await clientFrom(o);
+      const b = await Bunker.connect(id, client);
+      const progress = new Progress(process.stderr, o.json).start(`forking ${id} ×${o.count}: taking a snapshot`);
+      const done = new AbortController();
+      // null: snapshots cannot be read (no scaibunker:read), so there is nothing to follow.
+      const before = await newestSnapshot(client, id).then(
+        (s) => s?.id,
+        () => null,
+      );
+      const following = before === null ? Promise.resolve() : followFork(client, id, before, o.count, progress, done.signal);
       let forks: Bunker[];
       try {
         forks = await b.fork(o.count);
       } catch (err) {
-        spinner.fail();
+        progress.fail();
         throw err;
+      } finally {
+        done.abort();
+        await following;
       }
-      spinner.succeed(`${forks.length} bunker(s) from ${forks[0]?.info.snapshot_id}`);
+      progress.succeed(`${forks.length} bunker(s) from ${forks[0]?.info.snapshot_id}`);
       if (o.json) printJson(forks.map((f) => f.info));
       else process.stdout.write(forks.map((f) => `${f.id}\n`).join(''));
       return 0;

@@ -55,6 +55,14 @@ async function interactive(terminal: Terminal, forwardStdin: boolean, detachHint
   return sessionExitCode(outcome);
 }
 
+/** Interactive verbs are a terminal, not a document: `--json` there is refused rather than ignored. */
+function refuseJson(cmd: Command, verb: string, instead: string): never {
+  cmd.error(`error: --json does not apply to ${verb} (an interactive terminal); for machine output use: scaibunker bunker ${instead}`, {
+    exitCode: 2,
+    code: 'scaibunker.usage',
+  });
+}
+
 export function registerProcessCommands(bunker: Command): void {
   withClientOptions(
     bunker
@@ -100,7 +108,8 @@ export function registerProcessCommands(bunker: Command): void {
       .argument('<exec_id>', 'exec id (from exec --background or ps)')
       .option('--from <seq>', 'replay output from this sequence number (default 1: all that is kept)', positiveInt),
   ).action(
-    clientAction(async (id: string, execId: string, o: ClientFlags & { from?: number }) => {
+    clientAction(async (id: string, execId: string, o: ClientFlags & { from?: number }, cmd: Command) => {
+      if (o.json) refuseJson(cmd, 'attach', `ps ${id} --json`);
       const b = await Bunker.connect(id, await clientFrom(o));
       // Read first: an unknown exec is a clear EXEC_NOT_FOUND, and input is sent only where there is a stdin.
       const target = await b.processes.get(execId);
@@ -134,7 +143,8 @@ export function registerProcessCommands(bunker: Command): void {
       .option('--command <cmd>', 'run this (by /bin/sh -c) instead of a login shell')
       .option('--exec-id <exec_id>', 'reattach to this shell'),
   ).action(
-    clientAction(async (id: string, o: ClientFlags & { command?: string; execId?: string }) => {
+    clientAction(async (id: string, o: ClientFlags & { command?: string; execId?: string }, cmd: Command) => {
+      if (o.json) refuseJson(cmd, 'shell', `exec ${id} --json -- …`);
       const b = await Bunker.connect(id, await clientFrom(o));
       const terminal = await b.shell({
         ...localSize(),

@@ -1,11 +1,12 @@
 /**
  * `scaibunker image create|ls|get|rm` and `scaibunker group …`: registered images (create/rm:
  * scaibunker:admin:tenant; platform and partner scope: scaibunker:admin) and availability groups
- * (scaibunker:admin), over the SDK.
+ * (platform groups and members: scaibunker:admin; a tenant's own groups: scaibunker:admin:tenant),
+ * over the SDK.
  */
 import type { AvailabilityGroup, CreateImageBody, ImageInfo } from '@scaibunker/sdk';
 import type { Command } from 'commander';
-import { Spinner } from '../ui/spinner.js';
+import { Progress } from '../ui/progress.js';
 import { age, renderFields, renderTable } from '../ui/table.js';
 import { type ClientFlags, clientAction, clientFrom, printJson, withClientOptions } from './clientCommand.js';
 
@@ -56,6 +57,7 @@ function groupFields(g: AvailabilityGroup): string {
   const lines = renderFields([
     ['id', g.id],
     ['name', g.name],
+    ['tenant', g.tenant_id ?? '- (platform group)'],
     ['workers', g.workers.join(', ') || '-'],
     ['created_at', g.created_at],
   ]);
@@ -100,21 +102,13 @@ export function registerImageCommands(program: Command): void {
       const client = await clientFrom(o);
       let result = await client.images.create(body);
       if (o.wait !== false) {
-        const spinner = new Spinner().start(`baking ${name}`);
-        let lastLine = '';
+        const progress = new Progress(process.stderr, o.json).start(`baking ${name}`);
         result = await client.images.waitUntilBaked(result.id, {
-          onProgress: (i) => {
-            const line = `baking ${name}: ${describeProgress(i)}`;
-            spinner.update(line);
-            // Not a terminal: one line per change of phase, so logs still show progress.
-            if (!spinner.enabled && !o.json && i.progress && i.progress.phase !== lastLine) {
-              lastLine = i.progress.phase;
-              process.stderr.write(`${line}\n`);
-            }
-          },
+          // A new plain line per phase (not per byte count), so logs show progress without flooding.
+          onProgress: (i) => progress.step(`baking ${name}: ${describeProgress(i)}`, i.progress?.phase ?? i.state),
         });
-        if (result.state === 'failed') spinner.fail(`${name} failed: ${result.failure}`);
-        else spinner.succeed(`${name} ready (${mib(result.size_bytes)})`);
+        if (result.state === 'failed') progress.fail(`${name} failed: ${result.failure}`);
+        else progress.succeed(`${name} ready (${mib(result.size_bytes)})`);
       }
       if (o.json) printJson(result);
       else process.stdout.write(`${result.id}\n`);
@@ -154,28 +148,42 @@ export function registerImageCommands(program: Command): void {
 
   const group = program
     .command('group')
-    .description('Availability groups: workers that keep images warm and share them (scaibunker:admin)');
+    .description(
+      "Availability groups: workers that keep images warm and share them (platform groups: scaibunker:admin; a tenant's own: scaibunker:admin:tenant)",
+    );
   const show = (o: ClientFlags, g: AvailabilityGroup) => (o.json ? printJson(g) : process.stdout.write(groupFields(g)));
 
   withClientOptions(
-    group.command('create').description('Create an availability group; prints its id').argument('<name>', 'group name'),
+    group
+      .command('create')
+      .description(
+        "Create an availability group; prints its id. A tenant admin's is its tenant's (warmed on the workers its bunkers use); a platform admin's is a platform group unless --tenant",
+      )
+      .argument('<name>', 'group name')
+      .option('--tenant <tenant-id>', "platform admins: make it this tenant's group"),
   ).action(
-    clientAction(async (name: string, o: ClientFlags) => {
-      const g = await (await clientFrom(o)).availabilityGroups.create(name);
+    clientAction(async (name: string, o: ClientFlags & { tenant?: string }) => {
+      const g = await (await clientFrom(o)).availabilityGroups.create(name, o.tenant ? { tenantId: o.tenant } : {});
       if (o.json) printJson(g);
       else process.stdout.write(`${g.id}\n`);
       return 0;
     }),
   );
-  withClientOptions(group.command('ls').alias('list').description('List availability groups')).action(
-    clientAction(async (o: ClientFlags) => {
-      const groups = await (await clientFrom(o)).availabilityGroups.list();
+  withClientOptions(
+    group
+      .command('ls')
+      .alias('list')
+      .description("List availability groups (tenant admins: their tenant's)")
+      .option('--tenant <tenant-id>', "platform admins: only this tenant's groups"),
+  ).action(
+    clientAction(async (o: ClientFlags & { tenant?: string }) => {
+      const groups = await (await clientFrom(o)).availabilityGroups.list(o.tenant ? { tenantId: o.tenant } : {});
       if (o.json) printJson(groups);
       else if (groups.length)
         process.stdout.write(
           renderTable(
-            ['ID', 'NAME', 'WORKERS', 'IMAGES', 'AGE'],
-            groups.map((g) => [g.id, g.name, String(g.workers.length), String(g.images.length), age(g.created_at)]),
+            ['ID', 'NAME', 'TENANT', 'WORKERS', 'IMAGES', 'AGE'],
+            groups.map((g) => [g.id, g.name, g.tenant_id ?? '-', String(g.workers.length), String(g.images.length), age(g.created_at)]),
           ),
         );
       else process.stderr.write('no availability groups\n');

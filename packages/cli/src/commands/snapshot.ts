@@ -4,7 +4,7 @@
  */
 import { Bunker, type Snapshot } from '@scaibunker/sdk';
 import type { Command } from 'commander';
-import { Spinner } from '../ui/spinner.js';
+import { Progress } from '../ui/progress.js';
 import { age, renderFields, renderTable } from '../ui/table.js';
 import { type ClientFlags, clientAction, clientFrom, positiveInt, printJson, withClientOptions } from './clientCommand.js';
 
@@ -54,19 +54,20 @@ export function registerSnapshotCommands(program: Command): void {
   ).action(
     clientAction(async (id: string, o: ClientFlags & { name?: string; expiresIn?: number; wait: boolean }) => {
       const b = await Bunker.connect(id, await clientFrom(o));
-      const spinner = new Spinner().start(`snapshotting ${id}`);
+      const progress = new Progress(process.stderr, o.json).start(`snapshotting ${id}`);
       let s: Snapshot;
       try {
         s = await b.snapshot({
           ...(o.name ? { name: o.name } : {}),
           ...(o.expiresIn !== undefined ? { expiresInS: o.expiresIn } : {}),
           wait: o.wait,
+          onProgress: (snap) => progress.step(`snapshotting ${id}: ${snap.id} ${snap.state}`, snap.state),
         });
       } catch (err) {
-        spinner.fail();
+        progress.fail();
         throw err;
       }
-      spinner.succeed(`snapshot ${s.id} ${s.state}${s.state === 'ready' ? ` (${mb(s.size_bytes)})` : ''}`);
+      progress.succeed(`snapshot ${s.id} ${s.state}${s.state === 'ready' ? ` (${mb(s.size_bytes)})` : ''}`);
       if (o.json) printJson(s);
       else process.stdout.write(`${s.id}\n`);
       return 0;

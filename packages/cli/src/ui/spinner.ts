@@ -51,7 +51,9 @@ export class Spinner {
 
   private draw(): void {
     const frame = FRAMES[this.frame++ % FRAMES.length];
-    this.stream.write(`${CLEAR_LINE}${frame} ${this.text}`);
+    // The time so far, once it is long enough to wonder: a wait that is still going shows it.
+    const waited = Date.now() - this.startedAt >= 1000 ? ` (${this.elapsed()})` : '';
+    this.stream.write(`${CLEAR_LINE}${frame} ${this.text}${waited}`);
   }
 
   private finish(line: string | undefined): void {

@@ -47,7 +47,7 @@ export class BunkerService {
     /** bunker.create and bunker.terminate (queued: no extra round trip). */
     private readonly audit?: AuditTrail,
     /** `scaibunker_create_duration_seconds`. */
-    private readonly metrics?: Pick<ControllerMetrics, 'time' | 'createDuration'>,
+    private readonly metrics?: Pick<ControllerMetrics, 'time' | 'createDuration' | 'imagePlacements'>,
   ) {}
 
   /** A VM's RAM holds its kernel, and its disk is a block device the image must fit on. */
@@ -315,6 +315,7 @@ export class BunkerService {
       if (!opts.keepOnFailure) await this.fail(row.id, reason);
     };
     let placed: BunkerRow;
+    let held = false;
     try {
       placed = await this.scheduler.place(
         {
@@ -331,6 +332,7 @@ export class BunkerService {
         async (worker) => {
           const moved = await this.store.bunkers.transition(row.id, from, 'provisioning', { worker_id: worker.id });
           if (!moved) throw new ApiError('BUNKER_INVALID_TRANSITION', `bunker left ${from[0]} while being placed`);
+          held = (JSON.parse(worker.cached_images) as string[]).includes(imageSha256);
           return moved;
         },
       );
@@ -339,6 +341,8 @@ export class BunkerService {
       await failWith(`provision_failed: ${reason}`);
       throw err;
     }
+    // A miss is a fetch at spawn (lazy): what warming the image in a group would have saved.
+    this.metrics?.imagePlacements.inc({ result: held ? 'hit' : 'miss' });
 
     try {
       const worker = await this.workers.get(placed.worker_id as string);

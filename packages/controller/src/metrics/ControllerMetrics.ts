@@ -1,5 +1,6 @@
 import type { schemas } from '@scaibunker/core';
 import type { Static } from '@sinclair/typebox';
+import type { QuotaGauge } from '../quotas/QuotaService.js';
 import type { Store } from '../store/Store.js';
 import { Registry } from './Registry.js';
 
@@ -10,6 +11,9 @@ const ACTIVE_STATES = ['pending', 'provisioning', 'running', 'paused', 'snapshot
 
 /** What the worker gauges read (WorkerService.list: rows, allocations and last heartbeats). */
 export type WorkerLister = () => Promise<Array<Static<typeof schemas.Worker>>>;
+
+/** What the quota gauges read (QuotaService.gauges: each assignment's counters against its caps). */
+export type QuotaGaugeReader = () => Promise<QuotaGauge[]>;
 
 /**
  * This controller's metrics (`GET /metrics`, `--metrics-port`). Counters and histograms are per
@@ -60,6 +64,31 @@ export class ControllerMetrics {
     "Seconds since a worker's last heartbeat (absent: it never sent one)",
     ['worker'],
   );
+  readonly tenantUsage = this.registry.gauge(
+    'scaibunker_tenant_usage',
+    "What a tenant's bunkers that have not ended hold, by resource (bunkers, cpu_millicores, memory_mb, disk_mb); tenants with none are absent",
+    ['tenant', 'resource'],
+  );
+  readonly quotaUsage = this.registry.gauge(
+    'scaibunker_quota_usage',
+    'Quota counters of each assignment (bucket: user:<id>, group:<name>, group_per_user:<name> = its fullest user), by capped resource',
+    ['tenant', 'bucket', 'resource'],
+  );
+  readonly quotaCap = this.registry.gauge(
+    'scaibunker_quota_cap',
+    "The strictest cap of the bucket's profiles, by resource (uncapped resources are absent)",
+    ['tenant', 'bucket', 'resource'],
+  );
+  readonly imagePlacements = this.registry.counter(
+    'scaibunker_image_cache_placements_total',
+    'Bunkers placed by this controller (result: hit, the worker held the image; miss, it fetches the image at spawn)',
+    ['result'],
+  );
+  readonly imageWarmFetches = this.registry.counter(
+    'scaibunker_image_warm_fetches_total',
+    'Images a worker was asked to keep warm, by where it got them (cache: it already had it, peer, proxy, or error)',
+    ['source'],
+  );
   readonly scrapeErrors = this.registry.counter(
     'scaibunker_metrics_collect_errors_total',
     'Scrapes where a gauge could not be read (the previous values were kept)',
@@ -69,15 +98,20 @@ export class ControllerMetrics {
   private lastHeartbeats = new Map<string, number>();
   private gaugesReadAt = 0;
   private gaugesReading: Promise<void> | undefined;
+  private quotasReadAt = 0;
+  private quotasReading: Promise<void> | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly listWorkers: WorkerLister,
     private readonly log: (m: string) => void = (m) => console.error(m),
+    private readonly readQuotas?: QuotaGaugeReader,
   ) {
     this.startTime.set(undefined, Math.round(Date.now() / 1000 - process.uptime()));
     this.registry.collect(() => this.rss.set(undefined, process.memoryUsage.rss()));
     this.registry.collect(() => this.readGauges());
+    // Apart from the store gauges: counters unreachable (Redis down) keep the bunker and worker gauges fresh.
+    this.registry.collect(() => this.readQuotaGauges());
     // The age is computed at each scrape from the (cached) heartbeat times, so it never stands still.
     this.registry.collect(() => {
       this.heartbeatAge.reset();
@@ -118,7 +152,18 @@ export class ControllerMetrics {
     // Concurrent scrapes share one read.
     this.gaugesReading ??= (async () => {
       try {
-        const [byState, workers] = await Promise.all([this.store.bunkers.countByState(), this.listWorkers()]);
+        const [byState, workers, byTenant] = await Promise.all([
+          this.store.bunkers.countByState(),
+          this.listWorkers(),
+          this.store.bunkers.allocationsByTenant(),
+        ]);
+        this.tenantUsage.reset();
+        for (const [tenant, u] of byTenant) {
+          this.tenantUsage.set({ tenant, resource: 'bunkers' }, u.count);
+          this.tenantUsage.set({ tenant, resource: 'cpu_millicores' }, u.cpu);
+          this.tenantUsage.set({ tenant, resource: 'memory_mb' }, u.memory);
+          this.tenantUsage.set({ tenant, resource: 'disk_mb' }, u.disk);
+        }
         this.bunkers.reset();
         for (const s of ACTIVE_STATES) this.bunkers.set({ state: s }, byState.get(s) ?? 0);
         this.workers.reset();
@@ -148,5 +193,26 @@ export class ControllerMetrics {
       }
     })();
     return this.gaugesReading;
+  }
+
+  private readQuotaGauges(): Promise<void> {
+    const read = this.readQuotas;
+    if (!read || Date.now() - this.quotasReadAt < GAUGE_CACHE_MS) return Promise.resolve();
+    this.quotasReading ??= (async () => {
+      try {
+        const gauges = await read();
+        this.quotaUsage.reset();
+        this.quotaCap.reset();
+        for (const g of gauges) {
+          const labels = { tenant: g.tenantId, bucket: g.bucket, resource: g.resource };
+          this.quotaUsage.set(labels, g.current);
+          this.quotaCap.set(labels, g.cap);
+        }
+        this.quotasReadAt = Date.now();
+      } finally {
+        this.quotasReading = undefined;
+      }
+    })();
+    return this.quotasReading;
   }
 }

@@ -15,6 +15,19 @@ import { isTenantAdmin, resolveTenant } from './access.js';
 import { type BucketRef, bucketFor, bucketIdentity, bucketKey, bucketToApi, parseBucketKey } from './buckets.js';
 import type { ChargeSet, QuotaCharge, QuotaCounters } from './QuotaCounters.js';
 
+/**
+ * One bucket's use of one capped resource, for `/metrics`. `bucket` is `user:<id>`,
+ * `group:<name>` or `group_per_user:<name>` (then `current` is the fullest user's bucket, so
+ * the series count stays one per assignment, not one per user).
+ */
+export interface QuotaGauge {
+  tenantId: string;
+  bucket: string;
+  resource: QuotaResource;
+  current: number;
+  cap: number;
+}
+
 /** What a create asks for, as quotas see it. */
 export interface QuotaRequest {
   lifecycle: string;
@@ -291,5 +304,72 @@ export class QuotaService {
     if (!this.outputs) return { items, snapshot_bytes };
     const stored = await this.outputs.usage(tenantId);
     return { items, stored_output_bytes: { ...stored, remaining: Math.max(0, stored.cap - stored.current) }, snapshot_bytes };
+  }
+
+  /**
+   * Every assignment's bucket, per resource some profile of it caps: the counters' value against
+   * the strictest cap (`/metrics`). Uncapped resources are left out: they have no limit to be near.
+   */
+  async gauges(): Promise<QuotaGauge[]> {
+    const assignments = await this.store.quotas.listAllAssignments();
+    if (assignments.length === 0) return [];
+    const profiles = new Map(
+      (await this.store.quotas.getProfiles([...new Set(assignments.map((a) => a.profile_id))])).map((p) => [p.id, p]),
+    );
+    // One entry per (tenant, kind, subject): its profiles' strictest caps.
+    const byBucket = new Map<string, { tenantId: string; kind: string; subject: string; profiles: QuotaProfileRow[] }>();
+    for (const a of assignments) {
+      const id = `${a.tenant_id}\0${a.kind}\0${a.subject}`;
+      const entry = byBucket.get(id) ?? { tenantId: a.tenant_id, kind: a.kind, subject: a.subject, profiles: [] };
+      const p = profiles.get(a.profile_id);
+      if (p) entry.profiles.push(p);
+      byBucket.set(id, entry);
+    }
+    await this.ensureReady();
+    // The per-user buckets of a group exist while its users have bunkers: found on the active rows.
+    const perUserKeys = new Map<string, string[]>();
+    if (assignments.some((a) => a.kind === 'group_per_user')) {
+      for (const row of await this.store.bunkers.listActiveQuotaCharges()) {
+        for (const c of JSON.parse(row.quota_charges) as Array<{ key: string }>) {
+          const parsed = parseBucketKey(c.key);
+          if (parsed?.bucket.kind !== 'group_per_user') continue;
+          const id = `${parsed.bucket.tenantId}\0group_per_user\0${parsed.bucket.group}`;
+          perUserKeys.set(id, [...(perUserKeys.get(id) ?? []), c.key]);
+        }
+      }
+    }
+    const wanted: string[] = [];
+    const plans: Array<{
+      entry: { tenantId: string; kind: string; subject: string };
+      resource: QuotaResource;
+      cap: number;
+      keys: string[];
+    }> = [];
+    for (const [id, entry] of byBucket) {
+      const caps = strictest(entry.profiles);
+      for (const resource of QUOTA_RESOURCES) {
+        const cap = caps[resource];
+        if (cap === null) continue;
+        const keys =
+          entry.kind === 'group_per_user'
+            ? (perUserKeys.get(id) ?? []).filter((k) => parseBucketKey(k)?.resource === resource)
+            : [
+                bucketKey(
+                  bucketFor({ tenant_id: entry.tenantId, kind: entry.kind as QuotaAssignmentRow['kind'], subject: entry.subject }, ''),
+                  resource,
+                ),
+              ];
+        wanted.push(...keys);
+        plans.push({ entry, resource, cap: cap.cap, keys });
+      }
+    }
+    const values = await this.counters.usage([...new Set(wanted)]);
+    return plans.map(({ entry, resource, cap, keys }) => ({
+      tenantId: entry.tenantId,
+      bucket: `${entry.kind}:${entry.subject}`,
+      resource,
+      current: Math.max(0, ...keys.map((k) => values.get(k) ?? 0)),
+      cap,
+    }));
   }
 }

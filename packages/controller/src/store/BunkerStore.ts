@@ -197,6 +197,25 @@ export class BunkerStore {
     return new Map(rows.map((r) => [r.state, Number(r.n)]));
   }
 
+  /** What each tenant's bunkers that have not ended hold (tenants with none are absent). */
+  async allocationsByTenant(): Promise<Map<string, { cpu: number; memory: number; disk: number; count: number }>> {
+    const rows = await this.db
+      .selectFrom('bunkers')
+      .select((eb) => [
+        'tenant_id',
+        eb.fn.sum<number>('cpu_millicores').as('cpu'),
+        eb.fn.sum<number>('memory_mb').as('memory'),
+        eb.fn.sum<number>('disk_mb').as('disk'),
+        eb.fn.countAll<number>().as('count'),
+      ])
+      .where('state', 'in', ACTIVE_STATES)
+      .groupBy('tenant_id')
+      .execute();
+    return new Map(
+      rows.map((r) => [r.tenant_id, { cpu: Number(r.cpu), memory: Number(r.memory), disk: Number(r.disk), count: Number(r.count) }]),
+    );
+  }
+
   async allocationsByWorker(): Promise<Map<string, { cpu: number; memory: number; disk: number; count: number }>> {
     const rows = await this.db
       .selectFrom('bunkers')

@@ -84,6 +84,11 @@ export class QuotaStore {
       .execute();
   }
 
+  /** Every tenant's assignments (the quota gauges of `/metrics`). */
+  async listAllAssignments(): Promise<QuotaAssignmentRow[]> {
+    return this.db.selectFrom('quota_assignments').selectAll().orderBy('tenant_id').orderBy('id').execute();
+  }
+
   async listAssignmentsOfTenant(tenantId: string): Promise<QuotaAssignmentRow[]> {
     return this.db.selectFrom('quota_assignments').selectAll().where('tenant_id', '=', tenantId).orderBy('id').execute();
   }

@@ -508,6 +508,14 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('api_keys_tenant').on('api_keys').columns(['tenant_id', 'created_at', 'id']).execute();
     },
   },
+  '0014_tenant_availability_groups': {
+    async up(db: Kysely<any>) {
+      const t = await columnTypes(db);
+      // Null: a platform group. A tenant's group keeps its images warm on the workers its bunkers use.
+      await db.schema.alterTable('availability_groups').addColumn('tenant_id', t.id).execute();
+      await db.schema.createIndex('availability_groups_tenant').on('availability_groups').columns(['tenant_id']).execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

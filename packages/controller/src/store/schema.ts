@@ -105,7 +105,14 @@ export interface ImageCacheRow {
 }
 export interface AvailabilityGroupRow {
   id: string;
+  /**
+   * Unique over every group (the column's UNIQUE predates tenant groups, and SQLite cannot drop
+   * it without rebuilding the table): a tenant group's is stored as `<tenant_id>/<name>`, which
+   * no platform group's name can be (`/` is not allowed in one). The store reads it back bare.
+   */
   name: string;
+  /** Null (or absent): a platform group. */
+  tenant_id?: string | null;
   created_at: string;
 }
 export interface AvailabilityGroupWorkerRow {

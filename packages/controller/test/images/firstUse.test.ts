@@ -4,8 +4,12 @@
  * keeps `lazy_pull: false` meaning holders only.
  */
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { newId, WorkerError } from '@scaibunker/core';
+import { blobKeys } from '../../src/blobs/BlobStore.js';
+import { workerGrant } from '../../src/storage/StorageGrant.js';
 import { servedController } from '../helpers/fakeWorker.js';
 
 const API = '/v1/modules/scaibunker';
@@ -43,6 +47,20 @@ describe('images at first use', () => {
     assert.equal(res.status, 201, await res.clone().text());
     const id = ((await res.json()) as { id: string }).id;
     assert.equal(served.worker.spawns.find((s) => s.bunkerId === id)?.imageSha256, UNCACHED);
+    // Counted as an image-cache miss on /metrics: the worker fetches the image at spawn.
+    assert.equal(served.controller.metrics.imagePlacements.get({ result: 'miss' }), 1);
+    assert.equal(served.controller.metrics.imagePlacements.get({ result: 'hit' }), 0);
+  });
+
+  test("the in-process worker's link continues an image download from a byte offset (serve mode)", async () => {
+    const bytes = randomBytes(100_000);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    await served.controller.services.storage.write(workerGrant, blobKeys.image(sha), Readable.from([bytes]), sha);
+    const link = served.controller.localLink();
+    const read = async (from?: number) => Buffer.concat(await (await link.openImage(sha, from)).toArray());
+    assert.ok((await read()).equals(bytes));
+    assert.ok((await read(60_000)).equals(bytes.subarray(60_000)));
+    await assert.rejects(link.openImage('e'.repeat(64), 10), (err: WorkerError) => err.code === 'IMAGE_NOT_CACHED');
   });
 
   test('once a group warms it, lazy_pull false means holders only again', async () => {

@@ -38,7 +38,30 @@ describe('GET /metrics', () => {
       return { exitCode: 0, signal: null, timedOut: false, durationMs: 1 };
     };
     tenant = await tenantWithKey(served.controller, 'metrics', ['scaibunker:create', 'scaibunker:execute', 'scaibunker:read']);
+    // A cap on the tenant's `crew` group, and a key in it: the first scrape reads the quota gauges.
+    const admin = { authorization: `Bearer ${served.adminKey}`, 'content-type': 'application/json' };
+    const profile = await fetch(`${served.url}${API}/quota-profiles`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ tenant_id: tenant.tenantId, name: 'crew-cap', max_bunkers: 5, max_memory_mb: 100_000 }),
+    });
+    assert.equal(profile.status, 201, await profile.clone().text());
+    const { id } = (await profile.json()) as { id: string };
+    const assigned = await fetch(`${served.url}${API}/quota-profiles/${id}/assignments`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ kind: 'group', subject: 'crew' }),
+    });
+    assert.equal(assigned.status, 201, await assigned.clone().text());
+    const system = { kind: 'api_key' as const, tenantId: '', actor: 'test', permissions: [], userId: 'test', groups: [] };
+    crewKey = (
+      await served.controller.services.tenants.createApiKey(system, tenant.tenantId, 'crew-key', ['scaibunker:create'], {
+        userId: 'ann',
+        groups: ['crew'],
+      })
+    ).key;
   });
+  let crewKey: string;
   after(async () => served?.close());
 
   const scrape = async (key = served.adminKey) => {
@@ -50,7 +73,14 @@ describe('GET /metrics', () => {
     const h = { authorization: `Bearer ${tenant.key}`, 'content-type': 'application/json' };
     const created = await fetch(`${served.url}${API}/bunkers`, { method: 'POST', headers: h, body: JSON.stringify({ image: 'minimal' }) });
     assert.equal(created.status, 201, await created.clone().text());
-    const bunker = (await created.json()) as { id: string };
+    const bunker = (await created.json()) as { id: string; memory_mb: number };
+    const crew = await fetch(`${served.url}${API}/bunkers`, {
+      method: 'POST',
+      headers: { ...h, authorization: `Bearer ${crewKey}` },
+      body: JSON.stringify({ image: 'minimal' }),
+    });
+    assert.equal(crew.status, 201, await crew.clone().text());
+    const crewBunker = (await crew.json()) as { memory_mb: number };
     const exec = await fetch(`${served.url}${API}/bunkers/${bunker.id}/exec`, {
       method: 'POST',
       headers: h,
@@ -75,23 +105,42 @@ describe('GET /metrics', () => {
       ['scaibunker_worker_heartbeat_age_seconds', 'gauge'],
       ['scaibunker_job_ticks_total', 'counter'],
       ['scaibunker_job_failures_total', 'counter'],
+      ['scaibunker_tenant_usage', 'gauge'],
+      ['scaibunker_quota_usage', 'gauge'],
+      ['scaibunker_quota_cap', 'gauge'],
+      ['scaibunker_image_cache_placements_total', 'counter'],
+      ['scaibunker_image_warm_fetches_total', 'counter'],
     ]) {
       assert.equal(t.get(name as string), type, `# TYPE ${name} ${type}`);
     }
     const s = samples(text);
-    assert.equal(s.get('scaibunker_create_duration_seconds_count{result="ok"}'), 1);
+    assert.match(text, /^# HELP scaibunker_quota_usage \S/m);
+    assert.equal(s.get('scaibunker_create_duration_seconds_count{result="ok"}'), 2);
+    // Quotas: the tenant holds both bunkers; the crew group's bucket one, against its caps.
+    const tn = tenant.tenantId;
+    assert.equal(s.get(`scaibunker_tenant_usage{tenant="${tn}",resource="bunkers"}`), 2);
+    assert.equal(s.get(`scaibunker_tenant_usage{tenant="${tn}",resource="memory_mb"}`), bunker.memory_mb + crewBunker.memory_mb);
+    assert.equal(s.get(`scaibunker_quota_usage{tenant="${tn}",bucket="group:crew",resource="bunkers"}`), 1);
+    assert.equal(s.get(`scaibunker_quota_cap{tenant="${tn}",bucket="group:crew",resource="bunkers"}`), 5);
+    assert.equal(s.get(`scaibunker_quota_usage{tenant="${tn}",bucket="group:crew",resource="memory_mb"}`), crewBunker.memory_mb);
+    assert.equal(s.get(`scaibunker_quota_cap{tenant="${tn}",bucket="group:crew",resource="memory_mb"}`), 100_000);
+    // Uncapped resources have no series: nothing to be near.
+    assert.equal(s.get(`scaibunker_quota_usage{tenant="${tn}",bucket="group:crew",resource="cpu_millicores"}`), undefined);
+    // The fake worker holds the image: both placements were cache hits.
+    assert.equal(s.get('scaibunker_image_cache_placements_total{result="hit"}'), 2);
+    assert.equal(s.get('scaibunker_image_cache_placements_total{result="miss"}'), undefined);
     assert.equal(s.get('scaibunker_exec_duration_seconds_count{result="ok"}'), 1);
     assert.equal(s.get('scaibunker_exec_duration_seconds_bucket{result="ok",le="+Inf"}'), 1);
     assert.ok((s.get('scaibunker_exec_duration_seconds_sum{result="ok"}') ?? -1) >= 0);
-    assert.equal(s.get(`scaibunker_http_requests_total{route="${API}/bunkers",method="POST",status="201"}`), 1);
+    assert.equal(s.get(`scaibunker_http_requests_total{route="${API}/bunkers",method="POST",status="201"}`), 2);
     assert.equal(s.get(`scaibunker_http_requests_total{route="${API}/bunkers/:id/exec",method="POST",status="200"}`), 1);
-    assert.equal(s.get(`scaibunker_http_request_duration_seconds_count{route="${API}/bunkers",method="POST"}`), 1);
-    assert.equal(s.get('scaibunker_bunkers{state="running"}'), 1);
+    assert.equal(s.get(`scaibunker_http_request_duration_seconds_count{route="${API}/bunkers",method="POST"}`), 2);
+    assert.equal(s.get('scaibunker_bunkers{state="running"}'), 2);
     assert.equal(s.get('scaibunker_bunkers{state="pending"}'), 0);
     assert.equal(s.get('scaibunker_workers{state="online"}'), 1);
     assert.equal(s.get(`scaibunker_worker_capacity{worker="${workerId}",resource="memory_mb"}`), 100_000_000);
     assert.ok((s.get(`scaibunker_worker_allocated{worker="${workerId}",resource="memory_mb"}`) ?? 0) > 0);
-    assert.equal(s.get(`scaibunker_worker_bunkers{worker="${workerId}"}`), 1);
+    assert.equal(s.get(`scaibunker_worker_bunkers{worker="${workerId}"}`), 2);
     const age = s.get(`scaibunker_worker_heartbeat_age_seconds{worker="${workerId}"}`);
     assert.ok(age !== undefined && age >= 0 && age < 60, `heartbeat age ${age}`);
     // listen() ran one exec-reconcile tick.
@@ -108,6 +157,81 @@ describe('GET /metrics', () => {
     assert.equal(s2.get('scaibunker_exec_duration_seconds_count{result="error"}'), 1);
     assert.equal(s2.get(`scaibunker_http_requests_total{route="${API}/bunkers/:id/exec",method="POST",status="404"}`), 1);
     assert.ok((s2.get('scaibunker_http_requests_total{route="/metrics",method="GET",status="200"}') ?? 0) >= 1);
+  });
+
+  test('quota gauges follow the counters: a bunker ending lowers its bucket', async () => {
+    const quotas = served.controller.services.quotas;
+    const crewBunkers = async () =>
+      (await quotas.gauges()).find((g) => g.tenantId === tenant.tenantId && g.bucket === 'group:crew' && g.resource === 'bunkers');
+    const before = (await crewBunkers())?.current ?? 0;
+    const h = { authorization: `Bearer ${crewKey}`, 'content-type': 'application/json' };
+    const created = await fetch(`${served.url}${API}/bunkers`, { method: 'POST', headers: h, body: JSON.stringify({ image: 'minimal' }) });
+    assert.equal(created.status, 201, await created.clone().text());
+    assert.deepEqual(await crewBunkers(), {
+      tenantId: tenant.tenantId,
+      bucket: 'group:crew',
+      resource: 'bunkers',
+      current: before + 1,
+      cap: 5,
+    });
+    const { id } = (await created.json()) as { id: string };
+    const del = await fetch(`${served.url}${API}/bunkers/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${crewKey}` } });
+    assert.equal(del.status, 200, await del.text());
+    assert.equal((await crewBunkers())?.current, before);
+  });
+
+  test('a group_per_user assignment is one series: its fullest user against the per-user cap', async () => {
+    const admin = { authorization: `Bearer ${served.adminKey}`, 'content-type': 'application/json' };
+    const profile = await fetch(`${served.url}${API}/quota-profiles`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ tenant_id: tenant.tenantId, name: 'per-user', max_bunkers: 3 }),
+    });
+    const { id } = (await profile.json()) as { id: string };
+    const assigned = await fetch(`${served.url}${API}/quota-profiles/${id}/assignments`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ kind: 'group_per_user', subject: 'lab' }),
+    });
+    assert.equal(assigned.status, 201, await assigned.clone().text());
+    const system = { kind: 'api_key' as const, tenantId: '', actor: 'test', permissions: [], userId: 'test', groups: [] };
+    const keyFor = async (userId: string) =>
+      (
+        await served.controller.services.tenants.createApiKey(system, tenant.tenantId, `lab-${userId}`, ['scaibunker:create'], {
+          userId,
+          groups: ['lab'],
+        })
+      ).key;
+    const lab = (g: { tenantId: string; bucket: string; resource: string }) =>
+      g.tenantId === tenant.tenantId && g.bucket === 'group:lab' && g.resource === 'bunkers';
+    const perUser = async () =>
+      (await served.controller.services.quotas.gauges()).filter(
+        (g) => g.tenantId === tenant.tenantId && g.bucket === 'group_per_user:lab' && g.resource === 'bunkers',
+      );
+    // No member has a bunker yet: the series is there, at 0.
+    assert.deepEqual(
+      (await perUser()).map((g) => [g.current, g.cap]),
+      [[0, 3]],
+    );
+    for (const [user, n] of [
+      ['ada', 2],
+      ['bob', 1],
+    ] as const) {
+      const key = await keyFor(user);
+      for (let i = 0; i < n; i++) {
+        const res = await fetch(`${served.url}${API}/bunkers`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ image: 'minimal' }),
+        });
+        assert.equal(res.status, 201, await res.clone().text());
+      }
+    }
+    assert.deepEqual(
+      (await perUser()).map((g) => [g.current, g.cap]),
+      [[2, 3]],
+    );
+    assert.equal((await served.controller.services.quotas.gauges()).filter(lab).length, 0, 'no shared bucket for a per-user group');
   });
 
   test('only platform admins: a tenant admin is 403, no credentials 401', async () => {

@@ -756,7 +756,14 @@ export const AvailabilityGroup = Type.Object(
   {
     id: Type.String(),
     name: Type.String(),
-    workers: Type.Array(Type.String(), { description: 'Member worker ids' }),
+    tenant_id: Nullable(
+      Type.String({
+        description: "A tenant group's tenant (its images warm on the workers that tenant's bunkers use); null: a platform group",
+      }),
+    ),
+    workers: Type.Array(Type.String(), {
+      description: "Member worker ids (a tenant group: the workers its tenant's bunkers were placed on in the last 7 days)",
+    }),
     images: Type.Array(
       Type.Object({
         id: Type.String(),
@@ -778,7 +785,28 @@ export const AvailabilityGroup = Type.Object(
 );
 export type AvailabilityGroup = Static<typeof AvailabilityGroup>;
 export const AvailabilityGroupList = Type.Object({ items: Type.Array(AvailabilityGroup) }, { $id: 'AvailabilityGroupList' });
-export const CreateAvailabilityGroupBody = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }) }, strict);
+export const CreateAvailabilityGroupBody = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$', description: "Unique among the platform groups, or among its tenant's" }),
+    tenant_id: Type.Optional(
+      Type.String({
+        pattern: idPattern('tn'),
+        description:
+          "A tenant group: tenant admins' groups are always their own tenant's; platform admins name any (without: a platform group)",
+      }),
+    ),
+  },
+  strict,
+);
+export type CreateAvailabilityGroupBody = Static<typeof CreateAvailabilityGroupBody>;
+export const AvailabilityGroupListQuery = Type.Object(
+  {
+    tenant_id: Type.Optional(
+      Type.String({ pattern: idPattern('tn'), description: "Platform admins: one tenant's groups (default: every group)" }),
+    ),
+  },
+  strict,
+);
 export const AvailabilityGroupParams = Type.Object({ id: Type.String({ pattern: idPattern('ag') }) }, strict);
 export const AvailabilityGroupWorkerParams = Type.Object(
   { id: Type.String({ pattern: idPattern('ag') }), worker_id: Type.String({ pattern: WorkerIdPattern }) },

@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   EXEC_CONFLICT: { status: 409, description: 'The exec has ended, its stdin is closed, or it has no terminal to resize.' },
   IMAGE_NOT_READY: { status: 409, description: 'The image exists but is not baked yet.' },
   AVAILABILITY_GROUP_CONFLICT: { status: 409, description: 'An availability group of that name already exists.' },
+  AVAILABILITY_GROUP_LIMIT: {
+    status: 409,
+    description: 'The tenant has as many availability groups as it may (10), or the group as many images (20); delete one first.',
+  },
   IMAGE_CONFLICT: { status: 409, description: 'An image of that name already exists in that scope.' },
   IMAGE_IN_USE: { status: 409, description: 'Bunkers that have not ended use the image; it cannot be deleted.' },
   PREVIEWS_DISABLED: {

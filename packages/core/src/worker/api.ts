@@ -129,11 +129,12 @@ export interface ControllerLink {
   /** Workers sharing an availability group with `workerId` that hold the image (may be empty). */
   imagePeers(sha256: string, workerId: string): Promise<Array<{ worker_id: string; url: string }>>;
   /**
-   * Streams the image from storage (`scaibunker/images/{sha256}`). Rejects with
-   * WorkerError('IMAGE_NOT_CACHED') when storage does not have it, with anything else when it
-   * could not be asked.
+   * Streams the image from storage (`scaibunker/images/{sha256}`), from byte `from` on (a
+   * `Range` request; default 0, all of it). Rejects with WorkerError('IMAGE_NOT_CACHED') when
+   * storage does not have it, with anything else when it could not be asked — also when `from`
+   * > 0 and storage would answer from the start (the worker then starts again from 0).
    */
-  openImage(sha256: string): Promise<Readable>;
+  openImage(sha256: string, from?: number): Promise<Readable>;
   /**
    * Stores a snapshot archive at `scaibunker/snapshots/{snapshotId}`: whole or not at all (a
    * stream that errors stores nothing).

@@ -1000,10 +1000,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Availability groups with their workers, images and which member holds each image */
+        /** Availability groups with their workers, images and which worker holds each image (tenant admins: their tenant's) */
         get: operations["listAvailabilityGroups"];
         put?: never;
-        /** Create an availability group */
+        /** Create an availability group: a platform group, or a tenant group (tenant admins: always their tenant's) */
         post: operations["createAvailabilityGroup"];
         delete?: never;
         options?: never;
@@ -1961,7 +1961,7 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "API_KEY_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "CODE_CONTEXT_NOT_FOUND" | "KERNEL_UNAVAILABLE" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
+                code: "VALIDATION_FAILED" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NETWORK_PROFILE_DENIED" | "BUNKER_NOT_FOUND" | "IMAGE_NOT_FOUND" | "TENANT_NOT_FOUND" | "WORKER_NOT_FOUND" | "API_KEY_NOT_FOUND" | "FILE_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "EXEC_NOT_FOUND" | "AUDIT_BATCH_NOT_FOUND" | "BRIDGE_NOT_FOUND" | "QUOTA_PROFILE_NOT_FOUND" | "AVAILABILITY_GROUP_NOT_FOUND" | "BLOB_NOT_FOUND" | "NOT_FOUND" | "BUNKER_INVALID_TRANSITION" | "BUNKER_NOT_RUNNING" | "EXEC_CONFLICT" | "IMAGE_NOT_READY" | "AVAILABILITY_GROUP_CONFLICT" | "AVAILABILITY_GROUP_LIMIT" | "IMAGE_CONFLICT" | "IMAGE_IN_USE" | "PREVIEWS_DISABLED" | "FILE_PERMISSION_DENIED" | "FILE_CONFLICT" | "QUOTA_PROFILE_CONFLICT" | "BRIDGE_CONFLICT" | "PREVIEW_NOT_FOUND" | "CODE_CONTEXT_NOT_FOUND" | "KERNEL_UNAVAILABLE" | "SNAPSHOT_NOT_FOUND" | "SNAPSHOT_NOT_READY" | "SNAPSHOT_IN_USE" | "SNAPSHOT_CORRUPT" | "SNAPSHOT_FAILED" | "TUNNEL_LIMIT" | "PAYLOAD_TOO_LARGE" | "CHECKSUM_MISMATCH" | "RANGE_NOT_SATISFIABLE" | "QUOTA_EXCEEDED" | "DISK_FULL" | "INSUFFICIENT_STORAGE" | "INTERNAL" | "BRIDGE_REJECTED" | "PORT_NOT_LISTENING" | "PORT_TIMEOUT" | "WORKER_UNAVAILABLE" | "NO_SUITABLE_WORKER" | "STORE_UNAVAILABLE" | "LIVE_STATE_UNAVAILABLE" | "BLOB_STORE_UNAVAILABLE";
                 message: string;
                 details: {
                     [key: string]: unknown;
@@ -2648,7 +2648,8 @@ export interface components {
         AvailabilityGroup: {
             id: string;
             name: string;
-            /** @description Member worker ids */
+            tenant_id: string | null;
+            /** @description Member worker ids (a tenant group: the workers its tenant's bunkers were placed on in the last 7 days) */
             workers: string[];
             images: {
                 id: string;
@@ -9297,7 +9298,9 @@ export interface operations {
     };
     listAvailabilityGroups: {
         parameters: {
-            query?: never;
+            query?: {
+                tenant_id?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -9340,6 +9343,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description INTERNAL */
             500: {
                 headers: {
@@ -9370,7 +9382,10 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /** @description Unique among the platform groups, or among its tenant's */
                     name: string;
+                    /** @description A tenant group: tenant admins' groups are always their own tenant's; platform admins name any (without: a platform group) */
+                    tenant_id?: string;
                 };
             };
         };
@@ -9411,7 +9426,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description AVAILABILITY_GROUP_CONFLICT */
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description AVAILABILITY_GROUP_CONFLICT | AVAILABILITY_GROUP_LIMIT */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -4,6 +4,7 @@
  * image. Failures throw; the Worker logs them and retries on the next tick (or falls back).
  */
 import type { Readable } from 'node:stream';
+import { RangeNotHonored } from '../images/ImageOrigins.js';
 import { type ControllerLink, type Heartbeat, type HeartbeatReply, WorkerError } from '../WorkerApi.js';
 import { httpGetStream, httpPutStream, readErrorText } from './httpGetStream.js';
 
@@ -76,30 +77,44 @@ export class HttpControllerLink implements ControllerLink {
     );
   }
 
-  async openImage(sha256: string): Promise<Readable> {
+  async openImage(sha256: string, from = 0): Promise<Readable> {
     return this.openStored(
       `images/${encodeURIComponent(sha256)}`,
       'image',
       () => new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not in storage`),
+      from,
     );
   }
 
   /**
    * A stored object's body (`GET {storage}/{path}`). The timeout covers the response head only:
    * clearing it leaves the body unbounded in time (its reader abandons a body that stalls).
-   * Storage's BLOB_NOT_FOUND is `notFound()`; any other refusal an Error naming `what`.
+   * Storage's BLOB_NOT_FOUND is `notFound()`; any other refusal an Error naming `what`. With
+   * `from` > 0 only the rest is asked for (`Range: bytes=from-`) and only a 206 starting there
+   * is taken; a whole answer (200) is RangeNotHonored.
    */
-  private async openStored(path: string, what: string, notFound: () => WorkerError): Promise<Readable> {
+  private async openStored(path: string, what: string, notFound: () => WorkerError, from = 0): Promise<Readable> {
     const url = `${this.storage}/${path}`;
     const head = new AbortController();
     const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
     let res: Awaited<ReturnType<typeof httpGetStream>>;
     try {
-      res = await httpGetStream(url, { headers: { authorization: `Bearer ${this.token}` }, signal: head.signal });
+      const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+      if (from > 0) headers.range = `bytes=${from}-`;
+      res = await httpGetStream(url, { headers, signal: head.signal });
     } finally {
       clearTimeout(timer);
     }
-    if (res.statusCode === 200) return res;
+    if (from > 0 && res.statusCode === 206) {
+      if (res.headers['content-range']?.startsWith(`bytes ${from}-`)) return res;
+      res.destroy();
+      throw new Error(`${what} download from ${url}: asked for bytes ${from}- and got ${res.headers['content-range']}`);
+    }
+    if (from > 0 && res.statusCode === 200) {
+      res.destroy();
+      throw new RangeNotHonored(`${what} download from ${url}: storage sent the whole object, not bytes ${from}-`);
+    }
+    if (res.statusCode === 200 && from === 0) return res;
     const text = await readErrorText(res).catch(() => '');
     if (res.statusCode === 404 && errorCode(text) === 'BLOB_NOT_FOUND') throw notFound();
     throw new Error(`${what} download from ${url} failed with HTTP ${res.statusCode}: ${errorDetail(text)}`);

@@ -10,17 +10,26 @@
  * Failures: a peer that fails (HTTP error, stall, cut connection, wrong digest) is skipped for
  * the next peer, then storage. Storage failing is IMAGE_FETCH_FAILED; no peer and nothing in
  * storage is IMAGE_NOT_CACHED.
+ *
+ * Resuming: an image's bytes are the same wherever they come from, so a download cut short
+ * (a cut connection, a stall) keeps what it received and storage continues it from there with
+ * a `Range` request (from a peer, or from storage itself after a cut: again as long as each
+ * attempt brings bytes, up to MAX_STORAGE_ATTEMPTS). Peers are asked only while nothing was
+ * received (their route serves whole images). Wrong bytes are found only at the end: then the
+ * partial file is dropped and, if it was stitched from several attempts, storage is asked once
+ * more from the start.
  */
 
-import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { SHA256_HEX } from '@scaibunker/core';
 import { WorkerError } from '../WorkerApi.js';
-import type { ImageOrigins, ImagePeer, PeerImageOpener } from './ImageOrigins.js';
+import { type ImageOrigins, type ImagePeer, type PeerImageOpener, RangeNotHonored } from './ImageOrigins.js';
 import { PeerImageClient } from './PeerImageClient.js';
 
 export type ImageSource = 'cache' | 'peer' | 'proxy';
@@ -34,7 +43,7 @@ export interface EnsureResult {
 
 export interface EnsureProgress {
   source: 'peer' | 'proxy';
-  /** Bytes received so far from this source (a fallback to the next source starts again at 0). */
+  /** Bytes of the image received so far (a download continued from a cut counts what it kept). */
   bytes: number;
 }
 
@@ -69,6 +78,11 @@ const IMAGE_FILE = /^([0-9a-f]{64})\.ext4$/;
 const PARTIAL_DIR = '.partial';
 /** Bytes per disk read or write of an image: large chunks keep a GiB transfer from being syscall-bound. */
 const IO_CHUNK = 1024 * 1024;
+/** Storage requests for one download at most: the first, and continuations after cuts that each brought bytes. */
+const MAX_STORAGE_ATTEMPTS = 5;
+
+/** The bytes received hash to something else: nothing received so far can be trusted. */
+class DigestMismatch extends Error {}
 
 export class ImageCache {
   private readonly imageDir: string;
@@ -235,42 +249,80 @@ export class ImageCache {
     const have = await this.sizeOf(sha256);
     if (have !== undefined) return { path, source: 'cache', bytes: have };
 
-    const failures: string[] = [];
-    for (const peer of await this.peersOf(sha256)) {
-      const opener = this.peerOpener as PeerImageOpener; // peersOf lists none without one
+    // One partial file for the whole download, whichever sources fill it.
+    const partial = join(this.partialDir, `${sha256}.${randomBytes(8).toString('hex')}`);
+    try {
+      const failures: string[] = [];
+      for (const peer of await this.peersOf(sha256)) {
+        // A peer serves whole images: once bytes were received, storage continues them.
+        if ((await partialSize(partial)) > 0) break;
+        const opener = this.peerOpener as PeerImageOpener; // peersOf lists none without one
+        try {
+          const bytes = await this.fetchInto(
+            sha256,
+            partial,
+            (s) => opener.open(peer, sha256, s),
+            signal,
+            (n) => emit({ source: 'peer', bytes: n }),
+          );
+          this.logger.info(`image ${sha256}: ${bytes} bytes from peer ${peer.workerId}`);
+          return { path, source: 'peer', bytes };
+        } catch (err) {
+          if (signal.aborted) throw signal.reason;
+          if (err instanceof DigestMismatch) await rm(partial, { force: true });
+          failures.push(`peer ${peer.workerId} (${peer.url}): ${messageOf(err)}`);
+          this.logger.warn(`image ${sha256}: peer ${peer.workerId} failed, trying the next source: ${messageOf(err)}`);
+        }
+      }
+
       try {
-        const bytes = await this.fetchInto(
-          sha256,
-          (s) => opener.open(peer, sha256, s),
-          signal,
-          (n) => emit({ source: 'peer', bytes: n }),
-        );
-        this.logger.info(`image ${sha256}: ${bytes} bytes from peer ${peer.workerId}`);
-        return { path, source: 'peer', bytes };
+        const bytes = await this.fetchFromStorage(sha256, partial, signal, emit);
+        this.logger.info(`image ${sha256}: ${bytes} bytes from storage`);
+        return { path, source: 'proxy', bytes };
       } catch (err) {
         if (signal.aborted) throw signal.reason;
-        failures.push(`peer ${peer.workerId} (${peer.url}): ${messageOf(err)}`);
-        this.logger.warn(`image ${sha256}: peer ${peer.workerId} failed, trying the next source: ${messageOf(err)}`);
+        const peersSaid = failures.length ? `; peers: ${failures.join('; ')}` : '';
+        if (err instanceof WorkerError && err.code === 'IMAGE_NOT_CACHED') {
+          if (!failures.length) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is on no peer and not in storage`);
+          throw new WorkerError('IMAGE_FETCH_FAILED', `image ${sha256} is not in storage and no peer delivered it${peersSaid}`);
+        }
+        throw new WorkerError('IMAGE_FETCH_FAILED', `fetching image ${sha256} from storage: ${messageOf(err)}${peersSaid}`);
       }
+    } finally {
+      await rm(partial, { force: true }).catch(() => {});
     }
+  }
 
-    try {
-      const bytes = await this.fetchInto(
-        sha256,
-        () => this.origins.openFromStorage(sha256),
-        signal,
-        (n) => emit({ source: 'proxy', bytes: n }),
-      );
-      this.logger.info(`image ${sha256}: ${bytes} bytes from storage`);
-      return { path, source: 'proxy', bytes };
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      const peersSaid = failures.length ? `; peers: ${failures.join('; ')}` : '';
-      if (err instanceof WorkerError && err.code === 'IMAGE_NOT_CACHED') {
-        if (!failures.length) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is on no peer and not in storage`);
-        throw new WorkerError('IMAGE_FETCH_FAILED', `image ${sha256} is not in storage and no peer delivered it${peersSaid}`);
+  /**
+   * Storage fills the partial file from where it is: again after a cut that brought bytes (a
+   * `Range` request for the rest), from the start once if storage ignores ranges or if bytes
+   * stitched from several attempts turn out wrong.
+   */
+  private async fetchFromStorage(sha256: string, partial: string, signal: AbortSignal, emit: (p: EnsureProgress) => void): Promise<number> {
+    let restarted = false;
+    for (let attempt = 1; ; attempt++) {
+      const from = await partialSize(partial);
+      try {
+        return await this.fetchInto(
+          sha256,
+          partial,
+          (_s, at) => this.origins.openFromStorage(sha256, at),
+          signal,
+          (n) => emit({ source: 'proxy', bytes: n }),
+        );
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        const startOver = (err instanceof DigestMismatch && from > 0) || err instanceof RangeNotHonored;
+        if (startOver && !restarted) {
+          restarted = true;
+          await rm(partial, { force: true });
+          this.logger.warn(`image ${sha256}: starting again from byte 0: ${messageOf(err)}`);
+          continue;
+        }
+        const got = await partialSize(partial);
+        if (err instanceof DigestMismatch || err instanceof WorkerError || got <= from || attempt >= MAX_STORAGE_ATTEMPTS) throw err;
+        this.logger.warn(`image ${sha256}: storage stopped at byte ${got}, continuing from there: ${messageOf(err)}`);
       }
-      throw new WorkerError('IMAGE_FETCH_FAILED', `fetching image ${sha256} from storage: ${messageOf(err)}${peersSaid}`);
     }
   }
 
@@ -294,13 +346,16 @@ export class ImageCache {
   }
 
   /**
-   * Streams one source into a partial file, verifying the digest on the way, and moves it into
-   * place. Resolves with the byte count; rejects (leaving no file) on any failure, on `outer`
-   * aborting, or when the source sends nothing for `stallTimeoutMs`.
+   * Streams one source onto the end of the partial file (from its current size: `openSource`
+   * gets that offset), verifying the digest of the whole file on the way, and moves it into
+   * place. Resolves with the image's size; rejects on any failure (DigestMismatch for wrong
+   * bytes), on `outer` aborting, or when the source sends nothing for `stallTimeoutMs`, leaving
+   * the bytes written so far in the partial file for the next attempt.
    */
   private async fetchInto(
     sha256: string,
-    openSource: (signal: AbortSignal) => Promise<Readable>,
+    partial: string,
+    openSource: (signal: AbortSignal, from: number) => Promise<Readable>,
     outer: AbortSignal,
     onBytes: (bytes: number) => void,
   ): Promise<number> {
@@ -320,42 +375,48 @@ export class ImageCache {
       },
       Math.max(10, Math.min(1000, Math.floor(stallMs / 4))),
     );
-    const partial = join(this.partialDir, `${sha256}.${randomBytes(8).toString('hex')}`);
-    let bytes = 0;
     try {
+      // What an earlier attempt left is hashed again from disk: only bytes on disk count.
+      const { hash, bytes: from } = await hashOf(partial);
+      let bytes = from;
       arm();
-      const source = await untilAborted(openSource(attempt.signal), attempt.signal);
-      const hash = createHash('sha256');
-      const meter = new Transform({
-        transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback) {
-          arm();
-          hash.update(chunk);
-          bytes += chunk.length;
-          onBytes(bytes);
-          done(null, chunk);
-        },
-      });
-      // Aborting destroys the pipeline from the middle. (Not a FileHandle's write stream with
-      // autoClose:false, kept open for the fsync: on Node 20 such a pipeline can stall forever.)
-      const onAbort = () => meter.destroy(attempt.signal.reason);
+      const source = await untilAborted(openSource(attempt.signal, from), attempt.signal);
+      // The stream is read here rather than piped: when the source fails, what was received is
+      // still written and the file closed before the error goes up, so a continuation starts
+      // after every byte received (a pipeline would drop what the file had not written yet).
+      const onAbort = () => source.destroy(attempt.signal.reason);
       attempt.signal.addEventListener('abort', onAbort, { once: true });
+      const file = createWriteStream(partial, { flags: 'a', mode: 0o600, highWaterMark: IO_CHUNK });
+      const fileDone = finished(file);
+      fileDone.catch(() => {}); // awaited below; a write error must not go unhandled meanwhile
+      let failure: unknown;
       try {
-        if (attempt.signal.aborted) {
-          source.destroy();
-          throw attempt.signal.reason;
+        if (attempt.signal.aborted) throw attempt.signal.reason;
+        for await (const chunk of source) {
+          arm();
+          hash.update(chunk as Buffer);
+          bytes += (chunk as Buffer).length;
+          onBytes(bytes);
+          if (!file.write(chunk)) await once(file, 'drain', { signal: attempt.signal });
         }
-        // Read-only, like the images setup bakes: nothing may write to a cached image.
-        await pipeline(source, meter, createWriteStream(partial, { flags: 'wx', mode: 0o444, highWaterMark: IO_CHUNK }));
       } catch (err) {
-        const cause = attempt.signal.aborted ? attempt.signal.reason : err;
-        if (outer.aborted || !(cause instanceof Error)) throw cause;
-        throw new Error(`${cause.message} (after ${bytes} bytes)`, { cause });
+        failure = attempt.signal.aborted ? attempt.signal.reason : err;
+        source.destroy();
       } finally {
         attempt.signal.removeEventListener('abort', onAbort);
+        file.end();
+      }
+      await fileDone;
+      if (failure !== undefined) {
+        if (outer.aborted || !(failure instanceof Error)) throw failure;
+        if (failure instanceof RangeNotHonored || failure instanceof WorkerError) throw failure;
+        throw new Error(`${failure.message} (after ${bytes} bytes${from > 0 ? `, continuing from byte ${from}` : ''})`, { cause: failure });
       }
       clearInterval(timer);
       const digest = hash.digest('hex');
-      if (digest !== sha256) throw new Error(`sha256 mismatch: the ${bytes} bytes received hash to ${digest}`);
+      if (digest !== sha256) throw new DigestMismatch(`sha256 mismatch: the ${bytes} bytes received hash to ${digest}`);
+      // Read-only, like the images setup bakes: nothing may write to a cached image.
+      await chmod(partial, 0o444);
       await fsync(partial);
       await rename(partial, this.path(sha256));
       await fsync(this.imageDir);
@@ -363,7 +424,6 @@ export class ImageCache {
     } finally {
       clearInterval(timer);
       outer.removeEventListener('abort', onOuter);
-      await rm(partial, { force: true }).catch(() => {});
     }
   }
 }
@@ -401,6 +461,28 @@ function untilAborted(p: Promise<Readable>, signal: AbortSignal): Promise<Readab
       },
     );
   });
+}
+
+/** Bytes in a partial download so far (0: none yet). */
+async function partialSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+}
+
+/** A sha256 fed with the file's bytes so far (none when it does not exist yet), and their count. */
+async function hashOf(path: string): Promise<{ hash: Hash; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  if ((await partialSize(path)) === 0) return { hash, bytes };
+  for await (const chunk of createReadStream(path, { highWaterMark: IO_CHUNK })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { hash, bytes };
 }
 
 /** Flushes a written file (or, for a directory, its entries: a rename in it) to disk. */

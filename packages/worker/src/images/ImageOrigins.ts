@@ -14,11 +14,16 @@ export interface ImageOrigins {
   /** Workers that hold the image and may serve it (may be empty; may include this worker itself). */
   peers(sha256: string): Promise<ImagePeer[]>;
   /**
-   * Streams the image from storage. Rejects with WorkerError('IMAGE_NOT_CACHED') when storage
-   * does not have it; any other rejection or stream error is a failed fetch.
+   * Streams the image from storage, from byte `from` on (default 0: all of it; more: a `Range`
+   * request, to continue a download that was cut). Rejects with WorkerError('IMAGE_NOT_CACHED')
+   * when storage does not have it, with RangeNotHonored when it would send the whole image
+   * instead of the rest; any other rejection or stream error is a failed fetch.
    */
-  openFromStorage(sha256: string): Promise<Readable>;
+  openFromStorage(sha256: string, from?: number): Promise<Readable>;
 }
+
+/** Storage answered a request for the rest of an image with all of it: start again from 0. */
+export class RangeNotHonored extends Error {}
 
 /** Opens one peer's copy of an image; rejects when the peer does not answer 200. */
 export interface PeerImageOpener {

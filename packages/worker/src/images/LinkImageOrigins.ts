@@ -15,7 +15,7 @@ export class LinkImageOrigins implements ImageOrigins {
     return items.map((p) => ({ workerId: p.worker_id, url: p.url }));
   }
 
-  openFromStorage(sha256: string): Promise<Readable> {
-    return this.link.openImage(sha256);
+  openFromStorage(sha256: string, from = 0): Promise<Readable> {
+    return this.link.openImage(sha256, from);
   }
 }

@@ -221,15 +221,81 @@ describe('ImageCache', { timeout: 60_000 }, () => {
     await cache.remove(image.sha); // idempotent
   });
 
-  it('fails with IMAGE_FETCH_FAILED and leaves no file when storage cuts the body short', async () => {
+  it('fails with IMAGE_FETCH_FAILED and leaves no file when storage keeps cutting the body short', async () => {
     const image = makeImage(2);
     controller.images.set(image.sha, image.bytes);
     controller.misbehave.set(image.sha, 'truncate');
     const cache = newCache();
-    await rejectsWith(cache.ensure(image.sha), 'IMAGE_FETCH_FAILED', /from storage: .*after \d+ bytes/);
+    await rejectsWith(cache.ensure(image.sha), 'IMAGE_FETCH_FAILED', /from storage: .*after \d+ bytes, continuing from byte \d+/);
+    // Each cut brought bytes, so each was continued, up to the cap on attempts.
+    assert.equal(controller.imageRequests.get(image.sha), 5);
     assert.equal(existsSync(cache.path(image.sha)), false);
     assert.deepEqual(await cache.list(), []);
     assert.deepEqual(await partials(cache), []);
+  });
+
+  it('continues a download storage cut short with a Range request, never fetching a byte twice', async () => {
+    const image = makeImage(2);
+    controller.images.set(image.sha, image.bytes);
+    controller.misbehave.set(image.sha, 'truncate-once');
+    const warnings: string[] = [];
+    const cache = newCache({ logger: { info: () => {}, warn: (m) => warnings.push(m) } });
+    const progress: number[] = [];
+    const got = await cache.ensure(image.sha, { onProgress: (p) => progress.push(p.bytes) });
+    assert.deepEqual(got, { path: cache.path(image.sha), source: 'proxy', bytes: image.bytes.length });
+    await assertCached(cache, image);
+    const half = image.bytes.length >> 1;
+    // The second request asked for the rest only, and the bytes sent add up to the image once.
+    assert.deepEqual(controller.imageRanges.get(image.sha), [undefined, `bytes=${half}-`]);
+    assert.equal(controller.imageBytesSent.get(image.sha), image.bytes.length);
+    assert.match(warnings.join('\n'), new RegExp(`stopped at byte ${half}, continuing from there`));
+    // Progress counts the kept bytes: it never goes back to 0.
+    assert.ok(
+      progress.every((n, i) => i === 0 || n >= (progress[i - 1] as number)),
+      'progress only grows',
+    );
+    assert.equal(progress.at(-1), image.bytes.length);
+    assert.deepEqual(await partials(cache), []);
+  });
+
+  it('a peer cut short is continued by storage from where the peer stopped', async () => {
+    const image = makeImage(2);
+    controller.images.set(image.sha, image.bytes);
+    const cutAt = 300_000;
+    // A peer whose body breaks off after `cutAt` bytes (the opener stands in for its HTTP answer).
+    const opened: string[] = [];
+    const cutter = {
+      open: async (peer: { workerId: string }) => {
+        opened.push(peer.workerId);
+        return Readable.from(
+          (async function* () {
+            yield image.bytes.subarray(0, cutAt);
+            throw new Error('peer went away');
+          })(),
+        );
+      },
+    };
+    controller.peers.set(image.sha, [{ worker_id: 'wk_cutter', url: 'http://127.0.0.1:2' }]);
+    const cache = newCache({ peers: cutter });
+    const got = await cache.ensure(image.sha);
+    assert.deepEqual(opened, ['wk_cutter']);
+    assert.equal(got.source, 'proxy');
+    await assertCached(cache, image);
+    const ranges = controller.imageRanges.get(image.sha) ?? [];
+    assert.equal(ranges.length, 1);
+    assert.deepEqual(ranges, [`bytes=${cutAt}-`], 'storage was asked for the rest only');
+    assert.equal(controller.imageBytesSent.get(image.sha), image.bytes.length - cutAt);
+  });
+
+  it('starts again from byte 0 when storage answers a range request whole', async () => {
+    const image = makeImage(1);
+    controller.images.set(image.sha, image.bytes);
+    controller.misbehave.set(image.sha, 'no-range');
+    const cache = newCache();
+    await cache.ensure(image.sha);
+    await assertCached(cache, image);
+    const half = image.bytes.length >> 1;
+    assert.deepEqual(controller.imageRanges.get(image.sha), [undefined, `bytes=${half}-`, undefined]);
   });
 
   it('fails with IMAGE_FETCH_FAILED naming the digest when storage sends wrong bytes', async () => {

@@ -28,14 +28,19 @@ const IMAGE_PATH = /^\/v1\/modules\/scaibunker\/storage\/scaibunker\/images\/([0
 const PEERS_PATH = /^\/v1\/modules\/scaibunker\/peers\/([0-9a-f]{64})$/;
 
 /**
- * A fake controller: serves `images` from "storage" and `peers` from the peer lookup, counts
- * what it served, and can misbehave per image: `truncate` sends half the bytes under the full
- * content-length then cuts the connection, `corrupt` flips a byte.
+ * A fake controller: serves `images` from "storage" (one `Range: bytes=N-` answered 206, as the
+ * storage proxy does) and `peers` from the peer lookup, counts what it served, and can misbehave
+ * per image: `truncate` sends half the bytes of every answer under the full content-length then
+ * cuts the connection, `truncate-once` does that to the first answer only, `corrupt` flips a
+ * byte, `no-range` cuts its first answer like `truncate-once` and answers every request whole (200),
+ * ignoring Range.
  */
 export class FakeController {
   readonly images = new Map<string, Buffer>();
   readonly peers = new Map<string, Array<{ worker_id: string; url: string }>>();
-  readonly misbehave = new Map<string, 'truncate' | 'corrupt'>();
+  readonly misbehave = new Map<string, 'truncate' | 'truncate-once' | 'corrupt' | 'no-range'>();
+  /** The Range header of every storage GET per sha (undefined: none). */
+  readonly imageRanges = new Map<string, Array<string | undefined>>();
   /** Storage GETs per sha (any answer). */
   readonly imageRequests = new Map<string, number>();
   /** Bytes of image bodies sent per sha. */
@@ -84,14 +89,26 @@ export class FakeController {
         return;
       }
       const mode = this.misbehave.get(sha);
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
-      if (mode === 'truncate') {
-        const half = bytes.subarray(0, bytes.length >> 1);
+      const range = req.headers.range;
+      this.imageRanges.set(sha, [...(this.imageRanges.get(sha) ?? []), range]);
+      const start = mode === 'no-range' ? undefined : /^bytes=(\d+)-$/.exec(range ?? '')?.[1];
+      const from = start === undefined ? 0 : Number(start);
+      const part = bytes.subarray(from);
+      if (start === undefined) res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
+      else
+        res.writeHead(206, {
+          'content-type': 'application/octet-stream',
+          'content-length': part.length,
+          'content-range': `bytes ${from}-${bytes.length - 1}/${bytes.length}`,
+        });
+      const first = this.imageRequests.get(sha) === 1;
+      if (mode === 'truncate' || ((mode === 'truncate-once' || mode === 'no-range') && first)) {
+        const half = part.subarray(0, part.length >> 1);
         this.count(sha, half.length);
         res.write(half, () => res.destroy());
         return;
       }
-      const body = mode === 'corrupt' ? flipped(bytes, bytes.length >> 1) : bytes;
+      const body = mode === 'corrupt' ? flipped(part, part.length >> 1) : part;
       this.count(sha, body.length);
       res.end(body);
       return;
