@@ -1,6 +1,6 @@
 /**
  * The provider contract (src/conformance, exported as `@scaibunker/worker/conformance`) run on
- * every provider this host can run: containers (crun / runc), Docker containers (the Engine
+ * every provider this host can run: containers (crun and runc, each its own entry), Docker containers (the Engine
  * API; a private dockerd the suite starts, or SCAIBUNKER_DOCKER_HOST) and microVMs (QEMU -M
  * microvm; TCG here). Provider-specific checks (seccomp and mounts for containers; snapshots,
  * kernels and the VMM for microVMs) live in their own files.
@@ -30,27 +30,37 @@ import {
   startPrivateDockerd,
 } from './support.js';
 
+/** The memory cgroup's OOM kill count, read on the host (v2 memory.events, v1 memory.oom_control). */
+async function containerOomKills(p: ContainerProvider, id: string): Promise<number> {
+  const mem = p.cgroupDir(id, 'memory') as string;
+  const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
+  return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
+}
+
 const image = () => {
   const img = minimalImage();
   return { sha256: img.sha256, path: join(IMAGE_DIR, img.file) };
 };
 
-providerConformance<ContainerProvider>({
-  name: 'container',
-  skip: isRoot ? false : 'needs root',
-  make: (dataDir) => new ContainerProvider({ dataDir }),
-  image,
-  minMemoryMb: 16,
-  smallMemoryMb: 48,
-  smallDiskMb: 16,
-  defaults: { memoryMb: 128, diskMb: 64 },
-  footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
-  async oomKills(p, id) {
-    const mem = p.cgroupDir(id, 'memory') as string;
-    const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
-    return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
-  },
-});
+/** The container provider once per OCI runtime: crun (the default) and runc (its fallback), each forced. */
+for (const runtime of ['crun', 'runc'] as const) {
+  providerConformance<ContainerProvider>({
+    name: `container (${runtime})`,
+    skip: isRoot ? false : 'needs root',
+    idPrefix: runtime === 'crun' ? 'cf' : 'cr',
+    make: (dataDir) => new ContainerProvider({ dataDir, runtime }),
+    image,
+    minMemoryMb: 16,
+    smallMemoryMb: 48,
+    smallDiskMb: 16,
+    defaults: { memoryMb: 128, diskMb: 64 },
+    footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
+    async prepare(p) {
+      assert.equal(p.runtimeName, runtime, `the provider runs ${runtime}`);
+    },
+    oomKills: containerOomKills,
+  });
+}
 
 let dockerd: PrivateDockerd | undefined;
 const dockerSkip = dockerSkipReason();
