@@ -19,6 +19,7 @@ import { providerConformance } from '../../src/conformance/index.js';
 import { ContainerProvider } from '../../src/providers/container/ContainerProvider.js';
 import { DockerProvider } from '../../src/providers/docker/DockerProvider.js';
 import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
+import { ProotProvider } from '../../src/providers/proot/ProotProvider.js';
 import {
   dockerSkipReason,
   IMAGE_DIR,
@@ -26,12 +27,13 @@ import {
   microvmSkipReason,
   minimalImage,
   type PrivateDockerd,
+  prootSkipReason,
   sh,
   startPrivateDockerd,
 } from './support.js';
 
-/** The memory cgroup's OOM kill count, read on the host (v2 memory.events, v1 memory.oom_control). */
-async function containerOomKills(p: ContainerProvider, id: string): Promise<number> {
+/** A bunker's memory cgroup's OOM kill count, read on the host (v2 memory.events, v1 memory.oom_control). */
+async function cgroupOomKills(p: ContainerProvider | ProotProvider, id: string): Promise<number> {
   const mem = p.cgroupDir(id, 'memory') as string;
   const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
   return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
@@ -58,7 +60,7 @@ for (const runtime of ['crun', 'runc'] as const) {
     async prepare(p) {
       assert.equal(p.runtimeName, runtime, `the provider runs ${runtime}`);
     },
-    oomKills: containerOomKills,
+    oomKills: cgroupOomKills,
   });
 }
 
@@ -87,6 +89,24 @@ providerConformance<DockerProvider>({
       process.env.SCAIBUNKER_DOCKER_DISK_QUOTA === '1'
         ? undefined
         : "the daemon's storage driver enforces no size here (set SCAIBUNKER_DOCKER_DISK_QUOTA=1 when it does)",
+  },
+});
+
+providerConformance<ProotProvider>({
+  name: 'proot',
+  skip: prootSkipReason(),
+  idPrefix: 'cp',
+  make: (dataDir) => new ProotProvider({ dataDir }),
+  image,
+  minMemoryMb: 16,
+  smallMemoryMb: 48,
+  smallDiskMb: 16,
+  defaults: { memoryMb: 128, diskMb: 64 },
+  footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
+  oomKills: cgroupOomKills,
+  unsupported: {
+    pidNamespace: 'proot makes no PID namespace: the agent runs under its host pid',
+    hostname: "proot makes no UTS namespace: the bunker sees the host's hostname",
   },
 });
 
