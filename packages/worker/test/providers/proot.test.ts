@@ -18,6 +18,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { AgentClient } from '../../src/agent/AgentClient.js';
 import { HostMounts } from '../../src/providers/container/HostMounts.js';
+import { AUTO_ISOLATIONS, createProviders, parseIsolations } from '../../src/providers/createProviders.js';
 import { type BunkerSpec, ProviderError } from '../../src/providers/Provider.js';
 import { ProotProvider } from '../../src/providers/proot/ProotProvider.js';
 import { type CatalogEntry, minimalImage, prootSkipReason, sh, specFactory } from './support.js';
@@ -72,6 +73,24 @@ describe('ProotProvider', { skip: prootSkipReason() }, () => {
     await again.shutdown();
     if ((await HostMounts.mountsUnder(dataDir)).length === 0) rmSync(dataDir, { recursive: true, force: true });
     else console.error(`[proot.test] mounts left under ${dataDir}: not removing it`);
+  });
+
+  test('--isolations: proot only when named (never by auto); a worker naming it gets a ProotProvider', async () => {
+    assert.equal(AUTO_ISOLATIONS.includes('proot'), false);
+    assert.deepEqual(parseIsolations('container, proot'), ['container', 'proot']);
+    assert.throws(() => parseIsolations('container,gvisor'), /a list of container, microvm, proot/);
+    const dir = mkdtempSync('/tmp/sbp-');
+    const providers = await createProviders({ dataDir: dir, isolations: 'proot', log: () => {} });
+    try {
+      assert.deepEqual(
+        providers.map((p) => [p.isolation, p instanceof ProotProvider]),
+        [['proot', true]],
+      );
+      assert.equal((await providers[0]?.health())?.ok, true);
+    } finally {
+      for (const p of providers) await p.shutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('health names proot and says plainly that there is no kernel isolation', async () => {
