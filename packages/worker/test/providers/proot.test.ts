@@ -93,6 +93,20 @@ describe('ProotProvider', { skip: prootSkipReason() }, () => {
     }
   });
 
+  test('init refuses a data dir its bunker uids cannot reach, naming the directory to open', async () => {
+    const closed = mkdtempSync('/tmp/sbp-'); // 0700, as the operator left it
+    try {
+      const p = new ProotProvider({ dataDir: join(closed, 'worker') });
+      await assert.rejects(
+        p.init(),
+        (e: unknown) => e instanceof ProviderError && e.code === 'RUNTIME_UNAVAILABLE' && e.message.includes(`cannot traverse ${closed} `),
+      );
+      await p.shutdown();
+    } finally {
+      rmSync(closed, { recursive: true, force: true });
+    }
+  });
+
   test('health names proot and says plainly that there is no kernel isolation', async () => {
     const h = await provider.health();
     assert.equal(h.ok, true, JSON.stringify(h));

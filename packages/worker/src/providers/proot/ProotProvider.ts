@@ -186,6 +186,12 @@ export class ProotProvider implements Provider {
     for (const d of [this.images.imagesDir, join(this.baseDir, 'tmp')]) mkdirSync(d, { recursive: true, mode: 0o700 });
     const dataDir = dirname(this.baseDir);
     chmodSync(dataDir, (statSync(dataDir).mode & 0o7777) | 0o001);
+    // above the data dir the operator decides: refuse rather than change their permissions
+    for (let d = dirname(dataDir); ; d = dirname(d)) {
+      if ((statSync(d).mode & 0o001) === 0)
+        throw unavailable(`proot bunkers run as uids of their own, which cannot traverse ${d} (chmod o+x ${d} to allow it)`);
+      if (d === '/') break;
+    }
     // proot needs ptrace, which a container's seccomp profile or a Yama setting may forbid
     const probe = await runCommand(NONET_BINARY, [this.proot, '/bin/true'], {
       timeoutMs: 15_000,
