@@ -1,10 +1,10 @@
 /**
  * The provider contract (src/conformance, exported as `@scaibunker/worker/conformance`) run on
- * every provider this host can run: containers (crun and runc, each its own entry), Docker containers (the Engine
- * API; a private dockerd the suite starts, or SCAIBUNKER_DOCKER_HOST) and microVMs (QEMU -M
- * microvm; TCG here). Provider-specific checks (seccomp and mounts for containers; snapshots,
- * kernels and the VMM for microVMs) live in their own files.
- *
+ * every provider this host can run: containers (crun and runc, each its own entry), Docker
+ * containers (the Engine API; a private dockerd the suite starts, or SCAIBUNKER_DOCKER_HOST),
+ * proot (no kernel isolation; its exceptions: no PID and no UTS namespace) and microVMs (QEMU
+ * -M microvm; TCG here). Provider-specific checks (seccomp and mounts for containers; network,
+ * uids and snapshots for proot; snapshots, kernels and the VMM for microVMs) live in their own files. *
  *   node --import tsx --test packages/worker/test/providers/conformance.test.ts
  *
  * Needs root. The microvm subject also needs QEMU and the guest kernel
