@@ -155,6 +155,21 @@ describe('ProotProvider', { skip: prootSkipReason() }, () => {
     assert.match(peek.err, /Permission denied/);
   });
 
+  test('the image copy is charged to memory_mb: a memory_mb that cannot hold it is LIMIT_INVALID, and nothing is left', async () => {
+    const s = spec({ memoryMb: 16 });
+    await assert.rejects(
+      provider.spawn(s),
+      (e: unknown) => e instanceof ProviderError && e.code === 'LIMIT_INVALID' && /cannot hold this image/.test(e.message),
+    );
+    await assertNothingOf(s.id);
+    const { s: fits } = await spawn({ memoryMb: 48 });
+    const mem = provider.cgroupDir(fits.id, 'memory') as string;
+    const charged = Number(readFileSync(join(mem, provider.cgroupLayout === 'v2' ? 'memory.current' : 'memory.usage_in_bytes'), 'utf8'));
+    const stat = readFileSync(join(mem, 'memory.stat'), 'utf8');
+    const shmem = Number(/^(?:shmem|total_shmem) (\d+)$/m.exec(stat)?.[1] ?? 0);
+    assert.ok(shmem >= 1048576, `the tmpfs copy (shmem ${shmem}) is charged to the bunker's cgroup (usage ${charged})`);
+  });
+
   test('no snapshots: a restore is SNAPSHOT_CORRUPT before anything is made, writeLayer is RUNTIME_UNAVAILABLE', async () => {
     const archive = join(dataDir, 'layer.tar');
     writeFileSync(archive, '');

@@ -32,7 +32,7 @@ export class ImageTrees {
     return join(this.imagesDir, sha, 'root');
   }
 
-  /** The extracted tree of the image and its size in bytes (what a bunker's copy of it takes). */
+  /** The extracted tree of the image and the bytes it occupies (about what a bunker's tmpfs copy of it takes). */
   async ensure(sha: string, imageFile: string): Promise<{ root: string; bytes: number }> {
     return this.lock.run(sha, async () => {
       const dir = join(this.imagesDir, sha);
@@ -52,7 +52,8 @@ export class ImageTrees {
           .join('\n');
         if (r.code !== 0 || complaints)
           throw new ProviderError('SPAWN_FAILED', `extracting image ${sha} failed`, complaints || `debugfs exit ${r.code}`);
-        const du = await runCommand('du', ['-sb', join(tmp, 'root')], { timeoutMs: 120_000 });
+        // allocated bytes (whole blocks per file), closer to what a tmpfs copy takes than the apparent size
+        const du = await runCommand('du', ['-s', '--block-size=1', join(tmp, 'root')], { timeoutMs: 120_000 });
         const bytes = Number.parseInt(du.stdout, 10);
         if (du.code !== 0 || !Number.isFinite(bytes))
           throw new ProviderError('SPAWN_FAILED', `measuring image ${sha}: ${du.stderr.trim()}`);

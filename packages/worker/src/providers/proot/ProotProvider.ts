@@ -34,6 +34,8 @@ export const NONET_BINARY = fileURLToPath(new URL('../../../native/nonet/build/s
 const DEVICE_BINDS = ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', '/dev/ptmx', '/dev/pts'];
 /** Room on the disk tmpfs beyond the image copy and disk_mb: proot's own temporary files and console.log. */
 const DISK_SLACK_KIB = 1024;
+/** What memory_mb must leave beyond the image copy for proot, the agent and a command. */
+const MIN_RUN_MEMORY_BYTES = 16 * 1048576;
 /** Key of the uid allocation in the per-id lock (no bunker id can contain a NUL). */
 const UID_LOCK = '\0uid';
 
@@ -90,7 +92,9 @@ interface BunkerPaths {
  *
  * What is enforced, and how (root is required for all of it; init() refuses otherwise):
  * - memory_mb, cpu_millicores, pids: a cgroup of the worker's (/scaibunker-proot/<id>) holding
- *   proot and everything it traces; the freezer of that cgroup pauses the bunker.
+ *   proot and everything it traces; the freezer of that cgroup pauses the bunker. The image copy
+ *   on the tmpfs disk is made from inside that cgroup: it is charged to memory_mb (a spawn
+ *   whose memory_mb cannot hold it is LIMIT_INVALID), and so is what the bunker writes.
  * - disk_mb: the tmpfs's size (the image copy plus disk_mb).
  * - network: only `isolated`, given by a seccomp filter (scaibunker-nonet) installed before proot
  *   runs: socket(2) of any family but AF_UNIX fails. Unlike a container there is no loopback either.
@@ -245,32 +249,47 @@ export class ProotProvider implements Provider {
       mkdirSync(p.disk);
       mkdirSync(p.run, { mode: 0o700 });
       const tree = await this.images.ensure(spec.imageSha256, spec.imagePath);
+      // the copy of the image lives in the bunker's RAM (its tmpfs disk, charged to its memory
+      // cgroup like everything it writes there): memory_mb must hold it with room to run
+      if (tree.bytes + MIN_RUN_MEMORY_BYTES > spec.memoryMb * 1048576)
+        throw new ProviderError(
+          'LIMIT_INVALID',
+          `memory_mb ${spec.memoryMb} cannot hold this image under proot: its disk is a tmpfs copy of the image (${Math.ceil(tree.bytes / 1048576)} MiB), charged to its memory; give at least ${Math.ceil((tree.bytes + MIN_RUN_MEMORY_BYTES) / 1048576)}`,
+        );
       const sizeKib = Math.ceil(tree.bytes / 1024) + spec.diskMb * 1024 + DISK_SLACK_KIB;
-      const owner = `${uid}:${uid}`;
-      const script = [
-        // the disk is the bunker uid's alone (0700): no other bunker's uid reaches its tree
-        `mount -t tmpfs -o ${shq(`size=${sizeKib}k,mode=0700,uid=${uid},gid=${uid},nosuid,nodev`)} scaibunker-disk ${shq(p.disk)} || exit 91`,
-        `cp -a ${shq(tree.root)} ${shq(p.root)} || exit 92`,
-        `mkdir -m 0700 ${shq(p.prootTmp)} || exit 92`,
-        `chown -R ${owner} ${shq(p.root)} ${shq(p.prootTmp)} ${shq(p.run)} || exit 92`,
-      ].join('; ');
-      const prepared = await this.shell.run(script);
-      if (prepared.code !== 0)
+      // the disk is the bunker uid's alone (0700): no other bunker's uid reaches its tree
+      const mounted = await this.shell.run(
+        `mount -t tmpfs -o ${shq(`size=${sizeKib}k,mode=0700,uid=${uid},gid=${uid},nosuid,nodev`)} scaibunker-disk ${shq(p.disk)}`,
+      );
+      if (mounted.code !== 0)
         throw new ProviderError(
           'SPAWN_FAILED',
-          `${prepared.code === 91 ? 'mounting the disk tmpfs' : 'copying the image tree'} failed (exit ${prepared.code})`,
-          prepared.stderr.trim().slice(-2000),
+          `mounting the disk tmpfs failed (exit ${mounted.code})`,
+          mounted.stderr.trim().slice(-2000),
         );
-      const fs = await statfs(p.disk);
-      const meta = this.readMeta(spec.id) as BunkerMeta;
-      this.writeMeta(p, { ...meta, baseUsedBytes: (fs.blocks - fs.bfree) * fs.bsize });
-
       const procs = await cg.create(rel, {
         cpuMillicores: spec.cpuMillicores,
         memoryBytes: spec.memoryMb * 1048576,
         // proot itself is one more process of the cgroup
         pids: (spec.pidsLimit ?? DEFAULT_PIDS_LIMIT) + 1,
       });
+      // copied from inside the bunker's cgroup, so the tmpfs pages are charged to the bunker
+      const owner = `${uid}:${uid}`;
+      const copy = [
+        `cp -a ${shq(tree.root)} ${shq(p.root)}`,
+        `mkdir -m 0700 ${shq(p.prootTmp)}`,
+        `chown -R ${owner} ${shq(p.root)} ${shq(p.prootTmp)} ${shq(p.run)}`,
+      ].join(' && ');
+      const copied = await runCommand('/bin/sh', ['-c', CGROUP_EXEC, 'sh', ...procs, '--', '/bin/sh', '-c', copy], { timeoutMs: 600_000 });
+      if (copied.code !== 0)
+        throw new ProviderError(
+          'SPAWN_FAILED',
+          `copying the image into the bunker's disk failed (${copied.signal ?? `exit ${copied.code}`})`,
+          copied.stderr.trim().slice(-2000),
+        );
+      const fs = await statfs(p.disk);
+      const meta = this.readMeta(spec.id) as BunkerMeta;
+      this.writeMeta(p, { ...meta, baseUsedBytes: (fs.blocks - fs.bfree) * fs.bsize });
       const prootPid = this.launch(p, uid, procs);
       writeFileSync(p.prootPid, String(prootPid));
       const waiter = new SocketWaiter(p.run, AGENT_SOCKET_NAME);
