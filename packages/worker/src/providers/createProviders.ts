@@ -79,22 +79,7 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
       out.push(plugin.provider);
       continue;
     }
-    const provider: Provider =
-      isolation === 'proot'
-        ? new ProotProvider({ dataDir: s.dataDir })
-        : isolation === 'container'
-          ? runtime === 'docker'
-            ? new DockerProvider({ dataDir: s.dataDir, dockerHost: s.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST })
-            : new ContainerProvider({
-                dataDir: s.dataDir,
-                ...(runtime !== 'auto' ? { runtime } : {}),
-                ...(s.networking ? { networking: s.networking } : {}),
-              })
-          : new MicrovmProvider({
-              dataDir: s.dataDir,
-              snapshots: s.snapshots === false ? 'off' : 'auto',
-              ...(s.networking ? { networking: s.networking } : {}),
-            });
+    const provider = builtInProvider(isolation, s, runtime);
     try {
       await provider.init();
       out.push(provider);
@@ -106,4 +91,20 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
   }
   if (out.length === 0) throw new Error('no isolation is available on this host');
   return out;
+}
+
+/** The worker's own provider of an isolation (no plugin replaces it). */
+function builtInProvider(isolation: Isolation, s: ProviderSettings, runtime: ContainerRuntimeSetting): Provider {
+  const networking = s.networking ? { networking: s.networking } : {};
+  switch (isolation) {
+    case 'container':
+      return runtime === 'docker'
+        ? new DockerProvider({ dataDir: s.dataDir, dockerHost: s.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST })
+        : new ContainerProvider({ dataDir: s.dataDir, ...(runtime !== 'auto' ? { runtime } : {}), ...networking });
+    case 'microvm':
+      return new MicrovmProvider({ dataDir: s.dataDir, snapshots: s.snapshots === false ? 'off' : 'auto', ...networking });
+    case 'proot':
+      // no network namespace to join: proot bunkers get no networking, whatever the worker offers
+      return new ProotProvider({ dataDir: s.dataDir });
+  }
 }
