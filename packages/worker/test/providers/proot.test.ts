@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -21,7 +21,7 @@ import { HostMounts } from '../../src/providers/container/HostMounts.js';
 import { AUTO_ISOLATIONS, createProviders, parseIsolations } from '../../src/providers/createProviders.js';
 import { type BunkerSpec, ProviderError } from '../../src/providers/Provider.js';
 import { ProotProvider } from '../../src/providers/proot/ProotProvider.js';
-import { type CatalogEntry, minimalImage, prootSkipReason, sh, specFactory } from './support.js';
+import { type CatalogEntry, minimalImage, pidAlive, prootSkipReason, sh, specFactory } from './support.js';
 
 /** A host process's real uid and effective capabilities, from /proc. */
 function hostIdentity(pid: number): { uid: number; capEff: bigint } {
@@ -168,6 +168,26 @@ describe('ProotProvider', { skip: prootSkipReason() }, () => {
     const stat = readFileSync(join(mem, 'memory.stat'), 'utf8');
     const shmem = Number(/^(?:shmem|total_shmem) (\d+)$/m.exec(stat)?.[1] ?? 0);
     assert.ok(shmem >= 1048576, `the tmpfs copy (shmem ${shmem}) is charged to the bunker's cgroup (usage ${charged})`);
+  });
+
+  test('destroy leaves none of the files proot keeps in /tmp, also when paused with processes running', async () => {
+    const { b, c, s } = await spawn();
+    await sh(c, 'sleep 1000 >/dev/null 2>&1 & sleep 1000 >/dev/null 2>&1 & echo started');
+    const prootPid = Number(readFileSync(join(provider.bunkerDir(s.id), 'proot.pid'), 'utf8'));
+    const { uid } = JSON.parse(readFileSync(join(provider.bunkerDir(s.id), 'bunker.json'), 'utf8')) as { uid: number };
+    // this proot's: its pid (a reused pid of an earlier proot are told apart by the bunker's uid)
+    const temps = () =>
+      readdirSync('/tmp').filter(
+        (n) =>
+          (n.startsWith(`proot-${prootPid}-`) || n.startsWith(`prooted-${prootPid}-`)) &&
+          statSync(join('/tmp', n), { throwIfNoEntry: false })?.uid === uid,
+      );
+    assert.ok(temps().length > 0, 'proot keeps its loader in /tmp while it runs');
+    await provider.pause(s.id);
+    await provider.destroy(s.id);
+    assert.deepEqual(temps(), []);
+    assert.equal(pidAlive(b.pid), false, 'the agent is gone');
+    await assertNothingOf(s.id);
   });
 
   test('no snapshots: a restore is SNAPSHOT_CORRUPT before anything is made, writeLayer is RUNTIME_UNAVAILABLE', async () => {

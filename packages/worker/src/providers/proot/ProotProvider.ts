@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { rm, statfs } from 'node:fs/promises';
+import { lstat, readdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -32,8 +32,15 @@ export const NONET_BINARY = fileURLToPath(new URL('../../../native/nonet/build/s
 
 /** Host devices a bunker sees (world-accessible ones only; no /dev/shm: it is the host's). */
 const DEVICE_BINDS = ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', '/dev/ptmx', '/dev/pts'];
-/** Room on the disk tmpfs beyond the image copy and disk_mb: proot's own temporary files and console.log. */
+/** Room on the disk tmpfs beyond the image copy and disk_mb: console.log. */
 const DISK_SLACK_KIB = 1024;
+/**
+ * Where proot writes its loader (`prooted-<pid>-*`) and glue dirs (`proot-<pid>-*`): Debian's
+ * proot 5.1 has no PROOT_TMP_DIR, it is always /tmp. proot removes them when it exits by itself.
+ */
+const PROOT_TMP = '/tmp';
+/** How long destroy lets proot exit by itself once its tracees are gone (it then removes its temporary files). */
+const PROOT_EXIT_WAIT_MS = 2000;
 /** What memory_mb must leave beyond the image copy for proot, the agent and a command. */
 const MIN_RUN_MEMORY_BYTES = 16 * 1048576;
 /** Key of the uid allocation in the per-id lock (no bunker id can contain a NUL). */
@@ -62,10 +69,9 @@ interface BunkerMeta {
 
 interface BunkerPaths {
   dir: string;
-  /** tmpfs of the image's size + disk_mb: root/, tmp/ (proot's), console.log */
+  /** tmpfs of the image's size + disk_mb: root/, console.log */
   disk: string;
   root: string;
-  prootTmp: string;
   consoleLog: string;
   run: string;
   socket: string;
@@ -85,8 +91,7 @@ interface BunkerPaths {
  * Layout under `<dataDir>/proot`:
  *   images/<sha>/root    the image's ext4 extracted to a directory tree (ImageTrees, no mount)
  *   bunkers/<id>/disk    tmpfs of the tree's size + disk_mb, mode 0700 of the bunker's uid: root/
- *                        (a copy of the tree owned by that uid, the bunker's /), tmp/ (proot's
- *                        temporary files), console.log
+ *                        (a copy of the tree owned by that uid, the bunker's /), console.log
  *   bunkers/<id>/run     bound at /.scaibunker/run; the agent's socket
  *   bunkers/<id>/bunker.json, proot.pid, agent.pid
  *
@@ -155,7 +160,6 @@ export class ProotProvider implements Provider {
       dir,
       disk,
       root: join(disk, 'root'),
-      prootTmp: join(disk, 'tmp'),
       consoleLog: join(disk, 'console.log'),
       run,
       socket: join(run, AGENT_SOCKET_NAME),
@@ -197,10 +201,7 @@ export class ProotProvider implements Provider {
       if (d === '/') break;
     }
     // proot needs ptrace, which a container's seccomp profile or a Yama setting may forbid
-    const probe = await runCommand(NONET_BINARY, [this.proot, '/bin/true'], {
-      timeoutMs: 15_000,
-      env: { ...process.env, PROOT_TMP_DIR: join(this.baseDir, 'tmp') },
-    });
+    const probe = await runCommand(NONET_BINARY, [this.proot, '/bin/true'], { timeoutMs: 15_000 });
     if (probe.code !== 0) throw unavailable(`proot cannot run here (exit ${probe.code})`, probe.stderr.trim().slice(-2000));
     const v = await runCommand(this.proot, ['--version'], { timeoutMs: 5000 });
     this.version = `proot ${/(\d+\.\d+\.\d+)/.exec(v.stdout)?.[1] ?? '?'}`;
@@ -275,11 +276,7 @@ export class ProotProvider implements Provider {
       });
       // copied from inside the bunker's cgroup, so the tmpfs pages are charged to the bunker
       const owner = `${uid}:${uid}`;
-      const copy = [
-        `cp -a ${shq(tree.root)} ${shq(p.root)}`,
-        `mkdir -m 0700 ${shq(p.prootTmp)}`,
-        `chown -R ${owner} ${shq(p.root)} ${shq(p.prootTmp)} ${shq(p.run)}`,
-      ].join(' && ');
+      const copy = [`cp -a ${shq(tree.root)} ${shq(p.root)}`, `chown -R ${owner} ${shq(p.root)} ${shq(p.run)}`].join(' && ');
       const copied = await runCommand('/bin/sh', ['-c', CGROUP_EXEC, 'sh', ...procs, '--', '/bin/sh', '-c', copy], { timeoutMs: 600_000 });
       if (copied.code !== 0)
         throw new ProviderError(
@@ -345,7 +342,6 @@ export class ProotProvider implements Provider {
           env: {
             PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
             HOME: '/root',
-            PROOT_TMP_DIR: p.prootTmp,
             container: 'scaibunker-proot',
           },
         },
@@ -373,19 +369,27 @@ export class ProotProvider implements Provider {
 
   private async destroyLocked(id: string): Promise<void> {
     const p = this.paths(id);
-    const rel = this.readMeta(id)?.cgroup ?? this.cgroupPath(id);
+    const meta = this.readMeta(id);
+    const rel = meta?.cgroup ?? this.cgroupPath(id);
     const cg = this.cgroups ?? (await Cgroups.detect());
+    const prootPid = readPid(p.prootPid);
     const errors: string[] = [];
-    // 1. processes: proot dying does not take its tracees along, so the cgroup is the bunker;
-    //    remove() thaws, SIGKILLs everything in it and waits until it can remove the dirs
+    // 1. processes: the tracees first, so that proot exits by itself (removing its files in
+    //    /tmp); then whatever is left. proot dying does not take its tracees along, so the
+    //    cgroup is the bunker: remove() SIGKILLs everything in it until it can remove the dirs.
     try {
       if (cg.exists(rel)) {
+        if (await cg.isFrozen(rel).catch(() => false)) await cg.thaw(rel).catch(() => {}); // killAll thaws again
+        if (prootPid && processInCgroup(prootPid, rel)) await this.stopTracees(cg, rel, prootPid);
         await cg.killAll(rel);
         await cg.remove(rel);
       }
     } catch (e) {
       errors.push(`cgroup: ${(e as Error).message}`);
     }
+    // proot killed before it could clean up (or it crashed) leaves its loader and glue behind
+    if (prootPid && meta)
+      await removeProotTemps(prootPid, meta.uid).catch((e) => errors.push(`proot temporaries: ${(e as Error).message}`));
     // 2. the disk tmpfs
     try {
       await this.mounts.unmount(await HostMounts.mountsUnder(p.dir));
@@ -397,6 +401,23 @@ export class ProotProvider implements Provider {
       await rm(p.dir, { recursive: true, force: true }).catch((e) => errors.push(`rm: ${(e as Error).message}`));
     } else errors.push(`mounts left under ${p.dir}`);
     if (errors.length) throw new Error(`destroy ${id} incomplete: ${errors.join('; ')}`);
+  }
+
+  /** SIGKILLs every process of the bunker but proot, until proot (their tracer) exits or the wait ends. */
+  private async stopTracees(cg: Cgroups, rel: string, prootPid: number): Promise<void> {
+    const deadline = Date.now() + PROOT_EXIT_WAIT_MS;
+    while (processAlive(prootPid) && Date.now() < deadline) {
+      for (const pid of await cg.procs(rel)) {
+        if (pid === prootPid) continue;
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      // no event tells that a process outside our children exited: a short poll, bounded above
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   // ------------------------------------------------------------------ pause / resume / stats
@@ -499,6 +520,17 @@ export class ProotProvider implements Provider {
   /** Stops the resident helper shells; bunkers keep running and list() finds them again. */
   async shutdown(): Promise<void> {
     this.shell.close();
+  }
+}
+
+/** proot's leftovers in /tmp (`proot-<pid>-*`, `prooted-<pid>-*`) that belong to the bunker's uid. */
+async function removeProotTemps(prootPid: number, uid: number): Promise<void> {
+  const prefixes = [`proot-${prootPid}-`, `prooted-${prootPid}-`];
+  for (const name of await readdir(PROOT_TMP)) {
+    if (!prefixes.some((pre) => name.startsWith(pre))) continue;
+    const path = join(PROOT_TMP, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.uid === uid) await rm(path, { recursive: true, force: true });
   }
 }
 
