@@ -1,17 +1,22 @@
 /**
  * npm run bench:latency — create → first exec and exec round trip through the whole stack
  * (SDK → `scaibunker serve` → worker → crun → agent), against the bare OCI runtime starting the
- * same rootfs and running `true`, measured in the same run. Last line: one JSON object.
+ * same rootfs and running `true`, measured in the same run; then `by_runtime`: the same two
+ * numbers at the provider level for crun, runc, docker (a private dockerd) and proot, with
+ * ratios against crun (bench/byRuntime.ts). Last line: one JSON object.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { bareRuntimeRun } from '../packages/worker/src/providers/container/bareRun.js';
 import { adminKeyOf, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+import { latencyByRuntime } from './byRuntime.js';
 import { pct } from './percentile.js';
 
 const CREATES = Number(process.env.BENCH_CREATES ?? 50);
 const EXECS = Number(process.env.BENCH_EXECS ?? 500);
+const RUNTIME_CREATES = Number(process.env.BENCH_RUNTIME_CREATES ?? 20);
+const RUNTIME_EXECS = Number(process.env.BENCH_RUNTIME_EXECS ?? 200);
 
 const data = tempDataDir();
 const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);
@@ -49,6 +54,8 @@ try {
   const bare = await bareRuntimeRun({ imagePath: join(IMAGE_DIR, minimal.file), runs: CREATES, config: 'bunker' });
   process.stderr.write(`[bench] bare ${bare.runtime} run /bin/true on the same rootfs: p50 ${bare.p50Ms.toFixed(2)} ms\n`);
 
+  const byRuntime = await latencyByRuntime(RUNTIME_CREATES, RUNTIME_EXECS);
+
   const result = {
     create_first_exec_p50_ms: pct(createFirstExec, 50),
     create_first_exec_p99_ms: pct(createFirstExec, 99),
@@ -56,6 +63,7 @@ try {
     exec_rtt_p99_ms: pct(rtt, 99),
     bare_p50_ms: Number(bare.p50Ms.toFixed(2)),
     ratio: Number((pct(createFirstExec, 50) / bare.p50Ms).toFixed(2)),
+    by_runtime: byRuntime,
   };
   console.log(JSON.stringify(result));
 } finally {

@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 # (packages/sdk-python); chromium for the web console's browser tests (test/e2e/console.e2e.test.ts);
 # mariadb-server for the store suite on MariaDB (scripts/test-services.sh runs its own instance);
 # docker.io for the Docker runtime's conformance run (the suite starts a private dockerd on its
-# own socket, never the system one).
+# own socket, never the system one); proot for the proot isolation (no kernel isolation: dev and trusted use only).
 APT_PACKAGES=(crun runc busybox-static tar zstd debootstrap e2fsprogs iproute2 nftables conntrack ca-certificates make gcc libc6-dev
-  python3 python3-venv python3-pytest mypy chromium mariadb-server docker.io)
+  python3 python3-venv python3-pytest mypy chromium mariadb-server docker.io proot)
 
 # shellcheck source=lib/ensure-packages.sh
 . scripts/lib/ensure-packages.sh
@@ -39,6 +39,7 @@ node scripts/build-console.mjs
 echo "[setup] agent"
 make -s -C packages/agent
 make -s -C packages/worker/native/flowlog
+make -s -C packages/worker/native/nonet
 
 bash scripts/build-images.sh
 # the microvm provider's guest kernel + initramfs (cached; without it `serve` offers containers only)

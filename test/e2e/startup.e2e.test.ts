@@ -71,7 +71,7 @@ test('a fresh data dir without --image-dir has the built-in images set-up baked'
 test('a bad --isolations is refused before anything starts', async () => {
   const data = tempDataDir();
   dirs.push(data);
-  const r = await runToExit(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--isolations', 'container,proot']);
+  const r = await runToExit(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--isolations', 'container,gvisor']);
   assert.equal(r.code, 1, r.output);
   assert.match(r.output, /--isolations: expected/);
   assert.deepEqual(processesNaming(data.dir), []);

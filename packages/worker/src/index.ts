@@ -20,4 +20,5 @@ export { DockerProvider, type DockerProviderOptions } from './providers/docker/D
 export { loadProviderModule, type PluginProviderOptions, PROVIDER_METHODS, providerContractGaps } from './providers/loadProviderModule.js';
 export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';
 export * from './providers/Provider.js';
+export { NONET_BINARY, ProotProvider, type ProotProviderOptions } from './providers/proot/ProotProvider.js';
 export * from './WorkerApi.js';

@@ -292,7 +292,12 @@ export function registerBunkerCommands(program: Command): void {
       .option('--from-snapshot <snapshot-id>', "start from a snapshot: its image with the snapshot's files restored")
       .option('--auto-resume', 'persistent bunkers: a call while it is passivated resumes it first')
       .addOption(new Option('--lifecycle <mode>', 'lifecycle mode').choices(LIFECYCLES))
-      .addOption(new Option('--isolation <kind>', 'isolation: a container (default) or its own microVM').choices(ISOLATIONS))
+      .addOption(
+        new Option(
+          '--isolation <kind>',
+          'isolation: a container (default), its own microVM, or proot (no kernel isolation: trusted code only)',
+        ).choices(ISOLATIONS),
+      )
       .option('--cpu <cpu>', 'CPU: cores (0.5) or millicores (500m)', cpuMillicores)
       .option('--memory <size>', 'memory in MiB (512) or with a unit (2g)', sizeMb)
       .option('--disk <size>', 'disk in MiB (1024) or with a unit (10g)', sizeMb)

@@ -30,11 +30,14 @@ function overcommitFactor(v: string): number {
   return n;
 }
 
+/** What `--isolations` may list (the worker's own list; the worker package is loaded lazily). */
+const ISOLATIONS: readonly string[] = ['container', 'microvm', 'proot'];
+
 /** `--isolations`: checked as the command line is read, before anything starts. */
 function isolationsList(v: string): string {
   const names = v.split(',').map((s) => s.trim());
-  if (v.trim() === 'auto' || (names.length > 0 && names.every((n) => n === 'container' || n === 'microvm'))) return v;
-  throw new Error(`--isolations: expected 'auto' or a list of container, microvm (got ${JSON.stringify(v)})`);
+  if (v.trim() === 'auto' || (names.length > 0 && names.every((n) => ISOLATIONS.includes(n)))) return v;
+  throw new Error(`--isolations: expected 'auto' or a list of ${ISOLATIONS.join(', ')} (got ${JSON.stringify(v)})`);
 }
 
 /**
@@ -157,7 +160,7 @@ async function writeAdminKey(dataDir: string, key: string | undefined): Promise<
 
 const ISOLATIONS_OPTION = [
   '--isolations <list>',
-  "'auto' (containers, plus microVMs when QEMU and the guest kernel work here) or a list: container,microvm",
+  "'auto' (containers, plus microVMs when QEMU and the guest kernel work here) or a list of container, microvm, proot (proot: NO kernel isolation, dev and trusted use only; never part of auto)",
   isolationsList,
   'auto',
 ] as const;

@@ -2,6 +2,7 @@ import {
   ApiError,
   assertTransition,
   type BunkerState,
+  type Isolation,
   LIFECYCLE_DEFAULTS,
   MICROVM_MIN_MEMORY_MB,
   newId,
@@ -82,6 +83,14 @@ export class BunkerService {
         { field: 'body/network_profile' },
       );
     }
+    // proot gives no network namespace: its only network is none at all (a seccomp filter).
+    if (body.isolation === 'proot' && (body.network_profile ?? 'isolated') !== 'isolated') {
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        'proot bunkers have no network of their own: only the isolated network profile (no network at all) is offered for them',
+        { field: 'body/network_profile' },
+      );
+    }
     // Network fields and their permission first: refused before quotas, rows or workers.
     const network = resolveNetwork(principal, body);
     if (network.interfaces) await checkBridges(this.store, principal, network.interfaces);
@@ -90,6 +99,16 @@ export class BunkerService {
       throw new ApiError('VALIDATION_FAILED', 'auto_resume is for persistent bunkers (only they are passivated)', {
         field: 'body/auto_resume',
       });
+    }
+    // a persistent bunker is passivated into a snapshot, which a proot bunker cannot take
+    if (body.isolation === 'proot' && lifecycle === 'persistent') {
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        'proot bunkers cannot be snapshotted, so they cannot be persistent (use ephemeral or session)',
+        {
+          field: 'body/lifecycle',
+        },
+      );
     }
     const snapshot = body.snapshot_id ? await this.restorableSnapshot(principal, body) : undefined;
     const imageName = snapshot?.image ?? body.image;
@@ -319,7 +338,7 @@ export class BunkerService {
     try {
       placed = await this.scheduler.place(
         {
-          isolation: isolation as 'container' | 'microvm',
+          isolation: isolation as Isolation,
           networkProfile: networkProfile as schemas.CreateBunkerBody['network_profile'] & string,
           imageSha256,
           lazyPull: Number(image.lazy_pull ?? 0) === 1,
@@ -349,7 +368,7 @@ export class BunkerService {
       await worker.spawn({
         bunkerId: row.id,
         imageSha256,
-        isolation: isolation as 'container' | 'microvm',
+        isolation: isolation as Isolation,
         cpuMillicores: row.cpu_millicores,
         memoryMb: row.memory_mb,
         diskMb: row.disk_mb,

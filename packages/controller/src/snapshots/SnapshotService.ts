@@ -57,6 +57,11 @@ export class SnapshotService {
         state: bunker.state,
       });
     }
+    if (bunker.isolation === 'proot') {
+      throw new ApiError('VALIDATION_FAILED', `bunker ${bunkerId} is a proot bunker; proot bunkers cannot be snapshotted or forked`, {
+        isolation: bunker.isolation,
+      });
+    }
     const cap = await this.quotas.snapshotCap(principal);
     if (cap !== null) {
       const used = await this.store.snapshots.tenantBytes(principal.tenantId);

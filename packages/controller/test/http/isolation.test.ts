@@ -1,6 +1,7 @@
 /**
- * `isolation` at create: the default is `container`; `microvm` goes only to a worker that
- * advertises it, and the worker's spawn request carries it. Runs on every store dialect.
+ * `isolation` at create: the default is `container`; `microvm` and `proot` go only to a worker
+ * that advertises them, and the worker's spawn request carries it; `proot` (no network, no
+ * snapshots) is refused what it cannot give. Runs on every store dialect.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +27,7 @@ for (const dialect of DIALECTS) {
     let auth: { authorization: string };
     const containerOnly = { id: newId('wk'), ...fakeWorker() };
     const both = { id: newId('wk'), ...fakeWorker() };
+    const withProot = { id: newId('wk'), ...fakeWorker() };
 
     const heartbeat = (workerId: string, name: string, isolations: string[], networkProfiles?: string[]) =>
       controller.http.inject({
@@ -66,6 +68,7 @@ for (const dialect of DIALECTS) {
       });
       controller.registerLocalWorker(containerOnly.id, containerOnly.api);
       controller.registerLocalWorker(both.id, both.api);
+      controller.registerLocalWorker(withProot.id, withProot.api);
       assert.equal((await heartbeat(containerOnly.id, 'container-only', ['container'])).statusCode, 200);
     });
     after(async () => {
@@ -156,6 +159,38 @@ for (const dialect of DIALECTS) {
       assert.equal(containerOnly.spawns.length, 1, 'the container-only worker got nothing more');
       const got = await controller.http.inject({ method: 'GET', url: `${API}/bunkers/${bunker.id}`, headers: auth });
       assert.equal(got.json().isolation, 'microvm');
+    });
+
+    test('proot: placed only on a worker offering it; a network profile but isolated, persistence and snapshots are refused', async () => {
+      const nowhere = await create({ image: 'minimal', isolation: 'proot' });
+      assert.equal(nowhere.statusCode, 503, nowhere.body);
+      assert.equal(nowhere.json().error.code, 'NO_SUITABLE_WORKER');
+      assert.equal((await heartbeat(withProot.id, 'with-proot', ['container', 'proot'], ['isolated', 'unrestricted'])).statusCode, 200);
+      const networked = await create({ image: 'minimal', isolation: 'proot', network_profile: 'unrestricted' });
+      assert.equal(networked.statusCode, 400, networked.body);
+      assert.equal(networked.json().error.code, 'VALIDATION_FAILED');
+      assert.equal(networked.json().error.details.field, 'body/network_profile');
+      const persistent = await create({ image: 'minimal', isolation: 'proot', lifecycle: 'persistent' });
+      assert.equal(persistent.statusCode, 400, persistent.body);
+      assert.equal(persistent.json().error.details.field, 'body/lifecycle');
+      assert.equal(withProot.spawns.length, 0, 'refused creates spawn nothing');
+
+      const res = await create({ image: 'minimal', isolation: 'proot' });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(res.json().isolation, 'proot');
+      assert.equal(res.json().network_profile, 'isolated');
+      assert.equal(res.json().worker_id, withProot.id);
+      assert.equal(withProot.spawns.at(-1)?.isolation, 'proot');
+      const snap = await controller.http.inject({
+        method: 'POST',
+        url: `${API}/bunkers/${res.json().id}/snapshots`,
+        headers: auth,
+        payload: {},
+      });
+      assert.equal(snap.statusCode, 400, snap.body);
+      assert.equal(snap.json().error.code, 'VALIDATION_FAILED');
+      assert.match(snap.json().error.message, /cannot be snapshotted/);
+      assert.equal(withProot.snapshotCalls.length, 0, 'the worker was never asked');
     });
 
     test('a networked microvm (unrestricted) is accepted and placed on a worker offering both the isolation and the profile', async () => {

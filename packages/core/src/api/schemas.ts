@@ -59,7 +59,7 @@ export const BunkerPath = Type.String({
 });
 
 /** How a bunker is isolated from its host: a hardened container, or its own microVM (QEMU). */
-export const ISOLATIONS = ['container', 'microvm'] as const;
+export const ISOLATIONS = ['container', 'microvm', 'proot'] as const;
 export type Isolation = (typeof ISOLATIONS)[number];
 
 /** Every design profile; the bunker service checks the permission each needs. */
@@ -156,7 +156,7 @@ export const CreateBunkerBody = Type.Object(
     isolation: Type.Optional(
       literalUnion(ISOLATIONS, {
         description:
-          '`container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`.',
+          '`container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM; `proot`: NO kernel isolation (ptrace path translation under a uid of its own, cgroup limits, no network: `isolated` only, no snapshots), for development and trusted code on workers whose admin enabled it. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`.',
       }),
     ),
     idle_timeout_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),

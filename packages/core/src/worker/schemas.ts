@@ -84,7 +84,7 @@ export const SpawnRequest = Type.Object(
   {
     bunkerId: BunkerId,
     imageSha256: Sha256,
-    isolation: StringEnum(['container', 'microvm']),
+    isolation: StringEnum(['container', 'microvm', 'proot']),
     cpuMillicores: Type.Integer({ minimum: 1 }),
     memoryMb: Type.Integer({ minimum: 1 }),
     diskMb: Type.Integer({ minimum: 1 }),

@@ -1980,7 +1980,7 @@ export interface components {
             worker_id: string | null;
             /** @description False while the bunker's worker is offline (it missed its heartbeats): calls for the bunker answer WORKER_UNAVAILABLE and its state is kept until the worker is back, or lost after the controller's --worker-lost-after. True otherwise, including while the bunker has no worker yet. */
             worker_reachable: boolean;
-            isolation: "container" | "microvm";
+            isolation: "container" | "microvm" | "proot";
             cpu_millicores: number;
             memory_mb: number;
             disk_mb: number;
@@ -2045,8 +2045,8 @@ export interface components {
             }[];
             /** @description Egress cap in Mbit/s (a tc TBF shaper on the worker). Omitted: the worker's default. */
             bandwidth_mbit?: number;
-            /** @description `container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`. */
-            isolation?: "container" | "microvm";
+            /** @description `container` (default): namespaces, seccomp and cgroups on the worker; `microvm`: its own kernel in a QEMU microVM; `proot`: NO kernel isolation (ptrace path translation under a uid of its own, cgroup limits, no network: `isolated` only, no snapshots), for development and trusted code on workers whose admin enabled it. Needs an online worker that offers it, else `NO_SUITABLE_WORKER`. */
+            isolation?: "container" | "microvm" | "proot";
             idle_timeout_s?: number;
             max_lifetime_s?: number;
             env?: {
@@ -2191,7 +2191,7 @@ export interface components {
             /** @description `creating` → `ready`, or `failed` (with `error`, nothing stored) */
             state: "creating" | "ready" | "failed";
             image: string;
-            isolation: "container" | "microvm";
+            isolation: "container" | "microvm" | "proot";
             /** @description The bunker's disk_mb when it was taken: a restore gets at least this much */
             disk_mb: number;
             /** @description Bytes of the stored (compressed) archive; 0 until ready */

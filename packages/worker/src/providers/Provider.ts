@@ -12,7 +12,9 @@ import type { TransitInterfaceSpec } from '../WorkerApi.js';
 /** A bunker's resource readings: the worker contract's (core/src/worker). */
 export type { BunkerStats };
 
-export type Isolation = 'container' | 'microvm';
+/** `proot`: no kernel isolation at all (ptrace path translation), enabled explicitly per worker; see ProotProvider. */
+export type Isolation = 'container' | 'microvm' | 'proot';
+export const ISOLATION_NAMES: readonly Isolation[] = ['container', 'microvm', 'proot'];
 
 /**
  * What a provider's writable layer archive is: a container's overlay upper dir as a GNU tar
@@ -21,8 +23,12 @@ export type Isolation = 'container' | 'microvm';
  */
 export type LayerFormat = 'container-tar' | 'microvm-qcow2';
 
-/** The layer format each isolation writes and restores. */
-export const LAYER_FORMAT: Record<Isolation, LayerFormat> = { container: 'container-tar', microvm: 'microvm-qcow2' };
+/** The layer format each isolation writes and restores (proot bunkers have none: they cannot be snapshotted). */
+export const LAYER_FORMAT: Record<Isolation, LayerFormat | undefined> = {
+  container: 'container-tar',
+  microvm: 'microvm-qcow2',
+  proot: undefined,
+};
 
 /** Start a bunker from an archived writable layer instead of the bare image. */
 export interface LayerRestore {
@@ -87,7 +93,7 @@ export interface Provider {
   spawn(spec: BunkerSpec): Promise<SpawnedBunker>;
   /** Idempotent; leaves no mount, cgroup, netns, process or directory behind. */
   destroy(id: string): Promise<void>;
-  /** Freeze / thaw the bunker (containers: cgroup freezer; VMs: the VMM stops the vCPUs). */
+  /** Freeze / thaw the bunker (containers and proot: cgroup freezer; VMs: the VMM stops the vCPUs). */
   pause(id: string): Promise<void>;
   resume(id: string): Promise<void>;
   isPaused(id: string): Promise<boolean>;

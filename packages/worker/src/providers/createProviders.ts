@@ -2,6 +2,7 @@
  * The providers a worker offers, from its `--isolations` setting: `auto` offers containers
  * and, when QEMU and the guest kernel are usable here, microVMs; an explicit list must all
  * be usable or the worker refuses to start (a clear error beats a worker that never places).
+ * `proot` (no kernel isolation) is never offered by `auto`: an admin names it.
  * Containers run on crun/runc (`--container-runtime auto|crun|runc`) or a Docker daemon
  * (`docker`, `--docker-host`); a `--provider-module` replaces the built-in provider of its
  * isolation (and is required to be usable).
@@ -11,9 +12,12 @@ import { ContainerProvider } from './container/ContainerProvider.js';
 import { DockerProvider } from './docker/DockerProvider.js';
 import { loadProviderModule } from './loadProviderModule.js';
 import { MicrovmProvider } from './microvm/MicrovmProvider.js';
-import type { Isolation, Provider } from './Provider.js';
+import { ISOLATION_NAMES, type Isolation, type Provider } from './Provider.js';
+import { ProotProvider } from './proot/ProotProvider.js';
 
-export const ISOLATION_NAMES: readonly Isolation[] = ['container', 'microvm'];
+export { ISOLATION_NAMES };
+/** What `--isolations auto` tries: every isolation with kernel isolation (never proot). */
+export const AUTO_ISOLATIONS: readonly Isolation[] = ['container', 'microvm'];
 export const CONTAINER_RUNTIMES = ['auto', 'crun', 'runc', 'docker'] as const;
 export type ContainerRuntimeSetting = (typeof CONTAINER_RUNTIMES)[number];
 /** Where `--container-runtime docker` finds the daemon without `--docker-host`. */
@@ -63,7 +67,7 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
   const runtime = s.containerRuntime ?? 'auto';
   if (!(CONTAINER_RUNTIMES as readonly string[]).includes(runtime))
     throw new Error(`--container-runtime: expected one of ${CONTAINER_RUNTIMES.join(', ')} (got ${JSON.stringify(runtime)})`);
-  const isolations = wanted === 'auto' ? [...new Set([...ISOLATION_NAMES, ...plugins.keys()])] : wanted;
+  const isolations = wanted === 'auto' ? [...new Set([...AUTO_ISOLATIONS, ...plugins.keys()])] : wanted;
   for (const isolation of isolations) {
     const plugin = plugins.get(isolation);
     if (plugin) {
@@ -75,20 +79,7 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
       out.push(plugin.provider);
       continue;
     }
-    const provider: Provider =
-      isolation === 'container'
-        ? runtime === 'docker'
-          ? new DockerProvider({ dataDir: s.dataDir, dockerHost: s.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST })
-          : new ContainerProvider({
-              dataDir: s.dataDir,
-              ...(runtime !== 'auto' ? { runtime } : {}),
-              ...(s.networking ? { networking: s.networking } : {}),
-            })
-        : new MicrovmProvider({
-            dataDir: s.dataDir,
-            snapshots: s.snapshots === false ? 'off' : 'auto',
-            ...(s.networking ? { networking: s.networking } : {}),
-          });
+    const provider = builtInProvider(isolation, s, runtime);
     try {
       await provider.init();
       out.push(provider);
@@ -100,4 +91,20 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
   }
   if (out.length === 0) throw new Error('no isolation is available on this host');
   return out;
+}
+
+/** The worker's own provider of an isolation (no plugin replaces it). */
+function builtInProvider(isolation: Isolation, s: ProviderSettings, runtime: ContainerRuntimeSetting): Provider {
+  const networking = s.networking ? { networking: s.networking } : {};
+  switch (isolation) {
+    case 'container':
+      return runtime === 'docker'
+        ? new DockerProvider({ dataDir: s.dataDir, dockerHost: s.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST })
+        : new ContainerProvider({ dataDir: s.dataDir, ...(runtime !== 'auto' ? { runtime } : {}), ...networking });
+    case 'microvm':
+      return new MicrovmProvider({ dataDir: s.dataDir, snapshots: s.snapshots === false ? 'off' : 'auto', ...networking });
+    case 'proot':
+      // no network namespace to join: proot bunkers get no networking, whatever the worker offers
+      return new ProotProvider({ dataDir: s.dataDir });
+  }
 }

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { BunkerNetworking } from './BunkerNetworking.js';
-import type { Provider } from './Provider.js';
+import { ISOLATION_NAMES, type Provider } from './Provider.js';
 
 /** What a plugin provider's constructor is given. */
 export interface PluginProviderOptions {
@@ -37,8 +37,8 @@ export const PROVIDER_METHODS = [
 export function providerContractGaps(candidate: unknown): string[] {
   const o = candidate as Record<string, unknown> | null | undefined;
   const gaps = PROVIDER_METHODS.filter((m) => typeof o?.[m] !== 'function').map((m) => `${m}()`);
-  if (o?.isolation !== 'container' && o?.isolation !== 'microvm')
-    gaps.push(`isolation ('container' or 'microvm', got ${JSON.stringify(o?.isolation)})`);
+  if (!(ISOLATION_NAMES as readonly unknown[]).includes(o?.isolation))
+    gaps.push(`isolation (one of ${ISOLATION_NAMES.map((n) => `'${n}'`).join(', ')}, got ${JSON.stringify(o?.isolation)})`);
   return gaps;
 }
 

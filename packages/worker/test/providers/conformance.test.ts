@@ -1,10 +1,10 @@
 /**
  * The provider contract (src/conformance, exported as `@scaibunker/worker/conformance`) run on
- * every provider this host can run: containers (crun / runc), Docker containers (the Engine
- * API; a private dockerd the suite starts, or SCAIBUNKER_DOCKER_HOST) and microVMs (QEMU -M
- * microvm; TCG here). Provider-specific checks (seccomp and mounts for containers; snapshots,
- * kernels and the VMM for microVMs) live in their own files.
- *
+ * every provider this host can run: containers (crun and runc, each its own entry), Docker
+ * containers (the Engine API; a private dockerd the suite starts, or SCAIBUNKER_DOCKER_HOST),
+ * proot (no kernel isolation; its exceptions: no PID and no UTS namespace) and microVMs (QEMU
+ * -M microvm; TCG here). Provider-specific checks (seccomp and mounts for containers; network,
+ * uids and snapshots for proot; snapshots, kernels and the VMM for microVMs) live in their own files. *
  *   node --import tsx --test packages/worker/test/providers/conformance.test.ts
  *
  * Needs root. The microvm subject also needs QEMU and the guest kernel
@@ -19,6 +19,7 @@ import { providerConformance } from '../../src/conformance/index.js';
 import { ContainerProvider } from '../../src/providers/container/ContainerProvider.js';
 import { DockerProvider } from '../../src/providers/docker/DockerProvider.js';
 import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
+import { ProotProvider } from '../../src/providers/proot/ProotProvider.js';
 import {
   dockerSkipReason,
   IMAGE_DIR,
@@ -26,31 +27,42 @@ import {
   microvmSkipReason,
   minimalImage,
   type PrivateDockerd,
+  prootSkipReason,
   sh,
   startPrivateDockerd,
 } from './support.js';
+
+/** A bunker's memory cgroup's OOM kill count, read on the host (v2 memory.events, v1 memory.oom_control). */
+async function cgroupOomKills(p: ContainerProvider | ProotProvider, id: string): Promise<number> {
+  const mem = p.cgroupDir(id, 'memory') as string;
+  const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
+  return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
+}
 
 const image = () => {
   const img = minimalImage();
   return { sha256: img.sha256, path: join(IMAGE_DIR, img.file) };
 };
 
-providerConformance<ContainerProvider>({
-  name: 'container',
-  skip: isRoot ? false : 'needs root',
-  make: (dataDir) => new ContainerProvider({ dataDir }),
-  image,
-  minMemoryMb: 16,
-  smallMemoryMb: 48,
-  smallDiskMb: 16,
-  defaults: { memoryMb: 128, diskMb: 64 },
-  footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
-  async oomKills(p, id) {
-    const mem = p.cgroupDir(id, 'memory') as string;
-    const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
-    return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
-  },
-});
+/** The container provider once per OCI runtime: crun (the default) and runc (its fallback), each forced. */
+for (const runtime of ['crun', 'runc'] as const) {
+  providerConformance<ContainerProvider>({
+    name: `container (${runtime})`,
+    skip: isRoot ? false : 'needs root',
+    idPrefix: runtime === 'crun' ? 'cf' : 'cr',
+    make: (dataDir) => new ContainerProvider({ dataDir, runtime }),
+    image,
+    minMemoryMb: 16,
+    smallMemoryMb: 48,
+    smallDiskMb: 16,
+    defaults: { memoryMb: 128, diskMb: 64 },
+    footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
+    async prepare(p) {
+      assert.equal(p.runtimeName, runtime, `the provider runs ${runtime}`);
+    },
+    oomKills: cgroupOomKills,
+  });
+}
 
 let dockerd: PrivateDockerd | undefined;
 const dockerSkip = dockerSkipReason();
@@ -77,6 +89,24 @@ providerConformance<DockerProvider>({
       process.env.SCAIBUNKER_DOCKER_DISK_QUOTA === '1'
         ? undefined
         : "the daemon's storage driver enforces no size here (set SCAIBUNKER_DOCKER_DISK_QUOTA=1 when it does)",
+  },
+});
+
+providerConformance<ProotProvider>({
+  name: 'proot',
+  skip: prootSkipReason(),
+  idPrefix: 'cp',
+  make: (dataDir) => new ProotProvider({ dataDir }),
+  image,
+  minMemoryMb: 16,
+  smallMemoryMb: 48,
+  smallDiskMb: 16,
+  defaults: { memoryMb: 128, diskMb: 64 },
+  footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
+  oomKills: cgroupOomKills,
+  unsupported: {
+    pidNamespace: 'proot makes no PID namespace: the agent runs under its host pid',
+    hostname: "proot makes no UTS namespace: the bunker sees the host's hostname",
   },
 });
 

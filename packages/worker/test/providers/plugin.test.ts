@@ -44,7 +44,7 @@ describe('--provider-module loading', () => {
         e.message,
         /Half does not implement the provider contract: missing destroy\(\), pause\(\), resume\(\), isPaused\(\), stats\(\), writeLayer\(\), health\(\), shutdown\(\)/,
       );
-      assert.match(e.message, /isolation \('container' or 'microvm', got "pods"\)/);
+      assert.match(e.message, /isolation \(one of 'container', 'microvm', 'proot', got "pods"\)/);
       return true;
     });
     await assert.rejects(createProviders({ dataDir: dir, isolations: 'auto', providerModules: [p] }), /missing destroy\(\)/);

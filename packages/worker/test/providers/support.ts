@@ -94,6 +94,18 @@ export function microvmSkipReason(): string | false {
   return false;
 }
 
+/** Why the proot suites cannot run here, or false (the provider needs root, proot and the nonet helper, built here). */
+export function prootSkipReason(): string | false {
+  if (!isRoot) return 'needs root';
+  try {
+    execFileSync('proot', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'proot is not installed (apt-get install proot)';
+  }
+  execFileSync('make', ['-s', '-C', join(REPO, 'packages/worker/native/nonet')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return false;
+}
+
 /** A dockerd of the tests' own: private socket, data and exec roots, no iptables, no bridge. */
 export interface PrivateDockerd {
   host: string;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -8,6 +8,7 @@ import { Cgroups } from '../host/Cgroups.js';
 import { KeyedLock } from '../host/KeyedLock.js';
 import { commandInto } from '../host/layerStreams.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
+import { SocketWaiter } from '../host/SocketWaiter.js';
 import {
   type BunkerSpec,
   type BunkerStats,
@@ -701,73 +702,5 @@ function readText(path: string): string {
     return readFileSync(path, 'utf8');
   } catch {
     return '';
-  }
-}
-
-/**
- * Waits for a file to appear in a directory: inotify (fs.watch) for the fast path, plus a
- * coarse poll that also runs a liveness check, so a lost event or a dead agent cannot hang.
- */
-class SocketWaiter {
-  readonly promise: Promise<void>;
-  private resolve!: () => void;
-  private readonly watcher: ReturnType<typeof watch> | undefined;
-  private done = false;
-
-  constructor(
-    private readonly dir: string,
-    private readonly name: string,
-  ) {
-    this.promise = new Promise<void>((res) => {
-      this.resolve = res;
-    });
-    try {
-      this.watcher = watch(dir, (_event, filename) => {
-        if (filename === name) this.check();
-      });
-      this.watcher.on('error', () => {});
-    } catch {
-      this.watcher = undefined;
-    }
-    this.check();
-  }
-
-  private check(): void {
-    if (!this.done && existsSync(join(this.dir, this.name))) {
-      this.done = true;
-      this.resolve();
-    }
-  }
-
-  async wait(timeoutMs: number, alive: () => void): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const poll = new Promise<void>((_res, rej) => {
-      const tick = () => {
-        this.check();
-        if (this.done) return;
-        try {
-          alive();
-        } catch (e) {
-          rej(e);
-          return;
-        }
-        if (Date.now() > deadline) {
-          rej(new ProviderError('SPAWN_FAILED', `agent socket did not appear within ${timeoutMs} ms`));
-          return;
-        }
-        timer = setTimeout(tick, 50);
-      };
-      timer = setTimeout(tick, 50);
-    });
-    try {
-      await Promise.race([this.promise, poll]);
-    } finally {
-      if (timer) clearTimeout(timer);
-    }
-  }
-
-  close(): void {
-    this.watcher?.close();
   }
 }

@@ -10,6 +10,7 @@ import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { AgentClient } from '../../agent/AgentClient.js';
 import { withTimeout } from '../../util/withTimeout.js';
+import { CGROUP_EXEC } from '../host/cgroupExec.js';
 import { Accelerator } from './Accelerator.js';
 import { AGENT_PORT_ID, QemuCommand } from './QemuCommand.js';
 import { Qmp } from './Qmp.js';
@@ -33,9 +34,6 @@ const SNAPSHOT_CAPABILITIES = [
 ];
 
 const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
-
-/** Places QEMU in its cgroups (every hierarchy), then execs it: no window outside them. */
-const CGROUP_EXEC = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"';
 
 /** VmControl over QMP. */
 class QmpControl implements VmControl {
