@@ -112,8 +112,17 @@ export interface Provider {
   shutdown(): Promise<void>;
 }
 
-/** SNAPSHOT_CORRUPT: a restore archive that is not of the provider's format or does not unpack. */
-export type ProviderErrorCode = 'SPAWN_FAILED' | 'NOT_FOUND' | 'RUNTIME_UNAVAILABLE' | 'LIMIT_INVALID' | 'SNAPSHOT_CORRUPT';
+/**
+ * SNAPSHOT_CORRUPT: a restore archive that is not of the provider's format or does not unpack.
+ * DESTROY_INCOMPLETE: a destroy left something behind (BunkerDestroyError lists each step).
+ */
+export type ProviderErrorCode =
+  | 'SPAWN_FAILED'
+  | 'NOT_FOUND'
+  | 'RUNTIME_UNAVAILABLE'
+  | 'LIMIT_INVALID'
+  | 'SNAPSHOT_CORRUPT'
+  | 'DESTROY_INCOMPLETE';
 
 export class ProviderError extends Error {
   constructor(
