@@ -98,11 +98,13 @@ const MYSQL_SQL_MODE = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DAT
 function openMysqlPool(url: string, log: (msg: string) => void): mysql.Pool {
   const u = new URL(url);
   const socketPath = u.searchParams.get('socket') ?? undefined;
+  // mysql2's options take no undefined members: no database in the URL leaves it out.
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
   const pool = mysql.createPool({
     ...(socketPath ? { socketPath } : { host: u.hostname || '127.0.0.1', port: u.port ? Number(u.port) : 3306 }),
     user: decodeURIComponent(u.username),
     password: decodeURIComponent(u.password),
-    database: decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined,
+    ...(database ? { database } : {}),
     connectionLimit: 10,
     connectTimeout: 5000,
     charset: 'UTF8MB4_BIN',

@@ -150,7 +150,7 @@ export class AgentClient {
   async writeFile(
     path: string,
     data: Buffer | string | AsyncIterable<Buffer>,
-    opts?: { mode?: number; mkdirParents?: boolean },
+    opts?: { mode?: number | undefined; mkdirParents?: boolean | undefined },
   ): Promise<{ bytes: number }> {
     const st = this.conn.open({ op: 'write', path, mode: opts?.mode, mkdir_parents: opts?.mkdirParents === true });
     // Not awaited: RESULT only follows our EOF, and an early ERROR (NOT_FOUND, NO_SPACE...)
@@ -204,11 +204,11 @@ export class AgentClient {
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  async mkdir(path: string, opts?: { parents?: boolean }): Promise<void> {
+  async mkdir(path: string, opts?: { parents?: boolean | undefined }): Promise<void> {
     await this.conn.call({ op: 'mkdir', path, parents: opts?.parents === true });
   }
 
-  async remove(path: string, opts?: { recursive?: boolean }): Promise<void> {
+  async remove(path: string, opts?: { recursive?: boolean | undefined }): Promise<void> {
     await this.conn.call({ op: 'remove', path, recursive: opts?.recursive === true });
   }
 

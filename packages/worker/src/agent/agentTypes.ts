@@ -66,13 +66,14 @@ export interface IdentityResult {
   clockSet: boolean;
 }
 
+/** Members left undefined are absent (the request is JSON). */
 export interface ExecRequest {
   argv: string[];
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: string;
-  stdin?: Buffer | string | AsyncIterable<Buffer>;
-  timeoutMs?: number;
+  env?: Record<string, string> | undefined;
+  cwd?: string | undefined;
+  user?: string | undefined;
+  stdin?: Buffer | string | AsyncIterable<Buffer> | undefined;
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -81,18 +82,18 @@ export interface ExecRequest {
  */
 export interface AgentSpawnRequest {
   argv: string[];
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: string;
-  timeoutMs?: number;
+  env?: Record<string, string> | undefined;
+  cwd?: string | undefined;
+  user?: string | undefined;
+  timeoutMs?: number | undefined;
   /**
    * 'pipe': stdin is written later with write() / closeStdin(); a Buffer, string or
    * iterable: fed, then EOF; absent: no stdin (reads EOF at once). With `pty`, stdin is
    * always the terminal: absent means write()/closeStdin() may be used, as with 'pipe'.
    */
-  stdin?: 'pipe' | Buffer | string | AsyncIterable<Buffer>;
+  stdin?: 'pipe' | Buffer | string | AsyncIterable<Buffer> | undefined;
   /** Run in a pseudo-terminal of this size (1–1000 each); output arrives on onStdout only. */
-  pty?: { cols: number; rows: number };
+  pty?: { cols: number; rows: number } | undefined;
 }
 
 export interface AgentProcess {

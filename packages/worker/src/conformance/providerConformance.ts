@@ -52,7 +52,7 @@ export interface ConformanceSubject<P extends Provider = Provider> {
   /** How many processes the kernel OOM-killed in the bunker; default: its cgroup's count read from inside. */
   oomKills?(p: P, id: string, c: AgentClient): Promise<number>;
   /** Contract points the provider cannot meet here, each with the reason (the test is skipped with it). */
-  unsupported?: { diskLimit?: string };
+  unsupported?: { diskLimit?: string | undefined };
 }
 
 /** The OOM kill count of the bunker's memory cgroup, read inside it (cgroup v2 or v1). */

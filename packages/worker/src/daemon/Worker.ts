@@ -298,7 +298,7 @@ export class Worker implements WorkerApi, CachedImageSource {
             cwd: req.cwd,
             user: req.user,
             timeoutMs: req.timeoutMs,
-            ...(req.stdin !== undefined ? { stdin: req.stdin } : {}),
+            stdin: req.stdin,
           },
           h,
         );
@@ -327,8 +327,8 @@ export class Worker implements WorkerApi, CachedImageSource {
           cwd: req.cwd,
           user: req.user,
           timeoutMs: req.timeoutMs || undefined,
-          ...(meta.stdinOpen ? { stdin: 'pipe' as const } : {}),
-          ...(req.pty ? { pty: req.pty } : {}),
+          stdin: meta.stdinOpen ? 'pipe' : undefined,
+          pty: req.pty,
         },
         h,
       );

@@ -30,7 +30,7 @@ export interface ContainerProviderOptions {
   /** Root of everything this provider creates (images/, bunkers/, state/). Keep it short: socket paths must stay < 108 bytes. */
   dataDir: string;
   /** Force one runtime; default: crun, falling back to runc when crun is unusable. */
-  runtime?: RuntimeName;
+  runtime?: RuntimeName | undefined;
   /** Bound on spawn() waiting for the agent socket (default 10 s). */
   spawnTimeoutMs?: number;
   /** Keep an image mounted after its last bunker is destroyed (default true; see ImageMounts). */
@@ -120,7 +120,7 @@ export class ContainerProvider implements Provider {
   private swapAccounting = true;
   private nofile = 65536;
   /** Base64 seccomp program compiled by crun during the probe (run.oci.seccomp_bpf_data). */
-  private seccompBpf?: string;
+  private seccompBpf?: string | undefined;
   private readonly notes: string[] = [];
 
   constructor(opts: ContainerProviderOptions) {
@@ -368,7 +368,8 @@ export class ContainerProvider implements Provider {
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
-        ...(network ? { netnsPath: network.netnsPath, resolvConfPath: network.resolvConfPath } : {}),
+        netnsPath: network?.netnsPath,
+        resolvConfPath: network?.resolvConfPath,
         annotations: {
           'io.scaibunker.bunker': spec.id,
           'io.scaibunker.image': spec.imageSha256,
