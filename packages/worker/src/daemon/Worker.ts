@@ -93,7 +93,7 @@ export class Worker implements WorkerApi, CachedImageSource {
       origins: new LinkImageOrigins(opts.controller, () => this.id),
       ...(opts.token ? { token: opts.token } : {}),
       selfUrl: opts.url,
-      ...(opts.imageStallTimeoutMs !== undefined ? { stallTimeoutMs: opts.imageStallTimeoutMs } : {}),
+      stallTimeoutMs: opts.imageStallTimeoutMs,
       logger: this.logger,
     });
   }
@@ -552,10 +552,10 @@ export class Worker implements WorkerApi, CachedImageSource {
         diskMb: req.diskMb,
         hostname: req.hostname,
         networkProfile: req.networkProfile,
-        ...(req.networkAllowlist ? { networkAllowlist: req.networkAllowlist } : {}),
-        ...(req.bandwidthMbit !== undefined ? { bandwidthMbit: req.bandwidthMbit } : {}),
-        ...(req.interfaces ? { interfaces: req.interfaces } : {}),
-        ...(restore && archivePath ? { restore: { archivePath, format: restore.format } } : {}),
+        networkAllowlist: req.networkAllowlist,
+        bandwidthMbit: req.bandwidthMbit,
+        interfaces: req.interfaces,
+        restore: restore && archivePath ? { archivePath, format: restore.format } : undefined,
       });
       agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');

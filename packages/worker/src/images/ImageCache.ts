@@ -54,7 +54,7 @@ export interface ImageCacheOptions {
   /** This worker's own URL: a peer listed under it is skipped. */
   selfUrl?: string;
   /** A source that sends no bytes for this long is abandoned (default 30000 ms). */
-  stallTimeoutMs?: number;
+  stallTimeoutMs?: number | undefined;
   logger?: { info(message: string): void; warn(message: string): void };
 }
 

@@ -375,7 +375,7 @@ export class MicrovmProvider implements Provider {
       memory,
       cgroupProcs: procs,
       timeoutMs: this.bootTimeoutMs,
-      ...(nic ? { nic } : {}),
+      nic,
     });
   }
 
