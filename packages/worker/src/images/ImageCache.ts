@@ -18,7 +18,7 @@ import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs
 import { join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { SHA256_HEX } from '@scaibunker/core';
+import { SHA256_HEX, SHA256_HEX_BODY } from '@scaibunker/core';
 import { WorkerError } from '../WorkerApi.js';
 import type { ImageOrigins, ImagePeer, PeerImageOpener } from './ImageOrigins.js';
 import { PeerImageClient } from './PeerImageClient.js';
@@ -65,7 +65,7 @@ interface Flight {
   listeners: Set<(p: EnsureProgress) => void>;
 }
 
-const IMAGE_FILE = /^([0-9a-f]{64})\.ext4$/;
+const IMAGE_FILE = new RegExp(`^(${SHA256_HEX_BODY})\\.ext4$`);
 const PARTIAL_DIR = '.partial';
 /** Bytes per disk read or write of an image: large chunks keep a GiB transfer from being syscall-bound. */
 const IO_CHUNK = 1024 * 1024;
