@@ -21,7 +21,8 @@ import { pct } from './percentile.js';
 
 const API = '/v1/modules/scaibunker';
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const SHAPE = { image: 'minimal', cpu_millicores: 1000, memory_mb: 512, disk_mb: 512 } as const;
+const SIZE = { cpu_millicores: 1000, memory_mb: 512, disk_mb: 512 } as const;
+const SHAPE = { image: 'minimal', ...SIZE } as const;
 const FILL = [
   'mkdir -p /srv/data',
   'for i in 1 2 3 4 5; do head -c 10000000 /dev/urandom > /srv/data/random-$i.bin; done',
@@ -94,7 +95,7 @@ try {
   );
 
   t0 = performance.now();
-  const restored = await Bunker.create({ ...SHAPE, image: undefined, snapshot_id: snap.id }, client);
+  const restored = await Bunker.create({ ...SIZE, snapshot_id: snap.id }, client);
   made.push(restored);
   await restored.exec(['true']);
   const restoreMs = performance.now() - t0;

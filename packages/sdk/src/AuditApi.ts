@@ -2,23 +2,24 @@ import type { HttpTransport } from './HttpTransport.js';
 import { type Page, Paginator } from './Paginator.js';
 import type { AuditEvent } from './types.js';
 
+/** Filters left undefined are not applied. */
 export interface AuditQueryOptions {
   /** Only events on this bunker (its execs and file changes included). */
-  bunkerId?: string;
+  bunkerId?: string | undefined;
   /** Only this action: `exec.run`, `file.write`, `bunker.create`, `api_key.create`, … */
-  action?: string;
+  action?: string | undefined;
   /** Only events by this actor: `key:<id>`, `jwt:<sub>`, `system`. */
-  actor?: string;
+  actor?: string | undefined;
   /** From (inclusive): an ISO 8601 date or date-time, or a Date. */
-  from?: string | Date;
+  from?: string | Date | undefined;
   /** To (exclusive). */
-  to?: string | Date;
+  to?: string | Date | undefined;
   /** Events per page (1–200, default 50). */
-  limit?: number;
+  limit?: number | undefined;
   /** Start at this page (a `nextCursor` from an earlier page). */
-  cursor?: string;
+  cursor?: string | undefined;
   /** Platform admins: another tenant's events. */
-  tenantId?: string;
+  tenantId?: string | undefined;
 }
 
 const iso = (v: string | Date) => (v instanceof Date ? v.toISOString() : v);

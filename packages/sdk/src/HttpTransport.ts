@@ -320,8 +320,8 @@ export class HttpTransport {
       headers: out.headers,
       // Bytes and strings go with a content-length; a web stream or async iterable goes chunked,
       // each chunk written as the socket drains, so the source is read only as fast as it is sent.
-      body: out.body as Dispatcher.DispatchOptions['body'],
-      signal: out.signal,
+      body: (out.body ?? null) as NonNullable<Dispatcher.DispatchOptions['body']> | null,
+      signal: out.signal ?? null,
       maxRedirections: MAX_REDIRECTIONS,
     });
     return fromUndici(res, out.signal);

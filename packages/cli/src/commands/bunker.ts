@@ -334,15 +334,15 @@ export function registerBunkerCommands(program: Command): void {
         ? { snapshot_id: o.fromSnapshot as string, ...(o.image ? { image: o.image as string } : {}) }
         : { image: (o.image as string | undefined) ?? 'minimal' };
       if (o.autoResume) body.auto_resume = true;
-      if (o.lifecycle) body.lifecycle = o.lifecycle as CreateBunkerOptions['lifecycle'];
-      if (o.isolation) body.isolation = o.isolation as CreateBunkerOptions['isolation'];
+      if (o.lifecycle) body.lifecycle = o.lifecycle as NonNullable<CreateBunkerOptions['lifecycle']>;
+      if (o.isolation) body.isolation = o.isolation as NonNullable<CreateBunkerOptions['isolation']>;
       if (o.cpu !== undefined) body.cpu_millicores = o.cpu as number;
       if (o.memory !== undefined) body.memory_mb = o.memory as number;
       if (o.disk !== undefined) body.disk_mb = o.disk as number;
       if (o.gpus !== undefined) body.gpu_count = o.gpus as number;
       const allow = o.allow as string[] | undefined;
       const interfaces = o.interface as TransitInterfaceOption[] | undefined;
-      if (o.network) body.network_profile = o.network as CreateBunkerOptions['network_profile'];
+      if (o.network) body.network_profile = o.network as NonNullable<CreateBunkerOptions['network_profile']>;
       else if (allow) body.network_profile = 'allowlisted';
       else if (interfaces) body.network_profile = 'transit';
       if (allow) body.network_allowlist = allow;

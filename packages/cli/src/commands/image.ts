@@ -95,7 +95,7 @@ export function registerImageCommands(program: Command): void {
       const body: CreateImageBody = {
         name,
         source: o.oci ? { type: 'oci', ref: o.oci } : { type: 'tar', path: o.tar as string },
-        ...(o.scope ? { scope: o.scope as CreateImageBody['scope'] } : {}),
+        ...(o.scope ? { scope: o.scope as NonNullable<CreateImageBody['scope']> } : {}),
         ...(o.sharedWith ? { shared_with: o.sharedWith } : {}),
         ...(o.lazyPull ? { lazy_pull: true } : {}),
       };

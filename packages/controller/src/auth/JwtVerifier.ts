@@ -27,7 +27,9 @@ export class JwtVerifier {
   }
 
   async verify(token: string): Promise<{ sub: string; tenantId: string; permissions: string[]; groups: string[] }> {
-    const opts = { issuer: this.config.issuer, audience: this.config.audience };
+    // jose's options take no undefined members: an unset issuer or audience is left out (not checked).
+    const { issuer, audience } = this.config;
+    const opts = { ...(issuer !== undefined ? { issuer } : {}), ...(audience !== undefined ? { audience } : {}) };
     let payload: JWTPayload;
     if (this.secret) {
       ({ payload } = await jwtVerify(token, this.secret, { ...opts, algorithms: ['HS256'] }));

@@ -3,6 +3,10 @@
  * bunker and port (`8080-bk-0123…` is DNS-safe and at most 29 characters), so one wildcard
  * record and certificate (`*.preview.example.com`) cover every preview.
  */
+import { ID_BODY_PATTERN } from '@scaibunker/core';
+
+/** `{port}-{prefix}-{id body}`: the label under the preview domain. */
+const PREVIEW_LABEL = new RegExp(`^([1-9][0-9]{0,4})-([a-z]{2})-(${ID_BODY_PATTERN})$`);
 
 export function previewHostname(domain: string, bunkerId: string, port: number): string {
   return `${port}-${bunkerId.replace('_', '-')}.${domain}`;
@@ -17,7 +21,7 @@ export function parsePreviewHost(host: string | undefined, domain: string): { bu
   const name = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
   const suffix = `.${domain.toLowerCase()}`;
   if (!name.endsWith(suffix)) return undefined;
-  const m = /^([1-9][0-9]{0,4})-([a-z]{2})-([0-9a-z]{20})$/.exec(name.slice(0, -suffix.length));
+  const m = PREVIEW_LABEL.exec(name.slice(0, -suffix.length));
   if (!m || m[2] !== 'bk') return null;
   const port = Number(m[1]);
   if (port > 65535) return null;

@@ -15,7 +15,7 @@ export interface BridgeOptions {
 
 interface Attachments {
   count: number;
-  grace?: NodeJS.Timeout;
+  grace?: NodeJS.Timeout | undefined;
 }
 
 /**

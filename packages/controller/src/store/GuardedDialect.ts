@@ -1,5 +1,5 @@
 import { ApiError } from '@scaibunker/core';
-import type { DatabaseConnection, Dialect, Driver, QueryResult, TransactionSettings } from 'kysely';
+import type { AbortableOperationOptions, DatabaseConnection, Dialect, Driver, QueryResult, TransactionSettings } from 'kysely';
 import type { DependencyState } from '../health/DependencyState.js';
 import { isDatabaseOutage, isOutOfSpace } from '../health/failures.js';
 
@@ -27,12 +27,12 @@ class GuardedDriver implements Driver {
     private readonly state: DependencyState,
   ) {}
 
-  init(): Promise<void> {
-    return guard(this.state, () => this.inner.init());
+  init(options?: AbortableOperationOptions): Promise<void> {
+    return guard(this.state, () => this.inner.init(options));
   }
 
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const conn = await guard(this.state, () => this.inner.acquireConnection());
+  async acquireConnection(options?: AbortableOperationOptions): Promise<DatabaseConnection> {
+    const conn = await guard(this.state, () => this.inner.acquireConnection(options));
     let outer = this.wrapped.get(conn);
     if (!outer) {
       outer = new GuardedConnection(conn, this.state);
@@ -58,12 +58,12 @@ class GuardedDriver implements Driver {
     return guard(this.state, () => this.inner.rollbackTransaction(this.raw(conn)));
   }
 
-  releaseConnection(conn: DatabaseConnection): Promise<void> {
-    return this.inner.releaseConnection(this.raw(conn));
+  releaseConnection(conn: DatabaseConnection, options?: AbortableOperationOptions): Promise<void> {
+    return this.inner.releaseConnection(this.raw(conn), options);
   }
 
-  destroy(): Promise<void> {
-    return this.inner.destroy();
+  destroy(options?: AbortableOperationOptions): Promise<void> {
+    return this.inner.destroy(options);
   }
 }
 
@@ -73,12 +73,12 @@ class GuardedConnection implements DatabaseConnection {
     private readonly state: DependencyState,
   ) {}
 
-  executeQuery<R>(query: Parameters<DatabaseConnection['executeQuery']>[0]): Promise<QueryResult<R>> {
-    return guard(this.state, () => this.inner.executeQuery<R>(query));
+  executeQuery<R>(...args: Parameters<DatabaseConnection['executeQuery']>): Promise<QueryResult<R>> {
+    return guard(this.state, () => this.inner.executeQuery<R>(...args));
   }
 
-  streamQuery<R>(query: Parameters<DatabaseConnection['streamQuery']>[0], chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
-    return this.inner.streamQuery<R>(query, chunkSize);
+  streamQuery<R>(...args: Parameters<DatabaseConnection['streamQuery']>): AsyncIterableIterator<QueryResult<R>> {
+    return this.inner.streamQuery<R>(...args);
   }
 }
 

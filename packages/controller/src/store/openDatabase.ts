@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ApiError } from '@scaibunker/core';
 import SQLite from 'better-sqlite3';
-import { CompiledQuery, type Dialect, Kysely, Migrator, MysqlDialect, PostgresDialect, SqliteDialect } from 'kysely';
+import { CompiledQuery, type Dialect, Kysely, MysqlDialect, PostgresDialect, SqliteDialect } from 'kysely';
+import { Migrator } from 'kysely/migration';
 import mysql from 'mysql2';
 import pg from 'pg';
 import type { DependencyState } from '../health/DependencyState.js';
@@ -98,11 +99,13 @@ const MYSQL_SQL_MODE = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DAT
 function openMysqlPool(url: string, log: (msg: string) => void): mysql.Pool {
   const u = new URL(url);
   const socketPath = u.searchParams.get('socket') ?? undefined;
+  // mysql2's options take no undefined members: no database in the URL leaves it out.
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
   const pool = mysql.createPool({
     ...(socketPath ? { socketPath } : { host: u.hostname || '127.0.0.1', port: u.port ? Number(u.port) : 3306 }),
     user: decodeURIComponent(u.username),
     password: decodeURIComponent(u.password),
-    database: decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined,
+    ...(database ? { database } : {}),
     connectionLimit: 10,
     connectTimeout: 5000,
     charset: 'UTF8MB4_BIN',

@@ -76,21 +76,21 @@ export interface ImageRow {
   size_bytes: number | null;
   created_at: string;
   /** JSON `{type:'oci', ref}` or `{type:'tar', path}`; null for the built-in catalog. */
-  source?: string | null;
+  source?: string | null | undefined;
   /** 1: the scheduler may place on a worker that must fetch the image first. */
-  lazy_pull?: number;
+  lazy_pull?: number | undefined;
   /** JSON BakeProgress while baking. */
-  progress?: string | null;
+  progress?: string | null | undefined;
   /** Why the bake failed (`REASON: message`). */
-  failure?: string | null;
+  failure?: string | null | undefined;
   /** The controller baking it, and when it last reported progress. */
-  baker?: string | null;
-  baker_seen_at?: string | null;
-  scan_state?: 'pending' | 'scanning' | 'done' | 'failed' | null;
-  scan_result?: string | null;
-  scanned_at?: string | null;
-  created_by?: string | null;
-  updated_at?: string | null;
+  baker?: string | null | undefined;
+  baker_seen_at?: string | null | undefined;
+  scan_state?: 'pending' | 'scanning' | 'done' | 'failed' | null | undefined;
+  scan_result?: string | null | undefined;
+  scanned_at?: string | null | undefined;
+  created_by?: string | null | undefined;
+  updated_at?: string | null | undefined;
 }
 export interface ImageShareRow {
   image_id: string;
@@ -112,7 +112,7 @@ export interface AvailabilityGroupRow {
    */
   name: string;
   /** Null (or absent): a platform group. */
-  tenant_id?: string | null;
+  tenant_id?: string | null | undefined;
   created_at: string;
 }
 export interface AvailabilityGroupWorkerRow {

@@ -476,7 +476,7 @@ async function startAuthRegistry(mode: 'bearer' | 'basic', opts: { corruptLayers
   const blobs = new Set<string>([manifest.config.digest, ...manifest.layers.map((l: any) => l.digest)]);
   const token = `tok-${Math.random().toString(36).slice(2)}`;
   const basic = `Basic ${Buffer.from('alice:s3cret').toString('base64')}`;
-  const tokenRequests: Array<{ authorization?: string; scope: string | null; service: string | null }> = [];
+  const tokenRequests: Array<{ authorization: string | undefined; scope: string | null; service: string | null }> = [];
   let port = 0;
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');

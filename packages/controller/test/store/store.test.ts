@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { newId } from '@scaibunker/core';
-import { Kysely, Migrator } from 'kysely';
+import { Kysely } from 'kysely';
+import { Migrator } from 'kysely/migration';
 import { InCodeMigrations } from '../../src/store/migrations.js';
 import { dialectFor } from '../../src/store/openDatabase.js';
 import { Store } from '../../src/store/Store.js';

@@ -38,14 +38,14 @@ const UNAVAILABLE_ERRNOS = new Set([
 interface RequestOptions {
   method: string;
   path: string;
-  query?: Record<string, string | number | boolean | undefined>;
+  query?: Record<string, string | number | boolean | undefined> | undefined;
   json?: unknown;
   /** Streamed request body (PUT files). */
-  body?: Readable;
-  headers?: OutgoingHttpHeaders;
-  signal?: AbortSignal;
+  body?: Readable | undefined;
+  headers?: OutgoingHttpHeaders | undefined;
+  signal?: AbortSignal | undefined;
   /** Safe to send again on a stale pooled socket (GET and DELETE are; a read-only POST may be). */
-  idempotent?: boolean;
+  idempotent?: boolean | undefined;
 }
 
 export interface HttpWorkerClientOptions {

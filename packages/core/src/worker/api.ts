@@ -91,11 +91,11 @@ export interface WorkerApi {
     bunkerId: string,
     path: string,
     data: Readable,
-    opts: { mode?: number; parents?: boolean; maxBytes: number },
+    opts: { mode?: number | undefined; parents?: boolean; maxBytes: number },
   ): Promise<{ bytes: number }>;
   stat(bunkerId: string, path: string): Promise<FileStatInfo>;
   list(bunkerId: string, path: string): Promise<FileStatInfo[]>;
-  mkdir(bunkerId: string, path: string, opts: { parents?: boolean }): Promise<void>;
+  mkdir(bunkerId: string, path: string, opts: { parents?: boolean | undefined }): Promise<void>;
   remove(bunkerId: string, path: string, opts: { recursive?: boolean }): Promise<void>;
   /**
    * Resource readings of several bunkers in one call (the controller's usage ticker asks once

@@ -35,14 +35,17 @@ export const TUNNEL_UPGRADE = 'scaibunker-tunnel';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 type Part<Key extends string, T> = T extends TSchema ? { [k in Key]: Static<T> } : { [k in Key]?: undefined };
+/** A query's optional members may be given as undefined: the client leaves them out of the URL. */
+type Loose<T> = { [K in keyof T]: undefined extends T[K] ? T[K] | undefined : T[K] };
+type QueryPart<T> = T extends TSchema ? { query: Loose<Static<T>> } : { query?: undefined };
 /** A request as it travels: path params, query, JSON body; the upload (stream-in) or the output handlers (exec). */
 export type WireRequest<P = unknown, Q = unknown, B = unknown> = Part<'params', P> &
-  Part<'query', Q> &
+  QueryPart<Q> &
   Part<'body', B> & { upload?: Readable; handlers?: ExecHandlers; events?: EventHandlers<unknown> };
 /** A stream-out answer: the bytes, and their length when known up front (sent as content-length). */
 export interface StreamReply {
   stream: Readable;
-  bytes?: number;
+  bytes?: number | undefined;
 }
 type Reply<K extends WorkerVerb, R> = R extends TSchema ? Static<R> : K extends 'readFile' | 'openCachedImage' ? StreamReply : void;
 
@@ -459,12 +462,12 @@ export const WORKER_ROUTES = {
 export type WorkerRoutes = typeof WORKER_ROUTES;
 /** A request of any route, its parts untyped: for code that handles every route alike. */
 export interface AnyWireRequest {
-  params?: Record<string, string>;
-  query?: Record<string, string | number | boolean | undefined>;
+  params?: Record<string, string> | undefined;
+  query?: Record<string, string | number | boolean | undefined> | undefined;
   body?: unknown;
-  upload?: Readable;
-  handlers?: ExecHandlers;
-  events?: EventHandlers<unknown>;
+  upload?: Readable | undefined;
+  handlers?: ExecHandlers | undefined;
+  events?: EventHandlers<unknown> | undefined;
 }
 /** A route with its types erased (the list is checked against WorkerRoute<K> above). */
 export interface AnyWorkerRoute

@@ -56,7 +56,7 @@ export interface ConformanceSubject<P extends Provider = Provider> {
    * test; `pidNamespace` (the agent is not PID 1: its health pid is then the host pid spawn()
    * reported) and `hostname` (the bunker sees the host's) relax those assertions.
    */
-  unsupported?: { diskLimit?: string; pidNamespace?: string; hostname?: string };
+  unsupported?: { diskLimit?: string | undefined; pidNamespace?: string | undefined; hostname?: string | undefined };
 }
 
 /** The OOM kill count of the bunker's memory cgroup, read inside it (cgroup v2 or v1). */

@@ -4,146 +4,63 @@
  *
  * Bunkers outlive this object: stop() only drops connections, and start() reconnects to
  * whatever the provider still runs — so a worker or controller restart never kills tenant work.
+ *
+ * This class is the WorkerApi: it checks and routes each verb. The parts it composes, one job
+ * each: BunkerRegistry (known bunkers, their channels and status), HeartbeatLoop,
+ * HostCapacity (capacity offered, disk reserve), TunnelTable (port tunnels and their cap),
+ * workerIdentity (the persisted id), reconnectSurvivors (after a restart), agentErrors
+ * (AgentError → WorkerError) and fileStreams (capped uploads, mapped downloads).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Duplex, Readable } from 'node:stream';
-import { idPattern, newId, SHA256_HEX } from '@scaibunker/core';
-import { AgentClient, AgentError } from '../agent/AgentClient.js';
+import { newId, SHA256_HEX } from '@scaibunker/core';
+import { AgentClient } from '../agent/AgentClient.js';
 import { ImageCache } from '../images/ImageCache.js';
 import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
-import { ProcessTable, type ProcessTableOptions } from '../processes/ProcessTable.js';
-import type { BunkerNetworking } from '../providers/BunkerNetworking.js';
-import { type BunkerStats, LAYER_FORMAT, type Provider, ProviderError } from '../providers/Provider.js';
+import { ProcessTable } from '../processes/ProcessTable.js';
+import { type BunkerStats, LAYER_FORMAT, ProviderError } from '../providers/Provider.js';
 import { archiveLayer, syncGuest } from '../snapshots/SnapshotArchiver.js';
 import { fetchArchive } from '../snapshots/SnapshotRestorer.js';
 import { withTimeout } from '../util/withTimeout.js';
-import {
-  type CachedImageSource,
-  type ControllerLink,
-  type EventHandlers,
-  type ExecHandlers,
-  type ExecOutcome,
-  type ExecRequest,
-  type FileStatInfo,
-  type Heartbeat,
-  type HeartbeatReply,
-  type ProcessInfo,
-  type ProcessOutput,
-  type SnapshotRequest,
-  type SnapshotResult,
-  type SpawnRequest,
-  type StartProcessRequest,
-  type WatchEvent,
-  type WorkerApi,
-  WorkerError,
-  type WorkerErrorCode,
+import type {
+  CachedImageSource,
+  EventHandlers,
+  ExecHandlers,
+  ExecOutcome,
+  ExecRequest,
+  FileStatInfo,
+  Heartbeat,
+  HeartbeatReply,
+  ProcessInfo,
+  ProcessOutput,
+  SnapshotRequest,
+  SnapshotResult,
+  SpawnRequest,
+  StartProcessRequest,
+  WatchEvent,
+  WorkerApi,
 } from '../WorkerApi.js';
+import { WorkerError } from '../WorkerApi.js';
+import { messageOf, toWorkerError } from './agentErrors.js';
+import { BunkerRegistry } from './BunkerRegistry.js';
+import { capBytes, continueIteration } from './fileStreams.js';
+import { HeartbeatLoop } from './HeartbeatLoop.js';
+import { HostCapacity } from './HostCapacity.js';
+import { reconnectSurvivors } from './reconnectSurvivors.js';
+import { TunnelTable } from './TunnelTable.js';
+import { defaultLogger, type WorkerCapacity, type WorkerLogger, type WorkerOptions } from './WorkerOptions.js';
+import { loadOrCreateWorkerId } from './workerIdentity.js';
 
-export interface WorkerCapacity {
-  cpu_millicores: number;
-  memory_mb: number;
-  disk_mb: number;
-}
-
-export interface WorkerLogger {
-  info(message: string): void;
-  warn(message: string): void;
-}
-
-/** The worker-wide part of networking: what providers use, plus reconciliation at start. */
-export interface WorkerNetworking extends BunkerNetworking {
-  reconcile(live: ReadonlySet<string>): Promise<{ restored: string[]; removed: string[] }>;
-  /** Transit bridges (present when the host can make them). */
-  createBridge?(bridgeId: string, tenantId: string): Promise<void>;
-  deleteBridge?(bridgeId: string): Promise<void>;
-  /** Ids of the bridges this worker has. */
-  bridgeIds?(): string[];
-  /** The tenant a bridge was made for, or undefined when this worker does not have it. */
-  bridgeTenant?(bridgeId: string): string | undefined;
-}
-
-export interface WorkerOptions {
-  /** Holds worker.json (the persisted worker id). */
-  dataDir: string;
-  /**
-   * Holds the cached images as `<sha256>.ext4` (and `.partial/`, downloads in progress). One
-   * worker per directory: starting removes the partial downloads it finds.
-   */
-  imageDir: string;
-  /**
-   * The worker token, presented to peer workers when fetching an image from them. Without it
-   * images are fetched from storage only.
-   */
-  token?: string;
-  /** A peer or storage that sends no image bytes for this long is abandoned (default 30000). */
-  imageStallTimeoutMs?: number;
-  /** One per isolation this worker offers (e.g. container and microvm). */
-  providers: Provider[];
-  /** The providers' network plumbing, when this host offers profiles beyond `isolated`. */
-  networking?: WorkerNetworking;
-  controller: ControllerLink;
-  name: string;
-  /** How the controller reaches this worker; '' when in-process. */
-  url: string;
-  /** Default 10000; the controller's `heartbeat_interval_s` reply overrides it. */
-  heartbeatIntervalMs?: number;
-  /** Default: all CPUs × cpuOvercommit, all RAM, the size of the filesystem holding dataDir. */
-  capacity?: WorkerCapacity;
-  /**
-   * CPU limits are quotas on shared cores, not reservations, so the worker offers more
-   * millicores than it has (default 8×).
-   */
-  cpuOvercommit?: number;
-  /**
-   * Memory offered per MB of RAM (default 1: never overcommitted). An idle bunker uses a small
-   * part of its `memory_mb` limit, so a host of mostly idle bunkers can offer more; past the
-   * host's RAM the kernel's OOM killer decides, not the scheduler.
-   */
-  memoryOvercommit?: number;
-  /**
-   * Free space kept on the disk holding dataDir (default 256 MiB): under it new bunkers are
-   * refused with HOST_DISK_FULL, so running ones keep room to write.
-   */
-  diskReserveBytes?: number;
-  /** Bound on connecting to a fresh bunker's agent and its first health answer (default 10000). */
-  agentConnectTimeoutMs?: number;
-  /** Bounds of each exec's output journal (spilled under `<dataDir>/journals`). */
-  processes?: Omit<ProcessTableOptions, 'spillDir'>;
-  logger?: WorkerLogger;
-  /**
-   * Called when a bunker's agent channel closes on its own (the bunker died). The next
-   * heartbeat reports it anyway; this lets an in-process controller react at once.
-   */
-  onBunkerStopped?(bunkerId: string): void;
-}
-
-type BunkerStatus = 'running' | 'paused' | 'stopped';
-
-/** One bunker this worker knows about; `agent` is null once the channel is gone. */
-interface TrackedBunker {
-  id: string;
-  provider: Provider;
-  agent: AgentClient | null;
-  status: BunkerStatus;
-}
-
-const WORKER_ID = new RegExp(idPattern('wk'));
-
-const defaultLogger: WorkerLogger = {
-  info: (m) => console.log(`[worker] ${m}`),
-  warn: (m) => console.warn(`[worker] ${m}`),
-};
+export { MAX_TUNNELS_PER_BUNKER } from './TunnelTable.js';
+export type { WorkerCapacity, WorkerLogger, WorkerNetworking, WorkerOptions } from './WorkerOptions.js';
 
 export class Worker implements WorkerApi, CachedImageSource {
-  private readonly bunkers = new Map<string, TrackedBunker>();
+  private readonly bunkers: BunkerRegistry;
   /** Spawns in flight, so a retried spawn of the same id joins the first one. */
   private readonly spawning = new Map<string, Promise<void>>();
   /** Open port tunnels per bunker (the cap; destroy ends them). */
-  private readonly tunnels = new Map<string, Set<Duplex>>();
-  private readonly tunnelsConnecting = new Map<string, number>();
+  private readonly tunnels = new TunnelTable();
   /** The snapshot in flight per bunker (one at a time): pause/resume wait for it, destroy aborts it. */
   private readonly snapshotting = new Map<string, { done: Promise<unknown>; abort: AbortController }>();
   private readonly logger: WorkerLogger;
@@ -152,34 +69,31 @@ export class Worker implements WorkerApi, CachedImageSource {
   readonly images: ImageCache;
   /** Every exec's journaled output, and the background processes to steer. */
   private readonly processes: ProcessTable;
-  private heartbeatIntervalMs: number;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  /** Heartbeats are serialised: a tick never overlaps heartbeatNow() or another tick. */
-  private heartbeatChain: Promise<unknown> = Promise.resolve();
+  private readonly heartbeat: HeartbeatLoop;
+  private readonly host: HostCapacity;
   private capacity: WorkerCapacity | null;
   private workerId: string | null = null;
   private started = false;
 
   constructor(private readonly opts: WorkerOptions) {
     this.logger = opts.logger ?? defaultLogger;
-    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 10_000;
+    this.heartbeat = new HeartbeatLoop(() => this.sendHeartbeat(), opts.heartbeatIntervalMs ?? 10_000, this.logger);
+    this.host = new HostCapacity(opts.dataDir, opts);
+    this.bunkers = new BunkerRegistry((id) => this.onBunkerDied(id));
     this.agentConnectTimeoutMs = opts.agentConnectTimeoutMs ?? 10_000;
     this.capacity = opts.capacity ?? null;
     this.processes = new ProcessTable({
       ...opts.processes,
       spillDir: join(opts.dataDir, 'journals'),
       // Journals never take the disk below the reserve that keeps bunkers and images going.
-      canSpill: async (bytes) => {
-        const fs = await statfs(opts.dataDir);
-        return fs.bavail * fs.bsize - bytes >= (opts.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES);
-      },
+      canSpill: (bytes) => this.host.hasRoomFor(bytes),
     });
     this.images = new ImageCache({
       imageDir: opts.imageDir,
       origins: new LinkImageOrigins(opts.controller, () => this.id),
       ...(opts.token ? { token: opts.token } : {}),
       selfUrl: opts.url,
-      ...(opts.imageStallTimeoutMs !== undefined ? { stallTimeoutMs: opts.imageStallTimeoutMs } : {}),
+      stallTimeoutMs: opts.imageStallTimeoutMs,
       logger: this.logger,
     });
   }
@@ -203,8 +117,8 @@ export class Worker implements WorkerApi, CachedImageSource {
   async init(): Promise<void> {
     if (this.workerId) return;
     await mkdir(this.opts.dataDir, { recursive: true });
-    this.capacity ??= await this.measureCapacity();
-    this.workerId = await this.loadOrCreateWorkerId();
+    this.capacity ??= await this.host.measure();
+    this.workerId = await loadOrCreateWorkerId(this.opts.dataDir);
     // A previous run's journals belong to processes its agent connections took with them.
     await rm(join(this.opts.dataDir, 'journals'), { recursive: true, force: true });
     // Snapshot archives unpacked for spawns a previous run did not finish.
@@ -216,28 +130,21 @@ export class Worker implements WorkerApi, CachedImageSource {
     if (this.started) return;
     await this.init();
     for (const p of this.opts.providers) await p.init();
-    await this.reconnectSurvivingBunkers();
+    await reconnectSurvivors(this.opts.providers, this.bunkers, this.agentConnectTimeoutMs, this.logger);
     // Before any new work: the surviving bunkers' network rules are back, everything else gone.
     if (this.opts.networking) {
-      const { restored, removed } = await this.opts.networking.reconcile(new Set(this.bunkers.keys()));
+      const { restored, removed } = await this.opts.networking.reconcile(this.bunkers.ids());
       if (restored.length || removed.length) this.logger.info(`networks: restored ${restored.length}, removed ${removed.length}`);
     }
     this.started = true;
-    // The first heartbeat is awaited so a caller knows the controller has heard of us (or
-    // that it could not be reached — logged, retried on the next tick).
-    await this.heartbeatNow().catch((err) => this.logger.warn(`first heartbeat failed (retrying next tick): ${messageOf(err)}`));
-    this.scheduleHeartbeat();
+    await this.heartbeat.start();
   }
 
   /** Stops heartbeats and drops agent connections; bunkers keep running. */
   async stop(): Promise<void> {
     this.started = false;
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = null;
-    await this.heartbeatChain.catch(() => {});
-    const agents = [...this.bunkers.values()].map((b) => b.agent).filter((a): a is AgentClient => a !== null);
-    this.bunkers.clear();
-    for (const agent of agents) agent.close();
+    await this.heartbeat.stop();
+    for (const agent of this.bunkers.forgetAll()) agent.close();
     for (const p of this.opts.providers) await p.shutdown();
   }
 
@@ -247,9 +154,7 @@ export class Worker implements WorkerApi, CachedImageSource {
    * controller could not be reached; the periodic loop logs and retries instead.
    */
   heartbeatNow(): Promise<HeartbeatReply> {
-    const run = this.heartbeatChain.catch(() => {}).then(() => this.sendHeartbeat());
-    this.heartbeatChain = run.catch(() => {});
-    return run;
+    return this.heartbeat.now();
   }
 
   /** What the next heartbeat will carry (exposed for diagnostics and tests). */
@@ -260,10 +165,10 @@ export class Worker implements WorkerApi, CachedImageSource {
       url: this.opts.url,
       isolations: this.opts.providers.map((p) => p.isolation),
       network_profiles: ['isolated', ...(this.opts.networking?.profiles ?? [])],
-      capacity: this.capacity ?? (await this.measureCapacity()),
+      capacity: this.capacity ?? (await this.host.measure()),
       cached_images: await this.images.list(),
       bridges: this.opts.networking?.bridgeIds?.() ?? [],
-      bunkers: [...this.bunkers.values()].map((b) => ({ id: b.id, status: b.status })),
+      bunkers: this.bunkers.all().map((b) => ({ id: b.id, status: b.status })),
     };
   }
 
@@ -313,14 +218,12 @@ export class Worker implements WorkerApi, CachedImageSource {
       snap.abort.abort(new Error(`bunker ${bunkerId} is being destroyed`));
       await snap.done.catch(() => {});
     }
-    const tracked = this.bunkers.get(bunkerId);
     // Forget it first so the channel closing below is not mistaken for the bunker dying.
-    this.bunkers.delete(bunkerId);
+    const tracked = this.bunkers.forget(bunkerId);
     tracked?.agent?.close();
     // Closing the channel already fails every tunnel (CHANNEL_CLOSED); this also covers one
     // whose connect was still in flight.
-    for (const t of this.tunnels.get(bunkerId) ?? []) t.destroy();
-    this.tunnels.delete(bunkerId);
+    this.tunnels.closeAll(bunkerId);
     await this.processes.dropBunker(bunkerId);
     // Always ask the providers (destroy is idempotent): one may hold a bunker we never
     // managed to reconnect to.
@@ -333,14 +236,14 @@ export class Worker implements WorkerApi, CachedImageSource {
 
   async pause(bunkerId: string): Promise<void> {
     await this.snapshotting.get(bunkerId)?.done.catch(() => {}); // its thaw must not undo this pause
-    const tracked = this.trackedRunning(bunkerId, 'running');
+    const tracked = this.bunkers.inState(bunkerId, 'running');
     await this.providerCall(bunkerId, () => tracked.provider.pause(bunkerId));
     tracked.status = 'paused';
   }
 
   async resume(bunkerId: string): Promise<void> {
     await this.snapshotting.get(bunkerId)?.done.catch(() => {});
-    const tracked = this.trackedRunning(bunkerId, 'paused');
+    const tracked = this.bunkers.inState(bunkerId, 'paused');
     await this.providerCall(bunkerId, () => tracked.provider.resume(bunkerId));
     tracked.status = 'running';
   }
@@ -350,7 +253,7 @@ export class Worker implements WorkerApi, CachedImageSource {
    * files are read, running again afterwards. One at a time per bunker.
    */
   async snapshot(bunkerId: string, req: SnapshotRequest): Promise<SnapshotResult> {
-    const tracked = this.trackedRunning(bunkerId, 'running');
+    const tracked = this.bunkers.inState(bunkerId, 'running');
     if (this.snapshotting.has(bunkerId)) throw new WorkerError('INVALID_STATE', `bunker ${bunkerId} is already being snapshotted`);
     const abort = new AbortController();
     const run = (async () => {
@@ -375,13 +278,6 @@ export class Worker implements WorkerApi, CachedImageSource {
     }
   }
 
-  private trackedRunning(bunkerId: string, expected: BunkerStatus): TrackedBunker {
-    const tracked = this.bunkers.get(bunkerId);
-    if (!tracked || tracked.status === 'stopped') throw new WorkerError('BUNKER_NOT_FOUND', `no running bunker ${bunkerId} on this worker`);
-    if (tracked.status !== expected) throw new WorkerError('INVALID_STATE', `bunker ${bunkerId} is ${tracked.status}`);
-    return tracked;
-  }
-
   private async providerCall(bunkerId: string, fn: () => Promise<void>): Promise<void> {
     try {
       await fn();
@@ -391,7 +287,7 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     const meta = { execId: req.execId ?? newId('ex'), background: false, tag: null, pty: false, stdinOpen: false };
     try {
       const launch = (h: ExecHandlers) =>
@@ -402,7 +298,7 @@ export class Worker implements WorkerApi, CachedImageSource {
             cwd: req.cwd,
             user: req.user,
             timeoutMs: req.timeoutMs,
-            ...(req.stdin !== undefined ? { stdin: req.stdin } : {}),
+            stdin: req.stdin,
           },
           h,
         );
@@ -415,7 +311,7 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async startProcess(bunkerId: string, req: StartProcessRequest): Promise<ProcessInfo> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     const meta = {
       execId: req.execId,
       background: true,
@@ -431,8 +327,8 @@ export class Worker implements WorkerApi, CachedImageSource {
           cwd: req.cwd,
           user: req.user,
           timeoutMs: req.timeoutMs || undefined,
-          ...(meta.stdinOpen ? { stdin: 'pipe' as const } : {}),
-          ...(req.pty ? { pty: req.pty } : {}),
+          stdin: meta.stdinOpen ? 'pipe' : undefined,
+          pty: req.pty,
         },
         h,
       );
@@ -444,22 +340,22 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async listProcesses(bunkerId: string): Promise<ProcessInfo[]> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     return this.processes.list(bunkerId);
   }
 
   async getProcess(bunkerId: string, execId: string): Promise<ProcessInfo> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     return this.processes.get(bunkerId, execId).info();
   }
 
   async processEvents(bunkerId: string, execId: string, fromSeq: number, handlers: EventHandlers<ProcessOutput>): Promise<ProcessInfo> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     return this.processes.get(bunkerId, execId).events(fromSeq, (e) => handlers.onEvent(e), handlers.signal);
   }
 
   async writeStdin(bunkerId: string, execId: string, data: Readable): Promise<{ bytes: number }> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     try {
       return await this.processes.get(bunkerId, execId).writeStdin(data);
     } catch (err) {
@@ -468,22 +364,22 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async closeStdin(bunkerId: string, execId: string): Promise<void> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     this.processes.get(bunkerId, execId).closeStdin();
   }
 
   async signalProcess(bunkerId: string, execId: string, signal: string): Promise<void> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     this.processes.get(bunkerId, execId).signal(signal);
   }
 
   async resizeProcess(bunkerId: string, execId: string, cols: number, rows: number): Promise<void> {
-    this.knownBunker(bunkerId);
+    this.bunkers.assertKnown(bunkerId);
     this.processes.get(bunkerId, execId).resize(cols, rows);
   }
 
   async watchFiles(bunkerId: string, path: string, opts: { recursive?: boolean }, handlers: EventHandlers<WatchEvent>): Promise<void> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     const watch = agent.watch(path, { recursive: opts.recursive === true }, (e) => handlers.onEvent(e));
     const stop = () => watch.stop();
     handlers.signal?.addEventListener('abort', stop, { once: true });
@@ -496,46 +392,18 @@ export class Worker implements WorkerApi, CachedImageSource {
     }
   }
 
-  /** BUNKER_NOT_FOUND unless this worker runs (or ran, and still journals) the bunker. */
-  private knownBunker(bunkerId: string): void {
-    if (!this.bunkers.has(bunkerId)) throw new WorkerError('BUNKER_NOT_FOUND', `no bunker ${bunkerId} on this worker`);
-  }
-
   /**
    * A byte stream to 127.0.0.1:port inside the bunker: the agent dials it and relays over the
    * channel we hold, so nothing listens in the bunker's network or on this host. At most
    * MAX_TUNNELS_PER_BUNKER at once (each holds a socket in the agent): over it TOO_MANY_TUNNELS.
    */
   async openTunnel(bunkerId: string, port: number): Promise<Duplex> {
-    const agent = this.agentFor(bunkerId);
-    let open = this.tunnels.get(bunkerId);
-    if (!open) {
-      open = new Set();
-      this.tunnels.set(bunkerId, open);
-    }
-    // Connects in flight count too: a burst must not get past the cap.
-    if (open.size + (this.tunnelsConnecting.get(bunkerId) ?? 0) >= MAX_TUNNELS_PER_BUNKER) {
-      throw new WorkerError('TOO_MANY_TUNNELS', `bunker ${bunkerId} already has ${MAX_TUNNELS_PER_BUNKER} open tunnels`);
-    }
-    this.tunnelsConnecting.set(bunkerId, (this.tunnelsConnecting.get(bunkerId) ?? 0) + 1);
-    let tunnel: Duplex;
-    try {
-      tunnel = await agent.connectPort(port);
-    } catch (err) {
-      throw toWorkerError(err);
-    } finally {
-      const n = (this.tunnelsConnecting.get(bunkerId) ?? 1) - 1;
-      if (n) this.tunnelsConnecting.set(bunkerId, n);
-      else this.tunnelsConnecting.delete(bunkerId);
-    }
-    const set = this.tunnels.get(bunkerId);
-    if (!set || this.bunkers.get(bunkerId)?.agent !== agent) {
-      tunnel.destroy(); // the bunker was destroyed while we connected
-      throw new WorkerError('CHANNEL_CLOSED', `bunker ${bunkerId} went away while the tunnel connected`);
-    }
-    set.add(tunnel);
-    tunnel.once('close', () => set.delete(tunnel));
-    return tunnel;
+    const agent = this.bunkers.agentFor(bunkerId);
+    return this.tunnels.add(
+      bunkerId,
+      () => agent.connectPort(port).catch((err: unknown) => Promise.reject(toWorkerError(err))),
+      () => this.bunkers.get(bunkerId)?.agent === agent,
+    );
   }
 
   /**
@@ -543,7 +411,7 @@ export class Worker implements WorkerApi, CachedImageSource {
    * rejected promise (a clean 404 upstream) rather than a stream that fails later.
    */
   async readFile(bunkerId: string, path: string): Promise<Readable> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     let iterator: AsyncIterator<Buffer>;
     let first: IteratorResult<Buffer>;
     try {
@@ -561,7 +429,7 @@ export class Worker implements WorkerApi, CachedImageSource {
     data: Readable,
     opts: { mode?: number; parents?: boolean; maxBytes: number },
   ): Promise<{ bytes: number }> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     // destroyOnReturn:false — when we stop reading at the cap the caller still owns `data`
     // (an HTTP request body must be drained, not destroyed, to keep its connection usable).
     const source = data.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer | string>;
@@ -578,7 +446,7 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async stat(bunkerId: string, path: string): Promise<FileStatInfo> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     try {
       return await agent.stat(path);
     } catch (err) {
@@ -587,7 +455,7 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async list(bunkerId: string, path: string): Promise<FileStatInfo[]> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     try {
       return await agent.list(path);
     } catch (err) {
@@ -596,7 +464,7 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async mkdir(bunkerId: string, path: string, opts: { parents?: boolean }): Promise<void> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     try {
       await agent.mkdir(path, { parents: opts.parents });
     } catch (err) {
@@ -605,7 +473,7 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async remove(bunkerId: string, path: string, opts: { recursive?: boolean }): Promise<void> {
-    const agent = this.agentFor(bunkerId);
+    const agent = this.bunkers.agentFor(bunkerId);
     try {
       await agent.remove(path, { recursive: opts.recursive });
     } catch (err) {
@@ -639,7 +507,7 @@ export class Worker implements WorkerApi, CachedImageSource {
       throw new WorkerError('SPAWN_FAILED', `this worker runs ${offered} bunkers, not '${req.isolation}'`);
     }
     if (!SHA256_HEX.test(req.imageSha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${req.imageSha256}`);
-    await this.checkDiskReserve();
+    await this.host.checkReserve();
     // Checked here too, not only by the controller: a bridge carries one tenant's traffic only.
     if (req.networkProfile === 'transit') {
       if (!req.interfaces?.length) throw new WorkerError('SPAWN_FAILED', 'a transit bunker needs at least one interface');
@@ -662,7 +530,7 @@ export class Worker implements WorkerApi, CachedImageSource {
     let archivePath: string | undefined;
     if (restore) {
       // Room for the compressed size at least, above the reserve (the unpacked size is unknown).
-      await this.checkDiskReserve(restore.sizeBytes);
+      await this.host.checkReserve(restore.sizeBytes);
       archivePath = await fetchArchive({
         link: this.opts.controller,
         ref: restore,
@@ -684,14 +552,14 @@ export class Worker implements WorkerApi, CachedImageSource {
         diskMb: req.diskMb,
         hostname: req.hostname,
         networkProfile: req.networkProfile,
-        ...(req.networkAllowlist ? { networkAllowlist: req.networkAllowlist } : {}),
-        ...(req.bandwidthMbit !== undefined ? { bandwidthMbit: req.bandwidthMbit } : {}),
-        ...(req.interfaces ? { interfaces: req.interfaces } : {}),
-        ...(restore && archivePath ? { restore: { archivePath, format: restore.format } } : {}),
+        networkAllowlist: req.networkAllowlist,
+        bandwidthMbit: req.bandwidthMbit,
+        interfaces: req.interfaces,
+        restore: restore && archivePath ? { archivePath, format: restore.format } : undefined,
       });
       agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');
-      this.track(req.bunkerId, provider, agent);
+      this.bunkers.track(req.bunkerId, provider, agent);
     } catch (err) {
       // Leave nothing half-made behind: the controller will retry elsewhere or fail the bunker.
       agent?.close();
@@ -703,62 +571,15 @@ export class Worker implements WorkerApi, CachedImageSource {
     }
   }
 
-  private track(id: string, provider: Provider, agent: AgentClient | null): void {
-    const tracked: TrackedBunker = { id, provider, agent, status: agent ? 'running' : 'stopped' };
-    this.bunkers.set(id, tracked);
-    agent?.closed.then(
-      () => this.onAgentClosed(tracked),
-      () => this.onAgentClosed(tracked),
-    );
-  }
-
-  /** A channel that closes while we still track the bunker means the bunker died. */
-  private onAgentClosed(tracked: TrackedBunker): void {
-    if (this.bunkers.get(tracked.id) !== tracked) return; // destroyed or worker stopped: expected
-    tracked.agent = null;
-    tracked.status = 'stopped';
-    this.processes.loseRunning(tracked.id);
-    this.logger.warn(`agent channel of ${tracked.id} closed; reporting it stopped`);
-    this.opts.onBunkerStopped?.(tracked.id);
-  }
-
-  private agentFor(bunkerId: string): AgentClient {
-    const tracked = this.bunkers.get(bunkerId);
-    if (!tracked) throw new WorkerError('BUNKER_NOT_FOUND', `no bunker ${bunkerId} on this worker`);
-    if (!tracked.agent) throw new WorkerError('CHANNEL_CLOSED', `bunker ${bunkerId} is not running`);
-    return tracked.agent;
-  }
-
-  private async reconnectSurvivingBunkers(): Promise<void> {
-    for (const provider of this.opts.providers) {
-      const survivors = await provider.list();
-      await Promise.all(
-        survivors.map(async (b) => {
-          if (!b.running) {
-            this.track(b.id, provider, null); // reported stopped; the controller decides its fate
-            return;
-          }
-          try {
-            // HELLO first: a VM's agent drops bytes sent before it noticed our predecessor left
-            const agent = await AgentClient.connect(b.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs, awaitHello: true });
-            await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check').catch((err) => {
-              agent.close();
-              throw err;
-            });
-            this.track(b.id, provider, agent);
-            this.logger.info(`reconnected to ${provider.isolation} bunker ${b.id}`);
-          } catch (err) {
-            this.logger.warn(`could not reconnect to bunker ${b.id}: ${messageOf(err)}`);
-            this.track(b.id, provider, null);
-          }
-        }),
-      );
-    }
+  /** The registry saw a bunker's channel close on its own: the bunker died. */
+  private onBunkerDied(bunkerId: string): void {
+    this.processes.loseRunning(bunkerId);
+    this.logger.warn(`agent channel of ${bunkerId} closed; reporting it stopped`);
+    this.opts.onBunkerStopped?.(bunkerId);
   }
 
   private async sendHeartbeat(): Promise<HeartbeatReply> {
     const reply = await this.opts.controller.heartbeat(await this.buildHeartbeat());
-    if (reply.heartbeat_interval_s > 0) this.heartbeatIntervalMs = reply.heartbeat_interval_s * 1000;
     for (const id of reply.unknown_bridges ?? []) {
       await this.deleteBridge(id).then(
         () => this.logger.info(`removed bridge ${id}: the controller no longer knows it`),
@@ -777,31 +598,6 @@ export class Worker implements WorkerApi, CachedImageSource {
     return reply;
   }
 
-  private scheduleHeartbeat(): void {
-    if (!this.started) return;
-    this.heartbeatTimer = setTimeout(() => {
-      this.heartbeatNow()
-        .catch((err) => this.logger.warn(`heartbeat failed (retrying next tick): ${messageOf(err)}`))
-        .finally(() => this.scheduleHeartbeat());
-    }, this.heartbeatIntervalMs);
-    // The daemon is kept alive by its server; a pending heartbeat alone should not be.
-    this.heartbeatTimer.unref();
-  }
-
-  /** HOST_DISK_FULL when the data disk has less free space than the reserve (plus `needBytes` about to be written). */
-  private async checkDiskReserve(needBytes = 0): Promise<void> {
-    const reserve = this.opts.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES;
-    const fs = await statfs(this.opts.dataDir);
-    const free = fs.bavail * fs.bsize;
-    if (free - needBytes < reserve) {
-      const what = needBytes ? ` (${needBytes} more needed)` : '';
-      throw new WorkerError(
-        'HOST_DISK_FULL',
-        `this worker's disk has ${free} bytes free${what}, under its reserve of ${reserve}: no new bunkers`,
-      );
-    }
-  }
-
   /** ImageCache.ensure with every failure a WorkerError (a full disk is HOST_DISK_FULL, another local disk error IO_ERROR). */
   private async fetchImage(sha256: string): Promise<{ path: string; source: 'cache' | 'peer' | 'proxy'; bytes: number }> {
     if (!SHA256_HEX.test(sha256)) throw new WorkerError('IMAGE_NOT_CACHED', `not an image sha256: ${sha256}`);
@@ -813,115 +609,5 @@ export class Worker implements WorkerApi, CachedImageSource {
       if (code === 'ENOSPC' || code === 'EDQUOT') throw new WorkerError('HOST_DISK_FULL', `image ${sha256}: no space left to cache it`);
       throw new WorkerError('IO_ERROR', `image ${sha256}: ${messageOf(err)}`);
     }
-  }
-
-  private async measureCapacity(): Promise<WorkerCapacity> {
-    const fs = await statfs(this.opts.dataDir);
-    return {
-      cpu_millicores: Math.floor(cpus().length * 1000 * (this.opts.cpuOvercommit ?? 8)),
-      memory_mb: Math.floor((totalmem() / (1024 * 1024)) * (this.opts.memoryOvercommit ?? 1)),
-      disk_mb: Math.floor((fs.blocks * fs.bsize) / (1024 * 1024)),
-    };
-  }
-
-  private async loadOrCreateWorkerId(): Promise<string> {
-    const file = join(this.opts.dataDir, 'worker.json');
-    try {
-      const saved = JSON.parse(await readFile(file, 'utf8')) as { worker_id?: unknown };
-      if (typeof saved.worker_id === 'string' && WORKER_ID.test(saved.worker_id)) return saved.worker_id;
-      throw new Error(`${file} holds no valid worker_id`);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const id = newId('wk');
-    // Write-then-rename so a crash never leaves a half-written identity behind.
-    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ worker_id: id }, null, 2)}\n`, { mode: 0o600 });
-    await rename(tmp, file);
-    return id;
-  }
-}
-
-// ---------------------------------------------------------------- helpers
-
-const DEFAULT_DISK_RESERVE_BYTES = 256 * 1024 * 1024;
-/** Concurrent port tunnels per bunker (the agent caps a connection at 256 too). */
-export const MAX_TUNNELS_PER_BUNKER = 256;
-
-const PASSTHROUGH_AGENT_CODES = new Set<WorkerErrorCode>([
-  'NOT_FOUND',
-  'NOT_A_DIRECTORY',
-  'IS_A_DIRECTORY',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'NOT_EMPTY',
-  'INVALID_PATH',
-  'NO_SPACE',
-  'IO_ERROR',
-  'CHANNEL_CLOSED',
-  'PORT_NOT_LISTENING',
-]);
-
-/** AgentError codes keep their name across the boundary; anything else is an IO_ERROR. */
-function toWorkerError(err: unknown): WorkerError {
-  if (err instanceof WorkerError) return err;
-  if (err instanceof AgentError) {
-    const code = err.code as WorkerErrorCode;
-    if (PASSTHROUGH_AGENT_CODES.has(code)) return new WorkerError(code, err.message);
-    // Could not (re)open the channel: to a caller that is the same as a closed one.
-    if (err.code === 'CONNECT_TIMEOUT' || err.code === 'CONNECT_FAILED') return new WorkerError('CHANNEL_CLOSED', err.message);
-    return new WorkerError('IO_ERROR', err.message);
-  }
-  return new WorkerError('IO_ERROR', messageOf(err));
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) {
-    const details = (err as { details?: unknown }).details;
-    return typeof details === 'string' && details ? `${err.message}: ${details.trim()}` : err.message;
-  }
-  return String(err);
-}
-
-/** Passes chunks through, throwing (so the write is aborted) once more than `maxBytes` went by. */
-async function* capBytes(
-  source: AsyncIterable<Buffer | string>,
-  maxBytes: number,
-  counter: { bytes: number; overCap: boolean },
-): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    counter.bytes += buf.length;
-    if (counter.bytes > maxBytes) {
-      counter.overCap = true;
-      throw new Error(`upload exceeds ${maxBytes} bytes`);
-    }
-    yield buf;
-  }
-}
-
-/** Re-yields an iterator whose first result was already pulled, mapping agent errors. */
-async function* continueIteration(first: IteratorResult<Buffer>, iterator: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
-  let finished = first.done === true;
-  try {
-    if (finished) return;
-    yield first.value;
-    for (;;) {
-      let next: IteratorResult<Buffer>;
-      try {
-        next = await iterator.next();
-      } catch (err) {
-        finished = true;
-        throw toWorkerError(err);
-      }
-      if (next.done) {
-        finished = true;
-        return;
-      }
-      yield next.value;
-    }
-  } finally {
-    // The reader went away early (consumer destroyed the stream): cancel the agent's read.
-    if (!finished) await iterator.return?.().catch(() => {});
   }
 }

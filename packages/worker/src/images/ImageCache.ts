@@ -27,7 +27,7 @@ import { chmod, type FileHandle, mkdir, open, readdir, rename, rm, stat } from '
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { SHA256_HEX } from '@scaibunker/core';
+import { SHA256_HEX, SHA256_HEX_BODY } from '@scaibunker/core';
 import { WorkerError } from '../WorkerApi.js';
 import { type ImageOrigins, type ImagePeer, type PeerImageOpener, RangeNotHonored } from './ImageOrigins.js';
 import { PeerImageClient } from './PeerImageClient.js';
@@ -63,7 +63,7 @@ export interface ImageCacheOptions {
   /** This worker's own URL: a peer listed under it is skipped. */
   selfUrl?: string;
   /** A source that sends no bytes for this long is abandoned (default 30000 ms). */
-  stallTimeoutMs?: number;
+  stallTimeoutMs?: number | undefined;
   logger?: { info(message: string): void; warn(message: string): void };
 }
 
@@ -74,7 +74,7 @@ interface Flight {
   listeners: Set<(p: EnsureProgress) => void>;
 }
 
-const IMAGE_FILE = /^([0-9a-f]{64})\.ext4$/;
+const IMAGE_FILE = new RegExp(`^(${SHA256_HEX_BODY})\\.ext4$`);
 const PARTIAL_DIR = '.partial';
 /** Bytes per disk read or write of an image: large chunks keep a GiB transfer from being syscall-bound. */
 const IO_CHUNK = 1024 * 1024;

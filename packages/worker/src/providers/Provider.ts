@@ -53,19 +53,19 @@ export interface BunkerSpec {
   hostname: string;
   /** A provider refuses a profile it cannot give (validateSpec): beyond `isolated` it needs the worker's networking, and `transit` is container-only. */
   networkProfile: NetworkProfile;
-  /** Only with `allowlisted`: hostnames and `*.` wildcards the bunker may reach. */
-  networkAllowlist?: string[];
+  /** Only with `allowlisted`: hostnames and `*.` wildcards the bunker may reach (undefined: absent, as for every optional member). */
+  networkAllowlist?: string[] | undefined;
   /** Egress cap in Mbit/s; absent: the worker's default. */
-  bandwidthMbit?: number;
+  bandwidthMbit?: number | undefined;
   /** Only with `transit`: the bunker's layer-2 interfaces (eth0, eth1, … in order). */
-  interfaces?: TransitInterfaceSpec[];
+  interfaces?: TransitInterfaceSpec[] | undefined;
   /**
    * Lay this archived writable layer over the image before the bunker starts (containers:
    * unpacked into the overlay's upper dir; VMs: the qcow2 delta becomes the root overlay and
    * the VM boots cold). A format the provider does not write is SNAPSHOT_CORRUPT; an archive
    * that does not fit `diskMb` is SPAWN_FAILED; either way nothing is left behind.
    */
-  restore?: LayerRestore;
+  restore?: LayerRestore | undefined;
 }
 
 export interface SpawnedBunker {
@@ -118,8 +118,17 @@ export interface Provider {
   shutdown(): Promise<void>;
 }
 
-/** SNAPSHOT_CORRUPT: a restore archive that is not of the provider's format or does not unpack. */
-export type ProviderErrorCode = 'SPAWN_FAILED' | 'NOT_FOUND' | 'RUNTIME_UNAVAILABLE' | 'LIMIT_INVALID' | 'SNAPSHOT_CORRUPT';
+/**
+ * SNAPSHOT_CORRUPT: a restore archive that is not of the provider's format or does not unpack.
+ * DESTROY_INCOMPLETE: a destroy left something behind (BunkerDestroyError lists each step).
+ */
+export type ProviderErrorCode =
+  | 'SPAWN_FAILED'
+  | 'NOT_FOUND'
+  | 'RUNTIME_UNAVAILABLE'
+  | 'LIMIT_INVALID'
+  | 'SNAPSHOT_CORRUPT'
+  | 'DESTROY_INCOMPLETE';
 
 export class ProviderError extends Error {
   constructor(

@@ -543,7 +543,7 @@ for (const transport of ['in-process', 'http'] as const) {
 describe('HttpControllerLink', () => {
   it('posts the heartbeat with the worker token and returns the reply', async () => {
     const { createServer } = await import('node:http');
-    const seen: Array<{ url?: string; auth?: string; body: Heartbeat }> = [];
+    const seen: Array<{ url: string | undefined; auth: string | undefined; body: Heartbeat }> = [];
     const server = createServer((req, res) => {
       let text = '';
       req.setEncoding('utf8');

@@ -282,7 +282,7 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
           const res = await fetch(url, {
             method: route.method,
             headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-            body: route.method === 'GET' || route.method === 'DELETE' ? undefined : JSON.stringify({ unexpected: true }),
+            body: route.method === 'GET' || route.method === 'DELETE' ? null : JSON.stringify({ unexpected: true }),
           });
           assert.equal(res.status, 400);
           assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'VALIDATION_FAILED');

@@ -3,6 +3,7 @@ import { mkdir, open, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { SHA256_HEX_BODY } from '@scaibunker/core';
 import * as tar from 'tar-stream';
 import { BakeError, isAbortError } from './BakeError.js';
 import { HashingCounter, throttledBytes, verifyBytes } from './digest.js';
@@ -21,7 +22,7 @@ interface ArchiveManifestEntry {
 }
 
 /** A blob name that carries its own sha256: `blobs/sha256/<hex>` (docker ≥ 25) or `<hex>.json` (configs). */
-const DIGEST_NAME_RE = /^(?:blobs\/sha256\/([a-f0-9]{64})|([a-f0-9]{64})\.json)$/;
+const DIGEST_NAME_RE = new RegExp(`^(?:blobs/sha256/(${SHA256_HEX_BODY})|(${SHA256_HEX_BODY})\\.json)$`);
 
 /**
  * A `docker save` tarball (plain or gzip). A tar cannot be read out of order, so its files are

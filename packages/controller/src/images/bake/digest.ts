@@ -2,9 +2,11 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { SHA256_HEX_BODY } from '@scaibunker/core';
 import { BakeError } from './BakeError.js';
 
-const SHA256_DIGEST_RE = /^sha256:([a-f0-9]{64})$/;
+/** An OCI sha256 digest, `sha256:<64 lowercase hex>`; the hex is group 1. */
+export const SHA256_DIGEST_RE = new RegExp(`^sha256:(${SHA256_HEX_BODY})$`);
 
 /** The hex part of a `sha256:<hex>` digest; other algorithms are refused (we could not verify them). */
 export function sha256Hex(digest: unknown, what: string): string {

@@ -1,5 +1,6 @@
 import { isAbsolute, normalize } from 'node:path';
 import { BakeError } from './BakeError.js';
+import { SHA256_DIGEST_RE } from './digest.js';
 
 /** A registry image: `host` is what we connect to (`registry-1.docker.io` for docker.io), `hostKey` what the user wrote. */
 export interface RegistryRef {
@@ -28,7 +29,6 @@ export interface DockerArchiveRef {
 
 export type ParsedImageRef = RegistryRef | OciLayoutRef | DockerArchiveRef;
 
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 // One repository path component, as in the distribution spec.
 const REPO_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
@@ -77,7 +77,7 @@ function parseRegistryRef(ref: string): RegistryRef {
   if (at !== -1) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST_RE.test(digest)) invalid(ref, `digest must be sha256:<64 lowercase hex>, got "${digest}"`);
+    if (!SHA256_DIGEST_RE.test(digest)) invalid(ref, `digest must be sha256:<64 lowercase hex>, got "${digest}"`);
   }
   let tag: string | undefined;
   const lastSlash = rest.lastIndexOf('/');

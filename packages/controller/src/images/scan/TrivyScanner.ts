@@ -48,7 +48,7 @@ export class TrivyScanner implements Scanner {
       await extractExt4(image.ext4Path, rootfs, {
         signal,
         timeoutMs,
-        ...(this.opts.debugfsPath ? { debugfsPath: this.opts.debugfsPath } : {}),
+        debugfsPath: this.opts.debugfsPath,
       });
       const args = ['rootfs', '--format', 'json', '--quiet', '--scanners', 'vuln', '--list-all-pkgs'];
       if (this.opts.skipDbUpdate) args.push('--skip-db-update');

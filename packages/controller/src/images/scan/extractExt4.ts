@@ -4,9 +4,9 @@ import { resolve as resolveHostPath } from 'node:path';
 import { runBounded } from './runBounded.js';
 
 export interface ExtractExt4Options {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   timeoutMs?: number;
-  debugfsPath?: string;
+  debugfsPath?: string | undefined;
   /** Who writes the files when we are root; `nobody` by default. */
   unprivileged?: { uid: number; gid: number };
 }

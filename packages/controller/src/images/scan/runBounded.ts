@@ -10,7 +10,7 @@ export interface BoundedRun {
 
 export interface BoundedRunOptions {
   maxStdoutBytes: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   cwd?: string;

@@ -3,9 +3,9 @@ import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
+import { BunkerLifecycle, type DestroyStep } from '../BunkerLifecycle.js';
 import type { BunkerNetworking } from '../BunkerNetworking.js';
 import { Cgroups } from '../host/Cgroups.js';
-import { KeyedLock } from '../host/KeyedLock.js';
 import { commandInto } from '../host/layerStreams.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
 import { SocketWaiter } from '../host/SocketWaiter.js';
@@ -18,7 +18,7 @@ import {
   ProviderError,
   type SpawnedBunker,
 } from '../Provider.js';
-import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
+import { validateSpec } from '../validateSpec.js';
 import { HostMounts } from './HostMounts.js';
 import { HostShell, shq } from './HostShell.js';
 import { ImageMounts } from './ImageMounts.js';
@@ -31,7 +31,7 @@ export interface ContainerProviderOptions {
   /** Root of everything this provider creates (images/, bunkers/, state/). Keep it short: socket paths must stay < 108 bytes. */
   dataDir: string;
   /** Force one runtime; default: crun, falling back to runc when crun is unusable. */
-  runtime?: RuntimeName;
+  runtime?: RuntimeName | undefined;
   /** Bound on spawn() waiting for the agent socket (default 10 s). */
   spawnTimeoutMs?: number;
   /** Keep an image mounted after its last bunker is destroyed (default true; see ImageMounts). */
@@ -112,7 +112,8 @@ export class ContainerProvider implements Provider {
   private readonly images: ImageMounts;
   private readonly shell: HostShell;
   private readonly mounts: HostMounts;
-  private readonly lock = new KeyedLock();
+  /** The per-id lock, id check, spawn preamble, destroy semantics and network shared with the other providers. */
+  private readonly life: BunkerLifecycle;
   /** Bunkers whose image reference is counted in `images`: id -> image sha. */
   private readonly active = new Map<string, string>();
   private runtime?: OciRuntime;
@@ -120,11 +121,17 @@ export class ContainerProvider implements Provider {
   private swapAccounting = true;
   private nofile = 65536;
   /** Base64 seccomp program compiled by crun during the probe (run.oci.seccomp_bpf_data). */
-  private seccompBpf?: string;
+  private seccompBpf?: string | undefined;
   private readonly notes: string[] = [];
 
   constructor(opts: ContainerProviderOptions) {
     this.opts = opts;
+    this.life = new BunkerLifecycle({
+      isolation: this.isolation,
+      init: () => this.init(),
+      cgroupParent: opts.cgroupParent ?? 'scaibunker',
+      networking: opts.networking,
+    });
     this.dataDir = opts.dataDir.replace(/\/+$/, '');
     this.imagesDir = join(this.dataDir, 'images');
     this.bunkersDir = join(this.dataDir, 'bunkers');
@@ -146,7 +153,7 @@ export class ContainerProvider implements Provider {
   }
 
   cgroupsPath(id: string): string {
-    return `/${this.opts.cgroupParent ?? 'scaibunker'}/${id}`;
+    return this.life.cgroupPath(id);
   }
 
   /** Every host cgroup directory a bunker may have (for inspection and tests). */
@@ -314,10 +321,12 @@ export class ContainerProvider implements Provider {
     );
   }
 
-  async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
-    await this.init();
-    this.validate(spec);
-    return this.lock.run(spec.id, () => this.spawnLocked(spec));
+  spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
+    return this.life.spawn(spec, {
+      validate: (s) => this.validate(s),
+      exists: (id) => existsSync(this.paths(id).dir),
+      create: (s) => this.spawnLocked(s),
+    });
   }
 
   private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
@@ -326,13 +335,7 @@ export class ContainerProvider implements Provider {
     const t0 = performance.now();
     const marks: string[] = [];
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
-    if (existsSync(p.dir)) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
-    if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
     const restore = spec.restore;
-    if (restore && restore.format !== 'container-tar')
-      throw new ProviderError('SNAPSHOT_CORRUPT', `a container cannot start from a ${restore.format} snapshot (container-tar only)`);
-    if (restore && !existsSync(restore.archivePath))
-      throw new ProviderError('SPAWN_FAILED', `snapshot archive ${restore.archivePath} not found`);
     const tar = restore ? await gnuTar() : undefined;
     const rel = this.cgroupsPath(spec.id);
     const meta: BunkerMeta = {
@@ -344,7 +347,7 @@ export class ContainerProvider implements Provider {
     };
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     try {
-      writeFileSync(p.meta, JSON.stringify(meta));
+      this.life.writeMeta(p.meta, meta);
       mkdirSync(p.upper);
       mkdirSync(p.rootfs);
       mkdirSync(p.run, { mode: 0o700 });
@@ -352,7 +355,7 @@ export class ContainerProvider implements Provider {
       const lower = await this.images.acquire(spec.imageSha256, spec.imagePath);
       this.active.set(spec.id, spec.imageSha256);
       mark('image');
-      const network = spec.networkProfile === 'isolated' ? undefined : await (this.opts.networking as BunkerNetworking).attach(spec);
+      const network = await this.life.attachNetwork(spec);
       mark('network');
       const config = buildOciConfig({
         rootfsPath: p.rootfs,
@@ -366,7 +369,8 @@ export class ContainerProvider implements Provider {
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
-        ...(network ? { netnsPath: network.netnsPath, resolvConfPath: network.resolvConfPath } : {}),
+        netnsPath: network?.netnsPath,
+        resolvConfPath: network?.resolvConfPath,
         annotations: {
           'io.scaibunker.bunker': spec.id,
           'io.scaibunker.image': spec.imageSha256,
@@ -427,76 +431,84 @@ export class ContainerProvider implements Provider {
 
   // ------------------------------------------------------------------ destroy
 
-  async destroy(id: string): Promise<void> {
-    if (!BUNKER_ID_RE.test(id)) return; // cannot exist
-    try {
-      await this.init();
-    } catch {
-      /* clean up whatever we can even without a usable runtime */
-    }
-    await this.lock.run(id, () => this.destroyLocked(id));
+  destroy(id: string): Promise<void> {
+    return this.life.destroy(id, () => this.destroySteps(id));
   }
 
+  /** Under the bunker's lock (a failed spawn cleaning up after itself). */
   private async destroyLocked(id: string): Promise<void> {
+    await this.life.runDestroySteps(id, await this.destroySteps(id));
+  }
+
+  /** What destroying a bunker takes, in order; BunkerLifecycle runs every step and reports each failure. */
+  private async destroySteps(id: string): Promise<DestroyStep[]> {
     const p = this.paths(id);
     const meta = this.readMeta(id);
     const rel = meta?.cgroupsPath ?? this.cgroupsPath(id);
     const cg = this.cgroups ?? (await Cgroups.detect());
-    const errors: string[] = [];
-    const t0 = performance.now();
-    const marks: string[] = [];
-    const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
-
-    // 1. processes: thaw (a frozen v1 task never dies), let the runtime kill+delete, then sweep
-    if (cg.exists(rel) && (await cg.isFrozen(rel).catch(() => false))) await cg.thaw(rel).catch(() => {});
-    for (const rt of this.runtimesFor(meta)) {
-      if (existsSync(join(rt.stateRoot, id))) {
-        const r = await this.shell.run(rt.deleteScript(id));
-        if (r.code !== 0 && existsSync(join(rt.stateRoot, id))) errors.push(`${rt.name} delete: ${r.stderr.trim()}`);
-      }
-    }
-    mark('runtime-delete');
-    const pid = readPid(p.pidFile);
-    if (pid && processInCgroup(pid, rel)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    // 2. cgroup (waits until every process in it is gone)
-    try {
-      await cg.remove(rel);
-    } catch (e) {
-      errors.push(`cgroup: ${(e as Error).message}`);
-    }
-    mark('cgroup');
-    // 3. mounts: rootfs overlay, then the disk tmpfs
-    try {
-      await this.mounts.unmount(await HostMounts.mountsUnder(p.dir));
-    } catch (e) {
-      errors.push(`umount: ${(e as Error).message}`);
-    }
-    mark('umount');
-    // 4. files and runtime state
-    if ((await HostMounts.mountsUnder(p.dir)).length === 0) await rm(p.dir, { recursive: true, force: true });
-    else errors.push(`mounts left under ${p.dir}`);
-    for (const rt of this.runtimesFor(meta)) await rm(join(rt.stateRoot, id), { recursive: true, force: true }).catch(() => {});
-    // 5. network (its netns is gone from the bunker's processes by now)
-    try {
-      await this.opts.networking?.detach(id);
-    } catch (e) {
-      errors.push(`network: ${(e as Error).message}`);
-    }
-    // 6. image reference
-    const sha = this.active.get(id);
-    if (sha !== undefined) {
-      this.active.delete(id);
-      await this.images.release(sha).catch(() => {});
-    }
-    mark('done');
-    if (TRACE) process.stderr.write(`[container] destroy ${id}: ${marks.join(' ')}\n`);
-    if (errors.length) throw new Error(`destroy ${id} incomplete: ${errors.join('; ')}`);
+    const runtimes = this.runtimesFor(meta);
+    const steps: DestroyStep[] = [
+      // 1. processes: thaw (a frozen v1 task never dies), let the runtime kill+delete, then sweep
+      {
+        step: 'thaw',
+        run: async () => {
+          if (cg.exists(rel) && (await cg.isFrozen(rel).catch(() => false))) await cg.thaw(rel);
+        },
+      },
+      ...runtimes.map(
+        (rt): DestroyStep => ({
+          step: `${rt.name} delete`,
+          run: async () => {
+            if (!existsSync(join(rt.stateRoot, id))) return;
+            const r = await this.shell.run(rt.deleteScript(id));
+            if (r.code !== 0 && existsSync(join(rt.stateRoot, id))) throw new Error(r.stderr.trim() || `exit ${r.code}`);
+          },
+        }),
+      ),
+      {
+        step: 'kill',
+        run: () => {
+          const pid = readPid(p.pidFile);
+          if (!pid || !processInCgroup(pid, rel)) return;
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        },
+      },
+      // 2. cgroup (waits until every process in it is gone)
+      { step: 'cgroup', run: () => cg.remove(rel) },
+      // 3. mounts: rootfs overlay, then the disk tmpfs
+      { step: 'umount', run: async () => this.mounts.unmount(await HostMounts.mountsUnder(p.dir)) },
+      // 4. files (never under a mount still there) and runtime state
+      {
+        step: 'files',
+        run: async () => {
+          if ((await HostMounts.mountsUnder(p.dir)).length) throw new Error(`mounts left under ${p.dir}`);
+          await rm(p.dir, { recursive: true, force: true });
+        },
+      },
+      {
+        step: 'runtime state',
+        run: async () => {
+          for (const rt of runtimes) await rm(join(rt.stateRoot, id), { recursive: true, force: true });
+        },
+      },
+      // 5. network (its netns is gone from the bunker's processes by now)
+      this.life.detachNetworkStep(id),
+      // 6. image reference
+      {
+        step: 'image',
+        run: async () => {
+          const sha = this.active.get(id);
+          if (sha === undefined) return;
+          this.active.delete(id);
+          await this.images.release(sha);
+        },
+      },
+    ];
+    return TRACE ? traced(steps, `[container] destroy ${id}`) : steps;
   }
 
   /** The runtime that created the bunker first, then the current one (state dirs are per runtime). */
@@ -516,7 +528,7 @@ export class ContainerProvider implements Provider {
     await this.init();
     const cg = this.cgroups as Cgroups;
     const rel = this.cgroupsPath(id);
-    if (!BUNKER_ID_RE.test(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
+    if (!this.life.isBunkerId(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
       throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     return { cg, rel };
   }
@@ -565,7 +577,7 @@ export class ContainerProvider implements Provider {
   async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
     const { cg, rel } = await this.requireCgroup(id);
     const tar = await gnuTar();
-    return this.lock.run(id, async (): Promise<LayerFormat> => {
+    return this.life.withLock(id, async (): Promise<LayerFormat> => {
       const p = this.paths(id);
       if (!existsSync(p.upperData) || !(await HostMounts.isMountpoint(p.upper)))
         throw new ProviderError('NOT_FOUND', `bunker ${id} has no disk mounted`);
@@ -599,18 +611,14 @@ export class ContainerProvider implements Provider {
 
   private listIds(): string[] {
     try {
-      return readdirSync(this.bunkersDir).filter((n) => BUNKER_ID_RE.test(n));
+      return readdirSync(this.bunkersDir).filter((n) => this.life.isBunkerId(n));
     } catch {
       return [];
     }
   }
 
   private readMeta(id: string): BunkerMeta | undefined {
-    try {
-      return JSON.parse(readFileSync(this.paths(id).meta, 'utf8')) as BunkerMeta;
-    } catch {
-      return undefined;
-    }
+    return this.life.readMeta<BunkerMeta>(this.paths(id).meta);
   }
 
   async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
@@ -660,6 +668,23 @@ export class ContainerProvider implements Provider {
 }
 
 // ------------------------------------------------------------------ helpers
+
+/** With SCAIBUNKER_TRACE_SPAWN=1: the destroy's steps, timed, on stderr once the last ran. */
+function traced(steps: DestroyStep[], what: string): DestroyStep[] {
+  const t0 = performance.now();
+  const marks: string[] = [];
+  return steps.map((s, i) => ({
+    step: s.step,
+    run: async () => {
+      try {
+        await s.run();
+      } finally {
+        marks.push(`${s.step}=${(performance.now() - t0).toFixed(1)}`);
+        if (i === steps.length - 1) process.stderr.write(`${what}: ${marks.join(' ')}\n`);
+      }
+    },
+  }));
+}
 
 function spawnStepError(runtime: string, code: number, stderr: string): string {
   const step =

@@ -18,7 +18,8 @@ interface Slot {
   child: ChildProcessWithoutNullStreams;
   busy: boolean;
   buf: string;
-  pending?: { token: string; resolve: (r: ShellResult) => void; reject: (e: Error) => void };
+  /** The command running, until its `@@done` line (or the shell's exit). */
+  pending?: { token: string; resolve: (r: ShellResult) => void; reject: (e: Error) => void } | undefined;
   dead: boolean;
 }
 

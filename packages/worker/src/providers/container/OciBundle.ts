@@ -59,16 +59,17 @@ export interface OciBundleOptions {
   swapAccounting?: boolean;
   /** Mount a read-only cgroupfs at /sys/fs/cgroup (default true). */
   mountCgroupFs?: boolean;
-  seccomp?: SeccompProfile | null;
+  /** The seccomp profile; absent or undefined: the built-in one; null: none. */
+  seccomp?: SeccompProfile | null | undefined;
   annotations?: Record<string, string>;
   /** RLIMIT_NOFILE (soft = hard) of the bunker; default 65536. Must not exceed the worker's own hard limit unless it has CAP_SYS_RESOURCE. */
   nofile?: number;
   /** Process to run as PID 1 (default: the agent listening on its socket). */
   args?: string[];
   /** Join this network namespace (one the worker plumbed) instead of a new loopback-only one. */
-  netnsPath?: string;
+  netnsPath?: string | undefined;
   /** Host file bind-mounted read-only at /etc/resolv.conf (networked bunkers). */
-  resolvConfPath?: string;
+  resolvConfPath?: string | undefined;
 }
 
 /** Whole-number CFS quota for a millicore count (at least 1 ms per period, the kernel minimum). */

@@ -4,12 +4,12 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
+import { BunkerLifecycle, type DestroyStep } from '../BunkerLifecycle.js';
 import { HostMounts } from '../container/HostMounts.js';
 import { HostShell } from '../container/HostShell.js';
 import { gnuTar, tarCreateArgs, tarExtractArgs } from '../container/layerTar.js';
 import { AGENT_SOCKET_NAME, DEFAULT_PIDS_LIMIT, hostNofileHardLimit } from '../container/OciBundle.js';
 import type { SeccompProfile } from '../container/seccompProfile.js';
-import { KeyedLock } from '../host/KeyedLock.js';
 import { commandInto } from '../host/layerStreams.js';
 import { runCommand } from '../host/runCommand.js';
 import {
@@ -21,7 +21,7 @@ import {
   ProviderError,
   type SpawnedBunker,
 } from '../Provider.js';
-import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
+import { validateSpec } from '../validateSpec.js';
 import { DockerEngine, demuxLogs, engineMessage, qs } from './DockerEngine.js';
 import { DockerImages } from './DockerImages.js';
 import { BUNKER_LABEL, dockerContainerConfig, OWNER_LABEL } from './dockerContainerConfig.js';
@@ -68,7 +68,8 @@ export class DockerProvider implements Provider {
   private readonly opts: DockerProviderOptions;
   private readonly shell: HostShell;
   private readonly images: DockerImages;
-  private readonly lock = new KeyedLock();
+  /** The per-id lock, id check, spawn preamble and destroy semantics shared with the other providers. */
+  private readonly life: BunkerLifecycle;
   private nofile = 65536;
   /** Whether the storage driver takes a size limit; unknown until the first spawn tries. */
   private diskQuota: boolean | undefined;
@@ -76,6 +77,9 @@ export class DockerProvider implements Provider {
 
   constructor(opts: DockerProviderOptions) {
     this.opts = opts;
+    // No init before a destroy (the daemon answers for the containers, or nothing can be done)
+    // and no networking: docker bunkers are `isolated` only.
+    this.life = new BunkerLifecycle({ isolation: this.isolation });
     this.dataDir = opts.dataDir.replace(/\/+$/, '');
     this.bunkersDir = join(this.dataDir, 'bunkers');
     this.engine = new DockerEngine(opts.dockerHost);
@@ -126,25 +130,23 @@ export class DockerProvider implements Provider {
 
   async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
     await this.init();
-    validateSpec(
-      spec,
-      { minMemoryMb: 16, provider: 'docker', socketPaths: [this.socketPath(spec.id)], networkProfiles: ['isolated'] },
-      spec.pidsLimit ?? DEFAULT_PIDS_LIMIT,
-    );
-    return this.lock.run(spec.id, () => this.spawnLocked(spec));
+    return this.life.spawn(spec, {
+      validate: (s) =>
+        validateSpec(
+          s,
+          { minMemoryMb: 16, provider: 'docker', socketPaths: [this.socketPath(s.id)], networkProfiles: ['isolated'] },
+          s.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+        ),
+      exists: async (id) => existsSync(this.bunkerDir(id)) || (await this.inspect(id)) !== undefined,
+      create: (s) => this.spawnLocked(s),
+    });
   }
 
   private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
     const dir = this.bunkerDir(spec.id);
     const run = join(dir, 'run');
     const name = this.containerName(spec.id);
-    if (existsSync(dir) || (await this.inspect(spec.id))) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
-    if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
     const restore = spec.restore;
-    if (restore && restore.format !== 'container-tar')
-      throw new ProviderError('SNAPSHOT_CORRUPT', `a container cannot start from a ${restore.format} snapshot (container-tar only)`);
-    if (restore && !existsSync(restore.archivePath))
-      throw new ProviderError('SPAWN_FAILED', `snapshot archive ${restore.archivePath} not found`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     try {
       mkdirSync(run, { mode: 0o700 });
@@ -255,33 +257,36 @@ export class DockerProvider implements Provider {
 
   // ------------------------------------------------------------------ destroy
 
-  async destroy(id: string): Promise<void> {
-    if (!BUNKER_ID_RE.test(id)) return;
-    await this.lock.run(id, () => this.destroyLocked(id));
+  destroy(id: string): Promise<void> {
+    return this.life.destroy(id, () => this.destroySteps(id));
   }
 
+  /** Under the bunker's lock (a failed spawn cleaning up after itself). */
   private async destroyLocked(id: string): Promise<void> {
-    const errors: string[] = [];
-    const name = this.containerName(id);
-    try {
-      const c = await this.inspect(id);
-      if (c) {
-        // force: kills it (also when paused) and removes it with its writable layer and anonymous volumes
-        const r = await this.engine.call('DELETE', `/containers/${name}?force=1&v=1`, { timeoutMs: 60_000 });
-        if (r.status !== 204 && r.status !== 404) errors.push(`docker rm: ${r.status} ${engineMessage(r)}`);
-      }
-    } catch (e) {
-      errors.push((e as Error).message);
-    }
-    await rm(this.bunkerDir(id), { recursive: true, force: true }).catch((e) => errors.push(`rm: ${(e as Error).message}`));
-    if (errors.length) throw new Error(`destroy ${id} incomplete: ${errors.join('; ')}`);
+    await this.life.runDestroySteps(id, this.destroySteps(id));
+  }
+
+  /** What destroying a bunker takes, in order; BunkerLifecycle runs every step and reports each failure. */
+  private destroySteps(id: string): DestroyStep[] {
+    return [
+      {
+        step: 'container',
+        run: async () => {
+          if (!(await this.inspect(id))) return;
+          // force: kills it (also when paused) and removes it with its writable layer and anonymous volumes
+          const r = await this.engine.call('DELETE', `/containers/${this.containerName(id)}?force=1&v=1`, { timeoutMs: 60_000 });
+          if (r.status !== 204 && r.status !== 404) throw new Error(`docker rm: ${r.status} ${engineMessage(r)}`);
+        },
+      },
+      { step: 'files', run: () => rm(this.bunkerDir(id), { recursive: true, force: true }) },
+    ];
   }
 
   // ------------------------------------------------------------------ pause / resume / stats
 
   private async require(id: string): Promise<ContainerInspect> {
     await this.init();
-    const c = BUNKER_ID_RE.test(id) ? await this.inspect(id) : undefined;
+    const c = this.life.isBunkerId(id) ? await this.inspect(id) : undefined;
     if (!c) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     return c;
   }
@@ -337,7 +342,7 @@ export class DockerProvider implements Provider {
   async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
     await this.require(id);
     const tar = await gnuTar();
-    return this.lock.run(id, async (): Promise<LayerFormat> => {
+    return this.life.withLock(id, async (): Promise<LayerFormat> => {
       const upper = await this.upperDir(id);
       const wasPaused = await this.isPaused(id);
       if (!wasPaused) await this.pause(id);
@@ -370,7 +375,7 @@ export class DockerProvider implements Provider {
     const out: Array<{ id: string; running: boolean; agentSocketPath: string }> = [];
     for (const c of r.body) {
       const id = c.Labels?.[BUNKER_LABEL];
-      if (!id || !BUNKER_ID_RE.test(id)) continue;
+      if (!id || !this.life.isBunkerId(id)) continue;
       const sock = this.socketPath(id);
       out.push({ id, running: (c.State === 'running' || c.State === 'paused') && existsSync(sock), agentSocketPath: sock });
     }

@@ -22,7 +22,7 @@
  * (hostname, machine id, fresh entropy + CRNG reseed, wall clock) through the agent.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -31,9 +31,9 @@ import { MICROVM_MIN_MEMORY_MB } from '@scaibunker/core';
 import type { AgentClient } from '../../agent/AgentClient.js';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { withTimeout } from '../../util/withTimeout.js';
+import { BunkerLifecycle, type DestroyStep } from '../BunkerLifecycle.js';
 import type { BunkerNetworking } from '../BunkerNetworking.js';
 import { Cgroups } from '../host/Cgroups.js';
-import { KeyedLock } from '../host/KeyedLock.js';
 import { copyFileInto } from '../host/layerStreams.js';
 import { processInCgroup } from '../host/processes.js';
 import {
@@ -45,7 +45,7 @@ import {
   ProviderError,
   type SpawnedBunker,
 } from '../Provider.js';
-import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
+import { validateSpec } from '../validateSpec.js';
 import type { AccelProbe } from './Accelerator.js';
 import { GuestAssets } from './GuestAssets.js';
 import { nameserverOf, plumbGuestNic } from './GuestNic.js';
@@ -122,7 +122,8 @@ export class MicrovmProvider implements Provider {
   readonly snapshots: SnapshotTemplates;
   private readonly opts: MicrovmProviderOptions;
   private readonly logger: SnapshotLogger;
-  private readonly lock = new KeyedLock();
+  /** The per-id lock, id check, spawn preamble, destroy semantics and network shared with the other providers. */
+  private readonly life: BunkerLifecycle;
   private readonly vmm: Vmm;
   /** Control connections of the VMs this process started or re-attached to. */
   private readonly controls = new Map<string, VmControl>();
@@ -133,6 +134,12 @@ export class MicrovmProvider implements Provider {
 
   constructor(opts: MicrovmProviderOptions) {
     this.opts = opts;
+    this.life = new BunkerLifecycle({
+      isolation: this.isolation,
+      init: () => this.init(),
+      cgroupParent: opts.cgroupParent ?? 'scaibunker-vm',
+      networking: opts.networking,
+    });
     this.logger = opts.logger ?? defaultLogger;
     this.vmm = opts.vmm ?? new QemuVmm();
     this.vmsDir = join(opts.dataDir, 'microvm', 'vms');
@@ -153,7 +160,7 @@ export class MicrovmProvider implements Provider {
   }
 
   cgroupPath(id: string): string {
-    return `/${this.opts.cgroupParent ?? 'scaibunker-vm'}/${id}`;
+    return this.life.cgroupPath(id);
   }
 
   /** Every host cgroup directory a VM may have (for inspection and tests). */
@@ -226,31 +233,28 @@ export class MicrovmProvider implements Provider {
     return this.opts.bootTimeoutMs ?? (this.accel === 'kvm' ? 20_000 : 60_000);
   }
 
-  async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
-    await this.init();
-    const p = this.paths(spec.id);
-    validateSpec(
-      spec,
-      {
-        minMemoryMb: MIN_GUEST_MEMORY_MB,
-        provider: 'microvm',
-        socketPaths: [p.agentSock, p.controlSock],
-        networkProfiles: ['isolated', ...(this.opts.networking?.profiles ?? []).filter((n) => VM_NETWORK_PROFILES.includes(n))],
-      },
-      VMM_PIDS,
-    );
-    return this.lock.run(spec.id, () => this.spawnLocked(spec));
+  spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
+    return this.life.spawn(spec, {
+      validate: (s) =>
+        validateSpec(
+          s,
+          {
+            minMemoryMb: MIN_GUEST_MEMORY_MB,
+            provider: 'microvm',
+            socketPaths: [this.paths(s.id).agentSock, this.paths(s.id).controlSock],
+            networkProfiles: ['isolated', ...(this.opts.networking?.profiles ?? []).filter((n) => VM_NETWORK_PROFILES.includes(n))],
+          },
+          VMM_PIDS,
+        ),
+      exists: (id) => existsSync(this.paths(id).dir),
+      create: (s) => this.spawnLocked(s),
+    });
   }
 
   private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
-    const p = this.paths(spec.id);
-    if (existsSync(p.dir)) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
-    if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
     const shape = this.shapeOf(spec);
     const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
     if (spec.diskMb < imageMb) throw new ProviderError('LIMIT_INVALID', `diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`);
-    if (spec.restore && spec.restore.format !== 'microvm-qcow2')
-      throw new ProviderError('SNAPSHOT_CORRUPT', `a microvm cannot start from a ${spec.restore.format} snapshot (microvm-qcow2 only)`);
     const key = this.snapshotKey(shape);
     // A snapshot's device model has no NIC: networked VMs always boot cold (and build none);
     // a bunker restored from a disk delta boots cold too (a memory snapshot is of the bare image).
@@ -291,7 +295,7 @@ export class MicrovmProvider implements Provider {
     const marks: string[] = [];
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
     try {
-      writeFileSync(p.meta, JSON.stringify(meta));
+      this.life.writeMeta(p.meta, meta);
       if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
       else if (spec.restore) await RootOverlay.fromDelta(p.disk, spec.restore.archivePath, spec.imagePath, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
@@ -303,7 +307,7 @@ export class MicrovmProvider implements Provider {
       mark('ready');
       agent = vm.agent;
       meta.pid = vm.pid;
-      writeFileSync(p.meta, JSON.stringify(meta));
+      this.life.writeMeta(p.meta, meta);
       this.controls.set(spec.id, vm.control);
       await withTimeout(
         agent.identity({
@@ -335,9 +339,8 @@ export class MicrovmProvider implements Provider {
    * its NIC inside that netns, and what the guest's init needs to configure eth0 and resolv.conf.
    */
   private async attachNic(spec: BunkerSpec): Promise<NonNullable<VmStart['nic']>> {
-    const networking = this.opts.networking;
-    if (!networking) throw new Error(`network profile ${spec.networkProfile} needs the worker's networking`);
-    const net = await networking.attach(spec);
+    const net = await this.life.attachNetwork(spec);
+    if (!net) throw new Error(`network profile ${spec.networkProfile} gives the guest no network`);
     if (!net.ipv4) throw new Error(`network profile ${spec.networkProfile} gave no IPv4 address for the guest`);
     const dns = nameserverOf(readFileSync(net.resolvConfPath, 'utf8'));
     const { tap, mac } = await plumbGuestNic(net.netnsPath);
@@ -372,7 +375,7 @@ export class MicrovmProvider implements Provider {
       memory,
       cgroupProcs: procs,
       timeoutMs: this.bootTimeoutMs,
-      ...(nic ? { nic } : {}),
+      nic,
     });
   }
 
@@ -403,30 +406,43 @@ export class MicrovmProvider implements Provider {
 
   // ------------------------------------------------------------------ destroy
 
-  async destroy(id: string): Promise<void> {
-    if (!BUNKER_ID_RE.test(id)) return; // cannot exist
-    try {
-      await this.init();
-    } catch {
-      /* clean up whatever we can even without QEMU */
-    }
-    await this.lock.run(id, () => this.destroyLocked(id));
+  destroy(id: string): Promise<void> {
+    return this.life.destroy(id, () => this.destroySteps(id));
   }
 
+  /** Under the bunker's lock (a failed spawn cleaning up after itself). */
   private async destroyLocked(id: string): Promise<void> {
+    await this.life.runDestroySteps(id, await this.destroySteps(id));
+  }
+
+  /** What destroying a VM takes, in order; BunkerLifecycle runs every step and reports each failure. */
+  private async destroySteps(id: string): Promise<DestroyStep[]> {
     const p = this.paths(id);
-    this.controls.get(id)?.close();
-    this.controls.delete(id);
     const rel = this.readMeta(id)?.cgroup ?? this.cgroupPath(id);
-    if (this.cgroups) {
+    const cg = this.cgroups ?? (await Cgroups.detect());
+    return [
+      {
+        step: 'control',
+        run: () => {
+          this.controls.get(id)?.close();
+          this.controls.delete(id);
+        },
+      },
       // the VM is disposable: SIGKILL, then the cgroup dirs go once QEMU has exited
-      await this.cgroups.killAll(rel);
-      await this.cgroups.remove(rel);
-    }
-    // Only once QEMU is gone: its TAP and tc filters live in the netns, and go with it. Cheap
-    // (and idempotent) for a bunker that never had a network, so no vm.json is needed here.
-    await this.opts.networking?.detach(id);
-    await rm(p.dir, { recursive: true, force: true });
+      { step: 'kill', run: () => cg.killAll(rel) },
+      { step: 'cgroup', run: () => cg.remove(rel) },
+      // Only once QEMU is gone: its TAP and tc filters live in the netns, and go with it. Cheap
+      // (and idempotent) for a bunker that never had a network, so no vm.json is needed here.
+      this.life.detachNetworkStep(id),
+      {
+        // kept while QEMU may still run: its vm.json finds the VM again for the next destroy
+        step: 'files',
+        run: async () => {
+          if (cg.exists(rel)) throw new Error(`${p.dir} kept: cgroup ${rel} still exists`);
+          await rm(p.dir, { recursive: true, force: true });
+        },
+      },
+    ];
   }
 
   // ------------------------------------------------------------------ pause / stats
@@ -435,7 +451,7 @@ export class MicrovmProvider implements Provider {
     const have = this.controls.get(id);
     if (have) return have;
     const p = this.paths(id);
-    if (!BUNKER_ID_RE.test(id) || !existsSync(p.controlSock)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
+    if (!this.life.isBunkerId(id) || !existsSync(p.controlSock)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     try {
       const control = await this.vmm.attach(p);
       this.controls.set(id, control);
@@ -487,10 +503,10 @@ export class MicrovmProvider implements Provider {
    */
   async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
     await this.init();
-    return this.lock.run(id, async (): Promise<LayerFormat> => {
+    return this.life.withLock(id, async (): Promise<LayerFormat> => {
       const p = this.paths(id);
       const meta = this.readMeta(id);
-      if (!BUNKER_ID_RE.test(id) || !meta || !existsSync(p.disk)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
+      if (!this.life.isBunkerId(id) || !meta || !existsSync(p.disk)) throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
       const control = await this.controlFor(id);
       const image = meta.image ?? (await RootOverlay.baseOf(p.disk));
       const copy = join(p.dir, `layer-${randomBytes(6).toString('hex')}.qcow2`);
@@ -526,18 +542,14 @@ export class MicrovmProvider implements Provider {
   // ------------------------------------------------------------------ list / health
 
   private readMeta(id: string): VmMeta | undefined {
-    try {
-      return JSON.parse(readFileSync(this.paths(id).meta, 'utf8')) as VmMeta;
-    } catch {
-      return undefined;
-    }
+    return this.life.readMeta<VmMeta>(this.paths(id).meta);
   }
 
   async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
     await this.init();
     let ids: string[];
     try {
-      ids = readdirSync(this.vmsDir).filter((n) => BUNKER_ID_RE.test(n));
+      ids = readdirSync(this.vmsDir).filter((n) => this.life.isBunkerId(n));
     } catch {
       ids = [];
     }
@@ -555,7 +567,7 @@ export class MicrovmProvider implements Provider {
   /** A VM a previous worker process stopped for a snapshot and never resumed (it died). */
   private async resumeAfterSnapshot(id: string): Promise<void> {
     try {
-      await this.lock.run(id, async () => {
+      await this.life.withLock(id, async () => {
         await (await this.controlFor(id)).resume();
         await rm(join(this.paths(id).dir, SNAPSHOT_PAUSE_MARKER), { force: true });
       });

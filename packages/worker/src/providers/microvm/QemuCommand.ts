@@ -34,14 +34,14 @@ export interface QemuCommandOptions {
    * to the file (a snapshot template's RAM); private: the file is mapped copy-on-write (a VM
    * restored from that template pages its RAM in lazily and shares the untouched pages).
    */
-  memoryFile?: { path: string; shared: boolean };
+  memoryFile?: { path: string; shared: boolean } | undefined;
   /**
    * A virtio-net NIC backed by the TAP `tap`, which must exist in the network namespace QEMU
    * runs in (see GuestNic.ts); `mac` is the guest's address. No vhost: TCG has no use for it.
    */
-  nic?: { tap: string; mac: string };
+  nic?: { tap: string; mac: string } | undefined;
   /** Extra kernel parameters. */
-  extraAppend?: string[];
+  extraAppend?: string[] | undefined;
   /** QEMU binary (default qemu-system-x86_64). */
   qemuBinary?: string;
 }

@@ -101,7 +101,8 @@ export class QemuVmm implements Vmm {
       memoryFile: m.kind === 'anonymous' ? undefined : { path: m.ram, shared: m.kind === 'template' },
       qmpSocketPath: o.files.controlSock,
       incoming: m.kind === 'restore',
-      ...(o.nic ? { nic: { tap: o.nic.tap, mac: o.nic.mac }, extraAppend: o.nic.kernelArgs } : {}),
+      nic: o.nic && { tap: o.nic.tap, mac: o.nic.mac },
+      extraAppend: o.nic?.kernelArgs,
     });
     // A networked VM opens its TAP by name, so QEMU itself must run in the bunker's netns;
     // nsenter execs QEMU in place, so the pid the cgroup wrapper placed is QEMU's.

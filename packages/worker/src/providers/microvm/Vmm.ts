@@ -45,7 +45,7 @@ export interface VmStart {
    * A NIC: the VMM runs inside the network namespace `netnsPath` (where the TAP `tap` lives)
    * and the guest gets `kernelArgs` (its address, gateway and nameserver).
    */
-  nic?: { netnsPath: string; tap: string; mac: string; kernelArgs: string[] };
+  nic?: { netnsPath: string; tap: string; mac: string; kernelArgs: string[] } | undefined;
 }
 
 /** A connection controlling a running VM; closing it leaves the VM running. */

@@ -118,8 +118,8 @@ export class ProotProvider implements Provider {
   private readonly mounts: HostMounts;
   private readonly lock = new KeyedLock();
   private cgroups?: Cgroups;
-  private proot?: string;
-  private setpriv?: string;
+  private proot?: string | undefined;
+  private setpriv?: string | undefined;
   private version = 'proot';
 
   constructor(opts: ProotProviderOptions) {
