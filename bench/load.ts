@@ -11,11 +11,15 @@
  *    controllers; quota_overshoot = max(0, successes − 10); quota_counter_drift = |counter −
  *    active rows| while they run, plus the counter left once they are terminated (both must be 0).
  *
+ * CPU per exec: the controllers' and the worker's CPU time (/proc/PID/stat) over each loop,
+ * divided by the execs it ran (`controller_cpu_us_per_exec` is both controllers together).
+ *
  * Progress on stderr; the last stdout line is one JSON object.
  */
 import { Bunker, type ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
 import { HttpWorkerClient } from '@scaibunker/worker';
 import { Cluster, ensureTestServices, sqlQuery } from '../test/e2e/cluster.js';
+import { cpuUsPer, processCpuUs } from './processCpu.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
@@ -76,7 +80,15 @@ try {
   );
   // Calibration: the same loop straight to the worker (its token, no controller, no database):
   // the ceiling the worker, the agents and this machine allow.
+  const pidOf = (p: { child: { pid?: number } } | undefined): number => {
+    if (!p?.child.pid) throw new Error('a cluster process has no pid');
+    return p.child.pid;
+  };
+  const controllerPids = cluster.controllers.map(pidOf);
+  const workerPid = pidOf(cluster.worker);
+  const cpuOf = (pids: number[]) => pids.map(processCpuUs);
   const direct = new HttpWorkerClient(cluster.worker?.url ?? '', cluster.token);
+  const directCpu0 = cpuOf([workerPid]);
   let directCount = 0;
   const directLatencies = new Float64Array(1_000_000);
   const d0 = performance.now();
@@ -91,6 +103,7 @@ try {
       }
     }),
   );
+  const directWorkerCpu = cpuUsPer(directCpu0, cpuOf([workerPid]), directCount);
   direct.close();
   const directPerS = Math.round(directCount / ((performance.now() - d0) / 1000));
   const directSorted = directLatencies.subarray(0, Math.min(directCount, directLatencies.length)).sort();
@@ -100,6 +113,8 @@ try {
   const latencies = new Float64Array(4_000_000);
   let count = 0;
   let errors = 0;
+  const controllerCpu0 = cpuOf(controllerPids);
+  const workerCpu0 = cpuOf([workerPid]);
   const t0 = performance.now();
   const deadline = t0 + SECONDS * 1000;
   const progress = setInterval(() => log(`exec: ${count} done, ${Math.round(count / ((performance.now() - t0) / 1000))}/s`), 5000);
@@ -121,9 +136,12 @@ try {
   );
   clearInterval(progress);
   const elapsed = (performance.now() - t0) / 1000;
+  const controllerCpu = cpuUsPer(controllerCpu0, cpuOf(controllerPids), count);
+  const workerCpu = cpuUsPer(workerCpu0, cpuOf([workerPid]), count);
   const sorted = latencies.subarray(0, Math.min(count, latencies.length)).sort();
   const exec = { per_s: Math.round(count / elapsed), p50: pct(sorted, 50), p99: pct(sorted, 99) };
   log(`exec: ${count} in ${elapsed.toFixed(1)} s = ${exec.per_s}/s, p50 ${exec.p50} ms, p99 ${exec.p99} ms, ${errors} errors`);
+  log(`exec CPU: controllers ${controllerCpu} µs, worker ${workerCpu} µs per exec (worker direct: ${directWorkerCpu} µs)`);
   await pool(CLIENTS, 8, (i) => bunkers[i]!.terminate());
 
   // ---- create + terminate churn
@@ -196,6 +214,11 @@ try {
       create_errors: createErrors,
       worker_direct_exec_per_s: directPerS,
       worker_direct_p99_ms: directP99,
+      exec_vs_direct_ratio: Number((exec.per_s / directPerS).toFixed(2)),
+      p99_vs_direct_ratio: Number((exec.p99 / directP99).toFixed(2)),
+      controller_cpu_us_per_exec: controllerCpu,
+      worker_cpu_us_per_exec: workerCpu,
+      worker_direct_cpu_us_per_exec: directWorkerCpu,
     }),
   );
 } finally {

@@ -14,6 +14,7 @@ import {
 import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
+import { requestTrace } from '../http/requestContext.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
 import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
@@ -91,6 +92,7 @@ export class BunkerService {
         field: 'body/auto_resume',
       });
     }
+    const trace = requestTrace();
     const snapshot = body.snapshot_id ? await this.restorableSnapshot(principal, body) : undefined;
     const imageName = snapshot?.image ?? body.image;
     if (!imageName) throw new ApiError('VALIDATION_FAILED', 'give image or snapshot_id', { field: 'body/image' });
@@ -113,6 +115,7 @@ export class BunkerService {
     }
     const isolation = body.isolation ?? (snapshot?.isolation as schemas.CreateBunkerBody['isolation']) ?? 'container';
     if (isolation === 'microvm') this.checkMicrovmFits(body, image.size_bytes);
+    trace.mark('controller.image-lookup');
     const now = new Date().toISOString();
     const metadata = body.metadata ?? {};
     const cpuMillicores = body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores;
@@ -127,6 +130,7 @@ export class BunkerService {
       networkProfile,
       amounts: { bunkers: 1, cpu_millicores: cpuMillicores, memory_mb: memoryMb, disk_mb: diskMb, gpu_count: gpuCount },
     });
+    trace.mark('controller.quota-plan');
     const row: BunkerRow = {
       id: newId('bk'),
       tenant_id: principal.tenantId,
@@ -162,6 +166,8 @@ export class BunkerService {
       passivated: 0,
     };
     await this.store.bunkers.insert(row, metadata);
+    trace.subject = row.id;
+    trace.mark('controller.row-insert');
     // The row comes first: a controller that dies after charging leaves a pending row, which
     // the sweeper fails, releasing the charge. A refused create leaves no row.
     try {
@@ -174,6 +180,7 @@ export class BunkerService {
       }
       throw err;
     }
+    trace.mark('controller.quota-charge');
     // On record once the bunker exists (charged), whether or not it then starts.
     this.audit?.record(principal, { action: 'bunker.create', target: { type: 'bunker', id: row.id }, details: createDetails(row) });
     const unguarded = network.interfaces?.filter((i) => !i.spoof_guard) ?? [];
@@ -200,6 +207,7 @@ export class BunkerService {
     // An image no availability group keeps warm is fetched where the bunker lands (holders
     // first); `lazy_pull: false` keeps its meaning for images a group does warm.
     const lazy = Number(image.lazy_pull ?? 0) === 1 || !(await this.store.availabilityGroups.isWarmed(image.id));
+    trace.mark('controller.audit+warm-check');
     return this.startOnWorker(row, {
       isolation,
       networkProfile,
@@ -309,6 +317,7 @@ export class BunkerService {
     },
   ): Promise<BunkerRow> {
     const { isolation, networkProfile, network, image } = opts;
+    const trace = requestTrace();
     const imageSha256 = image.sha256 as string;
     const from = opts.keepOnFailure ? ['provisioning'] : ['pending'];
     const failWith = async (reason: string) => {
@@ -340,8 +349,10 @@ export class BunkerService {
       throw err;
     }
 
+    trace.mark('controller.placed');
     try {
       const worker = await this.workers.get(placed.worker_id as string);
+      trace.mark('controller.worker-client');
       await worker.spawn({
         bunkerId: row.id,
         imageSha256,
@@ -370,6 +381,7 @@ export class BunkerService {
       if (opts.keepOnFailure) await this.destroyOnWorker(placed);
       throw fromSpawnError(err, row.id);
     }
+    trace.mark('controller.spawned');
     const started = new Date().toISOString();
     const running = await this.store.bunkers.transition(row.id, ['provisioning'], 'running', {
       started_at: started,
@@ -382,6 +394,7 @@ export class BunkerService {
       await this.destroyOnWorker(placed);
       return this.mustGet(row.tenant_id, row.id);
     }
+    trace.mark('controller.running-row');
     return running;
   }
 
