@@ -165,6 +165,10 @@ export class BunkerService {
       auto_resume: body.auto_resume ? 1 : 0,
       passivated: 0,
     };
+    // Whether a group keeps the image warm (lazy fetch or not) is read while the row and the
+    // charge are written: it does not depend on them.
+    const warmed = Number(image.lazy_pull ?? 0) === 1 ? Promise.resolve(true) : this.store.availabilityGroups.isWarmed(image.id);
+    warmed.catch(() => undefined); // awaited below, unless the create fails first
     await this.store.bunkers.insert(row, metadata);
     trace.subject = row.id;
     trace.mark('controller.row-insert');
@@ -206,7 +210,7 @@ export class BunkerService {
     }
     // An image no availability group keeps warm is fetched where the bunker lands (holders
     // first); `lazy_pull: false` keeps its meaning for images a group does warm.
-    const lazy = Number(image.lazy_pull ?? 0) === 1 || !(await this.store.availabilityGroups.isWarmed(image.id));
+    const lazy = Number(image.lazy_pull ?? 0) === 1 || !(await warmed);
     trace.mark('controller.audit+warm-check');
     return this.startOnWorker(row, {
       isolation,
@@ -394,6 +398,10 @@ export class BunkerService {
       await this.destroyOnWorker(placed);
       return this.mustGet(row.tenant_id, row.id);
     }
+    // The caller's first exec is served without reading the row back. The version is taken now,
+    // after this write's own notice dropped the entry: a later change (another controller's
+    // notice arrives on a later turn of the event loop) still drops it.
+    this.running.put(running.id, running, this.running.version(running.id));
     trace.mark('controller.running-row');
     return running;
   }
