@@ -26,7 +26,9 @@ function traceIn(env: Record<string, string>): string {
   return r.stderr;
 }
 
-test('off (the default): start() hands out the shared no-op trace and nothing is written', { skip: PhaseTrace.enabled && 'this process traces' }, () => {
+test('off (the default): start() hands out the shared no-op trace and nothing is written', {
+  skip: PhaseTrace.enabled && 'this process traces',
+}, () => {
   const t = PhaseTrace.start('create', 'bk_1');
   assert.equal(t, PhaseTrace.off);
   t.mark('a');
