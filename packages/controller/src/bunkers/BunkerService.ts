@@ -29,11 +29,20 @@ import { bunkerToApi } from './toApi.js';
 import { fromSpawnError, fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
+/** How often `last_activity_at` is written, and how many bunkers one statement names at most. */
+const ACTIVITY_WRITE_MS = 1000;
+const ACTIVITY_BATCH = 500;
 
 /** The bunker lifecycle: create, read, terminate, fail. Every state move goes through the one table. */
 export class BunkerService {
-  /** last_activity_at is written at most once a second per bunker, keeping the exec hot path cheap. */
-  private readonly activityWritten = new Map<string, number>();
+  /**
+   * Bunkers with activity (exec, files, shell) since `last_activity_at` was last written: one
+   * statement writes them all, a second after the first of them (stamped with that first
+   * activity's time), so under load the exec path adds at most one UPDATE a second per controller
+   * rather than one per busy bunker. A bunker's recorded activity is at most a second behind.
+   */
+  private readonly activeSince = new Set<string>();
+  private activityWrite: { timer: NodeJS.Timeout; at: string } | undefined;
 
   /** Running bunkers' rows for the exec and file paths; the controller feeds it row-change notices. */
   readonly running = new RunningBunkerCache();
@@ -471,7 +480,7 @@ export class BunkerService {
       termination_reason: reason,
       ended_at: new Date().toISOString(),
     });
-    this.activityWritten.delete(row.id);
+    this.activeSince.delete(row.id);
     if (ended) {
       await this.quotas.release(ended.id);
       // Its last usage, while the worker still has it (a failed bunker's worker may not answer:
@@ -525,7 +534,7 @@ export class BunkerService {
       recovered_from: row.worker_id,
     });
     if (!parked) return false;
-    this.activityWritten.delete(row.id);
+    this.activeSince.delete(row.id);
     await this.resumePassivated(parked).catch((err: Error) =>
       console.error(`[bunkers] ${row.id} recovered from ${snapshot.id} stays passivated: ${err.message}`),
     );
@@ -586,10 +595,24 @@ export class BunkerService {
   }
 
   touch(id: string): void {
-    const now = Date.now();
-    if (now - (this.activityWritten.get(id) ?? 0) < 1000) return;
-    this.activityWritten.set(id, now);
-    this.store.bunkers.touch(id, new Date(now).toISOString()).catch(() => undefined);
+    this.activeSince.add(id);
+    if (this.activityWrite) return;
+    const timer = setTimeout(() => void this.writeActivity(), ACTIVITY_WRITE_MS);
+    timer.unref();
+    this.activityWrite = { timer, at: new Date().toISOString() };
+  }
+
+  /** Writes the activity gathered so far now (the timer's work; also at close). */
+  async writeActivity(): Promise<void> {
+    const pending = this.activityWrite;
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.activityWrite = undefined;
+    const ids = [...this.activeSince];
+    this.activeSince.clear();
+    for (let i = 0; i < ids.length; i += ACTIVITY_BATCH) {
+      await this.store.bunkers.touch(ids.slice(i, i + ACTIVITY_BATCH), pending.at).catch(() => undefined);
+    }
   }
 
   mapWorkerError(err: unknown): unknown {
