@@ -382,7 +382,7 @@ export class ContainerProvider implements Provider {
           ...(this.seccompBpf ? { 'run.oci.seccomp_bpf_data': this.seccompBpf } : {}),
         },
       });
-      await writeFile(p.config, JSON.stringify(config));
+      writeFileSync(p.config, JSON.stringify(config)); // one change, nothing to overlap: no thread-pool hop
       trace.mark('container.bundle-written');
 
       // One round trip through the resident shell: disk tmpfs, upper/work dirs, a snapshot's
