@@ -3,24 +3,32 @@
  * one PostgreSQL database and one Redis, one `scaibunker worker`, all on this machine.
  *
  * 1. exec: 32 SDK clients (keep-alive; half on controller A, half on B), each with its own
- *    bunker, run `exec(['true'])` in a loop for BENCH_SECONDS (20). Before that, for reference,
- *    the same loop straight to the worker for BENCH_DIRECT_SECONDS (5): no controller, no
- *    database — the ceiling the worker, the agents and the machine allow.
+ *    bunker, run `exec(['true'])` in a loop for BENCH_SECONDS (20). For reference, the same loop
+ *    straight to the worker for BENCH_DIRECT_SECONDS (5): no controller, no database — the
+ *    ceiling the worker, the agents and the machine allow. The two alternate in BENCH_SLICES (5)
+ *    slices, so `exec_vs_direct_ratio` and `p99_vs_direct_ratio` compare like with like.
  * 2. churn: 8 clients create and terminate bunkers for BENCH_CHURN_SECONDS (10).
  * 3. quota: a profile capping concurrent bunkers at 10, 50 concurrent creates across both
  *    controllers; quota_overshoot = max(0, successes − 10); quota_counter_drift = |counter −
  *    active rows| while they run, plus the counter left once they are terminated (both must be 0).
+ *
+ * CPU per exec: the controllers' and the worker's CPU time (/proc/PID/stat) during each loop,
+ * divided by the execs it ran (`controller_cpu_us_per_exec`: both controllers' time, as each exec
+ * passes one of them).
  *
  * Progress on stderr; the last stdout line is one JSON object.
  */
 import { Bunker, type ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
 import { HttpWorkerClient } from '@scaibunker/worker';
 import { Cluster, ensureTestServices, sqlQuery } from '../test/e2e/cluster.js';
+import { ExecLoop } from './ExecLoop.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
 const CHURN_SECONDS = Number(process.env.BENCH_CHURN_SECONDS ?? 10);
 const DIRECT_SECONDS = Number(process.env.BENCH_DIRECT_SECONDS ?? 5);
+/** The direct and the controller loops alternate in this many slices each. */
+const SLICES = Number(process.env.BENCH_SLICES ?? 5);
 const CHURN_CLIENTS = Number(process.env.BENCH_CHURN_CLIENTS ?? 8);
 const QUOTA_CAP = 10;
 const QUOTA_CREATES = 50;
@@ -28,11 +36,6 @@ const QUOTA_CREATES = 50;
 const SMALL = { image: 'minimal', cpu_millicores: 250, memory_mb: 64, disk_mb: 64 } as const;
 
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
-
-function pct(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return Number((sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number).toFixed(2));
-}
 
 /** Runs `fn(i)` for i < n, at most `limit` at a time. */
 async function pool<T>(n: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
@@ -75,55 +78,39 @@ try {
     }),
   );
   // Calibration: the same loop straight to the worker (its token, no controller, no database):
-  // the ceiling the worker, the agents and this machine allow.
+  // the ceiling the worker, the agents and this machine allow. The two loops alternate in
+  // BENCH_SLICES slices, so a change of load on this shared machine hits both sides alike.
+  const pidOf = (p: { child: { pid?: number | undefined } } | undefined): number => {
+    if (!p?.child.pid) throw new Error('a cluster process has no pid');
+    return p.child.pid;
+  };
+  const controllerPids = cluster.controllers.map(pidOf);
+  const workerPid = pidOf(cluster.worker);
   const direct = new HttpWorkerClient(cluster.worker?.url ?? '', cluster.token);
-  let directCount = 0;
-  const directLatencies = new Float64Array(1_000_000);
-  const d0 = performance.now();
-  const directDeadline = d0 + DIRECT_SECONDS * 1000;
-  await Promise.all(
-    bunkers.map(async (b) => {
-      while (performance.now() < directDeadline) {
-        const s = performance.now();
-        await direct.exec(b.id, { argv: ['true'], env: {}, timeoutMs: 60_000 }, {});
-        if (directCount < directLatencies.length) directLatencies[directCount] = performance.now() - s;
-        directCount++;
-      }
-    }),
+  const viaDirect = new ExecLoop([workerPid], (b) =>
+    direct.exec(b.id, { argv: ['true'], env: {}, timeoutMs: 60_000 }, {}).then(() => undefined),
   );
+  const viaControllers = new ExecLoop([...controllerPids, workerPid], async (b) => {
+    const r = await b.exec(['true']);
+    if (r.exit_code !== 0) throw new Error(`true exited ${r.exit_code}`);
+  });
+  for (let slice = 0; slice < SLICES; slice++) {
+    await viaDirect.run(bunkers, DIRECT_SECONDS / SLICES);
+    await viaControllers.run(bunkers, SECONDS / SLICES);
+    log(`slice ${slice + 1}/${SLICES}: direct ${viaDirect.perS()}/s, through the controllers ${viaControllers.perS()}/s so far`);
+  }
   direct.close();
-  const directPerS = Math.round(directCount / ((performance.now() - d0) / 1000));
-  const directSorted = directLatencies.subarray(0, Math.min(directCount, directLatencies.length)).sort();
-  const directP99 = pct(directSorted, 99);
-  log(`worker direct (calibration, no controller): ${directPerS}/s, p50 ${pct(directSorted, 50)} ms, p99 ${directP99} ms`);
-
-  const latencies = new Float64Array(4_000_000);
-  let count = 0;
-  let errors = 0;
-  const t0 = performance.now();
-  const deadline = t0 + SECONDS * 1000;
-  const progress = setInterval(() => log(`exec: ${count} done, ${Math.round(count / ((performance.now() - t0) / 1000))}/s`), 5000);
-  await Promise.all(
-    bunkers.map(async (b) => {
-      while (performance.now() < deadline) {
-        const s = performance.now();
-        try {
-          const r = await b.exec(['true']);
-          if (r.exit_code !== 0) throw new Error(`true exited ${r.exit_code}`);
-          if (count < latencies.length) latencies[count] = performance.now() - s;
-          count++;
-        } catch (err) {
-          errors++;
-          if (errors <= 5) log(`exec failed: ${(err as Error).message}`);
-        }
-      }
-    }),
-  );
-  clearInterval(progress);
-  const elapsed = (performance.now() - t0) / 1000;
-  const sorted = latencies.subarray(0, Math.min(count, latencies.length)).sort();
-  const exec = { per_s: Math.round(count / elapsed), p50: pct(sorted, 50), p99: pct(sorted, 99) };
-  log(`exec: ${count} in ${elapsed.toFixed(1)} s = ${exec.per_s}/s, p50 ${exec.p50} ms, p99 ${exec.p99} ms, ${errors} errors`);
+  const directPerS = viaDirect.perS();
+  const directP99 = viaDirect.pct(99);
+  const directWorkerCpu = viaDirect.cpuUsPerExec(0);
+  log(`worker direct (calibration, no controller): ${directPerS}/s, p50 ${viaDirect.pct(50)} ms, p99 ${directP99} ms`);
+  const count = viaControllers.count;
+  const errors = viaControllers.errors;
+  const exec = { per_s: viaControllers.perS(), p50: viaControllers.pct(50), p99: viaControllers.pct(99) };
+  const controllerCpu = viaControllers.cpuUsPerExec(0) + viaControllers.cpuUsPerExec(1);
+  const workerCpu = viaControllers.cpuUsPerExec(2);
+  log(`exec: ${count} in ${SECONDS} s = ${exec.per_s}/s, p50 ${exec.p50} ms, p99 ${exec.p99} ms, ${errors} errors`);
+  log(`exec CPU: controllers ${controllerCpu} µs, worker ${workerCpu} µs per exec (worker direct: ${directWorkerCpu} µs)`);
   await pool(CLIENTS, 8, (i) => bunkers[i]!.terminate());
 
   // ---- create + terminate churn
@@ -196,6 +183,11 @@ try {
       create_errors: createErrors,
       worker_direct_exec_per_s: directPerS,
       worker_direct_p99_ms: directP99,
+      exec_vs_direct_ratio: Number((exec.per_s / directPerS).toFixed(2)),
+      p99_vs_direct_ratio: Number((exec.p99 / directP99).toFixed(2)),
+      controller_cpu_us_per_exec: controllerCpu,
+      worker_cpu_us_per_exec: workerCpu,
+      worker_direct_cpu_us_per_exec: directWorkerCpu,
     }),
   );
 } finally {

@@ -517,6 +517,7 @@ export class Controller {
     this.services.terminals.close();
     this.e2b.close();
     await this.http.close();
+    await this.services.bunkers.writeActivity();
     await this.services.exec.close();
     // After the HTTP server: no request can queue an event once the writer has drained.
     await this.auditTrail.close();

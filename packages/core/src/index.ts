@@ -9,4 +9,5 @@ export * from './lifecycle/transitions.js';
 export * from './network/hostnames.js';
 export * from './network/profiles.js';
 export * from './quotas/resources.js';
+export * from './trace/PhaseTrace.js';
 export * from './worker/index.js';

@@ -15,6 +15,7 @@ import {
 import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
 import { isStoreUnavailable } from '../health/failures.js';
+import { requestTrace } from '../http/requestContext.js';
 import type { UsageTicker } from '../jobs/UsageTicker.js';
 import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { QuotaService } from '../quotas/QuotaService.js';
@@ -29,11 +30,20 @@ import { bunkerToApi } from './toApi.js';
 import { fromSpawnError, fromWorkerError } from './workerErrors.js';
 
 const ACTIVE: BunkerState[] = ['pending', 'provisioning', 'running', 'paused', 'snapshotting'];
+/** How often `last_activity_at` is written, and how many bunkers one statement names at most. */
+const ACTIVITY_WRITE_MS = 1000;
+const ACTIVITY_BATCH = 500;
 
 /** The bunker lifecycle: create, read, terminate, fail. Every state move goes through the one table. */
 export class BunkerService {
-  /** last_activity_at is written at most once a second per bunker, keeping the exec hot path cheap. */
-  private readonly activityWritten = new Map<string, number>();
+  /**
+   * Bunkers with activity (exec, files, shell) since `last_activity_at` was last written: one
+   * statement writes them all, a second after the first of them (stamped with that first
+   * activity's time), so under load the exec path adds at most one UPDATE a second per controller
+   * rather than one per busy bunker. A bunker's recorded activity is at most a second behind.
+   */
+  private readonly activeSince = new Set<string>();
+  private activityWrite: { timer: NodeJS.Timeout; at: string } | undefined;
 
   /** Running bunkers' rows for the exec and file paths; the controller feeds it row-change notices. */
   readonly running = new RunningBunkerCache();
@@ -110,6 +120,7 @@ export class BunkerService {
         },
       );
     }
+    const trace = requestTrace();
     const snapshot = body.snapshot_id ? await this.restorableSnapshot(principal, body) : undefined;
     const imageName = snapshot?.image ?? body.image;
     if (!imageName) throw new ApiError('VALIDATION_FAILED', 'give image or snapshot_id', { field: 'body/image' });
@@ -132,6 +143,7 @@ export class BunkerService {
     }
     const isolation = body.isolation ?? (snapshot?.isolation as schemas.CreateBunkerBody['isolation']) ?? 'container';
     if (isolation === 'microvm') this.checkMicrovmFits(body, image.size_bytes);
+    trace.mark('controller.image-lookup');
     const now = new Date().toISOString();
     const metadata = body.metadata ?? {};
     const cpuMillicores = body.cpu_millicores ?? RESOURCE_DEFAULTS.cpuMillicores;
@@ -146,6 +158,7 @@ export class BunkerService {
       networkProfile,
       amounts: { bunkers: 1, cpu_millicores: cpuMillicores, memory_mb: memoryMb, disk_mb: diskMb, gpu_count: gpuCount },
     });
+    trace.mark('controller.quota-plan');
     const row: BunkerRow = {
       id: newId('bk'),
       tenant_id: principal.tenantId,
@@ -180,7 +193,13 @@ export class BunkerService {
       auto_resume: body.auto_resume ? 1 : 0,
       passivated: 0,
     };
+    // Whether a group keeps the image warm (lazy fetch or not) is read while the row and the
+    // charge are written: it does not depend on them.
+    const warmed = Number(image.lazy_pull ?? 0) === 1 ? Promise.resolve(true) : this.store.availabilityGroups.isWarmed(image.id);
+    warmed.catch(() => undefined); // awaited below, unless the create fails first
     await this.store.bunkers.insert(row, metadata);
+    trace.subject = row.id;
+    trace.mark('controller.row-insert');
     // The row comes first: a controller that dies after charging leaves a pending row, which
     // the sweeper fails, releasing the charge. A refused create leaves no row.
     try {
@@ -193,6 +212,7 @@ export class BunkerService {
       }
       throw err;
     }
+    trace.mark('controller.quota-charge');
     // On record once the bunker exists (charged), whether or not it then starts.
     this.audit?.record(principal, { action: 'bunker.create', target: { type: 'bunker', id: row.id }, details: createDetails(row) });
     const unguarded = network.interfaces?.filter((i) => !i.spoof_guard) ?? [];
@@ -218,7 +238,8 @@ export class BunkerService {
     }
     // An image no availability group keeps warm is fetched where the bunker lands (holders
     // first); `lazy_pull: false` keeps its meaning for images a group does warm.
-    const lazy = Number(image.lazy_pull ?? 0) === 1 || !(await this.store.availabilityGroups.isWarmed(image.id));
+    const lazy = Number(image.lazy_pull ?? 0) === 1 || !(await warmed);
+    trace.mark('controller.audit+warm-check');
     return this.startOnWorker(row, {
       isolation,
       networkProfile,
@@ -328,6 +349,7 @@ export class BunkerService {
     },
   ): Promise<BunkerRow> {
     const { isolation, networkProfile, network, image } = opts;
+    const trace = requestTrace();
     const imageSha256 = image.sha256 as string;
     const from = opts.keepOnFailure ? ['provisioning'] : ['pending'];
     const failWith = async (reason: string) => {
@@ -363,8 +385,10 @@ export class BunkerService {
     // A miss is a fetch at spawn (lazy): what warming the image in a group would have saved.
     this.metrics?.imagePlacements.inc({ result: held ? 'hit' : 'miss' });
 
+    trace.mark('controller.placed');
     try {
       const worker = await this.workers.get(placed.worker_id as string);
+      trace.mark('controller.worker-client');
       await worker.spawn({
         bunkerId: row.id,
         imageSha256,
@@ -393,6 +417,7 @@ export class BunkerService {
       if (opts.keepOnFailure) await this.destroyOnWorker(placed);
       throw fromSpawnError(err, row.id);
     }
+    trace.mark('controller.spawned');
     const started = new Date().toISOString();
     const running = await this.store.bunkers.transition(row.id, ['provisioning'], 'running', {
       started_at: started,
@@ -405,6 +430,11 @@ export class BunkerService {
       await this.destroyOnWorker(placed);
       return this.mustGet(row.tenant_id, row.id);
     }
+    // The caller's first exec is served without reading the row back. The version is taken now,
+    // after this write's own notice dropped the entry: a later change (another controller's
+    // notice arrives on a later turn of the event loop) still drops it.
+    this.running.put(running.id, running, this.running.version(running.id));
+    trace.mark('controller.running-row');
     return running;
   }
 
@@ -473,7 +503,7 @@ export class BunkerService {
       termination_reason: reason,
       ended_at: new Date().toISOString(),
     });
-    this.activityWritten.delete(row.id);
+    this.activeSince.delete(row.id);
     if (ended) {
       await this.quotas.release(ended.id);
       // Its last usage, while the worker still has it (a failed bunker's worker may not answer:
@@ -527,7 +557,7 @@ export class BunkerService {
       recovered_from: row.worker_id,
     });
     if (!parked) return false;
-    this.activityWritten.delete(row.id);
+    this.activeSince.delete(row.id);
     await this.resumePassivated(parked).catch((err: Error) =>
       console.error(`[bunkers] ${row.id} recovered from ${snapshot.id} stays passivated: ${err.message}`),
     );
@@ -588,10 +618,24 @@ export class BunkerService {
   }
 
   touch(id: string): void {
-    const now = Date.now();
-    if (now - (this.activityWritten.get(id) ?? 0) < 1000) return;
-    this.activityWritten.set(id, now);
-    this.store.bunkers.touch(id, new Date(now).toISOString()).catch(() => undefined);
+    this.activeSince.add(id);
+    if (this.activityWrite) return;
+    const timer = setTimeout(() => void this.writeActivity(), ACTIVITY_WRITE_MS);
+    timer.unref();
+    this.activityWrite = { timer, at: new Date().toISOString() };
+  }
+
+  /** Writes the activity gathered so far now (the timer's work; also at close). */
+  async writeActivity(): Promise<void> {
+    const pending = this.activityWrite;
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.activityWrite = undefined;
+    const ids = [...this.activeSince];
+    this.activeSince.clear();
+    for (let i = 0; i < ids.length; i += ACTIVITY_BATCH) {
+      await this.store.bunkers.touch(ids.slice(i, i + ACTIVITY_BATCH), pending.at).catch(() => undefined);
+    }
   }
 
   mapWorkerError(err: unknown): unknown {

@@ -4,6 +4,7 @@ import { execEvent } from '../audit/events.js';
 import type { Principal } from '../auth/Principal.js';
 import { type BlobStore, blobKeys } from '../blobs/BlobStore.js';
 import type { ControllerConfig } from '../config.js';
+import { requestTrace } from '../http/requestContext.js';
 import type { ControllerMetrics } from '../metrics/ControllerMetrics.js';
 import type { Store } from '../store/Store.js';
 import type { BunkerService } from './BunkerService.js';
@@ -56,7 +57,10 @@ export class ExecService {
     if (body.stdin === true) throw new ApiError('VALIDATION_FAILED', '`stdin: true` needs `background: true`', { field: 'body/stdin' });
     if (body.pty) throw new ApiError('VALIDATION_FAILED', '`pty` needs `background: true` (then attach to it)', { field: 'body/pty' });
     if (body.tag) throw new ApiError('VALIDATION_FAILED', '`tag` is for background execs', { field: 'body/tag' });
+    const trace = requestTrace();
     const { row, worker } = await this.bunkers.requireRunning(principal, bunkerId);
+    trace.subject = bunkerId;
+    trace.mark('controller.bunker-lookup');
     const argv = typeof body.command === 'string' ? ['/bin/sh', '-c', body.command] : body.command;
     const execId = newId('ex');
     await sink.onStart?.(execId);
@@ -102,6 +106,7 @@ export class ExecService {
       // The completed row below replaces this one either way: a failed start write is not an error of its own.
       this.logs.write(logRow).catch(() => undefined);
       const outcome = await running;
+      trace.mark('controller.worker-exec');
       const truncated = out.truncated || err.truncated;
       await Promise.all([out.finish(truncated), err.finish(truncated)]);
       const store = combinedStoreState(out.storeState, err.storeState);
@@ -141,6 +146,7 @@ export class ExecService {
       } finally {
         this.outputs.settle(row.tenant_id, storedBytes);
       }
+      trace.mark('controller.exec-log');
       this.bunkers.touch(row.id);
       return result;
     } catch (e) {

@@ -1,5 +1,5 @@
 import websocketPlugin from '@fastify/websocket';
-import { ApiError, hasPermission, newId, type Permission, RETRYABLE_AFTER_S } from '@scaibunker/core';
+import { ApiError, hasPermission, newId, type Permission, PhaseTrace, RETRYABLE_AFTER_S } from '@scaibunker/core';
 import type { TSchema } from '@sinclair/typebox';
 import Ajv, { type ValidateFunction } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -8,7 +8,7 @@ import { type Principal, systemPrincipal } from '../auth/Principal.js';
 import type { StorageAuthenticator } from '../storage/StorageAuthenticator.js';
 import { ClosingConnections } from './ClosingConnections.js';
 import type { RenderedError, RouteDef } from './Route.js';
-import { REQUEST_ID, requestContext } from './requestContext.js';
+import { REQUEST_ID, type RequestContext, requestContext } from './requestContext.js';
 
 /** What the server asks about credentials: the controller's Authenticator, or the proxy's. */
 export interface RequestAuthenticator {
@@ -134,13 +134,30 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   new ClosingConnections(app);
   // Every answer names its request id, and the work done for it carries the id (calls to workers
   // send it as x-request-id). Entered again before the handler: body parsing may lose it.
+  const contextOf = (req: FastifyRequest) => (req as unknown as { requestContext?: RequestContext }).requestContext;
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
-    requestContext.run({ requestId: req.id }, done);
+    const context: RequestContext = { requestId: req.id, trace: PhaseTrace.start('request') };
+    context.trace.mark('controller.received');
+    (req as unknown as { requestContext: RequestContext }).requestContext = context;
+    requestContext.run(context, done);
   });
   app.addHook('preHandler', (req, _reply, done) => {
-    requestContext.run({ requestId: req.id }, done);
+    const context = contextOf(req) ?? { requestId: req.id, trace: PhaseTrace.off };
+    context.trace.mark('controller.parsed');
+    requestContext.run(context, done);
   });
+  if (PhaseTrace.enabled) {
+    // The bench's breakdown: the request's trace, once its answer is written.
+    app.addHook('onSend', (req, _reply, payload, done) => {
+      contextOf(req)?.trace.mark('controller.answered');
+      done(null, payload);
+    });
+    app.addHook('onResponse', (req, _reply, done) => {
+      contextOf(req)?.trace.end();
+      done();
+    });
+  }
   const observe = opts.observe;
   if (observe) {
     app.addHook('onResponse', (req, reply, done) => {
@@ -216,6 +233,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
         ? await redeemTicket(opts.tickets, def, ticket, (req.params as { id?: string }).id ?? '')
         : await authorize(opts.authenticator, def, req.headers.authorization);
     (req as unknown as { principal: Principal }).principal = principal;
+    contextOf(req)?.trace.mark('controller.authenticated');
   };
   const principalOf = (req: FastifyRequest) => (req as unknown as { principal: Principal }).principal;
   const schemaOf = (def: RouteDef) => ({

@@ -1,8 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { PhaseTrace } from '@scaibunker/core';
 
 /** What is known about the API request a piece of work runs for. */
 export interface RequestContext {
   requestId: string;
+  /** The request's phase timestamps (PhaseTrace.off unless SCAIBUNKER_TRACE_SPAWN=1). */
+  trace: PhaseTrace;
 }
 
 /**
@@ -19,3 +22,8 @@ export function requestIdHeaders(): Record<string, string> {
 
 /** An incoming `x-request-id` is kept when it is short and plain; otherwise a new one is made. */
 export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The phase trace of the request being served (the no-op one outside a request or when tracing is off). */
+export function requestTrace(): PhaseTrace {
+  return requestContext.getStore()?.trace ?? PhaseTrace.off;
+}

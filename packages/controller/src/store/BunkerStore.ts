@@ -126,8 +126,15 @@ export class BunkerStore {
     this.changed(id);
   }
 
-  async touch(id: string, at: string): Promise<void> {
-    await this.db.updateTable('bunkers').set({ last_activity_at: at }).where('id', '=', id).where('last_activity_at', '<', at).execute();
+  /** Activity of these bunkers at `at` (never moves a row's `last_activity_at` back); not a row change for the caches. */
+  async touch(ids: readonly string[], at: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db
+      .updateTable('bunkers')
+      .set({ last_activity_at: at })
+      .where('id', 'in', [...ids])
+      .where('last_activity_at', '<', at)
+      .execute();
   }
 
   async listActive(): Promise<BunkerRow[]> {

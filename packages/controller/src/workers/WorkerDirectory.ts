@@ -33,6 +33,8 @@ interface Entry {
 export class WorkerDirectory {
   private readonly local = new Map<string, WorkerApi>();
   private readonly entries = new Map<string, Entry>();
+  /** Row reads in flight: the execs that find an entry expired together share one read. */
+  private readonly reading = new Map<string, Promise<Entry | undefined>>();
 
   constructor(
     private readonly store: Store,
@@ -76,10 +78,19 @@ export class WorkerDirectory {
     entry.lastHeartbeatAt = lastHeartbeatAt;
   }
 
-  private async entry(workerId: string): Promise<Entry | undefined> {
+  private entry(workerId: string): Promise<Entry | undefined> {
     const cached = this.entries.get(workerId);
+    if (cached && Date.now() - cached.checkedAt < ROW_TTL_MS) return Promise.resolve(cached);
+    let read = this.reading.get(workerId);
+    if (!read) {
+      read = this.readEntry(workerId, cached).finally(() => this.reading.delete(workerId));
+      this.reading.set(workerId, read);
+    }
+    return read;
+  }
+
+  private async readEntry(workerId: string, cached: Entry | undefined): Promise<Entry | undefined> {
     const now = Date.now();
-    if (cached && now - cached.checkedAt < ROW_TTL_MS) return cached;
     let row: WorkerRow | undefined;
     try {
       row = await this.store.workers.get(workerId);

@@ -14,7 +14,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Duplex, Readable } from 'node:stream';
-import { newId, SHA256_HEX } from '@scaibunker/core';
+import { newId, PhaseTrace, SHA256_HEX } from '@scaibunker/core';
 import { AgentClient } from '../agent/AgentClient.js';
 import { ImageCache } from '../images/ImageCache.js';
 import { LinkImageOrigins } from '../images/LinkImageOrigins.js';
@@ -287,6 +287,8 @@ export class Worker implements WorkerApi, CachedImageSource {
   }
 
   async exec(bunkerId: string, req: ExecRequest, handlers: ExecHandlers): Promise<ExecOutcome> {
+    const trace = PhaseTrace.start('exec', bunkerId);
+    trace.mark('worker.exec-received');
     const agent = this.bunkers.agentFor(bunkerId);
     const meta = { execId: req.execId ?? newId('ex'), background: false, tag: null, pty: false, stdinOpen: false };
     try {
@@ -303,7 +305,10 @@ export class Worker implements WorkerApi, CachedImageSource {
           h,
         );
       const proc = await this.processes.start(bunkerId, meta, launch, handlers);
+      trace.mark('worker.agent-started');
       const outcome = await proc.result;
+      trace.mark('worker.agent-exited');
+      trace.end();
       return { exitCode: outcome.exitCode, signal: outcome.signal, timedOut: outcome.timedOut, durationMs: outcome.durationMs };
     } catch (err) {
       throw toWorkerError(err);
@@ -501,6 +506,8 @@ export class Worker implements WorkerApi, CachedImageSource {
   // ---------------------------------------------------------------- internals
 
   private async doSpawn(req: SpawnRequest): Promise<void> {
+    const trace = PhaseTrace.start('spawn', req.bunkerId);
+    trace.mark('worker.spawn-received');
     const provider = this.opts.providers.find((p) => p.isolation === req.isolation);
     if (!provider) {
       const offered = this.opts.providers.map((p) => p.isolation).join(', ');
@@ -527,6 +534,7 @@ export class Worker implements WorkerApi, CachedImageSource {
       );
     // Fetched (from a peer, else storage) when missing; IMAGE_NOT_CACHED when no origin has it.
     const imagePath = (await this.fetchImage(req.imageSha256)).path;
+    trace.mark('worker.checks+image');
     let archivePath: string | undefined;
     if (restore) {
       // Room for the compressed size at least, above the reserve (the unpacked size is unknown).
@@ -557,9 +565,13 @@ export class Worker implements WorkerApi, CachedImageSource {
         interfaces: req.interfaces,
         restore: restore && archivePath ? { archivePath, format: restore.format } : undefined,
       });
+      trace.mark('worker.provider-spawned');
       agent = spawned.agent ?? (await AgentClient.connect(spawned.agentSocketPath, { timeoutMs: this.agentConnectTimeoutMs }));
+      trace.mark('worker.agent-connected');
       await withTimeout(agent.health(), this.agentConnectTimeoutMs, 'agent health check');
+      trace.mark('worker.agent-health');
       this.bunkers.track(req.bunkerId, provider, agent);
+      trace.end();
     } catch (err) {
       // Leave nothing half-made behind: the controller will retry elsewhere or fail the bunker.
       agent?.close();

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { PhaseTrace } from '@scaibunker/core';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { BunkerLifecycle, type DestroyStep } from '../BunkerLifecycle.js';
 import type { BunkerNetworking } from '../BunkerNetworking.js';
@@ -332,9 +333,8 @@ export class ContainerProvider implements Provider {
   private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
     const rt = this.runtime as OciRuntime;
     const p = this.paths(spec.id);
-    const t0 = performance.now();
-    const marks: string[] = [];
-    const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
+    const trace = PhaseTrace.start('container-spawn', spec.id);
+    trace.mark('container.locked');
     const restore = spec.restore;
     const tar = restore ? await gnuTar() : undefined;
     const rel = this.cgroupsPath(spec.id);
@@ -354,9 +354,9 @@ export class ContainerProvider implements Provider {
 
       const lower = await this.images.acquire(spec.imageSha256, spec.imagePath);
       this.active.set(spec.id, spec.imageSha256);
-      mark('image');
+      trace.mark('container.dirs+image');
       const network = await this.life.attachNetwork(spec);
-      mark('network');
+      trace.mark('container.network');
       const config = buildOciConfig({
         rootfsPath: p.rootfs,
         agentRunDir: p.run,
@@ -377,7 +377,8 @@ export class ContainerProvider implements Provider {
           ...(this.seccompBpf ? { 'run.oci.seccomp_bpf_data': this.seccompBpf } : {}),
         },
       });
-      writeFileSync(p.config, JSON.stringify(config));
+      writeFileSync(p.config, JSON.stringify(config)); // one change, nothing to overlap: no thread-pool hop
+      trace.mark('container.bundle-written');
 
       // One round trip through the resident shell: disk tmpfs, upper/work dirs, a snapshot's
       // files unpacked into the upper dir (restore), overlay rootfs, then the runtime. The
@@ -395,7 +396,7 @@ export class ContainerProvider implements Provider {
       try {
         const run = this.shell.run(script);
         const r = await Promise.race([run, waiter.promise.then(() => undefined)]);
-        mark(r ? 'runtime-exit' : 'socket');
+        trace.mark('container.mounts+runtime'); // the runtime's exit or the agent's socket, whichever came first
         if (r && r.code !== 0) throw spawnStepFailure(rt.name, r.code, r.stderr, spec.diskMb, await diskFull(p.upper));
         await waiter.wait(this.opts.spawnTimeoutMs ?? 10_000, () => {
           // fail fast when the agent died before it listened
@@ -408,8 +409,8 @@ export class ContainerProvider implements Provider {
         waiter.close();
       }
       const pid = readPid(p.pidFile) ?? 0;
-      mark('done');
-      if (TRACE) process.stderr.write(`[container] spawn ${spec.id}: ${marks.join(' ')}\n`);
+      trace.mark('container.runtime-exit+agent-socket');
+      trace.end();
       return { id: spec.id, agentSocketPath: p.socket, pid };
     } catch (e) {
       const details = this.diagnostics(p, e);

@@ -27,6 +27,11 @@ export interface BareRunOptions {
   config?: 'bunker' | 'default';
   /** Scratch dir (default /tmp/sb-bare-<pid>); removed afterwards. */
   workDir?: string;
+  /**
+   * Called after each measured run (the latency bench does one create → first exec there), so
+   * the baseline and what is compared with it alternate and see the same machine load.
+   */
+  between?: (run: number) => Promise<void>;
 }
 
 export interface BareRunResult {
@@ -128,8 +133,11 @@ export async function bareRuntimeRun(o: BareRunOptions): Promise<BareRunResult> 
       const r = await shell.run(cmd);
       const ms = performance.now() - t0;
       if (r.code !== 0) throw new Error(`${name} run /bin/true failed (exit ${r.code}): ${r.stderr.trim()}`);
-      if (i > 0) samples.push(ms); // first run warms caches
       await cg.remove(cgPath).catch(() => {});
+      if (i > 0) {
+        samples.push(ms); // the first run warms caches
+        await o.between?.(i - 1);
+      }
     }
   } finally {
     await mounts.unmount([rootfs], { loop: true }).catch(() => {});
