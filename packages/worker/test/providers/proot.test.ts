@@ -1,7 +1,8 @@
 /**
  * ProotProvider's own promises beyond the conformance suite: no network (the nonet seccomp
  * filter) and only the isolated profile, a uid of its own per bunker without capabilities,
- * no snapshots, and a bad image failing cleanly.
+ * no snapshots, a bad image failing cleanly, and a destroy that cannot finish reporting what is
+ * left (the shared BunkerLifecycle semantics) and finishing when called again.
  *
  *   node --import tsx --test packages/worker/test/providers/proot.test.ts
  *
@@ -10,6 +11,7 @@
  * even when a test fails.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -17,6 +19,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { AgentClient } from '../../src/agent/AgentClient.js';
+import { BunkerDestroyError } from '../../src/providers/BunkerDestroyError.js';
 import { HostMounts } from '../../src/providers/container/HostMounts.js';
 import { AUTO_ISOLATIONS, createProviders, parseIsolations } from '../../src/providers/createProviders.js';
 import { type BunkerSpec, ProviderError } from '../../src/providers/Provider.js';
@@ -187,6 +190,35 @@ describe('ProotProvider', { skip: prootSkipReason() }, () => {
     await provider.destroy(s.id);
     assert.deepEqual(temps(), []);
     assert.equal(pidAlive(b.pid), false, 'the agent is gone');
+    await assertNothingOf(s.id);
+  });
+
+  test('a destroy that cannot remove a file still runs the steps before it, rejects DESTROY_INCOMPLETE naming that step, and finishes when called again', async (t) => {
+    const { b, s } = await spawn();
+    const dir = provider.bunkerDir(s.id);
+    const meta = join(dir, 'bunker.json');
+    // an immutable file: not even root can unlink it, so the files step cannot remove the bunker's dir
+    const pinned = spawnSync('chattr', ['+i', meta], { encoding: 'utf8' });
+    if (pinned.status !== 0) return t.skip(`chattr +i does not take on ${dir}: ${pinned.stderr.trim()}`);
+    try {
+      const err = await provider.destroy(s.id).then(
+        () => assert.fail('destroy should have failed'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof BunkerDestroyError, String(err));
+      assert.equal(err.code, 'DESTROY_INCOMPLETE');
+      assert.deepEqual(
+        err.failures.map((f) => f.step),
+        ['files'],
+      );
+      assert.equal(pidAlive(b.pid), false, 'the agent is gone');
+      for (const d of provider.cgroupDirs(s.id)) assert.equal(existsSync(d), false, `no cgroup ${d}`);
+      assert.deepEqual(await HostMounts.mountsUnder(dir), [], 'the disk tmpfs is unmounted');
+      assert.equal(existsSync(meta), true, 'what the failed step could not remove is still there');
+    } finally {
+      spawnSync('chattr', ['-i', meta]);
+    }
+    await provider.destroy(s.id);
     await assertNothingOf(s.id);
   });
 

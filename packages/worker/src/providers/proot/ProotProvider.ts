@@ -5,13 +5,13 @@ import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
+import { BunkerLifecycle, type DestroyStep } from '../BunkerLifecycle.js';
 import { HostMounts } from '../container/HostMounts.js';
 import { HostShell, shq } from '../container/HostShell.js';
 import { AGENT_PATH, AGENT_RUN_DIR, AGENT_SOCKET_NAME, DEFAULT_PIDS_LIMIT } from '../container/OciBundle.js';
 import { findExecutable } from '../container/OciRuntime.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { CGROUP_EXEC } from '../host/cgroupExec.js';
-import { KeyedLock } from '../host/KeyedLock.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
 import { runCommand } from '../host/runCommand.js';
 import { SocketWaiter } from '../host/SocketWaiter.js';
@@ -24,7 +24,7 @@ import {
   ProviderError,
   type SpawnedBunker,
 } from '../Provider.js';
-import { BUNKER_ID_RE, validateSpec } from '../validateSpec.js';
+import { validateSpec } from '../validateSpec.js';
 import { ImageTrees } from './ImageTrees.js';
 
 /** The seccomp wrapper that gives proot bunkers no network (packages/worker/native/nonet). */
@@ -43,7 +43,7 @@ const PROOT_TMP = '/tmp';
 const PROOT_EXIT_WAIT_MS = 2000;
 /** What memory_mb must leave beyond the image copy for proot, the agent and a command. */
 const MIN_RUN_MEMORY_BYTES = 16 * 1048576;
-/** Key of the uid allocation in the per-id lock (no bunker id can contain a NUL). */
+/** Key of the uid allocation in the lifecycle's per-id lock (no bunker id can contain a NUL, so it is no bunker's lock). */
 const UID_LOCK = '\0uid';
 
 export interface ProotProviderOptions {
@@ -116,7 +116,8 @@ export class ProotProvider implements Provider {
   private readonly images: ImageTrees;
   private readonly shell: HostShell;
   private readonly mounts: HostMounts;
-  private readonly lock = new KeyedLock();
+  /** The per-id lock, id check, spawn preamble, destroy semantics, cgroup path and metadata shared with the other providers. */
+  private readonly life: BunkerLifecycle;
   private cgroups?: Cgroups;
   private proot?: string | undefined;
   private setpriv?: string | undefined;
@@ -124,6 +125,12 @@ export class ProotProvider implements Provider {
 
   constructor(opts: ProotProviderOptions) {
     this.opts = opts;
+    // no networking: proot bunkers are `isolated` only
+    this.life = new BunkerLifecycle({
+      isolation: this.isolation,
+      init: () => this.init(),
+      cgroupParent: opts.cgroupParent ?? 'scaibunker-proot',
+    });
     this.baseDir = join(opts.dataDir.replace(/\/+$/, ''), 'proot');
     this.bunkersDir = join(this.baseDir, 'bunkers');
     this.images = new ImageTrees(join(this.baseDir, 'images'));
@@ -132,7 +139,7 @@ export class ProotProvider implements Provider {
   }
 
   cgroupPath(id: string): string {
-    return `/${this.opts.cgroupParent ?? 'scaibunker-proot'}/${id}`;
+    return this.life.cgroupPath(id);
   }
 
   /** Every host cgroup directory a bunker may have (for inspection and tests). */
@@ -210,8 +217,8 @@ export class ProotProvider implements Provider {
 
   // ------------------------------------------------------------------ spawn
 
-  async spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
-    await this.init();
+  /** validateSpec with proot's bounds; a restore is refused here, before anything is created (no snapshots). */
+  private validate(spec: BunkerSpec): void {
     validateSpec(
       spec,
       { minMemoryMb: 16, provider: 'proot', socketPaths: [this.paths(spec.id).socket], networkProfiles: ['isolated'] },
@@ -222,31 +229,38 @@ export class ProotProvider implements Provider {
         'SNAPSHOT_CORRUPT',
         `a proot bunker cannot start from a ${spec.restore.format} snapshot (proot bunkers have no snapshots)`,
       );
-    return this.lock.run(spec.id, () => this.spawnLocked(spec));
+  }
+
+  spawn(spec: BunkerSpec): Promise<SpawnedBunker> {
+    return this.life.spawn(spec, {
+      validate: (s) => this.validate(s),
+      exists: (id) => existsSync(this.paths(id).dir),
+      create: (s) => this.spawnLocked(s),
+    });
   }
 
   private async spawnLocked(spec: BunkerSpec): Promise<SpawnedBunker> {
     const p = this.paths(spec.id);
     const cg = this.cgroups as Cgroups;
     const rel = this.cgroupPath(spec.id);
-    if (existsSync(p.dir)) throw new ProviderError('SPAWN_FAILED', `bunker ${spec.id} already exists`);
-    if (!existsSync(spec.imagePath)) throw new ProviderError('SPAWN_FAILED', `image file ${spec.imagePath} not found`);
     try {
-      const uid = await this.lock.run(UID_LOCK, async () => {
+      const meta = await this.life.withLock(UID_LOCK, async () => {
         const taken = new Set(this.listIds().map((id) => this.readMeta(id)?.uid));
         let n = this.opts.uidBase ?? 2_000_000_000;
         while (taken.has(n)) n++;
         mkdirSync(p.dir, { recursive: true, mode: 0o711 });
-        this.writeMeta(p, {
+        const made: BunkerMeta = {
           id: spec.id,
           imageSha256: spec.imageSha256,
           cgroup: rel,
           uid: n,
           baseUsedBytes: 0,
           createdAt: new Date().toISOString(),
-        });
-        return n;
+        };
+        this.life.writeMeta(p.meta, made);
+        return made;
       });
+      const uid = meta.uid;
       mkdirSync(p.disk);
       mkdirSync(p.run, { mode: 0o700 });
       const tree = await this.images.ensure(spec.imageSha256, spec.imagePath);
@@ -285,8 +299,7 @@ export class ProotProvider implements Provider {
           copied.stderr.trim().slice(-2000),
         );
       const fs = await statfs(p.disk);
-      const meta = this.readMeta(spec.id) as BunkerMeta;
-      this.writeMeta(p, { ...meta, baseUsedBytes: (fs.blocks - fs.bfree) * fs.bsize });
+      this.life.writeMeta(p.meta, { ...meta, baseUsedBytes: (fs.blocks - fs.bfree) * fs.bsize } satisfies BunkerMeta);
       const prootPid = this.launch(p, uid, procs);
       writeFileSync(p.prootPid, String(prootPid));
       const waiter = new SocketWaiter(p.run, AGENT_SOCKET_NAME);
@@ -302,7 +315,7 @@ export class ProotProvider implements Provider {
       return { id: spec.id, agentSocketPath: p.socket, pid: agentPid };
     } catch (e) {
       const details = readText(p.consoleLog).trim().slice(-4000) || undefined;
-      await this.destroyLocked(spec.id).catch(() => {});
+      await this.destroyLocked(spec.id).catch(() => {}); // the spawn's error is the one to report
       if (e instanceof ProviderError) throw new ProviderError(e.code, e.message, e.details ?? details);
       throw new ProviderError('SPAWN_FAILED', `spawn ${spec.id} failed: ${(e as Error).message}`, details);
     }
@@ -357,50 +370,61 @@ export class ProotProvider implements Provider {
 
   // ------------------------------------------------------------------ destroy
 
-  async destroy(id: string): Promise<void> {
-    if (!BUNKER_ID_RE.test(id)) return; // cannot exist
-    try {
-      await this.init();
-    } catch {
-      /* clean up whatever we can even without a usable proot */
-    }
-    await this.lock.run(id, () => this.destroyLocked(id));
+  destroy(id: string): Promise<void> {
+    return this.life.destroy(id, () => this.destroySteps(id));
   }
 
+  /** Under the bunker's lock (a failed spawn cleaning up after itself). */
   private async destroyLocked(id: string): Promise<void> {
+    await this.life.runDestroySteps(id, await this.destroySteps(id));
+  }
+
+  /** What destroying a bunker takes, in order; BunkerLifecycle runs every step and reports each failure. */
+  private async destroySteps(id: string): Promise<DestroyStep[]> {
     const p = this.paths(id);
     const meta = this.readMeta(id);
     const rel = meta?.cgroup ?? this.cgroupPath(id);
     const cg = this.cgroups ?? (await Cgroups.detect());
     const prootPid = readPid(p.prootPid);
-    const errors: string[] = [];
-    // 1. processes: the tracees first, so that proot exits by itself (removing its files in
-    //    /tmp); then whatever is left. proot dying does not take its tracees along, so the
-    //    cgroup is the bunker: remove() SIGKILLs everything in it until it can remove the dirs.
-    try {
-      if (cg.exists(rel)) {
-        if (await cg.isFrozen(rel).catch(() => false)) await cg.thaw(rel).catch(() => {}); // killAll thaws again
-        if (prootPid && processInCgroup(prootPid, rel)) await this.stopTracees(cg, rel, prootPid);
-        await cg.killAll(rel);
-        await cg.remove(rel);
-      }
-    } catch (e) {
-      errors.push(`cgroup: ${(e as Error).message}`);
-    }
-    // proot killed before it could clean up (or it crashed) leaves its loader and glue behind
-    if (prootPid && meta)
-      await removeProotTemps(prootPid, meta.uid).catch((e) => errors.push(`proot temporaries: ${(e as Error).message}`));
-    // 2. the disk tmpfs
-    try {
-      await this.mounts.unmount(await HostMounts.mountsUnder(p.dir));
-    } catch (e) {
-      errors.push(`umount: ${(e as Error).message}`);
-    }
-    // 3. files
-    if ((await HostMounts.mountsUnder(p.dir)).length === 0) {
-      await rm(p.dir, { recursive: true, force: true }).catch((e) => errors.push(`rm: ${(e as Error).message}`));
-    } else errors.push(`mounts left under ${p.dir}`);
-    if (errors.length) throw new Error(`destroy ${id} incomplete: ${errors.join('; ')}`);
+    return [
+      // 1. processes: the tracees first, so that proot exits by itself (removing its files in /tmp)
+      {
+        step: 'tracees',
+        run: async () => {
+          if (!cg.exists(rel)) return;
+          // a frozen tracee never dies (the cgroup step's killAll thaws again: a failure here is not one)
+          if (await cg.isFrozen(rel).catch(() => false)) await cg.thaw(rel).catch(() => {});
+          if (prootPid && processInCgroup(prootPid, rel)) await this.stopTracees(cg, rel, prootPid);
+        },
+      },
+      // 2. whatever is left: proot dying does not take its tracees along, so the cgroup is the
+      //    bunker; remove() SIGKILLs everything in it until it can remove the dirs
+      {
+        step: 'cgroup',
+        run: async () => {
+          if (!cg.exists(rel)) return;
+          await cg.killAll(rel);
+          await cg.remove(rel);
+        },
+      },
+      // 3. a proot killed before it could clean up (or that crashed) leaves its loader and glue in /tmp
+      {
+        step: 'proot temporaries',
+        run: async () => {
+          if (prootPid && meta) await removeProotTemps(prootPid, meta.uid);
+        },
+      },
+      // 4. the disk tmpfs
+      { step: 'umount', run: async () => this.mounts.unmount(await HostMounts.mountsUnder(p.dir)) },
+      // 5. files (never under a mount still there)
+      {
+        step: 'files',
+        run: async () => {
+          if ((await HostMounts.mountsUnder(p.dir)).length) throw new Error(`mounts left under ${p.dir}`);
+          await rm(p.dir, { recursive: true, force: true });
+        },
+      },
+    ];
   }
 
   /** SIGKILLs every process of the bunker but proot, until proot (their tracer) exits or the wait ends. */
@@ -426,7 +450,7 @@ export class ProotProvider implements Provider {
     await this.init();
     const cg = this.cgroups as Cgroups;
     const rel = this.cgroupPath(id);
-    if (!BUNKER_ID_RE.test(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
+    if (!this.life.isBunkerId(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
       throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
     return { cg, rel };
   }
@@ -475,22 +499,14 @@ export class ProotProvider implements Provider {
 
   private listIds(): string[] {
     try {
-      return readdirSync(this.bunkersDir).filter((n) => BUNKER_ID_RE.test(n));
+      return readdirSync(this.bunkersDir).filter((n) => this.life.isBunkerId(n));
     } catch {
       return [];
     }
   }
 
   private readMeta(id: string): BunkerMeta | undefined {
-    try {
-      return JSON.parse(readFileSync(this.paths(id).meta, 'utf8')) as BunkerMeta;
-    } catch {
-      return undefined;
-    }
-  }
-
-  private writeMeta(p: BunkerPaths, meta: BunkerMeta): void {
-    writeFileSync(p.meta, JSON.stringify(meta));
+    return this.life.readMeta<BunkerMeta>(this.paths(id).meta);
   }
 
   async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
