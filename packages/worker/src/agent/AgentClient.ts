@@ -22,6 +22,7 @@ import {
   INITIAL_WINDOW,
   ProtocolError,
 } from './protocol.js';
+import { parseVsockAddress, vsockConnect } from './vsockAddress.js';
 
 export { AgentError } from './AgentError.js';
 /** A file's stat, an exec's outcome and its output handlers: the worker contract's (core/src/worker). */
@@ -387,7 +388,11 @@ function toBuffer(piece: Buffer | Uint8Array | string): Buffer {
   return Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
 }
 
-function connectOnce(path: string): Promise<net.Socket> {
+/** One connection to an agent address (a Unix socket, or a vsock proxy: see vsockAddress.ts), returned paused. */
+function connectOnce(address: string): Promise<net.Socket> {
+  const vsock = parseVsockAddress(address);
+  if (vsock) return vsockConnect(vsock.udsPath, vsock.port);
+  const path = address;
   return new Promise((resolve, reject) => {
     const sock = net.createConnection({ path });
     const onError = (err: Error) => {
@@ -397,6 +402,7 @@ function connectOnce(path: string): Promise<net.Socket> {
     sock.once('error', onError);
     sock.once('connect', () => {
       sock.off('error', onError);
+      sock.pause();
       resolve(sock);
     });
   });
@@ -449,7 +455,7 @@ export class AgentClient {
   }
 
   /**
-   * Connects to the agent's Unix socket, retrying while the socket does not exist yet or
+   * Connects to the agent (its Unix socket, or `vsock:<port>:<uds>`: vsockAddress.ts), retrying while it does not exist yet or
    * refuses connections (the bunker may still be booting), until timeoutMs elapses. With
    * awaitHello, also waits (within the same timeoutMs) for the agent's HELLO frame.
    */
@@ -479,6 +485,7 @@ export class AgentClient {
         continue;
       }
       const client = new AgentClient(sock);
+      sock.resume();
       if (opts?.awaitHello) await client.waitHello(Math.max(0, deadline - Date.now()));
       return client;
     }
