@@ -18,6 +18,7 @@ export {
 } from './providers/createProviders.js';
 export { DockerProvider, type DockerProviderOptions } from './providers/docker/DockerProvider.js';
 export { loadProviderModule, type PluginProviderOptions, PROVIDER_METHODS, providerContractGaps } from './providers/loadProviderModule.js';
+export { FirecrackerVmm } from './providers/microvm/firecracker/FirecrackerVmm.js';
 export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';
 export * from './providers/Provider.js';
 export * from './WorkerApi.js';

@@ -10,6 +10,7 @@ import type { BunkerNetworking } from './BunkerNetworking.js';
 import { ContainerProvider } from './container/ContainerProvider.js';
 import { DockerProvider } from './docker/DockerProvider.js';
 import { loadProviderModule } from './loadProviderModule.js';
+import { FirecrackerVmm } from './microvm/firecracker/FirecrackerVmm.js';
 import { MicrovmProvider } from './microvm/MicrovmProvider.js';
 import type { Isolation, Provider } from './Provider.js';
 
@@ -31,6 +32,9 @@ export interface ProviderSettings {
   containerRuntime?: ContainerRuntimeSetting;
   /** The Docker daemon's socket for `docker` (default DOCKER_HOST, else /var/run/docker.sock). */
   dockerHost?: string;
+  /** The microVM monitor (default qemu); firecracker needs `firecrackerBin` or `firecracker` on PATH, and KVM. */
+  vmm?: 'qemu' | 'firecracker';
+  firecrackerBin?: string;
   /** Plugin provider modules (`--provider-module`), each replacing the built-in of its isolation. */
   providerModules?: string[];
   log?: (message: string) => void;
@@ -88,12 +92,14 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
             dataDir: s.dataDir,
             snapshots: s.snapshots === false ? 'off' : 'auto',
             ...(s.networking ? { networking: s.networking } : {}),
+            ...(s.vmm === 'firecracker' ? { vmm: new FirecrackerVmm(s.firecrackerBin ?? 'firecracker') } : {}),
           });
     try {
       await provider.init();
       out.push(provider);
     } catch (err) {
-      if (wanted !== 'auto' || (isolation === 'container' && runtime !== 'auto'))
+      // an explicit choice that cannot be had is an error, not a quietly missing isolation
+      if (wanted !== 'auto' || (isolation === 'container' && runtime !== 'auto') || (isolation === 'microvm' && s.vmm === 'firecracker'))
         throw new Error(`${isolation} isolation is not available on this host: ${(err as Error).message}`);
       log(`${isolation} isolation not offered: ${(err as Error).message}`);
     }

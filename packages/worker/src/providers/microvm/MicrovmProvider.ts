@@ -1,6 +1,6 @@
 /**
- * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary; KVM where it boots a
- * guest, TCG otherwise): the Debian cloud kernel + our initramfs, the image's ext4 behind a
+ * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary, KVM where it boots a
+ * guest, TCG otherwise; or Firecracker, KVM only, raw disks, cold boots — see firecracker/): the Debian cloud kernel + our initramfs, the image's ext4 behind a
  * per-bunker qcow2 overlay, and the agent as the guest's PID 1 on a virtio-serial port whose
  * host end is a Unix socket — so the worker drives a VM exactly like a container.
  *
@@ -50,6 +50,7 @@ import type { AccelProbe } from './Accelerator.js';
 import { GuestAssets } from './GuestAssets.js';
 import { nameserverOf, plumbGuestNic } from './GuestNic.js';
 import { QemuVmm } from './QemuVmm.js';
+import { RawRootDisk } from './RawRootDisk.js';
 import { RestoreArchiveError, RootOverlay } from './RootOverlay.js';
 import { type SnapshotFiles, type SnapshotLogger, SnapshotTemplates, type VmShape } from './SnapshotTemplates.js';
 import type { Accel, VmControl, VmFiles, VmMemory, Vmm, VmStart } from './Vmm.js';
@@ -148,8 +149,12 @@ export class MicrovmProvider implements Provider {
     return this.accelProbe.accel;
   }
 
+  /**
+   * A raw-disk VMM (Firecracker) always boots cold: its driver writes and loads snapshots, but
+   * the templates here are qcow2 overlay chains, which Firecracker cannot open.
+   */
   get snapshotMode(): 'auto' | 'manual' | 'off' {
-    return this.opts.snapshots ?? 'auto';
+    return this.vmm.diskFormat === 'raw' ? 'off' : (this.opts.snapshots ?? 'auto');
   }
 
   cgroupPath(id: string): string {
@@ -162,7 +167,7 @@ export class MicrovmProvider implements Provider {
   }
 
   paths(id: string): VmPaths {
-    return vmPaths(join(this.vmsDir, id));
+    return vmPaths(join(this.vmsDir, id), this.vmm.diskFormat);
   }
 
   // ------------------------------------------------------------------ init
@@ -249,6 +254,11 @@ export class MicrovmProvider implements Provider {
     const shape = this.shapeOf(spec);
     const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
     if (spec.diskMb < imageMb) throw new ProviderError('LIMIT_INVALID', `diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`);
+    if (spec.restore && this.vmm.diskFormat === 'raw')
+      throw new ProviderError(
+        'SNAPSHOT_CORRUPT',
+        'this worker runs microVMs on Firecracker, which cannot start from a microvm-qcow2 disk delta',
+      );
     if (spec.restore && spec.restore.format !== 'microvm-qcow2')
       throw new ProviderError('SNAPSHOT_CORRUPT', `a microvm cannot start from a ${spec.restore.format} snapshot (microvm-qcow2 only)`);
     const key = this.snapshotKey(shape);
@@ -292,7 +302,8 @@ export class MicrovmProvider implements Provider {
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
     try {
       writeFileSync(p.meta, JSON.stringify(meta));
-      if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
+      if (this.vmm.diskFormat === 'raw') await RawRootDisk.create(p.disk, spec.imagePath, spec.diskMb);
+      else if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
       else if (spec.restore) await RootOverlay.fromDelta(p.disk, spec.restore.archivePath, spec.imagePath, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
       mark('disk');
@@ -318,7 +329,7 @@ export class MicrovmProvider implements Provider {
       mark('identity');
       if (TRACE) process.stderr.write(`[microvm] spawn ${spec.id}: ${marks.join(' ')}\n`);
       if (!snapshot && !networked && !spec.restore && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
-      return { id: spec.id, agentSocketPath: p.agentSock, pid: vm.pid, agent };
+      return { id: spec.id, agentSocketPath: this.vmm.agentAddress(p), pid: vm.pid, agent };
     } catch (e) {
       agent?.close();
       const tail = consoleTail(p.console);
@@ -379,7 +390,7 @@ export class MicrovmProvider implements Provider {
   /** SnapshotMaker: boots `shape` cold in `dir` with its RAM in `ram`, snapshots it, stops it. */
   private async makeSnapshot(shape: VmShape, dir: string, files: { disk: string; ram: string; state: string }): Promise<void> {
     const id = `snap-${randomBytes(6).toString('hex')}`;
-    const p: VmPaths = { ...vmPaths(dir), disk: files.disk };
+    const p: VmPaths = { ...vmPaths(dir, this.vmm.diskFormat), disk: files.disk };
     const rel = this.cgroupPath(id);
     const cg = this.cgroups as Cgroups;
     let control: VmControl | undefined;
@@ -487,6 +498,8 @@ export class MicrovmProvider implements Provider {
    */
   async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
     await this.init();
+    if (this.vmm.diskFormat === 'raw')
+      throw new ProviderError('RUNTIME_UNAVAILABLE', "snapshots of a bunker's files are not available for microVMs on Firecracker yet");
     return this.lock.run(id, async (): Promise<LayerFormat> => {
       const p = this.paths(id);
       const meta = this.readMeta(id);
@@ -547,7 +560,7 @@ export class MicrovmProvider implements Provider {
       const meta = this.readMeta(id);
       const running = !!meta?.pid && processInCgroup(meta.pid, meta.cgroup) && existsSync(p.agentSock);
       if (running && existsSync(join(p.dir, SNAPSHOT_PAUSE_MARKER))) await this.resumeAfterSnapshot(id);
-      out.push({ id, running, agentSocketPath: p.agentSock });
+      out.push({ id, running, agentSocketPath: this.vmm.agentAddress(p) });
     }
     return out;
   }
@@ -587,11 +600,11 @@ export class MicrovmProvider implements Provider {
   }
 }
 
-function vmPaths(dir: string): VmPaths {
+function vmPaths(dir: string, diskFormat: Vmm['diskFormat']): VmPaths {
   return {
     dir,
     meta: join(dir, 'vm.json'),
-    disk: join(dir, 'root.qcow2'),
+    disk: join(dir, diskFormat === 'raw' ? 'root.raw' : 'root.qcow2'),
     agentSock: join(dir, 'agent.sock'),
     controlSock: join(dir, 'control.sock'),
     console: join(dir, 'console.log'),
