@@ -2,6 +2,8 @@
 
 export type { FileStat, HealthInfo } from './agent/AgentClient.js';
 export { AgentClient, AgentError } from './agent/AgentClient.js';
+export { Certification, type CertifyCheck, type CertifyReport } from './certify/Certification.js';
+export type { CertifyConfig } from './certify/CertifyConfig.js';
 export { Worker, type WorkerCapacity, type WorkerLogger, type WorkerNetworking, type WorkerOptions } from './daemon/Worker.js';
 export { HttpControllerLink, type HttpControllerLinkOptions } from './http/HttpControllerLink.js';
 export { HttpWorkerClient } from './http/HttpWorkerClient.js';
