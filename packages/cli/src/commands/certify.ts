@@ -119,7 +119,10 @@ export function registerCertifyCommand(program: Command): void {
           ...(o.only.length ? { only: o.only } : {}),
           onCheck: (c) => {
             if (o.json) return;
-            if (c.suite !== suite) process.stdout.write(`${(suite = c.suite)}\n`);
+            if (c.suite !== suite) {
+              suite = c.suite;
+              process.stdout.write(`${suite}\n`);
+            }
             process.stdout.write(checkLine(c));
           },
         });
