@@ -62,6 +62,8 @@ export interface ConnectOptions {
    * connection is closed and connect() rejects with AgentError 'TIMEOUT'. Default false.
    */
   awaitHello?: boolean;
+  /** Stops retrying (rejects with CONNECT_FAILED) once aborted, e.g. when the VM it waits for is gone. */
+  signal?: AbortSignal;
 }
 
 /** `identity` request: every member optional, at least one required (PROTOCOL.md §3.4). */
@@ -474,6 +476,8 @@ export class AgentClient {
             cause: err,
           });
         }
+        if (opts?.signal?.aborted)
+          throw new AgentError('CONNECT_FAILED', `connect ${socketPath}: given up (${String(opts.signal.reason)})`);
         const left = deadline - Date.now();
         if (left <= 0) {
           throw new AgentError('CONNECT_TIMEOUT', `agent socket ${socketPath} not ready after ${timeoutMs} ms (${code})`, {

@@ -16,8 +16,10 @@ import { FirecrackerApi } from '../../src/providers/microvm/firecracker/Firecrac
 import { FirecrackerApiError } from '../../src/providers/microvm/firecracker/FirecrackerApiError.js';
 import { AGENT_VSOCK_PORT } from '../../src/providers/microvm/firecracker/FirecrackerMachine.js';
 import { FirecrackerVmm } from '../../src/providers/microvm/firecracker/FirecrackerVmm.js';
+import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
 import type { StartedVm, VmFiles, VmMemory, VmStart } from '../../src/providers/microvm/Vmm.js';
 import { VmStartError } from '../../src/providers/microvm/VmStartError.js';
+import { ProviderError } from '../../src/providers/Provider.js';
 import { FirecrackerApiDouble, type LoggedRequest } from '../firecracker/FirecrackerApiDouble.js';
 import { pidAlive } from './support.js';
 
@@ -37,7 +39,13 @@ after(() => {
 
 let seq = 0;
 /** An executable that runs the double with these knobs, and the NDJSON log it writes. */
-function doubleBinary(knobs: { fault?: string; exitOn?: string } = {}): { binary: string; log: string; requests(): LoggedRequest[] } {
+function doubleBinary(knobs: { fault?: string; exitOn?: string } = {}): {
+  binary: string;
+  log: string;
+  requests(): LoggedRequest[];
+  /** The requests that change the VM (GETs left out: the driver asks GET /version to see the API up). */
+  changes(): LoggedRequest[];
+} {
   const n = ++seq;
   const log = join(root, `requests-${n}.ndjson`);
   const binary = join(root, `firecracker-${n}`);
@@ -55,7 +63,7 @@ function doubleBinary(knobs: { fault?: string; exitOn?: string } = {}): { binary
           .split('\n')
           .map((l) => JSON.parse(l) as LoggedRequest)
       : [];
-  return { binary, log, requests };
+  return { binary, log, requests, changes: () => requests().filter((r) => r.method !== 'GET') };
 }
 
 /** A VM directory as the microvm provider lays it out, with a raw root disk and a guest kernel + initramfs. */
@@ -139,7 +147,7 @@ describe('FirecrackerVmm against the double', () => {
     const vm = await startVm(vmm, startOptions(files));
     assert.equal((await vm.agent.hello).pid, 1);
     assert.ok(pidAlive(vm.pid));
-    const reqs = fc.requests();
+    const reqs = fc.changes();
     assert.deepEqual(
       reqs.map((r) => [r.method, r.path, r.status]),
       [
@@ -218,7 +226,7 @@ describe('FirecrackerVmm against the double', () => {
     const restored = await startVm(new FirecrackerVmm(fc2.binary), startOptions(clone, { kind: 'restore', ram, state }));
     assert.equal((await restored.agent.hello).pid, 1);
     assert.deepEqual(
-      fc2.requests().map((r) => [r.method, r.path, r.status, r.body]),
+      fc2.changes().map((r) => [r.method, r.path, r.status, r.body]),
       [['PUT', '/snapshot/load', 204, { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: ram }, resume_vm: true }]],
     );
   });
@@ -265,5 +273,51 @@ describe('FirecrackerVmm against the double', () => {
     await assert.rejects(vmm.start({ ...startOptions(vmDir()), accel: 'tcg' }), /KVM only/);
     assert.match((await FirecrackerVmm.unavailableReason(join(root, 'no-such-firecracker'))) ?? '', /does not run/);
     assert.match((await FirecrackerVmm.unavailableReason('/bin/true')) ?? '', /not a Firecracker version/);
+  });
+});
+
+describe('the microvm provider on Firecracker (the double)', () => {
+  /** A guest directory as scripts/build-guest-kernel.sh writes it, loading `modules`. */
+  function guestDir(modules: string[]): string {
+    const dir = join(root, `guest-${++seq}`);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'vmlinuz'), 'kernel');
+    writeFileSync(join(dir, 'initramfs.cpio.gz'), 'initrd');
+    const file = { sha256: '0'.repeat(64), size_bytes: 6 };
+    writeFileSync(
+      join(dir, 'guest.json'),
+      JSON.stringify({ kernel_version: 'test', modules, files: { vmlinuz: file, 'initramfs.cpio.gz': file } }),
+    );
+    return dir;
+  }
+
+  function provider(guest: string): MicrovmProvider {
+    const dataDir = join(root, `data-${++seq}`);
+    return new MicrovmProvider({
+      dataDir,
+      guestDir: guest,
+      vmm: new FirecrackerVmm(doubleBinary().binary),
+      accelCacheFile: join(dataDir, 'accel.json'),
+      cgroupParent: 'scaibunker-fc-test',
+      logger: { info: () => {}, warn: () => {} },
+    });
+  }
+
+  test('refuses to start while the guest has no vsock driver for the agent channel', async () => {
+    const p = provider(guestDir(['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_blk', 'virtio_console']));
+    await assert.rejects(
+      p.init(),
+      (e: unknown) => e instanceof ProviderError && e.code === 'RUNTIME_UNAVAILABLE' && /vsock, vmw_vsock_virtio_transport/.test(e.message),
+    );
+  });
+
+  test('with a vsock guest: KVM probed by booting under Firecracker, raw root disks, cold boots only', async () => {
+    const p = provider(guestDir(['virtio_blk', 'vsock', 'vmw_vsock_virtio_transport']));
+    await p.init();
+    assert.equal(p.accel, 'kvm');
+    assert.match((await p.health()).details ?? '', /kernel banner under Firecracker/);
+    assert.equal(p.snapshotMode, 'off');
+    assert.match(p.paths('b1').disk, /\/root\.raw$/);
+    await p.shutdown();
   });
 });

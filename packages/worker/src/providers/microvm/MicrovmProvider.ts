@@ -186,6 +186,12 @@ export class MicrovmProvider implements Provider {
     } catch (e) {
       throw new ProviderError('RUNTIME_UNAVAILABLE', `the VMM is not runnable: ${(e as Error).message}`);
     }
+    const missing = this.vmm.requiredGuestModules.filter((m) => !this.guest?.modules.includes(m));
+    if (missing.length)
+      throw new ProviderError(
+        'RUNTIME_UNAVAILABLE',
+        `${this.vmmVersion} needs guest kernel modules the initramfs in ${this.guest.dir} does not load: ${missing.join(', ')} (the agent channel of this VMM)`,
+      );
     this.cgroups = await Cgroups.detect();
     await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
     await this.snapshots.init();

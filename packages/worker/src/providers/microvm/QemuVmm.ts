@@ -57,6 +57,8 @@ class QmpControl implements VmControl {
 
 export class QemuVmm implements Vmm {
   readonly diskFormat = 'qcow2';
+  /** Built into every guest this provider ever built (virtio-serial is the agent channel). */
+  readonly requiredGuestModules: readonly string[] = [];
 
   constructor(readonly binary = 'qemu-system-x86_64') {}
 

@@ -70,6 +70,11 @@ export interface StartedVm {
 export interface Vmm {
   /** The root disk format the VMM reads: 'qcow2' (overlays over the image) or 'raw' (a file of its own). */
   readonly diskFormat: 'qcow2' | 'raw';
+  /**
+   * Guest kernel modules the VMM's devices need in the initramfs (guest.json `modules`; the
+   * provider refuses to start without them): Firecracker's agent channel is virtio-vsock.
+   */
+  readonly requiredGuestModules: readonly string[];
   /** The agent's address for AgentClient.connect (what the provider reports as agentSocketPath). */
   agentAddress(files: VmFiles): string;
   /** Identifies the VMM build; part of every snapshot key. Throws when it cannot run. */

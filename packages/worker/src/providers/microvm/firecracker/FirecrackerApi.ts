@@ -16,6 +16,27 @@ export class FirecrackerApi {
     private readonly timeoutMs = 10_000,
   ) {}
 
+  /**
+   * Resolves once the API answers (GET /version), retrying while its socket does not exist or
+   * is bound but not listening yet — Firecracker binds, then listens, and no event tells the
+   * second step — until `timeoutMs`.
+   */
+  async whenListening(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let delay = 5;
+    for (;;) {
+      try {
+        await this.get('/version');
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() + delay > deadline) throw e;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 100);
+    }
+  }
+
   put(path: string, body: unknown): Promise<void> {
     return this.call('PUT', path, body).then(() => undefined);
   }

@@ -58,6 +58,7 @@ export class FirecrackerKvmProbe {
       const steps = (async () => {
         await waitForFile(sock, PROBE_TIMEOUT_MS);
         const api = new FirecrackerApi(sock, PROBE_TIMEOUT_MS);
+        await api.whenListening(PROBE_TIMEOUT_MS);
         await api.put('/machine-config', { vcpu_count: 1, mem_size_mib: 128, smt: false });
         await api.put('/boot-source', { kernel_image_path: kernelPath, boot_args: 'console=ttyS0 panic=-1 rdinit=/scaibunker-kvm-probe' });
         await api.put('/serial', { serial_out_path: 'console.log' });
