@@ -78,9 +78,9 @@ class FirecrackerControl implements VmControl {
 export class FirecrackerVmm implements Vmm {
   readonly diskFormat = 'raw';
   /**
-   * The agent channel is virtio-vsock. scripts/build-guest-kernel.sh does not put these in the
-   * initramfs yet, nor does the guest /init start the agent with a vsock listener: until it
-   * does, a microvm provider on Firecracker refuses to start, naming this.
+   * The agent channel is virtio-vsock: guests built by scripts/build-guest-kernel.sh before it
+   * carried the vsock driver (guest.json `modules`) make a microvm provider on Firecracker
+   * refuse to start, naming what is missing.
    */
   readonly requiredGuestModules: readonly string[] = ['vsock', 'vmw_vsock_virtio_transport'];
 
