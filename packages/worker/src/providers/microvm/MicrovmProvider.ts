@@ -1,8 +1,10 @@
 /**
- * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary, KVM where it boots a
- * guest, TCG otherwise; or Firecracker, KVM only, raw disks, cold boots — see firecracker/): the Debian cloud kernel + our initramfs, the image's ext4 behind a
+ * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary; KVM where it boots a
+ * guest, TCG otherwise): the Debian cloud kernel + our initramfs, the image's ext4 behind a
  * per-bunker qcow2 overlay, and the agent as the guest's PID 1 on a virtio-serial port whose
- * host end is a Unix socket — so the worker drives a VM exactly like a container.
+ * host end is a Unix socket — so the worker drives a VM exactly like a container. On
+ * Firecracker (firecracker/, KVM only) the disk is a raw copy of the image, the agent is on
+ * virtio-vsock, and VMs always boot cold.
  *
  * Networks: an `isolated` VM has no NIC. A `registry`/`allowlisted`/`unrestricted` one gets the
  * same netns + veth + host-side rules as a container (`networking.attach`), a virtio-net NIC on
