@@ -81,14 +81,15 @@ export interface Vmm {
   version(): Promise<string>;
   /** Which accelerator to use for `mode`, and why (bounded probe; cached per host boot). */
   detectAccel(mode: 'auto' | Accel, cacheFile: string, kernel: { path: string; sha256: string }): Promise<{ accel: Accel; reason: string }>;
-  /** Starts a VM (paused until its agent channel is attached) and waits for the agent. */
+  /** Starts (boots or restores) a VM and waits for the agent's HELLO on its channel. */
   start(o: VmStart): Promise<StartedVm>;
   /** Re-attaches to a VM a previous worker started. */
   attach(files: VmFiles): Promise<VmControl>;
   /**
-   * Takes a template VM (memory kind 'template') to a snapshot: detaches the agent and waits
-   * until the guest agent is back to waiting for a host, stops the VM, writes the device
-   * state to `statePath`. The RAM is already in the template's file.
+   * Takes a template VM (memory kind 'template') to a snapshot: detaches the agent so that the
+   * guest agent is back to waiting for a host, stops the VM, writes the device state to
+   * `statePath`; the guest RAM ends up in the template's RAM file (QEMU writes through to it
+   * all along, Firecracker writes it with the snapshot).
    */
   snapshot(vm: StartedVm, statePath: string, timeoutMs: number): Promise<void>;
 }
