@@ -118,7 +118,8 @@ export class FirecrackerVmm implements Vmm {
       version: await this.version(),
       kernelPath: kernel.path,
       kernelSha256: kernel.sha256,
-      cacheFile,
+      // beside QEMU's answer, not over it (certify asks both on one host)
+      cacheFile: cacheFile.replace(/(\.json)?$/, '-firecracker.json'),
     });
     if (!probe.ok) throw new Error(`Firecracker cannot boot a guest on this host's KVM: ${probe.reason}`);
     return { accel: 'kvm' as const, reason: probe.reason };
