@@ -37,12 +37,14 @@ interface TestEventData {
   details: { duration_ms: number; type?: 'suite' | 'test'; error?: Error & { cause?: unknown; failureType?: string } };
 }
 
-/** The suite file next to this one: .ts when running from source (the child needs tsx's loader), .js when built. */
+/**
+ * The suite file next to this one (.ts from source, .js when built), run under tsx's loader
+ * either way: a plugin module may import `@scaibunker/worker`, whose exports are TypeScript.
+ */
 function suiteFile(): { file: string; execArgv: string[] } {
   const here = fileURLToPath(import.meta.url);
-  const ext = extname(here);
-  const file = join(dirname(here), `certifySuite${ext}`);
-  return { file, execArgv: ext === '.ts' ? ['--import', fileURLToPath(import.meta.resolve('tsx'))] : [] };
+  const file = join(dirname(here), `certifySuite${extname(here)}`);
+  return { file, execArgv: ['--import', fileURLToPath(import.meta.resolve('tsx'))] };
 }
 
 export class Certification {
