@@ -7,8 +7,9 @@
 #   vmlinuz             Debian's cloud kernel (linux-image-<ver>-cloud-amd64, the version the
 #                       linux-image-cloud-amd64 metapackage depends on), never installed to /boot
 #   initramfs.cpio.gz   busybox-static + the virtio modules the cloud kernel has as modules
-#                       (virtio, virtio_ring, virtio_mmio, virtio_blk, virtio_console, and
-#                       virtio_net with its failover/net_failover dependencies) + /init
+#                       (virtio, virtio_ring, virtio_mmio, virtio_blk, virtio_console,
+#                       virtio_net with its failover/net_failover dependencies, and vsock with
+#                       vmw_vsock_virtio_transport(_common) for Firecracker) + /init
 #   guest.json          { kernel_version, key, files: { name: { sha256, size_bytes } } }
 #
 # How the guest boots (QEMU -M microvm, see packages/worker/src/providers/microvm/):
@@ -22,7 +23,10 @@
 #   `switch_root`s to `/.scaibunker/agent --serial /dev/vportNpM` as PID 1.
 #   Boot progress goes to /dev/kmsg ("[init] …"), i.e. to the hvc0 console log.
 #   Kernel parameters read by /init: scaibunker.root=/dev/vda, scaibunker.port=<name>,
-#   scaibunker.resize=0 (skip growing the filesystem). A networked bunker (a virtio-net NIC
+#   scaibunker.resize=0 (skip growing the filesystem). Under Firecracker (no virtio-serial) the
+#   agent channel is virtio-vsock instead: scaibunker.vsock=<port> makes /init load the vsock
+#   modules (only then), skip the wait for the serial port and start the agent with
+#   `--vsock <port>`; guest.json's `modules` tells the worker that this guest can do that. A networked bunker (a virtio-net NIC
 #   whose TAP the worker plumbs on the host) also gets scaibunker.ip=<addr>/<len>,
 #   scaibunker.gw=<gateway> and scaibunker.dns=<nameserver>: /init brings eth0 up with that
 #   address and default route (IPv6 off: bunkers are IPv4-only) and writes the bunker's
@@ -45,7 +49,8 @@ OUT_DIR=${SCAIBUNKER_GUEST_DIR:-/var/lib/scaibunker/guest}
 CACHE_DIR=${SCAIBUNKER_BUILD_CACHE:-/var/cache/scaibunker}/guest
 FORCE=${SCAIBUNKER_GUEST_FORCE:-0}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
-MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net)
+MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net
+  vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
 
 log() { echo "[guest] $*"; }
 die() { echo "[guest] error: $*" >&2; exit 1; }
@@ -96,15 +101,15 @@ fi
 if [ -n "${SCAIBUNKER_KERNEL_PACKAGE:-}" ]; then
   KPKG=$SCAIBUNKER_KERNEL_PACKAGE
 else
-  KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !k { k = $2 } END { print k }')
   if [ -z "$KPKG" ]; then
     apt-get update -q >/dev/null 2>&1 || true
-    KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !k { k = $2 } END { print k }')
   fi
   [ -n "$KPKG" ] || die "cannot resolve linux-image-cloud-amd64 (is the Debian mirror reachable?)"
 fi
 KVER=${KPKG#linux-image-}
-KPKG_VERSION=$(apt-cache policy "$KPKG" 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+KPKG_VERSION=$(apt-cache policy "$KPKG" 2>/dev/null | awk '/Candidate:/ && !v { v = $2 } END { print v }')
 [ -n "$KPKG_VERSION" ] && [ "$KPKG_VERSION" != "(none)" ] || die "no candidate version for $KPKG"
 
 KEY=$(printf '%s\nkernel=%s=%s\n' "$LOCAL_INPUTS" "$KPKG" "$KPKG_VERSION" | sha256sum | cut -d' ' -f1)
@@ -145,7 +150,8 @@ CONFIG="$WORK/pkg/boot/config-$KVER"
 # ---------------------------------------------------------------- modules
 # Which of the drivers we need are modules (=m) rather than built in (=y)?
 declare -A CFG_OF=([virtio_ring]=VIRTIO [virtio]=VIRTIO [virtio_mmio]=VIRTIO_MMIO [virtio_blk]=VIRTIO_BLK [virtio_console]=VIRTIO_CONSOLE
-  [failover]=FAILOVER [net_failover]=NET_FAILOVER [virtio_net]=VIRTIO_NET)
+  [failover]=FAILOVER [net_failover]=NET_FAILOVER [virtio_net]=VIRTIO_NET
+  [vsock]=VSOCKETS [vmw_vsock_virtio_transport_common]=VIRTIO_VSOCKETS_COMMON [vmw_vsock_virtio_transport]=VIRTIO_VSOCKETS)
 grep -q '^CONFIG_EXT4_FS=y' "$CONFIG" || die "the kernel has ext4 as a module; add it to MODULES"
 grep -q '^CONFIG_DEVTMPFS=y' "$CONFIG" || die "the kernel lacks devtmpfs"
 grep -q '^CONFIG_ACPI=y' "$CONFIG" || die "the kernel lacks ACPI (needed to find microvm's virtio-mmio devices)"
@@ -203,11 +209,12 @@ mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 log() { echo "[init] $*" >/dev/kmsg; }
 fail() { log "FATAL: $*"; sleep 1; echo o >/proc/sysrq-trigger; poweroff -f; }
 
-ROOT=/dev/vda PORT=org.scaibunker.agent RESIZE=1 NET_IP= NET_GW= NET_DNS=
+ROOT=/dev/vda PORT=org.scaibunker.agent VSOCK= RESIZE=1 NET_IP= NET_GW= NET_DNS=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     scaibunker.root=*) ROOT=${arg#*=} ;;
     scaibunker.port=*) PORT=${arg#*=} ;;
+    scaibunker.vsock=*) VSOCK=${arg#*=} ;;
     scaibunker.resize=*) RESIZE=${arg#*=} ;;
     scaibunker.ip=*) NET_IP=${arg#*=} ;;
     scaibunker.gw=*) NET_GW=${arg#*=} ;;
@@ -216,6 +223,8 @@ for arg in $(cat /proc/cmdline); do
 done
 
 while read -r m; do
+  # the vsock driver only for a VMM whose agent channel it is (Firecracker)
+  case "$m" in vsock|vmw_vsock_*) [ -n "$VSOCK" ] || continue ;; esac
   insmod "/lib/modules/$m.ko" || fail "insmod $m"
 done </lib/modules/load.list
 log "modules loaded"
@@ -244,7 +253,7 @@ while [ ! -b "$ROOT" ]; do
 done
 DEV=
 i=0
-while [ -z "$DEV" ]; do
+while [ -z "$VSOCK" ] && [ -z "$DEV" ]; do
   for p in /sys/class/virtio-ports/*; do
     [ -f "$p/name" ] && [ "$(cat "$p/name")" = "$PORT" ] && DEV=/dev/${p##*/}
   done
@@ -252,7 +261,7 @@ while [ -z "$DEV" ]; do
   DEV=
   i=$((i + 1)); [ $i -lt 1000 ] || fail "no virtio-serial port named $PORT"; sleep 0.01
 done
-log "root $ROOT, agent port $DEV"
+log "root $ROOT, agent ${DEV:-on vsock port $VSOCK}"
 
 if [ "$RESIZE" = 1 ]; then
   DISK_BYTES=$(( $(cat /sys/class/block/${ROOT##*/}/size) * 512 ))
@@ -274,7 +283,8 @@ if [ -n "$NET_DNS" ]; then
   rm -f /newroot/etc/resolv.conf
   printf 'nameserver %s\noptions attempts:2 timeout:2\n' "$NET_DNS" >/newroot/etc/resolv.conf || fail "writing /etc/resolv.conf"
 fi
-log "switching to /.scaibunker/agent --serial $DEV"
+if [ -n "$VSOCK" ]; then CHANNEL="--vsock $VSOCK"; else CHANNEL="--serial $DEV"; fi
+log "switching to /.scaibunker/agent $CHANNEL"
 mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
@@ -282,7 +292,8 @@ mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /newroot/tmp
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620 devpts /newroot/dev/pts
 mount -t tmpfs -o nosuid,nodev,mode=1777 shm /newroot/dev/shm
-exec switch_root /newroot /.scaibunker/agent --serial "$DEV" </dev/null >/newroot/dev/kmsg 2>&1
+# shellcheck disable=SC2086 # CHANNEL is two words
+exec switch_root /newroot /.scaibunker/agent $CHANNEL </dev/null >/newroot/dev/kmsg 2>&1
 INIT
 chmod 0755 "$R/init"
 

@@ -127,3 +127,24 @@ test('runtime flags that could not take effect are refused before anything start
   assert.match(networked.output, /add --network off/);
   assert.deepEqual(readdirSync(data.dir), [], 'nothing was made');
 });
+
+test('--vmm firecracker without a runnable Firecracker, or its flags astray, is refused before anything starts', async () => {
+  const data = tempDataDir();
+  dirs.push(data);
+  const port = String(await freePort());
+  const serve = (...args: string[]) => runToExit(['serve', '--port', port, '--data-dir', data.dir, ...args]);
+  const missing = await serve('--vmm', 'firecracker', '--firecracker-bin', `${data.dir}/no-such-firecracker`);
+  assert.equal(missing.code, 1, missing.output);
+  assert.match(missing.output, /--vmm firecracker: the Firecracker binary .*no-such-firecracker does not run/);
+  const notFirecracker = await serve('--vmm', 'firecracker', '--firecracker-bin', '/bin/true');
+  assert.equal(notFirecracker.code, 1, notFirecracker.output);
+  assert.match(notFirecracker.output, /not a Firecracker version/);
+  const stray = await serve('--firecracker-bin', '/usr/bin/firecracker');
+  assert.equal(stray.code, 1, stray.output);
+  assert.match(stray.output, /--firecracker-bin is used only with --vmm firecracker/);
+  const containersOnly = await serve('--vmm', 'firecracker', '--isolations', 'container');
+  assert.match(containersOnly.output, /add microvm to --isolations/);
+  const unknown = await serve('--vmm', 'cloud-hypervisor');
+  assert.match(unknown.output, /--vmm: expected qemu or firecracker/);
+  assert.deepEqual(readdirSync(data.dir), [], 'nothing was made');
+});

@@ -2,6 +2,7 @@
  *
  *   scaibunker-agent --listen /.scaibunker/run/agent.sock [--no-init]
  *   scaibunker-agent --serial /dev/vport0p1|org.scaibunker.agent [--no-init]   (VMs, serial.c)
+ *   scaibunker-agent --vsock PORT [--no-init]   (Firecracker VMs: connections over virtio-vsock)
  */
 #include "agent.h"
 
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/vm_sockets.h>
 
 int g_epfd = -1;
 int64_t g_start_ns;
@@ -27,6 +29,7 @@ struct src g_listen, g_sig;
 extern int g_no_children;
 
 static const char *g_sock_path;
+static const char *g_vsock_port; /* --vsock: listen on this AF_VSOCK port instead of a Unix socket */
 static const char *g_serial_port; /* --serial */
 static int g_is_init;
 static int64_t g_shutdown_deadline; /* 0 = running */
@@ -38,6 +41,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: scaibunker-agent --listen SOCKET_PATH [--no-init]\n"
             "       scaibunker-agent --serial PORT_DEVICE|PORT_NAME [--no-init]\n"
+            "       scaibunker-agent --vsock PORT [--no-init]\n"
             "       scaibunker-agent --version\n"
             "\n"
             "Serves the ScaiBunker agent protocol (see PROTOCOL.md) on a Unix socket.\n"
@@ -122,6 +126,34 @@ static int listen_on(const char *path)
     return fd;
 }
 
+/* --vsock: every guest CID's PORT (the VMM's vsock device proxies the host's connections to it);
+ * an accepted connection is an ordinary one, exactly like an accepted Unix-socket connection. */
+static int listen_vsock(const char *port_text)
+{
+    char *end;
+    unsigned long port = strtoul(port_text, &end, 10);
+    if (!*port_text || *end || port == 0 || port > 0xfffffffeUL) {
+        logmsg("--vsock: not a port number: %s", port_text);
+        return -1;
+    }
+    struct sockaddr_vm sa;
+    memset(&sa, 0, sizeof sa);
+    sa.svm_family = AF_VSOCK;
+    sa.svm_cid = VMADDR_CID_ANY;
+    sa.svm_port = (unsigned int)port;
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        logmsg("vsock socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 64)) {
+        logmsg("vsock port %lu: %s", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static void finish(int code)
 {
     if (g_sock_path && g_listen.fd >= 0) unlink(g_sock_path);
@@ -141,7 +173,7 @@ static void begin_shutdown(int sig)
     }
     logmsg("received %s: terminating all processes", sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (g_listen.fd >= 0) {
-        unlink(g_sock_path);
+        if (g_sock_path) unlink(g_sock_path);
         src_close(&g_listen);
     }
     kill(-1, SIGTERM); /* everything but us */
@@ -176,6 +208,8 @@ int main(int argc, char **argv)
         else if (!strncmp(argv[i], "--listen=", 9)) g_sock_path = argv[i] + 9;
         else if (!strcmp(argv[i], "--serial") && i + 1 < argc) g_serial_port = argv[++i]; /* --serial */
         else if (!strncmp(argv[i], "--serial=", 9)) g_serial_port = argv[i] + 9;            /* --serial */
+        else if (!strcmp(argv[i], "--vsock") && i + 1 < argc) g_vsock_port = argv[++i];
+        else if (!strncmp(argv[i], "--vsock=", 8)) g_vsock_port = argv[i] + 8;
         else if (!strcmp(argv[i], "--no-init")) no_init = 1;
         else if (!strcmp(argv[i], "--version")) {
             printf("scaibunker-agent %s (protocol %d)\n", AGENT_VERSION, PROTOCOL_VERSION);
@@ -188,7 +222,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!g_sock_path && !g_serial_port) {
+    if (!g_sock_path && !g_serial_port && !g_vsock_port) {
         usage(stderr);
         return 2;
     }
@@ -226,8 +260,8 @@ int main(int argc, char **argv)
 
     /* --serial: the port instead of (or besides) the socket */
     if (g_serial_port && serial_start(g_serial_port) && !g_is_init) return 1;
-    int lfd = g_sock_path ? listen_on(g_sock_path) : -1;
-    if (lfd < 0 && !g_sock_path) {
+    int lfd = g_sock_path ? listen_on(g_sock_path) : g_vsock_port ? listen_vsock(g_vsock_port) : -1;
+    if (lfd < 0 && !g_sock_path && !g_vsock_port) {
         /* serial only: nothing to listen on */
     } else if (lfd < 0) {
         if (!g_is_init) return 1;

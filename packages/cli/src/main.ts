@@ -22,6 +22,10 @@ group(async () => (await import('./commands/server.js')).registerServerCommands,
     'Storage proxy only: the /v1/modules/scaibunker/storage/* routes over the blob store (SCAIBUNKER_BLOB_STORE), no database or Redis; takes the worker token (SCAIBUNKER_WORKER_TOKEN) or capability tokens',
   worker: 'Worker daemon: runs bunkers for a controller (SCAIBUNKER_WORKER_TOKEN)',
 });
+group(async () => (await import('./commands/certify.js')).registerCertifyCommand, {
+  certify:
+    "Runs the provider conformance suite against this host's providers and reports each check and the host's facts (exit 1 on a failure)",
+});
 group(async () => (await import('./commands/bunker.js')).registerBunkerCommands, {
   bunker: 'Create, use and remove bunkers (client of the API)',
 });

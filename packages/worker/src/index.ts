@@ -2,6 +2,8 @@
 
 export type { FileStat, HealthInfo } from './agent/AgentClient.js';
 export { AgentClient, AgentError } from './agent/AgentClient.js';
+export { Certification, type CertifyCheck, type CertifyReport } from './certify/Certification.js';
+export type { CertifyConfig } from './certify/CertifyConfig.js';
 export { Worker, type WorkerCapacity, type WorkerLogger, type WorkerNetworking, type WorkerOptions } from './daemon/Worker.js';
 export { HttpControllerLink, type HttpControllerLinkOptions } from './http/HttpControllerLink.js';
 export { HttpWorkerClient } from './http/HttpWorkerClient.js';
@@ -18,6 +20,7 @@ export {
 } from './providers/createProviders.js';
 export { DockerProvider, type DockerProviderOptions } from './providers/docker/DockerProvider.js';
 export { loadProviderModule, type PluginProviderOptions, PROVIDER_METHODS, providerContractGaps } from './providers/loadProviderModule.js';
+export { FirecrackerVmm } from './providers/microvm/firecracker/FirecrackerVmm.js';
 export { MicrovmProvider, type MicrovmProviderOptions } from './providers/microvm/MicrovmProvider.js';
 export * from './providers/Provider.js';
 export { NONET_BINARY, ProotProvider, type ProotProviderOptions } from './providers/proot/ProotProvider.js';

@@ -172,6 +172,12 @@ function containerRuntime(v: string): string {
   throw new Error(`--container-runtime: expected auto, crun, runc or docker (got ${JSON.stringify(v)})`);
 }
 
+/** `--vmm`: checked as the command line is read. */
+function vmmName(v: string): string {
+  if (v === 'qemu' || v === 'firecracker') return v;
+  throw new Error(`--vmm: expected qemu or firecracker (got ${JSON.stringify(v)})`);
+}
+
 /** Who runs the bunkers: the container runtime, the Docker daemon, plugin providers (`serve` and `worker`). */
 function withRuntimeOptions(cmd: Command): Command {
   return cmd
@@ -185,6 +191,8 @@ function withRuntimeOptions(cmd: Command): Command {
       '--docker-host <url>',
       "the Docker daemon's socket for --container-runtime docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)",
     )
+    .option('--vmm <name>', 'microVM bunkers on qemu (default) or firecracker (KVM only; --firecracker-bin)', vmmName, 'qemu')
+    .option('--firecracker-bin <path>', "the Firecracker binary for --vmm firecracker (default 'firecracker' on PATH)")
     .option(
       '--provider-module <path>',
       'a module whose default export is a provider class; it replaces the built-in provider of its isolation (repeatable)',
@@ -198,16 +206,39 @@ function withRuntimeOptions(cmd: Command): Command {
  * `--docker-host` nothing would use, or networking on a Docker worker (whose containers can only
  * be `isolated`: it would offer profiles it cannot give), is refused.
  */
-function runtimeSettings(o: { containerRuntime?: string; dockerHost?: string; providerModule?: string[]; network?: string }) {
+function runtimeSettings(o: {
+  containerRuntime?: string;
+  dockerHost?: string;
+  providerModule?: string[];
+  network?: string;
+  vmm?: string;
+  firecrackerBin?: string;
+  isolations?: string;
+}) {
   if (o.dockerHost && o.containerRuntime !== 'docker') throw new Error('--docker-host is used only with --container-runtime docker');
+  if (o.firecrackerBin && o.vmm !== 'firecracker') throw new Error('--firecracker-bin is used only with --vmm firecracker');
+  if (o.vmm === 'firecracker' && o.isolations !== undefined && o.isolations.trim() !== 'auto' && !o.isolations.includes('microvm'))
+    throw new Error('--vmm firecracker runs microvm bunkers: add microvm to --isolations');
   if (o.containerRuntime === 'docker' && o.network !== 'off') {
     throw new Error('--container-runtime docker gives container bunkers no network beyond isolated: add --network off');
   }
   return {
     containerRuntime: (o.containerRuntime ?? 'auto') as 'auto' | 'crun' | 'runc' | 'docker',
     ...(o.dockerHost ? { dockerHost: o.dockerHost } : {}),
+    ...(o.vmm === 'firecracker' ? { vmm: 'firecracker' as const, firecrackerBin: o.firecrackerBin ?? 'firecracker' } : {}),
     ...(o.providerModule?.length ? { providerModules: o.providerModule } : {}),
   };
+}
+
+/**
+ * `--vmm firecracker` on a host where it cannot run (no runnable binary, no usable /dev/kvm) is
+ * refused before anything starts, like the runtime flags above (needs the worker module: async).
+ */
+async function checkVmm(runtime: { vmm?: 'firecracker'; firecrackerBin?: string }): Promise<void> {
+  if (runtime.vmm !== 'firecracker') return;
+  const { FirecrackerVmm } = await workerModule();
+  const reason = await FirecrackerVmm.unavailableReason(runtime.firecrackerBin ?? 'firecracker');
+  if (reason) throw new Error(`--vmm firecracker: ${reason}`);
 }
 
 /** Network profile options of `serve` and `worker`. */
@@ -410,6 +441,7 @@ export function registerServerCommands(program: Command): void {
   ).action(async (o) => {
     const [{ Controller, openBlobStore }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
     const runtime = runtimeSettings(o);
+    await checkVmm(runtime);
     const dataDir = resolve(o.dataDir);
     const imageDir = resolve(o.imageDir ?? defaultImageDir(dataDir));
     const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(dataDir, 'blobs'));
@@ -574,6 +606,7 @@ export function registerServerCommands(program: Command): void {
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
     const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
     const runtime = runtimeSettings(o);
+    await checkVmm(runtime);
     const dataDir = resolve(o.dataDir);
     const url = o.advertiseUrl ?? `http://${o.host}:${o.port}`;
     const link = new HttpControllerLink(o.controller, token, o.storageUrl ? { storageUrl: o.storageUrl } : {});

@@ -66,7 +66,9 @@ export class AgentClient {
   static async connect(socketPath: string, opts?: ConnectOptions): Promise<AgentClient> {
     const timeoutMs = opts?.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
-    const client = new AgentClient(await connectSocket(socketPath, deadline, timeoutMs));
+    const sock = await connectSocket(socketPath, deadline, timeoutMs, opts?.signal);
+    const client = new AgentClient(sock);
+    sock.resume();
     if (opts?.awaitHello) await client.waitHello(Math.max(0, deadline - Date.now()));
     return client;
   }

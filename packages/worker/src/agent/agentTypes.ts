@@ -41,6 +41,8 @@ export interface ConnectOptions {
    * connection is closed and connect() rejects with AgentError 'TIMEOUT'. Default false.
    */
   awaitHello?: boolean;
+  /** Stops retrying (rejects with CONNECT_FAILED) once aborted, e.g. when the VM it waits for is gone. */
+  signal?: AbortSignal | undefined;
 }
 
 /** `identity` request: every member optional, at least one required (PROTOCOL.md §3.4). */

@@ -1,11 +1,16 @@
-/** Dialling the agent's Unix socket while the bunker may still be booting. */
+/** Dialling the agent's socket (Unix, or a vsock proxy: vsockAddress.ts) while the bunker may still be booting. */
 import net from 'node:net';
 import { AgentError } from './AgentError.js';
+import { parseVsockAddress, vsockConnect } from './vsockAddress.js';
 
 /** The socket does not exist yet or nobody listens on it yet: worth another try. */
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'ENOTDIR']);
 
-function connectOnce(path: string): Promise<net.Socket> {
+/** One connection to an agent address, returned paused (the caller resumes it once it listens). */
+function connectOnce(address: string): Promise<net.Socket> {
+  const vsock = parseVsockAddress(address);
+  if (vsock) return vsockConnect(vsock.udsPath, vsock.port);
+  const path = address;
   return new Promise((resolve, reject) => {
     const sock = net.createConnection({ path });
     const onError = (err: Error) => {
@@ -15,17 +20,19 @@ function connectOnce(path: string): Promise<net.Socket> {
     sock.once('error', onError);
     sock.once('connect', () => {
       sock.off('error', onError);
+      sock.pause();
       resolve(sock);
     });
   });
 }
 
 /**
- * Connects to socketPath, retrying (5 ms doubling to 100 ms) while the error is retryable,
- * until `deadline` (a Date.now() value). Rejects with AgentError CONNECT_FAILED (not
- * retryable) or CONNECT_TIMEOUT.
+ * Connects to socketPath (a Unix socket or `vsock:<port>:<uds>`), retrying (5 ms doubling to
+ * 100 ms) while the error is retryable, until `deadline` (a Date.now() value) or until `signal`
+ * is aborted. Rejects with AgentError CONNECT_FAILED (not retryable, or given up) or
+ * CONNECT_TIMEOUT. The socket comes back paused.
  */
-export async function connectSocket(socketPath: string, deadline: number, timeoutMs: number): Promise<net.Socket> {
+export async function connectSocket(socketPath: string, deadline: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
   let delay = 5;
   for (;;) {
     try {
@@ -37,6 +44,7 @@ export async function connectSocket(socketPath: string, deadline: number, timeou
           cause: err,
         });
       }
+      if (signal?.aborted) throw new AgentError('CONNECT_FAILED', `connect ${socketPath}: given up (${String(signal.reason)})`);
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new AgentError('CONNECT_TIMEOUT', `agent socket ${socketPath} not ready after ${timeoutMs} ms (${code})`, {

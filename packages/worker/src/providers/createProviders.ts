@@ -11,6 +11,7 @@ import type { BunkerNetworking } from './BunkerNetworking.js';
 import { ContainerProvider } from './container/ContainerProvider.js';
 import { DockerProvider } from './docker/DockerProvider.js';
 import { loadProviderModule } from './loadProviderModule.js';
+import { FirecrackerVmm } from './microvm/firecracker/FirecrackerVmm.js';
 import { MicrovmProvider } from './microvm/MicrovmProvider.js';
 import { ISOLATION_NAMES, type Isolation, type Provider } from './Provider.js';
 import { ProotProvider } from './proot/ProotProvider.js';
@@ -35,6 +36,9 @@ export interface ProviderSettings {
   containerRuntime?: ContainerRuntimeSetting;
   /** The Docker daemon's socket for `docker` (default DOCKER_HOST, else /var/run/docker.sock). */
   dockerHost?: string;
+  /** The microVM monitor (default qemu); firecracker needs `firecrackerBin` or `firecracker` on PATH, and KVM. */
+  vmm?: 'qemu' | 'firecracker' | undefined;
+  firecrackerBin?: string | undefined;
   /** Plugin provider modules (`--provider-module`), each replacing the built-in of its isolation. */
   providerModules?: string[];
   log?: (message: string) => void;
@@ -84,7 +88,8 @@ export async function createProviders(s: ProviderSettings): Promise<Provider[]> 
       await provider.init();
       out.push(provider);
     } catch (err) {
-      if (wanted !== 'auto' || (isolation === 'container' && runtime !== 'auto'))
+      // an explicit choice that cannot be had is an error, not a quietly missing isolation
+      if (wanted !== 'auto' || (isolation === 'container' && runtime !== 'auto') || (isolation === 'microvm' && s.vmm === 'firecracker'))
         throw new Error(`${isolation} isolation is not available on this host: ${(err as Error).message}`);
       log(`${isolation} isolation not offered: ${(err as Error).message}`);
     }
@@ -102,7 +107,12 @@ function builtInProvider(isolation: Isolation, s: ProviderSettings, runtime: Con
         ? new DockerProvider({ dataDir: s.dataDir, dockerHost: s.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST })
         : new ContainerProvider({ dataDir: s.dataDir, ...(runtime !== 'auto' ? { runtime } : {}), ...networking });
     case 'microvm':
-      return new MicrovmProvider({ dataDir: s.dataDir, snapshots: s.snapshots === false ? 'off' : 'auto', ...networking });
+      return new MicrovmProvider({
+        dataDir: s.dataDir,
+        snapshots: s.snapshots === false ? 'off' : 'auto',
+        ...networking,
+        ...(s.vmm === 'firecracker' ? { vmm: new FirecrackerVmm(s.firecrackerBin ?? 'firecracker') } : {}),
+      });
     case 'proot':
       // no network namespace to join: proot bunkers get no networking, whatever the worker offers
       return new ProotProvider({ dataDir: s.dataDir });

@@ -11,6 +11,8 @@ export const DEFAULT_GUEST_DIR = '/var/lib/scaibunker/guest';
 
 interface GuestJson {
   kernel_version: string;
+  /** The kernel modules the initramfs loads (absent in guest.json files of older builds). */
+  modules?: string[];
   files: Record<string, { sha256: string; size_bytes: number }>;
 }
 
@@ -21,6 +23,8 @@ export class GuestAssets {
     readonly kernelPath: string,
     readonly initrdPath: string,
     private readonly files: GuestJson['files'],
+    /** The kernel modules the initramfs loads. */
+    readonly modules: readonly string[],
   ) {}
 
   /** Reads guest.json in dir ($SCAIBUNKER_GUEST_DIR or the default); throws when anything is missing. */
@@ -35,7 +39,8 @@ export class GuestAssets {
       if (!g.files[f]) throw new Error(`${manifest}: no entry for ${f}`);
       if (!existsSync(join(dir, f))) throw new Error(`${join(dir, f)} is missing (run scripts/build-guest-kernel.sh)`);
     }
-    return new GuestAssets(dir, g.kernel_version, join(dir, 'vmlinuz'), join(dir, 'initramfs.cpio.gz'), g.files);
+    const modules = Array.isArray(g.modules) ? g.modules.filter((m) => typeof m === 'string') : [];
+    return new GuestAssets(dir, g.kernel_version, join(dir, 'vmlinuz'), join(dir, 'initramfs.cpio.gz'), g.files, modules);
   }
 
   /** The sha256 guest.json records for `name` (vmlinuz, initramfs.cpio.gz). */

@@ -2,7 +2,9 @@
  * Runs bunkers as microVMs (QEMU `-M microvm` through the Vmm boundary; KVM where it boots a
  * guest, TCG otherwise): the Debian cloud kernel + our initramfs, the image's ext4 behind a
  * per-bunker qcow2 overlay, and the agent as the guest's PID 1 on a virtio-serial port whose
- * host end is a Unix socket — so the worker drives a VM exactly like a container.
+ * host end is a Unix socket — so the worker drives a VM exactly like a container. On
+ * Firecracker (firecracker/, KVM only) the disk is a raw copy of the image, the agent is on
+ * virtio-vsock, and VMs always boot cold.
  *
  * Networks: an `isolated` VM has no NIC. A `registry`/`allowlisted`/`unrestricted` one gets the
  * same netns + veth + host-side rules as a container (`networking.attach`), a virtio-net NIC on
@@ -50,6 +52,7 @@ import type { AccelProbe } from './Accelerator.js';
 import { GuestAssets } from './GuestAssets.js';
 import { nameserverOf, plumbGuestNic } from './GuestNic.js';
 import { QemuVmm } from './QemuVmm.js';
+import { RawRootDisk } from './RawRootDisk.js';
 import { RestoreArchiveError, RootOverlay } from './RootOverlay.js';
 import { type SnapshotFiles, type SnapshotLogger, SnapshotTemplates, type VmShape } from './SnapshotTemplates.js';
 import type { Accel, VmControl, VmFiles, VmMemory, Vmm, VmStart } from './Vmm.js';
@@ -155,8 +158,12 @@ export class MicrovmProvider implements Provider {
     return this.accelProbe.accel;
   }
 
+  /**
+   * A raw-disk VMM (Firecracker) always boots cold: its driver writes and loads snapshots, but
+   * the templates here are qcow2 overlay chains, which Firecracker cannot open.
+   */
   get snapshotMode(): 'auto' | 'manual' | 'off' {
-    return this.opts.snapshots ?? 'auto';
+    return this.vmm.diskFormat === 'raw' ? 'off' : (this.opts.snapshots ?? 'auto');
   }
 
   cgroupPath(id: string): string {
@@ -169,7 +176,7 @@ export class MicrovmProvider implements Provider {
   }
 
   paths(id: string): VmPaths {
-    return vmPaths(join(this.vmsDir, id));
+    return vmPaths(join(this.vmsDir, id), this.vmm.diskFormat);
   }
 
   // ------------------------------------------------------------------ init
@@ -188,6 +195,12 @@ export class MicrovmProvider implements Provider {
     } catch (e) {
       throw new ProviderError('RUNTIME_UNAVAILABLE', `the VMM is not runnable: ${(e as Error).message}`);
     }
+    const missing = this.vmm.requiredGuestModules.filter((m) => !this.guest?.modules.includes(m));
+    if (missing.length)
+      throw new ProviderError(
+        'RUNTIME_UNAVAILABLE',
+        `${this.vmmVersion} needs guest kernel modules the initramfs in ${this.guest.dir} does not load: ${missing.join(', ')} (the agent channel of this VMM)`,
+      );
     this.cgroups = await Cgroups.detect();
     await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
     await this.snapshots.init();
@@ -255,6 +268,11 @@ export class MicrovmProvider implements Provider {
     const shape = this.shapeOf(spec);
     const imageMb = Math.ceil((await stat(spec.imagePath)).size / 1048576);
     if (spec.diskMb < imageMb) throw new ProviderError('LIMIT_INVALID', `diskMb ${spec.diskMb} is smaller than the image (${imageMb} MiB)`);
+    if (spec.restore && this.vmm.diskFormat === 'raw')
+      throw new ProviderError(
+        'SNAPSHOT_CORRUPT',
+        'this worker runs microVMs on Firecracker, which cannot start from a microvm-qcow2 disk delta',
+      );
     const key = this.snapshotKey(shape);
     // A snapshot's device model has no NIC: networked VMs always boot cold (and build none);
     // a bunker restored from a disk delta boots cold too (a memory snapshot is of the bare image).
@@ -296,7 +314,8 @@ export class MicrovmProvider implements Provider {
     const mark = (what: string) => TRACE && marks.push(`${what}=${(performance.now() - t0).toFixed(1)}`);
     try {
       this.life.writeMeta(p.meta, meta);
-      if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
+      if (this.vmm.diskFormat === 'raw') await RawRootDisk.create(p.disk, spec.imagePath, spec.diskMb);
+      else if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
       else if (spec.restore) await RootOverlay.fromDelta(p.disk, spec.restore.archivePath, spec.imagePath, spec.diskMb);
       else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
       mark('disk');
@@ -322,7 +341,7 @@ export class MicrovmProvider implements Provider {
       mark('identity');
       if (TRACE) process.stderr.write(`[microvm] spawn ${spec.id}: ${marks.join(' ')}\n`);
       if (!snapshot && !networked && !spec.restore && this.snapshotMode === 'auto') void this.snapshots.ensure(key, shape);
-      return { id: spec.id, agentSocketPath: p.agentSock, pid: vm.pid, agent };
+      return { id: spec.id, agentSocketPath: this.vmm.agentAddress(p), pid: vm.pid, agent };
     } catch (e) {
       agent?.close();
       const tail = consoleTail(p.console);
@@ -382,7 +401,7 @@ export class MicrovmProvider implements Provider {
   /** SnapshotMaker: boots `shape` cold in `dir` with its RAM in `ram`, snapshots it, stops it. */
   private async makeSnapshot(shape: VmShape, dir: string, files: { disk: string; ram: string; state: string }): Promise<void> {
     const id = `snap-${randomBytes(6).toString('hex')}`;
-    const p: VmPaths = { ...vmPaths(dir), disk: files.disk };
+    const p: VmPaths = { ...vmPaths(dir, this.vmm.diskFormat), disk: files.disk };
     const rel = this.cgroupPath(id);
     const cg = this.cgroups as Cgroups;
     let control: VmControl | undefined;
@@ -503,6 +522,8 @@ export class MicrovmProvider implements Provider {
    */
   async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
     await this.init();
+    if (this.vmm.diskFormat === 'raw')
+      throw new ProviderError('RUNTIME_UNAVAILABLE', "snapshots of a bunker's files are not available for microVMs on Firecracker yet");
     return this.life.withLock(id, async (): Promise<LayerFormat> => {
       const p = this.paths(id);
       const meta = this.readMeta(id);
@@ -559,7 +580,7 @@ export class MicrovmProvider implements Provider {
       const meta = this.readMeta(id);
       const running = !!meta?.pid && processInCgroup(meta.pid, meta.cgroup) && existsSync(p.agentSock);
       if (running && existsSync(join(p.dir, SNAPSHOT_PAUSE_MARKER))) await this.resumeAfterSnapshot(id);
-      out.push({ id, running, agentSocketPath: p.agentSock });
+      out.push({ id, running, agentSocketPath: this.vmm.agentAddress(p) });
     }
     return out;
   }
@@ -599,11 +620,11 @@ export class MicrovmProvider implements Provider {
   }
 }
 
-function vmPaths(dir: string): VmPaths {
+function vmPaths(dir: string, diskFormat: Vmm['diskFormat']): VmPaths {
   return {
     dir,
     meta: join(dir, 'vm.json'),
-    disk: join(dir, 'root.qcow2'),
+    disk: join(dir, diskFormat === 'raw' ? 'root.raw' : 'root.qcow2'),
     agentSock: join(dir, 'agent.sock'),
     controlSock: join(dir, 'control.sock'),
     console: join(dir, 'console.log'),

@@ -5,28 +5,21 @@
  * socket is how a worker that is not QEMU's parent learns that the VM process is gone.
  */
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, type FSWatcher, openSync, watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { closeSync, openSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { AgentClient } from '../../agent/AgentClient.js';
+import { waitForFile } from '../../util/waitForFile.js';
 import { withTimeout } from '../../util/withTimeout.js';
 import { CGROUP_EXEC } from '../host/cgroupExec.js';
 import { Accelerator } from './Accelerator.js';
 import { AGENT_PORT_ID, QemuCommand } from './QemuCommand.js';
 import { Qmp } from './Qmp.js';
 import type { Accel, StartedVm, VmControl, VmFiles, Vmm, VmStart } from './Vmm.js';
+import { VmStartError } from './VmStartError.js';
+
+export { VmStartError } from './VmStartError.js';
 
 const execFileP = promisify(execFile);
-
-export class VmStartError extends Error {
-  constructor(
-    message: string,
-    readonly pid: number | undefined,
-  ) {
-    super(message);
-    this.name = 'VmStartError';
-  }
-}
 
 const SNAPSHOT_CAPABILITIES = [
   { capability: 'events', state: true },
@@ -61,7 +54,16 @@ class QmpControl implements VmControl {
 }
 
 export class QemuVmm implements Vmm {
+  readonly diskFormat = 'qcow2';
+  /** Built into every guest this provider ever built (virtio-serial is the agent channel). */
+  readonly requiredGuestModules: readonly string[] = [];
+
   constructor(readonly binary = 'qemu-system-x86_64') {}
+
+  /** QEMU serves the agent's virtio-serial port on a plain Unix socket. */
+  agentAddress(files: VmFiles): string {
+    return files.agentSock;
+  }
 
   async version(): Promise<string> {
     const { stdout } = await execFileP(this.binary, ['--version']);
@@ -202,24 +204,6 @@ export class QemuVmm implements Vmm {
     const ev = await withTimeout(done, timeoutMs, 'saving the memory snapshot');
     if (ev.data?.status !== 'completed') throw new Error(`saving the memory snapshot: migration ${String(ev.data?.status)}`);
     await appeared;
-  }
-}
-
-/** Resolves once `path` exists (inotify on its directory, plus a check after the watch starts). */
-async function waitForFile(path: string, timeoutMs: number): Promise<void> {
-  const dir = dirname(path);
-  const name = basename(path);
-  let watcher: FSWatcher | undefined;
-  const appeared = new Promise<void>((res) => {
-    watcher = watch(dir, (_ev, f) => {
-      if (f === name && existsSync(path)) res();
-    });
-    if (existsSync(path)) res();
-  });
-  try {
-    await withTimeout(appeared, timeoutMs, `waiting for ${name}`);
-  } finally {
-    watcher?.close();
   }
 }
 

@@ -1,8 +1,8 @@
 /**
  * The boundary between the microvm provider and a virtual machine monitor. The provider owns
  * bunkers (directories, disks, cgroups, snapshot templates, identity); a Vmm only starts a VM
- * process, controls it, and writes its memory snapshot. QEMU (`QemuVmm`) is the one driver;
- * a Firecracker driver would be one more implementation of this file's interfaces.
+ * process, controls it, and writes its memory snapshot. Drivers: QEMU (`QemuVmm`, the default)
+ * and Firecracker (`firecracker/FirecrackerVmm`).
  */
 import type { AgentClient } from '../../agent/AgentClient.js';
 
@@ -11,11 +11,11 @@ export type Accel = 'kvm' | 'tcg';
 /** The files of one VM, all inside its directory. */
 export interface VmFiles {
   dir: string;
-  /** Root disk (qcow2 overlay). */
+  /** Root disk, in the driver's `diskFormat` (a qcow2 overlay for QEMU, a raw file for Firecracker). */
   disk: string;
-  /** Host end of the agent's serial port (a Unix socket the VMM listens on). */
+  /** Host end of the agent channel: a Unix socket the VMM listens on (virtio-serial for QEMU, vsock for Firecracker). */
   agentSock: string;
-  /** The VMM's control socket (QMP for QEMU). */
+  /** The VMM's control socket (QMP for QEMU, the REST API for Firecracker). */
   controlSock: string;
   /** Guest console output. */
   console: string;
@@ -68,18 +68,28 @@ export interface StartedVm {
 }
 
 export interface Vmm {
+  /** The root disk format the VMM reads: 'qcow2' (overlays over the image) or 'raw' (a file of its own). */
+  readonly diskFormat: 'qcow2' | 'raw';
+  /**
+   * Guest kernel modules the VMM's devices need in the initramfs (guest.json `modules`; the
+   * provider refuses to start without them): Firecracker's agent channel is virtio-vsock.
+   */
+  readonly requiredGuestModules: readonly string[];
+  /** The agent's address for AgentClient.connect (what the provider reports as agentSocketPath). */
+  agentAddress(files: VmFiles): string;
   /** Identifies the VMM build; part of every snapshot key. Throws when it cannot run. */
   version(): Promise<string>;
   /** Which accelerator to use for `mode`, and why (bounded probe; cached per host boot). */
   detectAccel(mode: 'auto' | Accel, cacheFile: string, kernel: { path: string; sha256: string }): Promise<{ accel: Accel; reason: string }>;
-  /** Starts a VM (paused until its agent channel is attached) and waits for the agent. */
+  /** Starts (boots or restores) a VM and waits for the agent's HELLO on its channel. */
   start(o: VmStart): Promise<StartedVm>;
   /** Re-attaches to a VM a previous worker started. */
   attach(files: VmFiles): Promise<VmControl>;
   /**
-   * Takes a template VM (memory kind 'template') to a snapshot: detaches the agent and waits
-   * until the guest agent is back to waiting for a host, stops the VM, writes the device
-   * state to `statePath`. The RAM is already in the template's file.
+   * Takes a template VM (memory kind 'template') to a snapshot: detaches the agent so that the
+   * guest agent is back to waiting for a host, stops the VM, writes the device state to
+   * `statePath`; the guest RAM ends up in the template's RAM file (QEMU writes through to it
+   * all along, Firecracker writes it with the snapshot).
    */
   snapshot(vm: StartedVm, statePath: string, timeoutMs: number): Promise<void>;
 }
