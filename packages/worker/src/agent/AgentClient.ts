@@ -163,6 +163,13 @@ const WATCH_TYPES = new Set(['create', 'write', 'remove', 'rename', 'chmod', 'ov
 type Consumer = (type: number, chunk: Buffer) => void | Promise<void>;
 type Input = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer>;
 
+/**
+ * What a tunnel lets the agent send ahead (its receive window): larger than the protocol's
+ * initial one, so the bulk of a download moves in larger batches with fewer WINDOW frames
+ * (each a write that wakes the agent). At most this much waits in the tunnel's buffer.
+ */
+const TUNNEL_WINDOW = 1024 * 1024;
+
 /** Re-grant credit once this many bytes were consumed (well below the window: never starves). */
 const GRANT_THRESHOLD = 32 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -223,6 +230,12 @@ class Stream {
 
   private recvAllowed = INITIAL_WINDOW;
   private pendingGrant = 0;
+  /**
+   * Credit is given back once this many bytes were consumed; a widened window (tunnels): half
+   * of it, so the agent always holds credit for half a window while we catch up and WINDOW
+   * frames stay few.
+   */
+  private readonly grantThreshold: number;
   private queue: QueueItem[] = [];
   private draining = false;
   private settled = false;
@@ -235,7 +248,9 @@ class Stream {
     readonly id: number,
     private readonly consumer?: Consumer,
     private readonly onStarted?: (info: Record<string, unknown>) => void,
+    window = INITIAL_WINDOW,
   ) {
+    this.grantThreshold = window > INITIAL_WINDOW ? window / 2 : GRANT_THRESHOLD;
     this.result = new Promise((res, rej) => {
       this.resolve = res;
       this.reject = rej;
@@ -324,7 +339,7 @@ class Stream {
   private grant(n: number): void {
     if (this.finished) return;
     this.pendingGrant += n;
-    if (this.pendingGrant < GRANT_THRESHOLD) return;
+    if (this.pendingGrant < this.grantThreshold) return;
     this.ch.send(encodeWindow(this.id, this.pendingGrant));
     this.recvAllowed += this.pendingGrant;
     this.pendingGrant = 0;
@@ -359,6 +374,13 @@ class Stream {
 
   resize(cols: number, rows: number): void {
     if (!this.finished) this.ch.send(encodeJsonFrame(this.id, FrameType.RESIZE, { cols, rows }));
+  }
+
+  /** Opens the receive window past the initial one (right after OPEN: a WINDOW to the agent). */
+  widen(window: number): void {
+    if (window <= this.recvAllowed) return;
+    this.ch.send(encodeWindow(this.id, window - this.recvAllowed));
+    this.recvAllowed = window;
   }
 
   /** The channel is gone: nothing more will arrive. */
@@ -416,7 +438,8 @@ export class AgentClient {
   readonly hello: Promise<AgentHello>;
 
   private readonly streams = new Map<number, Stream>();
-  private readonly decoder = new FrameDecoder();
+  /** Data in pieces: a frame split across reads is passed on as it arrives, never copied together. */
+  private readonly decoder = new FrameDecoder({ pieces: true });
   private nextId = 1;
   private isClosed = false;
   private closeReason = 'closed';
@@ -740,7 +763,7 @@ export class AgentClient {
         allowHalfOpen: true,
         // As much as the agent may send unasked (its window): a smaller buffer would make every
         // chunk wait for the consumer's next read before its credit goes back, one chunk in flight.
-        readableHighWaterMark: INITIAL_WINDOW,
+        readableHighWaterMark: TUNNEL_WINDOW,
         writableHighWaterMark: INITIAL_WINDOW,
         read: () => wakeRead(),
         write: (chunk: Buffer, _enc, cb) => {
@@ -780,6 +803,7 @@ export class AgentClient {
             connected = true;
             resolve(duplex);
           },
+          TUNNEL_WINDOW,
         );
       } catch (err) {
         reject(err);
@@ -942,14 +966,20 @@ export class AgentClient {
     }
   }
 
-  private open(req: Record<string, unknown>, consumer?: Consumer, onStarted?: (info: Record<string, unknown>) => void): Stream {
+  private open(
+    req: Record<string, unknown>,
+    consumer?: Consumer,
+    onStarted?: (info: Record<string, unknown>) => void,
+    window = INITIAL_WINDOW,
+  ): Stream {
     if (this.isClosed) throw new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
     let id = this.nextId;
     while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
-    const st = new Stream(this.channel, id, consumer, onStarted);
+    const st = new Stream(this.channel, id, consumer, onStarted, window);
     this.streams.set(id, st);
     this.send(encodeJsonFrame(id, FrameType.OPEN, req));
+    st.widen(window);
     return st;
   }
 
@@ -999,6 +1029,9 @@ export class AgentClient {
 
   private onData(chunk: Buffer): void {
     if (this.isClosed) return;
+    // The frames we answer while handling this read (credit for what was consumed at once)
+    // leave in one write, not one write each.
+    this.sock.cork();
     try {
       for (const f of this.decoder.push(chunk)) {
         if (f.stream === 0) {
@@ -1011,6 +1044,8 @@ export class AgentClient {
     } catch (err) {
       this.sock.destroy();
       this.shutdown(`protocol error: ${(err as Error).message}`);
+    } finally {
+      this.sock.uncork();
     }
   }
 
