@@ -200,6 +200,102 @@ describe('ports: path proxy and previews', () => {
     assert.equal(rest, '|end');
   });
 
+  test("the service's answer is framed by its head: length, chunked, to the close; interim answers dropped; junk 502", async () => {
+    // A service written by hand, so every framing is exactly what the test says; it never
+    // closes a connection unless the framing needs it (the proxy must find the end itself).
+    const sockets = new Set<Socket>();
+    const answers: Record<string, string[]> = {
+      '/cl': ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Mine: 1\r\n\r\nhello', 'IGNORED'],
+      '/chunked': [
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n3;ext=1\r\nabc\r\n',
+        '4\r\ndefg\r\n0\r\nx-t: y\r\n\r\n',
+      ],
+      '/close': ['HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ', 'close', ''],
+      '/continue': ['HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok'],
+      '/nocontent': ['HTTP/1.1 204 No Content\r\nX-Mine: 2\r\n\r\n'],
+      '/garbage': ['SSH-2.0-OpenSSH_9.2\r\n\r\n'],
+      '/truncated': ['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..', ''],
+    };
+    const requests: string[] = [];
+    const raw = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      let head = '';
+      s.on('data', async (d) => {
+        head += d.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        requests.push(head);
+        const [method, path] = head.split(' ') as [string, string];
+        for (const piece of answers[path] ?? ['HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n']) {
+          if (piece === '') {
+            s.end();
+            return;
+          }
+          // HEAD: the head only, as a service would.
+          s.write(method === 'HEAD' ? piece.slice(0, piece.indexOf('\r\n\r\n') + 4) : piece);
+          await new Promise((r) => setImmediate(r));
+        }
+      });
+    });
+    raw.listen(0, '127.0.0.1');
+    await once(raw, 'listening');
+    served.worker.ports.set(8585, (raw.address() as AddressInfo).port);
+    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = (path: string, method = 'GET') =>
+        new Promise<Answer & { reused: boolean }>((resolve, reject) => {
+          const req = http.request(new URL(proxied(8585, path), served.url), { method, headers: auth, agent: keepAlive }, (res) => {
+            let body = '';
+            res.setEncoding('latin1');
+            res.on('data', (c) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, reused: req.reusedSocket }));
+            res.on('error', reject);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      const cl = await get('/cl');
+      assert.deepEqual([cl.status, cl.body, cl.headers['content-length'], cl.headers['x-mine']], [200, 'hello', '5', '1']);
+      const chunked = await get('/chunked');
+      assert.deepEqual([chunked.status, chunked.body, chunked.headers['x-t']], [200, 'abcdefg', undefined]);
+      assert.ok(chunked.reused, "the caller's connection is kept between proxied requests");
+      const close = await get('/close');
+      assert.deepEqual([close.status, close.body, close.headers['content-type']], [200, 'until close', 'text/plain']);
+      const cont = await get('/continue');
+      assert.deepEqual([cont.status, cont.body], [201, 'ok']);
+      const none = await get('/nocontent');
+      assert.deepEqual([none.status, none.body, none.headers['x-mine']], [204, '', '2']);
+      const head = await get('/cl', 'HEAD');
+      assert.deepEqual([head.status, head.body, head.headers['content-length']], [200, '', '5']);
+      const garbage = await get('/garbage');
+      assert.equal(garbage.status, 502, garbage.body);
+      assert.equal(JSON.parse(garbage.body).error.code, 'PORT_NOT_LISTENING');
+      await assert.rejects(get('/truncated'), 'a body cut short is an error for the caller, not a shorter body');
+      // What the service was asked: one exchange per connection, no credentials.
+      const first = requests[0] as string;
+      assert.match(first, /^GET \/cl HTTP\/1\.1\r\n/);
+      assert.match(first, /\r\nconnection: close\r\n/);
+      assert.doesNotMatch(first, /authorization/i);
+    } finally {
+      keepAlive.destroy();
+      for (const s of sockets) s.destroy();
+      raw.close();
+    }
+  });
+
+  test('a chunked request body reaches the service whole', async () => {
+    const { req, res } = open(served.url, 'POST', proxied(8080, '/echo/chunks'), { ...auth, 'transfer-encoding': 'chunked' });
+    req.write('one,');
+    req.write('two');
+    req.end();
+    const answer = await res;
+    let text = '';
+    for await (const c of answer) text += c;
+    const seen = JSON.parse(text);
+    assert.equal(seen.body, 'one,two');
+    assert.equal(seen.headers['transfer-encoding'], 'chunked');
+  });
+
   test('Server-Sent Events pass through as they are written', async () => {
     const { req, res } = open(served.url, 'GET', proxied(8080, '/sse'), auth);
     req.end();
