@@ -291,6 +291,7 @@ export class Controller {
       passivation: this.services.passivation,
       images: this.services.images,
       code: this.services.code,
+      previewDomain: this.config.previewDomain,
     });
     this.routes = [
       ...bunkerRoutes(this.services),
@@ -330,7 +331,7 @@ export class Controller {
       authenticator,
       routes: this.routes,
       tickets: this.services.tickets,
-      hostRouter: new PreviewGateway(this.services.previews, this.services.ports, this.config.previewScheme === 'https'),
+      hostRouter: new PreviewGateway(this.services.previews, this.services.ports, this.config.previewScheme === 'https', this.e2b.tokens),
       logger: opts.logger ?? false,
       observe: requestObserver(this.metrics, opts.requestLog),
     });

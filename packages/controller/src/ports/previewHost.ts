@@ -1,7 +1,8 @@
 /**
  * Preview host names: `{port}-{bunker id with _ as -}.{preview domain}`, one DNS label for the
  * bunker and port (`8080-bk-0123…` is DNS-safe and at most 29 characters), so one wildcard
- * record and certificate (`*.preview.example.com`) cover every preview.
+ * record and certificate (`*.preview.example.com`) cover every preview. The E2B SDK's
+ * `getHost(port)` spells the id as it is (`8080-bk_0123…`): that form names the same preview.
  */
 
 export function previewHostname(domain: string, bunkerId: string, port: number): string {
@@ -17,7 +18,7 @@ export function parsePreviewHost(host: string | undefined, domain: string): { bu
   const name = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
   const suffix = `.${domain.toLowerCase()}`;
   if (!name.endsWith(suffix)) return undefined;
-  const m = /^([1-9][0-9]{0,4})-([a-z]{2})-([0-9a-z]{20})$/.exec(name.slice(0, -suffix.length));
+  const m = /^([1-9][0-9]{0,4})-([a-z]{2})[-_]([0-9a-z]{20})$/.exec(name.slice(0, -suffix.length));
   if (!m || m[2] !== 'bk') return null;
   const port = Number(m[1]);
   if (port > 65535) return null;

@@ -12,6 +12,8 @@ import { type BodyFraming, bodyFraming, MalformedHead, parseResponseHead, type R
 
 export const PREVIEW_TOKEN_HEADER = 'x-scaibunker-preview-token';
 export const PREVIEW_COOKIE = 'scaibunker_preview';
+/** E2B's header for a sandbox's `trafficAccessToken` on its port hosts (PreviewGateway). */
+export const E2B_TRAFFIC_TOKEN_HEADER = 'e2b-traffic-access-token';
 
 const EMPTY = Buffer.alloc(0);
 const CRLF = Buffer.from('\r\n');
@@ -32,6 +34,7 @@ const DROPPED_REQUEST = new Set([
   'host',
   'authorization',
   PREVIEW_TOKEN_HEADER,
+  E2B_TRAFFIC_TOKEN_HEADER,
   'forwarded',
   'x-forwarded-for',
   'x-forwarded-proto',

@@ -67,6 +67,7 @@ describe('ports: path proxy and previews', () => {
   let auth: Record<string, string>;
   let otherAuth: Record<string, string>;
   let publicAuth: Record<string, string>;
+  let aliceTenant: string;
   const proxied = (port: number | string, rest = '/') => `${API}/bunkers/${bunkerId}/ports/${port}${rest}`;
 
   before(async () => {
@@ -131,6 +132,7 @@ describe('ports: path proxy and previews', () => {
       return { tenantId: t.id, key: (await c.services.tenants.createApiKey(system, t.id, `${name}-key`, permissions)).key };
     };
     const a = await key('a', ['scaibunker:create', 'scaibunker:execute', 'scaibunker:read', 'scaibunker:audit:read']);
+    aliceTenant = a.tenantId;
     auth = { authorization: `Bearer ${a.key}` };
     publicAuth = {
       authorization: `Bearer ${(await c.services.tenants.createApiKey(system, a.tenantId, 'pub', ['scaibunker:execute', 'scaibunker:preview:public'])).key}`,
@@ -519,6 +521,36 @@ describe('ports: path proxy and previews', () => {
       assert.equal((await call(served.url, 'GET', '/echo', { host: host() })).status, 200);
       assert.equal((await call(served.url, 'DELETE', `${API}/bunkers/${bunkerId}/previews/${p.id}`, auth)).status, 200);
       assert.equal((await call(served.url, 'GET', '/echo', { host: host() })).status, 401);
+    });
+
+    test("E2B's getHost form reaches the port with the sandbox's traffic token, and with nothing else", async () => {
+      const e2bHost = `8080-${bunkerId}.${DOMAIN}`;
+      const c = served.controller;
+      const keyOf = (h: Record<string, string>) => (h.authorization as string).slice('Bearer '.length);
+      // For an API key the token carries the key's hash only: the principal minted with is not used.
+      const principalOf = async (_h: Record<string, string>) => system;
+      const token = c.e2b.tokens.mint(await principalOf(auth), bunkerId, keyOf(auth));
+      const ok = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': token });
+      assert.equal(ok.status, 200, ok.body);
+      const seen = JSON.parse(ok.body);
+      assert.equal(seen.url, '/echo/e2b');
+      assert.equal(seen.headers['e2b-traffic-access-token'], undefined, 'the token stays out of the bunker');
+      const none = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost });
+      assert.equal(none.status, 401);
+      const forged = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': `${token}x` });
+      assert.equal(forged.status, 401);
+      const forOther = c.e2b.tokens.mint(await principalOf(auth), stopped, keyOf(auth));
+      const wrong = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': forOther });
+      assert.equal(wrong.status, 401, 'a token is for its own sandbox only');
+      const otherTenant = c.e2b.tokens.mint(await principalOf(otherAuth), bunkerId, keyOf(otherAuth));
+      const foreign = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': otherTenant });
+      assert.equal(foreign.status, 404, "a token of another tenant's key finds no such bunker");
+      const reader = {
+        authorization: `Bearer ${(await c.services.tenants.createApiKey(system, aliceTenant, 'ro', ['scaibunker:read'])).key}`,
+      };
+      const readOnly = c.e2b.tokens.mint(await principalOf(reader), bunkerId, keyOf(reader));
+      const denied = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': readOnly });
+      assert.equal(denied.status, 403, denied.body);
     });
 
     test("bad bodies are 400; another tenant's bunker and previews are 404", async () => {
