@@ -71,6 +71,7 @@ import { PortProxy } from './ports/PortProxy.js';
 import { PortTunnels } from './ports/PortTunnels.js';
 import { PreviewGateway } from './ports/PreviewGateway.js';
 import { PreviewService } from './ports/PreviewService.js';
+import { TunnelBandwidth } from './ports/TunnelBandwidth.js';
 import { TunnelLimiter } from './ports/TunnelLimiter.js';
 import { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
 import type { QuotaCounters } from './quotas/QuotaCounters.js';
@@ -271,7 +272,7 @@ export class Controller {
       availabilityGroups: new AvailabilityGroupService(store, warming),
       audit: new AuditService(store, bunkers),
       ports: new PortProxy(
-        new PortTunnels(bunkers, new TunnelLimiter(this.config.maxTunnelsPerBunker)),
+        new PortTunnels(bunkers, new TunnelLimiter(this.config.maxTunnelsPerBunker), new TunnelBandwidth()),
         this.config.tunnelIdleMs,
         this.auditTrail,
       ),

@@ -97,6 +97,13 @@ describe('ports: path proxy and previews', () => {
       } else if (url === '/hold') {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write(': held\n\n');
+      } else if (url === '/big') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.end(Buffer.alloc(300_000, 97));
+      } else if (url === '/sink') {
+        let n = 0;
+        req.on('data', (c: Buffer) => (n += c.length));
+        req.on('end', () => res.end(String(n)));
       } else if (url === '/silent') {
         // Never answers: the proxy's idle timeout must.
       } else {
@@ -379,6 +386,43 @@ describe('ports: path proxy and previews', () => {
     } finally {
       held[1]?.req.destroy();
       await new Promise((r) => (answers[1]?.closed ? r(null) : answers[1]?.once('close', r)));
+    }
+  });
+
+  test("a bunker's bandwidth_mbit holds its tunnels back both ways, and the audit trail says for how long", async () => {
+    const res = await call(
+      served.url,
+      'POST',
+      `${API}/bunkers`,
+      { ...auth, 'content-type': 'application/json' },
+      '{"image":"minimal","bandwidth_mbit":1}',
+    );
+    assert.equal(res.status, 201, res.body);
+    const capped = JSON.parse(res.body).id as string;
+    try {
+      // 1 Mbit/s is 125 kB/s with a 64 KiB burst: 300 kB cannot pass without being held.
+      const down = await call(served.url, 'GET', `${API}/bunkers/${capped}/ports/8080/big`, auth);
+      assert.equal(down.status, 200);
+      assert.equal(down.body.length, 300_000);
+      const up = await call(served.url, 'POST', `${API}/bunkers/${capped}/ports/8080/sink`, auth, 'x'.repeat(300_000));
+      assert.equal(up.body, '300000');
+      const free = await call(served.url, 'GET', proxied(8080, '/big'), auth);
+      assert.equal(free.body.length, 300_000);
+      await served.controller.auditTrail.flush();
+      const events = async (id: string) =>
+        JSON.parse((await call(served.url, 'GET', `${API}/audit-events?action=port.request&bunker_id=${id}`, auth)).body).items as Array<{
+          details: Record<string, unknown>;
+        }>;
+      const held = (await events(capped)).map((e) => [e.details.path, Number(e.details.bandwidth_held_ms) > 0]);
+      assert.deepEqual(held.sort(), [
+        ['/big', true],
+        ['/sink', true],
+      ]);
+      const uncapped = (await events(bunkerId)).find((e) => e.details.path === '/big');
+      assert.ok(uncapped);
+      assert.equal(uncapped.details.bandwidth_held_ms, undefined, 'no cap, nothing held');
+    } finally {
+      await call(served.url, 'DELETE', `${API}/bunkers/${capped}`, auth);
     }
   });
 
