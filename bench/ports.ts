@@ -5,9 +5,12 @@
  * - proxy_mb_s: a 256 MB file through the proxy;
  * - direct_loopback_mb_s: the same file read by a client inside the bunker;
  * (both the best of BENCH_ROUNDS alternating rounds, default 3);
- * - proxy_rtt_p50_ms: a small GET through the proxy.
+ * - proxy_rtt_p50_ms: a small GET through the proxy;
+ * - proxy_server_cpu_s_per_gb: CPU seconds the serve process spent per GB relayed (best round):
+ *   unlike the rates, hardly moved by whatever else shares the host.
  * Target: proxy_mb_s ≥ 0.5 × direct_loopback_mb_s. Last line: one JSON object.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, eventually, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
@@ -17,6 +20,13 @@ const BYTES = 256 * 1000 * 1000;
 const RTTS = Number(process.env.BENCH_RTTS ?? 200);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const API = '/v1/modules/scaibunker';
+
+/** CPU seconds the `serve` process (controller and worker) has used: what relaying costs, whatever else the host runs. */
+function serverCpuS(): number {
+  const stat = readFileSync(`/proc/${server.child.pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+}
 
 const data = tempDataDir();
 const server = await ServerProcess.start(['serve', '--port', String(await freePort()), '--data-dir', data.dir, '--image-dir', IMAGE_DIR]);
@@ -56,6 +66,7 @@ try {
   // Through the proxy, read with node:http counting bytes as they arrive (fetch's web streams
   // would cost the client more than the python client's 1 MiB reads cost it on the other side).
   const proxied = async (): Promise<number> => {
+    const cpu0 = serverCpuS();
     const t0 = performance.now();
     const got = await new Promise<number>((resolve, reject) => {
       http
@@ -68,10 +79,13 @@ try {
         .on('error', reject);
     });
     if (got !== BYTES) throw new Error(`proxy read ${got} bytes`);
-    return BYTES / 1e6 / ((performance.now() - t0) / 1000);
+    const mbS = BYTES / 1e6 / ((performance.now() - t0) / 1000);
+    cpuPerGb.push((serverCpuS() - cpu0) / (BYTES / 1e9));
+    return mbS;
   };
   // Alternating rounds, best of each: the host is shared, and a round that lost the CPU to
   // something else says nothing about either path.
+  const cpuPerGb: number[] = [];
   const directs: number[] = [];
   const proxies: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -99,6 +113,7 @@ try {
       direct_loopback_mb_s: Number(directMbS.toFixed(1)),
       ratio: Number((proxyMbS / directMbS).toFixed(2)),
       proxy_rtt_p50_ms: pct(rtt, 50),
+      proxy_server_cpu_s_per_gb: Number(Math.min(...cpuPerGb).toFixed(2)),
     }),
   );
 } finally {
