@@ -248,6 +248,16 @@ describe('ports: path proxy and previews through the agent tunnel', () => {
       });
       assert.equal(ok.text, 'hi from an e2b sandbox');
       assert.equal((await viaHost(host, '/hi.txt')).status, 401, 'no token: closed');
+      // envd on its E2B host name (the SDK without E2B_SANDBOX_URL) is the API's envd, not a tunnel
+      // (its access token is the traffic token here).
+      const envdHost = `49983-${sbx.sandboxId}.${DOMAIN}`;
+      const envd = { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '49983', 'x-access-token': sbx.trafficAccessToken as string };
+      assert.equal((await viaHost(envdHost, '/health', envd)).status, 204);
+      assert.equal(
+        (await viaHost(envdHost, '/health', { 'x-access-token': sbx.trafficAccessToken as string })).status,
+        401,
+        'without the sandbox header: a preview host like any other',
+      );
       assert.equal((await viaHost(host, '/hi.txt', { 'e2b-traffic-access-token': 'e2bat_nope.nope' })).status, 401);
       // Bob's own sandbox token names his sandbox, not Alice's.
       const bobs = await Sandbox.create('minimal', { apiKey: bobKey, metadata: small, timeoutMs: 120_000 });

@@ -6,6 +6,9 @@ import type { PreviewService } from './PreviewService.js';
 import { parsePreviewHost } from './previewHost.js';
 import { cookieValue, E2B_TRAFFIC_TOKEN_HEADER, PREVIEW_COOKIE, PREVIEW_TOKEN_HEADER } from './relay.js';
 
+/** E2B's envd and code interpreter ports: served by the API itself (e2bRoutes), not tunneled. */
+const E2B_SERVED_PORTS = new Set([49983, 49999]);
+
 /** Who an E2B sandbox's traffic access token acts for (EnvdTokens): bound to one bunker. */
 export interface TrafficTokens {
   verify(token: string, bunkerId: string): Promise<Principal>;
@@ -25,10 +28,18 @@ export class PreviewGateway {
     private readonly trafficTokens?: TrafficTokens,
   ) {}
 
-  /** Whether the request is for a preview host (not the API). */
+  /**
+   * Whether the request is for a preview host (not the API). Not E2B's envd or code interpreter
+   * on their own host names (`49983-{id}.{domain}`, what the SDK calls without E2B_SANDBOX_URL):
+   * carrying that sandbox's `E2b-Sandbox-Id`, they go to the API's envd routes, which
+   * authenticate them by their own tokens.
+   */
   matches(req: FastifyRequest): boolean {
     const domain = this.previews.domain;
-    return !!domain && parsePreviewHost(req.headers.host, domain) !== undefined;
+    if (!domain) return false;
+    const target = parsePreviewHost(req.headers.host, domain);
+    if (target === undefined) return false;
+    return !(target && E2B_SERVED_PORTS.has(target.port) && req.headers['e2b-sandbox-id'] === target.bunkerId);
   }
 
   async serve(req: FastifyRequest, reply: FastifyReply): Promise<void> {
