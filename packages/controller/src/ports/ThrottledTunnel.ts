@@ -23,10 +23,16 @@ export class ThrottledTunnel extends Duplex {
       if (wait > 0) this.hold(wait);
       else if (!more) inner.pause();
     });
-    inner.on('end', () => this.push(null));
+    let ended = false;
+    inner.on('end', () => {
+      ended = true;
+      this.push(null);
+    });
     inner.on('error', (err) => this.destroy(err));
     inner.on('close', () => {
-      if (!this.destroyed) this.destroy();
+      // Closed after its end: what this side still holds is read out first, then it ends by
+      // itself. Closed without one (cancelled): nothing more comes.
+      if (!ended && !this.destroyed) this.destroy();
     });
     inner.pause();
   }

@@ -406,6 +406,25 @@ describe('ports: path proxy and previews', () => {
       assert.equal(down.body.length, 300_000);
       const up = await call(served.url, 'POST', `${API}/bunkers/${capped}/ports/8080/sink`, auth, 'x'.repeat(300_000));
       assert.equal(up.body, '300000');
+      // A raw stream that the service ends: all of it arrives, held or not, then the end.
+      const sender = net.createServer((sock) => sock.end(Buffer.alloc(200_000, 98)));
+      sender.listen(0, '127.0.0.1');
+      await once(sender, 'listening');
+      served.worker.ports.set(7100, (sender.address() as AddressInfo).port);
+      try {
+        const fwd = http.request(new URL(`${API}/bunkers/${capped}/port-forward/7100`, served.url), {
+          headers: { ...auth, connection: 'Upgrade', upgrade: 'scaibunker-tunnel' },
+        });
+        fwd.end();
+        const [, socket, head] = (await once(fwd, 'upgrade')) as [IncomingMessage, Socket, Buffer];
+        let got = head.length; // what came with the 101
+        socket.on('data', (c: Buffer) => (got += c.length));
+        await once(socket, 'end');
+        socket.destroy();
+        assert.equal(got, 200_000);
+      } finally {
+        sender.close();
+      }
       const free = await call(served.url, 'GET', proxied(8080, '/big'), auth);
       assert.equal(free.body.length, 300_000);
       await served.controller.auditTrail.flush();
