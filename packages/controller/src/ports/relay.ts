@@ -395,6 +395,11 @@ export function splice(
   socket.pipe(tunnel);
   tunnel.on('error', () => finish('tunnel_error'));
   socket.on('error', () => finish('caller_error'));
-  tunnel.on('close', () => finish());
+  tunnel.on('close', () => {
+    // The service's side is done after its end: what the caller has not taken yet goes out first
+    // (the pipe ended the caller's socket behind it), and only then does the exchange end.
+    if (tunnel.readableEnded && !socket.destroyed && !socket.writableFinished) socket.once('finish', () => finish());
+    else finish();
+  });
   socket.on('close', () => finish());
 }
