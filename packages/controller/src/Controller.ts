@@ -71,6 +71,7 @@ import { PortProxy } from './ports/PortProxy.js';
 import { PortTunnels } from './ports/PortTunnels.js';
 import { PreviewGateway } from './ports/PreviewGateway.js';
 import { PreviewService } from './ports/PreviewService.js';
+import { TunnelBandwidth } from './ports/TunnelBandwidth.js';
 import { TunnelLimiter } from './ports/TunnelLimiter.js';
 import { InProcessQuotaCounters } from './quotas/InProcessQuotaCounters.js';
 import type { QuotaCounters } from './quotas/QuotaCounters.js';
@@ -276,7 +277,7 @@ export class Controller {
       availabilityGroups: new AvailabilityGroupService(store, warming),
       audit: new AuditService(store, bunkers),
       ports: new PortProxy(
-        new PortTunnels(bunkers, new TunnelLimiter(this.config.maxTunnelsPerBunker)),
+        new PortTunnels(bunkers, new TunnelLimiter(this.config.maxTunnelsPerBunker), new TunnelBandwidth()),
         this.config.tunnelIdleMs,
         this.auditTrail,
       ),
@@ -296,6 +297,7 @@ export class Controller {
       passivation: this.services.passivation,
       images: this.services.images,
       code: this.services.code,
+      previewDomain: this.config.previewDomain,
     });
     this.routes = [
       ...bunkerRoutes(this.services),
@@ -335,7 +337,7 @@ export class Controller {
       authenticator,
       routes: this.routes,
       tickets: this.services.tickets,
-      hostRouter: new PreviewGateway(this.services.previews, this.services.ports, this.config.previewScheme === 'https'),
+      hostRouter: new PreviewGateway(this.services.previews, this.services.ports, this.config.previewScheme === 'https', this.e2b.tokens),
       logger: opts.logger ?? false,
       observe: requestObserver(this.metrics, opts.requestLog),
     });

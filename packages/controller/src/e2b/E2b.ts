@@ -29,6 +29,8 @@ export interface E2bDeps {
   passivation: Passivation;
   images: ImageService;
   code: CodeService;
+  /** `--preview-domain`: answered as each sandbox's `domain`, so the SDK's `getHost(port)` names a preview host. */
+  previewDomain: string | null;
 }
 
 /**
@@ -46,7 +48,7 @@ export class E2b {
   constructor(private readonly deps: E2bDeps) {
     this.jupyter = new Jupyter(deps.code);
     this.tokens = new EnvdTokens(deps.workerToken, deps.authenticator);
-    this.sandboxes = new E2bSandboxes(deps.store, deps.bunkers, deps.passivation, deps.images, this.tokens);
+    this.sandboxes = new E2bSandboxes(deps.store, deps.bunkers, deps.passivation, deps.images, this.tokens, deps.previewDomain);
     this.envd = new Envd(deps.bunkers, deps.processes, deps.files, deps.exec);
   }
 

@@ -16,7 +16,8 @@ export interface E2bSandbox {
   clientID: string;
   envdVersion: string;
   envdAccessToken: string;
-  domain: null;
+  /** The preview domain (the SDK's `getHost(port)` is `{port}-{id}.{domain}`), null without one. */
+  domain: string | null;
   trafficAccessToken: string;
 }
 
@@ -36,6 +37,7 @@ export class E2bSandboxes {
     private readonly passivation: Passivation,
     private readonly images: ImageService,
     private readonly tokens: EnvdTokens,
+    private readonly previewDomain: string | null = null,
   ) {}
 
   async create(principal: Principal, credential: string | undefined, body: NewSandbox): Promise<E2bSandbox> {
@@ -105,7 +107,7 @@ export class E2bSandboxes {
   }
 
   async get(principal: Principal, id: string) {
-    return sandboxDetail(await this.live(principal, id));
+    return sandboxDetail(await this.live(principal, id), this.previewDomain);
   }
 
   /** E2B forgets killed sandboxes: an ended bunker is 404, like one that never existed. */
@@ -198,8 +200,9 @@ export class E2bSandboxes {
       clientID: row.worker_id ?? 'scaibunker',
       envdVersion: ENVD_VERSION,
       envdAccessToken: token,
-      domain: null,
-      // @e2b/code-interpreter sends only this one on its /contexts calls: the same token.
+      domain: this.previewDomain,
+      // @e2b/code-interpreter sends only this one on its /contexts calls, and preview hosts take it
+      // as `e2b-traffic-access-token` (PreviewGateway): the same token.
       trafficAccessToken: token,
     };
   }

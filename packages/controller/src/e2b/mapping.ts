@@ -163,11 +163,11 @@ export function listedSandbox(r: BunkerRow) {
   };
 }
 
-export function sandboxDetail(r: BunkerRow) {
+export function sandboxDetail(r: BunkerRow, domain: string | null = null) {
   const allowlist = r.network_allowlist ? (JSON.parse(r.network_allowlist) as string[]) : null;
   return {
     ...listedSandbox(r),
-    domain: null,
+    domain,
     allowInternetAccess: r.network_profile === 'unrestricted' ? true : r.network_profile === 'isolated' ? false : null,
     network:
       r.network_profile === 'allowlisted'

@@ -4,6 +4,7 @@ import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
 import type { PortTunnels } from './PortTunnels.js';
 import { type RelayStats, relayHttp, relayUpgrade, splice, upgradeOf } from './relay.js';
+import { ThrottledTunnel } from './ThrottledTunnel.js';
 
 /** The `Upgrade` protocol of a raw port-forward tunnel. */
 export const TUNNEL_PROTOCOL = 'scaibunker-tunnel';
@@ -32,7 +33,8 @@ const SANDBOX_CSP = 'sandbox allow-scripts allow-forms allow-popups allow-modals
  * One proxied request (or upgrade) to a port in a bunker: the tunnel is opened first (so a
  * refused one is an ordinary API error: 404, 409, 429, 502), then the reply is taken over and
  * the exchange relayed. Each ends with one audit event: `port.request` (or `port.upgrade`) with
- * method, path, status, bytes each way and duration.
+ * method, path, status, bytes each way and duration (and, under a bandwidth cap, how long it held
+ * the exchange back).
  */
 export class PortProxy {
   constructor(
@@ -55,7 +57,8 @@ export class PortProxy {
       ...(target.prefix ? { prefix: target.prefix } : {}),
       ...(target.sandbox ? { responseHeaders: { 'content-security-policy': SANDBOX_CSP } } : {}),
     };
-    const done = (stats: RelayStats) => this.record(principal, target, req.method, upgrade ? 'port.upgrade' : 'port.request', stats);
+    const done = (stats: RelayStats) =>
+      this.record(principal, target, req.method, upgrade ? 'port.upgrade' : 'port.request', stats, tunnel.stream);
     if (upgrade) relayUpgrade(options, upgrade, done);
     else relayHttp(options, reply.raw, done);
   }
@@ -74,10 +77,12 @@ export class PortProxy {
     reply.hijack();
     upgrade.socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`);
     const target = { bunkerId, port, path: '' };
-    splice(upgrade, tunnel.stream, this.idleMs, false, (stats) => this.record(principal, target, 'GET', 'port.forward', stats));
+    splice(upgrade, tunnel.stream, this.idleMs, false, (stats) =>
+      this.record(principal, target, 'GET', 'port.forward', stats, tunnel.stream),
+    );
   }
 
-  private record(principal: Principal, t: ProxyTarget, method: string, action: string, s: RelayStats): void {
+  private record(principal: Principal, t: ProxyTarget, method: string, action: string, s: RelayStats, stream: unknown): void {
     this.audit?.record(principal, {
       action,
       target: { type: 'port', id: String(t.port) },
@@ -96,6 +101,8 @@ export class PortProxy {
         bytes_out: s.bytesOut,
         duration_ms: s.durationMs,
         ...(t.previewId ? { preview_id: t.previewId } : {}),
+        // Time the bunker's bandwidth_mbit held this exchange back.
+        ...(stream instanceof ThrottledTunnel ? { bandwidth_held_ms: stream.heldMs } : {}),
         ...(s.error ? { error: s.error } : {}),
       },
     });

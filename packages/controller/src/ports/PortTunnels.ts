@@ -3,6 +3,7 @@ import { ApiError } from '@scaibunker/core';
 import type { Principal } from '../auth/Principal.js';
 import type { BunkerService } from '../bunkers/BunkerService.js';
 import { fromWorkerError } from '../bunkers/workerErrors.js';
+import type { TunnelBandwidth } from './TunnelBandwidth.js';
 import type { TunnelLimiter } from './TunnelLimiter.js';
 
 /** An open byte stream to a port inside a bunker, and the slot it holds. */
@@ -27,16 +28,18 @@ export function parsePort(raw: unknown): number {
 /**
  * Opens tunnels to ports inside bunkers: the bunker must be the caller's and running, the
  * bunker under its cap of open connections; nothing listening is PORT_NOT_LISTENING (502).
- * The slot is released when the stream closes, however it ends.
+ * A bunker with a `bandwidth_mbit` gets its tunnels held to it (both ways, all its tunnels
+ * together). The slot is released when the stream closes, however it ends.
  */
 export class PortTunnels {
   constructor(
     private readonly bunkers: BunkerService,
     private readonly limiter: TunnelLimiter,
+    private readonly bandwidth: TunnelBandwidth,
   ) {}
 
   async open(principal: Principal, bunkerId: string, port: number): Promise<OpenTunnel> {
-    const { worker } = await this.bunkers.requireRunning(principal, bunkerId);
+    const { row, worker } = await this.bunkers.requireRunning(principal, bunkerId);
     const release = this.limiter.acquire(bunkerId);
     let stream: Duplex;
     try {
@@ -45,6 +48,7 @@ export class PortTunnels {
       release();
       throw fromWorkerError(err);
     }
+    if (row.bandwidth_mbit !== null && !stream.destroyed) stream = this.bandwidth.limit(bunkerId, row.bandwidth_mbit, stream);
     if (stream.destroyed) release();
     else stream.once('close', release);
     return { stream, bunkerId, port };

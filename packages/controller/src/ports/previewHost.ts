@@ -1,12 +1,13 @@
 /**
  * Preview host names: `{port}-{bunker id with _ as -}.{preview domain}`, one DNS label for the
  * bunker and port (`8080-bk-0123…` is DNS-safe and at most 29 characters), so one wildcard
- * record and certificate (`*.preview.example.com`) cover every preview.
+ * record and certificate (`*.preview.example.com`) cover every preview. The E2B SDK's
+ * `getHost(port)` spells the id as it is (`8080-bk_0123…`): that form names the same preview.
  */
 import { ID_BODY_PATTERN } from '@scaibunker/core';
 
-/** `{port}-{prefix}-{id body}`: the label under the preview domain. */
-const PREVIEW_LABEL = new RegExp(`^([1-9][0-9]{0,4})-([a-z]{2})-(${ID_BODY_PATTERN})$`);
+/** `{port}-{prefix}-{id body}` (or `_`, as the E2B SDK spells it): the label under the preview domain. */
+const PREVIEW_LABEL = new RegExp(`^([1-9][0-9]{0,4})-([a-z]{2})[-_](${ID_BODY_PATTERN})$`);
 
 export function previewHostname(domain: string, bunkerId: string, port: number): string {
   return `${port}-${bunkerId.replace('_', '-')}.${domain}`;

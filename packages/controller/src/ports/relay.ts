@@ -1,16 +1,22 @@
 /**
- * One proxied exchange over a tunnel to a port inside a bunker: an HTTP/1.1 request relayed with
- * Node's client on the tunnel (bodies streamed both ways, never buffered whole), or an upgrade
+ * One proxied exchange over a tunnel to a port inside a bunker: an HTTP/1.1 request relayed over
+ * the tunnel (bodies streamed both ways, never buffered whole), or an upgrade
  * (WebSocket…) relayed as raw bytes once its request is written. The caller's ScaiBunker
  * credentials (Authorization, the preview token header and cookie) never enter the bunker.
  */
-import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ApiError } from '@scaibunker/core';
+import { ChunkedBody } from './ChunkedBody.js';
+import { type BodyFraming, bodyFraming, MalformedHead, parseResponseHead, type ResponseHead } from './responseHead.js';
 
 export const PREVIEW_TOKEN_HEADER = 'x-scaibunker-preview-token';
 export const PREVIEW_COOKIE = 'scaibunker_preview';
+/** E2B's header for a sandbox's `trafficAccessToken` on its port hosts (PreviewGateway). */
+export const E2B_TRAFFIC_TOKEN_HEADER = 'e2b-traffic-access-token';
+
+const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1), and what the proxy sets itself or keeps from the bunker. */
 const DROPPED_REQUEST = new Set([
@@ -23,9 +29,12 @@ const DROPPED_REQUEST = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  // Node's server answers the caller's `Expect: 100-continue` itself.
+  'expect',
   'host',
   'authorization',
   PREVIEW_TOKEN_HEADER,
+  E2B_TRAFFIC_TOKEN_HEADER,
   'forwarded',
   'x-forwarded-for',
   'x-forwarded-proto',
@@ -141,15 +150,58 @@ function idleTimer(ms: number, onIdle: () => void): { touch(): void; stop(): voi
   return { touch: () => t.refresh(), stop: () => clearTimeout(t) };
 }
 
-/** Relays one HTTP request; `onDone` runs once, when the answer has ended or the exchange failed. */
+/** An HTTP/1.1 request head, as written to a tunnel. */
+function requestHead(method: string, path: string, headers: OutgoingHttpHeaders): string {
+  let head = `${method} ${path} HTTP/1.1\r\n`;
+  for (const [name, value] of Object.entries(headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${String(v)}\r\n`;
+  }
+  return `${head}\r\n`;
+}
+
+/**
+ * The answer headers the caller sees: the service's minus hop-by-hop ones (and a
+ * Content-Length that does not frame the body), plus `extra`.
+ */
+function answerHeaders(head: ResponseHead, framing: BodyFraming, extra: OutgoingHttpHeaders | undefined): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  const named = new Set(
+    head.headers
+      .filter(([n]) => n === 'connection')
+      .flatMap(([, v]) => v.split(','))
+      .map((t) => t.trim().toLowerCase()),
+  );
+  for (const [name, value] of head.headers) {
+    if (DROPPED_RESPONSE.has(name) || named.has(name)) continue;
+    if (name === 'content-length' && (framing.kind === 'chunked' || framing.kind === 'close')) continue;
+    const prev = headers[name];
+    headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+  return Object.assign(headers, extra ?? {});
+}
+
+/**
+ * Relays one HTTP request; `onDone` runs once, when the answer has ended or the exchange failed.
+ *
+ * The tunnel carries exactly this one exchange (`Connection: close`). The request head is
+ * written by hand and the body streamed after it (re-chunked when the caller sent it chunked).
+ * Of the service's answer only the head is parsed (responseHead.ts); the body bytes go to the
+ * caller as they arrive, as views into the tunnel's buffers: the length-delimited and
+ * close-delimited ones untouched, a chunked one with its framing dropped (ChunkedBody). The
+ * caller's answer is framed by Node's server, so the caller's connection stays reusable.
+ */
 export function relayHttp(o: RelayOptions, res: ServerResponse, onDone: (s: RelayStats) => void): void {
   const { req, tunnel } = o;
+  const method = req.method ?? 'GET';
   const started = Date.now();
   const stats: RelayStats = { status: 0, bytesIn: 0, bytesOut: 0, durationMs: 0 };
   let done = false;
+  /** The answer is complete (or abandoned): nothing more from the tunnel is relayed. */
+  let over = false;
   const finish = (error?: string) => {
     if (done) return;
     done = true;
+    over = true;
     idle.stop();
     tunnel.destroy();
     stats.durationMs = Date.now() - started;
@@ -157,60 +209,127 @@ export function relayHttp(o: RelayOptions, res: ServerResponse, onDone: (s: Rela
     onDone(stats);
   };
   const fail = (err: ApiError) => {
+    over = true;
     if (!res.headersSent) stats.status = err.status;
     answerError(res, err);
     finish(err.code);
   };
-  const idle = idleTimer(o.idleMs, () => {
-    upstream.destroy();
-    fail(new ApiError('PORT_TIMEOUT', `the service on port ${o.port} sent nothing for ${o.idleMs} ms`));
-  });
-  const upstream = http.request({
-    method: req.method,
-    path: o.path,
-    headers: forwardHeaders(req, o.port, o.prefix, false),
-    createConnection: () => tunnel as Socket,
-  });
-  upstream.on('error', (err) => {
-    if (done) return;
-    fail(
-      new ApiError('PORT_NOT_LISTENING', `the service on port ${o.port} closed the connection without a complete answer`, {
-        cause: err.message,
-      }),
-    );
-  });
-  upstream.on('response', (up) => {
-    stats.status = up.statusCode ?? 502;
-    const headers: OutgoingHttpHeaders = {};
-    const raw = up.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = (raw[i] as string).toLowerCase();
-      if (DROPPED_RESPONSE.has(name)) continue;
-      const prev = headers[name];
-      const value = raw[i + 1] as string;
-      headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
-    }
-    Object.assign(headers, o.responseHeaders ?? {});
-    res.writeHead(stats.status, up.statusMessage, headers);
-    // Event streams and long polls: the head goes out now, not with the first body bytes.
-    res.flushHeaders();
-    up.on('data', (chunk: Buffer) => {
-      stats.bytesOut += chunk.length;
-      idle.touch();
-    });
-    up.on('error', () => res.destroy());
-    up.pipe(res);
-  });
+  const broken = (why: string) =>
+    new ApiError('PORT_NOT_LISTENING', `the service on port ${o.port} closed the connection without a complete answer`, { cause: why });
+  const idle = idleTimer(o.idleMs, () =>
+    fail(new ApiError('PORT_TIMEOUT', `the service on port ${o.port} sent nothing for ${o.idleMs} ms`)),
+  );
+
+  // The request: head, then the body as Node's server decoded it, framed again for the service.
+  const chunkedIn = req.headers['transfer-encoding'] !== undefined;
+  const headers = forwardHeaders(req, o.port, o.prefix, false);
+  headers.connection = 'close';
+  if (chunkedIn) headers['transfer-encoding'] = 'chunked';
+  tunnel.write(requestHead(method, o.path, headers));
   req.on('data', (chunk: Buffer) => {
+    if (over) return;
     stats.bytesIn += chunk.length;
     idle.touch();
+    const framed = chunkedIn ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF]) : chunk;
+    if (!tunnel.write(framed)) {
+      req.pause();
+      tunnel.once('drain', () => req.resume());
+    }
   });
-  req.pipe(upstream);
-  res.on('close', () => {
-    // The caller went away before the end: stop the exchange in the bunker too.
-    if (!res.writableFinished) upstream.destroy();
-    finish(res.writableFinished ? undefined : 'caller_closed');
+  req.on('end', () => {
+    if (chunkedIn && !over) tunnel.write('0\r\n\r\n');
   });
+
+  // The answer.
+  let pending: Buffer = EMPTY;
+  let framing: BodyFraming | undefined;
+  let left = 0;
+  const chunked = new ChunkedBody();
+  const complete = () => {
+    over = true;
+    res.end();
+  };
+  const forward = (chunk: Buffer) => {
+    let pieces: Buffer[];
+    if (framing?.kind === 'chunked') {
+      try {
+        pieces = chunked.push(chunk);
+      } catch (err) {
+        res.destroy();
+        finish(`bad_framing: ${(err as Error).message}`);
+        return;
+      }
+    } else if (framing?.kind === 'length') {
+      pieces = [chunk.length > left ? chunk.subarray(0, left) : chunk];
+      left -= (pieces[0] as Buffer).length;
+    } else pieces = [chunk];
+    let full = false;
+    for (const p of pieces) {
+      if (p.length === 0) continue;
+      stats.bytesOut += p.length;
+      if (!res.write(p)) full = true;
+    }
+    if ((framing?.kind === 'length' && left === 0) || chunked.done) return complete();
+    if (full) {
+      tunnel.pause();
+      res.once('drain', () => tunnel.resume());
+    }
+  };
+  const onHead = (): void => {
+    let head: ResponseHead | undefined;
+    try {
+      head = parseResponseHead(pending);
+      // Interim answers (100 Continue, 103 Early Hints) are dropped: Node's server answered the
+      // caller's Expect itself.
+      while (head && head.status < 200 && head.status !== 101) {
+        pending = pending.subarray(head.length);
+        head = parseResponseHead(pending);
+      }
+      if (!head) return;
+      if (head.status === 101) throw new MalformedHead('101 to a request that asked for no upgrade');
+      framing = bodyFraming(head, method);
+      stats.status = head.status;
+      const headers = answerHeaders(head, framing, o.responseHeaders);
+      if (head.reason) res.writeHead(head.status, head.reason, headers);
+      else res.writeHead(head.status, headers);
+    } catch (err) {
+      fail(broken((err as Error).message));
+      return;
+    }
+    const body = pending.subarray(head.length);
+    pending = EMPTY;
+    if (framing.kind === 'length') left = framing.bytes;
+    if (framing.kind === 'none' || (framing.kind === 'length' && left === 0)) complete();
+    else if (body.length > 0) forward(body);
+    // Event streams and long polls: the head goes out now, not with the first body bytes.
+    else res.flushHeaders();
+  };
+  tunnel.on('data', (chunk: Buffer) => {
+    if (over) return;
+    idle.touch();
+    if (framing) return forward(chunk);
+    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    onHead();
+  });
+  tunnel.on('end', () => {
+    if (over) return;
+    if (!framing) fail(broken('end of stream'));
+    else if (framing.kind === 'close') complete();
+    else {
+      // Cut short: the caller must not take a truncated body for a whole one.
+      res.destroy();
+      finish('truncated');
+    }
+  });
+  tunnel.on('error', (err) => {
+    if (over) return;
+    if (!framing) fail(broken(err.message));
+    else {
+      res.destroy();
+      finish('tunnel_error');
+    }
+  });
+  res.on('close', () => finish(res.writableFinished ? undefined : 'caller_closed'));
 }
 
 /** The socket and first bytes of an upgrade request (@fastify/websocket keeps them on the request). */
@@ -227,12 +346,7 @@ export function upgradeOf(req: IncomingMessage): { socket: Duplex; head: Buffer 
 /** Relays an upgrade (WebSocket…): the request head is written, then bytes flow both ways untouched. */
 export function relayUpgrade(o: RelayOptions, client: { socket: Duplex; head: Buffer }, onDone: (s: RelayStats) => void): void {
   const { req, tunnel } = o;
-  const headers = forwardHeaders(req, o.port, o.prefix, true);
-  let head = `${req.method} ${o.path} HTTP/1.1\r\n`;
-  for (const [name, value] of Object.entries(headers)) {
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${String(v)}\r\n`;
-  }
-  tunnel.write(`${head}\r\n`);
+  tunnel.write(requestHead(req.method ?? 'GET', o.path, forwardHeaders(req, o.port, o.prefix, true)));
   splice(client, tunnel, o.idleMs, true, onDone);
 }
 
@@ -281,6 +395,11 @@ export function splice(
   socket.pipe(tunnel);
   tunnel.on('error', () => finish('tunnel_error'));
   socket.on('error', () => finish('caller_error'));
-  tunnel.on('close', () => finish());
+  tunnel.on('close', () => {
+    // The service's side is done after its end: what the caller has not taken yet goes out first
+    // (the pipe ended the caller's socket behind it), and only then does the exchange end.
+    if (tunnel.readableEnded && !socket.destroyed && !socket.writableFinished) socket.once('finish', () => finish());
+    else finish();
+  });
   socket.on('close', () => finish());
 }

@@ -67,6 +67,7 @@ describe('ports: path proxy and previews', () => {
   let auth: Record<string, string>;
   let otherAuth: Record<string, string>;
   let publicAuth: Record<string, string>;
+  let aliceTenant: string;
   const proxied = (port: number | string, rest = '/') => `${API}/bunkers/${bunkerId}/ports/${port}${rest}`;
 
   before(async () => {
@@ -96,6 +97,13 @@ describe('ports: path proxy and previews', () => {
       } else if (url === '/hold') {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write(': held\n\n');
+      } else if (url === '/big') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.end(Buffer.alloc(300_000, 97));
+      } else if (url === '/sink') {
+        let n = 0;
+        req.on('data', (c: Buffer) => (n += c.length));
+        req.on('end', () => res.end(String(n)));
       } else if (url === '/silent') {
         // Never answers: the proxy's idle timeout must.
       } else {
@@ -131,6 +139,7 @@ describe('ports: path proxy and previews', () => {
       return { tenantId: t.id, key: (await c.services.tenants.createApiKey(system, t.id, `${name}-key`, permissions)).key };
     };
     const a = await key('a', ['scaibunker:create', 'scaibunker:execute', 'scaibunker:read', 'scaibunker:audit:read']);
+    aliceTenant = a.tenantId;
     auth = { authorization: `Bearer ${a.key}` };
     publicAuth = {
       authorization: `Bearer ${(await c.services.tenants.createApiKey(system, a.tenantId, 'pub', ['scaibunker:execute', 'scaibunker:preview:public'])).key}`,
@@ -198,6 +207,102 @@ describe('ports: path proxy and previews', () => {
     let rest = '';
     for await (const c of answer) rest += c;
     assert.equal(rest, '|end');
+  });
+
+  test("the service's answer is framed by its head: length, chunked, to the close; interim answers dropped; junk 502", async () => {
+    // A service written by hand, so every framing is exactly what the test says; it never
+    // closes a connection unless the framing needs it (the proxy must find the end itself).
+    const sockets = new Set<Socket>();
+    const answers: Record<string, string[]> = {
+      '/cl': ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Mine: 1\r\n\r\nhello', 'IGNORED'],
+      '/chunked': [
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n3;ext=1\r\nabc\r\n',
+        '4\r\ndefg\r\n0\r\nx-t: y\r\n\r\n',
+      ],
+      '/close': ['HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ', 'close', ''],
+      '/continue': ['HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok'],
+      '/nocontent': ['HTTP/1.1 204 No Content\r\nX-Mine: 2\r\n\r\n'],
+      '/garbage': ['SSH-2.0-OpenSSH_9.2\r\n\r\n'],
+      '/truncated': ['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..', ''],
+    };
+    const requests: string[] = [];
+    const raw = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      let head = '';
+      s.on('data', async (d) => {
+        head += d.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        requests.push(head);
+        const [method, path] = head.split(' ') as [string, string];
+        for (const piece of answers[path] ?? ['HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n']) {
+          if (piece === '') {
+            s.end();
+            return;
+          }
+          // HEAD: the head only, as a service would.
+          s.write(method === 'HEAD' ? piece.slice(0, piece.indexOf('\r\n\r\n') + 4) : piece);
+          await new Promise((r) => setImmediate(r));
+        }
+      });
+    });
+    raw.listen(0, '127.0.0.1');
+    await once(raw, 'listening');
+    served.worker.ports.set(8585, (raw.address() as AddressInfo).port);
+    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = (path: string, method = 'GET') =>
+        new Promise<Answer & { reused: boolean }>((resolve, reject) => {
+          const req = http.request(new URL(proxied(8585, path), served.url), { method, headers: auth, agent: keepAlive }, (res) => {
+            let body = '';
+            res.setEncoding('latin1');
+            res.on('data', (c) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, reused: req.reusedSocket }));
+            res.on('error', reject);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      const cl = await get('/cl');
+      assert.deepEqual([cl.status, cl.body, cl.headers['content-length'], cl.headers['x-mine']], [200, 'hello', '5', '1']);
+      const chunked = await get('/chunked');
+      assert.deepEqual([chunked.status, chunked.body, chunked.headers['x-t']], [200, 'abcdefg', undefined]);
+      assert.ok(chunked.reused, "the caller's connection is kept between proxied requests");
+      const close = await get('/close');
+      assert.deepEqual([close.status, close.body, close.headers['content-type']], [200, 'until close', 'text/plain']);
+      const cont = await get('/continue');
+      assert.deepEqual([cont.status, cont.body], [201, 'ok']);
+      const none = await get('/nocontent');
+      assert.deepEqual([none.status, none.body, none.headers['x-mine']], [204, '', '2']);
+      const head = await get('/cl', 'HEAD');
+      assert.deepEqual([head.status, head.body, head.headers['content-length']], [200, '', '5']);
+      const garbage = await get('/garbage');
+      assert.equal(garbage.status, 502, garbage.body);
+      assert.equal(JSON.parse(garbage.body).error.code, 'PORT_NOT_LISTENING');
+      await assert.rejects(get('/truncated'), 'a body cut short is an error for the caller, not a shorter body');
+      // What the service was asked: one exchange per connection, no credentials.
+      const first = requests[0] as string;
+      assert.match(first, /^GET \/cl HTTP\/1\.1\r\n/);
+      assert.match(first, /\r\nconnection: close\r\n/);
+      assert.doesNotMatch(first, /authorization/i);
+    } finally {
+      keepAlive.destroy();
+      for (const s of sockets) s.destroy();
+      raw.close();
+    }
+  });
+
+  test('a chunked request body reaches the service whole', async () => {
+    const { req, res } = open(served.url, 'POST', proxied(8080, '/echo/chunks'), { ...auth, 'transfer-encoding': 'chunked' });
+    req.write('one,');
+    req.write('two');
+    req.end();
+    const answer = await res;
+    let text = '';
+    for await (const c of answer) text += c;
+    const seen = JSON.parse(text);
+    assert.equal(seen.body, 'one,two');
+    assert.equal(seen.headers['transfer-encoding'], 'chunked');
   });
 
   test('Server-Sent Events pass through as they are written', async () => {
@@ -281,6 +386,62 @@ describe('ports: path proxy and previews', () => {
     } finally {
       held[1]?.req.destroy();
       await new Promise((r) => (answers[1]?.closed ? r(null) : answers[1]?.once('close', r)));
+    }
+  });
+
+  test("a bunker's bandwidth_mbit holds its tunnels back both ways, and the audit trail says for how long", async () => {
+    const res = await call(
+      served.url,
+      'POST',
+      `${API}/bunkers`,
+      { ...auth, 'content-type': 'application/json' },
+      '{"image":"minimal","bandwidth_mbit":1}',
+    );
+    assert.equal(res.status, 201, res.body);
+    const capped = JSON.parse(res.body).id as string;
+    try {
+      // 1 Mbit/s is 125 kB/s with a 64 KiB burst: 300 kB cannot pass without being held.
+      const down = await call(served.url, 'GET', `${API}/bunkers/${capped}/ports/8080/big`, auth);
+      assert.equal(down.status, 200);
+      assert.equal(down.body.length, 300_000);
+      const up = await call(served.url, 'POST', `${API}/bunkers/${capped}/ports/8080/sink`, auth, 'x'.repeat(300_000));
+      assert.equal(up.body, '300000');
+      // A raw stream that the service ends: all of it arrives, held or not, then the end.
+      const sender = net.createServer((sock) => sock.end(Buffer.alloc(200_000, 98)));
+      sender.listen(0, '127.0.0.1');
+      await once(sender, 'listening');
+      served.worker.ports.set(7100, (sender.address() as AddressInfo).port);
+      try {
+        const fwd = http.request(new URL(`${API}/bunkers/${capped}/port-forward/7100`, served.url), {
+          headers: { ...auth, connection: 'Upgrade', upgrade: 'scaibunker-tunnel' },
+        });
+        fwd.end();
+        const [, socket, head] = (await once(fwd, 'upgrade')) as [IncomingMessage, Socket, Buffer];
+        let got = head.length; // what came with the 101
+        socket.on('data', (c: Buffer) => (got += c.length));
+        await once(socket, 'end');
+        socket.destroy();
+        assert.equal(got, 200_000);
+      } finally {
+        sender.close();
+      }
+      const free = await call(served.url, 'GET', proxied(8080, '/big'), auth);
+      assert.equal(free.body.length, 300_000);
+      await served.controller.auditTrail.flush();
+      const events = async (id: string) =>
+        JSON.parse((await call(served.url, 'GET', `${API}/audit-events?action=port.request&bunker_id=${id}`, auth)).body).items as Array<{
+          details: Record<string, unknown>;
+        }>;
+      const held = (await events(capped)).map((e) => [e.details.path, Number(e.details.bandwidth_held_ms) > 0]);
+      assert.deepEqual(held.sort(), [
+        ['/big', true],
+        ['/sink', true],
+      ]);
+      const uncapped = (await events(bunkerId)).find((e) => e.details.path === '/big');
+      assert.ok(uncapped);
+      assert.equal(uncapped.details.bandwidth_held_ms, undefined, 'no cap, nothing held');
+    } finally {
+      await call(served.url, 'DELETE', `${API}/bunkers/${capped}`, auth);
     }
   });
 
@@ -423,6 +584,36 @@ describe('ports: path proxy and previews', () => {
       assert.equal((await call(served.url, 'GET', '/echo', { host: host() })).status, 200);
       assert.equal((await call(served.url, 'DELETE', `${API}/bunkers/${bunkerId}/previews/${p.id}`, auth)).status, 200);
       assert.equal((await call(served.url, 'GET', '/echo', { host: host() })).status, 401);
+    });
+
+    test("E2B's getHost form reaches the port with the sandbox's traffic token, and with nothing else", async () => {
+      const e2bHost = `8080-${bunkerId}.${DOMAIN}`;
+      const c = served.controller;
+      const keyOf = (h: Record<string, string>) => (h.authorization as string).slice('Bearer '.length);
+      // For an API key the token carries the key's hash only: the principal minted with is not used.
+      const principalOf = async (_h: Record<string, string>) => system;
+      const token = c.e2b.tokens.mint(await principalOf(auth), bunkerId, keyOf(auth));
+      const ok = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': token });
+      assert.equal(ok.status, 200, ok.body);
+      const seen = JSON.parse(ok.body);
+      assert.equal(seen.url, '/echo/e2b');
+      assert.equal(seen.headers['e2b-traffic-access-token'], undefined, 'the token stays out of the bunker');
+      const none = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost });
+      assert.equal(none.status, 401);
+      const forged = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': `${token}x` });
+      assert.equal(forged.status, 401);
+      const forOther = c.e2b.tokens.mint(await principalOf(auth), stopped, keyOf(auth));
+      const wrong = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': forOther });
+      assert.equal(wrong.status, 401, 'a token is for its own sandbox only');
+      const otherTenant = c.e2b.tokens.mint(await principalOf(otherAuth), bunkerId, keyOf(otherAuth));
+      const foreign = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': otherTenant });
+      assert.equal(foreign.status, 404, "a token of another tenant's key finds no such bunker");
+      const reader = {
+        authorization: `Bearer ${(await c.services.tenants.createApiKey(system, aliceTenant, 'ro', ['scaibunker:read'])).key}`,
+      };
+      const readOnly = c.e2b.tokens.mint(await principalOf(reader), bunkerId, keyOf(reader));
+      const denied = await call(served.url, 'GET', '/echo/e2b', { host: e2bHost, 'e2b-traffic-access-token': readOnly });
+      assert.equal(denied.status, 403, denied.body);
     });
 
     test("bad bodies are 400; another tenant's bunker and previews are 404", async () => {

@@ -9,7 +9,7 @@ import { AgentError } from './AgentError.js';
 import { AgentStream, type Channel, type Consumer } from './AgentStream.js';
 import type { AgentHello } from './agentTypes.js';
 import { errorFromPayload, parseHello, toBuffer } from './payloads.js';
-import { CHUNK_SIZE, encodeFrame, encodeJsonFrame, FrameDecoder, FrameType } from './protocol.js';
+import { CHUNK_SIZE, encodeFrame, encodeJsonFrame, FrameDecoder, FrameType, INITIAL_WINDOW } from './protocol.js';
 
 /** Input a stream sends: stdin or file content. */
 export type Input = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer>;
@@ -23,7 +23,8 @@ export class AgentConnection {
   readonly hello: Promise<AgentHello>;
 
   private readonly streams = new Map<number, AgentStream>();
-  private readonly decoder = new FrameDecoder();
+  /** Data in pieces: a frame split across reads is passed on as it arrives, never copied together. */
+  private readonly decoder = new FrameDecoder({ pieces: true });
   private nextId = 1;
   private isClosed = false;
   private closeReason = 'closed';
@@ -95,14 +96,20 @@ export class AgentConnection {
   }
 
   /** Sends OPEN for a new stream; throws CHANNEL_CLOSED once the connection is gone. */
-  open(req: Record<string, unknown>, consumer?: Consumer, onStarted?: (info: Record<string, unknown>) => void): AgentStream {
+  open(
+    req: Record<string, unknown>,
+    consumer?: Consumer,
+    onStarted?: (info: Record<string, unknown>) => void,
+    window = INITIAL_WINDOW,
+  ): AgentStream {
     if (this.isClosed) throw new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
     let id = this.nextId;
     while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
-    const st = new AgentStream(this.channel, id, consumer, onStarted);
+    const st = new AgentStream(this.channel, id, consumer, onStarted, window);
     this.streams.set(id, st);
     this.send(encodeJsonFrame(id, FrameType.OPEN, req));
+    st.widen(window);
     return st;
   }
 
@@ -157,6 +164,9 @@ export class AgentConnection {
 
   private onData(chunk: Buffer): void {
     if (this.isClosed) return;
+    // The frames we answer while handling this read (credit for what was consumed at once)
+    // leave in one write, not one write each.
+    this.sock.cork();
     try {
       for (const f of this.decoder.push(chunk)) {
         if (f.stream === 0) {
@@ -169,6 +179,8 @@ export class AgentConnection {
     } catch (err) {
       this.sock.destroy();
       this.shutdown(`protocol error: ${(err as Error).message}`);
+    } finally {
+      this.sock.uncork();
     }
   }
 

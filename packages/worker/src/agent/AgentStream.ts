@@ -38,6 +38,12 @@ export class AgentStream {
 
   private recvAllowed = INITIAL_WINDOW;
   private pendingGrant = 0;
+  /**
+   * Credit is given back once this many bytes were consumed; a widened window (tunnels): half
+   * of it, so the agent always holds credit for half a window while we catch up and WINDOW
+   * frames stay few.
+   */
+  private readonly grantThreshold: number;
   private queue: QueueItem[] = [];
   private draining = false;
   private settled = false;
@@ -50,7 +56,9 @@ export class AgentStream {
     readonly id: number,
     private readonly consumer?: Consumer,
     private readonly onStarted?: (info: Record<string, unknown>) => void,
+    window = INITIAL_WINDOW,
   ) {
+    this.grantThreshold = window > INITIAL_WINDOW ? window / 2 : GRANT_THRESHOLD;
     this.result = new Promise((res, rej) => {
       this.resolve = res;
       this.reject = rej;
@@ -139,7 +147,7 @@ export class AgentStream {
   private grant(n: number): void {
     if (this.finished) return;
     this.pendingGrant += n;
-    if (this.pendingGrant < GRANT_THRESHOLD) return;
+    if (this.pendingGrant < this.grantThreshold) return;
     this.ch.send(encodeWindow(this.id, this.pendingGrant));
     this.recvAllowed += this.pendingGrant;
     this.pendingGrant = 0;
@@ -177,6 +185,13 @@ export class AgentStream {
   }
 
   /** The channel is gone: nothing more will arrive. */
+  /** Opens the receive window past the initial one (right after OPEN: a WINDOW to the agent). */
+  widen(window: number): void {
+    if (window <= this.recvAllowed) return;
+    this.ch.send(encodeWindow(this.id, window - this.recvAllowed));
+    this.recvAllowed = window;
+  }
+
   abandon(err: AgentError): void {
     this.finished = true;
     this.discard = true;

@@ -5,6 +5,13 @@ import type { AgentStream } from './AgentStream.js';
 import { FrameType, INITIAL_WINDOW } from './protocol.js';
 
 /**
+ * What a tunnel lets the agent send ahead (its receive window): larger than the protocol's
+ * initial one, so the bulk of a download moves in larger batches with fewer WINDOW frames
+ * (each a write that wakes the agent). At most this much waits in the tunnel's buffer.
+ */
+const TUNNEL_WINDOW = 1024 * 1024;
+
+/**
  * A byte tunnel to 127.0.0.1:port inside the bunker: the agent dials the port and relays
  * (PROTOCOL.md §3.6). Resolves once connected; rejects with AgentError PORT_NOT_LISTENING
  * (connection refused), INVALID_ARGUMENT (port not 1–65535), TOO_MANY_STREAMS (the
@@ -31,7 +38,7 @@ export function openTunnel(conn: AgentConnection, port: number): Promise<Duplex>
       allowHalfOpen: true,
       // As much as the agent may send unasked (its window): a smaller buffer would make every
       // chunk wait for the consumer's next read before its credit goes back, one chunk in flight.
-      readableHighWaterMark: INITIAL_WINDOW,
+      readableHighWaterMark: TUNNEL_WINDOW,
       writableHighWaterMark: INITIAL_WINDOW,
       read: () => wakeRead(),
       write: (chunk: Buffer, _enc, cb) => {
@@ -71,6 +78,7 @@ export function openTunnel(conn: AgentConnection, port: number): Promise<Duplex>
           connected = true;
           resolve(duplex);
         },
+        TUNNEL_WINDOW,
       );
     } catch (err) {
       reject(err);

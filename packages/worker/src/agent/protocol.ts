@@ -77,37 +77,92 @@ export function decodeWindow(payload: Buffer): number {
   return payload.readUInt32BE(0);
 }
 
+/** Frame types whose payload is a byte stream: what a frame holds may be delivered in pieces. */
+const BYTE_STREAM_TYPES: ReadonlySet<number> = new Set([FrameType.DATA, FrameType.STDOUT, FrameType.STDERR]);
+
 /**
- * Incremental decoder. Payloads returned are views into the received chunks
- * (no copy); they stay valid because received buffers are never reused.
+ * Incremental decoder. Payloads returned are views into the received chunks (no copy); they
+ * stay valid because received buffers are never reused.
+ *
+ * With `pieces`, a DATA, STDOUT or STDERR frame split across chunks comes out as several
+ * frames of the same stream and type, one per chunk it spans (together its payload, in
+ * order), instead of being copied together: the bulk of a tunnel or a download is then never
+ * copied. Other frames (JSON, WINDOW) always come out whole.
  */
 export class FrameDecoder {
-  private buf: Buffer = EMPTY;
+  /** An incomplete header, or an incomplete frame that comes out whole: copied together. */
+  private held: Buffer = EMPTY;
+  /** A byte-stream frame in pieces: its stream and type, and how much of its payload is still to come. */
+  private piece = { stream: 0, type: 0, left: 0 };
 
-  /** Feeds bytes, returns every complete frame. Throws ProtocolError on oversize frames. */
+  constructor(private readonly opts: { pieces?: boolean } = {}) {}
+
+  /** Feeds bytes, returns every complete frame (or piece). Throws ProtocolError on oversize frames. */
   push(chunk: Buffer): Frame[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const frames: Frame[] = [];
     let off = 0;
-    while (this.buf.length - off >= HEADER_SIZE) {
-      const len = this.buf.readUInt32BE(off);
-      if (len > MAX_PAYLOAD) {
-        throw new ProtocolError(`frame of ${len} bytes exceeds the ${MAX_PAYLOAD} byte limit`);
+    while (off < chunk.length) {
+      if (this.piece.left > 0) {
+        const n = Math.min(this.piece.left, chunk.length - off);
+        frames.push({ stream: this.piece.stream, type: this.piece.type, payload: chunk.subarray(off, off + n) });
+        this.piece.left -= n;
+        off += n;
+        continue;
       }
-      if (this.buf.length - off < HEADER_SIZE + len) break;
-      frames.push({
-        stream: this.buf.readUInt32BE(off + 4),
-        type: this.buf.readUInt8(off + 8),
-        payload: this.buf.subarray(off + HEADER_SIZE, off + HEADER_SIZE + len),
-      });
-      off += HEADER_SIZE + len;
+      if (this.held.length === 0 && chunk.length - off >= HEADER_SIZE) {
+        // The common case: a header in this chunk, parsed in place.
+        const len = payloadLength(chunk, off);
+        const stream = chunk.readUInt32BE(off + 4);
+        const type = chunk.readUInt8(off + 8);
+        const avail = chunk.length - off - HEADER_SIZE;
+        if (avail >= len) {
+          frames.push({ stream, type, payload: chunk.subarray(off + HEADER_SIZE, off + HEADER_SIZE + len) });
+          off += HEADER_SIZE + len;
+        } else if (this.opts.pieces && BYTE_STREAM_TYPES.has(type)) {
+          if (avail > 0) frames.push({ stream, type, payload: chunk.subarray(off + HEADER_SIZE) });
+          this.piece = { stream, type, left: len - avail };
+          off = chunk.length;
+        } else {
+          this.held = chunk.subarray(off);
+          off = chunk.length;
+        }
+        continue;
+      }
+      // Bytes held from before: take from this chunk only what completes the header, and then
+      // (for a frame that comes out whole) its payload.
+      if (this.held.length < HEADER_SIZE) {
+        const n = Math.min(HEADER_SIZE - this.held.length, chunk.length - off);
+        this.held = Buffer.concat([this.held, chunk.subarray(off, off + n)]);
+        off += n;
+        if (this.held.length < HEADER_SIZE) continue;
+      }
+      const len = payloadLength(this.held, 0);
+      const stream = this.held.readUInt32BE(4);
+      const type = this.held.readUInt8(8);
+      if (this.held.length === HEADER_SIZE && len > 0 && this.opts.pieces && BYTE_STREAM_TYPES.has(type)) {
+        this.piece = { stream, type, left: len };
+        this.held = EMPTY;
+        continue;
+      }
+      const n = Math.min(HEADER_SIZE + len - this.held.length, chunk.length - off);
+      if (n > 0) this.held = Buffer.concat([this.held, chunk.subarray(off, off + n)]);
+      off += n;
+      if (this.held.length === HEADER_SIZE + len) {
+        frames.push({ stream, type, payload: this.held.subarray(HEADER_SIZE) });
+        this.held = EMPTY;
+      }
     }
-    this.buf = off === this.buf.length ? EMPTY : this.buf.subarray(off);
     return frames;
   }
 
-  /** Bytes held waiting for the rest of a frame. */
+  /** Bytes held waiting for the rest of a frame (or still to come of a frame in pieces). */
   get pending(): number {
-    return this.buf.length;
+    return this.held.length + this.piece.left;
   }
+}
+
+function payloadLength(buf: Buffer, off: number): number {
+  const len = buf.readUInt32BE(off);
+  if (len > MAX_PAYLOAD) throw new ProtocolError(`frame of ${len} bytes exceeds the ${MAX_PAYLOAD} byte limit`);
+  return len;
 }

@@ -10,6 +10,7 @@ import {
   encodeFrame,
   encodeJsonFrame,
   encodeWindow,
+  type Frame,
   FrameDecoder,
   FrameType,
   HEADER_SIZE,
@@ -45,6 +46,47 @@ test('decoder reassembles frames split at every byte boundary', () => {
     assert.equal(got[1]?.payload.length, 0);
     assert.equal(got[2]?.stream, 0xffffffff);
     assert.equal(got[2]?.payload.length, 70_000);
+    assert.equal(d.pending, 0);
+  }
+});
+
+test('decoder in pieces: byte-stream frames come out as views of each chunk they span, others whole', () => {
+  const big = Buffer.alloc(70_000);
+  for (let i = 0; i < big.length; i++) big[i] = i % 251;
+  const frames = [
+    encodeFrame(3, FrameType.STDOUT, big),
+    encodeJsonFrame(1, FrameType.RESULT, { exit_code: 0 }),
+    encodeFrame(2, FrameType.DATA, Buffer.alloc(0)),
+    encodeFrame(4, FrameType.DATA, Buffer.from('tail')),
+  ];
+  const wire = Buffer.concat(frames);
+  for (const step of [1, 2, 9, 10, 4096, 65_536, wire.length]) {
+    const d = new FrameDecoder({ pieces: true });
+    const got: Frame[] = [];
+    for (let i = 0; i < wire.length; i += step) {
+      const chunk = wire.subarray(i, i + step);
+      for (const f of d.push(chunk)) {
+        // A piece of a byte stream is never a copy: it lies inside the chunk it came in.
+        if (f.type === FrameType.STDOUT) assert.equal(f.payload.buffer, chunk.buffer, `step ${step}`);
+        got.push(f);
+      }
+    }
+    const stdout = got.filter((f) => f.stream === 3);
+    assert.ok(stdout.every((f) => f.type === FrameType.STDOUT && f.payload.length > 0));
+    assert.ok(step >= wire.length || stdout.length > 1, `step ${step}: split across chunks, so in pieces`);
+    assert.deepEqual(Buffer.concat(stdout.map((f) => f.payload)), big, `step ${step}`);
+    const result = got.filter((f) => f.stream === 1);
+    assert.deepEqual(
+      result.map((f) => [f.type, f.payload.toString()]),
+      [[FrameType.RESULT, '{"exit_code":0}']],
+      'a JSON frame comes out whole',
+    );
+    assert.deepEqual(
+      got.filter((f) => f.stream === 2).map((f) => f.payload.length),
+      [0],
+      'an empty DATA frame comes out once',
+    );
+    assert.equal(Buffer.concat(got.filter((f) => f.stream === 4).map((f) => f.payload)).toString(), 'tail');
     assert.equal(d.pending, 0);
   }
 });
