@@ -36,14 +36,22 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Captures frames on eth0 for 1.5 s; prints a JSON list of what it saw: `ether:<marker>` and `arp:<sender mac>`. */
+/**
+ * Captures frames on eth0 until its stdin closes (the frames were sent by then), then for a
+ * last 0.3 s in case one is still on its way; prints a JSON list of what it saw:
+ * `ether:<marker>` and `arp:<sender mac>`.
+ */
 const CAPTURE = `
-import socket, json, time, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)); s.bind(('eth0', 0)); s.settimeout(0.1)
-print('ready', flush=True); seen = set(); end = time.time() + 1.5
-while time.time() < end:
-    try: f = s.recv(2048)
-    except socket.timeout: continue
+import socket, json, time, sys, select
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)); s.bind(('eth0', 0))
+print('ready', flush=True); seen = set(); end = None
+while end is None or time.time() < end:
+    r, _, _ = select.select([s] + ([sys.stdin] if end is None else []), [], [], 0.1)
+    if sys.stdin in r:
+        if not sys.stdin.buffer.read1(4096): end = time.time() + 0.3
+        continue
+    if s not in r: continue
+    f = s.recv(2048)
     t = f[12:14]
     if t == b'\\x88\\xb5': seen.add('ether:' + f[14:30].rstrip(b'\\0').decode(errors='replace'))
     if t == b'\\x08\\x06': seen.add('arp:' + f[22:28].hex(':'))
@@ -65,20 +73,28 @@ for _ in range(3): s.send(f)
 
 /** Runs `python3 -c CAPTURE` in `netns` while `send()` runs; what the capture saw. */
 async function capture(netns: string, send: () => Promise<void>): Promise<string[]> {
-  const child = spawn('ip', ['netns', 'exec', netns, 'python3', '-c', CAPTURE], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', netns, 'python3', '-c', CAPTURE], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
+  // listened for at once: however slow send() is, the exit is never missed
+  const closed = new Promise<number | null>((r) => child.once('close', r));
+  const ready = new Promise<boolean>((resolve) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('ready')) resolve(true);
+    });
+    void closed.then(() => resolve(false));
   });
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     err += d;
   });
-  const deadline = Date.now() + 5000;
-  while (!out.includes('ready') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(out.includes('ready'), `capture did not start: ${err}`);
-  await send();
-  const code = await new Promise<number | null>((r) => child.on('close', r));
+  try {
+    assert.ok(await ready, `capture did not start: ${err}`);
+    await send();
+  } finally {
+    child.stdin.end(); // the capture stops once it read what is still on its way
+  }
+  const code = await closed;
   assert.equal(code, 0, err);
   return JSON.parse(out.trim().split('\n').at(-1) ?? '[]') as string[];
 }
