@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { RootOverlay } from './RootOverlay.js';
 
 export class EmptyOverlays {
@@ -43,6 +43,7 @@ export class EmptyOverlays {
 
 /** Made aside and renamed into place: concurrent first boots of a shape race harmlessly. */
 async function make(template: string, image: string, diskMb: number): Promise<void> {
+  await mkdir(dirname(template), { recursive: true, mode: 0o700 });
   const tmp = `${template}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await RootOverlay.create(tmp, image, diskMb);
