@@ -9,31 +9,35 @@
 #   initramfs.cpio.gz   busybox-static + the virtio modules the cloud kernel has as modules
 #                       (virtio, virtio_ring, virtio_mmio, virtio_blk, virtio_console,
 #                       virtio_net with its failover/net_failover dependencies, and vsock with
-#                       vmw_vsock_virtio_transport(_common) for Firecracker) + /init
+#                       vmw_vsock_virtio_transport(_common) for Firecracker) + growfs (a static
+#                       build of scripts/guest/growfs.c) + /init
 #   guest.json          { kernel_version, key, files: { name: { sha256, size_bytes } } }
 #
 # How the guest boots (QEMU -M microvm, see packages/worker/src/providers/microvm/):
 #   /init (busybox sh) mounts devtmpfs/proc/sysfs, insmods the modules in dependency order
 #   (virtio-mmio devices are found through microvm's ACPI tables: the cloud kernel has no
 #   virtio_mmio.device= command-line support), waits for /dev/vda and the virtio-serial port
-#   named org.scaibunker.agent, grows the ext4 to the size of the disk when it is larger
-#   (resize2fs, copied in with its libraries), mounts /dev/vda READ-WRITE at /newroot (the
-#   disk is a per-bunker qcow2 overlay over the image's ext4, so the image itself is never
-#   written), moves /dev /proc /sys into it, mounts /tmp, /dev/pts and /dev/shm, and
-#   `switch_root`s to `/.scaibunker/agent --serial /dev/vportNpM` as PID 1.
+#   named org.scaibunker.agent, mounts /dev/vda READ-WRITE at /newroot (the disk is a
+#   per-bunker qcow2 overlay over the image's ext4, so the image itself is never written),
+#   grows the ext4 online to the size of the disk when it is larger (growfs), moves /dev /proc
+#   /sys into it, mounts /tmp, /dev/pts and /dev/shm, and `switch_root`s to
+#   `/.scaibunker/agent --serial /dev/vportNpM` as PID 1 (which brings `lo` up).
 #   Boot progress goes to /dev/kmsg ("[init] …"), i.e. to the hvc0 console log.
+#   Every command /init runs is a fork+exec of busybox, ~10 ms of a TCG guest's boot, so it
+#   uses shell builtins where it can and mounts several filesystems per `mount -a -T <fstab>`.
 #   Kernel parameters read by /init: scaibunker.root=/dev/vda, scaibunker.port=<name>,
 #   scaibunker.resize=0 (skip growing the filesystem). Under Firecracker (no virtio-serial) the
 #   agent channel is virtio-vsock instead: scaibunker.vsock=<port> makes /init load the vsock
 #   modules (only then), skip the wait for the serial port and start the agent with
 #   `--vsock <port>`; guest.json's `modules` tells the worker that this guest can do that. A networked bunker (a virtio-net NIC
 #   whose TAP the worker plumbs on the host) also gets scaibunker.ip=<addr>/<len>,
-#   scaibunker.gw=<gateway> and scaibunker.dns=<nameserver>: /init brings eth0 up with that
-#   address and default route (IPv6 off: bunkers are IPv4-only) and writes the bunker's
-#   /etc/resolv.conf. Without them eth0 stays down (an `isolated` VM has no NIC at all).
+#   scaibunker.gw=<gateway> and scaibunker.dns=<nameserver>: /init loads virtio_net (only
+#   then), brings eth0 up with that address and default route (IPv6 off: bunkers are
+#   IPv4-only) and writes the bunker's /etc/resolv.conf. Without them eth0 stays down (an
+#   `isolated` VM has no NIC at all).
 #
-# Caching: key = sha256(this script, kernel package version, busybox binary, resize2fs and its
-# libraries). A re-run with the same key and intact outputs does nothing (< 1 s).
+# Caching: key = sha256(this script, kernel package version, busybox binary, growfs.c and the
+# compiler's version). A re-run with the same key and intact outputs does nothing (< 1 s).
 # The downloaded .deb stays in $SCAIBUNKER_BUILD_CACHE/guest (default /var/cache/scaibunker/guest).
 #
 # Environment:
@@ -63,19 +67,16 @@ T0=$(now_ms)
 # ---------------------------------------------------------------- host packages
 # shellcheck source=lib/ensure-packages.sh
 . "$(dirname "$SCRIPT_PATH")/lib/ensure-packages.sh"
-ensure_packages qemu-system-x86 qemu-utils cpio busybox-static e2fsprogs gzip
+ensure_packages qemu-system-x86 qemu-utils cpio busybox-static gzip gcc libc6-dev
 
 # ---------------------------------------------------------------- local inputs
-# resize2fs and the shared objects it needs (copied into the initramfs)
-RESIZE2FS=$(command -v resize2fs || echo /sbin/resize2fs)
-[ -x "$RESIZE2FS" ] || die "resize2fs not found"
-mapfile -t RESIZE_LIBS < <(ldd "$RESIZE2FS" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }')
+# growfs: grows the root filesystem online (see its header), compiled static into the initramfs
+GROWFS_SRC="$(dirname "$SCRIPT_PATH")/guest/growfs.c"
+[ -f "$GROWFS_SRC" ] || die "$GROWFS_SRC not found"
 
 local_inputs() {
-  printf 'script=%s\nbusybox=%s\nresize2fs=%s\n' \
-    "$(sha256_of "$SCRIPT_PATH")" "$(sha256_of /bin/busybox)" "$(sha256_of "$RESIZE2FS")"
-  local l
-  for l in "${RESIZE_LIBS[@]}"; do printf 'lib=%s %s\n' "$l" "$(sha256_of "$l")"; done
+  printf 'script=%s\nbusybox=%s\ngrowfs=%s\ncc=%s\n' \
+    "$(sha256_of "$SCRIPT_PATH")" "$(sha256_of /bin/busybox)" "$(sha256_of "$GROWFS_SRC")" "$(gcc --version | head -n1)"
 }
 LOCAL_INPUTS=$(local_inputs)
 # Resolving the kernel package through apt-cache takes ~2 s, so a fast key (local inputs + the
@@ -190,27 +191,38 @@ for m in "${ORDER[@]}"; do
   cp "$(mod_path "$m")" "$R/lib/modules/$m.ko"
   echo "$m" >>"$R/lib/modules/load.list"
 done
-install -m 0755 "$RESIZE2FS" "$R/sbin/resize2fs"
-for l in "${RESIZE_LIBS[@]}"; do
-  mkdir -p "$R$(dirname "$l")"
-  cp -L "$l" "$R$l"
-done
-for l in "${RESIZE_LIBS[@]}"; do [ -e "$R$l" ] || die "missing $l in initramfs"; done
+gcc -O2 -Wall -Wextra -Werror -std=gnu11 -static -s -o "$R/sbin/growfs" "$GROWFS_SRC" || die "compiling growfs"
+# What /init mounts with one `mount -a` each (one busybox exec instead of one per filesystem):
+# the kernel's filesystems first, then, once the root is mounted, /dev /proc /sys moved into it
+# and its /tmp, /dev/pts and /dev/shm.
+cat >"$R/etc/fstab.init" <<'FSTAB'
+devtmpfs /dev devtmpfs mode=0755,nosuid 0 0
+proc /proc proc nosuid,nodev,noexec 0 0
+sysfs /sys sysfs nosuid,nodev,noexec 0 0
+FSTAB
+cat >"$R/etc/fstab.newroot" <<'FSTAB'
+/dev /newroot/dev none move 0 0
+/proc /newroot/proc none move 0 0
+/sys /newroot/sys none move 0 0
+tmpfs /newroot/tmp tmpfs nosuid,nodev,mode=1777 0 0
+devpts /newroot/dev/pts devpts nosuid,noexec,newinstance,ptmxmode=0666,mode=0620 0 0
+shm /newroot/dev/shm tmpfs nosuid,nodev,mode=1777 0 0
+FSTAB
 mknod -m 0600 "$R/dev/console" c 5 1
 mknod -m 0666 "$R/dev/null" c 1 3
 
 cat >"$R/init" <<'INIT'
 #!/bin/sh
-# ScaiBunker microvm guest init (built by scripts/build-guest-kernel.sh).
+# ScaiBunker microvm guest init (built by scripts/build-guest-kernel.sh). Each external command
+# is a fork+exec costing ~10 ms of a TCG boot: builtins (read, test, echo) wherever they do.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
-mount -t proc -o nosuid,nodev,noexec proc /proc
-mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mount -a -T /etc/fstab.init
 log() { echo "[init] $*" >/dev/kmsg; }
 fail() { log "FATAL: $*"; sleep 1; echo o >/proc/sysrq-trigger; poweroff -f; }
 
 ROOT=/dev/vda PORT=org.scaibunker.agent VSOCK= RESIZE=1 NET_IP= NET_GW= NET_DNS=
-for arg in $(cat /proc/cmdline); do
+read -r CMDLINE </proc/cmdline
+for arg in $CMDLINE; do
   case "$arg" in
     scaibunker.root=*) ROOT=${arg#*=} ;;
     scaibunker.port=*) PORT=${arg#*=} ;;
@@ -223,13 +235,17 @@ for arg in $(cat /proc/cmdline); do
 done
 
 while read -r m; do
-  # the vsock driver only for a VMM whose agent channel it is (Firecracker)
-  case "$m" in vsock|vmw_vsock_*) [ -n "$VSOCK" ] || continue ;; esac
+  # the vsock driver only for a VMM whose agent channel it is (Firecracker), the NIC's only
+  # for a networked bunker
+  case "$m" in
+    vsock|vmw_vsock_*) [ -n "$VSOCK" ] || continue ;;
+    failover|net_failover|virtio_net) [ -n "$NET_IP" ] || continue ;;
+  esac
   insmod "/lib/modules/$m.ko" || fail "insmod $m"
 done </lib/modules/load.list
 log "modules loaded"
 
-ip link set lo up || log "lo would not come up"
+# lo: the agent brings it up as PID 1.
 # A networked bunker: the NIC's TAP is plumbed by the worker, every rule sits on the host side;
 # here only the address, the default route and no IPv6 (the host drops it anyway).
 if [ -n "$NET_IP" ]; then
@@ -255,7 +271,9 @@ DEV=
 i=0
 while [ -z "$VSOCK" ] && [ -z "$DEV" ]; do
   for p in /sys/class/virtio-ports/*; do
-    [ -f "$p/name" ] && [ "$(cat "$p/name")" = "$PORT" ] && DEV=/dev/${p##*/}
+    name=
+    [ -f "$p/name" ] && read -r name <"$p/name"
+    [ "$name" = "$PORT" ] && DEV=/dev/${p##*/}
   done
   [ -n "$DEV" ] && [ -c "$DEV" ] && break
   DEV=
@@ -263,20 +281,12 @@ while [ -z "$VSOCK" ] && [ -z "$DEV" ]; do
 done
 log "root $ROOT, agent ${DEV:-on vsock port $VSOCK}"
 
-if [ "$RESIZE" = 1 ]; then
-  DISK_BYTES=$(( $(cat /sys/class/block/${ROOT##*/}/size) * 512 ))
-  # the ext4 superblock: s_blocks_count_lo @ 1024+4, s_log_block_size @ 1024+24
-  set -- $(dd if="$ROOT" bs=4 skip=257 count=1 2>/dev/null | od -An -tu4) $(dd if="$ROOT" bs=4 skip=262 count=1 2>/dev/null | od -An -tu4)
-  FS_BYTES=$(( ${1:-0} * (1024 << ${2:-0}) ))
-  if [ "$DISK_BYTES" -gt $((FS_BYTES + 4194304)) ]; then
-    resize2fs -f "$ROOT" >/dev/kmsg 2>&1 || log "resize2fs failed (continuing with the image's size)"
-    log "filesystem grown from $((FS_BYTES / 1048576)) MiB to $((DISK_BYTES / 1048576)) MiB"
-  fi
-fi
-
 mount -t ext4 -o rw,noatime "$ROOT" /newroot || fail "mount $ROOT"
+# growfs logs what it did; a filesystem that does not grow still boots, at the image's size
+[ "$RESIZE" != 1 ] || growfs /newroot "$ROOT" >/dev/kmsg 2>&1 || log "growing the filesystem failed (continuing with the image's size)"
 [ -x /newroot/.scaibunker/agent ] || fail "no /.scaibunker/agent in the image"
-for d in dev proc sys tmp; do mkdir -p "/newroot/$d"; done
+# /dev/pts and /dev/shm in the devtmpfs that is about to move under /newroot
+mkdir -p /newroot/dev /newroot/proc /newroot/sys /newroot/tmp /dev/pts /dev/shm
 if [ -n "$NET_DNS" ]; then
   # what a container bunker gets bind-mounted: every :53 is redirected to the worker's responder anyway
   mkdir -p /newroot/etc
@@ -285,13 +295,7 @@ if [ -n "$NET_DNS" ]; then
 fi
 if [ -n "$VSOCK" ]; then CHANNEL="--vsock $VSOCK"; else CHANNEL="--serial $DEV"; fi
 log "switching to /.scaibunker/agent $CHANNEL"
-mount --move /dev /newroot/dev
-mount --move /proc /newroot/proc
-mount --move /sys /newroot/sys
-mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /newroot/tmp
-mkdir -p /newroot/dev/pts /newroot/dev/shm
-mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620 devpts /newroot/dev/pts
-mount -t tmpfs -o nosuid,nodev,mode=1777 shm /newroot/dev/shm
+mount -a -T /etc/fstab.newroot || fail "mounting /dev, /proc, /sys, /tmp, /dev/pts and /dev/shm in the root"
 # shellcheck disable=SC2086 # CHANNEL is two words
 exec switch_root /newroot /.scaibunker/agent $CHANNEL </dev/null >/newroot/dev/kmsg 2>&1
 INIT

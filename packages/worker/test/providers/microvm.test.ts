@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -116,6 +116,42 @@ describe('MicrovmProvider', { skip: microvmSkipReason() }, () => {
     const df = await sh(c, "df -k / | awk 'NR==2 { print $2 }'");
     assert.ok(Number(df.out.trim()) > s.diskMb * 1024 * 0.8, `the guest sees the whole disk (df: ${df.out.trim()} KiB)`);
   });
+
+  test(
+    'cold boots copy one empty overlay per image and disk size; each bunker owns its copy, also when the templates vanish',
+    TEST,
+    async () => {
+      const overlays = join(dataDir, 'microvm', 'overlays');
+      const diskOf = (id: string) =>
+        JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', provider.paths(id).disk]).toString()) as {
+          'virtual-size': number;
+          'backing-filename'?: string;
+        };
+      const templates = () => readdirSync(overlays).filter((n) => n.endsWith('.qcow2'));
+      const a = await spawn({ diskMb: 128 });
+      const b = await spawn({ diskMb: 128 });
+      const c = await spawn({ diskMb: 96 });
+      for (const { s } of [a, b, c]) {
+        assert.equal(diskOf(s.id)['virtual-size'], s.diskMb * 1048576, `${s.id}: its own disk size`);
+        assert.equal(diskOf(s.id)['backing-filename'], s.imagePath, `${s.id}: backed by the image`);
+      }
+      assert.equal(templates().length, 2, `one template per disk size: ${templates().join(', ')}`);
+      const inodes = [a, b, c].map(({ s }) => statSync(provider.paths(s.id).disk).ino);
+      assert.equal(new Set(inodes).size, 3, 'every bunker writes its own file (copies, not links)');
+      const df = await sh(c.c, "df -k / | awk 'NR==2 { print $2 }'");
+      assert.ok(Number(df.out.trim()) > 96 * 1024 * 0.8, `the 96 MiB guest sees its whole disk (df: ${df.out.trim()} KiB)`);
+
+      // the directory emptied under a running provider (another one's init()): boots still work
+      rmSync(overlays, { recursive: true, force: true });
+      const d = await spawn({ diskMb: 128 });
+      assert.equal(diskOf(d.s.id)['virtual-size'], 128 * 1048576);
+      assert.equal((await sh(d.c, 'echo up')).out, 'up\n');
+      for (const { s } of [a, b, c, d]) {
+        await provider.destroy(s.id);
+        spawned.delete(s.id);
+      }
+    },
+  );
 
   test('QEMU runs in its own cgroup: CPU quota from cpu_millicores, memory = guest RAM + VMM overhead', TEST, async () => {
     const { b, s } = await spawn({ cpuMillicores: 500 });

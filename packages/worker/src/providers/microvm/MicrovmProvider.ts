@@ -18,6 +18,7 @@
  *
  *   <dataDir>/microvm/vms/<id>/   vm.json, root.qcow2, agent.sock, control.sock, console.log, vmm.log
  *   <dataDir>/microvm/snapshots/  memory snapshots per VM shape (SnapshotTemplates)
+ *   <dataDir>/microvm/overlays/   an empty root overlay per image and disk size, copied for each cold boot (EmptyOverlays)
  *
  * The first cold boot of a shape builds its snapshot in the background (when `snapshots` is
  * 'auto'); later bunkers of that shape are restored from it and then given their own identity
@@ -49,6 +50,7 @@ import {
 } from '../Provider.js';
 import { validateSpec } from '../validateSpec.js';
 import type { AccelProbe } from './Accelerator.js';
+import { EmptyOverlays } from './EmptyOverlays.js';
 import { GuestAssets } from './GuestAssets.js';
 import { nameserverOf, plumbGuestNic } from './GuestNic.js';
 import { QemuVmm } from './QemuVmm.js';
@@ -123,6 +125,7 @@ export class MicrovmProvider implements Provider {
   readonly isolation: Isolation = 'microvm';
   readonly vmsDir: string;
   readonly snapshots: SnapshotTemplates;
+  private readonly emptyOverlays: EmptyOverlays;
   private readonly opts: MicrovmProviderOptions;
   private readonly logger: SnapshotLogger;
   /** The per-id lock, id check, spawn preamble, destroy semantics and network shared with the other providers. */
@@ -146,6 +149,7 @@ export class MicrovmProvider implements Provider {
     this.logger = opts.logger ?? defaultLogger;
     this.vmm = opts.vmm ?? new QemuVmm();
     this.vmsDir = join(opts.dataDir, 'microvm', 'vms');
+    this.emptyOverlays = new EmptyOverlays(join(opts.dataDir, 'microvm', 'overlays'));
     this.snapshots = new SnapshotTemplates(
       join(opts.dataDir, 'microvm', 'snapshots'),
       (shape, dir, files) => this.makeSnapshot(shape, dir, files),
@@ -204,6 +208,7 @@ export class MicrovmProvider implements Provider {
     this.cgroups = await Cgroups.detect();
     await mkdir(this.vmsDir, { recursive: true, mode: 0o700 });
     await this.snapshots.init();
+    await this.emptyOverlays.init();
     this.accelProbe = await this.vmm.detectAccel(this.opts.accel ?? 'auto', this.opts.accelCacheFile ?? '/run/scaibunker/accel.json', {
       path: this.guest.kernelPath,
       sha256: this.guest.sha256('vmlinuz'),
@@ -317,7 +322,7 @@ export class MicrovmProvider implements Provider {
       if (this.vmm.diskFormat === 'raw') await RawRootDisk.create(p.disk, spec.imagePath, spec.diskMb);
       else if (snapshot) await RootOverlay.createOnSnapshot(p.disk, snapshot.overlay, snapshot.disk, spec.diskMb);
       else if (spec.restore) await RootOverlay.fromDelta(p.disk, spec.restore.archivePath, spec.imagePath, spec.diskMb);
-      else await RootOverlay.create(p.disk, spec.imagePath, spec.diskMb);
+      else await this.emptyOverlays.create(p.disk, spec.imagePath, spec.diskMb);
       mark('disk');
       const nic = networked ? await this.attachNic(spec) : undefined;
       mark('network');
