@@ -79,7 +79,8 @@ const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
  *   images/<sha>/        read-only loop mount of the image's ext4 file, shared by its bunkers
  *                        (refcounted; stays mounted when idle, see ImageMounts/unmountIdleImages)
  *   bunkers/<id>/upper   tmpfs of size=diskMb: overlay upper (u/) + work (w/) + console.log
- *   bunkers/<id>/rootfs  overlayfs lower=images/<sha>, upper=upper/u — the bunker's /
+ *   bunkers/<id>/rootfs  overlayfs lower=images/<sha>, upper=upper/u — the bunker's / (its
+ *                        /tmp too: no tmpfs of its own, see OciBundleOptions.tmpSizeMb)
  *   bunkers/<id>/run     bind-mounted at /.scaibunker/run (the only host path inside); agent.sock
  *   bunkers/<id>/config.json, bunker.json (meta), pid, runtime.log
  *   state/<runtime>/     the runtime's --root (never /run/crun, so no collision with others)
@@ -274,7 +275,6 @@ export class ContainerProvider implements Provider {
         cgroupsPath: rel,
         cpuMillicores: 100,
         memoryMb: 32,
-        tmpSizeMb: 1,
         pidsLimit: 16,
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,
@@ -364,7 +364,6 @@ export class ContainerProvider implements Provider {
         cgroupsPath: rel,
         cpuMillicores: spec.cpuMillicores,
         memoryMb: spec.memoryMb,
-        tmpSizeMb: spec.diskMb,
         pidsLimit: spec.pidsLimit ?? DEFAULT_PIDS_LIMIT,
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,

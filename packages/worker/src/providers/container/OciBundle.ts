@@ -52,8 +52,12 @@ export interface OciBundleOptions {
   cgroupsPath: string;
   cpuMillicores: number;
   memoryMb: number;
-  /** Size of the bunker's /tmp tmpfs (MiB). */
-  tmpSizeMb: number;
+  /**
+   * Size (MiB) of a tmpfs mounted at /tmp; absent: /tmp is the root filesystem's own directory.
+   * A bunker's root is already a tmpfs-backed disk, and every tmpfs is one more superblock,
+   * each of which makes every memory cgroup on the host bigger (see ContainerProvider).
+   */
+  tmpSizeMb?: number;
   pidsLimit?: number;
   /** Whether the host can limit swap (v1: memory.memsw.*); when false no swap limit is written. */
   swapAccounting?: boolean;
@@ -120,10 +124,10 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
       options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
     });
   }
-  mounts.push(
-    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMb}m`] },
-    { destination: AGENT_RUN_DIR, type: 'bind', source: o.agentRunDir, options: ['bind', 'nosuid', 'nodev', 'noexec'] },
-  );
+  if (o.tmpSizeMb !== undefined) {
+    mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMb}m`] });
+  }
+  mounts.push({ destination: AGENT_RUN_DIR, type: 'bind', source: o.agentRunDir, options: ['bind', 'nosuid', 'nodev', 'noexec'] });
   if (o.resolvConfPath) {
     mounts.push({
       destination: '/etc/resolv.conf',
