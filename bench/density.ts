@@ -9,10 +9,12 @@
  * `mb_per_bunker` counts everything an idle bunker costs the host, from MemoryCharge:
  *   `bunker_cgroup_kb`  unreclaimable memory charged to the bunker's own cgroup: the agent's
  *                       pages (`agent_anon_kb`), its page tables, kernel stack and the kernel
- *                       objects it made (mounts, sockets), tmpfs pages;
+ *                       objects it made (mounts, sockets), tmpfs pages; `bunker_kernel_kb`
+ *                       is the kernel part;
  *   `server_cgroup_kb`  growth of the cgroup the server runs in: worker and controller JS
  *                       state, the helper shell, and what the runtime made for the bunker
- *                       from there (namespaces, the overlay and disk mounts, cgroup dirs);
+ *                       from there (namespaces, the overlay and disk mounts, cgroup dirs;
+ *                       `server_kernel_kb` is that kernel part);
  *                       the bench process shares it here, so its client objects count too;
  *   `parent_cgroup_kb`  what the bunkers' parent cgroup is charged for them (per-CPU memcg data);
  *   `uncharged_kernel_kb` growth of the host's kernel memory that no cgroup above was charged
@@ -129,7 +131,9 @@ try {
     mb_per_bunker: Number(((serverKb + parentKb + bunkerKb + unchargedKernelKb) / 1024 / n).toFixed(3)),
     bunker_cgroup_kb: perBunkerKb(bunkerKb),
     agent_anon_kb: perBunkerKb(delta((x) => x.bunkers.anon)),
+    bunker_kernel_kb: perBunkerKb(delta((x) => x.bunkers.kernel)),
     server_cgroup_kb: perBunkerKb(serverKb),
+    server_kernel_kb: perBunkerKb(delta((x) => x.server.kernel)),
     parent_cgroup_kb: perBunkerKb(parentKb),
     uncharged_kernel_kb: perBunkerKb(unchargedKernelKb),
     host_mb_per_bunker: Number(((after - before) / n).toFixed(2)),
