@@ -125,6 +125,12 @@ describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
     assert.match(status, /^Seccomp:\s+2$/m);
     // /proc/kcore etc. masked, /proc/sys read-only
     assert.equal((await sh(c, 'cat /proc/kcore | wc -c')).out.trim(), '0');
+    if (existsSync('/sys/firmware')) {
+      // masked by a read-only bind of one empty dir, not by a tmpfs (a superblock) per bunker
+      assert.equal((await sh(c, 'ls -A /sys/firmware')).out, '');
+      assert.notEqual((await sh(c, 'touch /sys/firmware/x')).code, 0);
+      assert.doesNotMatch((await sh(c, 'cat /proc/mounts')).out, / \/sys\/firmware tmpfs /);
+    }
     assert.notEqual((await sh(c, 'echo 1 > /proc/sys/kernel/domainname')).code, 0);
     // writable root (overlay upper), agent dir present
     assert.equal((await sh(c, 'echo hi > /root/x && cat /root/x')).out, 'hi\n');
