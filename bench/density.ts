@@ -18,7 +18,11 @@
  *                       the bench process shares it here, so its client objects count too;
  *   `parent_cgroup_kb`  what the bunkers' parent cgroup is charged for them (per-CPU memcg data);
  *   `uncharged_kernel_kb` growth of the host's kernel memory that no cgroup above was charged
- *                       for (e.g. cgroupfs file nodes) — host-wide, so others' work adds noise.
+ *                       for — host-wide, so others' work adds noise. Most of it is the slot
+ *                       every memory cgroup keeps for every superblock's shrinker (1 KiB per
+ *                       64 superblocks, never shrunk below the host's peak superblock count):
+ *                       it grows with bunkers × superblocks per bunker, so the figure at 2,000
+ *                       is above the one at 300, and a host that once ran more is dearer.
  * `host_mb_per_bunker` is MemTotal − MemAvailable before and after, the bench's first figure:
  * on a shared box it moves by hundreds of MB with everyone else's work.
  */

@@ -70,16 +70,17 @@ export class MemoryCharge {
   }
 
   /**
-   * The host's kernel memory (KiB) of the kinds a cgroup can be charged: slab that is not
-   * reclaimable, kernel stacks, page tables, per-CPU data. Its growth less the growth of the
-   * kernel memory charged to the bunkers' and server's cgroups is what the kernel allocated
-   * for them without charging anyone (e.g. cgroupfs file nodes). Shared-box noise reaches it
-   * too, but far less than MemAvailable (no page cache, no other processes' heaps).
+   * The host's kernel memory (KiB) of the kinds a cgroup can be charged: slab (reclaimable
+   * too, as a cgroup's kernel charge includes its dentries and inodes), kernel stacks, page
+   * tables, per-CPU data. Its growth less the growth of the kernel memory charged to the
+   * bunkers' and server's cgroups is what the kernel allocated for them without charging
+   * anyone (e.g. the per-cgroup shrinker slots, cgroupfs file nodes). Shared-box noise reaches
+   * it too, but far less than MemAvailable (no page cache, no other processes' heaps).
    */
   hostKernelKb(): number {
     const info = readFileSync('/proc/meminfo', 'utf8');
     const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
-    return kb('SUnreclaim') + kb('KernelStack') + kb('PageTables') + kb('Percpu');
+    return kb('Slab') + kb('KernelStack') + kb('PageTables') + kb('Percpu');
   }
 
   private stat(dir: string): Record<string, number> {
