@@ -1,15 +1,35 @@
 /**
  * npm run bench:density — how many idle `minimal` bunkers one box holds, and what each costs.
  * `scaibunker serve --memory-overcommit` (memory is otherwise reserved at each bunker's limit),
- * then BENCH_BUNKERS (2000) bunkers created 8 at a time; host memory is read from
- * /proc/meminfo (MemTotal − MemAvailable) before and after. Prints `bunkers` (how many run),
+ * then BENCH_BUNKERS (2000) bunkers created 8 at a time. Prints `bunkers` (how many run),
  * `mb_per_bunker`, `create_p99_ms_at_8_concurrent` and `exec_all_s` (one `true` in every
  * bunker, 8 at a time). Target: 2,000 running, ≤ 1 MB each. Every bunker is terminated at
  * the end. Last line: one JSON object.
+ *
+ * `mb_per_bunker` counts everything an idle bunker costs the host, from MemoryCharge:
+ *   `bunker_cgroup_kb`  unreclaimable memory charged to the bunker's own cgroup: the agent's
+ *                       pages (`agent_anon_kb`), its page tables, kernel stack and the kernel
+ *                       objects it made (mounts, sockets), tmpfs pages; `bunker_kernel_kb`
+ *                       is the kernel part;
+ *   `server_cgroup_kb`  growth of the cgroup the server runs in: worker and controller JS
+ *                       state, the helper shell, and what the runtime made for the bunker
+ *                       from there (namespaces, the overlay and disk mounts, cgroup dirs;
+ *                       `server_kernel_kb` is that kernel part);
+ *                       the bench process shares it here, so its client objects count too;
+ *   `parent_cgroup_kb`  what the bunkers' parent cgroup is charged for them (per-CPU memcg data);
+ *   `uncharged_kernel_kb` growth of the host's kernel memory that no cgroup above was charged
+ *                       for — host-wide, so others' work adds noise. Most of it is the slot
+ *                       every memory cgroup keeps for every superblock's shrinker (1 KiB per
+ *                       64 superblocks, never shrunk below the host's peak superblock count):
+ *                       it grows with bunkers × superblocks per bunker, so the figure at 2,000
+ *                       is above the one at 300, and a host that once ran more is dearer.
+ * `host_mb_per_bunker` is MemTotal − MemAvailable before and after, the bench's first figure:
+ * on a shared box it moves by hundreds of MB with everyone else's work.
  */
 import { readFileSync } from 'node:fs';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
+import { type Charged, MemoryCharge } from './memoryCharge.js';
 import { pct } from './percentile.js';
 
 const N = Number(process.env.BENCH_BUNKERS ?? 2000);
@@ -48,11 +68,34 @@ const server = await ServerProcess.start([
   '100',
 ]);
 const bunkers: Bunker[] = [];
+const charge = new MemoryCharge();
+/** What is charged for everything: the server's cgroup, the bunkers' parent's own charge, each of `ids`' cgroup. */
+function snapshot(ids: string[]): { server: Charged; parent: Charged; bunkers: Charged; hostKernelKb: number } {
+  const bunkersCharged: Charged = { unreclaimable: 0, kernel: 0, anon: 0 };
+  for (const id of ids) {
+    const dir = charge.dirOf(`/scaibunker/${id}`);
+    const c = charge.charged(dir);
+    if (!c) throw new Error(`bunker ${id} has no memory cgroup at ${dir}`);
+    bunkersCharged.unreclaimable += c.unreclaimable;
+    bunkersCharged.kernel += c.kernel;
+    bunkersCharged.anon += c.anon;
+  }
+  const serverDir = charge.cgroupOf(server.child.pid as number);
+  const serverCharged = charge.charged(serverDir);
+  if (!serverCharged) throw new Error(`cannot read the server's memory cgroup ${serverDir}`);
+  return {
+    server: serverCharged,
+    parent: charge.ownCharge(charge.dirOf('/scaibunker')),
+    bunkers: bunkersCharged,
+    hostKernelKb: charge.hostKernelKb(),
+  };
+}
 try {
   const client = new ScaiBunkerClient({ baseUrl: server.url, apiKey: adminKeyOf(data.dir) });
   await (await Bunker.create(SHAPE, client)).terminate(); // the image mounted, caches warm
   await new Promise((r) => setTimeout(r, 1000)); // let the terminated one's memory go back
   const before = usedMb();
+  const chargedBefore = snapshot([]);
   const createMs: number[] = [];
   let refused = '';
   await pool(
@@ -71,6 +114,7 @@ try {
   );
   if (refused) process.stderr.write(`[bench] stopped at ${bunkers.length}: ${refused}\n`);
   const after = usedMb();
+  const chargedAfter = snapshot(bunkers.map((b) => b.id));
   const t0 = performance.now();
   let failedExecs = 0;
   await pool(bunkers, async (b) => {
@@ -78,9 +122,25 @@ try {
     if (r?.exit_code !== 0) failedExecs++;
   });
   const execAllS = (performance.now() - t0) / 1000;
+  const n = Math.max(1, bunkers.length);
+  const perBunkerKb = (kb: number) => Number((kb / n).toFixed(1));
+  const delta = (pick: (x: ReturnType<typeof snapshot>) => number) => pick(chargedAfter) - pick(chargedBefore);
+  const serverKb = delta((x) => x.server.unreclaimable);
+  const parentKb = delta((x) => x.parent.unreclaimable);
+  const bunkerKb = delta((x) => x.bunkers.unreclaimable);
+  const chargedKernelKb = delta((x) => x.server.kernel + x.parent.kernel + x.bunkers.kernel);
+  const unchargedKernelKb = Math.max(0, delta((x) => x.hostKernelKb) - chargedKernelKb);
   const result = {
     bunkers: bunkers.length,
-    mb_per_bunker: Number(((after - before) / Math.max(1, bunkers.length)).toFixed(2)),
+    mb_per_bunker: Number(((serverKb + parentKb + bunkerKb + unchargedKernelKb) / 1024 / n).toFixed(3)),
+    bunker_cgroup_kb: perBunkerKb(bunkerKb),
+    agent_anon_kb: perBunkerKb(delta((x) => x.bunkers.anon)),
+    bunker_kernel_kb: perBunkerKb(delta((x) => x.bunkers.kernel)),
+    server_cgroup_kb: perBunkerKb(serverKb),
+    server_kernel_kb: perBunkerKb(delta((x) => x.server.kernel)),
+    parent_cgroup_kb: perBunkerKb(parentKb),
+    uncharged_kernel_kb: perBunkerKb(unchargedKernelKb),
+    host_mb_per_bunker: Number(((after - before) / n).toFixed(2)),
     create_p50_ms_at_8_concurrent: pct(createMs, 50),
     create_p99_ms_at_8_concurrent: pct(createMs, 99),
     exec_all_s: Number(execAllS.toFixed(2)),

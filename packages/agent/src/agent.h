@@ -208,6 +208,7 @@ void conn_accept(int lfd);
 void conn_hello(struct conn *c); /* queue the HELLO frame (first frame of a new connection) */
 void conn_event(struct conn *c, uint32_t events);
 void conn_flush_all(void);
+void conn_release_idle_buffers(void); /* after a quiet spell: see IDLE_TRIM_MS in main.c */
 void conn_close(struct conn *c, const char *why);
 void reap_graveyard(void);
 char *frame_begin(struct conn *c, size_t max_payload); /* NULL on OOM */

@@ -356,6 +356,16 @@ static void conn_flush(struct conn *c)
     conn_update(c);
 }
 
+/* Frees the buffers of connections with nothing buffered; they are re-made on the next frame. */
+void conn_release_idle_buffers(void)
+{
+    for (struct conn *c = g_conns; c; c = c->next) {
+        if (c->dead) continue;
+        if (c->in.len == 0) buf_free(&c->in);
+        if (c->out.len == 0) buf_free(&c->out);
+    }
+}
+
 void conn_flush_all(void)
 {
     struct conn *c = g_conns;

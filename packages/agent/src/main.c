@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -35,6 +36,12 @@ static int g_is_init;
 static int64_t g_shutdown_deadline; /* 0 = running */
 
 #define SHUTDOWN_GRACE_NS (3LL * 1000000000LL)
+
+/* After this long with nothing to do, the agent gives the heap pages its requests touched back
+ * to the kernel (idle connection buffers freed, then malloc_trim). An idle bunker is mostly
+ * this process, and thousands of them sit idle on one host; a busy agent never waits this long,
+ * so it never pays for the trim. */
+#define IDLE_TRIM_MS 1000
 
 static void usage(FILE *f)
 {
@@ -273,6 +280,7 @@ int main(int argc, char **argv)
     }
 
     struct epoll_event evs[64];
+    int trimmed = 0; /* the heap was trimmed and nothing has happened since */
     for (;;) {
         int64_t now = now_ns();
         int64_t dl = exec_check_timeouts(now);
@@ -291,11 +299,19 @@ int main(int argc, char **argv)
             int64_t ms = dl > now ? (dl - now + 999999) / 1000000 : 0;
             timeout = ms > 60000 ? 60000 : (int)ms;
         }
-        int n = epoll_wait(g_epfd, evs, 64, timeout);
+        int trim_wait = !trimmed && (timeout < 0 || timeout > IDLE_TRIM_MS);
+        int n = epoll_wait(g_epfd, evs, 64, trim_wait ? IDLE_TRIM_MS : timeout);
         if (n < 0 && errno != EINTR) {
             logmsg("epoll_wait: %s", strerror(errno));
             return 1;
         }
+        if (n == 0 && trim_wait) {
+            conn_release_idle_buffers();
+            malloc_trim(0);
+            trimmed = 1;
+            continue; /* back to the wait it would have done */
+        }
+        if (n > 0) trimmed = 0;
         for (int i = 0; i < n; i++) {
             struct src *s = evs[i].data.ptr;
             if (s->fd < 0) continue; /* closed earlier in this batch */

@@ -125,11 +125,29 @@ describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
     assert.match(status, /^Seccomp:\s+2$/m);
     // /proc/kcore etc. masked, /proc/sys read-only
     assert.equal((await sh(c, 'cat /proc/kcore | wc -c')).out.trim(), '0');
+    if (existsSync('/sys/firmware')) {
+      // masked by a read-only bind of one empty dir, not by a tmpfs (a superblock) per bunker
+      assert.equal((await sh(c, 'ls -A /sys/firmware')).out, '');
+      assert.notEqual((await sh(c, 'touch /sys/firmware/x')).code, 0);
+      assert.doesNotMatch((await sh(c, 'cat /proc/mounts')).out, / \/sys\/firmware tmpfs /);
+    }
     assert.notEqual((await sh(c, 'echo 1 > /proc/sys/kernel/domainname')).code, 0);
     // writable root (overlay upper), agent dir present
     assert.equal((await sh(c, 'echo hi > /root/x && cat /root/x')).out, 'hi\n');
     assert.equal((await sh(c, 'id -u user')).out.trim(), '1000');
     assert.equal(s.networkProfile, 'isolated');
+  });
+
+  test('/tmp is a sticky directory of the root on the bunker disk: no mount of its own, bounded by disk_mb', async () => {
+    // one tmpfs fewer per bunker: every superblock makes every memory cgroup on the host bigger
+    const { c, s } = await spawn({ diskMb: 8 });
+    assert.equal((await sh(c, 'awk \'$2 == "/tmp"\' /proc/mounts')).out, '', 'no mount at /tmp');
+    assert.equal((await sh(c, 'stat -c %a /tmp')).out.trim(), '1777');
+    const fill = await sh(c, 'dd if=/dev/zero of=/tmp/fill bs=1M count=16');
+    assert.notEqual(fill.code, 0, 'writing past disk_mb into /tmp fails');
+    assert.match(fill.err, /No space left on device/i);
+    const used = (await provider.stats(s.id)).diskUsedBytes ?? 0;
+    assert.ok(used >= 6 * 1024 * 1024, `what /tmp holds is the disk's (${used} bytes used)`);
   });
 
   test('blocked syscalls are denied (unshare, mount, user namespaces)', async () => {

@@ -79,11 +79,13 @@ const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
  *   images/<sha>/        read-only loop mount of the image's ext4 file, shared by its bunkers
  *                        (refcounted; stays mounted when idle, see ImageMounts/unmountIdleImages)
  *   bunkers/<id>/upper   tmpfs of size=diskMb: overlay upper (u/) + work (w/) + console.log
- *   bunkers/<id>/rootfs  overlayfs lower=images/<sha>, upper=upper/u — the bunker's /
- *   bunkers/<id>/run     bind-mounted at /.scaibunker/run (the only host path inside); agent.sock
+ *   bunkers/<id>/rootfs  overlayfs lower=images/<sha>, upper=upper/u — the bunker's / (its
+ *                        /tmp too: no tmpfs of its own, see OciBundleOptions.tmpSizeMb)
+ *   bunkers/<id>/run     bind-mounted at /.scaibunker/run (the only writable host path inside); agent.sock
  *   bunkers/<id>/config.json, bunker.json (meta), pid, runtime.log
  *   state/<runtime>/     the runtime's --root (never /run/crun, so no collision with others)
  *   tmp/                 stderr files of the resident helper shells
+ *   empty/               empty, 0555: bound read-only at masked directories outside /proc
  *
  * Spawn = one round trip through a resident busybox shell (HostShell): mount the disk tmpfs,
  * mkdir upper/work, mount the overlay, exec `<runtime> run --detach`; then wait for the agent
@@ -109,6 +111,8 @@ export class ContainerProvider implements Provider {
   readonly imagesDir: string;
   readonly bunkersDir: string;
   readonly stateDir: string;
+  /** Empty and read-only: what bunkers see at masked directories outside /proc (OciBundleOptions.emptyDir). */
+  readonly emptyDir: string;
   private readonly opts: ContainerProviderOptions;
   private readonly images: ImageMounts;
   private readonly shell: HostShell;
@@ -137,6 +141,7 @@ export class ContainerProvider implements Provider {
     this.imagesDir = join(this.dataDir, 'images');
     this.bunkersDir = join(this.dataDir, 'bunkers');
     this.stateDir = join(this.dataDir, 'state');
+    this.emptyDir = join(this.dataDir, 'empty');
     this.shell = new HostShell(join(this.dataDir, 'tmp'));
     this.mounts = new HostMounts(this.shell);
     this.images = new ImageMounts(this.imagesDir, this.mounts, opts.keepIdleImages ?? true, (sha) =>
@@ -199,6 +204,9 @@ export class ContainerProvider implements Provider {
   private async doInit(): Promise<void> {
     for (const d of [this.dataDir, this.imagesDir, this.bunkersDir, this.stateDir, join(this.dataDir, 'tmp')])
       mkdirSync(d, { recursive: true, mode: 0o711 });
+    mkdirSync(this.emptyDir, { recursive: true, mode: 0o555 });
+    if (readdirSync(this.emptyDir).length)
+      throw new ProviderError('SPAWN_FAILED', `${this.emptyDir} must be empty (bunkers see it masked read-only)`);
     const cg = await Cgroups.detect();
     this.cgroups = cg;
     this.notes.length = 0;
@@ -274,11 +282,11 @@ export class ContainerProvider implements Provider {
         cgroupsPath: rel,
         cpuMillicores: 100,
         memoryMb: 32,
-        tmpSizeMb: 1,
         pidsLimit: 16,
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
+        emptyDir: this.emptyDir,
         args: ['/probe'],
       });
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
@@ -364,11 +372,11 @@ export class ContainerProvider implements Provider {
         cgroupsPath: rel,
         cpuMillicores: spec.cpuMillicores,
         memoryMb: spec.memoryMb,
-        tmpSizeMb: spec.diskMb,
         pidsLimit: spec.pidsLimit ?? DEFAULT_PIDS_LIMIT,
         swapAccounting: this.swapAccounting,
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
+        emptyDir: this.emptyDir,
         netnsPath: network?.netnsPath,
         resolvConfPath: network?.resolvConfPath,
         annotations: {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { defaultSeccompProfile, type SeccompProfile } from './seccompProfile.js';
 
 /** Paths inside every bunker (fixed by the image layout and the agent). */
@@ -45,18 +45,28 @@ export const DEFAULT_PIDS_LIMIT = 512;
 export interface OciBundleOptions {
   /** Host path of the bunker's root filesystem (the overlay mount). */
   rootfsPath: string;
-  /** Host dir bind-mounted at /.scaibunker/run (the only host path inside the bunker). */
+  /** Host dir bind-mounted at /.scaibunker/run (the only writable host path inside the bunker). */
   agentRunDir: string;
   hostname: string;
   /** OCI cgroupsPath, e.g. /scaibunker/<id>. */
   cgroupsPath: string;
   cpuMillicores: number;
   memoryMb: number;
-  /** Size of the bunker's /tmp tmpfs (MiB). */
-  tmpSizeMb: number;
+  /**
+   * Size (MiB) of a tmpfs mounted at /tmp; absent: /tmp is the root filesystem's own directory.
+   * A bunker's root is already a tmpfs-backed disk, and every tmpfs is one more superblock,
+   * each of which makes every memory cgroup on the host bigger (see ContainerProvider).
+   */
+  tmpSizeMb?: number;
   pidsLimit?: number;
   /** Whether the host can limit swap (v1: memory.memsw.*); when false no swap limit is written. */
   swapAccounting?: boolean;
+  /**
+   * An empty host directory: masked directories outside /proc are bound to it read-only
+   * instead of each getting a tmpfs of its own (one superblock fewer each, see tmpSizeMb).
+   * runc refuses bind mounts inside /proc, so the masks there stay the runtime's.
+   */
+  emptyDir?: string;
   /** Mount a read-only cgroupfs at /sys/fs/cgroup (default true). */
   mountCgroupFs?: boolean;
   /** The seccomp profile; absent or undefined: the built-in one; null: none. */
@@ -120,10 +130,14 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
       options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
     });
   }
-  mounts.push(
-    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMb}m`] },
-    { destination: AGENT_RUN_DIR, type: 'bind', source: o.agentRunDir, options: ['bind', 'nosuid', 'nodev', 'noexec'] },
-  );
+  const boundMasks = o.emptyDir ? MASKED_PATHS.filter((p) => !p.startsWith('/proc/') && isDirectory(p)) : [];
+  for (const destination of boundMasks) {
+    mounts.push({ destination, type: 'bind', source: o.emptyDir, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  }
+  if (o.tmpSizeMb !== undefined) {
+    mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMb}m`] });
+  }
+  mounts.push({ destination: AGENT_RUN_DIR, type: 'bind', source: o.agentRunDir, options: ['bind', 'nosuid', 'nodev', 'noexec'] });
   if (o.resolvConfPath) {
     mounts.push({
       destination: '/etc/resolv.conf',
@@ -192,8 +206,13 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
       sysctl: { 'net.ipv4.ping_group_range': '0 2147483647' },
       ...(o.seccomp === null ? {} : { seccomp: o.seccomp ?? defaultSeccompProfile() }),
       rootfsPropagation: 'private',
-      maskedPaths: [...MASKED_PATHS],
+      maskedPaths: MASKED_PATHS.filter((p) => !boundMasks.includes(p)),
       readonlyPaths: [...READONLY_PATHS],
     },
   };
+}
+
+/** Whether `path` is a directory on this host (the same kernel's /sys is what a bunker sees). */
+function isDirectory(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
