@@ -4,11 +4,10 @@
  * host would run — the built-in ones, or the plugin module that replaces one. A provider that
  * cannot run here is one skipped suite with the reason (certify reports it).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { containerSubject, prootSubject } from '../conformance/cgroupSubjects.js';
 import { providerConformance } from '../conformance/providerConformance.js';
-import { ContainerProvider } from '../providers/container/ContainerProvider.js';
 import { DockerProvider } from '../providers/docker/DockerProvider.js';
 import { loadProviderModule, type PluginProviderOptions } from '../providers/loadProviderModule.js';
 import { FirecrackerVmm } from '../providers/microvm/firecracker/FirecrackerVmm.js';
@@ -16,7 +15,6 @@ import { GuestAssets } from '../providers/microvm/GuestAssets.js';
 import { MicrovmProvider } from '../providers/microvm/MicrovmProvider.js';
 import { QemuVmm } from '../providers/microvm/QemuVmm.js';
 import type { Provider } from '../providers/Provider.js';
-import { ProotProvider } from '../providers/proot/ProotProvider.js';
 import { CERTIFY_CONFIG_ENV, type CertifyConfig } from './CertifyConfig.js';
 
 const config = JSON.parse(process.env[CERTIFY_CONFIG_ENV] ?? 'null') as CertifyConfig | null;
@@ -55,33 +53,17 @@ for (const isolation of config.isolations) {
     });
   } else if (isolation === 'container') {
     const runtime = config.containerRuntime as 'auto' | 'crun' | 'runc';
-    providerConformance<ContainerProvider>({
-      name: `container: ${runtime === 'auto' ? 'crun, runc fallback' : runtime}`,
-      skip: isRoot ? false : 'needs root',
-      idPrefix: 'ce',
-      make: (dataDir) => new ContainerProvider({ dataDir, ...(runtime !== 'auto' ? { runtime } : {}) }),
-      image,
-      footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
-      oomKills: cgroupOomKills,
-    });
+    providerConformance(
+      containerSubject({
+        name: `container: ${runtime === 'auto' ? 'crun, runc fallback' : runtime}`,
+        skip: isRoot ? false : 'needs root',
+        idPrefix: 'ce',
+        runtime: runtime === 'auto' ? undefined : runtime,
+        image,
+      }),
+    );
   } else if (isolation === 'proot') {
-    providerConformance<ProotProvider>({
-      name: 'proot (no kernel isolation)',
-      skip: isRoot ? false : 'needs root',
-      idPrefix: 'ce',
-      make: (dataDir) => new ProotProvider({ dataDir }),
-      image,
-      minMemoryMb: 16,
-      smallMemoryMb: 48,
-      smallDiskMb: 16,
-      defaults: { memoryMb: 128, diskMb: 64 },
-      footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
-      oomKills: cgroupOomKills,
-      unsupported: {
-        pidNamespace: 'proot makes no PID namespace: the agent runs under its host pid',
-        hostname: "proot makes no UTS namespace: the bunker sees the host's hostname",
-      },
-    });
+    providerConformance(prootSubject({ name: 'proot (no kernel isolation)', skip: isRoot ? false : 'needs root', idPrefix: 'ce', image }));
   } else {
     const vmm = config.vmm === 'firecracker' ? new FirecrackerVmm(config.firecrackerBin ?? 'firecracker') : new QemuVmm();
     providerConformance<MicrovmProvider>({
@@ -107,13 +89,6 @@ for (const isolation of config.isolations) {
       },
     });
   }
-}
-
-/** The OOM kill count of a bunker's memory cgroup, read on the host (cgroup v2 or v1). */
-async function cgroupOomKills(p: ContainerProvider | ProotProvider, id: string): Promise<number> {
-  const mem = p.cgroupDir(id, 'memory') as string;
-  const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
-  return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
 }
 
 async function microvmSkipReason(c: CertifyConfig): Promise<string | false> {

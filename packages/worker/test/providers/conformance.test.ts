@@ -13,13 +13,13 @@
  * second instead of a full boot.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { containerSubject, prootSubject } from '../../src/conformance/cgroupSubjects.js';
 import { providerConformance } from '../../src/conformance/index.js';
-import { ContainerProvider } from '../../src/providers/container/ContainerProvider.js';
+import type { ContainerProvider } from '../../src/providers/container/ContainerProvider.js';
 import { DockerProvider } from '../../src/providers/docker/DockerProvider.js';
 import { MicrovmProvider } from '../../src/providers/microvm/MicrovmProvider.js';
-import { ProotProvider } from '../../src/providers/proot/ProotProvider.js';
+import type { ProotProvider } from '../../src/providers/proot/ProotProvider.js';
 import {
   dockerSkipReason,
   IMAGE_DIR,
@@ -32,13 +32,6 @@ import {
   startPrivateDockerd,
 } from './support.js';
 
-/** A bunker's memory cgroup's OOM kill count, read on the host (v2 memory.events, v1 memory.oom_control). */
-async function cgroupOomKills(p: ContainerProvider | ProotProvider, id: string): Promise<number> {
-  const mem = p.cgroupDir(id, 'memory') as string;
-  const text = readFileSync(join(mem, p.cgroupLayout === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
-  return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
-}
-
 const image = () => {
   const img = minimalImage();
   return { sha256: img.sha256, path: join(IMAGE_DIR, img.file) };
@@ -46,22 +39,18 @@ const image = () => {
 
 /** The container provider once per OCI runtime: crun (the default) and runc (its fallback), each forced. */
 for (const runtime of ['crun', 'runc'] as const) {
-  providerConformance<ContainerProvider>({
-    name: `container (${runtime})`,
-    skip: isRoot ? false : 'needs root',
-    idPrefix: runtime === 'crun' ? 'cf' : 'cr',
-    make: (dataDir) => new ContainerProvider({ dataDir, runtime }),
-    image,
-    minMemoryMb: 16,
-    smallMemoryMb: 48,
-    smallDiskMb: 16,
-    defaults: { memoryMb: 128, diskMb: 64 },
-    footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
-    async prepare(p) {
-      assert.equal(p.runtimeName, runtime, `the provider runs ${runtime}`);
-    },
-    oomKills: cgroupOomKills,
-  });
+  providerConformance<ContainerProvider>(
+    containerSubject({
+      name: `container (${runtime})`,
+      skip: isRoot ? false : 'needs root',
+      idPrefix: runtime === 'crun' ? 'cf' : 'cr',
+      runtime,
+      image,
+      async prepare(p) {
+        assert.equal(p.runtimeName, runtime, `the provider runs ${runtime}`);
+      },
+    }),
+  );
 }
 
 let dockerd: PrivateDockerd | undefined;
@@ -92,23 +81,7 @@ providerConformance<DockerProvider>({
   },
 });
 
-providerConformance<ProotProvider>({
-  name: 'proot',
-  skip: prootSkipReason(),
-  idPrefix: 'cp',
-  make: (dataDir) => new ProotProvider({ dataDir }),
-  image,
-  minMemoryMb: 16,
-  smallMemoryMb: 48,
-  smallDiskMb: 16,
-  defaults: { memoryMb: 128, diskMb: 64 },
-  footprint: (p, id) => [p.bunkerDir(id), ...p.cgroupDirs(id)],
-  oomKills: cgroupOomKills,
-  unsupported: {
-    pidNamespace: 'proot makes no PID namespace: the agent runs under its host pid',
-    hostname: "proot makes no UTS namespace: the bunker sees the host's hostname",
-  },
-});
+providerConformance<ProotProvider>(prootSubject({ name: 'proot', skip: prootSkipReason(), idPrefix: 'cp', image }));
 
 providerConformance<MicrovmProvider>({
   name: 'microvm',

@@ -6,6 +6,7 @@ import { PhaseTrace } from '@scaibunker/core';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
 import { BunkerLifecycle, type DestroyStep } from '../BunkerLifecycle.js';
 import type { BunkerNetworking } from '../BunkerNetworking.js';
+import { CgroupBunkerControl } from '../host/CgroupBunkerControl.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { commandInto } from '../host/layerStreams.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
@@ -119,6 +120,8 @@ export class ContainerProvider implements Provider {
   private readonly mounts: HostMounts;
   /** The per-id lock, id check, spawn preamble, destroy semantics and network shared with the other providers. */
   private readonly life: BunkerLifecycle;
+  /** Pause, resume and cgroup figures: the bunker is one cgroup (shared with the other cgroup providers). */
+  private readonly control: CgroupBunkerControl;
   /** Bunkers whose image reference is counted in `images`: id -> image sha. */
   private readonly active = new Map<string, string>();
   private runtime?: OciRuntime;
@@ -136,6 +139,13 @@ export class ContainerProvider implements Provider {
       init: () => this.init(),
       cgroupParent: opts.cgroupParent ?? 'scaibunker',
       networking: opts.networking,
+    });
+    this.control = new CgroupBunkerControl({
+      init: () => this.init(),
+      cgroups: () => this.cgroups,
+      cgroupPath: (id) => this.cgroupsPath(id),
+      bunkerDir: (id) => this.paths(id).dir,
+      isBunkerId: (id) => this.life.isBunkerId(id),
     });
     this.dataDir = opts.dataDir.replace(/\/+$/, '');
     this.imagesDir = join(this.dataDir, 'images');
@@ -533,38 +543,20 @@ export class ContainerProvider implements Provider {
 
   // ------------------------------------------------------------------ pause / resume / stats
 
-  private async requireCgroup(id: string): Promise<{ cg: Cgroups; rel: string }> {
-    await this.init();
-    const cg = this.cgroups as Cgroups;
-    const rel = this.cgroupsPath(id);
-    if (!this.life.isBunkerId(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
-      throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
-    return { cg, rel };
-  }
-
   async pause(id: string): Promise<void> {
-    const { cg, rel } = await this.requireCgroup(id);
-    await cg.freeze(rel);
+    await this.control.pause(id);
   }
 
   async resume(id: string): Promise<void> {
-    const { cg, rel } = await this.requireCgroup(id);
-    await cg.thaw(rel);
+    await this.control.resume(id);
   }
 
   async isPaused(id: string): Promise<boolean> {
-    const { cg, rel } = await this.requireCgroup(id);
-    return cg.isFrozen(rel);
+    return this.control.isPaused(id);
   }
 
   async stats(id: string): Promise<BunkerStats> {
-    const { cg, rel } = await this.requireCgroup(id);
-    let stats: BunkerStats;
-    try {
-      stats = await cg.stats(rel);
-    } catch (e) {
-      throw new ProviderError('NOT_FOUND', `bunker ${id} not found`, (e as Error).message);
-    }
+    const stats = await this.control.stats(id);
     // The disk is the tmpfs holding the overlay's upper layer: its used blocks are what the
     // bunker wrote (plus the overlay's work dir and its console log).
     try {
@@ -584,7 +576,7 @@ export class ContainerProvider implements Provider {
    * whiteouts (char 0:0) and the `trusted.overlay.*` xattrs (opaque dirs, redirects).
    */
   async writeLayer(id: string, out: Writable): Promise<LayerFormat> {
-    const { cg, rel } = await this.requireCgroup(id);
+    const { cg, rel } = await this.control.require(id);
     const tar = await gnuTar();
     return this.life.withLock(id, async (): Promise<LayerFormat> => {
       const p = this.paths(id);

@@ -10,6 +10,7 @@ import { HostMounts } from '../container/HostMounts.js';
 import { HostShell, shq } from '../container/HostShell.js';
 import { AGENT_PATH, AGENT_RUN_DIR, AGENT_SOCKET_NAME, DEFAULT_PIDS_LIMIT } from '../container/OciBundle.js';
 import { findExecutable } from '../container/OciRuntime.js';
+import { CgroupBunkerControl } from '../host/CgroupBunkerControl.js';
 import { Cgroups } from '../host/Cgroups.js';
 import { CGROUP_EXEC } from '../host/cgroupExec.js';
 import { processAlive, processInCgroup, readPid } from '../host/processes.js';
@@ -118,6 +119,8 @@ export class ProotProvider implements Provider {
   private readonly mounts: HostMounts;
   /** The per-id lock, id check, spawn preamble, destroy semantics, cgroup path and metadata shared with the other providers. */
   private readonly life: BunkerLifecycle;
+  /** Pause, resume and cgroup figures: the bunker is one cgroup (shared with the other cgroup providers). */
+  private readonly control: CgroupBunkerControl;
   private cgroups?: Cgroups;
   private proot?: string | undefined;
   private setpriv?: string | undefined;
@@ -130,6 +133,13 @@ export class ProotProvider implements Provider {
       isolation: this.isolation,
       init: () => this.init(),
       cgroupParent: opts.cgroupParent ?? 'scaibunker-proot',
+    });
+    this.control = new CgroupBunkerControl({
+      init: () => this.init(),
+      cgroups: () => this.cgroups,
+      cgroupPath: (id) => this.cgroupPath(id),
+      bunkerDir: (id) => this.paths(id).dir,
+      isBunkerId: (id) => this.life.isBunkerId(id),
     });
     this.baseDir = join(opts.dataDir.replace(/\/+$/, ''), 'proot');
     this.bunkersDir = join(this.baseDir, 'bunkers');
@@ -446,38 +456,20 @@ export class ProotProvider implements Provider {
 
   // ------------------------------------------------------------------ pause / resume / stats
 
-  private async requireCgroup(id: string): Promise<{ cg: Cgroups; rel: string }> {
-    await this.init();
-    const cg = this.cgroups as Cgroups;
-    const rel = this.cgroupPath(id);
-    if (!this.life.isBunkerId(id) || !existsSync(this.paths(id).dir) || !cg.exists(rel))
-      throw new ProviderError('NOT_FOUND', `bunker ${id} not found`);
-    return { cg, rel };
-  }
-
   async pause(id: string): Promise<void> {
-    const { cg, rel } = await this.requireCgroup(id);
-    await cg.freeze(rel);
+    await this.control.pause(id);
   }
 
   async resume(id: string): Promise<void> {
-    const { cg, rel } = await this.requireCgroup(id);
-    await cg.thaw(rel);
+    await this.control.resume(id);
   }
 
   async isPaused(id: string): Promise<boolean> {
-    const { cg, rel } = await this.requireCgroup(id);
-    return cg.isFrozen(rel);
+    return this.control.isPaused(id);
   }
 
   async stats(id: string): Promise<BunkerStats> {
-    const { cg, rel } = await this.requireCgroup(id);
-    let stats: BunkerStats;
-    try {
-      stats = await cg.stats(rel);
-    } catch (e) {
-      throw new ProviderError('NOT_FOUND', `bunker ${id} not found`, (e as Error).message);
-    }
+    const stats = await this.control.stats(id);
     // what the bunker added to its disk: the tmpfs's use beyond the image copy it started with
     try {
       const fs = await statfs(this.paths(id).disk);
@@ -491,7 +483,7 @@ export class ProotProvider implements Provider {
 
   /** Refused: a proot bunker's disk is a whole copy of its image, there is no layer to archive. */
   async writeLayer(id: string, _out: Writable): Promise<LayerFormat> {
-    await this.requireCgroup(id);
+    await this.control.require(id);
     throw new ProviderError('RUNTIME_UNAVAILABLE', 'proot bunkers cannot be snapshotted');
   }
 
