@@ -16,7 +16,7 @@
  * create `await this.life.runDestroySteps(id, this.destroySteps(id)).catch(() => {})` (already
  * under the lock) before rethrowing. See docs/ARCHITECTURE.md, "Providers".
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { BunkerDestroyError, type DestroyFailure } from './BunkerDestroyError.js';
 import type { BunkerAttachment, BunkerNetworking } from './BunkerNetworking.js';
 import { KeyedLock } from './host/KeyedLock.js';
@@ -127,6 +127,15 @@ export class BunkerLifecycle {
   /** The destroy step removing the bunker's network; cheap and idempotent for one that never had any. */
   detachNetworkStep(id: string): DestroyStep {
     return { step: 'network', run: async () => this.opts.networking?.detach(id) };
+  }
+
+  /** The bunker ids among a directory's entries (none when it does not exist yet). */
+  idsIn(dir: string): string[] {
+    try {
+      return readdirSync(dir).filter((n) => this.isBunkerId(n));
+    } catch {
+      return [];
+    }
   }
 
   /** Writes the bunker's metadata file (JSON). */

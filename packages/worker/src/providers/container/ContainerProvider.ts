@@ -155,7 +155,7 @@ export class ContainerProvider implements Provider {
     this.shell = new HostShell(join(this.dataDir, 'tmp'));
     this.mounts = new HostMounts(this.shell);
     this.images = new ImageMounts(this.imagesDir, this.mounts, opts.keepIdleImages ?? true, (sha) =>
-      this.listIds().some((id) => this.readMeta(id)?.imageSha256 === sha),
+      this.life.idsIn(this.bunkersDir).some((id) => this.readMeta(id)?.imageSha256 === sha),
     );
   }
 
@@ -256,7 +256,7 @@ export class ContainerProvider implements Provider {
     if (!this.runtime) throw new ProviderError('RUNTIME_UNAVAILABLE', 'no usable OCI runtime (crun, runc)', failures.join('\n'));
 
     // reconnect: count the image references of bunkers that survived a worker restart
-    for (const id of this.listIds()) {
+    for (const id of this.life.idsIn(this.bunkersDir)) {
       await this.thawAfterSnapshot(id, cg);
       if (this.active.has(id)) continue;
       const meta = this.readMeta(id);
@@ -610,21 +610,13 @@ export class ContainerProvider implements Provider {
 
   // ------------------------------------------------------------------ list / health
 
-  private listIds(): string[] {
-    try {
-      return readdirSync(this.bunkersDir).filter((n) => this.life.isBunkerId(n));
-    } catch {
-      return [];
-    }
-  }
-
   private readMeta(id: string): BunkerMeta | undefined {
     return this.life.readMeta<BunkerMeta>(this.paths(id).meta);
   }
 
   async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
     await this.init();
-    return this.listIds().map((id) => {
+    return this.life.idsIn(this.bunkersDir).map((id) => {
       const p = this.paths(id);
       const pid = readPid(p.pidFile);
       const running = !!pid && processInCgroup(pid, this.readMeta(id)?.cgroupsPath ?? this.cgroupsPath(id)) && existsSync(p.socket);

@@ -25,7 +25,7 @@
  * (hostname, machine id, fresh entropy + CRNG reseed, wall clock) through the agent.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -573,12 +573,7 @@ export class MicrovmProvider implements Provider {
 
   async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
     await this.init();
-    let ids: string[];
-    try {
-      ids = readdirSync(this.vmsDir).filter((n) => this.life.isBunkerId(n));
-    } catch {
-      ids = [];
-    }
+    const ids = this.life.idsIn(this.vmsDir);
     const out: Array<{ id: string; running: boolean; agentSocketPath: string }> = [];
     for (const id of ids) {
       const p = this.paths(id);

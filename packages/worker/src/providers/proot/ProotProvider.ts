@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { lstat, readdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -255,7 +255,7 @@ export class ProotProvider implements Provider {
     const rel = this.cgroupPath(spec.id);
     try {
       const meta = await this.life.withLock(UID_LOCK, async () => {
-        const taken = new Set(this.listIds().map((id) => this.readMeta(id)?.uid));
+        const taken = new Set(this.life.idsIn(this.bunkersDir).map((id) => this.readMeta(id)?.uid));
         let n = this.opts.uidBase ?? 2_000_000_000;
         while (taken.has(n)) n++;
         mkdirSync(p.dir, { recursive: true, mode: 0o711 });
@@ -489,21 +489,13 @@ export class ProotProvider implements Provider {
 
   // ------------------------------------------------------------------ list / health
 
-  private listIds(): string[] {
-    try {
-      return readdirSync(this.bunkersDir).filter((n) => this.life.isBunkerId(n));
-    } catch {
-      return [];
-    }
-  }
-
   private readMeta(id: string): BunkerMeta | undefined {
     return this.life.readMeta<BunkerMeta>(this.paths(id).meta);
   }
 
   async list(): Promise<Array<{ id: string; running: boolean; agentSocketPath: string }>> {
     await this.init();
-    return this.listIds().map((id) => {
+    return this.life.idsIn(this.bunkersDir).map((id) => {
       const p = this.paths(id);
       const pid = readPid(p.agentPid);
       const running = !!pid && processInCgroup(pid, this.readMeta(id)?.cgroup ?? this.cgroupPath(id)) && existsSync(p.socket);
