@@ -66,7 +66,7 @@ async function cgroupOomKills(_p: Provider, _id: string, c: AgentClient): Promis
 }
 
 /** ids `<prefix><pid>-<n>` (unique per run), the image, the suite's defaults, then the test's overrides. */
-function specFactory(
+export function specFactory(
   prefix: string,
   image: () => ConformanceImage,
   defaults: Pick<BunkerSpec, 'cpuMillicores' | 'memoryMb' | 'diskMb'>,

@@ -1,9 +1,11 @@
 /** Shared by the provider suites: the test image, a shell helper, process and image utilities. */
+
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { specFactory as conformanceSpecFactory } from '../../src/conformance/providerConformance.js';
 import { DockerEngine } from '../../src/providers/docker/DockerEngine.js';
 import { MountTable } from '../../src/providers/host/MountTable.js';
 import type { BunkerSpec } from '../../src/providers/Provider.js';
@@ -55,28 +57,22 @@ export function makeImage(
 }
 
 /**
- * Builds BunkerSpecs for one suite: ids `<prefix><pid>-<n>` (unique per run), the given image,
- * the suite's defaults, then the test's overrides.
+ * Builds BunkerSpecs for one suite from a catalog image: the conformance suite's factory (ids
+ * `<prefix><pid>-<n>`, the suite's defaults, then the test's overrides).
  */
 export function specFactory(
   prefix: string,
   image: () => CatalogEntry,
   defaults: Pick<BunkerSpec, 'cpuMillicores' | 'memoryMb' | 'diskMb'>,
 ): (over?: Partial<BunkerSpec>) => BunkerSpec {
-  let seq = 0;
-  return (over = {}) => {
-    const id = over.id ?? `${prefix}${process.pid % 10000}-${++seq}`;
-    const img = image();
-    return {
-      id,
-      imageSha256: img.sha256,
-      imagePath: join(IMAGE_DIR, img.file),
-      ...defaults,
-      hostname: `h-${id}`,
-      networkProfile: 'isolated',
-      ...over,
-    };
-  };
+  return conformanceSpecFactory(
+    prefix,
+    () => {
+      const img = image();
+      return { sha256: img.sha256, path: join(IMAGE_DIR, img.file) };
+    },
+    defaults,
+  );
 }
 
 /**
