@@ -10,9 +10,10 @@
  * that the after hooks destroy, unmount and remove even when a test fails.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn as spawnChild } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { AgentClient } from '../../src/agent/AgentClient.js';
 import { ContainerProvider } from '../../src/providers/container/ContainerProvider.js';
@@ -148,6 +149,61 @@ describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
     assert.match(fill.err, /No space left on device/i);
     const used = (await provider.stats(s.id)).diskUsedBytes ?? 0;
     assert.ok(used >= 6 * 1024 * 1024, `what /tmp holds is the disk's (${used} bytes used)`);
+  });
+
+  test('/dev and /dev/shm are directories of the bunker disk, /sys/fs/cgroup and /proc/acpi binds: no superblock of their own', async () => {
+    // every superblock makes every memory cgroup on the host bigger (see ContainerProvider)
+    const { c, s } = await spawn({ diskMb: 8 });
+    const mounts = (await sh(c, 'cat /proc/self/mounts')).out;
+    const tmpfsAt = (dest: string) => mounts.split('\n').find((l) => l.split(' ')[1] === dest && l.split(' ')[2] === 'tmpfs');
+    for (const dest of ['/dev', '/dev/shm']) assert.match(tmpfsAt(dest) ?? '', /^scaibunker-disk /, `${dest} is on the disk`);
+    assert.equal(tmpfsAt('/sys/fs/cgroup'), undefined, 'no tmpfs at /sys/fs/cgroup');
+    if (provider.runtimeName === 'crun')
+      assert.equal(tmpfsAt('/proc/acpi'), undefined, 'no tmpfs at /proc/acpi (runc refuses binds in /proc)');
+    assert.equal((await sh(c, 'stat -c %a /dev /dev/shm')).out, '755\n1777\n');
+    // the device nodes and symlinks the runtime would have made, usable
+    assert.equal(
+      (await sh(c, 'head -c 3 /dev/zero | wc -c; head -c 5 /dev/urandom | wc -c; echo x >/dev/null && echo ok')).out,
+      '3\n5\nok\n',
+    );
+    assert.equal((await sh(c, 'stat -c %t:%T /dev/null /dev/tty; readlink /dev/ptmx; readlink /dev/fd')).out, '1:3\n5:0\npts/ptmx\n/proc/self/fd\n');
+    assert.notEqual((await sh(c, 'echo x >/dev/full')).code, 0, '/dev/full is full');
+    // the device cgroup still decides: a node made for the host's disk cannot be opened
+    assert.notEqual((await sh(c, 'mknod /dev/sdx b 8 0 && head -c1 /dev/sdx')).code, 0);
+    // /dev/shm: noexec, bounded by disk_mb, never in a snapshot (outside the overlay's upper dir)
+    assert.notEqual((await sh(c, 'cp /bin/busybox /dev/shm/bb && /dev/shm/bb true')).code, 0, '/dev/shm is noexec');
+    assert.match((await sh(c, 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=16')).err, /No space left on device/i);
+    assert.ok(((await provider.stats(s.id)).diskUsedBytes ?? 0) >= 6 * 1024 * 1024, 'what /dev/shm holds is the disk');
+    await sh(c, 'rm -f /dev/shm/fill /dev/shm/bb && echo kept > /dev/shm/segment && echo kept > /root/file');
+    const layer = new PassThrough();
+    const listed = new Promise<string>((resolve, reject) => {
+      const tar = spawnChild('tar', ['-t'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      tar.stdout.on('data', (d) => {
+        out += d;
+      });
+      tar.on('error', reject).on('close', () => resolve(out));
+      layer.pipe(tar.stdin);
+    });
+    await provider.writeLayer(s.id, layer);
+    const entries = (await listed).split('\n');
+    assert.ok(
+      entries.some((e) => /(^|\/)root\/file$/.test(e)),
+      `the root's files are in the layer: ${entries.join(' ')}`,
+    );
+    assert.equal(
+      entries.filter((e) => /shm|segment|(^|\/)dev\//.test(e)).length,
+      0,
+      `no /dev or /dev/shm in the layer: ${entries.join(' ')}`,
+    );
+    // /sys/fs/cgroup: read-only, each hierarchy rooted at the bunker's own cgroup
+    assert.notEqual((await sh(c, 'touch /sys/fs/cgroup/x')).code, 0);
+    assert.equal((await sh(c, 'ls -A /proc/acpi 2>/dev/null; touch /proc/acpi/x 2>/dev/null || echo ro')).out, 'ro\n');
+    if (provider.cgroupLayout !== 'v2') {
+      const limit = (await sh(c, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes')).out.trim();
+      assert.equal(limit, String(s.memoryMb * 1024 * 1024));
+      assert.match((await sh(c, 'cat /sys/fs/cgroup/pids/pids.max')).out.trim(), /^\d+$/);
+    }
   });
 
   test('blocked syscalls are denied (unshare, mount, user namespaces)', async () => {

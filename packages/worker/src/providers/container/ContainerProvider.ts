@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { PhaseTrace } from '@scaibunker/core';
 import { onceUntilSuccess } from '../../util/onceUntilSuccess.js';
@@ -21,11 +21,12 @@ import {
   type SpawnedBunker,
 } from '../Provider.js';
 import { validateSpec } from '../validateSpec.js';
+import { devTemplateScript } from './devTemplate.js';
 import { HostMounts } from './HostMounts.js';
 import { HostShell, shq } from './HostShell.js';
 import { ImageMounts } from './ImageMounts.js';
 import { gnuTar, tarCreateArgs, tarExtractArgs } from './layerTar.js';
-import { AGENT_SOCKET_NAME, buildOciConfig, DEFAULT_PIDS_LIMIT, hostNofileHardLimit } from './OciBundle.js';
+import { AGENT_SOCKET_NAME, buildOciConfig, DEFAULT_PIDS_LIMIT, hostNofileHardLimit, type OciBundleOptions } from './OciBundle.js';
 import { OciRuntime, type RuntimeName } from './OciRuntime.js';
 import type { SeccompProfile } from './seccompProfile.js';
 
@@ -59,6 +60,9 @@ interface BunkerPaths {
   upper: string;
   upperData: string;
   work: string;
+  /** Bound at /dev and /dev/shm: on the disk tmpfs, outside the upper dir (not in snapshots). */
+  dev: string;
+  shm: string;
   rootfs: string;
   run: string;
   socket: string;
@@ -79,14 +83,21 @@ const TRACE = process.env.SCAIBUNKER_TRACE_SPAWN === '1';
  * Layout under dataDir:
  *   images/<sha>/        read-only loop mount of the image's ext4 file, shared by its bunkers
  *                        (refcounted; stays mounted when idle, see ImageMounts/unmountIdleImages)
- *   bunkers/<id>/upper   tmpfs of size=diskMb: overlay upper (u/) + work (w/) + console.log
+ *   bunkers/<id>/upper   tmpfs of size=diskMb: overlay upper (u/) + work (w/) + console.log,
+ *                        and dev/ + shm/, bound at /dev and /dev/shm (no tmpfs of their own:
+ *                        every superblock makes every memory cgroup on the host bigger, see
+ *                        OciBundleOptions.tmpSizeMb; outside u/, so never in a snapshot)
  *   bunkers/<id>/rootfs  overlayfs lower=images/<sha>, upper=upper/u — the bunker's / (its
  *                        /tmp too: no tmpfs of its own, see OciBundleOptions.tmpSizeMb)
  *   bunkers/<id>/run     bind-mounted at /.scaibunker/run (the only writable host path inside); agent.sock
  *   bunkers/<id>/config.json, bunker.json (meta), pid, runtime.log
  *   state/<runtime>/     the runtime's --root (never /run/crun, so no collision with others)
  *   tmp/                 stderr files of the resident helper shells
- *   empty/               empty, 0555: bound read-only at masked directories outside /proc
+ *   empty/               empty, 0555: bound read-only at masked directories (inside /proc
+ *                        too with crun; runc refuses binds there)
+ *   dev/                 device nodes, symlinks, mount points: copied to each bunker's dev/
+ *   cgroupfs/            cgroup v1: a directory per hierarchy, bound read-only at /sys/fs/cgroup
+ *                        under each hierarchy's bunker cgroup (OciBundleOptions.cgroupBinds)
  *
  * Spawn = one round trip through a resident busybox shell (HostShell): mount the disk tmpfs,
  * mkdir upper/work, mount the overlay, exec `<runtime> run --detach`; then wait for the agent
@@ -114,6 +125,10 @@ export class ContainerProvider implements Provider {
   readonly stateDir: string;
   /** Empty and read-only: what bunkers see at masked directories outside /proc (OciBundleOptions.emptyDir). */
   readonly emptyDir: string;
+  /** cgroup v1: what bunkers see at /sys/fs/cgroup, under their own cgroups (OciBundleOptions.cgroupBinds). */
+  readonly cgroupFsDir: string;
+  /** What each bunker's /dev starts as (copied to its disk, see devTemplate.ts). */
+  readonly devTemplateDir: string;
   private readonly opts: ContainerProviderOptions;
   private readonly images: ImageMounts;
   private readonly shell: HostShell;
@@ -152,6 +167,8 @@ export class ContainerProvider implements Provider {
     this.bunkersDir = join(this.dataDir, 'bunkers');
     this.stateDir = join(this.dataDir, 'state');
     this.emptyDir = join(this.dataDir, 'empty');
+    this.cgroupFsDir = join(this.dataDir, 'cgroupfs');
+    this.devTemplateDir = join(this.dataDir, 'dev');
     this.shell = new HostShell(join(this.dataDir, 'tmp'));
     this.mounts = new HostMounts(this.shell);
     this.images = new ImageMounts(this.imagesDir, this.mounts, opts.keepIdleImages ?? true, (sha) =>
@@ -195,6 +212,8 @@ export class ContainerProvider implements Provider {
       upper,
       upperData: join(upper, 'u'),
       work: join(upper, 'w'),
+      dev: join(upper, 'dev'),
+      shm: join(upper, 'shm'),
       rootfs: join(dir, 'rootfs'),
       run,
       socket: join(run, AGENT_SOCKET_NAME),
@@ -217,6 +236,7 @@ export class ContainerProvider implements Provider {
     mkdirSync(this.emptyDir, { recursive: true, mode: 0o555 });
     if (readdirSync(this.emptyDir).length)
       throw new ProviderError('SPAWN_FAILED', `${this.emptyDir} must be empty (bunkers see it masked read-only)`);
+    await this.shell.must(devTemplateScript(this.devTemplateDir), `making ${this.devTemplateDir}`);
     const cg = await Cgroups.detect();
     this.cgroups = cg;
     this.notes.length = 0;
@@ -232,6 +252,7 @@ export class ContainerProvider implements Provider {
     if (cg.layout !== 'v2') {
       const mem = cg.v1.get('memory');
       this.swapAccounting = !!mem && existsSync(join(mem, 'memory.memsw.limit_in_bytes'));
+      this.prepareCgroupFsDir(cg);
     }
 
     this.nofile = Math.min(65536, hostNofileHardLimit() ?? 65536);
@@ -266,6 +287,32 @@ export class ContainerProvider implements Provider {
     }
   }
 
+  /**
+   * The directory bound at a bunker's /sys/fs/cgroup on cgroup v1: an empty directory per
+   * hierarchy (the mount points of its binds) and, for comounted controllers, the runtime's
+   * symlinks (cpu -> cpu,cpuacct). Only ever added to, never removed: running bunkers have
+   * their hierarchies mounted on these directories, and removing one would detach them.
+   */
+  private prepareCgroupFsDir(cg: Cgroups): void {
+    mkdirSync(this.cgroupFsDir, { recursive: true, mode: 0o755 });
+    for (const [controller, mountPoint] of cg.v1) {
+      const name = basename(mountPoint);
+      mkdirSync(join(this.cgroupFsDir, name), { recursive: true, mode: 0o555 });
+      const link = join(this.cgroupFsDir, controller);
+      if (controller !== name && !controller.includes('=') && !existsSync(link)) symlinkSync(name, link);
+    }
+  }
+
+  /** cgroup v1: the read-only binds making up a bunker's /sys/fs/cgroup; v2: undefined (the runtime's cgroup2 mount is no new superblock). */
+  private cgroupBinds(rel: string): OciBundleOptions['cgroupBinds'] {
+    const cg = this.cgroups;
+    if (!cg || cg.layout === 'v2') return undefined;
+    const byMountPoint = new Map<string, string>();
+    for (const mountPoint of cg.v1.values()) byMountPoint.set(mountPoint, basename(mountPoint));
+    const hierarchies = [...byMountPoint].map(([mountPoint, name]) => ({ name, dir: join(mountPoint, rel) }));
+    return { root: this.cgroupFsDir, hierarchies };
+  }
+
   /** A bunker a previous worker process froze for a snapshot and never thawed (it died). */
   private async thawAfterSnapshot(id: string, cg: Cgroups): Promise<void> {
     const marker = join(this.paths(id).dir, SNAPSHOT_FREEZE_MARKER);
@@ -284,6 +331,8 @@ export class ContainerProvider implements Provider {
       await rm(dir, { recursive: true, force: true });
       mkdirSync(join(dir, 'rootfs'), { recursive: true });
       mkdirSync(join(dir, 'run'), { mode: 0o700 });
+      await this.shell.must(`cp -a ${shq(this.devTemplateDir)} ${shq(join(dir, 'dev'))}`, 'copying /dev');
+      mkdirSync(join(dir, 'shm'));
       writeFileSync(join(dir, 'rootfs', 'probe'), '', { mode: 0o755 });
       const config = buildOciConfig({
         rootfsPath: join(dir, 'rootfs'),
@@ -297,6 +346,10 @@ export class ContainerProvider implements Provider {
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
         emptyDir: this.emptyDir,
+        bindProcMasks: rt.name === 'crun',
+        devDir: join(dir, 'dev'),
+        shmDir: join(dir, 'shm'),
+        cgroupBinds: this.cgroupBinds(rel),
         args: ['/probe'],
       });
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
@@ -387,6 +440,10 @@ export class ContainerProvider implements Provider {
         nofile: this.nofile,
         seccomp: this.opts.seccomp,
         emptyDir: this.emptyDir,
+        bindProcMasks: rt.name === 'crun',
+        devDir: p.dev,
+        shmDir: p.shm,
+        cgroupBinds: this.cgroupBinds(rel),
         netnsPath: network?.netnsPath,
         resolvConfPath: network?.resolvConfPath,
         annotations: {
@@ -406,6 +463,8 @@ export class ContainerProvider implements Provider {
         `${HostMounts.tmpfsScript(p.upper, spec.diskMb)} || exit 91`,
         `mkdir -m 0755 ${shq(p.upperData)} || exit 92`,
         `mkdir -m 0700 ${shq(p.work)} || exit 92`,
+        `cp -a ${shq(this.devTemplateDir)} ${shq(p.dev)} || exit 92`,
+        `mkdir -m 1777 ${shq(p.shm)} || exit 92`,
         ...(restore && tar ? [`${shq(tar)} ${tarExtractArgs(restore.archivePath, p.upperData).map(shq).join(' ')} || exit 94`] : []),
         `${HostMounts.overlayScript(p.rootfs, lower, p.upperData, p.work)} || exit 93`,
         `exec ${rt.runDetachedScript(spec.id, { bundle: p.dir, pidFile: p.pidFile, logFile: p.runtimeLog, consoleFile: p.consoleLog })}`,

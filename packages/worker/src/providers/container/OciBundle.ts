@@ -64,11 +64,31 @@ export interface OciBundleOptions {
   /**
    * An empty host directory: masked directories outside /proc are bound to it read-only
    * instead of each getting a tmpfs of its own (one superblock fewer each, see tmpSizeMb).
-   * runc refuses bind mounts inside /proc, so the masks there stay the runtime's.
+   * Inside /proc only with bindProcMasks: runc refuses bind mounts there.
    */
   emptyDir?: string;
+  /** Also bind emptyDir at masked directories inside /proc (crun allows it, runc refuses). */
+  bindProcMasks?: boolean;
   /** Mount a read-only cgroupfs at /sys/fs/cgroup (default true). */
   mountCgroupFs?: boolean;
+  /**
+   * A host directory (on the bunker's own disk tmpfs, outside the overlay's upper dir) bound
+   * at /dev instead of a tmpfs of its own: one superblock fewer (see tmpSizeMb). The runtime
+   * makes no device nodes in a /dev it did not mount, so it must hold them already (see
+   * devTemplate.ts). Its mount is not nodev: the device cgroup decides what may be opened,
+   * as with a /dev tmpfs.
+   */
+  devDir?: string;
+  /** Like devDir, for /dev/shm (nosuid, nodev, noexec): what is written there counts against disk_mb. */
+  shmDir?: string;
+  /**
+   * cgroup v1: /sys/fs/cgroup as read-only binds instead of the runtime's cgroup mount (which
+   * on v1 puts a tmpfs of its own under the hierarchies): `root` (a host directory holding an
+   * empty directory per hierarchy name) at /sys/fs/cgroup, then each hierarchy's directory of
+   * this bunker's cgroup at /sys/fs/cgroup/<name>. What the bunker sees is the same as with
+   * the runtime's mount in its cgroup namespace: its own cgroup as each hierarchy's root.
+   */
+  cgroupBinds?: { root: string; hierarchies: ReadonlyArray<{ name: string; dir: string }> } | undefined;
   /** The seccomp profile; absent or undefined: the built-in one; null: none. */
   seccomp?: SeccompProfile | null | undefined;
   annotations?: Record<string, string>;
@@ -111,18 +131,27 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
 
   const mounts: Array<Record<string, unknown>> = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    o.devDir
+      ? { destination: '/dev', type: 'bind', source: o.devDir, options: ['bind', 'nosuid'] }
+      : { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     {
       destination: '/dev/pts',
       type: 'devpts',
       source: 'devpts',
       options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
     },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    o.shmDir
+      ? { destination: '/dev/shm', type: 'bind', source: o.shmDir, options: ['bind', 'nosuid', 'noexec', 'nodev'] }
+      : { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
   ];
-  if (o.mountCgroupFs !== false) {
+  if (o.mountCgroupFs !== false && o.cgroupBinds) {
+    const ro = ['bind', 'ro', 'nosuid', 'noexec', 'nodev'];
+    mounts.push({ destination: '/sys/fs/cgroup', type: 'bind', source: o.cgroupBinds.root, options: ro });
+    for (const h of o.cgroupBinds.hierarchies)
+      mounts.push({ destination: `/sys/fs/cgroup/${h.name}`, type: 'bind', source: h.dir, options: ro });
+  } else if (o.mountCgroupFs !== false) {
     mounts.push({
       destination: '/sys/fs/cgroup',
       type: 'cgroup',
@@ -130,7 +159,7 @@ export function buildOciConfig(o: OciBundleOptions): Record<string, unknown> {
       options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
     });
   }
-  const boundMasks = o.emptyDir ? MASKED_PATHS.filter((p) => !p.startsWith('/proc/') && isDirectory(p)) : [];
+  const boundMasks = o.emptyDir ? MASKED_PATHS.filter((p) => (o.bindProcMasks || !p.startsWith('/proc/')) && isDirectory(p)) : [];
   for (const destination of boundMasks) {
     mounts.push({ destination, type: 'bind', source: o.emptyDir, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] });
   }
