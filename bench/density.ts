@@ -23,6 +23,12 @@
  *                       64 superblocks, never shrunk below the host's peak superblock count):
  *                       it grows with bunkers × superblocks per bunker, so the figure at 2,000
  *                       is above the one at 300, and a host that once ran more is dearer.
+ * `memcg_shrinker_kb_before` / `_after`: what one new memory cgroup takes for those slots
+ *                       before the bunkers and with all of them running (MemoryCharge.
+ *                       shrinkerUnitsKb; × 64 is the host's peak superblock count). Most of
+ *                       `uncharged_kernel_kb` is this; when `before` already equals `after`,
+ *                       an earlier peak (another run, more mounts per bunker) sets it, not
+ *                       this run's superblocks.
  * `host_mb_per_bunker` is MemTotal − MemAvailable before and after, the bench's first figure:
  * on a shared box it moves by hundreds of MB with everyone else's work.
  */
@@ -94,6 +100,7 @@ try {
   const client = new ScaiBunkerClient({ baseUrl: server.url, apiKey: adminKeyOf(data.dir) });
   await (await Bunker.create(SHAPE, client)).terminate(); // the image mounted, caches warm
   await new Promise((r) => setTimeout(r, 1000)); // let the terminated one's memory go back
+  const shrinkerUnitsBefore = charge.shrinkerUnitsKb();
   const before = usedMb();
   const chargedBefore = snapshot([]);
   const createMs: number[] = [];
@@ -115,6 +122,7 @@ try {
   if (refused) process.stderr.write(`[bench] stopped at ${bunkers.length}: ${refused}\n`);
   const after = usedMb();
   const chargedAfter = snapshot(bunkers.map((b) => b.id));
+  const shrinkerUnitsAfter = charge.shrinkerUnitsKb();
   const t0 = performance.now();
   let failedExecs = 0;
   await pool(bunkers, async (b) => {
@@ -140,6 +148,8 @@ try {
     server_kernel_kb: perBunkerKb(delta((x) => x.server.kernel)),
     parent_cgroup_kb: perBunkerKb(parentKb),
     uncharged_kernel_kb: perBunkerKb(unchargedKernelKb),
+    memcg_shrinker_kb_before: Math.round(shrinkerUnitsBefore),
+    memcg_shrinker_kb_after: Math.round(shrinkerUnitsAfter),
     host_mb_per_bunker: Number(((after - before) / n).toFixed(2)),
     create_p50_ms_at_8_concurrent: pct(createMs, 50),
     create_p99_ms_at_8_concurrent: pct(createMs, 99),

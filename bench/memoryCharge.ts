@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 
 /** KiB charged to one cgroup (and its descendants). */
 export interface Charged {
@@ -81,6 +81,32 @@ export class MemoryCharge {
     const info = readFileSync('/proc/meminfo', 'utf8');
     const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
     return kb('Slab') + kb('KernelStack') + kb('PageTables') + kb('Percpu');
+  }
+
+  /**
+   * KiB of kmalloc-1k objects one new, empty memory cgroup takes: the kernel gives every memory
+   * cgroup a 1 KiB unit per 64 memcg-aware shrinkers (one per superblock), sized by the most
+   * shrinkers the host ever had at once and never shrunk — so this is what each bunker's
+   * cgroup pays for the host's superblocks, and how high that peak is (× 64). Measured on `n`
+   * empty cgroups made (and removed) beside the bunkers' parent; other kmalloc-1k users on the
+   * host in those few milliseconds count too.
+   */
+  shrinkerUnitsKb(n = 32): number {
+    const objects = () => Number(/^kmalloc-1k\s+(\d+)/m.exec(readFileSync('/proc/slabinfo', 'utf8'))?.[1] ?? Number.NaN);
+    const dir = `${this.root}/scaibunker-bench-${process.pid}`;
+    const made: string[] = [];
+    mkdirSync(dir);
+    try {
+      const before = objects();
+      for (let i = 0; i < n; i++) {
+        mkdirSync(`${dir}/${i}`);
+        made.push(`${dir}/${i}`);
+      }
+      return (objects() - before) / n;
+    } finally {
+      for (const d of made) rmdirSync(d);
+      rmdirSync(dir);
+    }
   }
 
   private stat(dir: string): Record<string, number> {
