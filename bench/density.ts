@@ -14,8 +14,9 @@
  *   `server_cgroup_kb`  growth of the cgroup the server runs in: worker and controller JS
  *                       state, the helper shell, and what the runtime made for the bunker
  *                       from there (namespaces, the overlay and disk mounts, cgroup dirs;
- *                       `server_kernel_kb` is that kernel part);
- *                       the bench process shares it here, so its client objects count too;
+ *                       `server_kernel_kb` is that kernel part); on cgroup v1 a cgroup of
+ *                       the server's own (ServerCgroup), elsewhere shared with the bench
+ *                       process, whose client objects then count too (`server_cgroup_alone`);
  *   `parent_cgroup_kb`  what the bunkers' parent cgroup is charged for them (per-CPU memcg data);
  *   `uncharged_kernel_kb` growth of the host's kernel memory that no cgroup above was charged
  *                       for — host-wide, so others' work adds noise. Most of it is the slot
@@ -37,6 +38,7 @@ import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
 import { type Charged, MemoryCharge } from './memoryCharge.js';
 import { pct } from './percentile.js';
+import { ServerCgroup } from './serverCgroup.js';
 
 const N = Number(process.env.BENCH_BUNKERS ?? 2000);
 const CONCURRENCY = 8;
@@ -60,21 +62,24 @@ async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void
 }
 
 const data = tempDataDir();
-const server = await ServerProcess.start([
-  'serve',
-  '--port',
-  String(await freePort()),
-  '--data-dir',
-  data.dir,
-  '--image-dir',
-  IMAGE_DIR,
-  '--memory-overcommit',
-  '100',
-  '--cpu-overcommit',
-  '100',
-]);
-const bunkers: Bunker[] = [];
 const charge = new MemoryCharge();
+const port = await freePort();
+const { cgroup: serverCgroup, started: server } = await ServerCgroup.start(charge, () =>
+  ServerProcess.start([
+    'serve',
+    '--port',
+    String(port),
+    '--data-dir',
+    data.dir,
+    '--image-dir',
+    IMAGE_DIR,
+    '--memory-overcommit',
+    '100',
+    '--cpu-overcommit',
+    '100',
+  ]),
+);
+const bunkers: Bunker[] = [];
 /** What is charged for everything: the server's cgroup, the bunkers' parent's own charge, each of `ids`' cgroup. */
 function snapshot(ids: string[]): { server: Charged; parent: Charged; bunkers: Charged; hostKernelKb: number } {
   const bunkersCharged: Charged = { unreclaimable: 0, kernel: 0, anon: 0 };
@@ -146,6 +151,7 @@ try {
     bunker_kernel_kb: perBunkerKb(delta((x) => x.bunkers.kernel)),
     server_cgroup_kb: perBunkerKb(serverKb),
     server_kernel_kb: perBunkerKb(delta((x) => x.server.kernel)),
+    server_cgroup_alone: serverCgroup !== undefined,
     parent_cgroup_kb: perBunkerKb(parentKb),
     uncharged_kernel_kb: perBunkerKb(unchargedKernelKb),
     memcg_shrinker_kb_before: Math.round(shrinkerUnitsBefore),
@@ -169,5 +175,6 @@ try {
     ),
   );
   await server.kill();
+  serverCgroup?.remove();
   data.remove();
 }
