@@ -166,7 +166,10 @@ describe('ContainerProvider', { skip: isRoot ? false : 'needs root' }, () => {
       (await sh(c, 'head -c 3 /dev/zero | wc -c; head -c 5 /dev/urandom | wc -c; echo x >/dev/null && echo ok')).out,
       '3\n5\nok\n',
     );
-    assert.equal((await sh(c, 'stat -c %t:%T /dev/null /dev/tty; readlink /dev/ptmx; readlink /dev/fd')).out, '1:3\n5:0\npts/ptmx\n/proc/self/fd\n');
+    assert.equal(
+      (await sh(c, 'stat -c %t:%T /dev/null /dev/tty; readlink /dev/ptmx; readlink /dev/fd')).out,
+      '1:3\n5:0\npts/ptmx\n/proc/self/fd\n',
+    );
     assert.notEqual((await sh(c, 'echo x >/dev/full')).code, 0, '/dev/full is full');
     // the device cgroup still decides: a node made for the host's disk cannot be opened
     assert.notEqual((await sh(c, 'mknod /dev/sdx b 8 0 && head -c1 /dev/sdx')).code, 0);
