@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { SHA256_HEX, SHA256_HEX_BODY } from '@scaibunker/core';
+import type { PooledHttpBody } from '../http/PooledHttpBody.js';
 import { type CachedImage, WorkerError } from '../WorkerApi.js';
 import { type ImageOrigins, type ImagePeer, type PeerImageOpener, RangeNotHonored } from './ImageOrigins.js';
 import { PeerImageClient } from './PeerImageClient.js';
@@ -394,12 +395,15 @@ export class ImageCache {
       let failure: unknown;
       try {
         if (attempt.signal.aborted) throw attempt.signal.reason;
+        // A pooled source's chunks go back to it once on disk: its blocks are read into again.
+        const release = (source as Partial<PooledHttpBody>).release?.bind(source);
         for await (const chunk of source) {
           arm();
           hash.update(chunk as Buffer);
           bytes += (chunk as Buffer).length;
           onBytes(bytes);
-          if (!file.write(chunk)) await once(file, 'drain', { signal: attempt.signal });
+          const written = file.write(chunk, release && (() => release(chunk as Buffer)));
+          if (!written) await once(file, 'drain', { signal: attempt.signal });
         }
       } catch (err) {
         failure = attempt.signal.aborted ? attempt.signal.reason : err;

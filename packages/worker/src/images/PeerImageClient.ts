@@ -5,7 +5,7 @@
  * Streamed, never buffered.
  */
 import type { Readable } from 'node:stream';
-import { httpGetStream, readErrorText } from '../http/httpGetStream.js';
+import { httpGetBody, readErrorText } from '../http/httpGetStream.js';
 import { type ImagePeer, type PeerImageOpener, RangeNotHonored } from './ImageOrigins.js';
 
 export class PeerImageClient implements PeerImageOpener {
@@ -15,7 +15,7 @@ export class PeerImageClient implements PeerImageOpener {
     const url = `${peer.url.replace(/\/+$/, '')}/v1/images/${sha256}`;
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
     if (from > 0) headers.range = `bytes=${from}-`;
-    const res = await httpGetStream(url, { headers, signal });
+    const res = await httpGetBody(url, { headers, signal });
     if (from > 0 && res.statusCode === 206) {
       const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers['content-range'] ?? '');
       if (range && Number(range[1]) === from && Number(range[2]) === Number(range[3]) - 1) return res;
