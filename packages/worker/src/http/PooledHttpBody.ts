@@ -44,7 +44,7 @@ export class PooledHttpBody extends Readable {
   private constructor(private readonly onHead: (err: Error | null, unsupported?: boolean) => void) {
     // Object mode: read() hands out one chunk as pushed. A byte-mode read() joins what is
     // buffered into a new Buffer, which would both allocate and hide the chunks from release().
-    super({ objectMode: true, highWaterMark: 16 });
+    super({ objectMode: true, highWaterMark: 8 }); // chunks: at most ~8 MiB read ahead
     this.current = this.block();
   }
 
@@ -54,6 +54,11 @@ export class PooledHttpBody extends Readable {
    * (chunked, or none): the caller asks again through node:http.
    */
   static get(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<PooledHttpBody | undefined> {
+    // The request is written by hand: a name or value that could end the line is refused, as node:http does.
+    for (const [name, value] of Object.entries(headers)) {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value))
+        return Promise.reject(new TypeError(`invalid request header ${JSON.stringify(name)}`));
+    }
     return new Promise((resolve, reject) => {
       let settled = false;
       const body: PooledHttpBody = new PooledHttpBody((err, unsupported) => {

@@ -178,6 +178,8 @@ describe('PooledHttpBody', { timeout: 30_000 }, () => {
       }),
       /malformed response header/,
     );
+    for (const headers of [{ authorization: 'Bearer x\r\nx-injected: 1' }, { 'bad name': 'v' }])
+      await assert.rejects(httpGetBody(`${base}/body`, { headers, signal: signal() }), /invalid request header/);
     await assert.rejects(
       httpGetBody(`${await rawServer(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\n`)}/x`, { headers: {}, signal: signal() }),
       /response head larger than/,
