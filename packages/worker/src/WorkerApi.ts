@@ -5,6 +5,7 @@
  */
 export type {
   BunkerStats,
+  CachedImage,
   CachedImageSource,
   ControllerLink,
   EventHandlers,

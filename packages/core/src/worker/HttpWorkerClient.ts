@@ -115,13 +115,16 @@ export class HttpWorkerClient implements WorkerTarget {
     const wire = route.encode(...args);
     const path = route.url.slice(1).replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(String(wire.params?.[name])));
     if (route.kind === 'tunnel') return this.upgrade(path);
+    const headers: OutgoingHttpHeaders = {};
+    if (wire.upload) headers['content-type'] = 'application/octet-stream';
+    if (route.ranges && wire.from) headers.range = `bytes=${wire.from}-`;
     const res = await this.request({
       method: route.method,
       path,
       query: wire.query,
       json: wire.body,
       body: wire.upload,
-      headers: wire.upload ? { 'content-type': 'application/octet-stream' } : undefined,
+      headers,
       signal: wire.handlers?.signal ?? wire.events?.signal,
       idempotent: route.idempotent,
     });
@@ -135,6 +138,7 @@ export class HttpWorkerClient implements WorkerTarget {
         if (res.statusCode !== 200) throw await errorFrom(res);
         return fromWire(await readJson(res, route.replyLimit));
       case 'stream-out':
+        if (res.statusCode === 206 && route.ranges && wire.from) return fromWire(this.partialDownload(res, wire.from));
         if (res.statusCode !== 200) throw await errorFrom(res);
         return fromWire(this.download(res));
       case 'exec':
@@ -209,6 +213,19 @@ export class HttpWorkerClient implements WorkerTarget {
     res.pipe(out);
     const length = Number(res.headers['content-length']);
     return { stream: out, bytes: Number.isFinite(length) ? length : undefined };
+  }
+
+  /** A 206 answer to `Range: bytes=from-`: the rest of the bytes, checked to start where asked. */
+  private partialDownload(res: IncomingMessage, from: number): StreamReply {
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers['content-range'] ?? '');
+    if (!range || Number(range[1]) !== from || Number(range[2]) !== Number(range[3]) - 1) {
+      res.destroy();
+      throw new WorkerError(
+        'IO_ERROR',
+        `asked for bytes ${from}- and the worker answered ${res.headers['content-range'] ?? 'no content-range'}`,
+      );
+    }
+    return { ...this.download(res), bytes: Number(range[3]), from };
   }
 
   private async execStream(res: IncomingMessage, handlers: ExecHandlers): Promise<ExecOutcome> {

@@ -117,8 +117,19 @@ export interface WorkerApi {
 
 /** What a worker serves its peers (`GET /v1/images/{sha256}`): a complete cached image, never a partial one. */
 export interface CachedImageSource {
-  /** Rejects with IMAGE_NOT_CACHED when the image is not (completely) cached here. */
-  openCachedImage(sha256: string): Promise<{ stream: Readable; bytes: number }>;
+  /**
+   * The image from byte `from` on (default 0: all of it; a peer continuing a cut download asks
+   * for the rest). `bytes` is the image's whole size; `from` in the answer is where `stream`
+   * starts: absent (0) when the whole image is sent, also when `from` is not inside the image.
+   * Rejects with IMAGE_NOT_CACHED when the image is not (completely) cached here.
+   */
+  openCachedImage(sha256: string, from?: number): Promise<CachedImage>;
+}
+
+export interface CachedImage {
+  stream: Readable;
+  bytes: number;
+  from?: number;
 }
 
 /** The worker's side of the controller: heartbeats, audit batches and images. In-process or HTTP. */

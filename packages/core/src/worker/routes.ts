@@ -41,11 +41,16 @@ type QueryPart<T> = T extends TSchema ? { query: Loose<Static<T>> } : { query?: 
 /** A request as it travels: path params, query, JSON body; the upload (stream-in) or the output handlers (exec). */
 export type WireRequest<P = unknown, Q = unknown, B = unknown> = Part<'params', P> &
   QueryPart<Q> &
-  Part<'body', B> & { upload?: Readable; handlers?: ExecHandlers; events?: EventHandlers<unknown> };
-/** A stream-out answer: the bytes, and their length when known up front (sent as content-length). */
+  Part<'body', B> & { upload?: Readable; handlers?: ExecHandlers; events?: EventHandlers<unknown>; from?: number };
+/**
+ * A stream-out answer: the bytes, and their length when known up front (sent as content-length).
+ * With `from` (a route taking ranges, asked for one), `stream` holds bytes `from`… of the
+ * `bytes` there are: answered 206 with `content-range: bytes from-(bytes-1)/bytes`.
+ */
 export interface StreamReply {
   stream: Readable;
   bytes?: number | undefined;
+  from?: number | undefined;
 }
 type Reply<K extends WorkerVerb, R> = R extends TSchema ? Static<R> : K extends 'readFile' | 'openCachedImage' ? StreamReply : void;
 
@@ -68,6 +73,11 @@ export interface WorkerRoute<K extends WorkerVerb = WorkerVerb, P = unknown, Q =
   idempotent?: boolean;
   /** Cap on the JSON answer the client reads (default 1 MiB). */
   replyLimit?: number;
+  /**
+   * stream-out: the route serves `Range: bytes=N-` (the rest of its bytes from N): the request's
+   * `from`, travelling as that header. Any other Range is ignored (answered whole).
+   */
+  ranges?: boolean;
   /** stream-in: the most bytes the upload may have; a larger declared content-length is TOO_LARGE at once. */
   uploadLimit?: (req: WireRequest<P, Q, B>) => number;
   encode(...args: WorkerArgs<K>): WireRequest<P, Q, B>;
@@ -444,18 +454,21 @@ export const WORKER_ROUTES = {
     decode: (r) => [r.params.sha256],
   }),
   openCachedImage: route('openCachedImage')({
-    // A peer's download: the complete cached image with its content-length.
+    // A peer's download: the complete cached image with its content-length, or the rest of it
+    // from a byte on (`Range: bytes=N-`, 206), to continue a download that was cut.
     method: 'GET',
     url: '/v1/images/:sha256',
     kind: 'stream-out',
+    ranges: true,
     params: S.ImageParams,
     errors: ['IMAGE_NOT_CACHED'],
     // Not here is a plain 404 to a peer (IMAGE_NOT_CACHED's usual 409 is about spawning).
     errorStatus: { IMAGE_NOT_CACHED: 404 },
-    encode: (sha256) => ({ params: { sha256 } }),
-    decode: (r) => [r.params.sha256],
+    encode: (sha256, from) => (from ? { params: { sha256 }, from } : { params: { sha256 } }),
+    decode: (r) => (r.from ? [r.params.sha256, r.from] : [r.params.sha256]),
     toWire: (opened) => opened,
-    fromWire: (reply: StreamReply) => ({ stream: reply.stream, bytes: reply.bytes ?? 0 }),
+    fromWire: (reply: StreamReply) =>
+      reply.from ? { stream: reply.stream, bytes: reply.bytes ?? 0, from: reply.from } : { stream: reply.stream, bytes: reply.bytes ?? 0 },
   }),
 } satisfies { [K in WorkerVerb]: WorkerRoute<K, S.MaybeSchema, S.MaybeSchema, S.MaybeSchema, S.MaybeSchema> };
 
@@ -468,6 +481,7 @@ export interface AnyWireRequest {
   upload?: Readable | undefined;
   handlers?: ExecHandlers | undefined;
   events?: EventHandlers<unknown> | undefined;
+  from?: number | undefined;
 }
 /** A route with its types erased (the list is checked against WorkerRoute<K> above). */
 export interface AnyWorkerRoute

@@ -24,6 +24,7 @@ import { archiveLayer, syncGuest } from '../snapshots/SnapshotArchiver.js';
 import { fetchArchive } from '../snapshots/SnapshotRestorer.js';
 import { withTimeout } from '../util/withTimeout.js';
 import type {
+  CachedImage,
   CachedImageSource,
   EventHandlers,
   ExecHandlers,
@@ -205,9 +206,9 @@ export class Worker implements WorkerApi, CachedImageSource {
     return { source, bytes };
   }
 
-  /** Serves a cached image to a peer worker (`GET /v1/images/{sha256}`). */
-  openCachedImage(sha256: string): Promise<{ stream: Readable; bytes: number }> {
-    return this.images.openCached(sha256);
+  /** Serves a cached image to a peer worker (`GET /v1/images/{sha256}`), from byte `from` on. */
+  openCachedImage(sha256: string, from?: number): Promise<CachedImage> {
+    return this.images.openCached(sha256, from);
   }
 
   async destroy(bunkerId: string): Promise<void> {

@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { RangeNotHonored } from '../images/ImageOrigins.js';
 import { type ControllerLink, type Heartbeat, type HeartbeatReply, WorkerError } from '../WorkerApi.js';
-import { httpGetStream, httpPutStream, readErrorText } from './httpGetStream.js';
+import { type HttpBody, httpGetBody, httpPutStream, readErrorText } from './httpGetStream.js';
 
 export interface HttpControllerLinkOptions {
   /**
@@ -97,11 +97,11 @@ export class HttpControllerLink implements ControllerLink {
     const url = `${this.storage}/${path}`;
     const head = new AbortController();
     const timer = setTimeout(() => head.abort(new Error(`no answer from ${url} within ${this.timeoutMs} ms`)), this.timeoutMs);
-    let res: Awaited<ReturnType<typeof httpGetStream>>;
+    let res: HttpBody;
     try {
       const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
       if (from > 0) headers.range = `bytes=${from}-`;
-      res = await httpGetStream(url, { headers, signal: head.signal });
+      res = await httpGetBody(url, { headers, signal: head.signal });
     } finally {
       clearTimeout(timer);
     }

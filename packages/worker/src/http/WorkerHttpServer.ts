@@ -62,6 +62,16 @@ function statusOf(err: WorkerError, route: AnyWorkerRoute | undefined): number {
   return route?.errorStatus?.[err.code] ?? WORKER_ERROR_STATUS[err.code] ?? 500;
 }
 
+/**
+ * N of a `Range: bytes=N-` header (the rest from byte N), the one form ranged routes serve;
+ * anything else (absent, several ranges, an end, a suffix, malformed) is undefined: answered whole,
+ * as RFC 9110 lets a server ignore a Range.
+ */
+function rangeStart(header: string | undefined): number | undefined {
+  const m = /^bytes=(\d{1,15})-$/.exec(header?.trim() ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Resolves when the socket can take more (drain) or will never take more (close). */
 function writable(res: ServerResponse): Promise<void> {
   if (res.destroyed || res.writableEnded) return Promise.resolve();
@@ -203,7 +213,7 @@ export class WorkerHttpServer {
   private invoke(verb: WorkerVerb, args: unknown[]): Promise<unknown> {
     if (verb === 'openCachedImage') {
       if (!this.images) return Promise.reject(new WorkerError('IMAGE_NOT_CACHED', 'this worker serves no images'));
-      return this.images.openCachedImage(args[0] as string);
+      return this.images.openCachedImage(...(args as [string, number?]));
     }
     const fn = this.api[verb] as (...a: unknown[]) => Promise<unknown>;
     return fn.apply(this.api, args);
@@ -215,6 +225,10 @@ export class WorkerHttpServer {
       query: request.query as AnyWireRequest['query'],
       body: request.body,
     };
+    if (route.ranges) {
+      const from = rangeStart(request.headers.range);
+      if (from) wire.from = from;
+    }
     const toWire = (result: unknown) => (route.toWire ? route.toWire(result) : result);
     switch (route.kind) {
       case 'empty':
@@ -223,9 +237,15 @@ export class WorkerHttpServer {
       case 'json':
         return toWire(await this.invoke(route.verb, route.decode(wire)));
       case 'stream-out': {
-        const { stream, bytes } = toWire(await this.invoke(route.verb, route.decode(wire))) as StreamReply;
+        const { stream, bytes, from } = toWire(await this.invoke(route.verb, route.decode(wire))) as StreamReply;
         reply.type('application/octet-stream');
-        if (bytes !== undefined) reply.header('content-length', bytes);
+        if (route.ranges) reply.header('accept-ranges', 'bytes');
+        if (from && bytes !== undefined) {
+          reply
+            .code(206)
+            .header('content-range', `bytes ${from}-${bytes - 1}/${bytes}`)
+            .header('content-length', bytes - from);
+        } else if (bytes !== undefined) reply.header('content-length', bytes);
         // Fastify pipes with back-pressure and destroys `stream` if the client goes away.
         return reply.send(stream);
       }

@@ -1,6 +1,24 @@
-import http, { type IncomingMessage } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
+import { PooledHttpBody } from './PooledHttpBody.js';
+
+/** An answer whose body is a Node stream: an IncomingMessage, or a PooledHttpBody. */
+export type HttpBody = Readable & { statusCode?: number | undefined; headers: IncomingHttpHeaders };
+
+/**
+ * A GET for a large body that is written to disk (images): over plain http, a PooledHttpBody
+ * (its chunks can be handed back with release() and are read into again); over https, or when
+ * the answer is not framed by a content-length, node:http (httpGetStream).
+ */
+export async function httpGetBody(url: string, opts: { headers: Record<string, string>; signal: AbortSignal }): Promise<HttpBody> {
+  const parsed = new URL(url);
+  if (parsed.protocol === 'http:') {
+    const body = await PooledHttpBody.get(parsed, opts.headers, opts.signal);
+    if (body) return body;
+  }
+  return httpGetStream(url, opts);
+}
 
 /**
  * A GET whose body is a Node stream, for large downloads (images). node:http rather than
@@ -51,7 +69,7 @@ export function httpPutStream(
 }
 
 /** The (small, JSON) body of an error answer; bodies past 64 KiB are cut. */
-export async function readErrorText(res: IncomingMessage): Promise<string> {
+export async function readErrorText(res: Readable): Promise<string> {
   let text = '';
   for await (const chunk of res) {
     text += chunk;

@@ -12,12 +12,12 @@
  * storage is IMAGE_NOT_CACHED.
  *
  * Resuming: an image's bytes are the same wherever they come from, so a download cut short
- * (a cut connection, a stall) keeps what it received and storage continues it from there with
- * a `Range` request (from a peer, or from storage itself after a cut: again as long as each
- * attempt brings bytes, up to MAX_STORAGE_ATTEMPTS). Peers are asked only while nothing was
- * received (their route serves whole images). Wrong bytes are found only at the end: then the
- * partial file is dropped and, if it was stitched from several attempts, storage is asked once
- * more from the start.
+ * (a cut connection, a stall) keeps what it received and the next source continues it from
+ * there with a `Range` request: the next peer (a peer answering whole is skipped, the bytes
+ * kept), then storage (again after each of its own cuts that brought bytes, up to
+ * MAX_STORAGE_ATTEMPTS). Wrong bytes are found only at the end: then the partial file is
+ * dropped and, if it was stitched from several attempts, storage is asked once more from the
+ * start.
  */
 
 import { createHash, type Hash, randomBytes } from 'node:crypto';
@@ -28,7 +28,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { SHA256_HEX, SHA256_HEX_BODY } from '@scaibunker/core';
-import { WorkerError } from '../WorkerApi.js';
+import type { PooledHttpBody } from '../http/PooledHttpBody.js';
+import { type CachedImage, WorkerError } from '../WorkerApi.js';
 import { type ImageOrigins, type ImagePeer, type PeerImageOpener, RangeNotHonored } from './ImageOrigins.js';
 import { PeerImageClient } from './PeerImageClient.js';
 
@@ -161,10 +162,11 @@ export class ImageCache {
   }
 
   /**
-   * Opens a cached image for a peer. The file is opened before its size is read, so an image
-   * removed meanwhile is still served whole; a missing one is IMAGE_NOT_CACHED.
+   * Opens a cached image for a peer, from byte `from` on when that is inside the image (else
+   * whole: the answer's `from` says which). The file is opened before its size is read, so an
+   * image removed meanwhile is still served whole; a missing one is IMAGE_NOT_CACHED.
    */
-  async openCached(sha256: string): Promise<{ stream: Readable; bytes: number }> {
+  async openCached(sha256: string, from = 0): Promise<CachedImage> {
     let file: FileHandle;
     try {
       file = await open(this.path(sha256), 'r');
@@ -175,6 +177,8 @@ export class ImageCache {
     try {
       const info = await file.stat();
       if (!info.isFile()) throw new WorkerError('IMAGE_NOT_CACHED', `image ${sha256} is not a regular file here`);
+      if (from > 0 && from < info.size)
+        return { stream: file.createReadStream({ highWaterMark: IO_CHUNK, start: from }), bytes: info.size, from };
       return { stream: file.createReadStream({ highWaterMark: IO_CHUNK }), bytes: info.size };
     } catch (err) {
       await file.close();
@@ -254,14 +258,13 @@ export class ImageCache {
     try {
       const failures: string[] = [];
       for (const peer of await this.peersOf(sha256)) {
-        // A peer serves whole images: once bytes were received, storage continues them.
-        if ((await partialSize(partial)) > 0) break;
         const opener = this.peerOpener as PeerImageOpener; // peersOf lists none without one
         try {
+          // From where an earlier peer was cut, if one was.
           const bytes = await this.fetchInto(
             sha256,
             partial,
-            (s) => opener.open(peer, sha256, s),
+            (s, at) => opener.open(peer, sha256, s, at),
             signal,
             (n) => emit({ source: 'peer', bytes: n }),
           );
@@ -392,12 +395,15 @@ export class ImageCache {
       let failure: unknown;
       try {
         if (attempt.signal.aborted) throw attempt.signal.reason;
+        // A pooled source's chunks go back to it once on disk: its blocks are read into again.
+        const release = (source as Partial<PooledHttpBody>).release?.bind(source);
         for await (const chunk of source) {
           arm();
           hash.update(chunk as Buffer);
           bytes += (chunk as Buffer).length;
           onBytes(bytes);
-          if (!file.write(chunk)) await once(file, 'drain', { signal: attempt.signal });
+          const written = file.write(chunk, release && (() => release(chunk as Buffer)));
+          if (!written) await once(file, 'drain', { signal: attempt.signal });
         }
       } catch (err) {
         failure = attempt.signal.aborted ? attempt.signal.reason : err;

@@ -22,10 +22,14 @@ export interface ImageOrigins {
   openFromStorage(sha256: string, from?: number): Promise<Readable>;
 }
 
-/** Storage answered a request for the rest of an image with all of it: start again from 0. */
+/** A source answered a request for the rest of an image with all of it (storage: start again from 0). */
 export class RangeNotHonored extends Error {}
 
-/** Opens one peer's copy of an image; rejects when the peer does not answer 200. */
+/**
+ * Opens one peer's copy of an image, from byte `from` on (0: all of it; more: the rest, to
+ * continue a download that was cut). Rejects when the peer does not have it, with
+ * RangeNotHonored when it would send the whole image instead of the rest.
+ */
 export interface PeerImageOpener {
-  open(peer: ImagePeer, sha256: string, signal: AbortSignal): Promise<Readable>;
+  open(peer: ImagePeer, sha256: string, signal: AbortSignal, from: number): Promise<Readable>;
 }

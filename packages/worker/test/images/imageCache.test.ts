@@ -26,17 +26,36 @@ const noApi = new Proxy({} as WorkerApi, {
   },
 });
 
-/** A peer worker's HTTP server serving `source`, counting the image requests it got. */
-async function servePeer(source: CachedImageSource): Promise<{ url: string; requests: string[]; server: WorkerHttpServer }> {
+/** A peer worker's HTTP server serving `source`, counting the image requests it got (and the byte each asked from). */
+async function servePeer(
+  source: CachedImageSource,
+): Promise<{ url: string; requests: string[]; froms: number[]; server: WorkerHttpServer }> {
   const requests: string[] = [];
+  const froms: number[] = [];
   const counted: CachedImageSource = {
-    openCachedImage: (sha) => {
+    openCachedImage: (sha, from) => {
       requests.push(sha);
-      return source.openCachedImage(sha);
+      froms.push(from ?? 0);
+      return source.openCachedImage(sha, from);
     },
   };
   const server = new WorkerHttpServer(noApi, TOKEN, { images: counted });
-  return { url: await server.listen(), requests, server };
+  return { url: await server.listen(), requests, froms, server };
+}
+
+/**
+ * A peer whose answer is the whole image's length but only its first `cutAt` bytes, then
+ * nothing: a stall, so the cut falls exactly after those bytes (a connection destroyed mid-write
+ * could drop some of them).
+ */
+async function stallingPeer(image: TestImage, cutAt: number): ReturnType<typeof servePeer> {
+  return servePeer({
+    openCachedImage: async () => {
+      const stream = new Readable({ read() {} });
+      stream.push(image.bytes.subarray(0, cutAt));
+      return { stream, bytes: image.bytes.length };
+    },
+  });
 }
 
 async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<WorkerError> {
@@ -69,12 +88,12 @@ describe('ImageCache', { timeout: 60_000 }, () => {
   }
 
   /** A peer holding `image` in its own cache, served by a real WorkerHttpServer. */
-  async function goodPeer(image: TestImage): Promise<{ url: string; requests: string[] }> {
+  async function goodPeer(image: TestImage): Promise<{ url: string; requests: string[]; froms: number[] }> {
     const dir = join(tmp, `peer-${++dirs}`);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, `${image.sha}.ext4`), image.bytes);
     const cache = new ImageCache({ imageDir: dir, origins: { peers: async () => [], openFromStorage: async () => assert.fail() } });
-    const peer = await servePeer({ openCachedImage: (sha) => cache.openCached(sha) });
+    const peer = await servePeer({ openCachedImage: (sha, from) => cache.openCached(sha, from) });
     servers.push(peer.server);
     return peer;
   }
@@ -284,6 +303,53 @@ describe('ImageCache', { timeout: 60_000 }, () => {
     const ranges = controller.imageRanges.get(image.sha) ?? [];
     assert.equal(ranges.length, 1);
     assert.deepEqual(ranges, [`bytes=${cutAt}-`], 'storage was asked for the rest only');
+    assert.equal(controller.imageBytesSent.get(image.sha), image.bytes.length - cutAt);
+  });
+
+  it('a peer cut short is continued by the next peer with a Range request; storage serves nothing', async () => {
+    const image = makeImage(2);
+    controller.images.set(image.sha, image.bytes);
+    const cutAt = 300_000;
+    const cutter = await stallingPeer(image, cutAt);
+    servers.push(cutter.server);
+    const peer = await goodPeer(image);
+    controller.peers.set(image.sha, [
+      { worker_id: 'wk_cutter', url: cutter.url },
+      { worker_id: 'wk_peer', url: peer.url },
+    ]);
+    const warnings: string[] = [];
+    const cache = newCache({ stallTimeoutMs: 500, logger: { info: () => {}, warn: (m) => warnings.push(m) } });
+    const got = await cache.ensure(image.sha);
+    assert.deepEqual(got, { path: cache.path(image.sha), source: 'peer', bytes: image.bytes.length });
+    await assertCached(cache, image);
+    assert.deepEqual(cutter.froms, [0]);
+    assert.deepEqual(peer.froms, [cutAt], 'the second peer was asked for the rest only');
+    assert.equal(controller.imageRequests.get(image.sha) ?? 0, 0);
+    assert.match(warnings.join('\n'), /wk_cutter failed.*stalled/);
+    assert.deepEqual(await partials(cache), []);
+  });
+
+  it('skips a peer that answers a range request whole, keeping the bytes for storage to continue', async () => {
+    const image = makeImage(2);
+    controller.images.set(image.sha, image.bytes);
+    const cutAt = 200_000;
+    const cutter = await stallingPeer(image, cutAt);
+    servers.push(cutter.server);
+    // A peer that serves whole images only (it ignores the byte asked from).
+    const whole = await servePeer({ openCachedImage: async () => ({ stream: Readable.from([image.bytes]), bytes: image.bytes.length }) });
+    servers.push(whole.server);
+    controller.peers.set(image.sha, [
+      { worker_id: 'wk_cutter', url: cutter.url },
+      { worker_id: 'wk_whole', url: whole.url },
+    ]);
+    const warnings: string[] = [];
+    const cache = newCache({ stallTimeoutMs: 500, logger: { info: () => {}, warn: (m) => warnings.push(m) } });
+    const got = await cache.ensure(image.sha);
+    assert.equal(got.source, 'proxy');
+    await assertCached(cache, image);
+    assert.deepEqual(whole.froms, [cutAt]);
+    assert.match(warnings.join('\n'), /wk_whole.*sent the whole image/);
+    assert.deepEqual(controller.imageRanges.get(image.sha), [`bytes=${cutAt}-`], 'storage was asked for the rest only');
     assert.equal(controller.imageBytesSent.get(image.sha), image.bytes.length - cutAt);
   });
 

@@ -125,6 +125,55 @@ describe('worker images over HTTP', { timeout: 60_000 }, () => {
     }
   });
 
+  it('serves the rest of a cached image for `Range: bytes=N-` (206); any other Range whole', async () => {
+    const image = makeImage(1);
+    controller.images.set(image.sha, image.bytes);
+    const w = await startWorker('ranges');
+    await w.client.ensureImage(image.sha);
+    const size = image.bytes.length;
+    const get = (range: string) => fetch(`${w.url}/v1/images/${image.sha}`, { headers: { authorization: `Bearer ${TOKEN}`, range } });
+
+    const from = 100_001;
+    const rest = await get(`bytes=${from}-`);
+    assert.equal(rest.status, 206);
+    assert.equal(rest.headers.get('content-range'), `bytes ${from}-${size - 1}/${size}`);
+    assert.equal(rest.headers.get('content-length'), String(size - from));
+    assert.equal(rest.headers.get('accept-ranges'), 'bytes');
+    assert.ok(Buffer.from(await rest.arrayBuffer()).equals(image.bytes.subarray(from)));
+
+    const last = await get(`bytes=${size - 1}-`);
+    assert.equal(last.status, 206);
+    assert.deepEqual([...Buffer.from(await last.arrayBuffer())], [image.bytes[size - 1]]);
+
+    // Forms a continuing download never sends, and starts outside the image: the whole image.
+    for (const range of [
+      'bytes=0-',
+      'bytes=5-10',
+      'bytes=-5',
+      'bytes=1-,5-',
+      'items=3-',
+      'bytes=x-',
+      `bytes=${size}-`,
+      `bytes=${size * 2}-`,
+    ]) {
+      const r = await get(range);
+      assert.equal(r.status, 200, range);
+      assert.equal(r.headers.get('content-length'), String(size), range);
+      assert.equal(sha256(Buffer.from(await r.arrayBuffer())), image.sha, range);
+    }
+
+    // The worker client asks the same way and says where the stream starts.
+    const opened = await w.client.openCachedImage(image.sha, from);
+    assert.equal(opened.bytes, size);
+    assert.equal(opened.from, from);
+    const chunks: Buffer[] = [];
+    for await (const c of opened.stream) chunks.push(c as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(image.bytes.subarray(from)));
+    const whole = await w.client.openCachedImage(image.sha, size);
+    assert.equal(whole.from, undefined, 'a start outside the image is answered whole');
+    whole.stream.destroy();
+  });
+
   it('ensureImage: storage for the first worker, its peer for the second, the cache after', async () => {
     const image = makeImage(3);
     controller.images.set(image.sha, image.bytes);
