@@ -6,6 +6,8 @@
  */
 export * from './api.js';
 export * from './errors.js';
+export { MuxFrameDecoder } from './MuxFrameDecoder.js';
+export * from './mux.js';
 export * from './routes.js';
 export type {
   BridgeRequest,
