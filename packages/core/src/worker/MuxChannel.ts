@@ -155,13 +155,16 @@ export class MuxChannel {
     return this.nextId;
   }
 
-  /** Frames written in one tick leave in one write. */
+  /**
+   * Frames written in one turn of the event loop leave in one write (uncorked once its I/O
+   * callbacks ran): the calls of all the requests read in that turn share one syscall.
+   */
   private send(frame: Buffer): void {
     if (this.lostError || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });

@@ -184,13 +184,15 @@ export class WorkerMuxSession {
     }
   }
 
-  /** Frames written in one tick leave in one write. False when the socket asks to wait for 'drain'. */
+  /**
+   * Frames written in one turn of the event loop leave in one write (uncorked once its I/O
+   * callbacks ran): the calls of all the requests read in that turn share one syscall. False when the socket asks to wait for 'drain'. */
   private send(frame: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return true;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });
