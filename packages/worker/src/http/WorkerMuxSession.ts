@@ -17,8 +17,10 @@ import {
   encodeMuxJson,
   MUX_CHUNK,
   MUX_EXEC_WINDOW,
+  MUX_HEADER_SIZE,
   MUX_KINDS,
   MUX_MAX_CALL,
+  MUX_MAX_REPLY,
   type MuxFrame,
   MuxFrameDecoder,
   MuxFrameType,
@@ -154,7 +156,12 @@ export class WorkerMuxSession {
       if (route.kind === 'empty') {
         status = 204;
         this.send(encodeMuxFrame(id, MuxFrameType.RESULT));
-      } else this.send(encodeMuxJson(id, MuxFrameType.RESULT, route.toWire ? route.toWire(result) : result));
+      } else {
+        const frame = encodeMuxJson(id, MuxFrameType.RESULT, route.toWire ? route.toWire(result) : result);
+        // Larger than the controller takes: that call fails (as an over-long HTTP answer does), not the connection.
+        if (frame.length - MUX_HEADER_SIZE > MUX_MAX_REPLY) throw new WorkerError('IO_ERROR', 'worker reply too large');
+        this.send(frame);
+      }
     } catch (err) {
       const known = err instanceof WorkerError;
       status = known && route ? this.statusOf(err, route) : 500;
