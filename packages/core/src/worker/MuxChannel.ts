@@ -47,6 +47,14 @@ interface PendingCall {
   cleanup(): void;
 }
 
+/** The worker answered the upgrade 404: it predates the channel (the client falls back to HTTP). */
+export class MuxUnsupported extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MuxUnsupported';
+  }
+}
+
 /** A terminal frame the channel makes itself: the connection is gone. */
 const LOST = -1;
 
@@ -96,6 +104,12 @@ export class MuxChannel {
         resolve(channel);
       });
       req.on('response', (res) => {
+        // A worker from before the channel: it knows no such upgrade (404) and serves HTTP only.
+        if (res.statusCode === 404) {
+          res.resume();
+          reject(new MuxUnsupported(`worker at ${base.origin} has no ${MUX_UPGRADE} channel`));
+          return;
+        }
         errorFrom(res).then(reject, reject);
       });
       req.end();

@@ -6,18 +6,25 @@
  * parsing; the streaming kinds (uploads, downloads, event streams, tunnels) go over HTTP
  * through an HttpWorkerClient. The connection is opened on the first call and again on the
  * first call after it was lost; the calls in flight when it is lost fail WORKER_UNAVAILABLE.
+ * A worker from before the channel (it answers the upgrade 404) is called over HTTP for every
+ * verb, and asked again after HTTP_FALLBACK_MS (it may have been upgraded meanwhile).
  */
 import { WorkerError } from './errors.js';
 import { HttpWorkerClient, type HttpWorkerClientOptions } from './HttpWorkerClient.js';
-import { MuxChannel } from './MuxChannel.js';
+import { MuxChannel, MuxUnsupported } from './MuxChannel.js';
 import { MUX_KINDS } from './mux.js';
 import { type AnyWorkerRoute, WORKER_ROUTES, type WorkerTarget, type WorkerVerb } from './routes.js';
+
+/** How long a worker without the channel is called over HTTP before the upgrade is tried again. */
+export const HTTP_FALLBACK_MS = 60_000;
 
 export class MuxWorkerClient implements WorkerTarget {
   private readonly base: URL;
   private readonly http: HttpWorkerClient;
   private channel: MuxChannel | null = null;
   private opening: Promise<MuxChannel> | null = null;
+  /** Until when calls go over HTTP (the worker had no channel). */
+  private httpUntil = 0;
 
   constructor(
     baseUrl: string,
@@ -72,10 +79,19 @@ export class MuxWorkerClient implements WorkerTarget {
   }
 
   private async call(route: AnyWorkerRoute, args: unknown[]): Promise<unknown> {
+    const overHttp = () => (this.http[route.verb] as (...a: unknown[]) => Promise<unknown>)(...args);
+    if (Date.now() < this.httpUntil) return overHttp();
     const wire = route.encode(...args);
     // Asked now, in the caller's context (the controller's request id lives in an AsyncLocalStorage).
     const requestId = this.options.headers?.()['x-request-id'];
-    const channel = await this.connect();
+    let channel: MuxChannel;
+    try {
+      channel = await this.connect();
+    } catch (err) {
+      if (!(err instanceof MuxUnsupported)) throw err;
+      this.httpUntil = Date.now() + HTTP_FALLBACK_MS;
+      return overHttp();
+    }
     if (wire.handlers?.signal?.aborted) throw new WorkerError('IO_ERROR', 'request aborted by the caller');
     return channel.call(route, wire, typeof requestId === 'string' ? requestId : undefined);
   }

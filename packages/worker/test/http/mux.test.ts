@@ -226,6 +226,36 @@ describe('worker channel (scaibunker-mux)', () => {
     });
   }
 
+  it('calls a worker from before the channel (404 to the upgrade) over HTTP, without asking again at each call', async () => {
+    const seen: string[] = [];
+    let upgrades = 0;
+    const old = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ path: '/p', name: 'p', type: 'file', size: 1, mode: 0o644, mtime_ms: 1 }));
+    });
+    old.on('upgrade', (_req, socket: Socket) => {
+      upgrades++;
+      const body = JSON.stringify({ error: { code: 'ROUTE_NOT_FOUND', message: 'no upgrade route' } });
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    });
+    old.listen(0, '127.0.0.1');
+    await once(old, 'listening');
+    cleanups.push(() => {
+      old.closeAllConnections();
+      old.close();
+    });
+    const { port } = old.address() as { port: number };
+    const client = new MuxWorkerClient(`http://127.0.0.1:${port}`, TOKEN);
+    cleanups.push(() => client.close());
+    assert.equal((await client.stat(BUNKER, '/p')).path, '/p');
+    assert.equal((await client.stat(BUNKER, '/p')).path, '/p');
+    assert.equal(upgrades, 1);
+    assert.deepEqual(seen, [`GET /v1/worker/bunkers/${BUNKER}/stat?path=%2Fp`, `GET /v1/worker/bunkers/${BUNKER}/stat?path=%2Fp`]);
+  });
+
   it('answers a call of a route the channel does not carry with an error, and the connection stays usable', async () => {
     const { url } = await serve({ stat: async (_id, path) => ({ path, name: 'x', type: 'file', size: 1, mode: 0o644, mtime_ms: 1 }) });
     const { socket } = await upgrade(url, TOKEN);
