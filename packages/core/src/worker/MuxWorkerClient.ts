@@ -67,6 +67,13 @@ export class MuxWorkerClient implements WorkerTarget {
   close(): void {
     this.channel?.close();
     this.channel = null;
+    const opening = this.opening;
+    this.opening = null;
+    // A channel being opened is closed too, once the calls waiting for it are on it.
+    opening?.then(
+      (channel) => setImmediate(() => channel.close()),
+      () => undefined,
+    );
     this.http.close();
   }
 
@@ -100,14 +107,15 @@ export class MuxWorkerClient implements WorkerTarget {
   private connect(): Promise<MuxChannel> {
     if (this.channel?.usable) return Promise.resolve(this.channel);
     if (!this.opening) {
-      this.opening = MuxChannel.open(this.base, this.token)
+      const opening: Promise<MuxChannel> = MuxChannel.open(this.base, this.token)
         .then((channel) => {
-          this.channel = channel;
+          if (this.opening === opening) this.channel = channel;
           return channel;
         })
         .finally(() => {
-          this.opening = null;
+          if (this.opening === opening) this.opening = null;
         });
+      this.opening = opening;
     }
     return this.opening;
   }
