@@ -55,7 +55,12 @@ interface ServerCall {
   abort: AbortController;
   /** Output bytes the caller lets us send. */
   credit: number;
-  wake: (() => void) | null;
+  /** Output waiting for credit (stdout and stderr may both wait). */
+  waiting: Array<() => void>;
+}
+
+function wake(call: ServerCall): void {
+  for (const resolve of call.waiting.splice(0)) resolve();
 }
 
 export class WorkerMuxSession {
@@ -104,7 +109,7 @@ export class WorkerMuxSession {
         if (frame.payload.length !== 4) throw new MuxProtocolError('CREDIT of a wrong size');
         if (!call) return; // the call ended meanwhile
         call.credit += frame.payload.readUInt32BE(0);
-        call.wake?.();
+        wake(call);
         return;
       case MuxFrameType.CANCEL:
         if (call) this.cancel(call, 'cancelled by the caller');
@@ -116,12 +121,12 @@ export class WorkerMuxSession {
 
   private cancel(call: ServerCall, why: string): void {
     if (!call.abort.signal.aborted) call.abort.abort(new Error(why));
-    call.wake?.();
+    wake(call);
   }
 
   private async run(id: number, verb: unknown, wire: AnyWireRequest, requestId: string | undefined): Promise<void> {
     const started = performance.now();
-    const call: ServerCall = { abort: new AbortController(), credit: MUX_EXEC_WINDOW, wake: null };
+    const call: ServerCall = { abort: new AbortController(), credit: MUX_EXEC_WINDOW, waiting: [] };
     this.calls.set(id, call);
     const route =
       typeof verb === 'string' && Object.hasOwn(WORKER_ROUTES, verb) ? (WORKER_ROUTES[verb as WorkerVerb] as AnyWorkerRoute) : undefined;
@@ -180,8 +185,7 @@ export class WorkerMuxSession {
   /** One output chunk of an exec: sent within the call's credit, in pieces; resolves once the socket takes more. */
   private async output(id: number, call: ServerCall, type: number, chunk: Buffer): Promise<void> {
     for (let off = 0; off < chunk.length; ) {
-      while (call.credit <= 0 && !call.abort.signal.aborted) await new Promise<void>((resolve) => (call.wake = resolve));
-      call.wake = null;
+      while (call.credit <= 0 && !call.abort.signal.aborted) await new Promise<void>((resolve) => call.waiting.push(resolve));
       if (call.abort.signal.aborted || this.closed) return;
       const n = Math.min(call.credit, MUX_CHUNK, chunk.length - off);
       call.credit -= n;
