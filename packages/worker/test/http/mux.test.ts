@@ -48,7 +48,13 @@ async function startWorker(port = 0): Promise<{ child: ChildProcess; url: string
   cleanups.push(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const [line] = (await once(createInterface({ input: child.stdout as NodeJS.ReadableStream }), 'line')) as [string];
+  // Its URL line, or its exit (it could not listen): a failed start fails the test instead of hanging it.
+  const line = await Promise.race([
+    once(createInterface({ input: child.stdout as NodeJS.ReadableStream }), 'line').then(([l]) => l as string),
+    once(child, 'exit').then(([code, signal]) => {
+      throw new Error(`the worker fixture exited (${String(code ?? signal)}) before listening`);
+    }),
+  ]);
   return { child, url: line };
 }
 
@@ -103,11 +109,13 @@ describe('worker channel (scaibunker-mux)', () => {
       }),
     );
     await running;
+    // Listened for before the kill: the exit may come before the calls' failures are seen.
+    const exited = once(first.child, 'exit');
     first.child.kill('SIGKILL');
     for (const exec of execs) assert.equal((await rejection(exec)).code, 'WORKER_UNAVAILABLE');
     assert.match(seen, /^started\n/);
     // Nothing listens now: the next call fails as a refused connection does over HTTP.
-    await once(first.child, 'exit');
+    await exited;
     assert.equal((await rejection(client.stat(BUNKER, '/a'))).code, 'WORKER_UNAVAILABLE');
     // The worker is back on the same port: the same client reconnects on its next call.
     await startWorker(Number(new URL(first.url).port));
