@@ -14,14 +14,17 @@
  *
  * CPU per exec: the controllers' and the worker's CPU time (/proc/PID/stat) during each loop,
  * divided by the execs it ran (`controller_cpu_us_per_exec`: both controllers' time, as each exec
- * passes one of them).
+ * passes one of them); for both loops also this process's (the SDK or worker clients), the
+ * PostgreSQL backends serving the cluster's database, and the whole machine's busy time (all
+ * cores, whoever used them: on a shared machine, what the others ran too).
  *
  * Progress on stderr; the last stdout line is one JSON object.
  */
 import { Bunker, type ScaiBunkerClient, ScaiBunkerError } from '@scaibunker/sdk';
 import { HttpWorkerClient } from '@scaibunker/worker';
 import { Cluster, ensureTestServices, sqlQuery } from '../test/e2e/cluster.js';
-import { ExecLoop } from './ExecLoop.js';
+import { type CpuGroup, ExecLoop } from './ExecLoop.js';
+import { machineBusyUs, matchingProcessesCpuUs, processCpuUs } from './processCpu.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
@@ -87,13 +90,28 @@ try {
   const controllerPids = cluster.controllers.map(pidOf);
   const workerPid = pidOf(cluster.worker);
   const direct = new HttpWorkerClient(cluster.worker?.url ?? '', cluster.token);
-  const viaDirect = new ExecLoop([workerPid], (b) =>
-    direct.exec(b.id, { argv: ['true'], env: {}, timeoutMs: 60_000 }, {}).then(() => undefined),
+  const dbName = new URL(cluster.db.url).pathname.slice(1);
+  const groups: Record<string, CpuGroup> = {
+    client: () => new Map([[process.pid, processCpuUs(process.pid)]]),
+    // A backend's command line is `postgres: <cluster> <user> <database> <client> <state>`.
+    postgres: () => matchingProcessesCpuUs(` ${dbName} `),
+    machine: () => new Map([[0, machineBusyUs()]]),
+  };
+  const viaDirect = new ExecLoop(
+    [workerPid],
+    (b) => direct.exec(b.id, { argv: ['true'], env: {}, timeoutMs: 60_000 }, {}).then(() => undefined),
+    undefined,
+    groups,
   );
-  const viaControllers = new ExecLoop([...controllerPids, workerPid], async (b) => {
-    const r = await b.exec(['true']);
-    if (r.exit_code !== 0) throw new Error(`true exited ${r.exit_code}`);
-  });
+  const viaControllers = new ExecLoop(
+    [...controllerPids, workerPid],
+    async (b) => {
+      const r = await b.exec(['true']);
+      if (r.exit_code !== 0) throw new Error(`true exited ${r.exit_code}`);
+    },
+    undefined,
+    groups,
+  );
   for (let slice = 0; slice < SLICES; slice++) {
     await viaDirect.run(bunkers, DIRECT_SECONDS / SLICES);
     await viaControllers.run(bunkers, SECONDS / SLICES);
@@ -111,6 +129,11 @@ try {
   const workerCpu = viaControllers.cpuUsPerExec(2);
   log(`exec: ${count} in ${SECONDS} s = ${exec.per_s}/s, p50 ${exec.p50} ms, p99 ${exec.p99} ms, ${errors} errors`);
   log(`exec CPU: controllers ${controllerCpu} µs, worker ${workerCpu} µs per exec (worker direct: ${directWorkerCpu} µs)`);
+  const cpu = (loop: ExecLoop, name: string) => loop.groupCpuUsPerExec(name);
+  log(
+    `exec CPU: client ${cpu(viaControllers, 'client')} µs, postgres ${cpu(viaControllers, 'postgres')} µs, machine ${cpu(viaControllers, 'machine')} µs per exec ` +
+      `(direct: client ${cpu(viaDirect, 'client')} µs, machine ${cpu(viaDirect, 'machine')} µs)`,
+  );
   await pool(CLIENTS, 8, (i) => bunkers[i]!.terminate());
 
   // ---- create + terminate churn
@@ -188,6 +211,11 @@ try {
       controller_cpu_us_per_exec: controllerCpu,
       worker_cpu_us_per_exec: workerCpu,
       worker_direct_cpu_us_per_exec: directWorkerCpu,
+      client_cpu_us_per_exec: cpu(viaControllers, 'client'),
+      client_direct_cpu_us_per_exec: cpu(viaDirect, 'client'),
+      postgres_cpu_us_per_exec: cpu(viaControllers, 'postgres'),
+      machine_cpu_us_per_exec: cpu(viaControllers, 'machine'),
+      machine_direct_cpu_us_per_exec: cpu(viaDirect, 'machine'),
     }),
   );
 } finally {

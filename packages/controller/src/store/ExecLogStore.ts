@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Database, ExecLogRow } from './schema.js';
 import { isMysql } from './sqlDialect.js';
@@ -21,7 +21,50 @@ const COMPLETION_COLUMNS = [
   'finished_at',
 ] as const;
 
+/** Every column of a row, in the order an upsert binds them (the compiler refuses a column left out). */
+const ROW_COLUMNS = [
+  'id',
+  'bunker_id',
+  'tenant_id',
+  'caller',
+  'command',
+  'exit_code',
+  'signal',
+  'timed_out',
+  'duration_ms',
+  'stdout_preview',
+  'stderr_preview',
+  'truncated',
+  'full_output_ref',
+  'started_at',
+  'finished_at',
+  'output_store',
+  'output_bytes',
+  'state',
+  'tag',
+  'background',
+  'pid',
+  'end_reason',
+  'pty',
+] as const satisfies readonly (keyof ExecLogRow)[];
+type MissingColumn = Exclude<keyof ExecLogRow, (typeof ROW_COLUMNS)[number]>;
+const allColumns: MissingColumn extends never ? true : MissingColumn = true;
+void allColumns;
+
+/** An upsert of n rows compiled once: its SQL, and where each parameter comes from (row, column) or its constant. */
+interface UpsertPlan {
+  compiled: CompiledQuery;
+  slots: Array<{ row: number; column: (typeof ROW_COLUMNS)[number] } | { value: unknown }>;
+}
+
 export class ExecLogStore {
+  /**
+   * Upserts by batch size, compiled on first use: the exec path writes a batch every few
+   * milliseconds under load, and building the statement through Kysely each time cost more
+   * controller CPU than sending it.
+   */
+  private readonly upsertPlans = new Map<number, UpsertPlan>();
+
   constructor(private readonly db: Kysely<Database>) {}
 
   async insert(row: ExecLogRow): Promise<void> {
@@ -35,21 +78,53 @@ export class ExecLogStore {
    */
   async upsertMany(rows: readonly ExecLogRow[]): Promise<void> {
     if (rows.length === 0) return;
+    const plan = this.upsertPlan(rows.length);
+    const parameters = plan.slots.map((slot) => ('value' in slot ? slot.value : (rows[slot.row] as ExecLogRow)[slot.column]));
+    await this.db.executeQuery({ ...plan.compiled, parameters });
+  }
+
+  /**
+   * The upsert of `n` rows, compiled from rows of markers: each parameter of the compiled
+   * statement that is a marker is bound to its row's column at each use, any other is a
+   * constant of the statement.
+   */
+  private upsertPlan(n: number): UpsertPlan {
+    let plan = this.upsertPlans.get(n);
+    if (plan) return plan;
+    const marker = (row: number, column: string) => `\u0000execlog:${row}:${column}`;
+    const rows = Array.from(
+      { length: n },
+      (_, row) => Object.fromEntries(ROW_COLUMNS.map((column) => [column, marker(row, column)])) as unknown as ExecLogRow,
+    );
+    const compiled = this.upsertQuery(rows).compile();
+    const bySlot = new Map<unknown, { row: number; column: (typeof ROW_COLUMNS)[number] }>();
+    rows.forEach((_, row) => {
+      for (const column of ROW_COLUMNS) bySlot.set(marker(row, column), { row, column });
+    });
+    const slots = compiled.parameters.map((p) => bySlot.get(p) ?? { value: p });
+    if (slots.filter((s) => 'row' in s).length !== n * ROW_COLUMNS.length) {
+      throw new Error('exec-log upsert: a column of a row is not a parameter of the compiled statement');
+    }
+    plan = { compiled, slots };
+    this.upsertPlans.set(n, plan);
+    return plan;
+  }
+
+  /** The upsert statement (not run): insert, or complete a row that is not finished yet. */
+  private upsertQuery(rows: readonly ExecLogRow[]) {
     if (isMysql(this.db)) {
       // No WHERE on MySQL's upsert: each column keeps its value once the row is finished. The
       // assignments run left to right, so `finished_at` (the guard) is assigned last.
-      await this.db
+      return this.db
         .insertInto('exec_logs')
         .values([...rows])
         .onDuplicateKeyUpdate(
           Object.fromEntries(
             COMPLETION_COLUMNS.map((c) => [c, sql`if(exec_logs.finished_at is null, values(${sql.ref(c)}), exec_logs.${sql.ref(c)})`]),
           ),
-        )
-        .execute();
-      return;
+        );
     }
-    await this.db
+    return this.db
       .insertInto('exec_logs')
       .values([...rows])
       .onConflict((oc) =>
@@ -73,8 +148,7 @@ export class ExecLogStore {
           }))
           // A finished row is final: a start written late (replayed from a journal) never undoes it.
           .where('exec_logs.finished_at', 'is', null),
-      )
-      .execute();
+      );
   }
 
   /** Bytes of exec output the tenant has in the blob store now. */

@@ -1,5 +1,5 @@
 import { ApiError, type WorkerApi } from '@scaibunker/core';
-import { HttpWorkerClient } from '@scaibunker/core/worker-client';
+import { MuxWorkerClient } from '@scaibunker/core/worker-mux-client';
 import { isStoreUnavailable } from '../health/failures.js';
 import { requestIdHeaders } from '../http/requestContext.js';
 import type { Store } from '../store/Store.js';
@@ -11,18 +11,19 @@ const ROW_TTL_MS = 2000;
 interface Entry {
   /** Absent when the row has no URL (or this controller has no worker token). */
   url: string | undefined;
-  client: WorkerApi | undefined;
+  client: MuxWorkerClient | undefined;
   state: WorkerRow['state'];
   lastHeartbeatAt: string | null;
   checkedAt: number;
 }
 
 /**
- * How the controller reaches a worker by id: the in-process worker of `serve`, or an HTTP
- * client to a remote `scaibunker worker`, built from the URL in its row (so any controller
- * reaches any worker, whichever controller its heartbeats go to). The row is re-read at most
- * every 2 s per worker rather than on every exec; a worker that moved to a new URL gets a new
- * client (requests in flight on the old one finish there).
+ * How the controller reaches a worker by id: the in-process worker of `serve`, or a client of
+ * a remote `scaibunker worker` (MuxWorkerClient: calls on one multiplexed connection, streams
+ * over HTTP), built from the URL in its row (so any controller reaches any worker, whichever
+ * controller its heartbeats go to). The row is re-read at most every 2 s per worker rather than
+ * on every exec; a worker that moved to a new URL gets a new client, and the old one's
+ * connection ends once the calls in flight on it finish.
  *
  * The row's state comes along: a worker that is `offline` (it missed its heartbeats, and is not
  * yet lost) is unreachable, and every call for it fails at once with WORKER_UNAVAILABLE rather
@@ -101,6 +102,7 @@ export class WorkerDirectory {
       throw err;
     }
     if (!row) {
+      cached?.client?.close();
       this.entries.delete(workerId);
       return undefined;
     }
@@ -109,8 +111,9 @@ export class WorkerDirectory {
       cached?.client && cached.url === url
         ? cached.client
         : url
-          ? new HttpWorkerClient(url, this.workerToken as string, { headers: requestIdHeaders })
+          ? new MuxWorkerClient(url, this.workerToken as string, { headers: requestIdHeaders })
           : undefined;
+    if (cached?.client && cached.client !== client) cached.client.close();
     const entry: Entry = { url, client, state: row.state, lastHeartbeatAt: row.last_heartbeat_at, checkedAt: now };
     this.entries.set(workerId, entry);
     return entry;

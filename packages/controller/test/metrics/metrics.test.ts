@@ -296,7 +296,7 @@ describe('request logs and the request id at the worker', () => {
     assert.equal(metrics.httpRequests.get({ route: record.route, method: 'GET', status: '200' }), 3);
   });
 
-  test('the controller sends its request id to a worker over HTTP, and the worker logs it', async () => {
+  test('the controller sends its request id to a remote worker (an exec: on the channel), and the worker logs it', async () => {
     const served = await servedController();
     const fake = fakeWorker();
     fake.api.exec = async () => ({ exitCode: 0, signal: null, timedOut: false, durationMs: 1 });
@@ -343,6 +343,7 @@ describe('request logs and the request id at the worker', () => {
       const line = written.map((w) => w.trim()).find((w) => w.includes('"worker request"') && w.includes('/exec'));
       assert.ok(line, `a worker log line for the exec: ${written.join('')}`);
       assert.equal(JSON.parse(line).request_id, 'trace-abc-123');
+      assert.equal(JSON.parse(line).method, 'MUX');
     } finally {
       process.stderr.write = realWrite;
       await served.close();

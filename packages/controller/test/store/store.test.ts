@@ -499,6 +499,15 @@ for (const dialect of DIALECTS) {
       assert.equal(got?.stdout_preview, 'out');
       assert.equal(got?.command, 'true');
       assert.equal((await store.execLogs.get(tenantA, row.id, b))?.exit_code, null);
+      // The statements are compiled once per batch size: a second batch of the same size binds its own rows.
+      const c = newId('ex');
+      await store.execLogs.upsertMany([log(b, { exit_code: 0, finished_at: 'y', stderr_preview: 'e' }), log(c, { command: 'ls' })]);
+      assert.equal((await store.execLogs.get(tenantA, row.id, b))?.stderr_preview, 'e');
+      assert.equal((await store.execLogs.get(tenantA, row.id, c))?.command, 'ls');
+      // A finished row is final: a late start (or completion) of it changes nothing.
+      await store.execLogs.upsertMany([log(a, { exit_code: 9, stdout_preview: 'late' })]);
+      const final = await store.execLogs.get(tenantA, row.id, a);
+      assert.deepEqual([final?.exit_code, final?.stdout_preview, final?.finished_at], [3, 'out', 'x']);
     });
 
     test('getByIds reads any number of ids, in chunks', async () => {

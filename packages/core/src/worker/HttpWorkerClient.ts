@@ -21,19 +21,7 @@ import {
   type WorkerVerb,
 } from './routes.js';
 import type { ExecLine, ExecOutcome } from './schemas.js';
-
-/** Socket-level failures that mean "the worker is not there (any more)". */
-const UNAVAILABLE_ERRNOS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'ECONNABORTED',
-]);
+import { errorFrom, readBody, transportError } from './transportErrors.js';
 
 interface RequestOptions {
   method: string;
@@ -320,15 +308,7 @@ export class HttpWorkerClient implements WorkerTarget {
   }
 
   private transportError(err: unknown): WorkerError {
-    if (err instanceof WorkerError) return err;
-    const e = err as NodeJS.ErrnoException;
-    if (e?.name === 'AbortError') return new WorkerError('IO_ERROR', 'request aborted by the caller');
-    if (e?.code && UNAVAILABLE_ERRNOS.has(e.code))
-      return new WorkerError('WORKER_UNAVAILABLE', `worker at ${this.base.origin}: ${e.message}`);
-    if (e?.message === 'aborted' || e?.message === 'socket hang up') {
-      return new WorkerError('WORKER_UNAVAILABLE', `worker at ${this.base.origin}: connection lost`);
-    }
-    return new WorkerError('IO_ERROR', e?.message ?? String(err));
+    return transportError(err, this.base.origin);
   }
 }
 
@@ -337,17 +317,6 @@ export class HttpWorkerClient implements WorkerTarget {
 /** Errors of requests that failed on a reused pooled socket before any answer. */
 const staleSocketErrors = new WeakSet<WorkerError>();
 
-async function readBody(res: IncomingMessage, limit = 1024 * 1024): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new WorkerError('IO_ERROR', 'worker reply too large');
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 async function readJson(res: IncomingMessage, limit?: number): Promise<unknown> {
   const text = await readBody(res, limit);
   try {
@@ -355,24 +324,6 @@ async function readJson(res: IncomingMessage, limit?: number): Promise<unknown> 
   } catch {
     throw new WorkerError('IO_ERROR', `worker sent invalid JSON (status ${res.statusCode})`);
   }
-}
-
-/** Turns an error response into the WorkerError the worker raised. */
-async function errorFrom(res: IncomingMessage): Promise<WorkerError> {
-  const status = res.statusCode ?? 0;
-  let code: string | undefined;
-  let message = `worker answered HTTP ${status}`;
-  try {
-    const body = JSON.parse(await readBody(res)) as { error?: { code?: string; message?: string } };
-    code = body.error?.code;
-    if (body.error?.message) message = body.error.message;
-  } catch {
-    /* not our JSON: keep the status-based message */
-  }
-  // A worker that rejects our token cannot serve us: to the scheduler that is "unavailable".
-  if (status === 401) return new WorkerError('WORKER_UNAVAILABLE', `worker rejected the token: ${message}`);
-  if (code) return toWorkerError(code, message);
-  return new WorkerError(status === 503 ? 'WORKER_UNAVAILABLE' : 'IO_ERROR', message);
 }
 
 /** Splits a byte stream into lines without holding more than one partial line. */

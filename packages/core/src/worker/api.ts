@@ -1,7 +1,7 @@
 /**
- * What the controller may ask of a worker. One interface, two transports: the in-process
- * `Worker` (embedded `serve`) and `HttpWorkerClient` (a separate `scaibunker worker`), both
- * driven by WORKER_ROUTES. And what a worker asks of its controller (ControllerLink).
+ * What the controller may ask of a worker. One interface, several transports: the in-process
+ * `Worker` (embedded `serve`), and for a separate `scaibunker worker` `MuxWorkerClient` (the
+ * multiplexed channel) or `HttpWorkerClient`, both driven by WORKER_ROUTES. And what a worker asks of its controller (ControllerLink).
  */
 import type { Duplex, Readable } from 'node:stream';
 import type {

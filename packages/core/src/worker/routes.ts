@@ -1,9 +1,11 @@
 /**
  * Every route of the worker's HTTP transport, declared once. WorkerHttpServer registers these
- * (validating with the schemas), HttpWorkerClient is generated from them, and the conformance
- * suite runs each of them over HTTP and in process. A route names the WorkerApi verb it carries
- * (or `openCachedImage`, what a worker serves its peers) and how that verb's arguments and
- * answer travel: `encode` turns a call into a request, `decode` a request back into the call.
+ * (validating with the schemas) and serves the empty/json/exec ones on its multiplexed channel
+ * too (mux.ts); HttpWorkerClient and MuxWorkerClient are generated from them, and the
+ * conformance suite runs each of them in process, over HTTP and over the channel. A route
+ * names the WorkerApi verb it carries (or `openCachedImage`, what a worker serves its peers) and
+ * how that verb's arguments and answer travel: `encode` turns a call into a request, `decode` a
+ * request back into the call.
  *
  * Kinds: `empty` answers 204; `json` answers a JSON body (`response`); `stream-in` takes a raw
  * upload (application/octet-stream) and answers JSON; `stream-out` answers raw bytes; `exec`

@@ -16,6 +16,8 @@ import {
   type AnyWorkerRoute,
   type ExecOutcome,
   workerErrorBody as errorBody,
+  MUX_PATH,
+  MUX_UPGRADE,
   matchRoute,
   type StreamReply,
   TUNNEL_UPGRADE,
@@ -26,6 +28,7 @@ import {
 } from '@scaibunker/core';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { type CachedImageSource, type ExecHandlers, type WorkerApi, WorkerError } from '../WorkerApi.js';
+import { type MuxCallLog, WorkerMuxSession } from './WorkerMuxSession.js';
 
 /** HTTP status per WorkerError code (declared in core); HttpWorkerClient maps the body's code back. */
 export { WORKER_ERROR_STATUS };
@@ -91,6 +94,9 @@ export class WorkerHttpServer {
   private readonly tokenHash: Buffer;
   private readonly images: CachedImageSource | undefined;
   private readonly logger: boolean;
+  private readonly muxLog: MuxCallLog | undefined;
+  /** Open channel connections: close() ends them (the server does not track upgraded sockets). */
+  private readonly muxSockets = new Set<Duplex>();
   private listeningUrl: string | null = null;
 
   /** `token` is the worker token the controller must present. */
@@ -128,8 +134,20 @@ export class WorkerHttpServer {
         done();
       });
     }
+    if (requestLog) {
+      // A channel call's line: as its HTTP request's would be (the status it would have had), method MUX.
+      this.muxLog = (route, status, elapsed, requestId) => {
+        const ms = Math.round(elapsed * 1000) / 1000;
+        const id = requestId ?? '-';
+        process.stderr.write(
+          requestLog === 'json'
+            ? `${JSON.stringify({ time: new Date().toISOString(), level: status >= 500 ? 'error' : 'info', msg: 'worker request', request_id: id, method: 'MUX', route: route.url, path: route.url, status, duration_ms: ms })}\n`
+            : `[worker-http] MUX ${route.url} ${status} ${ms}ms request=${id}\n`,
+        );
+      };
+    }
     this.registerRoutes();
-    // Fastify does not route upgrade requests: tunnel routes are served here.
+    // Fastify does not route upgrade requests: tunnel routes and the channel are served here.
     this.app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.handleUpgrade(req, socket, head).catch((err: unknown) => {
         this.app.log.error(err);
@@ -156,6 +174,7 @@ export class WorkerHttpServer {
   async close(): Promise<void> {
     // Long-lived exec streams would otherwise hold close() open indefinitely.
     this.app.server.closeAllConnections?.();
+    for (const socket of this.muxSockets) socket.destroy();
     await this.app.close();
     this.listeningUrl = null;
   }
@@ -287,6 +306,14 @@ export class WorkerHttpServer {
       return fail(401, 'UNAUTHENTICATED', 'missing or wrong worker token');
     }
     const pathname = new URL(req.url ?? '/', 'http://worker').pathname;
+    if (pathname === MUX_PATH && req.method === 'GET' && req.headers.upgrade?.toLowerCase() === MUX_UPGRADE) {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${MUX_UPGRADE}\r\n\r\n`);
+      this.muxSockets.add(socket);
+      socket.on('close', () => this.muxSockets.delete(socket));
+      new WorkerMuxSession(socket, (verb, args) => this.invoke(verb, args), statusOf, this.muxLog);
+      if (head.length) socket.unshift(head);
+      return;
+    }
     const match = matchRoute('tunnel', req.method ?? 'GET', pathname);
     if (!match || req.headers.upgrade?.toLowerCase() !== TUNNEL_UPGRADE) {
       return fail(404, 'ROUTE_NOT_FOUND', `no upgrade route ${req.method} ${pathname} (${req.headers.upgrade ?? 'no'} upgrade)`);

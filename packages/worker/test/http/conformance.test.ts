@@ -1,7 +1,8 @@
 /**
  * The worker contract's conformance suite, generated from WORKER_ROUTES: every route runs in
- * process (the WorkerApi object itself, as `serve` uses it) and over HTTP (HttpWorkerClient →
- * WorkerHttpServer), against the same recording fake. Both transports must hand the fake the
+ * process (the WorkerApi object itself, as `serve` uses it), over HTTP (HttpWorkerClient →
+ * WorkerHttpServer) and over the multiplexed channel (MuxWorkerClient → WorkerHttpServer's
+ * `scaibunker-mux` upgrade), against the same recording fake. Every transport must hand the fake the
  * same arguments, hand the caller the same result, and reject with the same WorkerError for
  * every error code the route declares. A route without a case here fails the suite.
  */
@@ -10,6 +11,7 @@ import http from 'node:http';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { WORKER_ROUTE_LIST, WORKER_ROUTES, type WorkerArgs, type WorkerResult, type WorkerTarget, type WorkerVerb } from '@scaibunker/core';
+import { MuxWorkerClient } from '@scaibunker/core/worker-mux-client';
 import { HttpWorkerClient } from '../../src/http/HttpWorkerClient.js';
 import { WorkerHttpServer } from '../../src/http/WorkerHttpServer.js';
 import { WorkerError } from '../../src/WorkerApi.js';
@@ -184,19 +186,24 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
   const fake = recordingFake();
   let server: WorkerHttpServer;
   let client: HttpWorkerClient;
+  let muxClient: MuxWorkerClient;
 
   before(async () => {
     server = new WorkerHttpServer(fake.target, TOKEN);
-    client = new HttpWorkerClient(await server.listen(), TOKEN);
+    const url = await server.listen();
+    client = new HttpWorkerClient(url, TOKEN);
+    muxClient = new MuxWorkerClient(url, TOKEN);
   });
   after(async () => {
     client?.close();
+    muxClient?.close();
     await server?.close();
   });
 
   const transports = {
     'in-process': () => fake.target,
     http: () => client,
+    mux: () => muxClient,
   } as const;
 
   /** Runs one call of `verb` on a transport; what the caller saw and what the fake was handed. */
@@ -241,23 +248,25 @@ describe('worker contract conformance (generated from WORKER_ROUTES)', () => {
 
   for (const route of WORKER_ROUTE_LIST) {
     describe(`${route.verb}: ${route.method} ${route.url} (${route.kind})`, () => {
-      it('hands the worker the same call and the caller the same answer in process and over HTTP', async () => {
+      it('hands the worker the same call and the caller the same answer in process, over HTTP and over the channel', async () => {
         fake.state.failWith = null;
         const local = await run('in-process', route.verb);
-        const remote = await run('http', route.verb);
         assert.equal(local.error, undefined, String(local.error));
-        assert.equal(remote.error, undefined, String(remote.error));
         assert.equal(local.calls.length, 1);
-        assert.deepEqual(remote.calls, local.calls);
-        assert.deepEqual(remote.result, local.result);
-        assert.deepEqual(remote.output, local.output);
+        for (const transport of ['http', 'mux'] as const) {
+          const remote = await run(transport, route.verb);
+          assert.equal(remote.error, undefined, `${transport}: ${String(remote.error)}`);
+          assert.deepEqual(remote.calls, local.calls, transport);
+          assert.deepEqual(remote.result, local.result, transport);
+          assert.deepEqual(remote.output, local.output, transport);
+        }
         if (route.kind === 'exec') assert.deepEqual(local.output, ['stdout:out\n', 'stderr:err\n']);
         if (route.kind === 'events') assert.equal(local.output.length, 1);
         if (route.kind === 'tunnel') assert.deepEqual(local.result, { echoed: 'ping pong' });
       });
 
       for (const code of route.errors) {
-        it(`rejects with ${code} alike on both transports`, async () => {
+        it(`rejects with ${code} alike on every transport`, async () => {
           fake.state.failWith = new WorkerError(code, `the fake says ${code}`);
           try {
             for (const transport of Object.keys(transports) as Array<keyof typeof transports>) {
