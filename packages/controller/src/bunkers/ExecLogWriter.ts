@@ -12,8 +12,6 @@ interface Pending {
 const MAX_BATCH = 256;
 /** How often journaled rows are offered to the database again. */
 const REPLAY_INTERVAL_MS = 1000;
-/** A blocking exec's start row is written once it has run this long (a shorter one writes its completed row only). */
-export const START_ROW_DELAY_MS = 1000;
 
 /**
  * Group commit for exec-log rows. Each exec writes its row twice — when it starts (so a worker
@@ -32,8 +30,6 @@ export const START_ROW_DELAY_MS = 1000;
  */
 export class ExecLogWriter {
   private queue = new Map<string, Pending>();
-  /** Start rows not yet queued: an exec that ends first writes only its completion. */
-  private deferred = new Map<string, { row: ExecLogRow; timer: NodeJS.Timeout }>();
   private flushing = false;
   private replayTimer: NodeJS.Timeout | undefined;
   private replaying: Promise<void> | undefined;
@@ -48,30 +44,8 @@ export class ExecLogWriter {
     if (journal && journal.size > 0) this.scheduleReplay(0);
   }
 
-  /**
-   * A blocking exec's start row, written only if the exec is still running `delayMs` from now;
-   * its completion (`write` of the same id) replaces it before that. Short execs — most of them
-   * under load — so cost the database one row instead of two. The start of a long one is still
-   * there while it runs (a controller that dies mid-exec leaves it); one shorter than the delay
-   * is on record once its result is, as before.
-   */
-  writeStartLater(row: ExecLogRow, delayMs = START_ROW_DELAY_MS): void {
-    const timer = setTimeout(() => {
-      this.deferred.delete(row.id);
-      // Its completion replaces it either way: a failed start write is not an error of its own.
-      this.write(row).catch(() => undefined);
-    }, delayMs);
-    timer.unref();
-    this.deferred.set(row.id, { row, timer });
-  }
-
   /** Writes (or completes) the row; resolves once it is committed (or journaled). */
   write(row: ExecLogRow): Promise<void> {
-    const deferred = this.deferred.get(row.id);
-    if (deferred) {
-      clearTimeout(deferred.timer);
-      this.deferred.delete(row.id);
-    }
     return new Promise<void>((resolve, reject) => {
       const queued = this.queue.get(row.id);
       if (queued) {
@@ -186,9 +160,6 @@ export class ExecLogWriter {
 
   /** Stops replaying; journaled rows stay on disk for the next start. */
   async close(): Promise<void> {
-    // Execs still running at shutdown leave their start rows.
-    const starts = [...this.deferred.values()].map(({ row }) => this.write(row));
-    await Promise.allSettled(starts);
     this.closed = true;
     clearTimeout(this.replayTimer);
     await this.replaying;
