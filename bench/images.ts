@@ -6,7 +6,7 @@
  *
  *   bake_python_s         POST /images from the registry → ready (pull, apply, agent, mkfs, hash, upload, scan)
  *   curl_ceiling_mb_s     curl fetching the same 1 GiB from the same proxy into a file, hashed on the way
- *                         (`curl | tee FILE | sha256sum`) and fsynced: what a plain client reaches, this run
+ *                         (`curl | tee FILE | openssl dgst -sha256`) and fsynced: what a plain client reaches, this run
  *   proxy_mb_s            a worker fetching 1 GiB through the storage proxy into its cache (sha256 verified, fsynced)
  *   peer_mb_s             the other worker fetching the same 1 GiB from the first (the proxy serves none of it)
  *   proxy_vs_curl_ratio   proxy_mb_s ÷ curl_ceiling_mb_s (target ≥ 0.85)
@@ -43,15 +43,16 @@ function p50(samples: number[]): number {
 const mbs = (bytes: number, ms: number) => Number((bytes / 1e6 / (ms / 1000)).toFixed(1));
 
 /**
- * MB/s of curl fetching `url` into `file` while hashing it (`tee | sha256sum`, as the worker
- * hashes while it writes) and fsyncing it (`sync FILE`), checked against `sha`: the ceiling a
+ * MB/s of curl fetching `url` into `file` while hashing it (`tee | openssl dgst -sha256`, as the
+ * worker hashes while it writes; OpenSSL's hash, as Node's is — coreutils' `sha256sum` has no SHA
+ * extensions and would make the ceiling ~4× too low) and fsyncing it (`sync FILE`), checked against `sha`: the ceiling a
  * plain HTTP client reaches against the same server in the same run.
  */
 function curlRate(url: string, token: string, sha: string, file: string, bytes: number): number {
   const t = performance.now();
   const out = execFileSync(
     'bash',
-    ['-c', 'set -o pipefail; curl -sSf -H "authorization: Bearer $TOKEN" "$URL" | tee "$FILE" | sha256sum && sync "$FILE"'],
+    ['-c', 'set -o pipefail; curl -sSf -H "authorization: Bearer $TOKEN" "$URL" | tee "$FILE" | openssl dgst -sha256 -r && sync "$FILE"'],
     { env: { ...process.env, TOKEN: token, URL: url, FILE: file }, encoding: 'utf8' },
   );
   const ms = performance.now() - t;
