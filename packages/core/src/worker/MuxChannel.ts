@@ -27,6 +27,7 @@ import {
 } from './mux.js';
 import type { AnyWireRequest, AnyWorkerRoute } from './routes.js';
 import type { ExecOutcome } from './schemas.js';
+import { TurnBatchedWriter } from './TurnBatchedWriter.js';
 import { errorFrom, transportError } from './transportErrors.js';
 
 /** The default cap on a JSON answer, as HttpWorkerClient reads it. */
@@ -62,7 +63,7 @@ export class MuxChannel {
   private readonly calls = new Map<number, PendingCall>();
   private readonly decoder = new MuxFrameDecoder(MUX_MAX_REPLY);
   private nextId = 1;
-  private corked = false;
+  private readonly out: TurnBatchedWriter;
   private closing = false;
   private lostError: WorkerError | null = null;
 
@@ -70,6 +71,7 @@ export class MuxChannel {
     private readonly socket: Socket,
     private readonly origin: string,
   ) {
+    this.out = new TurnBatchedWriter(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_MS);
     socket.on('data', (chunk: Buffer) => {
@@ -169,21 +171,10 @@ export class MuxChannel {
     return this.nextId;
   }
 
-  /**
-   * Frames written in one turn of the event loop leave in one write (uncorked once its I/O
-   * callbacks ran): the calls of all the requests read in that turn share one syscall.
-   */
+  /** A frame to the worker (frames of one turn share a write, see TurnBatchedWriter). */
   private send(frame: Buffer): void {
     if (this.lostError || this.socket.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(frame);
+    this.out.write(frame);
   }
 
   private finish(id: number): void {

@@ -31,3 +31,4 @@ export type {
   WatchEvent,
 } from './schemas.js';
 export * as workerSchemas from './schemas.js';
+export { TurnBatchedWriter } from './TurnBatchedWriter.js';

@@ -26,6 +26,7 @@ import {
   MuxFrameType,
   MuxProtocolError,
   parseMuxJson,
+  TurnBatchedWriter,
   WORKER_ROUTES,
   type WorkerVerb,
 } from '@scaibunker/core';
@@ -67,7 +68,7 @@ export class WorkerMuxSession {
   private readonly calls = new Map<number, ServerCall>();
   private readonly decoder = new MuxFrameDecoder(MUX_MAX_CALL);
   private closed = false;
-  private corked = false;
+  private readonly out: TurnBatchedWriter;
   private drainWaiters: Array<() => void> = [];
 
   constructor(
@@ -76,6 +77,7 @@ export class WorkerMuxSession {
     private readonly statusOf: ErrorStatus,
     private readonly log?: MuxCallLog,
   ) {
+    this.out = new TurnBatchedWriter(socket);
     (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -195,20 +197,10 @@ export class WorkerMuxSession {
     }
   }
 
-  /**
-   * Frames written in one turn of the event loop leave in one write (uncorked once its I/O
-   * callbacks ran): the calls of all the requests read in that turn share one syscall. False when the socket asks to wait for 'drain'. */
+  /** A frame to the controller (frames of one turn share a write, see TurnBatchedWriter); false when the socket asks to wait for 'drain'. */
   private send(frame: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return true;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    return this.socket.write(frame);
+    return this.out.write(frame);
   }
 
   private wakeDrain(): void {
