@@ -3,6 +3,7 @@
  * directions: we send within the agent's grants (sendCredit), and grant the agent more only
  * after the consumer has handled a chunk, so a slow consumer slows the producer down.
  */
+import { ChunkPool } from '@scaibunker/core';
 import { AgentError } from './AgentError.js';
 import { errorFromPayload, isPromiseLike, parseJson } from './payloads.js';
 import { decodeWindow, encodeFrame, encodeJsonFrame, encodeWindow, FrameType, INITIAL_WINDOW, ProtocolError } from './protocol.js';
@@ -16,10 +17,28 @@ export interface Channel {
   send(frame: Buffer): boolean;
   /** The stream finished: its id may be reused. */
   forget(id: number): void;
+  /** Payloads handed to handle() are valid only during the call (SharedReads): what is kept is copied. */
+  readonly transient: boolean;
 }
 
 /** Re-grant credit once this many bytes were consumed (well below the window: never starves). */
 const GRANT_THRESHOLD = 32 * 1024;
+
+/**
+ * Where the data of a stream whose consumer hands its chunks back (a tunnel, read by a relay)
+ * is copied to, off a transient read: the agent's 64 KiB frames, a few MiB kept at most.
+ */
+const LENT_CHUNKS = new ChunkPool(64 * 1024, 32);
+/**
+ * Smaller pieces (a frame's end cut off by a read) are copied into memory of their own size: a
+ * block would hold up to 4× what the stream's window counts.
+ */
+const LEND_MIN = LENT_CHUNKS.blockSize / 4;
+
+export interface StreamOptions {
+  window?: number;
+  lend?: boolean;
+}
 
 interface QueueItem {
   end: boolean;
@@ -44,6 +63,7 @@ export class AgentStream {
    * frames stay few.
    */
   private readonly grantThreshold: number;
+  private readonly lend: boolean;
   private queue: QueueItem[] = [];
   private draining = false;
   private settled = false;
@@ -51,13 +71,19 @@ export class AgentStream {
   private resolve!: (v: Record<string, unknown>) => void;
   private reject!: (e: unknown) => void;
 
+  /**
+   * `window`: the receive window (a widened one for tunnels); `lend`: the consumer hands the
+   * chunks it gets back (returnChunk) once it no longer holds them, so off a transient read they
+   * are copied into pooled memory (ChunkPool) rather than allocated afresh.
+   */
   constructor(
     private readonly ch: Channel,
     readonly id: number,
     private readonly consumer?: Consumer,
     private readonly onStarted?: (info: Record<string, unknown>) => void,
-    window = INITIAL_WINDOW,
+    { window = INITIAL_WINDOW, lend = false }: StreamOptions = {},
   ) {
+    this.lend = lend;
     this.grantThreshold = window > INITIAL_WINDOW ? window / 2 : GRANT_THRESHOLD;
     this.result = new Promise((res, rej) => {
       this.resolve = res;
@@ -80,7 +106,8 @@ export class AgentStream {
         }
         this.recvAllowed -= payload.length;
         if (this.discard) return;
-        this.queue.push({ end: false, type, payload });
+        if (!this.ch.transient) this.queue.push({ end: false, type, payload });
+        else this.keep(type, payload);
         void this.drain();
         return;
       case FrameType.RESULT:
@@ -103,6 +130,18 @@ export class AgentStream {
       default:
         // Frame types added to the protocol later (agent → client) are ignored (PROTOCOL.md §1).
         return;
+    }
+  }
+
+  /** Queues a copy of a transient payload: lent pooled blocks for a consumer that hands them back. */
+  private keep(type: number, payload: Buffer): void {
+    if (!this.lend || payload.length < LEND_MIN) {
+      this.queue.push({ end: false, type, payload: Buffer.from(payload) });
+      return;
+    }
+    for (let off = 0; off < payload.length; off += LENT_CHUNKS.blockSize) {
+      const piece = payload.subarray(off, off + LENT_CHUNKS.blockSize);
+      this.queue.push({ end: false, type, payload: piece.length < LEND_MIN ? Buffer.from(piece) : LENT_CHUNKS.lend(piece) });
     }
   }
 
