@@ -16,6 +16,13 @@ test('a lent chunk is a copy; handed back, its block is lent again', () => {
   assert.equal(pool.idle, 0);
 });
 
+test('pieces are lent joined, in order, as one chunk', () => {
+  const pool = new ChunkPool(16, 4);
+  const a = pool.lend([Buffer.from('ab'), Buffer.alloc(0), Buffer.from('cde')]);
+  assert.equal(a.toString(), 'abcde');
+  assert.throws(() => pool.lend([Buffer.alloc(10), Buffer.alloc(7)]), RangeError);
+});
+
 test('only the very chunk lent goes back, once: views, copies, foreign buffers and repeats do nothing', () => {
   const pool = new ChunkPool(16, 4);
   const a = pool.lend(Buffer.from('abcdef'));

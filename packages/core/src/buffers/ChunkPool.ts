@@ -44,12 +44,22 @@ export class ChunkPool {
     return this.free.length;
   }
 
-  /** A copy of `bytes` (at most blockSize) in a pooled block, lent until `returnChunk`. */
-  lend(bytes: Uint8Array): Buffer {
-    if (bytes.length > this.blockSize) throw new RangeError(`a chunk of ${bytes.length} bytes exceeds the pool's ${this.blockSize}`);
+  /**
+   * A copy of `bytes` (pieces: joined, in order; at most blockSize in all) in a pooled block,
+   * lent until `returnChunk`.
+   */
+  lend(bytes: Uint8Array | readonly Uint8Array[]): Buffer {
+    const pieces = Array.isArray(bytes) ? (bytes as readonly Uint8Array[]) : [bytes as Uint8Array];
+    let total = 0;
+    for (const p of pieces) total += p.length;
+    if (total > this.blockSize) throw new RangeError(`a chunk of ${total} bytes exceeds the pool's ${this.blockSize}`);
     const block = this.free.pop() ?? Buffer.allocUnsafeSlow(this.blockSize).buffer;
-    const chunk = Buffer.from(block, 0, bytes.length);
-    chunk.set(bytes);
+    const chunk = Buffer.from(block, 0, total);
+    let off = 0;
+    for (const p of pieces) {
+      chunk.set(p, off);
+      off += p.length;
+    }
     lent.set(chunk, this);
     return chunk;
   }

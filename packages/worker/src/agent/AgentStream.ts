@@ -26,12 +26,13 @@ const GRANT_THRESHOLD = 32 * 1024;
 
 /**
  * Where the data of a stream whose consumer hands its chunks back (a tunnel, read by a relay)
- * is copied to, off a transient read: the agent's 64 KiB frames, a few MiB kept at most.
+ * is copied to, off a transient read: all of a stream's data in one read (SharedReads' 256 KiB
+ * at most) as one chunk; 4 MiB kept at most.
  */
-const LENT_CHUNKS = new ChunkPool(64 * 1024, 32);
+const LENT_CHUNKS = new ChunkPool(256 * 1024, 16);
 /**
- * Smaller pieces (a frame's end cut off by a read) are copied into memory of their own size: a
- * block would hold up to 4× what the stream's window counts.
+ * Less (a slow producer) is copied into memory of its own size: a block would hold up to 4×
+ * what the stream's window counts.
  */
 const LEND_MIN = LENT_CHUNKS.blockSize / 4;
 
@@ -63,7 +64,8 @@ export class AgentStream {
    * frames stay few.
    */
   private readonly grantThreshold: number;
-  private readonly lend: boolean;
+  /** The consumer hands its chunks back (returnChunk): they may be lent. */
+  readonly lends: boolean;
   private queue: QueueItem[] = [];
   private draining = false;
   private settled = false;
@@ -83,7 +85,7 @@ export class AgentStream {
     private readonly onStarted?: (info: Record<string, unknown>) => void,
     { window = INITIAL_WINDOW, lend = false }: StreamOptions = {},
   ) {
-    this.lend = lend;
+    this.lends = lend;
     this.grantThreshold = window > INITIAL_WINDOW ? window / 2 : GRANT_THRESHOLD;
     this.result = new Promise((res, rej) => {
       this.resolve = res;
@@ -101,14 +103,7 @@ export class AgentStream {
       case FrameType.DATA:
       case FrameType.STDOUT:
       case FrameType.STDERR:
-        if (payload.length > this.recvAllowed) {
-          throw new ProtocolError(`agent overran the window on stream ${this.id}`);
-        }
-        this.recvAllowed -= payload.length;
-        if (this.discard) return;
-        if (!this.ch.transient) this.queue.push({ end: false, type, payload });
-        else this.keep(type, payload);
-        void this.drain();
+        this.handleData(type, [payload]);
         return;
       case FrameType.RESULT:
       case FrameType.ERROR:
@@ -133,16 +128,30 @@ export class AgentStream {
     }
   }
 
-  /** Queues a copy of a transient payload: lent pooled blocks for a consumer that hands them back. */
-  private keep(type: number, payload: Buffer): void {
-    if (!this.lend || payload.length < LEND_MIN) {
-      this.queue.push({ end: false, type, payload: Buffer.from(payload) });
-      return;
+  /**
+   * Payloads of DATA (STDOUT, STDERR) frames of this stream, in order: one frame's, or several
+   * frames' in a row of one read (a lending stream's; see AgentConnection), which off a
+   * transient read are copied out together as one chunk.
+   */
+  handleData(type: number, pieces: readonly Buffer[]): void {
+    let total = 0;
+    for (const p of pieces) total += p.length;
+    if (total > this.recvAllowed) {
+      throw new ProtocolError(`agent overran the window on stream ${this.id}`);
     }
-    for (let off = 0; off < payload.length; off += LENT_CHUNKS.blockSize) {
-      const piece = payload.subarray(off, off + LENT_CHUNKS.blockSize);
-      this.queue.push({ end: false, type, payload: piece.length < LEND_MIN ? Buffer.from(piece) : LENT_CHUNKS.lend(piece) });
+    this.recvAllowed -= total;
+    if (this.discard) return;
+    if (!this.ch.transient) {
+      for (const payload of pieces) this.queue.push({ end: false, type, payload });
+    } else if (this.lends && total >= LEND_MIN && total <= LENT_CHUNKS.blockSize) {
+      this.queue.push({ end: false, type, payload: LENT_CHUNKS.lend(pieces) });
+    } else {
+      // A piece lies within one read, so it fits a block whole.
+      for (const p of pieces) {
+        this.queue.push({ end: false, type, payload: this.lends && p.length >= LEND_MIN ? LENT_CHUNKS.lend(p) : Buffer.from(p) });
+      }
     }
+    void this.drain();
   }
 
   /** Delivers queued items one at a time, in order, awaiting the consumer. */

@@ -80,6 +80,11 @@ export function decodeWindow(payload: Buffer): number {
 /** Frame types whose payload is a byte stream: what a frame holds may be delivered in pieces. */
 const BYTE_STREAM_TYPES: ReadonlySet<number> = new Set([FrameType.DATA, FrameType.STDOUT, FrameType.STDERR]);
 
+/** DATA, STDOUT or STDERR: a frame whose payload is a piece of a byte stream. */
+export function isByteStream(type: number): boolean {
+  return BYTE_STREAM_TYPES.has(type);
+}
+
 /**
  * Incremental decoder. Payloads returned are views into the received chunks (no copy).
  *
