@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ApiError, returnChunk } from '@scaibunker/core';
+import { ApiError, pipeLent, returnChunk } from '@scaibunker/core';
 import { ChunkedBody } from './ChunkedBody.js';
 import { type BodyFraming, bodyFraming, MalformedHead, parseResponseHead, type ResponseHead } from './responseHead.js';
 
@@ -406,7 +406,7 @@ export function splice(
     stats.bytesIn += chunk.length;
     idle.touch();
   });
-  tunnel.pipe(socket);
+  pipeLent(tunnel, socket); // the tunnel's chunks go back once written
   socket.pipe(tunnel);
   tunnel.on('error', () => finish('tunnel_error'));
   socket.on('error', () => finish('caller_error'));

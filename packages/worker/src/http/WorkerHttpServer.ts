@@ -17,6 +17,7 @@ import {
   type ExecOutcome,
   workerErrorBody as errorBody,
   matchRoute,
+  pipeLent,
   type StreamReply,
   TUNNEL_UPGRADE,
   WORKER_ERROR_STATUS,
@@ -291,7 +292,7 @@ export class WorkerHttpServer {
       // both directions done (or the tunnel failed): end the socket once its bytes are out
       if (!socket.writableEnded) socket.destroy();
     });
-    tunnel.pipe(socket);
+    pipeLent(tunnel, socket); // the tunnel's chunks go back once written
     socket.pipe(tunnel);
   }
 
