@@ -135,7 +135,8 @@ export class AgentClient {
    * credit (the write callback is the back-pressure), reading grants credit only as the
    * consumer reads, end() sends EOF (the agent shuts the socket's write side), 'end' means
    * the server closed its side, destroy() cancels (the agent closes the socket). Errors after
-   * the connect (ECONNRESET, CHANNEL_CLOSED) destroy the Duplex with the AgentError.
+   * the connect (ECONNRESET, CHANNEL_CLOSED) destroy the Duplex with the AgentError. Its
+   * chunks may be lent: see openTunnel.ts.
    */
   connectPort(port: number): Promise<Duplex> {
     return openTunnel(this.conn, port);
