@@ -17,8 +17,8 @@
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import http from 'node:http';
+import { promisify } from 'node:util';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, eventually, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
 import { pct } from './percentile.js';
@@ -67,8 +67,7 @@ try {
     return BYTES / 1e6 / s;
   };
   // Inside the bunker: the same file over loopback.
-  const direct = async (): Promise<number> =>
-    rate('inside', await b.exec(['python3', '-c', reader, 'http://127.0.0.1:8000/big.bin', '']));
+  const direct = async (): Promise<number> => rate('inside', await b.exec(['python3', '-c', reader, 'http://127.0.0.1:8000/big.bin', '']));
   // The same client on the host, through the proxy; the serve process's CPU meanwhile.
   const proxied = async (): Promise<number> => {
     const cpu0 = serverCpuS();
