@@ -1,17 +1,24 @@
 /**
  * npm run bench:ports — a web server inside a bunker (`python3 -m http.server` on 127.0.0.1),
  * read through the controller's path proxy (HTTP → controller → worker → agent tunnel) against
- * the same server read from inside the bunker over loopback, in the same run:
+ * the same server read from inside the bunker over loopback, in the same run, by the same client
+ * (python's urllib, 1 MiB reads, timed by itself): on the host through the proxy, inside the
+ * bunker directly. So the ratio compares the paths, not two clients.
  * - proxy_mb_s: a 256 MB file through the proxy;
- * - direct_loopback_mb_s: the same file read by a client inside the bunker;
+ * - direct_loopback_mb_s: the same file read by that client inside the bunker;
  * (both the best of BENCH_ROUNDS alternating rounds, default 3);
+ * - proxy_node_client_mb_s: the proxy read by node:http in this process instead (best of the
+ *   rounds): what the figure was before, when the client alone (~1.5 s of CPU per GB on 2
+ *   shared cores) capped it;
  * - proxy_rtt_p50_ms: a small GET through the proxy;
- * - proxy_server_cpu_s_per_gb: CPU seconds the serve process spent per GB relayed (best round):
- *   unlike the rates, hardly moved by whatever else shares the host.
+ * - proxy_server_cpu_s_per_gb: CPU seconds the serve process spent per GB relayed (best round
+ *   of the python client's): unlike the rates, hardly moved by whatever else shares the host.
  * Target: proxy_mb_s ≥ 0.5 × direct_loopback_mb_s. Last line: one JSON object.
  */
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { promisify } from 'node:util';
 import { Bunker, ScaiBunkerClient } from '@scaibunker/sdk';
 import { adminKeyOf, eventually, freePort, IMAGE_DIR, ServerProcess, tempDataDir } from '../test/e2e/harness.js';
 import { pct } from './percentile.js';
@@ -42,31 +49,34 @@ try {
     (await fetch(url('/small.txt'), { headers: auth })).status === 200 ? true : undefined,
   );
 
-  // Inside the bunker: the same file over loopback, timed by the client itself.
-  const direct = async (): Promise<number> => {
-    const inside = await b.exec([
-      'python3',
-      '-c',
-      [
-        'import time, urllib.request',
-        't = time.perf_counter()',
-        "r = urllib.request.urlopen('http://127.0.0.1:8000/big.bin')",
-        'n = 0',
-        'while True:',
-        '    c = r.read(1 << 20)',
-        '    if not c: break',
-        '    n += len(c)',
-        'print(n, time.perf_counter() - t)',
-      ].join('\n'),
-    ]);
-    const [insideBytes, insideS] = inside.stdout.trim().split(' ').map(Number) as [number, number];
-    if (insideBytes !== BYTES) throw new Error(`inside read ${insideBytes} bytes: ${inside.stderr}`);
-    return BYTES / 1e6 / insideS;
+  /** The client, both sides: argv[1] the URL, argv[2] an Authorization header or ''; prints bytes and seconds. */
+  const reader = [
+    'import sys, time, urllib.request',
+    't = time.perf_counter()',
+    "r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={'Authorization': sys.argv[2]} if sys.argv[2] else {}))",
+    'n = 0',
+    'while True:',
+    '    c = r.read(1 << 20)',
+    '    if not c: break',
+    '    n += len(c)',
+    'print(n, time.perf_counter() - t)',
+  ].join('\n');
+  const rate = (where: string, out: { stdout: string; stderr: string }): number => {
+    const [bytes, s] = out.stdout.trim().split(' ').map(Number) as [number, number];
+    if (bytes !== BYTES) throw new Error(`${where} read ${bytes} bytes: ${out.stderr}`);
+    return BYTES / 1e6 / s;
   };
-  // Through the proxy, read with node:http counting bytes as they arrive (fetch's web streams
-  // would cost the client more than the python client's 1 MiB reads cost it on the other side).
+  // Inside the bunker: the same file over loopback.
+  const direct = async (): Promise<number> => rate('inside', await b.exec(['python3', '-c', reader, 'http://127.0.0.1:8000/big.bin', '']));
+  // The same client on the host, through the proxy; the serve process's CPU meanwhile.
   const proxied = async (): Promise<number> => {
     const cpu0 = serverCpuS();
+    const out = await promisify(execFile)('python3', ['-c', reader, url('/big.bin'), auth.authorization]);
+    cpuPerGb.push((serverCpuS() - cpu0) / (BYTES / 1e9));
+    return rate('proxy', out);
+  };
+  // Through the proxy with node:http in this process, counting bytes as they arrive.
+  const proxiedNode = async (): Promise<number> => {
     const t0 = performance.now();
     const got = await new Promise<number>((resolve, reject) => {
       http
@@ -79,23 +89,24 @@ try {
         .on('error', reject);
     });
     if (got !== BYTES) throw new Error(`proxy read ${got} bytes`);
-    const mbS = BYTES / 1e6 / ((performance.now() - t0) / 1000);
-    cpuPerGb.push((serverCpuS() - cpu0) / (BYTES / 1e9));
-    return mbS;
+    return BYTES / 1e6 / ((performance.now() - t0) / 1000);
   };
   // Alternating rounds, best of each: the host is shared, and a round that lost the CPU to
   // something else says nothing about either path.
   const cpuPerGb: number[] = [];
   const directs: number[] = [];
   const proxies: number[] = [];
+  const nodeProxies: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     directs.push(await direct());
     proxies.push(await proxied());
+    nodeProxies.push(await proxiedNode());
   }
   const directMbS = Math.max(...directs);
   const proxyMbS = Math.max(...proxies);
+  const mbs = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ');
   process.stderr.write(
-    `[bench] rounds: direct ${directs.map((x) => x.toFixed(0)).join(' ')}; proxy ${proxies.map((x) => x.toFixed(0)).join(' ')} MB/s\n`,
+    `[bench] rounds: direct ${mbs(directs)}; proxy ${mbs(proxies)}; proxy, node:http client ${mbs(nodeProxies)} MB/s; serve ${cpuPerGb.map((x) => x.toFixed(2)).join(' ')} s/GB\n`,
   );
 
   const rtt: number[] = [];
@@ -112,6 +123,7 @@ try {
       proxy_mb_s: Number(proxyMbS.toFixed(1)),
       direct_loopback_mb_s: Number(directMbS.toFixed(1)),
       ratio: Number((proxyMbS / directMbS).toFixed(2)),
+      proxy_node_client_mb_s: Number(Math.max(...nodeProxies).toFixed(1)),
       proxy_rtt_p50_ms: pct(rtt, 50),
       proxy_server_cpu_s_per_gb: Number(Math.min(...cpuPerGb).toFixed(2)),
     }),

@@ -1,6 +1,8 @@
 export * from './api/permissions.js';
 export * as schemas from './api/schemas.js';
 export { ISOLATIONS, type Isolation } from './api/schemas.js';
+export * from './buffers/ChunkPool.js';
+export * from './buffers/pipeLent.js';
 export * from './errors/ApiError.js';
 export * from './errors/codes.js';
 export * from './ids/newId.js';

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ApiError } from '@scaibunker/core';
+import { ApiError, pipeLent, returnChunk } from '@scaibunker/core';
 import { ChunkedBody } from './ChunkedBody.js';
 import { type BodyFraming, bodyFraming, MalformedHead, parseResponseHead, type ResponseHead } from './responseHead.js';
 
@@ -188,7 +188,9 @@ function answerHeaders(head: ResponseHead, framing: BodyFraming, extra: Outgoing
  * Of the service's answer only the head is parsed (responseHead.ts); the body bytes go to the
  * caller as they arrive, as views into the tunnel's buffers: the length-delimited and
  * close-delimited ones untouched, a chunked one with its framing dropped (ChunkedBody). The
- * caller's answer is framed by Node's server, so the caller's connection stays reusable.
+ * caller's answer is framed by Node's server, so the caller's connection stays reusable. A
+ * tunnel's chunk is handed back (returnChunk: its memory may be lent) once the write of its
+ * last bytes to the caller is done.
  */
 export function relayHttp(o: RelayOptions, res: ServerResponse, onDone: (s: RelayStats) => void): void {
   const { req, tunnel } = o;
@@ -249,25 +251,31 @@ export function relayHttp(o: RelayOptions, res: ServerResponse, onDone: (s: Rela
     over = true;
     res.end();
   };
-  const forward = (chunk: Buffer) => {
+  /** `body` (the tunnel's `chunk`, or the part of it after the head) to the caller. */
+  const forward = (chunk: Buffer, body: Buffer) => {
     let pieces: Buffer[];
     if (framing?.kind === 'chunked') {
       try {
-        pieces = chunked.push(chunk);
+        pieces = chunked.push(body);
       } catch (err) {
         res.destroy();
         finish(`bad_framing: ${(err as Error).message}`);
         return;
       }
     } else if (framing?.kind === 'length') {
-      pieces = [chunk.length > left ? chunk.subarray(0, left) : chunk];
+      pieces = [body.length > left ? body.subarray(0, left) : body];
       left -= (pieces[0] as Buffer).length;
-    } else pieces = [chunk];
+    } else pieces = [body];
     let full = false;
-    for (const p of pieces) {
+    let last = -1;
+    for (let i = 0; i < pieces.length; i++) if ((pieces[i] as Buffer).length > 0) last = i;
+    // Writes to one socket complete in order: once the last is done, so are the others.
+    if (last < 0) returnChunk(chunk);
+    for (let i = 0; i <= last; i++) {
+      const p = pieces[i] as Buffer;
       if (p.length === 0) continue;
       stats.bytesOut += p.length;
-      if (!res.write(p)) full = true;
+      if (!(i === last ? res.write(p, () => returnChunk(chunk)) : res.write(p))) full = true;
     }
     if ((framing?.kind === 'length' && left === 0) || chunked.done) return complete();
     if (full) {
@@ -296,19 +304,26 @@ export function relayHttp(o: RelayOptions, res: ServerResponse, onDone: (s: Rela
       fail(broken((err as Error).message));
       return;
     }
-    const body = pending.subarray(head.length);
+    const chunk = pending;
+    const body = chunk.subarray(head.length);
     pending = EMPTY;
     if (framing.kind === 'length') left = framing.bytes;
     if (framing.kind === 'none' || (framing.kind === 'length' && left === 0)) complete();
-    else if (body.length > 0) forward(body);
+    else if (body.length > 0) forward(chunk, body);
     // Event streams and long polls: the head goes out now, not with the first body bytes.
     else res.flushHeaders();
   };
   tunnel.on('data', (chunk: Buffer) => {
     if (over) return;
     idle.touch();
-    if (framing) return forward(chunk);
-    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    if (framing) return forward(chunk, chunk);
+    if (pending.length === 0) pending = chunk;
+    else {
+      const before = pending;
+      pending = Buffer.concat([before, chunk]);
+      returnChunk(before); // copied together: neither is referred to any more
+      returnChunk(chunk);
+    }
     onHead();
   });
   tunnel.on('end', () => {
@@ -391,7 +406,7 @@ export function splice(
     stats.bytesIn += chunk.length;
     idle.touch();
   });
-  tunnel.pipe(socket);
+  pipeLent(tunnel, socket); // the tunnel's chunks go back once written
   socket.pipe(tunnel);
   tunnel.on('error', () => finish('tunnel_error'));
   socket.on('error', () => finish('caller_error'));

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Duplex, PassThrough } from 'node:stream';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
+import { ChunkPool } from '@scaibunker/core';
 import { type RelayStats, splice } from '../../src/ports/relay.js';
 
 /**
@@ -50,4 +51,53 @@ test('a spliced stream the service ended and closed reaches a slow caller whole'
   const stats = await done;
   assert.equal(stats.bytesOut, 300_000);
   assert.equal(stats.error, undefined);
+});
+
+/** A caller that holds every write from the first until `release`, then records each chunk as it is when taken. */
+class HoldingCaller extends Duplex {
+  readonly taken: Buffer[] = [];
+  private held: Array<() => void> | undefined = [];
+  constructor() {
+    super({ allowHalfOpen: false, writableHighWaterMark: 1024 * 1024 });
+  }
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    const take = () => {
+      this.taken.push(Buffer.from(chunk));
+      cb();
+    };
+    if (this.held) this.held.push(take);
+    else take();
+  }
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const f of held) f();
+  }
+}
+
+test("a spliced tunnel's lent chunks go back once written: a caller that falls behind gets them intact", async () => {
+  const pool = new ChunkPool(1000, 2);
+  const tunnel = new PassThrough();
+  const caller = new HoldingCaller();
+  const done = new Promise<RelayStats>((resolve) => splice({ socket: caller, head: Buffer.alloc(0) }, tunnel, 60_000, false, resolve));
+  after(() => {
+    tunnel.destroy();
+    caller.destroy();
+  });
+  const sent: Buffer[] = [];
+  for (let i = 0; i < 100; i++) {
+    const piece = Buffer.alloc(1000, i);
+    sent.push(piece);
+    tunnel.write(pool.lend(piece));
+    await new Promise((r) => setImmediate(r)); // a turn of the loop: the chunk reaches the caller, who holds it
+  }
+  assert.equal(caller.taken.length, 0);
+  caller.release();
+  tunnel.end();
+  await once(caller, 'finish');
+  assert.ok(Buffer.concat(caller.taken).equals(Buffer.concat(sent)), 'every chunk as it was lent');
+  assert.ok(pool.idle > 0, 'the chunks went back');
+  caller.push(null);
+  assert.equal((await done).bytesOut, 100_000);
 });

@@ -83,7 +83,9 @@ export interface WorkerApi {
    * A byte stream to 127.0.0.1:port inside the bunker (over the agent channel). PORT_NOT_LISTENING
    * when nothing listens there, TOO_MANY_TUNNELS over the per-bunker cap. The Duplex is
    * half-open capable: end() closes the write side only; 'end' means the server closed its side;
-   * destroy() drops the connection. Ends (or errors) when the bunker is destroyed.
+   * destroy() drops the connection. Ends (or errors) when the bunker is destroyed. Its chunks
+   * may be lent (ChunkPool): the last holder of one hands it back with returnChunk once its
+   * bytes are written (pipeLent does), else it is simply garbage-collected.
    */
   openTunnel(bunkerId: string, port: number): Promise<Duplex>;
   /** Streams `data` in; rejects with TOO_LARGE (and writes nothing) past `maxBytes`. */

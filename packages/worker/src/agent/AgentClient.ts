@@ -33,6 +33,7 @@ import type {
 import { connectSocket } from './connectSocket.js';
 import { openTunnel } from './openTunnel.js';
 import { readFileChunks } from './readFileChunks.js';
+import type { SharedReads } from './SharedReads.js';
 import { spawnProcess } from './spawnProcess.js';
 import { watchDirectory } from './watchDirectory.js';
 
@@ -52,8 +53,8 @@ export class AgentClient {
 
   private readonly conn: AgentConnection;
 
-  private constructor(sock: Duplex) {
-    this.conn = new AgentConnection(sock);
+  private constructor(sock: Duplex, reads?: SharedReads) {
+    this.conn = new AgentConnection(sock, reads);
     this.closed = this.conn.closed;
     this.hello = this.conn.hello;
   }
@@ -66,9 +67,9 @@ export class AgentClient {
   static async connect(socketPath: string, opts?: ConnectOptions): Promise<AgentClient> {
     const timeoutMs = opts?.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
-    const sock = await connectSocket(socketPath, deadline, timeoutMs, opts?.signal);
-    const client = new AgentClient(sock);
-    sock.resume();
+    const { socket, reads } = await connectSocket(socketPath, deadline, timeoutMs, opts?.signal);
+    const client = new AgentClient(socket, reads);
+    socket.resume();
     if (opts?.awaitHello) await client.waitHello(Math.max(0, deadline - Date.now()));
     return client;
   }
@@ -134,7 +135,8 @@ export class AgentClient {
    * credit (the write callback is the back-pressure), reading grants credit only as the
    * consumer reads, end() sends EOF (the agent shuts the socket's write side), 'end' means
    * the server closed its side, destroy() cancels (the agent closes the socket). Errors after
-   * the connect (ECONNRESET, CHANNEL_CLOSED) destroy the Duplex with the AgentError.
+   * the connect (ECONNRESET, CHANNEL_CLOSED) destroy the Duplex with the AgentError. Its
+   * chunks may be lent: see openTunnel.ts.
    */
   connectPort(port: number): Promise<Duplex> {
     return openTunnel(this.conn, port);

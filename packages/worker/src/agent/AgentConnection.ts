@@ -6,10 +6,11 @@
  */
 import type { Duplex } from 'node:stream';
 import { AgentError } from './AgentError.js';
-import { AgentStream, type Channel, type Consumer } from './AgentStream.js';
+import { AgentStream, type Channel, type Consumer, type StreamOptions } from './AgentStream.js';
 import type { AgentHello } from './agentTypes.js';
 import { errorFromPayload, parseHello, toBuffer } from './payloads.js';
-import { CHUNK_SIZE, encodeFrame, encodeJsonFrame, FrameDecoder, FrameType, INITIAL_WINDOW } from './protocol.js';
+import { CHUNK_SIZE, encodeFrame, encodeJsonFrame, type Frame, FrameDecoder, FrameType, isByteStream } from './protocol.js';
+import type { SharedReads } from './SharedReads.js';
 
 /** Input a stream sends: stdin or file content. */
 export type Input = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer>;
@@ -24,7 +25,7 @@ export class AgentConnection {
 
   private readonly streams = new Map<number, AgentStream>();
   /** Data in pieces: a frame split across reads is passed on as it arrives, never copied together. */
-  private readonly decoder = new FrameDecoder({ pieces: true });
+  private readonly decoder: FrameDecoder;
   private nextId = 1;
   private isClosed = false;
   private closeReason = 'closed';
@@ -34,7 +35,15 @@ export class AgentConnection {
   private drainWaiters: Array<() => void> = [];
   private readonly channel: Channel;
 
-  constructor(private readonly sock: Duplex) {
+  /**
+   * `reads`: the socket reads into the buffer agent sockets share (SharedReads); without it,
+   * its 'data' events are read (a virtio-serial port, a vsock proxy, a test's stream).
+   */
+  constructor(
+    private readonly sock: Duplex,
+    reads?: SharedReads,
+  ) {
+    this.decoder = new FrameDecoder({ pieces: true, transient: reads !== undefined });
     this.closed = new Promise((res) => {
       this.resolveClosed = res;
     });
@@ -48,8 +57,10 @@ export class AgentConnection {
       forget: (id) => {
         this.streams.delete(id);
       },
+      transient: reads !== undefined,
     };
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (reads) reads.attach((chunk) => this.onData(chunk));
+    else sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('drain', () => this.wakeDrain());
     sock.on('error', (err: Error) => this.shutdown(`socket error: ${err.message}`));
     sock.on('end', () => this.shutdown('agent closed the connection'));
@@ -100,16 +111,16 @@ export class AgentConnection {
     req: Record<string, unknown>,
     consumer?: Consumer,
     onStarted?: (info: Record<string, unknown>) => void,
-    window = INITIAL_WINDOW,
+    opts: StreamOptions = {},
   ): AgentStream {
     if (this.isClosed) throw new AgentError('CHANNEL_CLOSED', `agent channel closed: ${this.closeReason}`);
     let id = this.nextId;
     while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
-    const st = new AgentStream(this.channel, id, consumer, onStarted, window);
+    const st = new AgentStream(this.channel, id, consumer, onStarted, opts);
     this.streams.set(id, st);
     this.send(encodeJsonFrame(id, FrameType.OPEN, req));
-    st.widen(window);
+    if (opts.window) st.widen(opts.window);
     return st;
   }
 
@@ -168,13 +179,30 @@ export class AgentConnection {
     // leave in one write, not one write each.
     this.sock.cork();
     try {
-      for (const f of this.decoder.push(chunk)) {
+      const frames = this.decoder.push(chunk);
+      for (let i = 0; i < frames.length; i++) {
+        const f = frames[i] as Frame;
         if (f.stream === 0) {
           if (f.type === FrameType.ERROR) this.closeReason = `agent: ${errorFromPayload(f.payload).message}`;
           else if (f.type === FrameType.HELLO) this.onHello(f.payload);
           continue; // other connection-level frames: ignored
         }
-        this.streams.get(f.stream)?.handle(f.type, f.payload); // unknown id: late frame, drop
+        const st = this.streams.get(f.stream);
+        if (!st) continue; // unknown id: late frame, drop
+        // A lending stream's data frames in a row in this read go out as one chunk: a few
+        // times fewer chunks for everything downstream to handle.
+        let end = i + 1;
+        if (st.lends && this.channel.transient && isByteStream(f.type)) {
+          while (end < frames.length && frames[end]?.stream === f.stream && frames[end]?.type === f.type) end++;
+        }
+        if (end === i + 1) st.handle(f.type, f.payload);
+        else {
+          st.handleData(
+            f.type,
+            frames.slice(i, end).map((g) => g.payload),
+          );
+          i = end - 1;
+        }
       }
     } catch (err) {
       this.sock.destroy();

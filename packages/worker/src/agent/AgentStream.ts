@@ -3,6 +3,7 @@
  * directions: we send within the agent's grants (sendCredit), and grant the agent more only
  * after the consumer has handled a chunk, so a slow consumer slows the producer down.
  */
+import { ChunkPool } from '@scaibunker/core';
 import { AgentError } from './AgentError.js';
 import { errorFromPayload, isPromiseLike, parseJson } from './payloads.js';
 import { decodeWindow, encodeFrame, encodeJsonFrame, encodeWindow, FrameType, INITIAL_WINDOW, ProtocolError } from './protocol.js';
@@ -16,10 +17,29 @@ export interface Channel {
   send(frame: Buffer): boolean;
   /** The stream finished: its id may be reused. */
   forget(id: number): void;
+  /** Payloads handed to handle() are valid only during the call (SharedReads): what is kept is copied. */
+  readonly transient: boolean;
 }
 
 /** Re-grant credit once this many bytes were consumed (well below the window: never starves). */
 const GRANT_THRESHOLD = 32 * 1024;
+
+/**
+ * Where the data of a stream whose consumer hands its chunks back (a tunnel, read by a relay)
+ * is copied to, off a transient read: all of a stream's data in one read (SharedReads' 256 KiB
+ * at most) as one chunk; 4 MiB kept at most.
+ */
+const LENT_CHUNKS = new ChunkPool(256 * 1024, 16);
+/**
+ * Less (a slow producer) is copied into memory of its own size: a block would hold up to 4×
+ * what the stream's window counts.
+ */
+const LEND_MIN = LENT_CHUNKS.blockSize / 4;
+
+export interface StreamOptions {
+  window?: number;
+  lend?: boolean;
+}
 
 interface QueueItem {
   end: boolean;
@@ -44,6 +64,8 @@ export class AgentStream {
    * frames stay few.
    */
   private readonly grantThreshold: number;
+  /** The consumer hands its chunks back (returnChunk): they may be lent. */
+  readonly lends: boolean;
   private queue: QueueItem[] = [];
   private draining = false;
   private settled = false;
@@ -51,13 +73,19 @@ export class AgentStream {
   private resolve!: (v: Record<string, unknown>) => void;
   private reject!: (e: unknown) => void;
 
+  /**
+   * `window`: the receive window (a widened one for tunnels); `lend`: the consumer hands the
+   * chunks it gets back (returnChunk) once it no longer holds them, so off a transient read they
+   * are copied into pooled memory (ChunkPool) rather than allocated afresh.
+   */
   constructor(
     private readonly ch: Channel,
     readonly id: number,
     private readonly consumer?: Consumer,
     private readonly onStarted?: (info: Record<string, unknown>) => void,
-    window = INITIAL_WINDOW,
+    { window = INITIAL_WINDOW, lend = false }: StreamOptions = {},
   ) {
+    this.lends = lend;
     this.grantThreshold = window > INITIAL_WINDOW ? window / 2 : GRANT_THRESHOLD;
     this.result = new Promise((res, rej) => {
       this.resolve = res;
@@ -75,13 +103,7 @@ export class AgentStream {
       case FrameType.DATA:
       case FrameType.STDOUT:
       case FrameType.STDERR:
-        if (payload.length > this.recvAllowed) {
-          throw new ProtocolError(`agent overran the window on stream ${this.id}`);
-        }
-        this.recvAllowed -= payload.length;
-        if (this.discard) return;
-        this.queue.push({ end: false, type, payload });
-        void this.drain();
+        this.handleData(type, [payload]);
         return;
       case FrameType.RESULT:
       case FrameType.ERROR:
@@ -104,6 +126,32 @@ export class AgentStream {
         // Frame types added to the protocol later (agent → client) are ignored (PROTOCOL.md §1).
         return;
     }
+  }
+
+  /**
+   * Payloads of DATA (STDOUT, STDERR) frames of this stream, in order: one frame's, or several
+   * frames' in a row of one read (a lending stream's; see AgentConnection), which off a
+   * transient read are copied out together as one chunk.
+   */
+  handleData(type: number, pieces: readonly Buffer[]): void {
+    let total = 0;
+    for (const p of pieces) total += p.length;
+    if (total > this.recvAllowed) {
+      throw new ProtocolError(`agent overran the window on stream ${this.id}`);
+    }
+    this.recvAllowed -= total;
+    if (this.discard) return;
+    if (!this.ch.transient) {
+      for (const payload of pieces) this.queue.push({ end: false, type, payload });
+    } else if (this.lends && total >= LEND_MIN && total <= LENT_CHUNKS.blockSize) {
+      this.queue.push({ end: false, type, payload: LENT_CHUNKS.lend(pieces) });
+    } else {
+      // A piece lies within one read, so it fits a block whole.
+      for (const p of pieces) {
+        this.queue.push({ end: false, type, payload: this.lends && p.length >= LEND_MIN ? LENT_CHUNKS.lend(p) : Buffer.from(p) });
+      }
+    }
+    void this.drain();
   }
 
   /** Delivers queued items one at a time, in order, awaiting the consumer. */

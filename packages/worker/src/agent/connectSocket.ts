@@ -1,18 +1,29 @@
 /** Dialling the agent's socket (Unix, or a vsock proxy: vsockAddress.ts) while the bunker may still be booting. */
 import net from 'node:net';
 import { AgentError } from './AgentError.js';
+import { SharedReads } from './SharedReads.js';
 import { parseVsockAddress, vsockConnect } from './vsockAddress.js';
 
 /** The socket does not exist yet or nobody listens on it yet: worth another try. */
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'ENOTDIR']);
 
+/**
+ * A connected agent socket. `reads`: it reads into the buffer agent sockets share (a Unix
+ * socket); without it, through 'data' events (a vsock proxy, whose handshake reads them).
+ */
+export interface AgentSocket {
+  socket: net.Socket;
+  reads?: SharedReads;
+}
+
 /** One connection to an agent address, returned paused (the caller resumes it once it listens). */
-function connectOnce(address: string): Promise<net.Socket> {
+async function connectOnce(address: string): Promise<AgentSocket> {
   const vsock = parseVsockAddress(address);
-  if (vsock) return vsockConnect(vsock.udsPath, vsock.port);
+  if (vsock) return { socket: await vsockConnect(vsock.udsPath, vsock.port) };
   const path = address;
+  const reads = new SharedReads();
   return new Promise((resolve, reject) => {
-    const sock = net.createConnection({ path });
+    const sock = net.createConnection({ path, onread: reads.onread });
     const onError = (err: Error) => {
       sock.destroy();
       reject(err);
@@ -21,7 +32,7 @@ function connectOnce(address: string): Promise<net.Socket> {
     sock.once('connect', () => {
       sock.off('error', onError);
       sock.pause();
-      resolve(sock);
+      resolve({ socket: sock, reads });
     });
   });
 }
@@ -32,7 +43,7 @@ function connectOnce(address: string): Promise<net.Socket> {
  * is aborted. Rejects with AgentError CONNECT_FAILED (not retryable, or given up) or
  * CONNECT_TIMEOUT. The socket comes back paused.
  */
-export async function connectSocket(socketPath: string, deadline: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+export async function connectSocket(socketPath: string, deadline: number, timeoutMs: number, signal?: AbortSignal): Promise<AgentSocket> {
   let delay = 5;
   for (;;) {
     try {

@@ -22,6 +22,9 @@ const TUNNEL_WINDOW = 1024 * 1024;
  * consumer reads, end() sends EOF (the agent shuts the socket's write side), 'end' means
  * the server closed its side, destroy() cancels (the agent closes the socket). Errors after
  * the connect (ECONNRESET, CHANNEL_CLOSED) destroy the Duplex with the AgentError.
+ *
+ * The chunks read from it may be lent (ChunkPool): whoever holds one last hands it back with
+ * returnChunk once nothing refers to its bytes (the relay does, once written to the caller).
  */
 export function openTunnel(conn: AgentConnection, port: number): Promise<Duplex> {
   return new Promise<Duplex>((resolve, reject) => {
@@ -78,7 +81,7 @@ export function openTunnel(conn: AgentConnection, port: number): Promise<Duplex>
           connected = true;
           resolve(duplex);
         },
-        TUNNEL_WINDOW,
+        { window: TUNNEL_WINDOW, lend: true },
       );
     } catch (err) {
       reject(err);

@@ -80,14 +80,23 @@ export function decodeWindow(payload: Buffer): number {
 /** Frame types whose payload is a byte stream: what a frame holds may be delivered in pieces. */
 const BYTE_STREAM_TYPES: ReadonlySet<number> = new Set([FrameType.DATA, FrameType.STDOUT, FrameType.STDERR]);
 
+/** DATA, STDOUT or STDERR: a frame whose payload is a piece of a byte stream. */
+export function isByteStream(type: number): boolean {
+  return BYTE_STREAM_TYPES.has(type);
+}
+
 /**
- * Incremental decoder. Payloads returned are views into the received chunks (no copy); they
- * stay valid because received buffers are never reused.
+ * Incremental decoder. Payloads returned are views into the received chunks (no copy).
  *
  * With `pieces`, a DATA, STDOUT or STDERR frame split across chunks comes out as several
  * frames of the same stream and type, one per chunk it spans (together its payload, in
  * order), instead of being copied together: the bulk of a tunnel or a download is then never
  * copied. Other frames (JSON, WINDOW) always come out whole.
+ *
+ * With `transient`, the chunks pushed are reused once push() returns (SharedReads): what the
+ * decoder holds for later and the payloads of frames that are not byte streams are copied; a
+ * byte-stream payload stays a view, valid only until the caller reads the next chunk into
+ * that memory (the caller copies what it keeps).
  */
 export class FrameDecoder {
   /** An incomplete header, or an incomplete frame that comes out whole: copied together. */
@@ -95,7 +104,7 @@ export class FrameDecoder {
   /** A byte-stream frame in pieces: its stream and type, and how much of its payload is still to come. */
   private piece = { stream: 0, type: 0, left: 0 };
 
-  constructor(private readonly opts: { pieces?: boolean } = {}) {}
+  constructor(private readonly opts: { pieces?: boolean; transient?: boolean } = {}) {}
 
   /** Feeds bytes, returns every complete frame (or piece). Throws ProtocolError on oversize frames. */
   push(chunk: Buffer): Frame[] {
@@ -116,14 +125,15 @@ export class FrameDecoder {
         const type = chunk.readUInt8(off + 8);
         const avail = chunk.length - off - HEADER_SIZE;
         if (avail >= len) {
-          frames.push({ stream, type, payload: chunk.subarray(off + HEADER_SIZE, off + HEADER_SIZE + len) });
+          const payload = chunk.subarray(off + HEADER_SIZE, off + HEADER_SIZE + len);
+          frames.push({ stream, type, payload: this.opts.transient && !BYTE_STREAM_TYPES.has(type) ? Buffer.from(payload) : payload });
           off += HEADER_SIZE + len;
         } else if (this.opts.pieces && BYTE_STREAM_TYPES.has(type)) {
           if (avail > 0) frames.push({ stream, type, payload: chunk.subarray(off + HEADER_SIZE) });
           this.piece = { stream, type, left: len - avail };
           off = chunk.length;
         } else {
-          this.held = chunk.subarray(off);
+          this.held = this.opts.transient ? Buffer.from(chunk.subarray(off)) : chunk.subarray(off);
           off = chunk.length;
         }
         continue;

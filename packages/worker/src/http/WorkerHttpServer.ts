@@ -19,6 +19,7 @@ import {
   MUX_PATH,
   MUX_UPGRADE,
   matchRoute,
+  pipeLent,
   type StreamReply,
   TUNNEL_UPGRADE,
   WORKER_ERROR_STATUS,
@@ -338,7 +339,7 @@ export class WorkerHttpServer {
       // both directions done (or the tunnel failed): end the socket once its bytes are out
       if (!socket.writableEnded) socket.destroy();
     });
-    tunnel.pipe(socket);
+    pipeLent(tunnel, socket); // the tunnel's chunks go back once written
     socket.pipe(tunnel);
   }
 

@@ -91,6 +91,44 @@ test('decoder in pieces: byte-stream frames come out as views of each chunk they
   }
 });
 
+test('decoder, transient: every chunk arrives in one reused buffer, yet what it keeps and its JSON payloads stay intact', () => {
+  const big = Buffer.alloc(70_000);
+  for (let i = 0; i < big.length; i++) big[i] = i % 251;
+  const wire = Buffer.concat([
+    encodeJsonFrame(1, FrameType.RESULT, { exit_code: 0 }),
+    encodeFrame(3, FrameType.STDOUT, big),
+    encodeWindow(5, 12345),
+    encodeJsonFrame(6, FrameType.ERROR, { code: 'IO_ERROR', message: 'x'.repeat(300) }),
+  ]);
+  for (const step of [1, 5, 9, 13, 4096, wire.length]) {
+    const d = new FrameDecoder({ pieces: true, transient: true });
+    const reused = Buffer.alloc(step);
+    const kept: Frame[] = [];
+    const stdout: Buffer[] = [];
+    for (let i = 0; i < wire.length; i += step) {
+      const n = wire.copy(reused, 0, i, i + step);
+      for (const f of d.push(reused.subarray(0, n))) {
+        // A byte-stream piece is valid only until the next read: the caller copies it now.
+        if (f.type === FrameType.STDOUT) stdout.push(Buffer.from(f.payload));
+        else kept.push(f);
+      }
+      reused.fill(0xee); // the next read overwrites the memory
+    }
+    assert.deepEqual(Buffer.concat(stdout), big, `step ${step}`);
+    assert.deepEqual(
+      kept.map((f) => [f.stream, f.type]),
+      [
+        [1, FrameType.RESULT],
+        [5, FrameType.WINDOW],
+        [6, FrameType.ERROR],
+      ],
+    );
+    assert.equal(kept[0]?.payload.toString(), '{"exit_code":0}', `step ${step}`);
+    assert.equal(decodeWindow(kept[1]?.payload ?? Buffer.alloc(0)), 12345, `step ${step}`);
+    assert.equal(JSON.parse(kept[2]?.payload.toString() ?? '').message, 'x'.repeat(300), `step ${step}`);
+  }
+});
+
 test('decoder and encoder reject frames over 1 MiB', () => {
   const header = Buffer.alloc(HEADER_SIZE);
   header.writeUInt32BE(MAX_PAYLOAD + 1, 0);

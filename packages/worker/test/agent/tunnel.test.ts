@@ -10,6 +10,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, afterEach, before, describe, test } from 'node:test';
 
+import { returnChunk } from '@scaibunker/core';
 import { AgentClient } from '../../src/agent/AgentClient.js';
 import { AgentError } from '../../src/agent/AgentError.js';
 import { type RunningAgent, rssBytes, startAgent, stopAllAgents } from './helpers.js';
@@ -282,6 +283,51 @@ describe('connectPort', () => {
     t.destroy();
     await closed;
     assert.equal((await client.health()).protocol, 1);
+  });
+
+  test('chunks held are never overwritten, beside a tunnel handing its chunks back; those are read into again', async () => {
+    const total = 8 * 1024 * 1024;
+    const sent: Promise<string>[] = [];
+    const srv = await listen((s) => {
+      sent.push(
+        writePattern(s, total, sent.length + 11).then((sha) => {
+          s.end();
+          return sha;
+        }),
+      );
+    });
+    /**
+     * Reads a tunnel to its end handing every chunk back once hashed: the hash, and the bytes
+     * that arrived in memory an earlier chunk had used. ('data' events: read() and async
+     * iteration hand out copies, joined.)
+     */
+    const readReturning = async (t: Duplex) => {
+      const h = createHash('sha256');
+      const seen = new Set<ArrayBufferLike>();
+      let reused = 0;
+      t.on('data', (c: Buffer) => {
+        h.update(c);
+        if (seen.has(c.buffer)) reused += c.length;
+        seen.add(c.buffer);
+        returnChunk(c);
+      });
+      await once(t, 'end');
+      return { sha: h.digest('hex'), reused };
+    };
+    // Side by side: the first tunnel holds every chunk, the second hands its chunks back (the
+    // blocks then go to either tunnel's next chunks).
+    const holding = await tunnel(srv.port);
+    const returning = await tunnel(srv.port);
+    const held: Buffer[] = [];
+    holding.on('data', (c: Buffer) => held.push(c));
+    const [, second] = await Promise.all([once(holding, 'end'), readReturning(returning)]);
+    const [firstSha, secondSha] = await Promise.all(sent.slice(0, 2));
+    assert.equal(createHash('sha256').update(Buffer.concat(held)).digest('hex'), firstSha, 'held chunks intact');
+    assert.equal(second.sha, secondSha, 'returned chunks intact when read');
+    // Alone, a tunnel handing its chunks back reads into a few blocks over and over.
+    const alone = await readReturning(await tunnel(srv.port));
+    assert.equal(alone.sha, await sent[2]);
+    assert.ok(alone.reused > total / 2, `${alone.reused} of ${total} bytes in memory read into again`);
   });
 
   test('many tunnels at once', async () => {
