@@ -12,11 +12,19 @@ interface Pending {
 const MAX_BATCH = 256;
 /** How often journaled rows are offered to the database again. */
 const REPLAY_INTERVAL_MS = 1000;
+/**
+ * A blocking exec's start row is written once it has run this long; a shorter exec writes its
+ * completed row only. The bound is the audit trail's (AuditWriter's `flushIntervalMs`): an exec
+ * that ran longer than this has its audit event and its start row stored, so a controller that
+ * dies mid-exec leaves both; one killed within it may leave neither.
+ */
+export const START_ROW_DELAY_MS = 100;
 
 /**
- * Group commit for exec-log rows. Each exec writes its row twice — when it starts (so a worker
- * that dies mid-exec still leaves it) and when it ends — and under load those writes were most
- * of the exec path's database round trips. Here writes queue up and go out as one multi-row
+ * Group commit for exec-log rows. An exec writes its row when it starts (so a worker or
+ * controller that dies mid-exec still leaves it; a blocking exec's start only once it has run
+ * START_ROW_DELAY_MS, see `writeStartLater`) and when it ends, and under load those writes were
+ * most of the exec path's database round trips. Here writes queue up and go out as one multi-row
  * upsert per flush; one flush runs at a time, and whatever queued meanwhile goes in the next.
  * A write resolves only once its statement has committed, so an exec's result is never returned
  * before its completed row is stored. A completion that arrives while the start is still queued
@@ -30,6 +38,8 @@ const REPLAY_INTERVAL_MS = 1000;
  */
 export class ExecLogWriter {
   private queue = new Map<string, Pending>();
+  /** Start rows not yet queued: an exec that ends first writes only its completion. */
+  private deferred = new Map<string, { row: ExecLogRow; timer: NodeJS.Timeout }>();
   private flushing = false;
   private replayTimer: NodeJS.Timeout | undefined;
   private replaying: Promise<void> | undefined;
@@ -44,8 +54,30 @@ export class ExecLogWriter {
     if (journal && journal.size > 0) this.scheduleReplay(0);
   }
 
+  /**
+   * A blocking exec's start row, written only if the exec is still running `delayMs` from now;
+   * its completion (`write` of the same id) replaces it before that. Short execs — most of them
+   * under load — so cost the database one row and about half the statements instead of two rows.
+   * The start of a longer one is there while it runs (a controller that dies mid-exec leaves it);
+   * one shorter than the delay is on record once its result is, as before.
+   */
+  writeStartLater(row: ExecLogRow, delayMs = START_ROW_DELAY_MS): void {
+    const timer = setTimeout(() => {
+      this.deferred.delete(row.id);
+      // Its completion replaces it either way: a failed start write is not an error of its own.
+      this.write(row).catch(() => undefined);
+    }, delayMs);
+    timer.unref();
+    this.deferred.set(row.id, { row, timer });
+  }
+
   /** Writes (or completes) the row; resolves once it is committed (or journaled). */
   write(row: ExecLogRow): Promise<void> {
+    const deferred = this.deferred.get(row.id);
+    if (deferred) {
+      clearTimeout(deferred.timer);
+      this.deferred.delete(row.id);
+    }
     return new Promise<void>((resolve, reject) => {
       const queued = this.queue.get(row.id);
       if (queued) {
@@ -160,6 +192,9 @@ export class ExecLogWriter {
 
   /** Stops replaying; journaled rows stay on disk for the next start. */
   async close(): Promise<void> {
+    // Execs still running at shutdown leave their start rows.
+    const starts = [...this.deferred.values()].map(({ row }) => this.write(row));
+    await Promise.allSettled(starts);
     this.closed = true;
     clearTimeout(this.replayTimer);
     await this.replaying;

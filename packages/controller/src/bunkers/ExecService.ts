@@ -76,8 +76,9 @@ export class ExecService {
     const out = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stdout'), cap, budget);
     const err = new OutputCapture(this.blobs, blobKeys.execOutput(row.id, execId, 'stderr'), cap, budget);
     const env = { ...(JSON.parse(row.env) as Record<string, string>), ...(body.env ?? {}) };
-    // The command starts first and its log row is written while it runs (group-committed with
-    // other execs' rows): the row exists before the result does, without adding a database
+    // The command starts first; its start row is written only if it runs past
+    // START_ROW_DELAY_MS, and its completed row (group-committed with other execs' rows) before
+    // the result is returned: the row exists before the result does, without adding a database
     // round trip of its own to the exec.
     try {
       const running = worker.exec(
@@ -103,8 +104,7 @@ export class ExecService {
           ...(sink.signal ? { signal: sink.signal } : {}),
         },
       );
-      // The completed row below replaces this one either way: a failed start write is not an error of its own.
-      this.logs.write(logRow).catch(() => undefined);
+      this.logs.writeStartLater(logRow);
       const outcome = await running;
       trace.mark('controller.worker-exec');
       const truncated = out.truncated || err.truncated;

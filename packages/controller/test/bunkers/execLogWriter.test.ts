@@ -92,3 +92,53 @@ test('a row the database refuses fails its own exec only', async () => {
     clearInterval(opener);
   }
 });
+
+test('a start written later is dropped when its exec ends first, and written when it is still running after the delay', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store);
+  w.writeStartLater(row('short'), 1000);
+  w.writeStartLater(row('long'), 1000);
+  const shortEnd = w.write(row('short', { exit_code: 0, finished_at: 'x' }));
+  await tick();
+  openGates();
+  await shortEnd;
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => `${r.id}:${r.exit_code}`)),
+    [['short:0']],
+    'the short exec wrote its completed row only',
+  );
+  t.mock.timers.tick(999);
+  await tick();
+  assert.equal(statements.length, 1, 'no start before the delay');
+  t.mock.timers.tick(1);
+  await tick();
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => `${r.id}:${r.exit_code}`)),
+    [['short:0'], ['long:null']],
+  );
+  openGates();
+  const longEnd = w.write(row('long', { exit_code: 1, finished_at: 'y' }));
+  await tick();
+  openGates();
+  await longEnd;
+  assert.deepEqual(
+    statements.at(-1)?.map((r) => `${r.id}:${r.exit_code}`),
+    ['long:1'],
+  );
+});
+
+test('close writes the starts of execs still running', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store);
+  w.writeStartLater(row('running'), 1000);
+  const closed = w.close();
+  await tick();
+  openGates();
+  await closed;
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => r.id)),
+    [['running']],
+  );
+});
