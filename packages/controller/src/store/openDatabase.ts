@@ -10,6 +10,7 @@ import type { DependencyState } from '../health/DependencyState.js';
 import { messageOf } from '../health/DependencyState.js';
 import { guardDialect } from './GuardedDialect.js';
 import { InCodeMigrations } from './migrations.js';
+import { PreparedWrites } from './PreparedWrites.js';
 import type { Database } from './schema.js';
 
 /** `mysql`: MySQL or MariaDB (tested on MariaDB). */
@@ -68,7 +69,8 @@ export function dialectFor(url: string, log: (msg: string) => void = (m) => cons
  * whose connection dies (a restart terminates every backend); with no listener that event kills
  * the process. The pool's listener covers idle clients and drops them; ours covers clients
  * checked out between two queries. Both log once per distinct message: the next query gets a
- * fresh connection, or fails fast (connect timeout) into STORE_UNAVAILABLE.
+ * fresh connection, or fails fast (connect timeout) into STORE_UNAVAILABLE. Writes are sent as
+ * named statements (PreparedWrites).
  */
 function openPool(url: string, log: (msg: string) => void): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5000 });
@@ -79,9 +81,11 @@ function openPool(url: string, log: (msg: string) => void): pg.Pool {
     last = msg;
   };
   pool.on('error', onError);
+  const prepared = new PreparedWrites();
   pool.on('connect', (client) => {
     last = '';
     client.on('error', onError);
+    prepared.install(client);
   });
   return pool;
 }
