@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { ApiError, type BunkerState, hasPermission, newId, type schemas, TERMINAL_STATES } from '@scaibunker/core';
 import type { AuditTrail } from '../audit/AuditTrail.js';
 import type { Principal } from '../auth/Principal.js';
@@ -10,7 +10,7 @@ import { previewHostname } from './previewHost.js';
 const TOKEN_PREFIX = 'sbpv_';
 
 export function hashPreviewToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return hash('sha256', token, 'hex');
 }
 
 /** Who a preview request acts as: the preview itself, in the bunker's tenant, with no permissions. */
