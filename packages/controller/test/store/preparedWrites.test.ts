@@ -53,6 +53,12 @@ test('on PostgreSQL a write through Kysely is prepared once per connection, and 
     assert.equal(inserts.length, 1, `one prepared insert for two executions: ${JSON.stringify(statements)}`);
     assert.ok(!statements.some((s) => s.startsWith('select')), 'reads are not prepared');
 
+    // A batch past MAX_PARAMETERS is parsed anew: its plan would hold megabytes in every backend.
+    const many = Array.from({ length: 100 }, (_, i) => tenant(`tn_bulk_${i}`));
+    await conn.insertInto('tenants').values(many).execute();
+    assert.equal((await conn.selectFrom('tenants').where('id', 'like', 'tn_bulk_%').select('id').execute()).length, 100);
+    assert.equal((await preparedOn(conn)).length, statements.length, 'a 300-parameter insert is not prepared');
+
     // A rolling upgrade: another controller migrates while this connection holds the prepared insert.
     const other = new pg.Client({ connectionString: tdb.url });
     await other.connect();
