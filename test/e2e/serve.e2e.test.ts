@@ -149,6 +149,17 @@ describe('scaibunker serve, end to end', () => {
     assert.equal(first?.exit_code, 3);
     assert.equal(first?.stdout_preview, 'hello\n');
     assert.match(first?.caller ?? '', /^key:/);
+    // A blocking exec past START_ROW_DELAY_MS is in the log while it runs, then completed in place.
+    const slow = b.exec('sleep 1.5; echo done');
+    const running = await eventually('the running exec in the log', async () =>
+      (await b.execLogs()).find((l) => l.command.includes('sleep 1.5') && l.finished_at === null),
+    );
+    assert.equal((await slow).stdout, 'done\n');
+    const completed = (await b.execLogs()).filter((l) => l.id === running.id);
+    assert.deepEqual(
+      completed.map((l) => [l.exit_code, l.stdout_preview, l.finished_at !== null]),
+      [[0, 'done\n', true]],
+    );
 
     const ended = await b.terminate();
     assert.equal(ended.state, 'terminated');
