@@ -68,8 +68,11 @@ export class Ticker {
       const ttlMs = this.intervalMs * 1.5;
       if (!(await lease.store.claim(this.name, lease.holder, ttlMs))) return;
       ran = true;
+      // The tick ends only once a renewal in flight has landed: one committing after `stop`'s
+      // release would hand the lease back to this controller for another TTL.
+      let renewing: Promise<void> = Promise.resolve();
       const renew = setInterval(() => {
-        lease.store.claim(this.name, lease.holder, ttlMs).then(
+        renewing = lease.store.claim(this.name, lease.holder, ttlMs).then(
           (held) => {
             if (!held) this.log(`[${this.name}] lost the lease while a tick was running`);
           },
@@ -82,6 +85,7 @@ export class Ticker {
         result = await this.job();
       } finally {
         clearInterval(renew);
+        await renewing;
         lease.onTick?.({ job: this.name, holder: lease.holder, startedAt, endedAt: Date.now(), result });
       }
     })().then(

@@ -53,3 +53,51 @@ test('any other failure is still logged every time', async () => {
   assert.deepEqual(logs, ['[usage] tick failed: boom', '[usage] tick failed: boom']);
   await ticker.stop();
 });
+
+test('stop releases the lease only after a renewal in flight has landed', async () => {
+  const events: string[] = [];
+  let renewalLanded!: () => void;
+  let claims = 0;
+  let jobEnd!: () => void;
+  let renewalSent!: () => void;
+  const renewalStarted = new Promise<void>((r) => {
+    renewalSent = r;
+  });
+  const leases = {
+    claim: async () => {
+      claims++;
+      if (claims === 1) return true;
+      // A renewal: still on its way to the database when the job ends.
+      events.push('renewal sent');
+      renewalSent();
+      await new Promise<void>((r) => {
+        renewalLanded = r;
+      });
+      events.push('renewal landed');
+      return true;
+    },
+    release: async () => {
+      events.push('release');
+    },
+  } as unknown as JobLeaseStore;
+  // A 30 ms interval renews every 15 ms while the tick runs.
+  const ticker = new Ticker(
+    'sweeper',
+    30,
+    () =>
+      new Promise<void>((r) => {
+        jobEnd = r;
+      }),
+    { store: leases, holder: 'ctl_a' },
+  );
+  const tick = ticker.tick();
+  await renewalStarted;
+  jobEnd();
+  const stopped = ticker.stop();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(events, ['renewal sent'], 'no release while the renewal is in flight');
+  renewalLanded();
+  await stopped;
+  assert.equal(await tick, true);
+  assert.deepEqual(events, ['renewal sent', 'renewal landed', 'release']);
+});
