@@ -16,6 +16,7 @@
 #include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -38,10 +39,53 @@ static int64_t g_shutdown_deadline; /* 0 = running */
 #define SHUTDOWN_GRACE_NS (3LL * 1000000000LL)
 
 /* After this long with nothing to do, the agent gives the heap pages its requests touched back
- * to the kernel (idle connection buffers freed, then malloc_trim). An idle bunker is mostly
+ * to the kernel (idle connection buffers freed, then malloc_trim, then the stack below the loop). An idle bunker is mostly
  * this process, and thousands of them sit idle on one host; a busy agent never waits this long,
  * so it never pays for the trim. */
 #define IDLE_TRIM_MS 1000
+
+/* The stack pages below the loop's frame were touched by the deepest request so far (path
+ * buffers, error messages, printf) and stay resident until the process exits; after a quiet
+ * spell they are given back with the heap. The stack's mapping is found in /proc/self/maps (so
+ * nothing that is not the stack is ever dropped; skipped without /proc), read through a small
+ * buffer so this frame itself touches no page below the loop's. Nothing below `sp` is live once
+ * madvise is called but the call's return address (the syscall wrapper keeps no frame): the
+ * KiB under `sp` left alone is a margin, not a need. */
+static void release_unused_stack(void)
+{
+    char chunk[128];
+    uintptr_t sp = (uintptr_t)chunk;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    /* each line starts "lo-hi ": parse those two hex numbers, skip the rest of the line */
+    uintptr_t lo = 0, hi = 0, *field = &lo; /* NULL: skipping to the end of the line */
+    int found = 0;
+    ssize_t r;
+    while (!found && (r = read(fd, chunk, sizeof chunk)) > 0) {
+        for (ssize_t i = 0; i < r && !found; i++) {
+            char ch = chunk[i];
+            int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (ch == '\n') {
+                lo = hi = 0;
+                field = &lo;
+            } else if (!field) {
+                continue;
+            } else if (digit >= 0) {
+                *field = *field << 4 | (uintptr_t)digit;
+            } else if (ch == '-' && field == &lo) {
+                field = &hi;
+            } else {
+                found = field == &hi && lo <= sp && sp < hi;
+                field = NULL;
+            }
+        }
+    }
+    close(fd);
+    if (!found) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t keep = (sp - 1024) & ~(page - 1); /* from here up the pages stay */
+    if (keep > lo) madvise((void *)lo, keep - lo, MADV_DONTNEED);
+}
 
 static void usage(FILE *f)
 {
@@ -308,6 +352,7 @@ int main(int argc, char **argv)
         if (n == 0 && trim_wait) {
             conn_release_idle_buffers();
             malloc_trim(0);
+            release_unused_stack();
             trimmed = 1;
             continue; /* back to the wait it would have done */
         }
