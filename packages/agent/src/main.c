@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,45 +47,26 @@ static int64_t g_shutdown_deadline; /* 0 = running */
 
 /* The stack pages below the loop's frame were touched by the deepest request so far (path
  * buffers, error messages, printf) and stay resident until the process exits; after a quiet
- * spell they are given back with the heap. The stack's mapping is found in /proc/self/maps (so
- * nothing that is not the stack is ever dropped; skipped without /proc), read through a small
- * buffer so this frame itself touches no page below the loop's. Nothing below `sp` is live once
- * madvise is called but the call's return address (the syscall wrapper keeps no frame): the
- * KiB under `sp` left alone is a margin, not a need. */
+ * spell they are given back with the heap. The stack's mapping ends where mincore() finds an
+ * unmapped page (the guard gap under it), looked for no further than the stack's rlimit; no
+ * /proc lookup, as every inode one makes in the bunker's procfs stays, charged to the bunker.
+ * Nothing below `sp` is live once madvise is called but the call's return address (the
+ * syscall wrapper keeps no frame): the 256 bytes under `sp` left alone are a margin. */
 static void release_unused_stack(void)
 {
-    char chunk[128];
-    uintptr_t sp = (uintptr_t)chunk;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    /* each line starts "lo-hi ": parse those two hex numbers, skip the rest of the line */
-    uintptr_t lo = 0, hi = 0, *field = &lo; /* NULL: skipping to the end of the line */
-    int found = 0;
-    ssize_t r;
-    while (!found && (r = read(fd, chunk, sizeof chunk)) > 0) {
-        for (ssize_t i = 0; i < r && !found; i++) {
-            char ch = chunk[i];
-            int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-            if (ch == '\n') {
-                lo = hi = 0;
-                field = &lo;
-            } else if (!field) {
-                continue;
-            } else if (digit >= 0) {
-                *field = *field << 4 | (uintptr_t)digit;
-            } else if (ch == '-' && field == &lo) {
-                field = &hi;
-            } else {
-                found = field == &hi && lo <= sp && sp < hi;
-                field = NULL;
-            }
-        }
+    static uintptr_t limit; /* how far under the loop the stack may reach */
+    if (!limit) {
+        struct rlimit rl;
+        limit = getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur < (64u << 20) ? rl.rlim_cur : (64u << 20);
     }
-    close(fd);
-    if (!found) return;
+    char here;
+    uintptr_t sp = (uintptr_t)&here;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t keep = (sp - 1024) & ~(page - 1); /* from here up the pages stay */
-    if (keep > lo) madvise((void *)lo, keep - lo, MADV_DONTNEED);
+    uintptr_t keep = (sp - 256) & ~(page - 1); /* from here up the pages stay */
+    uintptr_t lo = keep;
+    unsigned char resident;
+    while (keep - (lo - page) <= limit && mincore((void *)(lo - page), page, &resident) == 0) lo -= page;
+    if (lo < keep) madvise((void *)lo, keep - lo, MADV_DONTNEED);
 }
 
 static void usage(FILE *f)
