@@ -40,9 +40,9 @@ static int64_t g_shutdown_deadline; /* 0 = running */
 #define SHUTDOWN_GRACE_NS (3LL * 1000000000LL)
 
 /* After this long with nothing to do, the agent gives the heap pages its requests touched back
- * to the kernel (idle connection buffers freed, then malloc_trim, then the stack below the loop). An idle bunker is mostly
- * this process, and thousands of them sit idle on one host; a busy agent never waits this long,
- * so it never pays for the trim. */
+ * to the kernel (idle connection buffers freed, then malloc_trim, then the stack below the
+ * loop). An idle bunker is mostly this process, and thousands of them sit idle on one host; a
+ * busy agent never waits this long, so it never pays for the trim. */
 #define IDLE_TRIM_MS 1000
 
 /* The stack pages below the loop's frame were touched by the deepest request so far (path
