@@ -3,8 +3,13 @@
  * `scaibunker serve --memory-overcommit` (memory is otherwise reserved at each bunker's limit),
  * then BENCH_BUNKERS (2000) bunkers created 8 at a time. Prints `bunkers` (how many run),
  * `mb_per_bunker`, `create_p99_ms_at_8_concurrent` and `exec_all_s` (one `true` in every
- * bunker, 8 at a time). Target: 2,000 running, ≤ 1 MB each. Every bunker is terminated at
- * the end. Last line: one JSON object.
+ * bunker, 8 at a time). Target: 2,000 running, ≤ 1 MB each. The cost is measured once the
+ * bunkers have sat idle BENCH_SETTLE_S (15) seconds — what a box of idle bunkers pays, after the
+ * agents' and the server's idle trims — and `mb_per_bunker_at_burst_end` is the same total
+ * right after the last create. The baseline is taken likewise, BENCH_SETTLE_S after a warm-up of
+ * BENCH_WARMUP (64) bunkers created and terminated; `server_heap_releases_warmup` and
+ * `server_heap_releases` say whether the server gave back an idle heap after each (see
+ * IdleHeapRelease). Every bunker is terminated at the end. Last line: one JSON object.
  *
  * `mb_per_bunker` counts everything an idle bunker costs the host, from MemoryCharge:
  *   `bunker_cgroup_kb`  unreclaimable memory charged to the bunker's own cgroup: the agent's
@@ -42,6 +47,10 @@ import { ServerCgroup } from './serverCgroup.js';
 
 const N = Number(process.env.BENCH_BUNKERS ?? 2000);
 const CONCURRENCY = 8;
+/** Seconds the bunkers (and the server after the warm-up) sit idle before they are measured. */
+const SETTLE_S = Number(process.env.BENCH_SETTLE_S ?? 15);
+/** Bunkers created and terminated before the baseline. */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 64);
 const SHAPE = { image: 'minimal', cpu_millicores: 100, memory_mb: 32, disk_mb: 16 } as const;
 
 /** Host memory in use (MB): MemTotal − MemAvailable. */
@@ -103,8 +112,19 @@ function snapshot(ids: string[]): { server: Charged; parent: Charged; bunkers: C
 }
 try {
   const client = new ScaiBunkerClient({ baseUrl: server.url, apiKey: adminKeyOf(data.dir) });
-  await (await Bunker.create(SHAPE, client)).terminate(); // the image mounted, caches warm
-  await new Promise((r) => setTimeout(r, 1000)); // let the terminated one's memory go back
+  // A warm-up burst, created and terminated: the image mounted, caches warm, and the server's
+  // heap grown by a burst and then, idle, given back (as it is after the bunkers' burst), so
+  // the baseline and the measure are alike.
+  const warm: Bunker[] = [];
+  await pool(
+    Array.from({ length: WARMUP }, (_, i) => i),
+    async () => {
+      warm.push(await Bunker.create(SHAPE, client));
+    },
+  );
+  await pool(warm, (b) => b.terminate().then(() => undefined));
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+  const heapReleasesBefore = server.output().match(/released an idle heap/g)?.length ?? 0;
   const shrinkerUnitsBefore = charge.shrinkerUnitsKb();
   const before = usedMb();
   const chargedBefore = snapshot([]);
@@ -125,8 +145,15 @@ try {
     },
   );
   if (refused) process.stderr.write(`[bench] stopped at ${bunkers.length}: ${refused}\n`);
+  const chargedAtBurstEnd = snapshot(bunkers.map((b) => b.id));
+  // Idle: the agents trim after 1 s of quiet, the server gives back the heap the burst grew at
+  // its first quiet look (IdleHeapRelease, every 5 s). No event says both are done.
+  process.stderr.write(`[bench] ${SETTLE_S} s idle\n`);
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
   const after = usedMb();
   const chargedAfter = snapshot(bunkers.map((b) => b.id));
+  /** How often the server had given back an idle heap by then (IdleHeapRelease's log line). */
+  const heapReleases = server.output().match(/released an idle heap/g)?.length ?? 0;
   const shrinkerUnitsAfter = charge.shrinkerUnitsKb();
   const t0 = performance.now();
   let failedExecs = 0;
@@ -137,7 +164,13 @@ try {
   const execAllS = (performance.now() - t0) / 1000;
   const n = Math.max(1, bunkers.length);
   const perBunkerKb = (kb: number) => Number((kb / n).toFixed(1));
-  const delta = (pick: (x: ReturnType<typeof snapshot>) => number) => pick(chargedAfter) - pick(chargedBefore);
+  const delta = (pick: (x: ReturnType<typeof snapshot>) => number, at = chargedAfter) => pick(at) - pick(chargedBefore);
+  /** KiB all the bunkers cost at `at`: their cgroups, the server's and the parent's growth, uncharged kernel memory. */
+  const costKb = (at: ReturnType<typeof snapshot>) => {
+    const charged = delta((x) => x.server.unreclaimable + x.parent.unreclaimable + x.bunkers.unreclaimable, at);
+    const chargedKernel = delta((x) => x.server.kernel + x.parent.kernel + x.bunkers.kernel, at);
+    return charged + Math.max(0, delta((x) => x.hostKernelKb, at) - chargedKernel);
+  };
   const serverKb = delta((x) => x.server.unreclaimable);
   const parentKb = delta((x) => x.parent.unreclaimable);
   const bunkerKb = delta((x) => x.bunkers.unreclaimable);
@@ -145,7 +178,10 @@ try {
   const unchargedKernelKb = Math.max(0, delta((x) => x.hostKernelKb) - chargedKernelKb);
   const result = {
     bunkers: bunkers.length,
-    mb_per_bunker: Number(((serverKb + parentKb + bunkerKb + unchargedKernelKb) / 1024 / n).toFixed(3)),
+    mb_per_bunker: Number((costKb(chargedAfter) / 1024 / n).toFixed(3)),
+    mb_per_bunker_at_burst_end: Number((costKb(chargedAtBurstEnd) / 1024 / n).toFixed(3)),
+    server_heap_releases_warmup: heapReleasesBefore,
+    server_heap_releases: heapReleases - heapReleasesBefore,
     bunker_cgroup_kb: perBunkerKb(bunkerKb),
     agent_anon_kb: perBunkerKb(delta((x) => x.bunkers.anon)),
     bunker_kernel_kb: perBunkerKb(delta((x) => x.bunkers.kernel)),

@@ -16,7 +16,9 @@
 #include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -38,10 +40,34 @@ static int64_t g_shutdown_deadline; /* 0 = running */
 #define SHUTDOWN_GRACE_NS (3LL * 1000000000LL)
 
 /* After this long with nothing to do, the agent gives the heap pages its requests touched back
- * to the kernel (idle connection buffers freed, then malloc_trim). An idle bunker is mostly
- * this process, and thousands of them sit idle on one host; a busy agent never waits this long,
- * so it never pays for the trim. */
+ * to the kernel (idle connection buffers freed, then malloc_trim, then the stack below the
+ * loop). An idle bunker is mostly this process, and thousands of them sit idle on one host; a
+ * busy agent never waits this long, so it never pays for the trim. */
 #define IDLE_TRIM_MS 1000
+
+/* The stack pages below the loop's frame were touched by the deepest request so far (path
+ * buffers, error messages, printf) and stay resident until the process exits; after a quiet
+ * spell they are given back with the heap. The stack's mapping ends where mincore() finds an
+ * unmapped page (the guard gap under it), looked for no further than the stack's rlimit; no
+ * /proc lookup, as every inode one makes in the bunker's procfs stays, charged to the bunker.
+ * Nothing below `sp` is live once madvise is called but the call's return address (the
+ * syscall wrapper keeps no frame): the 256 bytes under `sp` left alone are a margin. */
+static void release_unused_stack(void)
+{
+    static uintptr_t limit; /* how far under the loop the stack may reach */
+    if (!limit) {
+        struct rlimit rl;
+        limit = getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur < (64u << 20) ? rl.rlim_cur : (64u << 20);
+    }
+    char here;
+    uintptr_t sp = (uintptr_t)&here;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t keep = (sp - 256) & ~(page - 1); /* from here up the pages stay */
+    uintptr_t lo = keep;
+    unsigned char resident;
+    while (keep - (lo - page) <= limit && mincore((void *)(lo - page), page, &resident) == 0) lo -= page;
+    if (lo < keep) madvise((void *)lo, keep - lo, MADV_DONTNEED);
+}
 
 static void usage(FILE *f)
 {
@@ -308,6 +334,7 @@ int main(int argc, char **argv)
         if (n == 0 && trim_wait) {
             conn_release_idle_buffers();
             malloc_trim(0);
+            release_unused_stack();
             trimmed = 1;
             continue; /* back to the wait it would have done */
         }

@@ -271,7 +271,10 @@ void watch_event(struct src *src)
     struct stream *s = src->owner;
     struct watch_st *w = &s->u.wa;
     if (s->dead) return;
-    static char evbuf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+    /* On the stack, not static: a 64 KiB .bss array sat between the data glibc writes at start,
+     * spreading it over more pages in every agent; these pages go back after a quiet spell
+     * (release_unused_stack in main.c). */
+    char evbuf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
     ssize_t r;
     do r = read(w->ino.fd, evbuf, sizeof evbuf);
     while (r < 0 && errno == EINTR);

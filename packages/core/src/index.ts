@@ -8,6 +8,7 @@ export * from './errors/codes.js';
 export * from './ids/newId.js';
 export * from './lifecycle/defaults.js';
 export * from './lifecycle/transitions.js';
+export * from './memory/IdleHeapRelease.js';
 export * from './network/hostnames.js';
 export * from './network/profiles.js';
 export * from './quotas/resources.js';

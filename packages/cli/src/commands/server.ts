@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ControllerConfig } from '@scaibunker/controller';
+import { IdleHeapRelease } from '@scaibunker/core';
 import { type Command, Option } from 'commander';
 
 // The server stack loads only when a server command runs, so client verbs start quickly.
@@ -149,6 +150,19 @@ function onShutdown(fn: () => Promise<void>): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * A long-running server gives back the heap a burst grew (e.g. thousands of bunkers created)
+ * once it is quiet: see IdleHeapRelease. `SCAIBUNKER_IDLE_HEAP_RELEASE=off` turns it off (e.g.
+ * to compare); anything but on/off is refused before the server starts. Started once serving;
+ * its timer does not keep the process alive.
+ */
+function idleHeapRelease(who: string): IdleHeapRelease | undefined {
+  const setting = process.env.SCAIBUNKER_IDLE_HEAP_RELEASE ?? 'on';
+  if (setting === 'off') return undefined;
+  if (setting !== 'on') throw new Error(`SCAIBUNKER_IDLE_HEAP_RELEASE must be on or off, not '${setting}'`);
+  return new IdleHeapRelease({}, (line) => process.stderr.write(`[${who}] ${line}\n`));
 }
 
 /** Writes the bootstrap admin key once (mode 0600); later starts leave it alone. */
@@ -439,6 +453,7 @@ export function registerServerCommands(program: Command): void {
       ),
     ),
   ).action(async (o) => {
+    const heap = idleHeapRelease('server');
     const [{ Controller, openBlobStore }, { createProviders, Worker }] = await Promise.all([controllerModule(), workerModule()]);
     const runtime = runtimeSettings(o);
     await checkVmm(runtime);
@@ -499,6 +514,7 @@ export function registerServerCommands(program: Command): void {
           `admin key: ${keyPath}${adminKey ? ' (new)' : ''}\nimages: ${images.join(', ') || 'none (run scripts/setup.sh)'}\n`,
       );
       await startMetrics(controller, o);
+      heap?.start();
       onShutdown(async () => {
         await worker.stop();
         await networking?.close();
@@ -525,6 +541,7 @@ export function registerServerCommands(program: Command): void {
   ).action(async (o) => {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set for a controller that workers connect to');
+    const heap = idleHeapRelease('controller');
     const { Controller, openBlobStore } = await controllerModule();
     const dataDir = resolve(o.dataDir);
     const blobStore = await openBlobStore(process.env.SCAIBUNKER_BLOB_STORE, join(dataDir, 'blobs'));
@@ -548,6 +565,7 @@ export function registerServerCommands(program: Command): void {
     const quotas = process.env.REDIS_URL ? 'quota counters in Redis' : 'quota counters in-process (set REDIS_URL to share them)';
     process.stdout.write(`ScaiBunker controller at ${address} (admin key: ${keyPath}; ${quotas})\n`);
     await startMetrics(controller, o);
+    heap?.start();
     onShutdown(() => controller.close());
   });
 
@@ -604,6 +622,7 @@ export function registerServerCommands(program: Command): void {
   ).action(async (o) => {
     const token = process.env.SCAIBUNKER_WORKER_TOKEN;
     if (!token) throw new Error('SCAIBUNKER_WORKER_TOKEN must be set');
+    const heap = idleHeapRelease('worker');
     const { createProviders, HttpControllerLink, Worker, WorkerHttpServer } = await workerModule();
     const runtime = runtimeSettings(o);
     await checkVmm(runtime);
@@ -650,6 +669,7 @@ export function registerServerCommands(program: Command): void {
       startup.made(worker, (w) => w.stop());
       await worker.start();
       process.stdout.write(`ScaiBunker worker ${worker.id} at ${url}, controller ${o.controller}\n`);
+      heap?.start();
       onShutdown(async () => {
         await worker.stop();
         await server.close();

@@ -12,6 +12,12 @@ import { startAgent, stopAllAgents } from './helpers.js';
 
 after(stopAllAgents);
 
+/** Resident KiB of the agent's stack mapping. */
+function stackKb(pid: number): number {
+  const smaps = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  return Number(/ \[stack\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(smaps)?.[1] ?? Number.NaN);
+}
+
 /** Resident anonymous KiB of the agent (heap, buffers mmapped by malloc, stack, data). */
 function anonKb(pid: number): number {
   return Number(/RssAnon:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
@@ -29,6 +35,7 @@ test('after a quiet spell the agent returns the heap its requests grew', async (
   }
   try {
     const idle = anonKb(agent.pid);
+    const idleStack = stackKb(agent.pid);
     // Many streams in flight at once and a large stdout grow the heap well past its idle size.
     await Promise.all(
       Array.from({ length: 32 }, () =>
@@ -37,16 +44,22 @@ test('after a quiet spell the agent returns the heap its requests grew', async (
     );
     const busy = anonKb(agent.pid);
     assert.ok(busy >= idle + 16, `the load grew the agent from ${idle} KiB to ${busy} KiB resident`);
-    // Polled: the trim is the agent's own timer, nothing announces it. The stack pages the
-    // load touched stay, so "back" means most of the growth returned, not all of it.
+    const busyStack = stackKb(agent.pid);
+    assert.ok(busyStack > idleStack, `the load deepened the agent's stack from ${idleStack} KiB to ${busyStack} KiB resident`);
+    // Polled: the trim is the agent's own timer, nothing announces it. "Back" means most of the
+    // growth returned (a few pages of malloc's bookkeeping may stay), and the stack pages the
+    // load touched below the idle loop's frame all of them.
     const back = idle + (busy - idle) / 4;
     const deadline = Date.now() + 15_000;
     let now = anonKb(agent.pid);
-    while (now > back && Date.now() < deadline) {
+    let stack = stackKb(agent.pid);
+    while ((now > back || stack > idleStack) && Date.now() < deadline) {
       await sleep(100);
       now = anonKb(agent.pid);
+      stack = stackKb(agent.pid);
     }
     assert.ok(now <= back, `${now} KiB resident after the quiet spell (${idle} idle, ${busy} busy)`);
+    assert.ok(stack <= idleStack, `${stack} KiB of stack resident after the quiet spell (${idleStack} idle, ${busyStack} busy)`);
     // and it still serves
     assert.equal((await client.exec({ argv: ['/bin/true'] })).exitCode, 0);
   } finally {
