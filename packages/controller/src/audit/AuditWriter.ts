@@ -18,7 +18,10 @@ export interface AuditWriterOptions {
   log?: (msg: string) => void;
 }
 
-const DEFAULTS = { flushIntervalMs: 100, batchSize: 500, maxPending: 10_000, retryMs: 1000 };
+/** How long a hot-path audit event may wait for others to share its statement (the default). */
+export const AUDIT_FLUSH_INTERVAL_MS = 100;
+
+const DEFAULTS = { flushIntervalMs: AUDIT_FLUSH_INTERVAL_MS, batchSize: 500, maxPending: 10_000, retryMs: 1000 };
 
 /**
  * Group commit for audit events on the hot path (exec, files). `write` only queues the row and

@@ -1,3 +1,4 @@
+import { AUDIT_FLUSH_INTERVAL_MS } from '../audit/AuditWriter.js';
 import { isStoreUnavailable } from '../health/failures.js';
 import type { ExecLogStore } from '../store/ExecLogStore.js';
 import type { ExecLogRow } from '../store/schema.js';
@@ -14,11 +15,11 @@ const MAX_BATCH = 256;
 const REPLAY_INTERVAL_MS = 1000;
 /**
  * A blocking exec's start row is written once it has run this long; a shorter exec writes its
- * completed row only. The bound is the audit trail's (AuditWriter's `flushIntervalMs`): an exec
- * that ran longer than this has its audit event and its start row stored, so a controller that
- * dies mid-exec leaves both; one killed within it may leave neither.
+ * completed row only. The bound is the audit trail's: an exec that ran longer than this has its
+ * audit event and its start row stored, so a controller that dies mid-exec leaves both; one
+ * killed within it may leave neither.
  */
-export const START_ROW_DELAY_MS = 100;
+export const START_ROW_DELAY_MS = AUDIT_FLUSH_INTERVAL_MS;
 
 /**
  * Group commit for exec-log rows. An exec writes its row when it starts (so a worker or
