@@ -142,3 +142,57 @@ test('close writes the starts of execs still running', async (t) => {
     [['running']],
   );
 });
+
+test('under load a flush waits for the rows of the execs running beside it, and goes once they have all queued', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store, undefined, undefined, { lingerMs: 4, siblings: 2 });
+  for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
+  const a = w.write(row('a', { exit_code: 0 }));
+  await tick();
+  assert.equal(statements.length, 0, 'two siblings still run: the flush waits');
+  const b = w.write(row('b', { exit_code: 0 }));
+  await tick();
+  assert.equal(statements.length, 0, 'one sibling still runs');
+  const c = w.write(row('c', { exit_code: 0 }));
+  await tick();
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => r.id)),
+    [['a', 'b', 'c']],
+    'the last sibling queued: one statement, before the linger ran out',
+  );
+  openGates();
+  await Promise.all([a, b, c]);
+});
+
+test('a linger ends after lingerMs whatever still runs; with fewer siblings a flush does not wait', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { store, statements, openGates } = fakeStore();
+  const w = new ExecLogWriter(store, undefined, undefined, { lingerMs: 4, siblings: 2 });
+  for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
+  const a = w.write(row('a', { exit_code: 0 }));
+  t.mock.timers.tick(3);
+  await tick();
+  assert.equal(statements.length, 0);
+  t.mock.timers.tick(1);
+  await tick();
+  assert.deepEqual(
+    statements.map((s) => s.map((r) => r.id)),
+    [['a']],
+  );
+  openGates();
+  await a;
+  // One sibling left running (c) after b ends: below `siblings`, so b's row goes at once.
+  const b = w.write(row('b', { exit_code: 0 }));
+  await tick();
+  assert.deepEqual(
+    statements.at(-1)?.map((r) => r.id),
+    ['b'],
+  );
+  openGates();
+  await b;
+  const closed = w.close();
+  await tick();
+  openGates();
+  await closed;
+});
