@@ -24,18 +24,25 @@ export const START_ROW_DELAY_MS = AUDIT_FLUSH_INTERVAL_MS;
 /**
  * Group commit under load, as PostgreSQL's own `commit_delay` / `commit_siblings` do it: a flush
  * starting while at least `siblings` other blocking execs of this controller are running (started
- * within START_ROW_DELAY_MS, so likely to end soon) waits up to `lingerMs` for their rows, and
- * goes as soon as every one of them has queued its row. Without it, under load most statements
- * carried one row (measured: 5,463 of 7,630 in a `bench:load` run), and a statement — its round
- * trip, its commit and WAL flush — costs the database and the controller far more than a row.
- * A caller with fewer execs in flight never waits; a loaded one trades up to `lingerMs` of
- * latency for the CPU every exec then saves.
+ * within START_ROW_DELAY_MS, so likely to end soon) waits for their rows, and goes as soon as
+ * every one of them has queued its row. Without it, under load most statements carried one row
+ * (measured: 5,463 of 7,630 in a `bench:load` run), and a statement — its round trip, its commit
+ * and WAL flush — costs the database and the controller far more than a row. The wait is at most
+ * `latencyShare` of what this controller's short blocking execs took lately, and never over
+ * `maxLingerMs`: on a saturated machine, where an exec's latency is mostly its queueing, it costs
+ * nothing the saved CPU does not pay back; on a fast one it stays a small share of the exec. A
+ * caller with fewer execs in flight never waits.
  */
 export interface GroupCommit {
-  lingerMs: number;
   siblings: number;
+  maxLingerMs: number;
+  latencyShare: number;
+  /** Monotonic milliseconds (tests set it). */
+  now?: () => number;
 }
-export const DEFAULT_GROUP_COMMIT: GroupCommit = { lingerMs: 4, siblings: 8 };
+export const DEFAULT_GROUP_COMMIT: GroupCommit = { siblings: 8, maxLingerMs: 8, latencyShare: 1 / 3 };
+/** Weight of the newest exec in the running average of their durations. */
+const RECENT_WEIGHT = 0.1;
 
 /**
  * Group commit for exec-log rows. An exec writes its row when it starts (so a worker or
@@ -57,10 +64,13 @@ export const DEFAULT_GROUP_COMMIT: GroupCommit = { lingerMs: 4, siblings: 8 };
 export class ExecLogWriter {
   private queue = new Map<string, Pending>();
   /** Start rows not yet queued: an exec that ends first writes only its completion. */
-  private deferred = new Map<string, { row: ExecLogRow; timer: NodeJS.Timeout }>();
+  private deferred = new Map<string, { row: ExecLogRow; timer: NodeJS.Timeout; startedAt: number }>();
   private flushing = false;
   /** Set while a flush waits for its siblings' rows. */
   private lingering: NodeJS.Timeout | undefined;
+  /** Running average of how long blocking execs that ended within START_ROW_DELAY_MS took (ms). */
+  private recentExecMs: number | undefined;
+  private readonly now: () => number;
   private replayTimer: NodeJS.Timeout | undefined;
   private replaying: Promise<void> | undefined;
   private closed = false;
@@ -71,6 +81,7 @@ export class ExecLogWriter {
     private readonly log: (msg: string) => void = (m) => console.error(m),
     private readonly groupCommit: GroupCommit = DEFAULT_GROUP_COMMIT,
   ) {
+    this.now = groupCommit.now ?? (() => performance.now());
     // Rows journaled before a restart.
     if (journal && journal.size > 0) this.scheduleReplay(0);
   }
@@ -89,7 +100,7 @@ export class ExecLogWriter {
       this.write(row).catch(() => undefined);
     }, delayMs);
     timer.unref();
-    this.deferred.set(row.id, { row, timer });
+    this.deferred.set(row.id, { row, timer, startedAt: this.now() });
   }
 
   /** Writes (or completes) the row; resolves once it is committed (or journaled). */
@@ -98,6 +109,10 @@ export class ExecLogWriter {
     if (deferred) {
       clearTimeout(deferred.timer);
       this.deferred.delete(row.id);
+      if (row.finished_at !== null) {
+        const took = this.now() - deferred.startedAt;
+        this.recentExecMs = this.recentExecMs === undefined ? took : this.recentExecMs + (took - this.recentExecMs) * RECENT_WEIGHT;
+      }
     }
     return new Promise<void>((resolve, reject) => {
       const queued = this.queue.get(row.id);
@@ -109,7 +124,9 @@ export class ExecLogWriter {
       }
       if (!this.flushing) {
         this.flushing = true;
-        if (this.deferred.size >= this.groupCommit.siblings) this.lingering = setTimeout(() => this.flushSoon(), this.groupCommit.lingerMs);
+        // Timers count whole milliseconds: a shorter wait is none.
+        const linger = Math.min(this.groupCommit.maxLingerMs, (this.recentExecMs ?? 0) * this.groupCommit.latencyShare);
+        if (this.deferred.size >= this.groupCommit.siblings && linger >= 1) this.lingering = setTimeout(() => this.flushSoon(), linger);
         // Writes made in the same turn of the event loop share the first statement.
         else setImmediate(() => void this.flush());
       } else if (this.lingering && this.deferred.size === 0) {

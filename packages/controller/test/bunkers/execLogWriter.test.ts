@@ -143,18 +143,32 @@ test('close writes the starts of execs still running', async (t) => {
   );
 });
 
+/** A writer lingering for up to 4 ms with 2 siblings, whose blocking execs lately took `took` ms (a manual clock). */
+async function loadedWriter(store: ExecLogStore, openGates: () => void, took: number) {
+  const clock = { ms: 0 };
+  const w = new ExecLogWriter(store, undefined, undefined, { siblings: 2, maxLingerMs: 4, latencyShare: 1 / 3, now: () => clock.ms });
+  w.writeStartLater(row('earlier'), 1000);
+  clock.ms += took;
+  const earlier = w.write(row('earlier', { exit_code: 0, finished_at: 'x' }));
+  await tick();
+  openGates();
+  await earlier;
+  return w;
+}
+
 test('under load a flush waits for the rows of the execs running beside it, and goes once they have all queued', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { store, statements, openGates } = fakeStore();
-  const w = new ExecLogWriter(store, undefined, undefined, { lingerMs: 4, siblings: 2 });
+  const w = await loadedWriter(store, openGates, 30);
+  statements.length = 0;
   for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
-  const a = w.write(row('a', { exit_code: 0 }));
+  const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
   await tick();
   assert.equal(statements.length, 0, 'two siblings still run: the flush waits');
-  const b = w.write(row('b', { exit_code: 0 }));
+  const b = w.write(row('b', { exit_code: 0, finished_at: 'x' }));
   await tick();
   assert.equal(statements.length, 0, 'one sibling still runs');
-  const c = w.write(row('c', { exit_code: 0 }));
+  const c = w.write(row('c', { exit_code: 0, finished_at: 'x' }));
   await tick();
   assert.deepEqual(
     statements.map((s) => s.map((r) => r.id)),
@@ -165,12 +179,13 @@ test('under load a flush waits for the rows of the execs running beside it, and 
   await Promise.all([a, b, c]);
 });
 
-test('a linger ends after lingerMs whatever still runs; with fewer siblings a flush does not wait', async (t) => {
+test('a linger ends after its time whatever still runs; with fewer siblings a flush does not wait', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { store, statements, openGates } = fakeStore();
-  const w = new ExecLogWriter(store, undefined, undefined, { lingerMs: 4, siblings: 2 });
+  const w = await loadedWriter(store, openGates, 30);
+  statements.length = 0;
   for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
-  const a = w.write(row('a', { exit_code: 0 }));
+  const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
   t.mock.timers.tick(3);
   await tick();
   assert.equal(statements.length, 0);
@@ -179,11 +194,12 @@ test('a linger ends after lingerMs whatever still runs; with fewer siblings a fl
   assert.deepEqual(
     statements.map((s) => s.map((r) => r.id)),
     [['a']],
+    'maxLingerMs (4), not a third of 30 ms',
   );
   openGates();
   await a;
   // One sibling left running (c) after b ends: below `siblings`, so b's row goes at once.
-  const b = w.write(row('b', { exit_code: 0 }));
+  const b = w.write(row('b', { exit_code: 0, finished_at: 'x' }));
   await tick();
   assert.deepEqual(
     statements.at(-1)?.map((r) => r.id),
@@ -195,4 +211,36 @@ test('a linger ends after lingerMs whatever still runs; with fewer siblings a fl
   await tick();
   openGates();
   await closed;
+});
+
+test('a linger is at most a third of what execs took lately, and none when they are fast', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  for (const [took, linger] of [
+    [6, 2],
+    [2, 0],
+  ] as const) {
+    const { store, statements, openGates } = fakeStore();
+    const w = await loadedWriter(store, openGates, took);
+    statements.length = 0;
+    for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
+    const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
+    if (linger > 0) {
+      t.mock.timers.tick(linger - 1);
+      await tick();
+      assert.equal(statements.length, 0, `execs took ${took} ms: still waiting after ${linger - 1} ms`);
+      t.mock.timers.tick(1);
+    }
+    await tick();
+    assert.deepEqual(
+      statements.map((s) => s.map((r) => r.id)),
+      [['a']],
+      `execs took ${took} ms: the flush went after ${linger} ms`,
+    );
+    openGates();
+    await a;
+    const closed = w.close();
+    await tick();
+    openGates();
+    await closed;
+  }
 });
