@@ -132,7 +132,7 @@ try {
   const cpu = (loop: ExecLoop, name: string) => loop.groupCpuUsPerExec(name);
   log(
     `exec CPU: client ${cpu(viaControllers, 'client')} µs, postgres ${cpu(viaControllers, 'postgres')} µs, machine ${cpu(viaControllers, 'machine')} µs per exec ` +
-      `(direct: client ${cpu(viaDirect, 'client')} µs, machine ${cpu(viaDirect, 'machine')} µs)`,
+      `(direct: client ${cpu(viaDirect, 'client')} µs, postgres ${cpu(viaDirect, 'postgres')} µs, machine ${cpu(viaDirect, 'machine')} µs)`,
   );
   await pool(CLIENTS, 8, (i) => bunkers[i]!.terminate());
 
@@ -214,6 +214,8 @@ try {
       client_cpu_us_per_exec: cpu(viaControllers, 'client'),
       client_direct_cpu_us_per_exec: cpu(viaDirect, 'client'),
       postgres_cpu_us_per_exec: cpu(viaControllers, 'postgres'),
+      // The database's background work (heartbeats, leases, activity) while no exec reaches it.
+      postgres_direct_cpu_us_per_exec: cpu(viaDirect, 'postgres'),
       machine_cpu_us_per_exec: cpu(viaControllers, 'machine'),
       machine_direct_cpu_us_per_exec: cpu(viaDirect, 'machine'),
     }),

@@ -1,4 +1,4 @@
-import { type CreateTableBuilder, type Expression, type InsertQueryBuilder, type Kysely, MysqlAdapter, sql } from 'kysely';
+import { type CreateTableBuilder, type Expression, type InsertQueryBuilder, type Kysely, MysqlAdapter, PostgresAdapter, sql } from 'kysely';
 
 /**
  * Whether `db` (a Kysely instance or a transaction) talks to MySQL/MariaDB: the one dialect whose
@@ -6,6 +6,11 @@ import { type CreateTableBuilder, type Expression, type InsertQueryBuilder, type
  */
 export function isMysql(db: Kysely<any>): boolean {
   return db.getExecutor().adapter instanceof MysqlAdapter;
+}
+
+/** Whether `db` talks to PostgreSQL. */
+export function isPostgres(db: Kysely<any>): boolean {
+  return db.getExecutor().adapter instanceof PostgresAdapter;
 }
 
 /** A column type `addColumn` takes: a named type, or raw SQL for dialect-specific ones. */

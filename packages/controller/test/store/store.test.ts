@@ -6,8 +6,9 @@ import { Migrator } from 'kysely/migration';
 import { InCodeMigrations } from '../../src/store/migrations.js';
 import { dialectFor } from '../../src/store/openDatabase.js';
 import { Store } from '../../src/store/Store.js';
-import type { BunkerRow } from '../../src/store/schema.js';
+import type { BunkerRow, ExecLogRow } from '../../src/store/schema.js';
 import { DIALECTS, type TestDatabase } from '../helpers/databases.js';
+import { execLogRow } from '../helpers/rows.js';
 
 function bunkerRow(tenantId: string, createdAt: string, patch: Partial<BunkerRow> = {}): BunkerRow {
   return {
@@ -508,6 +509,28 @@ for (const dialect of DIALECTS) {
       await store.execLogs.upsertMany([log(a, { exit_code: 9, stdout_preview: 'late' })]);
       const final = await store.execLogs.get(tenantA, row.id, a);
       assert.deepEqual([final?.exit_code, final?.stdout_preview, final?.finished_at], [3, 'out', 'x']);
+    });
+
+    test('exec logs: a batch of any size in one statement; NUL and lone surrogates are stored as U+FFFD', async () => {
+      const bunker = bunkerRow(tenantA, new Date().toISOString(), { state: 'running' });
+      await store.bunkers.insert(bunker, {});
+      const log = (id: string, patch: Partial<ExecLogRow> = {}): ExecLogRow => ({
+        ...execLogRow(id, { bunker_id: bunker.id, tenant_id: tenantA, started_at: new Date().toISOString() }),
+        ...patch,
+      });
+      // 40 rows: past the 10 whose parameters a per-size statement may hold prepared on PostgreSQL.
+      const ids = Array.from({ length: 40 }, () => newId('ex'));
+      await store.execLogs.upsertMany(ids.map((id, i) => log(id, { exit_code: i, duration_ms: i * 2, output_bytes: 2 ** 40 + i })));
+      for (const [i, id] of ids.entries()) {
+        const got = await store.execLogs.get(tenantA, bunker.id, id);
+        assert.deepEqual([got?.exit_code, got?.duration_ms, Number(got?.output_bytes)], [i, i * 2, 2 ** 40 + i]);
+      }
+      const odd = newId('ex');
+      await store.execLogs.upsertMany([
+        log(odd, { command: 'echo \ud800 x', stdout_preview: 'a\0b', stderr_preview: 'ok', finished_at: 'y' }),
+      ]);
+      const got = await store.execLogs.get(tenantA, bunker.id, odd);
+      assert.deepEqual([got?.command, got?.stdout_preview, got?.stderr_preview], ['echo \uFFFD x', 'a\uFFFDb', 'ok']);
     });
 
     test('getByIds reads any number of ids, in chunks', async () => {
