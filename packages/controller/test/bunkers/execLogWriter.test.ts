@@ -143,8 +143,12 @@ test('close writes the starts of execs still running', async (t) => {
   );
 });
 
-/** A writer lingering for up to 4 ms with 2 siblings, whose blocking execs lately took `took` ms (a manual clock). */
-async function loadedWriter(store: ExecLogStore, openGates: () => void, took: number) {
+/**
+ * A writer that lingers for up to 4 ms with 2 siblings, whose blocking execs lately took `took`
+ * ms (a manual clock); three execs a, b, c then run, and a has ended.
+ */
+async function afterFirstOfThree(took: number) {
+  const { store, statements, openGates } = fakeStore();
   const clock = { ms: 0 };
   const w = new ExecLogWriter(store, undefined, undefined, { siblings: 2, maxLingerMs: 4, latencyShare: 1 / 3, now: () => clock.ms });
   w.writeStartLater(row('earlier'), 1000);
@@ -153,16 +157,15 @@ async function loadedWriter(store: ExecLogStore, openGates: () => void, took: nu
   await tick();
   openGates();
   await earlier;
-  return w;
+  statements.length = 0;
+  for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
+  const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
+  return { w, statements, openGates, a };
 }
 
 test('under load a flush waits for the rows of the execs running beside it, and goes once they have all queued', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
-  const { store, statements, openGates } = fakeStore();
-  const w = await loadedWriter(store, openGates, 30);
-  statements.length = 0;
-  for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
-  const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
+  const { w, statements, openGates, a } = await afterFirstOfThree(30);
   await tick();
   assert.equal(statements.length, 0, 'two siblings still run: the flush waits');
   const b = w.write(row('b', { exit_code: 0, finished_at: 'x' }));
@@ -181,11 +184,7 @@ test('under load a flush waits for the rows of the execs running beside it, and 
 
 test('a linger ends after its time whatever still runs; with fewer siblings a flush does not wait', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
-  const { store, statements, openGates } = fakeStore();
-  const w = await loadedWriter(store, openGates, 30);
-  statements.length = 0;
-  for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
-  const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
+  const { w, statements, openGates, a } = await afterFirstOfThree(30);
   t.mock.timers.tick(3);
   await tick();
   assert.equal(statements.length, 0);
@@ -219,11 +218,7 @@ test('a linger is at most a third of what execs took lately, and none when they 
     [6, 2],
     [2, 0],
   ] as const) {
-    const { store, statements, openGates } = fakeStore();
-    const w = await loadedWriter(store, openGates, took);
-    statements.length = 0;
-    for (const id of ['a', 'b', 'c']) w.writeStartLater(row(id), 1000);
-    const a = w.write(row('a', { exit_code: 0, finished_at: 'x' }));
+    const { w, statements, openGates, a } = await afterFirstOfThree(took);
     if (linger > 0) {
       t.mock.timers.tick(linger - 1);
       await tick();
