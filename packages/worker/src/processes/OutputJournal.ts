@@ -125,8 +125,11 @@ export class OutputJournal {
     const chain = this.spillChain
       .catch(() => undefined)
       .then(async () => {
-        await this.spillFile?.close().catch(() => undefined);
+        // Never spilled (every blocking exec): there is no file, and no syscall to spend finding out.
+        const file = this.spillFile;
+        if (!file) return;
         this.spillFile = null;
+        await file.close().catch(() => undefined);
         await rm(this.opts.spillPath, { force: true });
       });
     this.spillChain = chain;

@@ -37,6 +37,8 @@ export class ProcessTable {
   private readonly bunkers = new Map<string, Map<string, TrackedProcess>>();
   /** Finished execs still kept, in the order they ended (across bunkers), and the memory they hold. */
   private readonly finished = new Map<TrackedProcess, { bunkerId: string; bytes: number }>();
+  /** The same per bunker, in the order they ended: evicting its oldest is O(1) per exec, not a sort of all. */
+  private readonly finishedOf = new Map<string, Set<TrackedProcess>>();
   private finishedBytes = 0;
   private readonly memoryBytes: number;
   private readonly diskBytes: number;
@@ -107,7 +109,13 @@ export class ProcessTable {
       const bytes = journal.memoryBytes;
       this.finished.set(tracked, { bunkerId, bytes });
       this.finishedBytes += bytes;
-      this.evictFinished(bunkerId, table);
+      let ofBunker = this.finishedOf.get(bunkerId);
+      if (!ofBunker) {
+        ofBunker = new Set();
+        this.finishedOf.set(bunkerId, ofBunker);
+      }
+      ofBunker.add(tracked);
+      this.evictFinished(bunkerId, ofBunker);
       this.enforceFinishedMemory();
     });
     try {
@@ -170,11 +178,11 @@ export class ProcessTable {
   }
 
   /** Drops the oldest finished execs of a bunker past `keepFinished` (running ones always stay). */
-  private evictFinished(bunkerId: string, table: Map<string, TrackedProcess>): void {
-    const finished = [...table.values()].filter((p) => !p.running);
-    if (finished.length <= this.keepFinished) return;
-    finished.sort((a, b) => a.endedAtMs - b.endedAtMs);
-    for (const p of finished.slice(0, finished.length - this.keepFinished)) this.drop(bunkerId, p);
+  private evictFinished(bunkerId: string, finished: Set<TrackedProcess>): void {
+    for (const p of finished) {
+      if (finished.size <= this.keepFinished) return;
+      this.drop(bunkerId, p);
+    }
   }
 
   private drop(bunkerId: string, p: TrackedProcess): void {
@@ -189,5 +197,8 @@ export class ProcessTable {
     if (!f) return;
     this.finished.delete(p);
     this.finishedBytes -= f.bytes;
+    const ofBunker = this.finishedOf.get(f.bunkerId);
+    ofBunker?.delete(p);
+    if (ofBunker?.size === 0) this.finishedOf.delete(f.bunkerId);
   }
 }

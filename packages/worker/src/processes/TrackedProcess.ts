@@ -49,9 +49,6 @@ export class TrackedProcess {
   get running(): boolean {
     return this.state === 'running';
   }
-  get endedAtMs(): number {
-    return this.endedAt?.getTime() ?? Number.POSITIVE_INFINITY;
-  }
 
   attach(handle: RunningProcess): void {
     this.handle = handle;

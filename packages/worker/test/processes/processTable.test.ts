@@ -83,3 +83,26 @@ test('a blocking exec keeps at most its memory bound; a repeated background star
   );
   bg.finish();
 });
+
+test('a bunker keeps its newest keepFinished finished execs; other bunkers and running execs are untouched', async () => {
+  const table = new ProcessTable({ spillDir: dir, keepFinished: 3 });
+  const running = fakeLaunch(Buffer.from('r'));
+  await table.start('bk_k', meta('ex_running'), running.launch);
+  const runToEnd = async (bunker: string, id: string) => {
+    const p = fakeLaunch(Buffer.from(id));
+    const tracked = await table.start(bunker, meta(id), p.launch);
+    p.finish();
+    await tracked.whenEnded();
+    await tracked.result;
+  };
+  for (let i = 0; i < 6; i++) await runToEnd('bk_k', `ex_k${i}`);
+  for (let i = 0; i < 2; i++) await runToEnd('bk_o', `ex_o${i}`);
+  const ids = (bunker: string) => table.list(bunker).map((p) => p.execId);
+  assert.deepEqual(ids('bk_k'), ['ex_k5', 'ex_k4', 'ex_k3', 'ex_running']);
+  assert.deepEqual(ids('bk_o'), ['ex_o1', 'ex_o0']);
+  // A bunker dropped and used again starts its count afresh.
+  await table.dropBunker('bk_o');
+  for (let i = 0; i < 4; i++) await runToEnd('bk_o', `ex_p${i}`);
+  assert.deepEqual(ids('bk_o'), ['ex_p3', 'ex_p2', 'ex_p1']);
+  running.finish();
+});
