@@ -59,12 +59,12 @@ interface UpsertPlan {
 
 export class ExecLogStore {
   /**
-   * Upserts by batch size, compiled on first use: the exec path writes a batch every few
+   * SQLite and MySQL: upserts by batch size, compiled on first use: the exec path writes a batch every few
    * milliseconds under load, and building the statement through Kysely each time cost more
    * controller CPU than sending it.
    */
   private readonly upsertPlans = new Map<number, UpsertPlan>();
-  /** `null` off PostgreSQL. */
+  /** PostgreSQL's one upsert for every batch size (`jsonUpsert`); `null` off PostgreSQL, unset until first used. */
   private jsonUpsertQuery: CompiledQuery | null | undefined;
 
   constructor(private readonly db: Kysely<Database>) {}

@@ -5,9 +5,10 @@ const WRITE = /^\s*(insert|update|delete)\b/i;
 const RETURNING = /\breturning\b/i;
 /**
  * Parameters a named write may have. A prepared statement keeps its parse tree and plan in
- * every backend that ran it: ~85 KiB for a 1-row exec-log upsert (23 parameters), ~170 KiB for
- * 16 rows, 1.6 MiB for 256. Small batches are most of the statements under load; a large one
- * is rare and is parsed anew.
+ * every backend that ran it, and that grows with its parameters: measured on the exec-log upsert
+ * when it bound one parameter per column, ~85 KiB for 1 row (23 parameters), ~170 KiB for 16
+ * rows, 1.6 MiB for 256. Writes with more are parsed anew each time; the exec-log upsert now
+ * binds its rows as one JSON parameter (ExecLogStore), so no batch size of it is one of those.
  */
 const MAX_PARAMETERS = 256;
 
