@@ -51,6 +51,13 @@ type MissingColumn = Exclude<keyof ExecLogRow, (typeof ROW_COLUMNS)[number]>;
 const allColumns: MissingColumn extends never ? true : MissingColumn = true;
 void allColumns;
 
+/**
+ * Literals, not parameters, where a query must match a partial index's predicate (migration
+ * 0015): a planner proves `output_bytes > 0` from `output_bytes > 0`, never from `> $1`.
+ */
+const STORED = sql.lit(0);
+const BACKGROUND = sql.lit(1);
+
 /** An upsert of n rows compiled once: its SQL, and where each parameter comes from (row, column) or its constant. */
 interface UpsertPlan {
   compiled: CompiledQuery;
@@ -168,7 +175,7 @@ export class ExecLogStore {
       .selectFrom('exec_logs')
       .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('output_bytes'), eb.lit(0)).as('bytes'))
       .where('tenant_id', '=', tenantId)
-      .where('output_bytes', '>', 0)
+      .where('output_bytes', '>', STORED)
       .executeTakeFirst();
     return Number(r?.bytes ?? 0);
   }
@@ -178,7 +185,7 @@ export class ExecLogStore {
     return this.db
       .selectFrom('exec_logs')
       .select(['id', 'bunker_id'])
-      .where('output_bytes', '>', 0)
+      .where('output_bytes', '>', STORED)
       .where('started_at', '<', before)
       .orderBy('started_at')
       .limit(limit)
@@ -210,7 +217,7 @@ export class ExecLogStore {
     return this.db
       .selectFrom('exec_logs')
       .selectAll()
-      .where('background', '=', 1)
+      .where('background', '=', BACKGROUND)
       .where('finished_at', 'is', null)
       .orderBy('started_at')
       .limit(limit)

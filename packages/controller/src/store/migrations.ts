@@ -517,6 +517,36 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('availability_groups_tenant').on('availability_groups').columns(['tenant_id']).execute();
     },
   },
+  '0015_exec_log_partial_indexes': {
+    async up(db: Kysely<any>) {
+      // Most execs store no output and are not background: their rows need not be in the
+      // indexes of stored output and of unfinished background execs. Partial indexes leave
+      // those rows out; every exec's row was three index inserts more than it needed, on pages
+      // all writers shared. MySQL has no partial indexes and keeps the full ones.
+      if (isMysql(db)) return;
+      for (const name of ['exec_logs_output', 'exec_logs_tenant_output', 'exec_logs_unfinished']) {
+        await db.schema.dropIndex(name).execute();
+      }
+      await db.schema
+        .createIndex('exec_logs_output')
+        .on('exec_logs')
+        .column('started_at')
+        .where(sql.ref('output_bytes'), '>', sql.lit(0))
+        .execute();
+      await db.schema
+        .createIndex('exec_logs_tenant_output')
+        .on('exec_logs')
+        .columns(['tenant_id', 'output_bytes'])
+        .where(sql.ref('output_bytes'), '>', sql.lit(0))
+        .execute();
+      await db.schema
+        .createIndex('exec_logs_unfinished')
+        .on('exec_logs')
+        .column('started_at')
+        .where(sql<boolean>`background = 1 and finished_at is null`)
+        .execute();
+    },
+  },
 };
 
 export class InCodeMigrations implements MigrationProvider {

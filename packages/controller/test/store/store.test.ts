@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { newId } from '@scaibunker/core';
-import { Kysely } from 'kysely';
+import { Kysely, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { InCodeMigrations } from '../../src/store/migrations.js';
 import { dialectFor } from '../../src/store/openDatabase.js';
@@ -531,6 +531,46 @@ for (const dialect of DIALECTS) {
       ]);
       const got = await store.execLogs.get(tenantA, bunker.id, odd);
       assert.deepEqual([got?.command, got?.stdout_preview, got?.stderr_preview], ['echo \uFFFD x', 'a\uFFFDb', 'ok']);
+    });
+
+    test('exec logs: stored output and unfinished background execs are found through partial indexes (not on MySQL)', async () => {
+      const tenant = newId('tn');
+      await store.tenants.insert({ id: tenant, name: 'partial', created_at: new Date().toISOString() });
+      const bunker = bunkerRow(tenant, new Date().toISOString(), { state: 'running' });
+      await store.bunkers.insert(bunker, {});
+      const log = (patch: Partial<ExecLogRow>): ExecLogRow => ({
+        ...execLogRow(newId('ex'), { bunker_id: bunker.id, tenant_id: tenant, started_at: '2000-01-01T00:00:00.000Z' }),
+        ...patch,
+      });
+      const stored = log({ output_bytes: 100, finished_at: 'x' });
+      const inline = log({ output_bytes: 0, finished_at: 'x' });
+      const running = log({ background: 1, finished_at: null });
+      const ended = log({ background: 1, finished_at: 'x' });
+      const blocking = log({ background: 0, finished_at: null });
+      await store.execLogs.upsertMany([stored, inline, running, ended, blocking]);
+
+      assert.equal(await store.execLogs.storedOutputBytes(tenant), 100);
+      const expiring = (await store.execLogs.withOutputBefore('2000-01-02', 10_000)).map((r) => r.id);
+      assert.ok(expiring.includes(stored.id) && !expiring.includes(inline.id));
+      const unfinished = async () => (await store.execLogs.unfinishedBackground(10_000)).map((r) => r.id);
+      assert.deepEqual(
+        (await unfinished()).filter((id) => [running.id, ended.id, blocking.id].includes(id)),
+        [running.id],
+      );
+      // A row leaves a partial index when an update takes it out of the predicate.
+      await store.execLogs.upsertMany([{ ...running, finished_at: 'y' }]);
+      assert.ok(!(await unfinished()).includes(running.id));
+      await store.execLogs.markOutputExpired([stored.id]);
+      assert.equal(await store.execLogs.storedOutputBytes(tenant), 0);
+
+      const definitions = {
+        sqlite: sql<{ d: string }>`select sql as d from sqlite_master where name like 'exec_logs_%'`,
+        postgres: sql<{ d: string }>`select indexdef as d from pg_indexes where indexname like 'exec_logs_%'`,
+        mariadb: undefined,
+      }[dialect.name];
+      if (!definitions) return;
+      const partial = (await definitions.execute(store.db)).rows.map((r) => r.d).filter((d) => / where /i.test(d));
+      assert.equal(partial.length, 3, `three partial exec-log indexes: ${partial.join('; ')}`);
     });
 
     test('getByIds reads any number of ids, in chunks', async () => {
