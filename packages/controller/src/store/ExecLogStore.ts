@@ -2,6 +2,7 @@ import { type CompiledQuery, type Kysely, type OnConflictBuilder, sql } from 'ky
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Database, ExecLogRow } from './schema.js';
 import { isMysql, isPostgres } from './sqlDialect.js';
+import { storableText } from './storableText.js';
 
 /** The columns an exec fills in when it ends; `finished_at` last (MySQL assigns in order, and it is the guard). */
 const COMPLETION_COLUMNS = [
@@ -87,7 +88,7 @@ export class ExecLogStore {
    */
   async upsertMany(rows: readonly ExecLogRow[]): Promise<void> {
     if (rows.length === 0) return;
-    rows = rows.map(storableRow);
+    rows = rows.map((row) => storableText(row, ROW_COLUMNS));
     const json = this.jsonUpsert();
     if (json) {
       await this.db.executeQuery({ ...json, parameters: [JSON.stringify(rows)] });
@@ -274,20 +275,4 @@ function completeUnlessFinished(oc: OnConflictBuilder<Database, 'exec_logs'>) {
       // A finished row is final: a start written late (replayed from a journal) never undoes it.
       .where('exec_logs.finished_at', 'is', null)
   );
-}
-
-/**
- * The row as every database can hold it: a NUL (a command's output may have one in its preview)
- * and a lone surrogate (a JSON string may carry one) become U+FFFD, as bytes that are not UTF-8
- * already do in a preview. PostgreSQL refuses both in text, which failed the exec.
- */
-function storableRow(row: ExecLogRow): ExecLogRow {
-  let out: ExecLogRow | undefined;
-  for (const column of ROW_COLUMNS) {
-    const v = row[column];
-    if (typeof v !== 'string' || (v.isWellFormed() && !v.includes('\0'))) continue;
-    out ??= { ...row };
-    (out as unknown as Record<string, unknown>)[column] = v.toWellFormed().replaceAll('\0', '\uFFFD');
-  }
-  return out ?? row;
 }

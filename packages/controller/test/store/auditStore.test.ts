@@ -132,5 +132,17 @@ for (const dialect of DIALECTS) {
       assert.ok(b.items.length > 0 && b.items.every((r) => r.tenant_id === tenantB));
       await assert.rejects(store.audit.list({ tenantId: tenantA, limit: 2, cursor: 'not-a-cursor' }), { code: 'VALIDATION_FAILED' });
     });
+
+    test('a batch of any size in one statement; NUL and lone surrogates are stored as U+FFFD, not dropped', async () => {
+      const tenant = newId('tn');
+      const many = Array.from({ length: 600 }, (_, i) => event(tenant, at(40), { details: JSON.stringify({ i }) }));
+      const odd = event(tenant, at(41), { target_id: 'a\0b', details: '{"command":"echo \ud800"}' });
+      await store.audit.insertMany([...many, odd]);
+      const all = (await store.audit.list({ tenantId: tenant, limit: 1000 })).items;
+      assert.equal(all.length, 601);
+      const got = all.find((r) => r.id === odd.id);
+      assert.deepEqual([got?.target_id, got?.details], ['a\uFFFDb', '{"command":"echo \uFFFD"}']);
+      assert.equal(all.find((r) => r.id === many[599]?.id)?.details, '{"i":599}');
+    });
   });
 }
