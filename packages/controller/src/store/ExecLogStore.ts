@@ -54,7 +54,8 @@ void allColumns;
 
 /**
  * Literals, not parameters, where a query must match a partial index's predicate (migration
- * 0015): a planner proves `output_bytes > 0` from `output_bytes > 0`, never from `> $1`.
+ * 0015): a planner proves `output_bytes > 0` from `output_bytes > 0` whatever it was bound,
+ * while from `> $1` it may not (PostgreSQL's generic plan of a prepared statement does not).
  */
 const STORED = sql.lit(0);
 const BACKGROUND = sql.lit(1);
