@@ -1,7 +1,8 @@
 import { type CompiledQuery, type Kysely, type OnConflictBuilder, sql } from 'kysely';
+import { allColumns } from './allColumns.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Database, ExecLogRow } from './schema.js';
-import { isMysql, isPostgres } from './sqlDialect.js';
+import { isMysql, isPostgres, jsonRecordset } from './sqlDialect.js';
 import { storableText } from './storableText.js';
 
 /** The columns an exec fills in when it ends; `finished_at` last (MySQL assigns in order, and it is the guard). */
@@ -23,7 +24,7 @@ const COMPLETION_COLUMNS = [
 ] as const;
 
 /** Every column of a row, in the order an upsert binds them (the compiler refuses a column left out). */
-const ROW_COLUMNS = [
+const ROW_COLUMNS = allColumns<ExecLogRow>()([
   'id',
   'bunker_id',
   'tenant_id',
@@ -47,10 +48,7 @@ const ROW_COLUMNS = [
   'pid',
   'end_reason',
   'pty',
-] as const satisfies readonly (keyof ExecLogRow)[];
-type MissingColumn = Exclude<keyof ExecLogRow, (typeof ROW_COLUMNS)[number]>;
-const allColumns: MissingColumn extends never ? true : MissingColumn = true;
-void allColumns;
+]);
 
 /**
  * Literals, not parameters, where a query must match a partial index's predicate (migration
@@ -73,10 +71,24 @@ export class ExecLogStore {
    * controller CPU than sending it.
    */
   private readonly upsertPlans = new Map<number, UpsertPlan>();
-  /** PostgreSQL's one upsert for every batch size (`jsonUpsert`); `null` off PostgreSQL, unset until first used. */
-  private jsonUpsertQuery: CompiledQuery | null | undefined;
+  /**
+   * PostgreSQL: the upsert of any number of rows as one statement with one parameter, the rows
+   * as a JSON array. Compiled per batch size, a statement past PreparedWrites' 256 parameters
+   * (10 rows) was parsed and planned anew each time — under load 39 % of the rows went in such
+   * statements; this one text is prepared once per connection whatever the batch.
+   */
+  private readonly jsonUpsert: CompiledQuery | undefined;
 
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<Database>) {
+    if (!isPostgres(db)) return;
+    this.jsonUpsert = db
+      .insertInto('exec_logs')
+      .columns([...ROW_COLUMNS])
+      .expression(jsonRecordset('exec_logs', ROW_COLUMNS))
+      .onConflict((oc) => completeUnlessFinished(oc))
+      .compile();
+    if (this.jsonUpsert.parameters.length !== 1) throw new Error('exec-log JSON upsert: expected one parameter');
+  }
 
   async insert(row: ExecLogRow): Promise<void> {
     await this.db.insertInto('exec_logs').values(row).execute();
@@ -90,9 +102,8 @@ export class ExecLogStore {
   async upsertMany(rows: readonly ExecLogRow[]): Promise<void> {
     if (rows.length === 0) return;
     rows = rows.map((row) => storableText(row, ROW_COLUMNS));
-    const json = this.jsonUpsert();
-    if (json) {
-      await this.db.executeQuery({ ...json, parameters: [JSON.stringify(rows)] });
+    if (this.jsonUpsert) {
+      await this.db.executeQuery({ ...this.jsonUpsert, parameters: [JSON.stringify(rows)] });
       return;
     }
     const plan = this.upsertPlan(rows.length);
@@ -125,30 +136,6 @@ export class ExecLogStore {
     plan = { compiled, slots };
     this.upsertPlans.set(n, plan);
     return plan;
-  }
-
-  /**
-   * PostgreSQL: the upsert of any number of rows as one statement with one parameter, the rows
-   * as a JSON array. Compiled per batch size, a statement past PreparedWrites' 256 parameters
-   * (10 rows) was parsed and planned anew each time — under load 39 % of the rows went in such
-   * statements; this one text is prepared once per connection whatever the batch.
-   */
-  private jsonUpsert(): CompiledQuery | undefined {
-    if (this.jsonUpsertQuery === undefined) {
-      if (!isPostgres(this.db)) this.jsonUpsertQuery = null;
-      else {
-        const columns = sql.join(ROW_COLUMNS.map((c) => sql.ref(c)));
-        const compiled = this.db
-          .insertInto('exec_logs')
-          .columns([...ROW_COLUMNS])
-          .expression(sql`select ${columns} from json_populate_recordset(null::exec_logs, ${'[]'}::json)`)
-          .onConflict((oc) => completeUnlessFinished(oc))
-          .compile();
-        if (compiled.parameters.length !== 1) throw new Error('exec-log JSON upsert: expected one parameter');
-        this.jsonUpsertQuery = compiled;
-      }
-    }
-    return this.jsonUpsertQuery ?? undefined;
   }
 
   /** The upsert statement (not run): insert, or complete a row that is not finished yet. */

@@ -13,6 +13,15 @@ export function isPostgres(db: Kysely<any>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter;
 }
 
+/**
+ * PostgreSQL: `select <columns> from json_populate_recordset(null::<table>, $1::json)`, an
+ * insert's source whose rows travel as one parameter, a JSON array of them (bound as `'[]'`
+ * here). One statement text for every number of rows, so prepared once per connection.
+ */
+export function jsonRecordset(table: string, columns: readonly string[]): Expression<unknown> {
+  return sql`select ${sql.join(columns.map((c) => sql.ref(c)))} from json_populate_recordset(null::${sql.table(table)}, ${'[]'}::json)`;
+}
+
 /** A column type `addColumn` takes: a named type, or raw SQL for dialect-specific ones. */
 export type ColumnType = 'text' | 'integer' | 'bigint' | 'double precision' | Expression<unknown>;
 
