@@ -533,44 +533,65 @@ for (const dialect of DIALECTS) {
       assert.deepEqual([got?.command, got?.stdout_preview, got?.stderr_preview], ['echo \uFFFD x', 'a\uFFFDb', 'ok']);
     });
 
-    test('exec logs: stored output and unfinished background execs are found through partial indexes (not on MySQL)', async () => {
-      const tenant = newId('tn');
-      await store.tenants.insert({ id: tenant, name: 'partial', created_at: new Date().toISOString() });
-      const bunker = bunkerRow(tenant, new Date().toISOString(), { state: 'running' });
-      await store.bunkers.insert(bunker, {});
-      const log = (patch: Partial<ExecLogRow>): ExecLogRow => ({
-        ...execLogRow(newId('ex'), { bunker_id: bunker.id, tenant_id: tenant, started_at: '2000-01-01T00:00:00.000Z' }),
-        ...patch,
-      });
-      const stored = log({ output_bytes: 100, finished_at: 'x' });
-      const inline = log({ output_bytes: 0, finished_at: 'x' });
-      const running = log({ background: 1, finished_at: null });
-      const ended = log({ background: 1, finished_at: 'x' });
-      const blocking = log({ background: 0, finished_at: null });
-      await store.execLogs.upsertMany([stored, inline, running, ended, blocking]);
+    test('0015_exec_log_partial_indexes upgrades a database with rows: stored output and unfinished background execs are still found', async () => {
+      const old = await dialect.create();
+      const { dialect: d } = dialectFor(old.url);
+      const raw = new Kysely<any>({ dialect: d });
+      let upgraded: Store | undefined;
+      try {
+        const migrator = new Migrator({ db: raw, provider: new InCodeMigrations() });
+        assert.equal((await migrator.migrateTo('0014_tenant_availability_groups')).error, undefined);
+        const tenant = newId('tn');
+        await raw.insertInto('tenants').values({ id: tenant, name: 'old', created_at: new Date().toISOString() }).execute();
+        const bunker = bunkerRow(tenant, new Date().toISOString(), { state: 'running' });
+        await raw.insertInto('bunkers').values(bunker).execute();
+        const log = (patch: Partial<ExecLogRow>): ExecLogRow => ({
+          ...execLogRow(newId('ex'), { bunker_id: bunker.id, tenant_id: tenant, started_at: '2000-01-01T00:00:00.000Z' }),
+          ...patch,
+        });
+        const stored = log({ output_bytes: 100, finished_at: 'x' });
+        const inline = log({ output_bytes: 0, finished_at: 'x' });
+        const running = log({ background: 1, finished_at: null });
+        const ended = log({ background: 1, finished_at: 'x' });
+        const blocking = log({ background: 0, finished_at: null });
+        await raw.insertInto('exec_logs').values([stored, inline, running, ended, blocking]).execute();
+        assert.equal((await migrator.migrateToLatest()).error, undefined);
 
-      assert.equal(await store.execLogs.storedOutputBytes(tenant), 100);
-      const expiring = (await store.execLogs.withOutputBefore('2000-01-02', 10_000)).map((r) => r.id);
-      assert.ok(expiring.includes(stored.id) && !expiring.includes(inline.id));
-      const unfinished = async () => (await store.execLogs.unfinishedBackground(10_000)).map((r) => r.id);
-      assert.deepEqual(
-        (await unfinished()).filter((id) => [running.id, ended.id, blocking.id].includes(id)),
-        [running.id],
-      );
-      // A row leaves a partial index when an update takes it out of the predicate.
-      await store.execLogs.upsertMany([{ ...running, finished_at: 'y' }]);
-      assert.ok(!(await unfinished()).includes(running.id));
-      await store.execLogs.markOutputExpired([stored.id]);
-      assert.equal(await store.execLogs.storedOutputBytes(tenant), 0);
+        upgraded = await Store.open(old.url);
+        const logs = upgraded.execLogs;
+        assert.equal(await logs.storedOutputBytes(tenant), 100);
+        assert.deepEqual(
+          (await logs.withOutputBefore('2000-01-02', 10)).map((r) => r.id),
+          [stored.id],
+        );
+        assert.deepEqual(
+          (await logs.unfinishedBackground(10)).map((r) => r.id),
+          [running.id],
+        );
+        // A row leaves a partial index when an update takes it out of the predicate; a new one enters.
+        const later = log({ background: 1, finished_at: null, output_bytes: 7 });
+        await logs.upsertMany([{ ...running, finished_at: 'y' }, later]);
+        assert.deepEqual(
+          (await logs.unfinishedBackground(10)).map((r) => r.id),
+          [later.id],
+        );
+        await logs.markOutputExpired([stored.id]);
+        assert.equal(await logs.storedOutputBytes(tenant), 7);
 
-      const definitions = {
-        sqlite: sql<{ d: string }>`select sql as d from sqlite_master where name like 'exec_logs_%'`,
-        postgres: sql<{ d: string }>`select indexdef as d from pg_indexes where indexname like 'exec_logs_%'`,
-        mariadb: undefined,
-      }[dialect.name];
-      if (!definitions) return;
-      const partial = (await definitions.execute(store.db)).rows.map((r) => r.d).filter((d) => / where /i.test(d));
-      assert.equal(partial.length, 3, `three partial exec-log indexes: ${partial.join('; ')}`);
+        const definitions = {
+          sqlite: sql<{ d: string }>`select sql as d from sqlite_master where name like 'exec_logs_%'`,
+          postgres: sql<{ d: string }>`select indexdef as d from pg_indexes where indexname like 'exec_logs_%'`,
+          mariadb: undefined,
+        }[dialect.name];
+        if (definitions) {
+          const partial = (await definitions.execute(raw)).rows.map((r) => r.d).filter((def) => / where /i.test(def));
+          assert.equal(partial.length, 3, `three partial exec-log indexes: ${partial.join('; ')}`);
+        }
+      } finally {
+        await upgraded?.close();
+        await raw.destroy();
+        await old.cleanup();
+      }
     });
 
     test('getByIds reads any number of ids, in chunks', async () => {
