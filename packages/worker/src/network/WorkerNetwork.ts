@@ -215,7 +215,7 @@ export class WorkerNetwork implements BunkerNetworking {
       // (instead of days later, when an established entry would time out).
       this.audit.owners.detached(net.address, bunkerId, Date.now() * 1000);
       await runCommand('conntrack', ['-D', '-s', net.address]).catch(() => undefined);
-      this.audit.hostnames.forget(bunkerId);
+      this.audit.hostnames.release(bunkerId);
     }
   }
 

@@ -228,10 +228,37 @@ describe('HostnameLog', () => {
     assert.equal(log.lookup('b1', '192.0.2.2'), undefined);
     assert.equal(log.lookup('b1', '192.0.2.1'), 'one.test');
     assert.equal(log.lookup('b1', '192.0.2.3'), 'three.test');
-    log.onAnswer('b2', 'four.test', ['192.0.2.4']);
-    log.forget('b1');
+  });
+
+  test("a released bunker's names stay for its last flows, then go: by age, or past the cap oldest first", () => {
+    let now = 0;
+    const log = new HostnameLog({ keepReleasedMs: 1_000, maxReleasedNames: 3, now: () => now });
+    log.onAnswer('b1', 'one.test', ['192.0.2.1', '192.0.2.2']);
+    log.onAnswer('b2', 'two.test', ['192.0.2.3']);
+    log.onAnswer('b3', 'three.test', ['192.0.2.4', '192.0.2.5']);
+    log.release('b1');
+    // The flows a detach ends are reported after it: they still get their name.
+    assert.equal(log.lookup('b1', '192.0.2.1'), 'one.test');
+    now = 999;
+    log.release('b2');
+    assert.equal(log.lookup('b1', '192.0.2.2'), 'one.test');
+    assert.equal(log.lookup('b2', '192.0.2.3'), 'two.test');
+    now = 1_000; // b1 was released 1 s ago
+    log.release('nothing-resolved');
     assert.equal(log.lookup('b1', '192.0.2.1'), undefined);
-    assert.equal(log.lookup('b2', '192.0.2.4'), 'four.test');
+    assert.equal(log.lookup('b2', '192.0.2.3'), 'two.test');
+    log.release('b3'); // 1 + 2 names released: at the cap, kept
+    assert.equal(log.lookup('b2', '192.0.2.3'), 'two.test');
+    log.onAnswer('b4', 'four.test', ['192.0.2.6']);
+    log.release('b4'); // 4 names: the longest released (b2) goes
+    assert.equal(log.lookup('b2', '192.0.2.3'), undefined);
+    assert.equal(log.lookup('b3', '192.0.2.4'), 'three.test');
+    assert.equal(log.lookup('b4', '192.0.2.6'), 'four.test');
+    // Releasing twice counts once; a live bunker is untouched throughout.
+    log.onAnswer('b5', 'five.test', ['192.0.2.7']);
+    log.release('b4');
+    assert.equal(log.lookup('b4', '192.0.2.6'), 'four.test');
+    assert.equal(log.lookup('b5', '192.0.2.7'), 'five.test');
   });
 });
 

@@ -9,6 +9,13 @@ export interface HostnameLogOptions {
    * is hours after the lookup, and the DNS TTL is not known here.
    */
   ttlMs?: number;
+  /**
+   * How long a released bunker's names stay (default 15 min, as AddressOwners keeps a released
+   * address): its last flows are reported after its network is gone.
+   */
+  keepReleasedMs?: number;
+  /** Most names all released bunkers keep together; the longest released go first (default 65,536). */
+  maxReleasedNames?: number;
   /** Clock, for tests (default Date.now). */
   now?: () => number;
 }
@@ -27,12 +34,19 @@ interface Entry {
 export class HostnameLog {
   private readonly maxPerBunker: number;
   private readonly ttlMs: number;
+  private readonly keepReleasedMs: number;
+  private readonly maxReleasedNames: number;
   private readonly now: () => number;
   private readonly bunkers = new Map<string, Map<string, Entry>>();
+  /** Released bunkers, longest released first: when, and how many names they kept. */
+  private readonly released = new Map<string, { atMs: number; names: number }>();
+  private releasedNames = 0;
 
   constructor(opts: HostnameLogOptions = {}) {
     this.maxPerBunker = opts.maxPerBunker ?? 4096;
     this.ttlMs = opts.ttlMs ?? 6 * 3600_000;
+    this.keepReleasedMs = opts.keepReleasedMs ?? 15 * 60_000;
+    this.maxReleasedNames = opts.maxReleasedNames ?? 65_536;
     this.now = opts.now ?? Date.now;
   }
 
@@ -72,9 +86,27 @@ export class HostnameLog {
     return entry.name;
   }
 
-  /** Drops everything known about a bunker (call when it is deleted, after its final flush). */
-  forget(bunkerId: string): void {
-    this.bunkers.delete(bunkerId);
+  /**
+   * The bunker's network is gone. Its names stay a while: conntrack reports a flow when it ends,
+   * and the flows a detach ends (deleting the bunker's conntrack entries) reach the auditor only
+   * after it — forgotten at once, those records lost their hostname. So they stay at least
+   * `keepReleasedMs`; each release drops those of bunkers released longer ago, and the longest
+   * released while all released bunkers keep more than `maxReleasedNames`.
+   */
+  release(bunkerId: string): void {
+    const names = this.bunkers.get(bunkerId)?.size ?? 0;
+    if (names === 0) this.bunkers.delete(bunkerId);
+    else if (!this.released.has(bunkerId)) {
+      this.released.set(bunkerId, { atMs: this.now(), names });
+      this.releasedNames += names;
+    }
+    const now = this.now();
+    for (const [id, r] of this.released) {
+      if (now - r.atMs < this.keepReleasedMs && this.releasedNames <= this.maxReleasedNames) break;
+      this.released.delete(id);
+      this.releasedNames -= r.names;
+      this.bunkers.delete(id);
+    }
   }
 
   /** Addresses currently remembered for a bunker (expired ones included until looked up). */
