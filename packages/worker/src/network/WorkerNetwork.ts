@@ -215,8 +215,10 @@ export class WorkerNetwork implements BunkerNetworking {
       // (instead of days later, when an established entry would time out).
       this.audit.owners.detached(net.address, bunkerId, Date.now() * 1000);
       await runCommand('conntrack', ['-D', '-s', net.address]).catch(() => undefined);
-      this.audit.hostnames.release(bunkerId);
     }
+    // Every profile whose lookups the responder answers feeds the names (an allowlisted bunker's
+    // too), so every bunker releases them, or they would stay for the worker's lifetime.
+    this.audit?.hostnames.release(bunkerId);
   }
 
   /** At worker start, before it takes work: live bunkers get their rules back, the rest is removed. */
